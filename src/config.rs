@@ -1,0 +1,468 @@
+//! Command line and `BULLY_*` environment: everything a node is told before it starts.
+//!
+//! A flag always wins over its environment variable, so a unit file can set defaults that an
+//! operator still overrides by hand.
+
+use log::LevelFilter;
+use std::ffi::OsString;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub const USAGE: &str = "\
+bully - leader election with the Bully algorithm
+
+USAGE:
+    bully PORT NAME [options]
+    bully status [registry options] [--json]
+
+OPTIONS (each also read from BULLY_<FLAG>, e.g. BULLY_HEALTH_INTERVAL=500ms; a flag wins):
+    --id N                 election priority, unsigned 64-bit; higher wins [default: random]
+    --cluster NAME         cluster name; clusters never see each other [default: bully]
+    --registry KIND        dir | consul | static [default: dir; --consul or --peers alone
+                           select consul or static]
+    --registry-dir PATH    where the dir registry lives, one sub-directory per cluster
+                           [default: $XDG_RUNTIME_DIR/bully, else /tmp/bully-<uid>]
+    --peers LIST           static registry: comma-separated HOST:PORT of the other nodes
+    --consul URL           consul registry: agent address [default: $CONSUL_HTTP_ADDR,
+                           else http://127.0.0.1:8500]
+    --bind ADDR            listen address [default: 127.0.0.1]
+    --advertise HOST       address others use to reach this node [default: the bind address;
+                           127.0.0.1 when binding 0.0.0.0]
+    --startup-delay DUR    first election after this long [default: 15s]
+    --health-interval DUR  how often a follower checks the coordinator [default: 20s]
+    --timeout DUR          per-request timeout to peers [default: 1s]
+    --log-level LEVEL      error | warn | info | debug | trace [default: info]
+    -h, --help             print this help
+    -V, --version          print the version
+
+Durations: 250ms, 15s, 2m, 1h, or a bare number of seconds.
+";
+
+/// A bad command line: one line for the user, then exit code 2.
+#[derive(Debug, PartialEq, Eq)]
+pub struct UsageError(pub String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RegistryKind {
+    Dir,
+    Consul,
+    Static,
+}
+
+/// Where members are found; shared by the node and `bully status`.
+#[derive(Clone, Debug)]
+pub struct RegistryOptions {
+    pub kind: RegistryKind,
+    pub cluster: String,
+    pub dir: PathBuf,
+    pub peers: Vec<String>,
+    pub consul: Option<String>,
+    pub timeout: Duration,
+}
+
+/// Everything a node needs to run.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub port: u16,
+    pub name: String,
+    pub id: u64,
+    pub id_is_random: bool,
+    pub registry: RegistryOptions,
+    pub bind: IpAddr,
+    pub advertise: String,
+    pub startup_delay: Duration,
+    pub health_interval: Duration,
+    pub timeout: Duration,
+    pub log_level: LevelFilter,
+}
+
+/// What the command line asks for.
+#[derive(Debug)]
+pub enum Command {
+    Run(Box<Config>),
+    Help,
+    Version,
+}
+
+/// Reads flags, falling back to `BULLY_*` variables from `env`.
+pub struct Flags<'a> {
+    args: pico_args::Arguments,
+    env: &'a dyn Fn(&str) -> Option<String>,
+}
+
+impl<'a> Flags<'a> {
+    pub fn new(args: Vec<OsString>, env: &'a dyn Fn(&str) -> Option<String>) -> Self {
+        Flags {
+            args: pico_args::Arguments::from_vec(args),
+            env,
+        }
+    }
+
+    pub fn contains(&mut self, flag: &'static str) -> bool {
+        self.args.contains(flag)
+    }
+
+    /// The flag's value, else its `BULLY_` variable's.
+    pub fn value(&mut self, flag: &'static str) -> Result<Option<String>, UsageError> {
+        match self.args.opt_value_from_str::<_, String>(flag) {
+            Ok(Some(v)) => Ok(Some(v)),
+            Ok(None) => Ok((self.env)(&env_name(flag)).filter(|v| !v.is_empty())),
+            Err(e) => Err(UsageError(format!("{flag}: {e}"))),
+        }
+    }
+
+    pub fn parsed<T>(
+        &mut self,
+        flag: &'static str,
+        expects: &str,
+        parse: impl Fn(&str) -> Option<T>,
+    ) -> Result<Option<T>, UsageError> {
+        match self.value(flag)? {
+            None => Ok(None),
+            Some(v) => parse(&v)
+                .map(Some)
+                .ok_or_else(|| UsageError(format!("{flag}: expected {expects}, got '{v}'"))),
+        }
+    }
+
+    pub fn duration(
+        &mut self,
+        flag: &'static str,
+        default: Duration,
+    ) -> Result<Duration, UsageError> {
+        Ok(self
+            .parsed(
+                flag,
+                "a duration like 250ms, 15s, 2m or a number of seconds",
+                parse_duration,
+            )?
+            .unwrap_or(default))
+    }
+
+    pub fn free(&mut self, what: &str, expects: &str) -> Result<String, UsageError> {
+        match self.args.opt_free_from_str::<String>() {
+            Ok(Some(v)) if !v.starts_with('-') => Ok(v),
+            Ok(Some(v)) => Err(UsageError(format!("unknown option '{v}'"))),
+            Ok(None) => Err(UsageError(format!("missing {what} ({expects})"))),
+            Err(e) => Err(UsageError(format!("{what}: {e}"))),
+        }
+    }
+
+    /// Anything left over is a mistake worth naming.
+    pub fn finish(self) -> Result<(), UsageError> {
+        let rest = self.args.finish();
+        match rest.first() {
+            None => Ok(()),
+            Some(a) => Err(UsageError(format!(
+                "unexpected argument '{}'",
+                a.to_string_lossy()
+            ))),
+        }
+    }
+
+    /// Registry options, shared by the node and `bully status`.
+    pub fn registry(&mut self, timeout: Duration) -> Result<RegistryOptions, UsageError> {
+        let cluster = self
+            .parsed(
+                "--cluster",
+                "a name of letters, digits, '.', '_' or '-'",
+                |v| valid_name(v).then(|| v.to_string()),
+            )?
+            .unwrap_or_else(|| "bully".into());
+        let kind = self.parsed("--registry", "dir, consul or static", |v| match v {
+            "dir" => Some(RegistryKind::Dir),
+            "consul" => Some(RegistryKind::Consul),
+            "static" => Some(RegistryKind::Static),
+            _ => None,
+        })?;
+        let dir = self
+            .value("--registry-dir")?
+            .map(PathBuf::from)
+            .unwrap_or_else(|| default_registry_dir((self.env)("XDG_RUNTIME_DIR")));
+        let peers = self.parsed("--peers", "a comma-separated list of HOST:PORT", |v| {
+            let list: Vec<String> = v
+                .split(',')
+                .map(str::trim)
+                .filter(|p| !p.is_empty())
+                .map(String::from)
+                .collect();
+            (!list.is_empty() && list.iter().all(|p| valid_host_port(p))).then_some(list)
+        })?;
+        let consul = self.value("--consul")?;
+        let kind = match (kind, &peers, &consul) {
+            (Some(k), _, _) => k,
+            (None, Some(_), None) => RegistryKind::Static,
+            (None, None, Some(_)) => RegistryKind::Consul,
+            (None, Some(_), Some(_)) => {
+                return Err(UsageError(
+                    "--peers and --consul given together: choose one with --registry".into(),
+                ))
+            }
+            (None, None, None) => RegistryKind::Dir,
+        };
+        if kind == RegistryKind::Static && peers.is_none() {
+            return Err(UsageError(
+                "--registry static: expected --peers HOST:PORT,...".into(),
+            ));
+        }
+        Ok(RegistryOptions {
+            kind,
+            cluster,
+            dir,
+            peers: peers.unwrap_or_default(),
+            consul,
+            timeout,
+        })
+    }
+}
+
+/// `--health-interval` becomes `BULLY_HEALTH_INTERVAL`.
+pub fn env_name(flag: &str) -> String {
+    format!(
+        "BULLY_{}",
+        flag.trim_start_matches('-')
+            .replace('-', "_")
+            .to_uppercase()
+    )
+}
+
+/// Parses the node's command line (without the program name).
+pub fn parse(
+    args: Vec<OsString>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Command, UsageError> {
+    let mut f = Flags::new(args, env);
+    if f.contains("-h") || f.contains("--help") {
+        return Ok(Command::Help);
+    }
+    if f.contains("-V") || f.contains("--version") {
+        return Ok(Command::Version);
+    }
+    let id = f.parsed("--id", "an unsigned 64-bit integer", |v| {
+        v.parse::<u64>().ok()
+    })?;
+    let bind = f
+        .parsed("--bind", "an IP address", |v| v.parse::<IpAddr>().ok())?
+        .unwrap_or(IpAddr::from([127, 0, 0, 1]));
+    let advertise = f.parsed("--advertise", "a host name or IP address", |v| {
+        valid_host(v).then(|| v.to_string())
+    })?;
+    let startup_delay = f.duration("--startup-delay", Duration::from_secs(15))?;
+    let health_interval = f.duration("--health-interval", Duration::from_secs(20))?;
+    let timeout = f.duration("--timeout", Duration::from_secs(1))?;
+    if health_interval.is_zero() || timeout.is_zero() {
+        return Err(UsageError(
+            "--health-interval and --timeout: expected a duration above zero".into(),
+        ));
+    }
+    let log_level = f
+        .parsed(
+            "--log-level",
+            "error, warn, info, debug or trace",
+            |v| match v.to_ascii_lowercase().as_str() {
+                "error" => Some(LevelFilter::Error),
+                "warn" => Some(LevelFilter::Warn),
+                "info" => Some(LevelFilter::Info),
+                "debug" => Some(LevelFilter::Debug),
+                "trace" => Some(LevelFilter::Trace),
+                _ => None,
+            },
+        )?
+        .unwrap_or(LevelFilter::Info);
+    let registry = f.registry(timeout)?;
+    let port = f.free("PORT", "a port number from 1 to 65535")?;
+    let port: u16 = port
+        .parse()
+        .ok()
+        .filter(|p| *p != 0)
+        .ok_or_else(|| UsageError(format!("PORT: expected 1 to 65535, got '{port}'")))?;
+    let name = f.free("NAME", "the node's name, e.g. node1")?;
+    if !valid_name(&name) {
+        return Err(UsageError(format!(
+            "NAME: expected up to 64 letters, digits, '.', '_' or '-', got '{name}'"
+        )));
+    }
+    f.finish()?;
+    let advertise = advertise.unwrap_or_else(|| match bind {
+        IpAddr::V4(a) if a.is_unspecified() => "127.0.0.1".into(),
+        IpAddr::V6(a) if a.is_unspecified() => "::1".into(),
+        a => a.to_string(),
+    });
+    Ok(Command::Run(Box::new(Config {
+        port,
+        name,
+        id: id.unwrap_or_else(random_id),
+        id_is_random: id.is_none(),
+        registry,
+        bind,
+        advertise,
+        startup_delay,
+        health_interval,
+        timeout,
+        log_level,
+    })))
+}
+
+/// `250ms`, `15s`, `2m`, `1h`, or a bare (possibly fractional) number of seconds.
+pub fn parse_duration(s: &str) -> Option<Duration> {
+    let s = s.trim();
+    let (num, scale) = if let Some(n) = s.strip_suffix("ms") {
+        (n, 0.001)
+    } else if let Some(n) = s.strip_suffix('s') {
+        (n, 1.0)
+    } else if let Some(n) = s.strip_suffix('m') {
+        (n, 60.0)
+    } else if let Some(n) = s.strip_suffix('h') {
+        (n, 3600.0)
+    } else {
+        (s, 1.0)
+    };
+    if num.is_empty() || !num.chars().all(|c| c.is_ascii_digit() || c == '.') {
+        return None;
+    }
+    let secs = num.parse::<f64>().ok()? * scale;
+    (secs.is_finite() && secs <= 365.0 * 86400.0).then(|| Duration::from_secs_f64(secs))
+}
+
+/// Names end up in file names and registry IDs, so they are kept to a safe alphabet.
+pub fn valid_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
+}
+
+pub fn valid_host(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 253
+        && (s.parse::<IpAddr>().is_ok()
+            || s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-'))
+}
+
+/// `host:port` or `[v6]:port`.
+pub fn valid_host_port(s: &str) -> bool {
+    let Some((host, port)) = s.rsplit_once(':') else {
+        return false;
+    };
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    valid_host(host) && port.parse::<u16>().is_ok_and(|p| p != 0)
+}
+
+fn default_registry_dir(xdg_runtime_dir: Option<String>) -> PathBuf {
+    match xdg_runtime_dir.filter(|d| !d.is_empty()) {
+        Some(d) => PathBuf::from(d).join("bully"),
+        None => {
+            use std::os::unix::fs::MetadataExt;
+            let uid = std::fs::metadata("/proc/self")
+                .map(|m| m.uid())
+                .unwrap_or(0);
+            PathBuf::from(format!("/tmp/bully-{uid}"))
+        }
+    }
+}
+
+/// A random id as the original had; std's randomly keyed hasher avoids a dependency.
+fn random_id() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
+    h.write_u32(std::process::id());
+    h.finish() % 1_000_000_000 + 1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(args: &[&str], env: &[(&str, &str)]) -> Result<Config, UsageError> {
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let lookup = move |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+        match parse(args.iter().map(OsString::from).collect(), &lookup)? {
+            Command::Run(c) => Ok(*c),
+            other => panic!("expected Run, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_duration("15s"), Some(Duration::from_secs(15)));
+        assert_eq!(parse_duration("2m"), Some(Duration::from_secs(120)));
+        assert_eq!(parse_duration("3"), Some(Duration::from_secs(3)));
+        assert_eq!(parse_duration("0.5"), Some(Duration::from_millis(500)));
+        for bad in ["", "s", "-1s", "1x", "abc", "1e9", "99999999999h"] {
+            assert_eq!(parse_duration(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn defaults() {
+        let c = run(&["5004", "node4"], &[]).unwrap();
+        assert_eq!((c.port, c.name.as_str()), (5004, "node4"));
+        assert_eq!(c.registry.cluster, "bully");
+        assert_eq!(c.registry.kind, RegistryKind::Dir);
+        assert_eq!(c.startup_delay, Duration::from_secs(15));
+        assert_eq!(c.health_interval, Duration::from_secs(20));
+        assert_eq!(c.timeout, Duration::from_secs(1));
+        assert_eq!(c.advertise, "127.0.0.1");
+        assert!(c.id_is_random);
+    }
+
+    #[test]
+    fn flag_wins_over_environment() {
+        let env = [("BULLY_HEALTH_INTERVAL", "500ms"), ("BULLY_ID", "9")];
+        let c = run(&["1", "n"], &env).unwrap();
+        assert_eq!(c.health_interval, Duration::from_millis(500));
+        assert_eq!(c.id, 9);
+        let c = run(&["1", "n", "--health-interval", "2s", "--id=3"], &env).unwrap();
+        assert_eq!(c.health_interval, Duration::from_secs(2));
+        assert_eq!(c.id, 3);
+    }
+
+    #[test]
+    fn registry_selection() {
+        let c = run(&["1", "n", "--peers", "127.0.0.1:5001,h:2"], &[]).unwrap();
+        assert_eq!(c.registry.kind, RegistryKind::Static);
+        let c = run(&["1", "n", "--consul", "http://x:8500"], &[]).unwrap();
+        assert_eq!(c.registry.kind, RegistryKind::Consul);
+        let c = run(&["1", "n", "--bind", "0.0.0.0"], &[]).unwrap();
+        assert_eq!(c.advertise, "127.0.0.1");
+        assert!(run(&["1", "n", "--registry", "static"], &[]).is_err());
+    }
+
+    #[test]
+    fn bad_arguments_name_the_flag() {
+        let e = run(&["1", "n", "--timeout", "soon"], &[]).unwrap_err();
+        assert!(e.0.starts_with("--timeout: expected a duration"), "{e}");
+        let e = run(&["1", "n", "--id", "-3"], &[]).unwrap_err();
+        assert!(e.0.starts_with("--id"), "{e}");
+        let e = run(&["99999", "n"], &[]).unwrap_err();
+        assert!(e.0.starts_with("PORT"), "{e}");
+        let e = run(&["1", "a/b"], &[]).unwrap_err();
+        assert!(e.0.starts_with("NAME"), "{e}");
+        let e = run(&["1", "n", "--bogus", "x"], &[]).unwrap_err();
+        assert!(e.0.contains("--bogus"), "{e}");
+        assert!(run(&["1"], &[]).unwrap_err().0.contains("NAME"));
+        let e = run(&["1", "n", "--peers", "nope"], &[]).unwrap_err();
+        assert!(e.0.starts_with("--peers"), "{e}");
+    }
+}

@@ -1,0 +1,99 @@
+//! `bully PORT NAME [options]`: one node of a Bully leader-election cluster.
+
+use bully::config::{self, Command, Config, USAGE};
+use bully::election::Member;
+use bully::node::{Node, Timing};
+use bully::{registry, server, shutdown};
+use std::net::SocketAddr;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let args: Vec<_> = std::env::args_os().skip(1).collect();
+    let env = |k: &str| std::env::var(k).ok();
+    match config::parse(args, &env) {
+        Ok(Command::Help) => {
+            print!("{USAGE}");
+            ExitCode::SUCCESS
+        }
+        Ok(Command::Version) => {
+            println!("bully {}", env!("CARGO_PKG_VERSION"));
+            ExitCode::SUCCESS
+        }
+        Ok(Command::Run(config)) => run(*config),
+        Err(e) => {
+            eprintln!("bully: {e}\nTry 'bully --help'.");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(config: Config) -> ExitCode {
+    simple_logger::SimpleLogger::new()
+        .with_level(config.log_level)
+        .with_module_level("ureq", log::LevelFilter::Warn)
+        .with_module_level("ureq_proto", log::LevelFilter::Warn)
+        .with_utc_timestamps()
+        .init()
+        .ok();
+
+    let addr = SocketAddr::new(config.bind, config.port);
+    let listener = match server::bind(addr) {
+        Ok(l) => l,
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+            eprintln!(
+                "bully: port {} is already in use on {}",
+                config.port, config.bind
+            );
+            return ExitCode::from(1);
+        }
+        Err(e) => {
+            eprintln!("bully: cannot listen on {addr}: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let registry = match registry::open(&config.registry) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("bully: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let me = Member {
+        name: config.name.clone(),
+        id: config.id,
+        host: config.advertise.clone(),
+        port: config.port,
+    };
+    let timing = Timing {
+        startup_delay: config.startup_delay,
+        health_interval: config.health_interval,
+        timeout: config.timeout,
+    };
+    let node = Node::new(me, config.registry.cluster.clone(), timing, registry);
+    log::info!(
+        "Node {} with id {}{} on {} (advertised {}), cluster '{}', registry {}",
+        node.me.name,
+        node.me.id,
+        if config.id_is_random { " (random)" } else { "" },
+        addr,
+        node.me.address(),
+        node.cluster,
+        node.registry().describe()
+    );
+    if let Err(e) = node.registry().register(&node.me) {
+        log::error!("registering failed: {e}; others will not find this node until it succeeds");
+    }
+    if let Err(e) = shutdown::install(node.clone()) {
+        log::warn!("cannot handle SIGINT/SIGTERM ({e}); the registry record stays on exit");
+    }
+    let schedules = node.clone();
+    if let Err(e) = std::thread::Builder::new()
+        .name("schedules".into())
+        .spawn(move || schedules.run_schedules())
+    {
+        eprintln!("bully: cannot start the schedules: {e}");
+        return ExitCode::from(1);
+    }
+    server::serve(listener, node);
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,35 @@
+//! Where nodes find each other. One small trait, several back ends; the node never cares which.
+
+mod dir;
+mod static_peers;
+
+pub use dir::DirRegistry;
+pub use static_peers::StaticRegistry;
+
+use crate::config::{RegistryKind, RegistryOptions};
+use crate::election::Member;
+
+/// A service registry for one cluster.
+pub trait Registry: Send + Sync {
+    /// Make this node known. Called once at start; may be called again to re-register.
+    fn register(&self, me: &Member) -> Result<(), String>;
+    /// Forget this node (clean shutdown).
+    fn deregister(&self, me: &Member) -> Result<(), String>;
+    /// Every member the registry knows now, this node included where it registered.
+    fn members(&self) -> Result<Vec<Member>, String>;
+    /// Short human name for logs.
+    fn describe(&self) -> String;
+}
+
+/// Builds the registry the options ask for.
+pub fn open(opts: &RegistryOptions) -> Result<Box<dyn Registry>, String> {
+    match opts.kind {
+        RegistryKind::Dir => Ok(Box::new(DirRegistry::new(&opts.dir, &opts.cluster))),
+        RegistryKind::Static => Ok(Box::new(StaticRegistry::new(
+            opts.peers.clone(),
+            &opts.cluster,
+            opts.timeout,
+        ))),
+        RegistryKind::Consul => Err("the consul registry is not available yet".into()),
+    }
+}

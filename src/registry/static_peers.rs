@@ -1,0 +1,72 @@
+//! A fixed peer list: the members are those listed peers that answer `GET /nodeDetails` for
+//! the same cluster, plus this node.
+
+use super::Registry;
+use crate::election::Member;
+use crate::messages::NodeDetails;
+use crate::peer::PeerClient;
+use std::sync::Mutex;
+use std::time::Duration;
+
+pub struct StaticRegistry {
+    peers: Vec<String>,
+    cluster: String,
+    client: PeerClient,
+    me: Mutex<Option<Member>>,
+}
+
+impl StaticRegistry {
+    pub fn new(peers: Vec<String>, cluster: &str, timeout: Duration) -> Self {
+        StaticRegistry {
+            peers,
+            cluster: cluster.to_string(),
+            client: PeerClient::new(timeout),
+            me: Mutex::new(None),
+        }
+    }
+
+    fn ask(&self, address: &str) -> Option<Member> {
+        let (status, details) = self
+            .client
+            .get::<NodeDetails>(address, "/nodeDetails")
+            .ok()?;
+        let d = details.filter(|d| status == 200 && d.cluster == self.cluster)?;
+        let host = address
+            .rsplit_once(':')
+            .map(|(h, _)| h.trim_start_matches('[').trim_end_matches(']'))?;
+        Some(Member {
+            name: d.node_name,
+            id: d.node_id,
+            host: host.to_string(),
+            port: address.rsplit_once(':')?.1.parse().ok()?,
+        })
+    }
+}
+
+impl Registry for StaticRegistry {
+    fn register(&self, me: &Member) -> Result<(), String> {
+        *self.me.lock().unwrap_or_else(|e| e.into_inner()) = Some(me.clone());
+        Ok(())
+    }
+
+    fn deregister(&self, _me: &Member) -> Result<(), String> {
+        Ok(())
+    }
+
+    fn members(&self) -> Result<Vec<Member>, String> {
+        let mut members: Vec<Member> = PeerClient::fan_out(&self.peers, |p| self.ask(p))
+            .into_iter()
+            .flatten()
+            .collect();
+        if let Some(me) = self.me.lock().unwrap_or_else(|e| e.into_inner()).clone() {
+            members.retain(|m| m.name != me.name);
+            members.push(me);
+        }
+        members.sort_by_key(|m| m.node_ref());
+        Ok(members)
+    }
+
+    fn describe(&self) -> String {
+        format!("static [{}]", self.peers.join(", "))
+    }
+}

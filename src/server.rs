@@ -1,0 +1,231 @@
+//! The HTTP side of a node: a tiny_http loop that hands each request to a std thread, and the
+//! guards the crate leaves to us (read timeouts, body and header limits, a cap on handlers).
+
+use crate::config::valid_name;
+use crate::election::ProxyReply;
+use crate::messages::{Announcement, ElectionMessage};
+use crate::node::Node;
+use serde::de::DeserializeOwned;
+use serde_json::{json, Value};
+use std::io::Read;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::fd::OwnedFd;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tiny_http::{Header, Method, Request, Response, Server, ServerConfig};
+use tiny_http_fork as tiny_http;
+
+/// Largest request body accepted; election messages are tens of bytes.
+pub const MAX_BODY: usize = 64 * 1024;
+/// Largest total size of the request headers.
+pub const MAX_HEADERS: usize = 16 * 1024;
+/// Most requests handled at once; beyond it the loop answers 503 at once.
+pub const MAX_HANDLERS: usize = 64;
+/// A client that sends nothing for this long loses its connection (and its thread).
+pub const IO_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Binds the node's port. Socket timeouts set on the listening socket are inherited by every
+/// accepted connection, which is how idle or stalled clients get dropped: tiny_http has no
+/// read timeout of its own.
+pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let listener = TcpListener::bind(addr)?;
+    let socket = TcpStream::from(OwnedFd::from(listener));
+    socket.set_read_timeout(Some(IO_TIMEOUT))?;
+    socket.set_write_timeout(Some(IO_TIMEOUT))?;
+    Ok(TcpListener::from(OwnedFd::from(socket)))
+}
+
+/// Serves forever, one std thread per request.
+pub fn serve(listener: TcpListener, node: Arc<Node>) {
+    let addr = listener.local_addr();
+    let config = addr
+        .as_ref()
+        .map_err(|e| e.to_string())
+        .and_then(|a| ServerConfig::new_http(a).map_err(|e| e.to_string()));
+    let server = match (addr, config) {
+        // No idle pool threads: an idle node should cost next to nothing.
+        (Ok(addr), Ok(config)) => {
+            Server::from_listener(listener, addr.into(), config.set_min_threads(0))
+                .map_err(|e| e.to_string())
+        }
+        (Err(e), _) => Err(e.to_string()),
+        (_, Err(e)) => Err(e),
+    };
+    let server = match server {
+        Ok(s) => s,
+        Err(e) => {
+            log::error!("cannot start the HTTP server: {e}");
+            std::process::exit(1);
+        }
+    };
+    let live = Arc::new(AtomicUsize::new(0));
+    loop {
+        match server.recv() {
+            Ok(Ok(rq)) => dispatch(&node, &live, rq),
+            // A client that sent garbage, stalled or left: tiny_http answered it already.
+            Ok(Err(_)) => {}
+            Err(e) => {
+                log::error!("HTTP server: {e}");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    }
+}
+
+/// Hands the request to its own thread, unless too many are running already.
+fn dispatch(node: &Arc<Node>, live: &Arc<AtomicUsize>, rq: Request) {
+    if live.fetch_add(1, Ordering::AcqRel) >= MAX_HANDLERS {
+        live.fetch_sub(1, Ordering::AcqRel);
+        respond(
+            rq,
+            503,
+            json!({"error": "too many requests in flight; retry shortly"}),
+        );
+        return;
+    }
+    let node = Arc::clone(node);
+    let guard = Arc::clone(live);
+    let spawned = std::thread::Builder::new()
+        .name("http".into())
+        .spawn(move || {
+            handle(&node, rq);
+            guard.fetch_sub(1, Ordering::AcqRel);
+        });
+    if let Err(e) = spawned {
+        live.fetch_sub(1, Ordering::AcqRel);
+        log::error!("cannot start a request thread: {e}");
+    }
+}
+
+/// An error answer: status and a message for the `{"error": ...}` body.
+type Reject = (u16, String);
+
+fn handle(node: &Arc<Node>, mut rq: Request) {
+    let (status, body) = match route(node, &mut rq) {
+        Ok(v) => (200, v),
+        Err((status, msg)) => {
+            log::debug!("{} {} -> {status}: {msg}", rq.method(), rq.url());
+            (status, json!({ "error": msg }))
+        }
+    };
+    respond(rq, status, body);
+}
+
+fn route(node: &Arc<Node>, rq: &mut Request) -> Result<Value, Reject> {
+    if header_bytes(rq) > MAX_HEADERS {
+        return Err((431, format!("request headers exceed {MAX_HEADERS} bytes")));
+    }
+    let path = rq.url().split('?').next().unwrap_or("").to_string();
+    let method = rq.method().clone();
+    let post = |rq: &mut Request, node: &Arc<Node>| -> Result<Value, Reject> {
+        match path.as_str() {
+            "/proxy" => {
+                let msg: ElectionMessage = read_json(rq)?;
+                let from = msg.sender();
+                check_name(&from.name)?;
+                let mut reply = ProxyReply::NotLower;
+                node.step(|e| {
+                    let (r, actions) = e.on_proxy(&from);
+                    reply = r;
+                    actions
+                });
+                match reply {
+                    ProxyReply::Ok => Ok(json!({"Response": "OK"})),
+                    ProxyReply::NotLower => Err((
+                        409,
+                        format!("{from} does not rank below this node; send /proxy only to higher nodes"),
+                    )),
+                }
+            }
+            "/response" => {
+                let msg: ElectionMessage = read_json(rq)?;
+                let from = msg.sender();
+                check_name(&from.name)?;
+                node.step(|e| e.on_response(&from));
+                Ok(json!({"Response": "OK"}))
+            }
+            "/announce" => {
+                let msg: Announcement = read_json(rq)?;
+                let coordinator = msg.coordinator();
+                check_name(&coordinator.name)?;
+                node.step(|e| e.on_announce(&coordinator));
+                Ok(json!({"Response": "OK"}))
+            }
+            _ => Err((404, format!("no route {path}"))),
+        }
+    };
+    match (path.as_str(), &method) {
+        ("/", Method::Get) => Ok(json!({"status": "ok"})),
+        ("/nodeDetails", Method::Get) => {
+            serde_json::to_value(node.details()).map_err(|e| (500, e.to_string()))
+        }
+        ("/proxy" | "/response" | "/announce", Method::Post) => post(rq, node),
+        ("/" | "/nodeDetails", _) => Err((405, format!("{path} takes GET, not {method}"))),
+        ("/proxy" | "/response" | "/announce", _) => {
+            Err((405, format!("{path} takes POST, not {method}")))
+        }
+        _ => Err((404, format!("no route {path}"))),
+    }
+}
+
+/// tiny_http keeps headers without a size limit and offers no way to list them but `Debug`:
+/// measure that (a slight over-count per header) without building the string.
+fn header_bytes(rq: &Request) -> usize {
+    struct Count(usize);
+    impl std::fmt::Write for Count {
+        fn write_str(&mut self, s: &str) -> std::fmt::Result {
+            self.0 += s.len();
+            Ok(())
+        }
+    }
+    let mut c = Count(0);
+    let _ = std::fmt::Write::write_fmt(&mut c, format_args!("{:?}", rq.headers()));
+    c.0
+}
+
+fn check_name(name: &str) -> Result<(), Reject> {
+    if valid_name(name) {
+        Ok(())
+    } else {
+        Err((
+            400,
+            "node name must be 1 to 64 letters, digits, '.', '_' or '-'".into(),
+        ))
+    }
+}
+
+/// Reads at most [`MAX_BODY`] bytes (never trusting Content-Length) and parses them as `T`.
+fn read_json<T: DeserializeOwned>(rq: &mut Request) -> Result<T, Reject> {
+    if rq.body_length().is_some_and(|n| n > MAX_BODY) {
+        return Err((413, format!("body exceeds {MAX_BODY} bytes")));
+    }
+    let mut body = Vec::new();
+    rq.as_reader()
+        .take(MAX_BODY as u64 + 1)
+        .read_to_end(&mut body)
+        .map_err(|e| (400, format!("cannot read the body: {e}")))?;
+    if body.len() > MAX_BODY {
+        return Err((413, format!("body exceeds {MAX_BODY} bytes")));
+    }
+    serde_json::from_slice(&body).map_err(|e| (400, format!("invalid JSON body: {e}")))
+}
+
+/// Every answer is JSON and closes the connection: one request per connection keeps a
+/// kept-alive client from pinning a thread, and lets the accept loop restart safely.
+fn respond(rq: Request, status: u16, body: Value) {
+    let header = |k: &str, v: &str| Header::from_bytes(k.as_bytes(), v.as_bytes()).ok();
+    let mut resp = Response::from_string(body.to_string()).with_status_code(status);
+    for h in [
+        header("Content-Type", "application/json"),
+        header("Connection", "close"),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        resp.add_header(h);
+    }
+    if let Err(e) = rq.respond(resp) {
+        log::debug!("could not send the answer: {e}");
+    }
+}

@@ -1,0 +1,23 @@
+//! Clean shutdown on SIGINT/SIGTERM: leave the registry so the others stop counting on us.
+
+use crate::node::Node;
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
+use std::sync::Arc;
+
+/// Waits for SIGINT or SIGTERM on its own thread, deregisters the node and exits 0.
+pub fn install(node: Arc<Node>) -> std::io::Result<()> {
+    let mut signals = Signals::new([SIGINT, SIGTERM])?;
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            if let Some(sig) = signals.forever().next() {
+                log::info!("Signal {sig} received: leaving the cluster");
+                if let Err(e) = node.registry().deregister(&node.me) {
+                    log::warn!("deregistering failed: {e}");
+                }
+                std::process::exit(0);
+            }
+        })?;
+    Ok(())
+}

@@ -1,0 +1,338 @@
+//! Test harness: real `bully` processes on loopback, a private registry directory per test,
+//! raw HTTP for hostile input, and polling with deadlines that print what they saw.
+#![allow(dead_code)]
+
+use serde_json::Value;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_bully");
+
+/// A port that was free a moment ago. Ports are handed out from a per-process range first so
+/// parallel tests in one binary never race for the same one.
+pub fn free_port() -> u16 {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    loop {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let base = 10000 + (std::process::id() as usize * 97) % 15000;
+        let port = (base + n) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// A fresh, empty directory for one test; removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let p = std::env::temp_dir().join(format!(
+            "bully-test-{}-{}-{}",
+            tag,
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// One running node process.
+pub struct NodeProc {
+    pub name: String,
+    pub id: u64,
+    pub port: u16,
+    pub args: Vec<String>,
+    pub log: PathBuf,
+    child: Option<Child>,
+}
+
+impl NodeProc {
+    /// Starts `bully PORT NAME --id ID <args>` with output to `log`.
+    pub fn start(name: &str, id: u64, port: u16, args: &[String], log: PathBuf) -> NodeProc {
+        let mut n = NodeProc {
+            name: name.into(),
+            id,
+            port,
+            args: args.to_vec(),
+            log,
+            child: None,
+        };
+        n.restart();
+        n
+    }
+
+    /// (Re)starts the process with the same arguments, appending to the same log.
+    pub fn restart(&mut self) {
+        self.kill9();
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        let child = Command::new(BIN)
+            .arg(self.port.to_string())
+            .arg(&self.name)
+            .arg("--id")
+            .arg(self.id.to_string())
+            .args(&self.args)
+            .env_remove("XDG_RUNTIME_DIR")
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .expect("start bully");
+        self.child = Some(child);
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
+    }
+
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn signal(&self, sig: &str) {
+        if let Some(pid) = self.pid() {
+            let _ = Command::new("kill")
+                .arg(format!("-{sig}"))
+                .arg(pid.to_string())
+                .status();
+        }
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub fn terminate(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        self.signal("TERM");
+        let mut c = self.child.take()?;
+        let end = Instant::now() + within;
+        while Instant::now() < end {
+            if let Ok(Some(s)) = c.try_wait() {
+                return Some(s);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = c.kill();
+        let _ = c.wait();
+        None
+    }
+
+    pub fn details(&self) -> Option<Value> {
+        get_json(self.port, "/nodeDetails")
+    }
+
+    /// The coordinator this node reports, if it answers.
+    pub fn coordinator(&self) -> Option<String> {
+        self.details()
+            .and_then(|d| d["coordinator"].as_str().map(String::from))
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn threads(&self) -> usize {
+        self.pid()
+            .and_then(|p| std::fs::read_dir(format!("/proc/{p}/task")).ok())
+            .map(|d| d.count())
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for NodeProc {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// A set of nodes sharing one private registry directory and cluster name.
+pub struct Cluster {
+    pub dir: TempDir,
+    pub nodes: Vec<NodeProc>,
+    pub common: Vec<String>,
+}
+
+impl Cluster {
+    /// `common` are extra arguments for every node (timers, registry flags).
+    pub fn new(tag: &str, common: &[&str]) -> Cluster {
+        let dir = TempDir::new(tag);
+        let mut args: Vec<String> = common.iter().map(|s| s.to_string()).collect();
+        if !args
+            .iter()
+            .any(|a| a == "--registry" || a == "--peers" || a == "--registry-dir")
+        {
+            args.push("--registry-dir".into());
+            args.push(dir.path().join("registry").display().to_string());
+        }
+        Cluster {
+            dir,
+            nodes: Vec::new(),
+            common: args,
+        }
+    }
+
+    /// Starts node`id` (name `node{id}`) on a free port; returns its index.
+    pub fn start(&mut self, id: u64, extra: &[&str]) -> usize {
+        let port = free_port();
+        self.start_on(id, port, extra)
+    }
+
+    pub fn start_on(&mut self, id: u64, port: u16, extra: &[&str]) -> usize {
+        let name = format!("node{id}");
+        let mut args = self.common.clone();
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let log = self.dir.path().join(format!("{name}.log"));
+        self.nodes
+            .push(NodeProc::start(&name, id, port, &args, log));
+        self.nodes.len() - 1
+    }
+
+    pub fn node(&mut self, name: &str) -> &mut NodeProc {
+        self.nodes
+            .iter_mut()
+            .find(|n| n.name == name)
+            .unwrap_or_else(|| panic!("no node {name}"))
+    }
+
+    /// What each running node reports as coordinator.
+    pub fn views(&mut self) -> Vec<(String, Option<String>)> {
+        self.nodes
+            .iter_mut()
+            .filter_map(|n| n.is_running().then_some(&*n))
+            .map(|n| (n.name.clone(), n.coordinator()))
+            .collect()
+    }
+
+    /// Waits until every running node names `expected` as coordinator.
+    pub fn await_agreement(&mut self, expected: &str, within: Duration) {
+        let expected = expected.to_string();
+        let r = poll(within, || {
+            let v = self.views();
+            if !v.is_empty() && v.iter().all(|(_, c)| c.as_deref() == Some(&*expected)) {
+                Ok(v)
+            } else {
+                Err(format!("{v:?}"))
+            }
+        });
+        if let Err(seen) = r {
+            panic!(
+                "nodes did not agree on {expected} within {within:?}; last seen {seen}\n{}",
+                self.log_tails()
+            );
+        }
+    }
+
+    /// The last lines of every node's log, for failure messages.
+    pub fn log_tails(&self) -> String {
+        let mut out = String::new();
+        for n in &self.nodes {
+            let text = n.log_text();
+            let lines: Vec<&str> = text.lines().collect();
+            let tail = &lines[lines.len().saturating_sub(15)..];
+            out += &format!(
+                "--- {} (port {}) ---\n{}\n",
+                n.name,
+                n.port,
+                tail.join("\n")
+            );
+        }
+        out
+    }
+}
+
+/// Calls `f` until it returns Ok or `within` runs out; returns the last error on time-out.
+pub fn poll<T>(within: Duration, mut f: impl FnMut() -> Result<T, String>) -> Result<T, String> {
+    let end = Instant::now() + within;
+    loop {
+        match f() {
+            Ok(v) => return Ok(v),
+            Err(e) if Instant::now() >= end => return Err(e),
+            Err(_) => std::thread::sleep(Duration::from_millis(25)),
+        }
+    }
+}
+
+/// Like [`poll`], but panics with `what` and the last thing seen.
+pub fn wait_for<T>(what: &str, within: Duration, f: impl FnMut() -> Result<T, String>) -> T {
+    poll(within, f)
+        .unwrap_or_else(|seen| panic!("{what}: not within {within:?}; last seen: {seen}"))
+}
+
+/// Sends raw bytes to 127.0.0.1:`port` and returns the status code and body of the answer
+/// (status 0 when the node closed without answering).
+pub fn raw(port: u16, request: &[u8]) -> (u16, String) {
+    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
+        return (0, "connect failed".into());
+    };
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let _ = s.write_all(request);
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf);
+    parse_response(&buf)
+}
+
+pub fn parse_response(buf: &[u8]) -> (u16, String) {
+    let text = String::from_utf8_lossy(buf);
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// A well-formed HTTP/1.1 request with a body.
+pub fn request(method: &str, path: &str, body: &[u8]) -> Vec<u8> {
+    let mut r = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    r.extend_from_slice(body);
+    r
+}
+
+pub fn send(port: u16, method: &str, path: &str, body: &[u8]) -> (u16, String) {
+    raw(port, &request(method, path, body))
+}
+
+pub fn get_json(port: u16, path: &str) -> Option<Value> {
+    let (status, body) = send(port, "GET", path, b"");
+    if status != 200 {
+        return None;
+    }
+    serde_json::from_str(&body).ok()
+}
+
+/// Seconds as a Duration, for readable deadlines.
+pub fn secs(s: u64) -> Duration {
+    Duration::from_secs(s)
+}
