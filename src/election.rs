@@ -88,35 +88,69 @@ pub enum Action {
     /// Read the members from the registry, then call [`Election::members_collected`].
     CollectMembers { round: u64 },
     /// Send an election message (`POST /proxy`) to each of `to` in parallel, then call
-    /// [`Election::election_answered`] with how many answered OK.
-    SendElection { round: u64, to: Vec<Member> },
+    /// [`Election::election_answered`] with how many answered OK (and
+    /// [`Election::on_announce`] for an answer in which the coordinator names itself).
+    SendElection {
+        round: u64,
+        to: Vec<Member>,
+        term: u64,
+    },
     /// Wait a bounded time, then call [`Election::announcement_timed_out`].
     AwaitAnnouncement { round: u64 },
-    /// This node became coordinator: send `POST /announce` to each of `to`.
-    Announce { to: Vec<Member> },
-    /// Check that the coordinator is alive (`GET /`); on failure call
-    /// [`Election::coordinator_failed`].
+    /// This node became coordinator: send `POST /announce` to each of `to`; on refusals call
+    /// [`Election::announcement_refused`] with the highest term they named.
+    Announce { to: Vec<Member>, term: u64 },
+    /// Check that the coordinator is alive and still leads; on failure call
+    /// [`Election::coordinator_failed`], on success [`Election::coordinator_confirmed`].
     CheckCoordinator { coordinator: NodeRef },
+    /// A lower coordinator replaced `previous`: if `previous` still answers, call
+    /// [`Election::previous_alive`] so it can be bullied back in.
+    CheckPrevious { previous: NodeRef },
 }
 
-/// The answer to an election message from another node.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// The answer to an election message (`/proxy`) from another node.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ProxyReply {
     /// We outrank the sender: it must not become coordinator.
     Ok,
+    /// We outrank the sender and are the coordinator of `term`: the answer doubles as our
+    /// announcement, so the sender needs no new election.
+    Coordinator { term: u64 },
     /// The sender does not rank below us; it sent the message to the wrong node.
     NotLower,
 }
 
+/// The answer to an announcement.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AnnounceReply {
+    /// Accepted, or answered with an election of our own (bully-back).
+    Ok,
+    /// From an older term, or a second coordinator for the term we follow: refused, with our
+    /// term so the announcer can elect again above it.
+    Stale { term: u64 },
+}
+
 /// What a node knows and where it is in the protocol.
+///
+/// Terms: every win takes a term above any this node has seen, and an announcement is only
+/// accepted for a term above the one followed (or a repeat of it by the same coordinator). So
+/// a delayed announcement from an old round cannot overwrite a newer coordinator, and no node
+/// ever follows two coordinators in one term.
 #[derive(Clone, Debug)]
 pub struct Election {
     me: NodeRef,
     coordinator: Option<NodeRef>,
+    /// The term of the coordinator followed (or led); 0 before the first.
+    term: u64,
+    /// The highest term seen in any message.
+    max_term: u64,
     phase: Phase,
     round: u64,
     /// Members read at the start of the round: the announcement goes to them.
     round_members: Vec<Member>,
+    /// A check of the coordinator, asked for by an election message, is under way: further
+    /// messages wait for it instead of asking again.
+    verifying: bool,
 }
 
 /// A read-only view for `/nodeDetails`.
@@ -125,7 +159,7 @@ pub struct Snapshot {
     pub coordinator: Option<NodeRef>,
     pub is_coordinator: bool,
     pub election: bool,
-    pub round: u64,
+    pub term: u64,
 }
 
 impl Election {
@@ -133,9 +167,12 @@ impl Election {
         Election {
             me,
             coordinator: None,
+            term: 0,
+            max_term: 0,
             phase: Phase::Idle,
             round: 0,
             round_members: Vec::new(),
+            verifying: false,
         }
     }
 
@@ -145,6 +182,10 @@ impl Election {
 
     pub fn coordinator(&self) -> Option<&NodeRef> {
         self.coordinator.as_ref()
+    }
+
+    pub fn term(&self) -> u64 {
+        self.term
     }
 
     pub fn phase(&self) -> &Phase {
@@ -160,8 +201,12 @@ impl Election {
             coordinator: self.coordinator.clone(),
             is_coordinator: self.is_coordinator(),
             election: self.phase != Phase::Idle,
-            round: self.round,
+            term: self.term,
         }
+    }
+
+    fn saw_term(&mut self, term: u64) {
+        self.max_term = self.max_term.max(term);
     }
 
     /// Start a round unless one is already running: however many triggers arrive (timers,
@@ -193,7 +238,11 @@ impl Election {
             return self.become_coordinator();
         }
         self.phase = Phase::Electing;
-        vec![Action::SendElection { round, to: higher }]
+        vec![Action::SendElection {
+            round,
+            to: higher,
+            term: self.max_term,
+        }]
     }
 
     /// The election messages of `round` came back; `ok` higher members answered OK.
@@ -222,43 +271,122 @@ impl Election {
         self.request_election()
     }
 
-    /// `POST /proxy`: an election message. A lower sender is told OK, and this node runs its
-    /// own election (at most one per round), as the Bully algorithm requires.
-    pub fn on_proxy(&mut self, from: &NodeRef) -> (ProxyReply, Vec<Action>) {
+    /// `POST /proxy`: an election message from `from`, who has seen `term`. A lower sender is
+    /// told OK. Messages are coalesced: a coordinator answers with its own announcement; a
+    /// follower of a higher coordinator only checks that coordinator (once, however many
+    /// messages arrive); otherwise one local election runs per round.
+    pub fn on_proxy(&mut self, from: &NodeRef, term: u64) -> (ProxyReply, Vec<Action>) {
         if *from >= self.me {
             return (ProxyReply::NotLower, Vec::new());
         }
-        (ProxyReply::Ok, self.request_election())
+        self.saw_term(term);
+        if self.phase == Phase::Idle && self.is_coordinator() && self.term >= term {
+            return (ProxyReply::Coordinator { term: self.term }, Vec::new());
+        }
+        (ProxyReply::Ok, self.lower_node_is_electing())
     }
 
     /// `POST /response`: the original's comparison step; a higher node takes over the election.
-    pub fn on_response(&mut self, from: &NodeRef) -> Vec<Action> {
+    pub fn on_response(&mut self, from: &NodeRef, term: u64) -> Vec<Action> {
+        self.saw_term(term);
         if self.me > *from {
-            self.request_election()
+            self.lower_node_is_electing()
         } else {
             Vec::new()
         }
     }
 
-    /// `POST /announce`: accept a higher coordinator; bully a lower one back with an election.
-    pub fn on_announce(&mut self, coordinator: &NodeRef) -> Vec<Action> {
-        if *coordinator == self.me {
-            return Vec::new();
-        }
-        if *coordinator > self.me {
-            self.phase = Phase::Idle;
-            if self.coordinator.as_ref() != Some(coordinator) {
-                log::info!("Coordinator is: {}", coordinator.name);
-                self.coordinator = Some(coordinator.clone());
+    fn lower_node_is_electing(&mut self) -> Vec<Action> {
+        match &self.coordinator {
+            Some(c) if self.phase == Phase::Idle && *c > self.me => {
+                if self.verifying {
+                    return Vec::new();
+                }
+                self.verifying = true;
+                vec![Action::CheckCoordinator {
+                    coordinator: c.clone(),
+                }]
             }
+            _ => self.request_election(),
+        }
+    }
+
+    /// `POST /announce`: accept a higher coordinator of a newer term; bully a lower one back
+    /// with an election; refuse a stale one.
+    pub fn on_announce(
+        &mut self,
+        coordinator: &NodeRef,
+        term: u64,
+    ) -> (AnnounceReply, Vec<Action>) {
+        self.saw_term(term);
+        if *coordinator == self.me {
+            return (AnnounceReply::Ok, Vec::new());
+        }
+        let repeat = self.coordinator.as_ref() == Some(coordinator) && term == self.term;
+        if term < self.term || (term == self.term && !repeat) {
+            log::info!(
+                "Ignoring stale announcement of {} for term {term}; following {} in term {}",
+                coordinator.name,
+                self.coordinator
+                    .as_ref()
+                    .map_or("nobody", |c| c.name.as_str()),
+                self.term
+            );
+            return (AnnounceReply::Stale { term: self.term }, Vec::new());
+        }
+        if *coordinator < self.me {
+            log::info!(
+                "{} announced itself but {} ranks higher: electing",
+                coordinator.name,
+                self.me.name
+            );
+            return (AnnounceReply::Ok, self.request_election());
+        }
+        self.phase = Phase::Idle;
+        self.term = term;
+        let previous = self.coordinator.replace(coordinator.clone());
+        if previous.as_ref() == Some(coordinator) {
+            return (AnnounceReply::Ok, Vec::new());
+        }
+        log::info!("Coordinator is: {} (term {term})", coordinator.name);
+        match previous {
+            // A lower node took over from a higher one: if the higher one is in fact alive
+            // (frozen, partitioned, or the announcement is forged), it must be brought back.
+            Some(p) if p > *coordinator && p != self.me => (
+                AnnounceReply::Ok,
+                vec![Action::CheckPrevious { previous: p }],
+            ),
+            _ => (AnnounceReply::Ok, Vec::new()),
+        }
+    }
+
+    /// Our announcement was refused by a node that follows `term`: elect again above it.
+    pub fn announcement_refused(&mut self, term: u64) -> Vec<Action> {
+        self.saw_term(term);
+        if !self.is_coordinator() || term < self.term {
             return Vec::new();
         }
         log::info!(
-            "{} announced itself but {} ranks higher: electing",
-            coordinator.name,
+            "{}'s announcement was refused by a node in term {term}; electing again",
             self.me.name
         );
         self.request_election()
+    }
+
+    /// A coordinator replaced by a lower one still answers: elect, so it hears of it and
+    /// bullies its way back in.
+    pub fn previous_alive(&mut self, previous: &NodeRef) -> Vec<Action> {
+        match &self.coordinator {
+            Some(c) if c < previous => {
+                log::info!(
+                    "{} is alive and ranks above {}: electing",
+                    previous.name,
+                    c.name
+                );
+                self.request_election()
+            }
+            _ => Vec::new(),
+        }
     }
 
     /// The health schedule fired: check the coordinator, or elect when none is known.
@@ -275,11 +403,19 @@ impl Election {
         }
     }
 
-    /// The coordinator did not answer its health check.
+    /// The coordinator answered its check and still leads.
+    pub fn coordinator_confirmed(&mut self, coordinator: &NodeRef) {
+        if self.coordinator.as_ref() == Some(coordinator) {
+            self.verifying = false;
+        }
+    }
+
+    /// The coordinator did not answer its check (or no longer leads).
     pub fn coordinator_failed(&mut self, coordinator: &NodeRef) -> Vec<Action> {
         if self.coordinator.as_ref() != Some(coordinator) {
             return Vec::new();
         }
+        self.verifying = false;
         log::warn!("Coordinator {} is down", coordinator.name);
         self.coordinator = None;
         self.request_election()
@@ -287,13 +423,19 @@ impl Election {
 
     fn become_coordinator(&mut self) -> Vec<Action> {
         self.phase = Phase::Idle;
+        self.verifying = false;
+        self.max_term += 1;
+        self.term = self.max_term;
         self.coordinator = Some(self.me.clone());
-        log::info!("Coordinator is: {}", self.me.name);
+        log::info!("Coordinator is: {} (term {})", self.me.name, self.term);
         let to: Vec<Member> = std::mem::take(&mut self.round_members)
             .into_iter()
             .filter(|m| m.name != self.me.name)
             .collect();
-        vec![Action::Announce { to }]
+        vec![Action::Announce {
+            to,
+            term: self.term,
+        }]
     }
 }
 
@@ -317,7 +459,11 @@ mod tests {
     }
 
     fn node(id: u64) -> Election {
-        Election::new(NodeRef::new(format!("node{id}"), id))
+        Election::new(nref(id))
+    }
+
+    fn nref(id: u64) -> NodeRef {
+        NodeRef::new(format!("node{id}"), id)
     }
 
     /// Runs `request_election` and the member collection; returns what followed.
@@ -330,6 +476,14 @@ mod tests {
         e.members_collected(round, members.to_vec())
     }
 
+    /// A node that won an election among `members`.
+    fn leader(id: u64, members: &[Member]) -> Election {
+        let mut e = node(id);
+        start(&mut e, members);
+        assert!(e.is_coordinator());
+        e
+    }
+
     #[test]
     fn highest_id_wins_at_once_and_announces_to_the_others() {
         let mut e = node(4);
@@ -337,11 +491,13 @@ mod tests {
         assert_eq!(
             acts,
             vec![Action::Announce {
-                to: cluster(&[1, 2, 3])
+                to: cluster(&[1, 2, 3]),
+                term: 1
             }]
         );
         assert!(e.is_coordinator());
         assert_eq!(e.phase(), &Phase::Idle);
+        assert_eq!(e.term(), 1);
     }
 
     #[test]
@@ -352,7 +508,8 @@ mod tests {
             acts,
             vec![Action::SendElection {
                 round: 1,
-                to: cluster(&[3, 4])
+                to: cluster(&[3, 4]),
+                term: 0
             }]
         );
         assert!(e.snapshot().election);
@@ -366,7 +523,8 @@ mod tests {
         assert_eq!(
             acts,
             vec![Action::Announce {
-                to: cluster(&[1, 2, 4])
+                to: cluster(&[1, 2, 4]),
+                term: 1
             }]
         );
         assert!(e.is_coordinator());
@@ -379,15 +537,16 @@ mod tests {
         let members = cluster(&[1, 2, 3]);
         let acts = start(&mut low, &members);
         assert!(matches!(&acts[..], [Action::SendElection { to, .. }] if to.len() == 2));
-        // node3 receives node1's message: it answers OK and runs its own election ...
-        let (reply, acts) = high.on_proxy(low.me());
+        // node3 knows no coordinator: it answers OK and runs its own election ...
+        let (reply, acts) = high.on_proxy(low.me(), 0);
         assert_eq!(reply, ProxyReply::Ok);
         assert_eq!(acts, vec![Action::CollectMembers { round: 1 }]);
         let acts = high.members_collected(1, members.clone());
         assert_eq!(
             acts,
             vec![Action::Announce {
-                to: cluster(&[1, 2])
+                to: cluster(&[1, 2]),
+                term: 1
             }]
         );
         // ... so node1 waits for the announcement instead of winning.
@@ -395,58 +554,105 @@ mod tests {
             low.election_answered(1, 1),
             vec![Action::AwaitAnnouncement { round: 1 }]
         );
-        assert_eq!(low.on_announce(high.me()), vec![]);
+        assert_eq!(low.on_announce(high.me(), 1), (AnnounceReply::Ok, vec![]));
         assert_eq!(low.coordinator(), Some(high.me()));
         assert_eq!(low.phase(), &Phase::Idle);
+        assert_eq!(low.term(), 1);
     }
 
     #[test]
     fn response_from_lower_node_starts_local_election_but_not_from_higher() {
         let mut e = node(2);
-        assert_eq!(e.on_response(&NodeRef::new("node3", 3)), vec![]);
+        assert_eq!(e.on_response(&nref(3), 0), vec![]);
         assert_eq!(
-            e.on_response(&NodeRef::new("node1", 1)),
+            e.on_response(&nref(1), 0),
             vec![Action::CollectMembers { round: 1 }]
         );
     }
 
     #[test]
-    fn announcement_from_lower_node_is_bullied_back() {
+    fn announcement_from_lower_node_is_bullied_back_with_a_higher_term() {
         let mut e = node(3);
-        let acts = e.on_announce(&NodeRef::new("node2", 2));
+        let (reply, acts) = e.on_announce(&nref(2), 5);
+        assert_eq!(reply, AnnounceReply::Ok);
         assert_eq!(acts, vec![Action::CollectMembers { round: 1 }]);
         assert_eq!(e.coordinator(), None);
         let acts = e.members_collected(1, cluster(&[1, 2, 3]));
-        assert!(matches!(&acts[..], [Action::Announce { .. }]));
+        assert!(
+            matches!(&acts[..], [Action::Announce { term: 6, .. }]),
+            "{acts:?}"
+        );
         assert!(e.is_coordinator());
     }
 
     #[test]
-    fn many_proxy_calls_in_one_round_start_one_election() {
+    fn many_election_messages_in_one_round_start_one_election() {
         let mut e = node(10);
         let mut started = 0;
         for i in 1..10 {
-            let (reply, acts) = e.on_proxy(&NodeRef::new(format!("node{i}"), i));
+            let (reply, acts) = e.on_proxy(&nref(i), 0);
             assert_eq!(reply, ProxyReply::Ok);
             started += acts.len();
         }
         assert_eq!(started, 1);
-        // The round ends when this node wins; the next round may start again.
+        // The round ends when this node wins; then it answers as coordinator, electing no more.
         e.members_collected(1, cluster(&[1, 2, 10]));
         assert!(e.is_coordinator());
-        let (_, acts) = e.on_proxy(&NodeRef::new("node1", 1));
+        let (reply, acts) = e.on_proxy(&nref(1), 0);
+        assert_eq!(reply, ProxyReply::Coordinator { term: 1 });
+        assert_eq!(acts, vec![]);
+    }
+
+    #[test]
+    fn a_coordinator_asked_from_a_newer_term_elects_again() {
+        let mut e = leader(4, &cluster(&[1, 4]));
+        let (reply, acts) = e.on_proxy(&nref(1), 9);
+        assert_eq!(reply, ProxyReply::Ok);
         assert_eq!(acts, vec![Action::CollectMembers { round: 2 }]);
+        let acts = e.members_collected(2, cluster(&[1, 4]));
+        assert!(
+            matches!(&acts[..], [Action::Announce { term: 10, .. }]),
+            "{acts:?}"
+        );
+    }
+
+    #[test]
+    fn a_follower_checks_its_coordinator_once_instead_of_electing() {
+        let mut e = node(3);
+        e.on_announce(&nref(9), 4);
+        let (reply, acts) = e.on_proxy(&nref(1), 4);
+        assert_eq!(reply, ProxyReply::Ok);
+        assert_eq!(
+            acts,
+            vec![Action::CheckCoordinator {
+                coordinator: nref(9)
+            }]
+        );
+        for i in [1, 2, 1] {
+            assert_eq!(e.on_proxy(&nref(i), 4), (ProxyReply::Ok, vec![]));
+        }
+        e.coordinator_confirmed(&nref(9));
+        assert_eq!(e.phase(), &Phase::Idle);
+        // After the check the next message may check again; a failed check elects.
+        let (_, acts) = e.on_proxy(&nref(1), 4);
+        assert_eq!(
+            acts,
+            vec![Action::CheckCoordinator {
+                coordinator: nref(9)
+            }]
+        );
+        assert_eq!(
+            e.coordinator_failed(&nref(9)),
+            vec![Action::CollectMembers { round: 1 }]
+        );
     }
 
     #[test]
     fn proxy_from_higher_or_equal_node_is_refused() {
         let mut e = node(5);
-        assert_eq!(
-            e.on_proxy(&NodeRef::new("node6", 6)),
-            (ProxyReply::NotLower, vec![])
-        );
+        assert_eq!(e.on_proxy(&nref(6), 0), (ProxyReply::NotLower, vec![]));
         let me = e.me().clone();
-        assert_eq!(e.on_proxy(&me).0, ProxyReply::NotLower);
+        assert_eq!(e.on_proxy(&me, 0).0, ProxyReply::NotLower);
         assert_eq!(e.phase(), &Phase::Idle);
     }
 
@@ -463,10 +669,75 @@ mod tests {
     fn stale_answers_from_an_abandoned_round_are_ignored() {
         let mut e = node(1);
         start(&mut e, &cluster(&[1, 2]));
-        e.on_announce(&NodeRef::new("node2", 2));
+        e.on_announce(&nref(2), 1);
         assert_eq!(e.election_answered(1, 0), vec![]);
         assert_eq!(e.announcement_timed_out(1), vec![]);
-        assert_eq!(e.coordinator(), Some(&NodeRef::new("node2", 2)));
+        assert_eq!(e.coordinator(), Some(&nref(2)));
+    }
+
+    #[test]
+    fn a_delayed_announcement_from_an_old_term_cannot_overwrite_a_newer_coordinator() {
+        let mut e = node(1);
+        e.on_announce(&nref(4), 3);
+        e.on_announce(&nref(3), 5);
+        let (reply, acts) = e.on_announce(&nref(4), 3);
+        assert_eq!(reply, AnnounceReply::Stale { term: 5 });
+        assert_eq!(acts, vec![]);
+        assert_eq!(e.coordinator(), Some(&nref(3)));
+        assert_eq!(e.term(), 5);
+    }
+
+    #[test]
+    fn a_second_coordinator_for_the_same_term_is_refused_but_a_repeat_is_fine() {
+        let mut e = node(1);
+        e.on_announce(&nref(3), 5);
+        assert_eq!(e.on_announce(&nref(3), 5), (AnnounceReply::Ok, vec![]));
+        assert_eq!(
+            e.on_announce(&nref(4), 5).0,
+            AnnounceReply::Stale { term: 5 }
+        );
+        assert_eq!(e.coordinator(), Some(&nref(3)));
+        // Even with no coordinator (it failed), the term stays taken.
+        e.coordinator_failed(&nref(3));
+        assert_eq!(
+            e.on_announce(&nref(4), 5).0,
+            AnnounceReply::Stale { term: 5 }
+        );
+    }
+
+    #[test]
+    fn a_refused_announcement_makes_the_coordinator_elect_above_the_refusing_term() {
+        let mut e = leader(4, &cluster(&[1, 4]));
+        assert_eq!(e.term(), 1);
+        assert_eq!(
+            e.announcement_refused(7),
+            vec![Action::CollectMembers { round: 2 }]
+        );
+        let acts = e.members_collected(2, cluster(&[1, 4]));
+        assert!(
+            matches!(&acts[..], [Action::Announce { term: 8, .. }]),
+            "{acts:?}"
+        );
+        // A refusal from an older term than ours changes nothing.
+        assert_eq!(e.announcement_refused(3), vec![]);
+    }
+
+    #[test]
+    fn a_lower_coordinator_replacing_a_live_higher_one_is_checked_and_bullied_back() {
+        let mut e = node(1);
+        e.on_announce(&nref(4), 1);
+        let (reply, acts) = e.on_announce(&nref(3), 2);
+        assert_eq!(reply, AnnounceReply::Ok);
+        assert_eq!(acts, vec![Action::CheckPrevious { previous: nref(4) }]);
+        assert_eq!(e.coordinator(), Some(&nref(3)));
+        assert_eq!(
+            e.previous_alive(&nref(4)),
+            vec![Action::CollectMembers { round: 1 }]
+        );
+        // A higher coordinator replacing a lower one needs no check.
+        let mut e = node(1);
+        e.on_announce(&nref(3), 1);
+        assert_eq!(e.on_announce(&nref(4), 2), (AnnounceReply::Ok, vec![]));
     }
 
     #[test]
@@ -488,8 +759,8 @@ mod tests {
             vec![Action::CollectMembers { round: 1 }]
         );
         let mut e = node(1);
-        let c = NodeRef::new("node2", 2);
-        e.on_announce(&c);
+        let c = nref(2);
+        e.on_announce(&c, 1);
         assert_eq!(
             e.on_health_tick(),
             vec![Action::CheckCoordinator {
@@ -507,10 +778,9 @@ mod tests {
 
     #[test]
     fn coordinator_does_not_check_itself_and_steps_down_for_a_higher_one() {
-        let mut e = node(3);
-        start(&mut e, &cluster(&[1, 3]));
+        let mut e = leader(3, &cluster(&[1, 3]));
         assert_eq!(e.on_health_tick(), vec![]);
-        e.on_announce(&NodeRef::new("node4", 4));
+        e.on_announce(&nref(4), 2);
         assert!(!e.is_coordinator());
         assert_eq!(e.coordinator().map(|c| c.id), Some(4));
     }
@@ -518,8 +788,21 @@ mod tests {
     #[test]
     fn failure_of_a_node_that_is_not_the_coordinator_changes_nothing() {
         let mut e = node(1);
-        e.on_announce(&NodeRef::new("node3", 3));
-        assert_eq!(e.coordinator_failed(&NodeRef::new("node2", 2)), vec![]);
+        e.on_announce(&nref(3), 1);
+        assert_eq!(e.coordinator_failed(&nref(2)), vec![]);
         assert_eq!(e.coordinator().map(|c| c.id), Some(3));
+    }
+
+    #[test]
+    fn terms_grow_with_every_win() {
+        let members = cluster(&[1, 2]);
+        let mut e = leader(2, &members);
+        for expected in 2..5 {
+            e.announcement_refused(e.term());
+            let round = e.snapshot();
+            assert!(round.election);
+            let acts = e.members_collected(expected, members.clone());
+            assert!(matches!(&acts[..], [Action::Announce { term, .. }] if *term == expected));
+        }
     }
 }

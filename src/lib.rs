@@ -6,6 +6,7 @@
 pub mod config;
 pub mod election;
 pub mod messages;
+pub mod metrics;
 pub mod node;
 pub mod peer;
 pub mod registry;

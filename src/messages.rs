@@ -4,18 +4,43 @@
 use crate::election::NodeRef;
 use serde::{Deserialize, Serialize};
 
-/// `POST /proxy` and `POST /response`: who is electing.
+/// `POST /proxy` and `POST /response`: who is electing, and the highest term it has seen.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct ElectionMessage {
     pub node_id: u64,
     pub node_name: String,
+    #[serde(default)]
+    pub term: u64,
 }
 
-/// `POST /announce`: a node declares itself coordinator.
+/// `POST /announce`: a node declares itself coordinator of `term`.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Announcement {
     pub coordinator: String,
     pub node_id: u64,
+    #[serde(default)]
+    pub term: u64,
+}
+
+/// The answer to `POST /proxy`: `{"Response":"OK"}`, and when the answering node is the
+/// coordinator, its own announcement (`coordinator`, `node_id`, `term`) as well.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, Default)]
+pub struct ProxyAnswer {
+    #[serde(rename = "Response")]
+    pub response: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub coordinator: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_id: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub term: Option<u64>,
+}
+
+/// The body of a refused announcement (409): the term the refusing node follows.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Refusal {
+    pub error: String,
+    pub term: u64,
 }
 
 /// `GET /nodeDetails`: a node's own view, also read by the static registry and `bully status`.
@@ -29,16 +54,20 @@ pub struct NodeDetails {
     pub coordinator_id: Option<u64>,
     pub is_coordinator: bool,
     pub election: bool,
+    /// The term of the coordinator this node follows (0 before the first).
+    #[serde(default)]
+    pub term: u64,
     /// The advertised address others reach this node on.
     #[serde(default)]
     pub host: String,
 }
 
 impl ElectionMessage {
-    pub fn from_node(n: &NodeRef) -> Self {
+    pub fn from_node(n: &NodeRef, term: u64) -> Self {
         ElectionMessage {
             node_id: n.id,
             node_name: n.name.clone(),
+            term,
         }
     }
 
@@ -48,10 +77,11 @@ impl ElectionMessage {
 }
 
 impl Announcement {
-    pub fn from_node(n: &NodeRef) -> Self {
+    pub fn from_node(n: &NodeRef, term: u64) -> Self {
         Announcement {
             coordinator: n.name.clone(),
             node_id: n.id,
+            term,
         }
     }
 

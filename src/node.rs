@@ -3,11 +3,13 @@
 //! [`Node::with_election`], which takes no I/O, so no network call runs under it.
 
 use crate::election::{Action, Election, Member, NodeRef, Snapshot};
-use crate::messages::{Announcement, ElectionMessage, NodeDetails};
+use crate::messages::{Announcement, ElectionMessage, NodeDetails, ProxyAnswer, Refusal};
+use crate::metrics::{Gauges, Metrics};
 use crate::peer::PeerClient;
 use crate::registry::Registry;
+use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Timers and limits of one node.
 #[derive(Clone, Debug)]
@@ -27,15 +29,39 @@ impl Timing {
     }
 }
 
+/// A change of the coordinator this node knows, delivered to subscribers in the order the
+/// transitions happened (they are sent under the state lock).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Change {
+    pub before: Option<NodeRef>,
+    pub after: Option<NodeRef>,
+}
+
+impl Change {
+    /// This node became coordinator.
+    pub fn elected(&self, me: &NodeRef) -> bool {
+        self.after.as_ref() == Some(me)
+    }
+
+    /// This node stopped being coordinator.
+    pub fn demoted(&self, me: &NodeRef) -> bool {
+        self.before.as_ref() == Some(me)
+    }
+}
+
 pub struct Node {
     pub me: Member,
     pub cluster: String,
     pub timing: Timing,
+    pub metrics: Metrics,
     election: Mutex<Election>,
     registry: Box<dyn Registry>,
     client: PeerClient,
     /// The last member list the registry gave: used while the registry is unreachable.
     known_members: Mutex<Vec<Member>>,
+    subscribers: Mutex<Vec<Sender<Change>>>,
+    /// When this node's current election round started, for `bully_last_election_seconds`.
+    round_started: Mutex<Option<Instant>>,
 }
 
 /// Locks a mutex even when a panicking thread poisoned it: the state is only changed by the
@@ -58,8 +84,18 @@ impl Node {
             cluster,
             timing,
             registry,
+            metrics: Metrics::default(),
             known_members: Mutex::new(Vec::new()),
+            subscribers: Mutex::new(Vec::new()),
+            round_started: Mutex::new(None),
         })
+    }
+
+    /// Every later change of coordinator, in order.
+    pub fn subscribe(&self) -> Receiver<Change> {
+        let (tx, rx) = channel();
+        lock(&self.subscribers).push(tx);
+        rx
     }
 
     pub fn registry(&self) -> &dyn Registry {
@@ -71,10 +107,41 @@ impl Node {
         f(&mut lock(&self.election))
     }
 
-    /// Applies one transition, then carries out what it asked for, outside the lock.
+    /// Applies one transition, then carries out what it asked for, outside the lock. A change
+    /// of coordinator is counted and published while the lock is still held, so subscribers
+    /// see changes in the order they happened (sending on a channel does not block).
     pub fn step(self: &Arc<Self>, f: impl FnOnce(&mut Election) -> Vec<Action>) {
-        let actions = self.with_election(f);
+        let actions = self.with_election(|e| {
+            let before = e.coordinator().cloned();
+            let actions = f(e);
+            let after = e.coordinator().cloned();
+            if before != after {
+                self.publish(Change { before, after });
+            }
+            actions
+        });
         self.execute(actions);
+    }
+
+    fn publish(&self, change: Change) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.metrics.coordinator_changes.fetch_add(1, Relaxed);
+        if change.after.is_some() {
+            if let Some(started) = lock(&self.round_started).take() {
+                self.metrics.election_finished(started.elapsed());
+            }
+        }
+        lock(&self.subscribers).retain(|tx| tx.send(change.clone()).is_ok());
+    }
+
+    pub fn gauges(&self) -> Gauges {
+        let s = self.snapshot();
+        Gauges {
+            is_coordinator: s.is_coordinator,
+            coordinator_id: s.coordinator.map(|c| c.id),
+            members: lock(&self.known_members).len(),
+            term: s.term,
+        }
     }
 
     pub fn snapshot(&self) -> Snapshot {
@@ -92,6 +159,7 @@ impl Node {
             coordinator_id: s.coordinator.as_ref().map(|c| c.id),
             is_coordinator: s.is_coordinator,
             election: s.election,
+            term: s.term,
             host: self.me.host.clone(),
         }
     }
@@ -128,61 +196,108 @@ impl Node {
     }
 
     fn run(self: &Arc<Self>, action: Action) {
+        use std::sync::atomic::Ordering::Relaxed;
         match action {
             Action::CollectMembers { round } => {
+                self.metrics.elections_started.fetch_add(1, Relaxed);
+                lock(&self.round_started).get_or_insert_with(Instant::now);
                 let members = self.members();
                 self.step(|e| e.members_collected(round, members));
             }
-            Action::SendElection { round, to } => {
-                let msg = ElectionMessage::from_node(&self.me.node_ref());
+            Action::SendElection { round, to, term } => {
+                let msg = ElectionMessage::from_node(&self.me.node_ref(), term);
+                self.metrics.sent("proxy", to.len());
                 let answers = PeerClient::fan_out(&to, |m| {
                     match self
                         .client
-                        .post::<_, serde_json::Value>(&m.address(), "/proxy", &msg)
+                        .post::<_, ProxyAnswer>(&m.address(), "/proxy", &msg)
                     {
-                        Ok((200, Some(v))) if v["Response"] == "OK" => true,
+                        Ok((200, Some(a))) if a.response == "OK" => Some(a),
                         Ok((status, _)) => {
                             log::debug!("{} answered /proxy with {status}", m.name);
-                            false
+                            None
                         }
                         Err(e) => {
                             log::debug!("{} did not answer /proxy: {e}", m.name);
-                            false
+                            None
                         }
                     }
                 });
-                let ok = answers.iter().filter(|a| **a).count();
+                // An answer in which the member names itself coordinator is its announcement.
+                for (m, a) in to.iter().zip(&answers) {
+                    if let Some(ProxyAnswer {
+                        coordinator: Some(c),
+                        node_id: Some(id),
+                        term: Some(t),
+                        ..
+                    }) = a
+                    {
+                        if *c == m.name && *id == m.id {
+                            self.step(|e| e.on_announce(&m.node_ref(), *t).1);
+                        }
+                    }
+                }
+                let ok = answers.iter().filter(|a| a.is_some()).count();
                 self.step(|e| e.election_answered(round, ok));
             }
             Action::AwaitAnnouncement { round } => {
                 std::thread::sleep(self.timing.announce_wait());
                 self.step(|e| e.announcement_timed_out(round));
             }
-            Action::Announce { to } => {
-                let msg = Announcement::from_node(&self.me.node_ref());
-                PeerClient::fan_out(&to, |m| {
-                    let r =
-                        self.client
-                            .post::<_, serde_json::Value>(&m.address(), "/announce", &msg);
-                    if !matches!(r, Ok((200, _))) {
-                        log::debug!("announcement to {} failed: {r:?}", m.name);
+            Action::Announce { to, term } => {
+                let msg = Announcement::from_node(&self.me.node_ref(), term);
+                self.metrics.elections_won.fetch_add(1, Relaxed);
+                self.metrics.sent("announce", to.len());
+                let refusals = PeerClient::fan_out(&to, |m| {
+                    match self
+                        .client
+                        .post::<_, Refusal>(&m.address(), "/announce", &msg)
+                    {
+                        Ok((409, Some(r))) => Some(r.term),
+                        Ok((200, _)) => None,
+                        r => {
+                            log::debug!("announcement to {} failed: {r:?}", m.name);
+                            None
+                        }
                     }
                 });
+                if let Some(highest) = refusals.into_iter().flatten().max() {
+                    self.step(|e| e.announcement_refused(highest));
+                }
             }
             Action::CheckCoordinator { coordinator } => {
-                if !self.coordinator_alive(&coordinator) {
+                self.metrics.sent("health", 1);
+                if self.coordinator_alive(&coordinator) {
+                    self.with_election(|e| e.coordinator_confirmed(&coordinator));
+                } else {
+                    self.metrics.failover_detected("health_check");
                     self.step(|e| e.coordinator_failed(&coordinator));
+                }
+            }
+            Action::CheckPrevious { previous } => {
+                let alive = self
+                    .members()
+                    .iter()
+                    .find(|m| m.node_ref() == previous)
+                    .is_some_and(|m| self.client.is_alive(m));
+                if alive {
+                    self.step(|e| e.previous_alive(&previous));
                 }
             }
         }
     }
 
-    /// The coordinator is alive when the registry still lists it and it answers `GET /`.
+    /// The coordinator is alive when the registry still lists it and it answers
+    /// `GET /nodeDetails` saying it still leads: a node named coordinator by a stale or forged
+    /// announcement, or restarted since, does not pass.
     fn coordinator_alive(&self, coordinator: &NodeRef) -> bool {
         let members = self.members();
-        match members.iter().find(|m| m.node_ref() == *coordinator) {
-            Some(m) => self.client.is_alive(m),
-            None => false,
+        let Some(m) = members.iter().find(|m| m.node_ref() == *coordinator) else {
+            return false;
+        };
+        match self.client.get::<NodeDetails>(&m.address(), "/nodeDetails") {
+            Ok((200, Some(d))) => d.is_coordinator && d.node_name == m.name && d.node_id == m.id,
+            _ => false,
         }
     }
 

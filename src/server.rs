@@ -2,8 +2,8 @@
 //! guards the crate leaves to us (read timeouts, body and header limits, a cap on handlers).
 
 use crate::config::valid_name;
-use crate::election::ProxyReply;
-use crate::messages::{Announcement, ElectionMessage};
+use crate::election::{AnnounceReply, ProxyReply};
+use crate::messages::{Announcement, ElectionMessage, ProxyAnswer};
 use crate::node::Node;
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
@@ -98,23 +98,61 @@ fn dispatch(node: &Arc<Node>, live: &Arc<AtomicUsize>, rq: Request) {
     }
 }
 
-/// An error answer: status and a message for the `{"error": ...}` body.
-type Reject = (u16, String);
+/// An error answer: status and a JSON body with at least an `error` field.
+type Reject = (u16, Value);
+
+fn reject(status: u16, msg: impl Into<String>) -> Reject {
+    (status, json!({ "error": msg.into() }))
+}
+
+/// A bounded set of route labels for metrics, whatever paths clients send.
+fn route_label(url: &str) -> &'static str {
+    match url.split('?').next().unwrap_or("") {
+        "/" => "/",
+        "/nodeDetails" => "/nodeDetails",
+        "/proxy" => "/proxy",
+        "/response" => "/response",
+        "/announce" => "/announce",
+        "/metrics" => "/metrics",
+        _ => "other",
+    }
+}
 
 fn handle(node: &Arc<Node>, mut rq: Request) {
+    let label = route_label(rq.url());
+    if label == "/metrics" && *rq.method() == Method::Get {
+        let text = node.metrics.render(&node.gauges());
+        node.metrics.http_request(label, 200);
+        let resp = Response::from_string(text)
+            .with_header(header("Content-Type", "text/plain; version=0.0.4"))
+            .with_header(header("Connection", "close"));
+        if let Err(e) = rq.respond(resp) {
+            log::debug!("could not send the answer: {e}");
+        }
+        return;
+    }
     let (status, body) = match route(node, &mut rq) {
         Ok(v) => (200, v),
-        Err((status, msg)) => {
-            log::debug!("{} {} -> {status}: {msg}", rq.method(), rq.url());
-            (status, json!({ "error": msg }))
+        Err((status, body)) => {
+            log::debug!(
+                "{} {} -> {status}: {}",
+                rq.method(),
+                rq.url(),
+                body["error"]
+            );
+            (status, body)
         }
     };
+    node.metrics.http_request(label, status);
     respond(rq, status, body);
 }
 
 fn route(node: &Arc<Node>, rq: &mut Request) -> Result<Value, Reject> {
     if header_bytes(rq) > MAX_HEADERS {
-        return Err((431, format!("request headers exceed {MAX_HEADERS} bytes")));
+        return Err(reject(
+            431,
+            format!("request headers exceed {MAX_HEADERS} bytes"),
+        ));
     }
     let path = rq.url().split('?').next().unwrap_or("").to_string();
     let method = rq.method().clone();
@@ -124,17 +162,27 @@ fn route(node: &Arc<Node>, rq: &mut Request) -> Result<Value, Reject> {
                 let msg: ElectionMessage = read_json(rq)?;
                 let from = msg.sender();
                 check_name(&from.name)?;
+                node.metrics.received("proxy");
                 let mut reply = ProxyReply::NotLower;
                 node.step(|e| {
-                    let (r, actions) = e.on_proxy(&from);
+                    let (r, actions) = e.on_proxy(&from, msg.term);
                     reply = r;
                     actions
                 });
+                let ok = |coordinator: Option<u64>| ProxyAnswer {
+                    response: "OK".into(),
+                    coordinator: coordinator.map(|_| node.me.name.clone()),
+                    node_id: coordinator.map(|_| node.me.id),
+                    term: coordinator,
+                };
                 match reply {
-                    ProxyReply::Ok => Ok(json!({"Response": "OK"})),
-                    ProxyReply::NotLower => Err((
+                    ProxyReply::Ok => to_value(&ok(None)),
+                    ProxyReply::Coordinator { term } => to_value(&ok(Some(term))),
+                    ProxyReply::NotLower => Err(reject(
                         409,
-                        format!("{from} does not rank below this node; send /proxy only to higher nodes"),
+                        format!(
+                            "{from} does not rank below this node; send /proxy only to higher nodes"
+                        ),
                     )),
                 }
             }
@@ -142,30 +190,48 @@ fn route(node: &Arc<Node>, rq: &mut Request) -> Result<Value, Reject> {
                 let msg: ElectionMessage = read_json(rq)?;
                 let from = msg.sender();
                 check_name(&from.name)?;
-                node.step(|e| e.on_response(&from));
+                node.metrics.received("response");
+                node.step(|e| e.on_response(&from, msg.term));
                 Ok(json!({"Response": "OK"}))
             }
             "/announce" => {
                 let msg: Announcement = read_json(rq)?;
                 let coordinator = msg.coordinator();
                 check_name(&coordinator.name)?;
-                node.step(|e| e.on_announce(&coordinator));
-                Ok(json!({"Response": "OK"}))
+                node.metrics.received("announce");
+                let mut reply = AnnounceReply::Ok;
+                node.step(|e| {
+                    let (r, actions) = e.on_announce(&coordinator, msg.term);
+                    reply = r;
+                    actions
+                });
+                match reply {
+                    AnnounceReply::Ok => Ok(json!({"Response": "OK"})),
+                    AnnounceReply::Stale { term } => Err((
+                        409,
+                        json!({
+                            "error": format!("stale announcement: this node follows term {term}"),
+                            "term": term,
+                        }),
+                    )),
+                }
             }
-            _ => Err((404, format!("no route {path}"))),
+            _ => Err(reject(404, format!("no route {path}"))),
         }
     };
     match (path.as_str(), &method) {
         ("/", Method::Get) => Ok(json!({"status": "ok"})),
         ("/nodeDetails", Method::Get) => {
-            serde_json::to_value(node.details()).map_err(|e| (500, e.to_string()))
+            serde_json::to_value(node.details()).map_err(|e| reject(500, e.to_string()))
         }
         ("/proxy" | "/response" | "/announce", Method::Post) => post(rq, node),
-        ("/" | "/nodeDetails", _) => Err((405, format!("{path} takes GET, not {method}"))),
-        ("/proxy" | "/response" | "/announce", _) => {
-            Err((405, format!("{path} takes POST, not {method}")))
+        ("/" | "/nodeDetails" | "/metrics", _) => {
+            Err(reject(405, format!("{path} takes GET, not {method}")))
         }
-        _ => Err((404, format!("no route {path}"))),
+        ("/proxy" | "/response" | "/announce", _) => {
+            Err(reject(405, format!("{path} takes POST, not {method}")))
+        }
+        _ => Err(reject(404, format!("no route {path}"))),
     }
 }
 
@@ -184,13 +250,17 @@ fn header_bytes(rq: &Request) -> usize {
     c.0
 }
 
+fn to_value<T: serde::Serialize>(v: &T) -> Result<Value, Reject> {
+    serde_json::to_value(v).map_err(|e| reject(500, e.to_string()))
+}
+
 fn check_name(name: &str) -> Result<(), Reject> {
     if valid_name(name) {
         Ok(())
     } else {
-        Err((
+        Err(reject(
             400,
-            "node name must be 1 to 64 letters, digits, '.', '_' or '-'".into(),
+            "node name must be 1 to 64 letters, digits, '.', '_' or '-'",
         ))
     }
 }
@@ -198,33 +268,30 @@ fn check_name(name: &str) -> Result<(), Reject> {
 /// Reads at most [`MAX_BODY`] bytes (never trusting Content-Length) and parses them as `T`.
 fn read_json<T: DeserializeOwned>(rq: &mut Request) -> Result<T, Reject> {
     if rq.body_length().is_some_and(|n| n > MAX_BODY) {
-        return Err((413, format!("body exceeds {MAX_BODY} bytes")));
+        return Err(reject(413, format!("body exceeds {MAX_BODY} bytes")));
     }
     let mut body = Vec::new();
     rq.as_reader()
         .take(MAX_BODY as u64 + 1)
         .read_to_end(&mut body)
-        .map_err(|e| (400, format!("cannot read the body: {e}")))?;
+        .map_err(|e| reject(400, format!("cannot read the body: {e}")))?;
     if body.len() > MAX_BODY {
-        return Err((413, format!("body exceeds {MAX_BODY} bytes")));
+        return Err(reject(413, format!("body exceeds {MAX_BODY} bytes")));
     }
-    serde_json::from_slice(&body).map_err(|e| (400, format!("invalid JSON body: {e}")))
+    serde_json::from_slice(&body).map_err(|e| reject(400, format!("invalid JSON body: {e}")))
+}
+
+fn header(k: &'static str, v: &'static str) -> Header {
+    Header::from_bytes(k.as_bytes(), v.as_bytes()).expect("static header is valid")
 }
 
 /// Every answer is JSON and closes the connection: one request per connection keeps a
-/// kept-alive client from pinning a thread, and lets the accept loop restart safely.
+/// kept-alive client from pinning a thread between requests.
 fn respond(rq: Request, status: u16, body: Value) {
-    let header = |k: &str, v: &str| Header::from_bytes(k.as_bytes(), v.as_bytes()).ok();
-    let mut resp = Response::from_string(body.to_string()).with_status_code(status);
-    for h in [
-        header("Content-Type", "application/json"),
-        header("Connection", "close"),
-    ]
-    .into_iter()
-    .flatten()
-    {
-        resp.add_header(h);
-    }
+    let resp = Response::from_string(body.to_string())
+        .with_status_code(status)
+        .with_header(header("Content-Type", "application/json"))
+        .with_header(header("Connection", "close"));
     if let Err(e) = rq.respond(resp) {
         log::debug!("could not send the answer: {e}");
     }

@@ -1,0 +1,208 @@
+//! Counters and gauges for `GET /metrics`, in the Prometheus text exposition format (0.0.4).
+//! Hand-written: a dozen series do not justify a metrics crate.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// Kinds of election messages, as labels.
+pub const MESSAGE_KINDS: [&str; 4] = ["proxy", "response", "announce", "health"];
+
+/// How a failed coordinator was noticed, as labels.
+pub const DETECTIONS: [&str; 2] = ["health_check", "watch"];
+
+#[derive(Default)]
+pub struct Metrics {
+    pub elections_started: AtomicU64,
+    pub elections_won: AtomicU64,
+    pub coordinator_changes: AtomicU64,
+    sent: [AtomicU64; 4],
+    received: [AtomicU64; 4],
+    failovers: [AtomicU64; 2],
+    /// Microseconds from the start of this node's last election round to the moment it knew
+    /// the coordinator (won, or accepted an announcement).
+    last_election_micros: AtomicU64,
+    http: Mutex<BTreeMap<(&'static str, u16), u64>>,
+}
+
+/// The gauges, read from the node when the page is rendered.
+pub struct Gauges {
+    pub is_coordinator: bool,
+    pub coordinator_id: Option<u64>,
+    pub members: usize,
+    pub term: u64,
+}
+
+fn index(kinds: &[&str], kind: &str) -> Option<usize> {
+    kinds.iter().position(|k| *k == kind)
+}
+
+impl Metrics {
+    pub fn sent(&self, kind: &str, n: usize) {
+        if let Some(i) = index(&MESSAGE_KINDS, kind) {
+            self.sent[i].fetch_add(n as u64, Ordering::Relaxed);
+        }
+    }
+
+    pub fn received(&self, kind: &str) {
+        if let Some(i) = index(&MESSAGE_KINDS, kind) {
+            self.received[i].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    pub fn failover_detected(&self, how: &str) {
+        if let Some(i) = index(&DETECTIONS, how) {
+            self.failovers[i].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    pub fn election_finished(&self, took: Duration) {
+        self.last_election_micros
+            .store(took.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    /// `route` must be one of a fixed set of names, so the label set stays bounded whatever
+    /// paths clients send.
+    pub fn http_request(&self, route: &'static str, status: u16) {
+        let mut http = self.http.lock().unwrap_or_else(|e| e.into_inner());
+        *http.entry((route, status)).or_insert(0) += 1;
+    }
+
+    pub fn render(&self, g: &Gauges) -> String {
+        let mut out = String::with_capacity(4096);
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let mut counter = |name: &str, help: &str, value: u64| {
+            let _ = write!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}\n"
+            );
+        };
+        counter(
+            "bully_elections_started_total",
+            "Election rounds this node started.",
+            load(&self.elections_started),
+        );
+        counter(
+            "bully_elections_won_total",
+            "Election rounds after which this node became coordinator.",
+            load(&self.elections_won),
+        );
+        counter(
+            "bully_coordinator_changes_total",
+            "Times the coordinator this node follows changed.",
+            load(&self.coordinator_changes),
+        );
+        labelled(
+            &mut out,
+            "bully_messages_sent_total",
+            "Election messages sent to peers, by kind.",
+            "kind",
+            &MESSAGE_KINDS,
+            &self.sent,
+        );
+        labelled(
+            &mut out,
+            "bully_messages_received_total",
+            "Valid election messages received from peers, by kind.",
+            "kind",
+            &MESSAGE_KINDS,
+            &self.received,
+        );
+        labelled(
+            &mut out,
+            "bully_failovers_detected_total",
+            "Coordinator failures this node detected, by how they were detected.",
+            "detected_by",
+            &DETECTIONS,
+            &self.failovers,
+        );
+        out += "# HELP bully_http_requests_total HTTP requests answered, by route and status.\n";
+        out += "# TYPE bully_http_requests_total counter\n";
+        for ((route, status), n) in self.http.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+            let _ = writeln!(
+                out,
+                "bully_http_requests_total{{route=\"{route}\",status=\"{status}\"}} {n}"
+            );
+        }
+        let mut gauge = |name: &str, help: &str, value: String| {
+            let _ = write!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}\n"
+            );
+        };
+        gauge(
+            "bully_is_coordinator",
+            "1 when this node is the coordinator.",
+            u8::from(g.is_coordinator).to_string(),
+        );
+        gauge(
+            "bully_coordinator_id",
+            "Id of the coordinator this node follows; NaN when none is known.",
+            g.coordinator_id
+                .map_or_else(|| "NaN".to_string(), |id| id.to_string()),
+        );
+        gauge(
+            "bully_members",
+            "Members in the registry at the last look.",
+            g.members.to_string(),
+        );
+        gauge(
+            "bully_term",
+            "Election term this node is in.",
+            g.term.to_string(),
+        );
+        gauge(
+            "bully_last_election_seconds",
+            "Time from the start of this node's last election round to knowing the coordinator.",
+            format!("{:.6}", load(&self.last_election_micros) as f64 / 1e6),
+        );
+        out
+    }
+}
+
+fn labelled(
+    out: &mut String,
+    name: &str,
+    help: &str,
+    label: &str,
+    values: &[&str],
+    counts: &[AtomicU64],
+) {
+    let _ = write!(out, "# HELP {name} {help}\n# TYPE {name} counter\n");
+    for (v, c) in values.iter().zip(counts) {
+        let _ = writeln!(
+            out,
+            "{name}{{{label}=\"{v}\"}} {}",
+            c.load(Ordering::Relaxed)
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counters_labels_and_gauges() {
+        let m = Metrics::default();
+        m.elections_started.fetch_add(2, Ordering::Relaxed);
+        m.sent("proxy", 3);
+        m.sent("bogus", 3);
+        m.http_request("/proxy", 200);
+        m.http_request("/proxy", 200);
+        let text = m.render(&Gauges {
+            is_coordinator: true,
+            coordinator_id: Some(4),
+            members: 4,
+            term: 7,
+        });
+        assert!(text.contains("bully_elections_started_total 2\n"), "{text}");
+        assert!(text.contains("bully_messages_sent_total{kind=\"proxy\"} 3\n"));
+        assert!(text.contains("bully_http_requests_total{route=\"/proxy\",status=\"200\"} 2\n"));
+        assert!(text.contains("bully_is_coordinator 1\n"));
+        assert!(text.contains("bully_coordinator_id 4\n"));
+        assert!(text.contains("# TYPE bully_members gauge\n"));
+    }
+}

@@ -1,0 +1,89 @@
+//! `GET /metrics` is valid Prometheus text (checked by a real parser) and its counters move
+//! with elections.
+
+mod support;
+
+use prometheus_parse::{Scrape, Value};
+use support::*;
+
+fn scrape(port: u16) -> Scrape {
+    let (status, body) = send(port, "GET", "/metrics", b"");
+    assert_eq!(status, 200, "{body}");
+    Scrape::parse(body.lines().map(|l| Ok(l.to_string()))).expect("valid exposition format")
+}
+
+/// The value of `name` whose labels include every pair in `labels`.
+fn value(s: &Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
+    let sample = s
+        .samples
+        .iter()
+        .find(|x| x.metric == name && labels.iter().all(|(k, v)| x.labels.get(k) == Some(*v)))
+        .unwrap_or_else(|| panic!("no sample {name} {labels:?}"));
+    match sample.value {
+        Value::Counter(v) | Value::Gauge(v) | Value::Untyped(v) => v,
+        ref other => panic!("{name}: unexpected {other:?}"),
+    }
+}
+
+#[test]
+fn metrics_parse_and_move_with_elections() {
+    let mut c = Cluster::new(
+        "metrics",
+        &["--startup-delay", "0", "--health-interval", "200ms"],
+    );
+    for id in 1..=3 {
+        c.start(id, &[]);
+    }
+    c.await_agreement("node3", secs(20));
+    let p2 = c.node("node2").port;
+    let p3 = c.node("node3").port;
+
+    let s3 = scrape(p3);
+    assert_eq!(value(&s3, "bully_is_coordinator", &[]), 1.0);
+    assert_eq!(value(&s3, "bully_coordinator_id", &[]), 3.0);
+    assert!(value(&s3, "bully_elections_won_total", &[]) >= 1.0);
+    assert!(value(&s3, "bully_messages_sent_total", &[("kind", "announce")]) >= 2.0);
+    assert!(value(&s3, "bully_term", &[]) >= 1.0);
+    assert!(s3.docs.contains_key("bully_members"), "HELP lines present");
+
+    let before = scrape(p2);
+    assert_eq!(value(&before, "bully_is_coordinator", &[]), 0.0);
+    assert!(value(&before, "bully_elections_started_total", &[]) >= 1.0);
+    assert!(
+        value(
+            &before,
+            "bully_messages_received_total",
+            &[("kind", "announce")]
+        ) >= 1.0
+    );
+    assert!(
+        value(
+            &before,
+            "bully_http_requests_total",
+            &[("route", "/nodeDetails"), ("status", "200")]
+        ) >= 1.0
+    );
+    let won = value(&before, "bully_elections_won_total", &[]);
+    let changes = value(&before, "bully_coordinator_changes_total", &[]);
+
+    c.node("node3").kill9();
+    c.await_agreement("node2", secs(10));
+    let after = scrape(p2);
+    assert_eq!(value(&after, "bully_is_coordinator", &[]), 1.0);
+    assert_eq!(value(&after, "bully_elections_won_total", &[]), won + 1.0);
+    assert!(value(&after, "bully_coordinator_changes_total", &[]) >= changes + 1.0);
+    assert!(
+        value(
+            &after,
+            "bully_failovers_detected_total",
+            &[("detected_by", "health_check")]
+        ) >= 1.0
+    );
+    assert!(value(&after, "bully_last_election_seconds", &[]) > 0.0);
+    // node2 messaged node3 (dead, but still in the registry) before it could win.
+    assert!(
+        value(&after, "bully_messages_sent_total", &[("kind", "proxy")])
+            > value(&before, "bully_messages_sent_total", &[("kind", "proxy")])
+    );
+    assert!(value(&after, "bully_term", &[]) > value(&before, "bully_term", &[]));
+}
