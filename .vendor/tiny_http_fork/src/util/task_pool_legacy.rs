@@ -14,6 +14,9 @@ pub struct TaskPool
 
     // min number of threads
     min_threads: usize,
+
+    // bully patch: max number of threads; `None` is unbounded as before
+    max_threads: Option<usize>,
 }
 
 struct Sharing {
@@ -54,7 +57,7 @@ impl TaskPool {
     /// Minimum number of active threads.
     const MIN_THREADS: usize = 4;
 
-    pub fn new(min_threads_opt: Option<usize>, _max_threads_opt: Option<usize>) -> io::Result<TaskPool> {
+    pub fn new(min_threads_opt: Option<usize>, max_threads_opt: Option<usize>) -> io::Result<TaskPool> {
 
         let min_threads = min_threads_opt.unwrap_or(Self::MIN_THREADS);
 
@@ -65,7 +68,8 @@ impl TaskPool {
                 active_tasks: AtomicUsize::new(0),
                 waiting_tasks: AtomicUsize::new(0),
             }),
-            min_threads
+            min_threads,
+            max_threads: max_threads_opt,
         };
 
         
@@ -75,6 +79,19 @@ impl TaskPool {
         }
 
         return Ok(pool);
+    }
+
+    /// bully patch: true when a new task would need a new thread and `max_threads` are
+    /// running. The accept thread (the only caller of `spawn`) asks before it hands over a
+    /// connection, so a flood of connections can no longer grow one thread per connection
+    /// without bound.
+    pub fn saturated(&self) -> bool {
+        let Some(max) = self.max_threads else {
+            return false;
+        };
+        let queue = self.sharing.todo.lock().unwrap_or_else(|e| e.into_inner());
+        self.sharing.waiting_tasks.load(Ordering::Acquire) <= queue.len()
+            && self.sharing.active_tasks.load(Ordering::Acquire) >= max
     }
 
     /// Executes a function in a thread.
@@ -99,7 +116,9 @@ impl TaskPool {
         let sharing = self.sharing.clone();
         let min_threads = self.min_threads;
 
-        thread::spawn(move || {
+        // bully patch: `thread::spawn` panicked when the system refused a thread, killing the
+        // accept thread; now the task (a connection) is dropped, which closes it.
+        let spawned = thread::Builder::new().spawn(move || {
             let sharing = sharing;
             let _active_guard = Registration::new(&sharing.active_tasks);
 
@@ -143,6 +162,9 @@ impl TaskPool {
                 task();
             }
         });
+        if let Err(_e) = spawned {
+            crate::log::error!("cannot start a connection thread: {}", _e);
+        }
     }
 }
 
