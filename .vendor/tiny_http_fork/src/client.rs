@@ -442,30 +442,10 @@ impl Iterator for ClientConnection
                 return None;
             }
 
-            // updating the status of the connection
-            let connection_header = 
-                rq
-                    .headers()
-                    .get("Connection")
-                    .map(|h| h.as_str());
-
-            let lowercase = connection_header.map(|h| h.to_ascii_lowercase());
-
-            match lowercase 
-            {
-                Some(ref val) if val.contains("close") => 
-                    self.no_more_requests = true,
-                Some(ref val) if val.contains("upgrade") => 
-                    self.no_more_requests = true,
-                Some(ref val)
-                    if !val.contains("keep-alive") && *rq.http_version() == HTTPVersion(1, 0) =>
-                {
-                    self.no_more_requests = true
-                }
-                None if *rq.http_version() == HTTPVersion(1, 0) => 
-                    self.no_more_requests = true,
-                _ => (),
-            };
+            // bully patch: one request per connection. bully answers every request with
+            // `Connection: close`; waiting for a second request that never comes held this
+            // thread (and the socket) for another read timeout after every stalled client.
+            self.no_more_requests = true;
 
             // returning the request
             return Some(Ok(rq));
