@@ -9,6 +9,11 @@ use serde::{Deserialize, Serialize};
 use std::cmp::Ordering;
 use std::fmt;
 
+/// The highest term accepted from anyone. Terms stay exact in every JSON implementation (the
+/// largest integer a double holds exactly), and a forged message can never push a node's term
+/// to where the next win would overflow.
+pub const MAX_TERM: u64 = (1 << 53) - 1;
+
 /// A node's identity in an election: priority first, the name breaks ties between equal ids so
 /// that any two distinct nodes are always ordered.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -106,6 +111,10 @@ pub enum Action {
     /// A lower coordinator replaced `previous`: if `previous` still answers, call
     /// [`Election::previous_alive`] so it can be bullied back in.
     CheckPrevious { previous: NodeRef },
+    /// This coordinator was suspended: send `POST /announce` for `term` again to every
+    /// member, handling refusals as for [`Action::Announce`]. Nodes that still follow it take
+    /// the repeat without a change; any that moved on refuse it, and it elects above them.
+    Reassert { term: u64 },
 }
 
 /// The answer to an election message (`/proxy`) from another node.
@@ -206,7 +215,19 @@ impl Election {
     }
 
     fn saw_term(&mut self, term: u64) {
-        self.max_term = self.max_term.max(term);
+        self.max_term = self.max_term.max(term.min(MAX_TERM));
+    }
+
+    /// A term read from another node outside the protocol (a (re)started node asks the members
+    /// before its first election), so that its first win takes a term no one has used yet.
+    pub fn observe_term(&mut self, term: u64) {
+        self.saw_term(term);
+    }
+
+    /// Already the coordinator of a term at least as new as `term`: an election message needs
+    /// no new round, the sender just has to learn of us.
+    fn leads_at(&self, term: u64) -> bool {
+        self.phase == Phase::Idle && self.is_coordinator() && self.term >= term
     }
 
     /// Start a round unless one is already running: however many triggers arrive (timers,
@@ -280,16 +301,18 @@ impl Election {
             return (ProxyReply::NotLower, Vec::new());
         }
         self.saw_term(term);
-        if self.phase == Phase::Idle && self.is_coordinator() && self.term >= term {
+        if self.leads_at(term) {
             return (ProxyReply::Coordinator { term: self.term }, Vec::new());
         }
         (ProxyReply::Ok, self.lower_node_is_electing())
     }
 
     /// `POST /response`: the original's comparison step; a higher node takes over the election.
+    /// Coalesced like `/proxy`: a coordinator that already leads starts nothing, so a flood of
+    /// these cannot become a storm of elections.
     pub fn on_response(&mut self, from: &NodeRef, term: u64) -> Vec<Action> {
         self.saw_term(term);
-        if self.me > *from {
+        if self.me > *from && !self.leads_at(term) {
             self.lower_node_is_electing()
         } else {
             Vec::new()
@@ -318,6 +341,13 @@ impl Election {
         coordinator: &NodeRef,
         term: u64,
     ) -> (AnnounceReply, Vec<Action>) {
+        if term > MAX_TERM {
+            log::info!(
+                "Ignoring announcement of {} for term {term}, above the largest term",
+                coordinator.name
+            );
+            return (AnnounceReply::Stale { term: self.term }, Vec::new());
+        }
         self.saw_term(term);
         if *coordinator == self.me {
             return (AnnounceReply::Ok, Vec::new());
@@ -362,6 +392,7 @@ impl Election {
 
     /// Our announcement was refused by a node that follows `term`: elect again above it.
     pub fn announcement_refused(&mut self, term: u64) -> Vec<Action> {
+        let term = term.min(MAX_TERM);
         self.saw_term(term);
         if !self.is_coordinator() || term < self.term {
             return Vec::new();
@@ -387,6 +418,21 @@ impl Election {
             }
             _ => Vec::new(),
         }
+    }
+
+    /// The node's timers found it had been suspended (SIGSTOP, a paused VM) long enough for the
+    /// others to elect without it. A coordinator asserts itself again; a follower needs
+    /// nothing, its next health check looks at the coordinator anyway.
+    pub fn resumed(&mut self) -> Vec<Action> {
+        if self.phase != Phase::Idle || !self.is_coordinator() {
+            return Vec::new();
+        }
+        log::info!(
+            "{} was suspended; announcing term {} again",
+            self.me.name,
+            self.term
+        );
+        vec![Action::Reassert { term: self.term }]
     }
 
     /// The health schedule fired: check the coordinator, or elect when none is known.
@@ -424,7 +470,9 @@ impl Election {
     fn become_coordinator(&mut self) -> Vec<Action> {
         self.phase = Phase::Idle;
         self.verifying = false;
-        self.max_term += 1;
+        // Saturating: terms from others are capped at MAX_TERM, so this cannot overflow in
+        // practice, but no input may make it panic.
+        self.max_term = self.max_term.saturating_add(1);
         self.term = self.max_term;
         self.coordinator = Some(self.me.clone());
         log::info!("Coordinator is: {} (term {})", self.me.name, self.term);
@@ -791,6 +839,93 @@ mod tests {
         e.on_announce(&nref(3), 1);
         assert_eq!(e.coordinator_failed(&nref(2)), vec![]);
         assert_eq!(e.coordinator().map(|c| c.id), Some(3));
+    }
+
+    #[test]
+    fn a_flood_of_responses_to_the_coordinator_starts_no_election() {
+        // Each /response used to start a round on the coordinator: a storm of elections.
+        let mut e = leader(4, &cluster(&[1, 2, 4]));
+        for i in 0..100 {
+            assert_eq!(e.on_response(&nref(1 + i % 2), 1), vec![]);
+        }
+        assert!(e.is_coordinator());
+        assert_eq!(e.term(), 1);
+        // From a newer term than it leads, it still elects (once per round).
+        assert_eq!(
+            e.on_response(&nref(1), 5),
+            vec![Action::CollectMembers { round: 2 }]
+        );
+        assert_eq!(e.on_response(&nref(2), 5), vec![]);
+    }
+
+    #[test]
+    fn huge_terms_are_capped_and_a_win_never_overflows() {
+        // A term of u64::MAX in an election message made the next win overflow (a panic in
+        // a debug build, term 0 in a release build).
+        let mut e = node(4);
+        let (_, acts) = e.on_proxy(&nref(1), u64::MAX);
+        assert_eq!(acts, vec![Action::CollectMembers { round: 1 }]);
+        let acts = e.members_collected(1, cluster(&[1, 4]));
+        assert_eq!(
+            acts,
+            vec![Action::Announce {
+                to: cluster(&[1]),
+                term: MAX_TERM + 1
+            }]
+        );
+        // Refusals naming huge terms are capped too.
+        assert_eq!(e.announcement_refused(u64::MAX), vec![]);
+        // Announcements above the cap are refused and change nothing.
+        let mut f = node(1);
+        f.on_announce(&nref(3), 2);
+        assert_eq!(
+            f.on_announce(&nref(4), MAX_TERM + 1),
+            (AnnounceReply::Stale { term: 2 }, vec![])
+        );
+        assert_eq!(f.coordinator(), Some(&nref(3)));
+        assert_eq!(f.on_announce(&nref(4), MAX_TERM).0, AnnounceReply::Ok);
+    }
+
+    #[test]
+    fn a_resumed_coordinator_reasserts_its_term_and_a_follower_waits_for_its_check() {
+        let mut e = leader(4, &cluster(&[1, 2, 4]));
+        assert_eq!(e.resumed(), vec![Action::Reassert { term: 1 }]);
+        // A node that moved on (to node3, term 2) refuses the repeat: node4 elects above it.
+        let mut f = node(1);
+        f.on_announce(&nref(4), 1);
+        f.on_announce(&nref(3), 2);
+        let (reply, _) = f.on_announce(&nref(4), 1);
+        assert_eq!(reply, AnnounceReply::Stale { term: 2 });
+        assert_eq!(
+            e.announcement_refused(2),
+            vec![Action::CollectMembers { round: 2 }]
+        );
+        let acts = e.members_collected(2, cluster(&[1, 2, 4]));
+        assert!(
+            matches!(&acts[..], [Action::Announce { term: 3, .. }]),
+            "{acts:?}"
+        );
+        assert_eq!(f.on_announce(&nref(4), 3), (AnnounceReply::Ok, vec![]));
+        // A node that still follows it takes the repeat without a change.
+        let mut g = node(2);
+        g.on_announce(&nref(4), 3);
+        assert_eq!(g.on_announce(&nref(4), 3), (AnnounceReply::Ok, vec![]));
+        assert_eq!(g.resumed(), vec![]);
+        assert_eq!(g.coordinator(), Some(&nref(4)));
+    }
+
+    #[test]
+    fn an_observed_term_makes_the_first_win_newer_than_the_cluster() {
+        // A restarted node knows no term; without asking it would win term 1 again.
+        let mut e = node(3);
+        e.observe_term(7);
+        e.observe_term(2);
+        assert_eq!(e.term(), 0, "observing is not following");
+        let acts = start(&mut e, &cluster(&[1, 3]));
+        assert!(
+            matches!(&acts[..], [Action::Announce { term: 8, .. }]),
+            "{acts:?}"
+        );
     }
 
     #[test]

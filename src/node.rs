@@ -27,6 +27,13 @@ impl Timing {
     pub fn announce_wait(&self) -> Duration {
         self.timeout * 4
     }
+
+    /// A health tick this much later than due means the process was suspended (SIGSTOP, a
+    /// paused VM) for about as long as a peer call may take: long enough for the others to
+    /// have found it dead and elected without it.
+    pub fn suspended_after(&self) -> Duration {
+        self.timeout
+    }
 }
 
 /// A change of the coordinator this node knows, delivered to subscribers in the order the
@@ -245,25 +252,16 @@ impl Node {
                 self.step(|e| e.announcement_timed_out(round));
             }
             Action::Announce { to, term } => {
-                let msg = Announcement::from_node(&self.me.node_ref(), term);
                 self.metrics.elections_won.fetch_add(1, Relaxed);
-                self.metrics.sent("announce", to.len());
-                let refusals = PeerClient::fan_out(&to, |m| {
-                    match self
-                        .client
-                        .post::<_, Refusal>(&m.address(), "/announce", &msg)
-                    {
-                        Ok((409, Some(r))) => Some(r.term),
-                        Ok((200, _)) => None,
-                        r => {
-                            log::debug!("announcement to {} failed: {r:?}", m.name);
-                            None
-                        }
-                    }
-                });
-                if let Some(highest) = refusals.into_iter().flatten().max() {
-                    self.step(|e| e.announcement_refused(highest));
-                }
+                self.announce(&to, term);
+            }
+            Action::Reassert { term } => {
+                let to: Vec<Member> = self
+                    .members()
+                    .into_iter()
+                    .filter(|m| m.name != self.me.name)
+                    .collect();
+                self.announce(&to, term);
             }
             Action::CheckCoordinator { coordinator } => {
                 self.metrics.sent("health", 1);
@@ -287,6 +285,49 @@ impl Node {
         }
     }
 
+    /// Sends this node's announcement for `term` to `to`; a refusal makes it elect again above
+    /// the highest term the refusers named.
+    fn announce(self: &Arc<Self>, to: &[Member], term: u64) {
+        let msg = Announcement::from_node(&self.me.node_ref(), term);
+        self.metrics.sent("announce", to.len());
+        let refusals = PeerClient::fan_out(to, |m| {
+            match self
+                .client
+                .post::<_, Refusal>(&m.address(), "/announce", &msg)
+            {
+                Ok((409, Some(r))) => Some(r.term),
+                Ok((200, _)) => None,
+                r => {
+                    log::debug!("announcement to {} failed: {r:?}", m.name);
+                    None
+                }
+            }
+        });
+        if let Some(highest) = refusals.into_iter().flatten().max() {
+            self.step(|e| e.announcement_refused(highest));
+        }
+    }
+
+    /// Asks the other members for the term they follow, so that a (re)started node, which
+    /// remembers none, does not win a term the cluster has used already.
+    fn learn_term(&self) {
+        let others: Vec<Member> = self
+            .members()
+            .into_iter()
+            .filter(|m| m.name != self.me.name)
+            .collect();
+        let terms = PeerClient::fan_out(&others, |m| {
+            match self.client.get::<NodeDetails>(&m.address(), "/nodeDetails") {
+                Ok((200, Some(d))) if d.node_name == m.name => Some(d.term),
+                _ => None,
+            }
+        });
+        if let Some(term) = terms.into_iter().flatten().max() {
+            log::info!("The members follow term {term} at most");
+            self.with_election(|e| e.observe_term(term));
+        }
+    }
+
     /// The coordinator is alive when the registry still lists it and it answers
     /// `GET /nodeDetails` saying it still leads: a node named coordinator by a stale or forged
     /// announcement, or restarted since, does not pass.
@@ -302,12 +343,24 @@ impl Node {
     }
 
     /// The two schedules of the original: the first election after the startup delay, then a
-    /// coordinator health check every interval. Runs forever on the calling thread.
+    /// coordinator health check every interval. A tick that comes far too late tells the node
+    /// it was suspended. Runs forever on the calling thread.
     pub fn run_schedules(self: &Arc<Self>) {
         std::thread::sleep(self.timing.startup_delay);
+        self.learn_term();
         self.step(|e| e.request_election());
         loop {
+            let due = Instant::now() + self.timing.health_interval;
             std::thread::sleep(self.timing.health_interval);
+            let late = Instant::now().saturating_duration_since(due);
+            if late > self.timing.suspended_after() {
+                log::warn!(
+                    "{} was suspended for about {:.1}s",
+                    self.me.name,
+                    late.as_secs_f64()
+                );
+                self.step(|e| e.resumed());
+            }
             self.step(|e| e.on_health_tick());
         }
     }

@@ -2,7 +2,7 @@
 //! guards the crate leaves to us (read timeouts, body and header limits, a cap on handlers).
 
 use crate::config::valid_name;
-use crate::election::{AnnounceReply, ProxyReply};
+use crate::election::{AnnounceReply, ProxyReply, MAX_TERM};
 use crate::messages::{Announcement, ElectionMessage, ProxyAnswer};
 use crate::node::Node;
 use serde::de::DeserializeOwned;
@@ -22,6 +22,9 @@ pub const MAX_BODY: usize = 64 * 1024;
 pub const MAX_HEADERS: usize = 16 * 1024;
 /// Most requests handled at once; beyond it the loop answers 503 at once.
 pub const MAX_HANDLERS: usize = 64;
+/// Most connections read at once, one tiny_http thread each; beyond it the accept thread
+/// answers 503 and closes. Without it every connection, idle ones too, cost a thread.
+pub const MAX_CONNECTIONS: usize = 256;
 /// A client that sends nothing for this long loses its connection (and its thread).
 pub const IO_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -45,10 +48,12 @@ pub fn serve(listener: TcpListener, node: Arc<Node>) {
         .and_then(|a| ServerConfig::new_http(a).map_err(|e| e.to_string()));
     let server = match (addr, config) {
         // No idle pool threads: an idle node should cost next to nothing.
-        (Ok(addr), Ok(config)) => {
-            Server::from_listener(listener, addr.into(), config.set_min_threads(0))
-                .map_err(|e| e.to_string())
-        }
+        (Ok(addr), Ok(config)) => Server::from_listener(
+            listener,
+            addr.into(),
+            config.set_min_threads(0).set_max_threads(MAX_CONNECTIONS),
+        )
+        .map_err(|e| e.to_string()),
         (Err(e), _) => Err(e.to_string()),
         (_, Err(e)) => Err(e),
     };
@@ -120,7 +125,8 @@ fn route_label(url: &str) -> &'static str {
 
 fn handle(node: &Arc<Node>, mut rq: Request) {
     let label = route_label(rq.url());
-    if label == "/metrics" && *rq.method() == Method::Get {
+    let oversized = header_bytes(&rq) > MAX_HEADERS;
+    if label == "/metrics" && *rq.method() == Method::Get && !oversized {
         let text = node.metrics.render(&node.gauges());
         node.metrics.http_request(label, 200);
         let resp = Response::from_string(text)
@@ -131,7 +137,15 @@ fn handle(node: &Arc<Node>, mut rq: Request) {
         }
         return;
     }
-    let (status, body) = match route(node, &mut rq) {
+    let answer = if oversized {
+        Err(reject(
+            431,
+            format!("request headers exceed {MAX_HEADERS} bytes"),
+        ))
+    } else {
+        route(node, &mut rq)
+    };
+    let (status, body) = match answer {
         Ok(v) => (200, v),
         Err((status, body)) => {
             log::debug!(
@@ -148,12 +162,6 @@ fn handle(node: &Arc<Node>, mut rq: Request) {
 }
 
 fn route(node: &Arc<Node>, rq: &mut Request) -> Result<Value, Reject> {
-    if header_bytes(rq) > MAX_HEADERS {
-        return Err(reject(
-            431,
-            format!("request headers exceed {MAX_HEADERS} bytes"),
-        ));
-    }
     let path = rq.url().split('?').next().unwrap_or("").to_string();
     let method = rq.method().clone();
     let post = |rq: &mut Request, node: &Arc<Node>| -> Result<Value, Reject> {
@@ -161,7 +169,7 @@ fn route(node: &Arc<Node>, rq: &mut Request) -> Result<Value, Reject> {
             "/proxy" => {
                 let msg: ElectionMessage = read_json(rq)?;
                 let from = msg.sender();
-                check_name(&from.name)?;
+                check_sender(&from.name, msg.term)?;
                 node.metrics.received("proxy");
                 let mut reply = ProxyReply::NotLower;
                 node.step(|e| {
@@ -189,7 +197,7 @@ fn route(node: &Arc<Node>, rq: &mut Request) -> Result<Value, Reject> {
             "/response" => {
                 let msg: ElectionMessage = read_json(rq)?;
                 let from = msg.sender();
-                check_name(&from.name)?;
+                check_sender(&from.name, msg.term)?;
                 node.metrics.received("response");
                 node.step(|e| e.on_response(&from, msg.term));
                 Ok(json!({"Response": "OK"}))
@@ -197,7 +205,7 @@ fn route(node: &Arc<Node>, rq: &mut Request) -> Result<Value, Reject> {
             "/announce" => {
                 let msg: Announcement = read_json(rq)?;
                 let coordinator = msg.coordinator();
-                check_name(&coordinator.name)?;
+                check_sender(&coordinator.name, msg.term)?;
                 node.metrics.received("announce");
                 let mut reply = AnnounceReply::Ok;
                 node.step(|e| {
@@ -254,19 +262,29 @@ fn to_value<T: serde::Serialize>(v: &T) -> Result<Value, Reject> {
     serde_json::to_value(v).map_err(|e| reject(500, e.to_string()))
 }
 
-fn check_name(name: &str) -> Result<(), Reject> {
-    if valid_name(name) {
-        Ok(())
-    } else {
-        Err(reject(
+/// Names end up in logs and file names; terms above [`MAX_TERM`] are refused so none can
+/// push a node's term to where it would overflow.
+fn check_sender(name: &str, term: u64) -> Result<(), Reject> {
+    if !valid_name(name) {
+        return Err(reject(
             400,
             "node name must be 1 to 64 letters, digits, '.', '_' or '-'",
-        ))
+        ));
     }
+    if term > MAX_TERM {
+        return Err(reject(400, format!("term must be at most {MAX_TERM}")));
+    }
+    Ok(())
 }
 
-/// Reads at most [`MAX_BODY`] bytes (never trusting Content-Length) and parses them as `T`.
+/// Reads the body and parses it as `T`.
 fn read_json<T: DeserializeOwned>(rq: &mut Request) -> Result<T, Reject> {
+    let body = read_body(rq)?;
+    serde_json::from_slice(&body).map_err(|e| reject(400, format!("invalid JSON body: {e}")))
+}
+
+/// Reads at most [`MAX_BODY`] bytes, never trusting Content-Length.
+fn read_body(rq: &mut Request) -> Result<Vec<u8>, Reject> {
     if rq.body_length().is_some_and(|n| n > MAX_BODY) {
         return Err(reject(413, format!("body exceeds {MAX_BODY} bytes")));
     }
@@ -278,7 +296,7 @@ fn read_json<T: DeserializeOwned>(rq: &mut Request) -> Result<T, Reject> {
     if body.len() > MAX_BODY {
         return Err(reject(413, format!("body exceeds {MAX_BODY} bytes")));
     }
-    serde_json::from_slice(&body).map_err(|e| reject(400, format!("invalid JSON body: {e}")))
+    Ok(body)
 }
 
 fn header(k: &'static str, v: &'static str) -> Header {
