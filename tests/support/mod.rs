@@ -336,3 +336,139 @@ pub fn get_json(port: u16, path: &str) -> Option<Value> {
 pub fn secs(s: u64) -> Duration {
     Duration::from_secs(s)
 }
+
+impl NodeProc {
+    /// Resident memory in KiB (`VmRSS`), 0 when the process is gone.
+    pub fn rss_kib(&self) -> u64 {
+        self.pid()
+            .and_then(|p| std::fs::read_to_string(format!("/proc/{p}/status")).ok())
+            .and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("VmRSS:"))
+                    .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            })
+            .unwrap_or(0)
+    }
+
+    /// The thread count once it holds still for a moment: idle tiny_http threads linger 5 s.
+    pub fn steady_threads(&self) -> usize {
+        wait_for("thread count to settle", secs(30), || {
+            let a = self.threads();
+            std::thread::sleep(Duration::from_millis(300));
+            let b = self.threads();
+            if a == b {
+                Ok(b)
+            } else {
+                Err(format!("{a} then {b}"))
+            }
+        })
+    }
+
+    /// Waits until the thread count is back to `baseline` (give or take two).
+    pub fn await_threads_back_to(&self, baseline: usize, within: Duration) -> usize {
+        wait_for("threads back to the baseline", within, || {
+            let n = self.threads();
+            if n <= baseline + 2 {
+                Ok(n)
+            } else {
+                Err(format!("{n} threads, baseline {baseline}"))
+            }
+        })
+    }
+
+    /// A counter or gauge from `/metrics` (the sum over its label sets).
+    pub fn metric(&self, name: &str) -> f64 {
+        let (status, body) = send(self.port, "GET", "/metrics", b"");
+        assert_eq!(status, 200, "{}: /metrics answered {status}", self.name);
+        body.lines()
+            .filter(|l| l.split(['{', ' ']).next() == Some(name))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+}
+
+/// splitmix64: a seeded generator for reproducible test input, too small to need a crate.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `0..n` (n > 0).
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next_u64() % n as u64) as usize
+    }
+
+    /// True with probability `percent`/100.
+    pub fn chance(&mut self, percent: usize) -> bool {
+        self.below(100) < percent
+    }
+
+    pub fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+        &items[self.below(items.len())]
+    }
+
+    pub fn bytes(&mut self, n: usize) -> Vec<u8> {
+        (0..n).map(|_| self.next_u64() as u8).collect()
+    }
+}
+
+/// Sends `request` and reads one answer, skipping `1xx` interim ones; stops at the end of
+/// that answer's body rather than waiting for the node to close. With `half_close` the
+/// client shuts its sending side after the request, so a lying Content-Length meets EOF at
+/// once. Status 0: the node closed (or reset) without an answer.
+pub fn exchange(port: u16, request: &[u8], half_close: bool) -> (u16, String) {
+    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
+        return (0, "connect failed".into());
+    };
+    s.set_read_timeout(Some(secs(15))).unwrap();
+    s.set_write_timeout(Some(secs(15))).unwrap();
+    let _ = s.write_all(request);
+    if half_close {
+        let _ = s.shutdown(std::net::Shutdown::Write);
+    }
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 8192];
+    loop {
+        if let Some(answer) = first_final_answer(&buf) {
+            return answer;
+        }
+        match s.read(&mut chunk) {
+            Ok(0) | Err(_) => return parse_response(&buf),
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+}
+
+/// The first non-1xx answer in `buf` once it is complete (by Content-Length).
+fn first_final_answer(buf: &[u8]) -> Option<(u16, String)> {
+    let mut rest = buf;
+    loop {
+        let end = rest.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
+        let head = String::from_utf8_lossy(&rest[..end]).to_string();
+        let status: u16 = head.split_whitespace().nth(1)?.parse().ok()?;
+        if (100..200).contains(&status) {
+            rest = &rest[end..];
+            continue;
+        }
+        let length = head
+            .lines()
+            .find_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                k.eq_ignore_ascii_case("content-length")
+                    .then(|| v.trim().parse::<usize>().ok())?
+            })
+            .unwrap_or(0);
+        let body = rest.get(end..end + length)?;
+        return Some((status, String::from_utf8_lossy(body).to_string()));
+    }
+}
