@@ -3,6 +3,7 @@
 //! A flag always wins over its environment variable, so a unit file can set defaults that an
 //! operator still overrides by hand.
 
+use crate::auth::ClusterKey;
 use log::LevelFilter;
 use std::ffi::OsString;
 use std::net::IpAddr;
@@ -33,6 +34,9 @@ OPTIONS (each also read from BULLY_<FLAG>, e.g. BULLY_HEALTH_INTERVAL=500ms; a f
     --health-interval DUR  how often a follower checks the coordinator [default: 20s]
     --timeout DUR          per-request timeout to peers [default: 1s]
     --log-level LEVEL      error | warn | info | debug | trace [default: info]
+    --cluster-key KEY      sign every POST with HMAC-SHA256 and refuse unsigned ones; set it
+                           whenever a node listens beyond loopback (at least 16 bytes)
+    --cluster-key-file PATH  the key from a file (trailing white space dropped)
     -h, --help             print this help
     -V, --version          print the version
 
@@ -81,6 +85,8 @@ pub struct Config {
     pub health_interval: Duration,
     pub timeout: Duration,
     pub log_level: LevelFilter,
+    /// Signs and checks every POST; `Debug` shows it redacted.
+    pub cluster_key: Option<ClusterKey>,
 }
 
 /// What the command line asks for.
@@ -276,6 +282,7 @@ pub fn parse(
             },
         )?
         .unwrap_or(LevelFilter::Info);
+    let cluster_key = cluster_key(&mut f)?;
     let registry = f.registry(timeout)?;
     let port = f.free("PORT", "a port number from 1 to 65535")?;
     let port: u16 = port
@@ -307,7 +314,26 @@ pub fn parse(
         health_interval,
         timeout,
         log_level,
+        cluster_key,
     })))
+}
+
+/// `--cluster-key` (or `BULLY_CLUSTER_KEY`) or `--cluster-key-file`; errors never show the key.
+fn cluster_key(f: &mut Flags) -> Result<Option<ClusterKey>, UsageError> {
+    let key = f.value("--cluster-key")?;
+    let file = f.value("--cluster-key-file")?;
+    match (key, file) {
+        (Some(_), Some(_)) => Err(UsageError(
+            "--cluster-key and --cluster-key-file given together: choose one".into(),
+        )),
+        (Some(k), None) => ClusterKey::new(k.as_bytes())
+            .map(Some)
+            .map_err(|e| UsageError(format!("--cluster-key: {e}"))),
+        (None, Some(path)) => ClusterKey::from_file(std::path::Path::new(&path))
+            .map(Some)
+            .map_err(|e| UsageError(format!("--cluster-key-file: {e}"))),
+        (None, None) => Ok(None),
+    }
 }
 
 /// `250ms`, `15s`, `2m`, `1h`, or a bare (possibly fractional) number of seconds.
@@ -447,6 +473,40 @@ mod tests {
         let c = run(&["1", "n", "--bind", "0.0.0.0"], &[]).unwrap();
         assert_eq!(c.advertise, "127.0.0.1");
         assert!(run(&["1", "n", "--registry", "static"], &[]).is_err());
+    }
+
+    #[test]
+    fn cluster_key_from_flag_environment_or_file_and_never_in_debug() {
+        let secret = "s3cret-cluster-key-0123";
+        let c = run(&["1", "n", "--cluster-key", secret], &[]).unwrap();
+        assert_eq!(
+            c.cluster_key,
+            Some(ClusterKey::new(secret.as_bytes()).unwrap())
+        );
+        assert!(!format!("{c:?}").contains(secret), "{c:?}");
+        let c = run(&["1", "n"], &[("BULLY_CLUSTER_KEY", secret)]).unwrap();
+        assert!(c.cluster_key.is_some());
+        assert!(run(&["1", "n"], &[]).unwrap().cluster_key.is_none());
+
+        let path = std::env::temp_dir().join(format!("bully-key-{}", std::process::id()));
+        std::fs::write(&path, format!("{secret}\n")).unwrap();
+        let file = path.display().to_string();
+        let c = run(&["1", "n", "--cluster-key-file", &file], &[]).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(
+            c.cluster_key,
+            Some(ClusterKey::new(secret.as_bytes()).unwrap())
+        );
+
+        let e = run(&["1", "n", "--cluster-key", "short"], &[]).unwrap_err();
+        assert!(
+            e.0.starts_with("--cluster-key:") && !e.0.contains("short"),
+            "{e}"
+        );
+        let e = run(&["1", "n", "--cluster-key-file", &file], &[]).unwrap_err();
+        assert!(e.0.starts_with("--cluster-key-file"), "{e}");
+        let both = ["1", "n", "--cluster-key", secret, "--cluster-key-file", "x"];
+        assert!(run(&both, &[]).is_err());
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! [`election`] is the pure protocol core; everything else is the thin shell that gives it a
 //! network, a registry and a clock.
 
+pub mod auth;
 pub mod config;
 pub mod election;
 pub mod messages;

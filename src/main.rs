@@ -69,17 +69,36 @@ fn run(config: Config) -> ExitCode {
         health_interval: config.health_interval,
         timeout: config.timeout,
     };
-    let node = Node::new(me, config.registry.cluster.clone(), timing, registry);
+    let signed = config.cluster_key.is_some();
+    let node = Node::new(
+        me,
+        config.registry.cluster.clone(),
+        timing,
+        registry,
+        config.cluster_key,
+    );
     log::info!(
-        "Node {} with id {}{} on {} (advertised {}), cluster '{}', registry {}",
+        "Node {} with id {}{} on {} (advertised {}), cluster '{}', registry {}, {}",
         node.me.name,
         node.me.id,
         if config.id_is_random { " (random)" } else { "" },
         addr,
         node.me.address(),
         node.cluster,
-        node.registry().describe()
+        node.registry().describe(),
+        if signed {
+            "POSTs signed (HMAC-SHA256)"
+        } else {
+            "no cluster key"
+        }
     );
+    if !signed && !config.bind.is_loopback() {
+        log::warn!(
+            "listening on {} without --cluster-key: anyone who reaches this port can take over \
+             the election; set a key",
+            config.bind
+        );
+    }
     if let Err(e) = node.registry().register(&node.me) {
         log::error!("registering failed: {e}; others will not find this node until it succeeds");
     }

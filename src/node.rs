@@ -2,6 +2,7 @@
 //! client, and carries out the core's actions. The lock is only ever held inside
 //! [`Node::with_election`], which takes no I/O, so no network call runs under it.
 
+use crate::auth::{ClusterKey, Verifier};
 use crate::election::{Action, Election, Member, NodeRef, Snapshot};
 use crate::messages::{Announcement, ElectionMessage, NodeDetails, ProxyAnswer, Refusal};
 use crate::metrics::{Gauges, Metrics};
@@ -61,6 +62,8 @@ pub struct Node {
     pub cluster: String,
     pub timing: Timing,
     pub metrics: Metrics,
+    /// Checks the signatures of incoming POSTs when the cluster has a key.
+    pub auth: Option<Verifier>,
     election: Mutex<Election>,
     registry: Box<dyn Registry>,
     client: PeerClient,
@@ -83,10 +86,12 @@ impl Node {
         cluster: String,
         timing: Timing,
         registry: Box<dyn Registry>,
+        key: Option<ClusterKey>,
     ) -> Arc<Node> {
         Arc::new(Node {
             election: Mutex::new(Election::new(me.node_ref())),
-            client: PeerClient::new(timing.timeout),
+            client: PeerClient::new(timing.timeout).signing(key.clone()),
+            auth: key.map(Verifier::new),
             me,
             cluster,
             timing,

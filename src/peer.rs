@@ -1,5 +1,6 @@
 //! The HTTP client nodes use to reach each other: short, bounded, no pooled connections.
 
+use crate::auth::{ClusterKey, SIGNATURE_HEADER, TIMESTAMP_HEADER};
 use crate::election::Member;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -12,6 +13,8 @@ const MAX_ANSWER: u64 = 64 * 1024;
 #[derive(Clone)]
 pub struct PeerClient {
     agent: ureq::Agent,
+    /// Signs every POST when the cluster has a key.
+    key: Option<ClusterKey>,
 }
 
 impl PeerClient {
@@ -35,26 +38,40 @@ impl PeerClient {
             .user_agent(concat!("bully/", env!("CARGO_PKG_VERSION")))
             .build()
             .new_agent();
-        PeerClient { agent }
+        PeerClient { agent, key: None }
+    }
+
+    /// Signs every POST with `key` (see [`crate::auth`]).
+    pub fn signing(mut self, key: Option<ClusterKey>) -> Self {
+        self.key = key;
+        self
     }
 
     pub fn url(address: &str, path: &str) -> String {
         format!("http://{address}{path}")
     }
 
-    /// `POST` a JSON body; returns the status and the parsed answer (if it was JSON).
+    /// `POST` a JSON body, signed when there is a key; returns the status and the parsed
+    /// answer (if it was JSON).
     pub fn post<B: Serialize, T: DeserializeOwned>(
         &self,
         address: &str,
         path: &str,
         body: &B,
     ) -> Result<(u16, Option<T>), String> {
-        let resp = self
+        let body = serde_json::to_vec(body).map_err(|e| e.to_string())?;
+        let mut rq = self
             .agent
             .post(Self::url(address, path))
             .header("Connection", "close")
-            .send_json(body)
-            .map_err(|e| e.to_string())?;
+            .header("Content-Type", "application/json");
+        if let Some(key) = &self.key {
+            let (timestamp, signature) = key.sign("POST", path, &body);
+            rq = rq
+                .header(TIMESTAMP_HEADER, timestamp)
+                .header(SIGNATURE_HEADER, signature);
+        }
+        let resp = rq.send(&body[..]).map_err(|e| e.to_string())?;
         Ok(Self::read(resp))
     }
 

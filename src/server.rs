@@ -1,6 +1,7 @@
 //! The HTTP side of a node: a tiny_http loop that hands each request to a std thread, and the
 //! guards the crate leaves to us (read timeouts, body and header limits, a cap on handlers).
 
+use crate::auth::{Refusal, SIGNATURE_HEADER, TIMESTAMP_HEADER};
 use crate::config::valid_name;
 use crate::election::{AnnounceReply, ProxyReply, MAX_TERM};
 use crate::messages::{Announcement, ElectionMessage, ProxyAnswer};
@@ -167,7 +168,7 @@ fn route(node: &Arc<Node>, rq: &mut Request) -> Result<Value, Reject> {
     let post = |rq: &mut Request, node: &Arc<Node>| -> Result<Value, Reject> {
         match path.as_str() {
             "/proxy" => {
-                let msg: ElectionMessage = read_json(rq)?;
+                let msg: ElectionMessage = read_signed_json(node, rq)?;
                 let from = msg.sender();
                 check_sender(&from.name, msg.term)?;
                 node.metrics.received("proxy");
@@ -195,7 +196,7 @@ fn route(node: &Arc<Node>, rq: &mut Request) -> Result<Value, Reject> {
                 }
             }
             "/response" => {
-                let msg: ElectionMessage = read_json(rq)?;
+                let msg: ElectionMessage = read_signed_json(node, rq)?;
                 let from = msg.sender();
                 check_sender(&from.name, msg.term)?;
                 node.metrics.received("response");
@@ -203,7 +204,7 @@ fn route(node: &Arc<Node>, rq: &mut Request) -> Result<Value, Reject> {
                 Ok(json!({"Response": "OK"}))
             }
             "/announce" => {
-                let msg: Announcement = read_json(rq)?;
+                let msg: Announcement = read_signed_json(node, rq)?;
                 let coordinator = msg.coordinator();
                 check_sender(&coordinator.name, msg.term)?;
                 node.metrics.received("announce");
@@ -277,9 +278,28 @@ fn check_sender(name: &str, term: u64) -> Result<(), Reject> {
     Ok(())
 }
 
-/// Reads the body and parses it as `T`.
-fn read_json<T: DeserializeOwned>(rq: &mut Request) -> Result<T, Reject> {
+/// Reads the body, checks its signature when the cluster has a key (401 otherwise, before
+/// the body is even parsed), then parses it as `T`.
+fn read_signed_json<T: DeserializeOwned>(node: &Node, rq: &mut Request) -> Result<T, Reject> {
     let body = read_body(rq)?;
+    if let Some(verifier) = &node.auth {
+        let header = |name: &str| rq.headers().get(name).map(|v| v.as_str());
+        let checked = verifier.verify(
+            rq.method().as_str(),
+            rq.url(),
+            header(TIMESTAMP_HEADER),
+            header(SIGNATURE_HEADER),
+            &body,
+        );
+        if let Err(why) = checked {
+            let from = rq
+                .remote_addr()
+                .map_or_else(|| "unknown".to_string(), |a| a.to_string());
+            verifier.log_refusal(&format!("{} {}", rq.method(), rq.url()), &from, &why);
+            let status = if why == Refusal::Busy { 503 } else { 401 };
+            return Err(reject(status, why.to_string()));
+        }
+    }
     serde_json::from_slice(&body).map_err(|e| reject(400, format!("invalid JSON body: {e}")))
 }
 
