@@ -44,6 +44,11 @@ impl<'a> Registration<'a> {
         nb.fetch_add(1, Ordering::Release);
         Registration { nb }
     }
+
+    /// bully patch: takes over a count made earlier, by another thread.
+    fn adopt(nb: &'a AtomicUsize) -> Registration<'a> {
+        Registration { nb }
+    }
 }
 
 impl<'a> Drop for Registration<'a> {
@@ -56,6 +61,9 @@ impl TaskPool {
 
     /// Minimum number of active threads.
     const MIN_THREADS: usize = 4;
+
+    /// bully patch: most threads kept waiting for work beyond `min_threads`.
+    const MAX_IDLE: usize = 2;
 
     pub fn new(min_threads_opt: Option<usize>, max_threads_opt: Option<usize>) -> io::Result<TaskPool> {
 
@@ -116,11 +124,15 @@ impl TaskPool {
         let sharing = self.sharing.clone();
         let min_threads = self.min_threads;
 
+        // bully patch: the thread is counted before it starts, not once it runs: a burst of
+        // connections otherwise saw a stale count and went past `max_threads`.
+        self.sharing.active_tasks.fetch_add(1, Ordering::Release);
+
         // bully patch: `thread::spawn` panicked when the system refused a thread, killing the
         // accept thread; now the task (a connection) is dropped, which closes it.
         let spawned = thread::Builder::new().spawn(move || {
             let sharing = sharing;
-            let _active_guard = Registration::new(&sharing.active_tasks);
+            let _active_guard = Registration::adopt(&sharing.active_tasks);
 
             if let Some(mut f) = initial_fn {
                 f();
@@ -135,6 +147,15 @@ impl TaskPool {
                         if let Some(poped_task) = todo.pop_front() {
                             task = poped_task;
                             break;
+                        }
+                        // bully patch: at most MAX_IDLE threads wait for work. Each new task
+                        // woke one waiter and so restarted its idle timeout: a trickle of
+                        // connections (health checks) kept every thread a flood had started
+                        // alive for good.
+                        if sharing.waiting_tasks.load(Ordering::Acquire) >= Self::MAX_IDLE
+                            && sharing.active_tasks.load(Ordering::Acquire) > min_threads
+                        {
+                            return;
                         }
                         let _waiting_guard = Registration::new(&sharing.waiting_tasks);
 
@@ -163,6 +184,7 @@ impl TaskPool {
             }
         });
         if let Err(_e) = spawned {
+            self.sharing.active_tasks.fetch_sub(1, Ordering::Release);
             crate::log::error!("cannot start a connection thread: {}", _e);
         }
     }
