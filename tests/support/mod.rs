@@ -364,14 +364,36 @@ impl NodeProc {
         })
     }
 
+    /// Thread names with how many of each, for failure messages.
+    pub fn thread_names(&self) -> String {
+        let mut names = std::collections::BTreeMap::<String, usize>::new();
+        if let Some(tasks) = self
+            .pid()
+            .and_then(|p| std::fs::read_dir(format!("/proc/{p}/task")).ok())
+        {
+            for t in tasks.flatten() {
+                let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
+                let wchan = std::fs::read_to_string(t.path().join("wchan")).unwrap_or_default();
+                *names
+                    .entry(format!("{} ({wchan})", comm.trim()))
+                    .or_default() += 1;
+            }
+        }
+        format!("{names:?}")
+    }
+
     /// Waits until the thread count is back to `baseline` (give or take two).
     pub fn await_threads_back_to(&self, baseline: usize, within: Duration) -> usize {
-        wait_for("threads back to the baseline", within, || {
+        let what = format!("{}'s threads back to the baseline", self.name);
+        wait_for(&what, within, || {
             let n = self.threads();
             if n <= baseline + 2 {
                 Ok(n)
             } else {
-                Err(format!("{n} threads, baseline {baseline}"))
+                Err(format!(
+                    "{n} threads, baseline {baseline}: {}",
+                    self.thread_names()
+                ))
             }
         })
     }
