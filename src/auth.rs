@@ -275,18 +275,17 @@ mod tests {
         key().sign("POST", "/proxy", body)
     }
 
+    /// Checks a POST to /proxy.
+    fn proxy(v: &Verifier, ts: &str, sig: &str, body: &[u8]) -> Result<(), Refusal> {
+        v.verify("POST", "/proxy", Some(ts), Some(sig), body)
+    }
+
     #[test]
     fn a_signed_request_passes_once() {
         let v = Verifier::new(key());
         let (ts, sig) = signed(b"{}");
-        assert_eq!(
-            v.verify("POST", "/proxy", Some(&ts), Some(&sig), b"{}"),
-            Ok(())
-        );
-        assert_eq!(
-            v.verify("POST", "/proxy", Some(&ts), Some(&sig), b"{}"),
-            Err(Refusal::Replayed)
-        );
+        assert_eq!(proxy(&v, &ts, &sig, b"{}"), Ok(()));
+        assert_eq!(proxy(&v, &ts, &sig, b"{}"), Err(Refusal::Replayed));
     }
 
     #[test]
@@ -300,20 +299,11 @@ mod tests {
             Err(Refusal::BadSignature)
         );
         let later = (ts.parse::<u64>().unwrap() + 1).to_string();
-        assert_eq!(
-            bad("POST", "/proxy", &later, b"{}"),
-            Err(Refusal::BadSignature)
-        );
-        assert_eq!(
-            bad("POST", "/proxy", &ts, b"{ }"),
-            Err(Refusal::BadSignature)
-        );
+        assert_eq!(proxy(&v, &later, &sig, b"{}"), Err(Refusal::BadSignature));
+        assert_eq!(proxy(&v, &ts, &sig, b"{ }"), Err(Refusal::BadSignature));
         let other = ClusterKey::new(b"another key, also long").unwrap();
         let (ts2, sig2) = other.sign("POST", "/proxy", b"{}");
-        assert_eq!(
-            v.verify("POST", "/proxy", Some(&ts2), Some(&sig2), b"{}"),
-            Err(Refusal::BadSignature)
-        );
+        assert_eq!(proxy(&v, &ts2, &sig2, b"{}"), Err(Refusal::BadSignature));
     }
 
     #[test]
@@ -335,11 +325,7 @@ mod tests {
             (ts.as_str(), &sig[..62]),
             (ts.as_str(), "é"),
         ] {
-            assert_eq!(
-                v.verify("POST", "/proxy", Some(t), Some(s), b""),
-                Err(Refusal::Malformed),
-                "{t} {s}"
-            );
+            assert_eq!(proxy(&v, t, s, b""), Err(Refusal::Malformed), "{t} {s}");
         }
         let now: u64 = ts.parse().unwrap();
         let r = v.verify_at(now + 31_000, "POST", "/proxy", Some(&ts), Some(&sig), b"");

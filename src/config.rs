@@ -36,7 +36,8 @@ OPTIONS (each also read from BULLY_<FLAG>, e.g. BULLY_HEALTH_INTERVAL=500ms; a f
     --log-level LEVEL      error | warn | info | debug | trace [default: info]
     --cluster-key KEY      sign every POST with HMAC-SHA256 and refuse unsigned ones; set it
                            whenever a node listens beyond loopback (at least 16 bytes)
-    --cluster-key-file PATH  the key from a file (trailing white space dropped)
+    --cluster-key-file PATH
+                           the key from a file (trailing white space dropped)
     -h, --help             print this help
     -V, --version          print the version
 

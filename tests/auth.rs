@@ -11,8 +11,8 @@ use support::*;
 const KEY: &str = "correct horse battery staple 42";
 const FAST: &[&str] = &["--startup-delay", "0", "--health-interval", "200ms"];
 
-fn keyed_cluster(tag: &str) -> Cluster {
-    Cluster::new(tag, &[FAST, &["--cluster-key", KEY]].concat())
+fn keyed() -> Vec<&'static str> {
+    [FAST, &["--cluster-key", KEY]].concat()
 }
 
 /// A POST with the signature headers `key` makes for it, as of `millis` (now when `None`).
@@ -39,7 +39,7 @@ fn assert_refused(port: u16, req: &[u8], what: &str, reason: &str) {
 
 #[test]
 fn a_keyed_cluster_elects_and_fails_over_and_never_logs_the_key() {
-    let mut c = keyed_cluster("authcluster");
+    let mut c = Cluster::new("authcluster", &keyed());
     c.start(1, &[]);
     c.start(2, &[]);
     // The third node reads the same key from a file.
@@ -68,10 +68,7 @@ fn a_keyed_cluster_elects_and_fails_over_and_never_logs_the_key() {
 
 #[test]
 fn unsigned_wrongly_signed_old_and_replayed_posts_get_401_and_change_nothing() {
-    let mut c = keyed_cluster("auth401");
-    c.start(1, &[]);
-    c.start(2, &[]);
-    c.await_agreement("node2", secs(20));
+    let mut c = Cluster::settled("auth401", &keyed(), 1..=2);
     let port = c.node("node1").port;
     let before = c.node("node1").details().unwrap();
     let key = ClusterKey::new(KEY.as_bytes()).unwrap();
@@ -135,10 +132,7 @@ fn unsigned_wrongly_signed_old_and_replayed_posts_get_401_and_change_nothing() {
 
 #[test]
 fn a_node_with_the_wrong_key_cannot_take_over() {
-    let mut c = keyed_cluster("authwrong");
-    c.start(1, &[]);
-    c.start(2, &[]);
-    c.await_agreement("node2", secs(20));
+    let mut c = Cluster::settled("authwrong", &keyed(), 1..=2);
     // node9 shares the registry but not the key.
     let registry = c.dir.path().join("registry").display().to_string();
     let mut intruder = Cluster::new(

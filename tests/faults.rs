@@ -15,30 +15,6 @@ use support::*;
 
 const FAST: &[&str] = &["--startup-delay", "0", "--health-interval", "200ms"];
 
-/// Waits until each node in `names` (and only those are asked: others may be frozen) names
-/// `expected`; returns how long that took.
-fn await_views(c: &mut Cluster, names: &[&str], expected: &str, within: Duration) -> Duration {
-    let started = Instant::now();
-    let r = poll(within, || {
-        let views: Vec<(String, Option<String>)> = names
-            .iter()
-            .map(|n| (n.to_string(), c.node(n).coordinator()))
-            .collect();
-        if views.iter().all(|(_, v)| v.as_deref() == Some(expected)) {
-            Ok(())
-        } else {
-            Err(format!("{views:?}"))
-        }
-    });
-    if let Err(seen) = r {
-        panic!(
-            "{names:?} did not agree on {expected} within {within:?}; last seen {seen}\n{}",
-            c.log_tails()
-        );
-    }
-    started.elapsed()
-}
-
 /// The nodes that say they are coordinator.
 fn claimants(c: &mut Cluster) -> Vec<String> {
     c.nodes
@@ -73,7 +49,7 @@ fn a_frozen_coordinator_is_replaced_and_after_sigcont_only_the_highest_leads() {
     c.await_agreement("node4", secs(20));
     let frozen_at = Instant::now();
     c.node("node4").signal("STOP");
-    let took = await_views(&mut c, &["node1", "node2", "node3"], "node3", interval * 5);
+    let took = c.await_agreement_of(&["node1", "node2", "node3"], "node3", interval * 5);
     println!("node4 frozen: the others agreed on node3 after {took:.2?}");
     // The freeze lasts five health intervals, whatever the others did meanwhile.
     std::thread::sleep((interval * 5).saturating_sub(frozen_at.elapsed()));
@@ -134,7 +110,7 @@ fn a_node_killed_mid_election_does_not_stop_the_election() {
         !fresh.contains("Coordinator is: node3"),
         "node3 finished its election before it was killed:\n{fresh}"
     );
-    let took = await_views(&mut c, &["node1", "node2"], "node2", secs(30));
+    let took = c.await_agreement_of(&["node1", "node2"], "node2", secs(30));
     println!("node3 killed mid-election: node1 and node2 agreed on node2 after {took:.2?}");
     // node4 wakes up and takes over again.
     c.node("node4").signal("CONT");
@@ -223,11 +199,7 @@ fn a_peer_that_never_answers_holds_an_election_up_for_about_one_timeout() {
 
 #[test]
 fn an_announcement_from_a_lower_node_never_sticks_while_a_higher_node_lives() {
-    let mut c = Cluster::new("forged", FAST);
-    for id in 1..=3 {
-        c.start(id, &[]);
-    }
-    c.await_agreement("node3", secs(20));
+    let mut c = Cluster::settled("forged", FAST, 1..=3);
     let t = term_of(&c.node("node1").details().unwrap());
     // node2 (alive, but lower than node3) forged as coordinator of a newer term.
     let forged = format!(r#"{{"coordinator":"node2","node_id":2,"term":{}}}"#, t + 5);
@@ -235,7 +207,7 @@ fn an_announcement_from_a_lower_node_never_sticks_while_a_higher_node_lives() {
         let (status, body) = send(c.node(target).port, "POST", "/announce", forged.as_bytes());
         assert_eq!(status, 200, "{target}: {body}");
     }
-    let took = await_views(&mut c, &["node1", "node2", "node3"], "node3", secs(10));
+    let took = c.await_agreement_of(&["node1", "node2", "node3"], "node3", secs(10));
     let d = c.node("node1").details().unwrap();
     assert!(
         term_of(&d) > t + 5,
@@ -259,17 +231,13 @@ fn an_announcement_from_a_lower_node_never_sticks_while_a_higher_node_lives() {
         phantom.as_bytes(),
     );
     assert_eq!(status, 200);
-    await_views(&mut c, &["node1", "node2", "node3"], "node3", secs(10));
+    c.await_agreement_of(&["node1", "node2", "node3"], "node3", secs(10));
     assert_eq!(claimants(&mut c), vec!["node3".to_string()]);
 }
 
 #[test]
 fn a_delayed_announcement_from_an_old_term_is_refused_with_409() {
-    let mut c = Cluster::new("stale", FAST);
-    for id in 1..=3 {
-        c.start(id, &[]);
-    }
-    c.await_agreement("node3", secs(20));
+    let mut c = Cluster::settled("stale", FAST, 1..=3);
     let t1 = term_of(&c.node("node1").details().unwrap());
     c.node("node3").kill9();
     c.await_agreement("node2", secs(10));
@@ -302,11 +270,7 @@ fn a_delayed_announcement_from_an_old_term_is_refused_with_409() {
 
 #[test]
 fn a_restarted_node_never_wins_a_term_already_used() {
-    let mut c = Cluster::new("reuse", FAST);
-    for id in 1..=3 {
-        c.start(id, &[]);
-    }
-    c.await_agreement("node3", secs(20));
+    let mut c = Cluster::settled("reuse", FAST, 1..=3);
     c.node("node3").kill9();
     c.await_agreement("node2", secs(10));
     c.node("node2").kill9();
@@ -368,11 +332,7 @@ fn chaos_of_kills_and_restarts_never_splits_the_cluster() {
     const SEED: u64 = 0xC4A0_5EED;
     let run_for = secs(40);
     let quiet = Duration::from_millis(600); // three health intervals
-    let mut c = Cluster::new("chaos", FAST);
-    for id in 1..=5 {
-        c.start(id, &[]);
-    }
-    c.await_agreement("node5", secs(30));
+    let mut c = Cluster::settled("chaos", FAST, 1..=5);
     let ports: Vec<u16> = c.nodes.iter().map(|n| n.port).collect();
     let record = Arc::new(Mutex::new(TermRecord::default()));
     let stop = Arc::new(AtomicBool::new(false));
@@ -419,9 +379,7 @@ fn chaos_of_kills_and_restarts_never_splits_the_cluster() {
             .find(|&i| c.nodes[i].is_running())
             .map(|i| c.nodes[i].name.clone())
             .unwrap();
-        let t = Instant::now();
-        c.await_agreement(&highest, secs(20));
-        times.push(t.elapsed());
+        times.push(c.await_agreement(&highest, secs(20)));
         // A quiet period: the agreement must hold, not just happen once.
         std::thread::sleep(quiet);
         let views = c.views();

@@ -22,14 +22,6 @@ const CLIENTS: usize = 8;
 const GET_ROUTES: [&str; 3] = ["/", "/nodeDetails", "/metrics"];
 const POST_ROUTES: [&str; 3] = ["/proxy", "/response", "/announce"];
 
-/// A lone node that has elected itself, so its state is settled and comparable.
-fn settled_node(tag: &str) -> Cluster {
-    let mut c = Cluster::new(tag, &["--startup-delay", "0", "--health-interval", "200ms"]);
-    c.start(5, &[]);
-    c.await_agreement("node5", secs(20));
-    c
-}
-
 /// One generated request and what the node may answer to it.
 struct Case {
     bytes: Vec<u8>,

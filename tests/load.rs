@@ -23,11 +23,7 @@ fn quantile(v: &[Duration], q: f64) -> Duration {
 
 #[test]
 fn a_flood_of_election_messages_is_no_storm_and_health_keeps_answering() {
-    let mut c = Cluster::new("flood", FAST);
-    for id in 1..=3 {
-        c.start(id, &[]);
-    }
-    c.await_agreement("node3", secs(20));
+    let mut c = Cluster::settled("flood", FAST, 1..=3);
     let (p2, p3) = (c.node("node2").port, c.node("node3").port);
     let term = c.node("node3").details().unwrap()["term"].as_u64().unwrap();
     let elections_before: Vec<f64> = c
@@ -169,9 +165,7 @@ fn a_flood_of_election_messages_is_no_storm_and_health_keeps_answering() {
 
 #[test]
 fn idle_connections_beyond_the_cap_get_503_and_cost_no_thread() {
-    let mut c = Cluster::new("idlecap", FAST);
-    c.start(5, &[]);
-    c.await_agreement("node5", secs(20));
+    let c = Cluster::settled("idlecap", FAST, [5]);
     let node = &c.nodes[0];
     let baseline = node.steady_threads();
     let rss_before = node.rss_kib();

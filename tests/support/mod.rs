@@ -227,12 +227,49 @@ impl Cluster {
             .collect()
     }
 
-    /// Waits until every running node names `expected` as coordinator.
-    pub fn await_agreement(&mut self, expected: &str, within: Duration) {
-        let expected = expected.to_string();
+    /// Starts node`id` for each of `ids` and waits until all name the highest coordinator.
+    pub fn settled(tag: &str, common: &[&str], ids: impl IntoIterator<Item = u64>) -> Cluster {
+        let mut c = Cluster::new(tag, common);
+        let ids: Vec<u64> = ids.into_iter().collect();
+        for &id in &ids {
+            c.start(id, &[]);
+        }
+        let highest = ids.iter().max().expect("at least one node");
+        c.await_agreement(&format!("node{highest}"), secs(30));
+        c
+    }
+
+    /// Waits until every running node names `expected` as coordinator; returns how long.
+    pub fn await_agreement(&mut self, expected: &str, within: Duration) -> Duration {
+        self.await_views(expected, within, |c| c.views())
+    }
+
+    /// Waits until each of `names` names `expected` (only they are asked: others may be
+    /// frozen); returns how long that took.
+    pub fn await_agreement_of(
+        &mut self,
+        names: &[&str],
+        expected: &str,
+        within: Duration,
+    ) -> Duration {
+        self.await_views(expected, within, |c| {
+            names
+                .iter()
+                .map(|n| (n.to_string(), c.node(n).coordinator()))
+                .collect()
+        })
+    }
+
+    fn await_views(
+        &mut self,
+        expected: &str,
+        within: Duration,
+        mut views: impl FnMut(&mut Self) -> Vec<(String, Option<String>)>,
+    ) -> Duration {
+        let started = Instant::now();
         let r = poll(within, || {
-            let v = self.views();
-            if !v.is_empty() && v.iter().all(|(_, c)| c.as_deref() == Some(&*expected)) {
+            let v = views(self);
+            if !v.is_empty() && v.iter().all(|(_, c)| c.as_deref() == Some(expected)) {
                 Ok(v)
             } else {
                 Err(format!("{v:?}"))
@@ -244,6 +281,7 @@ impl Cluster {
                 self.log_tails()
             );
         }
+        started.elapsed()
     }
 
     /// The last lines of every node's log, for failure messages.
@@ -262,6 +300,15 @@ impl Cluster {
         }
         out
     }
+}
+
+/// A lone node (node5) that has elected itself, so its state is settled and comparable.
+pub fn settled_node(tag: &str) -> Cluster {
+    Cluster::settled(
+        tag,
+        &["--startup-delay", "0", "--health-interval", "200ms"],
+        [5],
+    )
 }
 
 /// Calls `f` until it returns Ok or `within` runs out; returns the last error on time-out.
