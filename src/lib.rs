@@ -12,3 +12,4 @@ pub mod peer;
 pub mod registry;
 pub mod server;
 pub mod shutdown;
+pub mod watch;

@@ -94,6 +94,13 @@ fn run(config: Config) -> ExitCode {
         eprintln!("bully: cannot start the schedules: {e}");
         return ExitCode::from(1);
     }
+    let follower = node.clone();
+    if let Err(e) = std::thread::Builder::new()
+        .name("watch".into())
+        .spawn(move || bully::watch::follow(follower))
+    {
+        log::warn!("cannot start the coordinator watch ({e}); relying on the health check");
+    }
     server::serve(listener, node);
     ExitCode::SUCCESS
 }

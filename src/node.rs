@@ -7,6 +7,8 @@ use crate::messages::{Announcement, ElectionMessage, NodeDetails, ProxyAnswer, R
 use crate::metrics::{Gauges, Metrics};
 use crate::peer::PeerClient;
 use crate::registry::Registry;
+use crate::watch::Leadership;
+use std::sync::atomic::AtomicUsize;
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -62,6 +64,10 @@ pub struct Node {
     subscribers: Mutex<Vec<Sender<Change>>>,
     /// When this node's current election round started, for `bully_last_election_seconds`.
     round_started: Mutex<Option<Instant>>,
+    /// Wakes the `/watch` requests this node holds as coordinator.
+    pub leadership: Leadership,
+    /// `/watch` requests held now.
+    pub watchers: AtomicUsize,
 }
 
 /// Locks a mutex even when a panicking thread poisoned it: the state is only changed by the
@@ -88,6 +94,8 @@ impl Node {
             known_members: Mutex::new(Vec::new()),
             subscribers: Mutex::new(Vec::new()),
             round_started: Mutex::new(None),
+            leadership: Leadership::default(),
+            watchers: AtomicUsize::new(0),
         })
     }
 
@@ -132,6 +140,7 @@ impl Node {
             }
         }
         lock(&self.subscribers).retain(|tx| tx.send(change.clone()).is_ok());
+        self.leadership.bump();
     }
 
     pub fn gauges(&self) -> Gauges {
@@ -141,6 +150,7 @@ impl Node {
             coordinator_id: s.coordinator.map(|c| c.id),
             members: lock(&self.known_members).len(),
             term: s.term,
+            watchers: self.watchers.load(std::sync::atomic::Ordering::Relaxed),
         }
     }
 
@@ -179,6 +189,13 @@ impl Node {
                 lock(&self.known_members).clone()
             }
         }
+    }
+
+    /// Where to reach `node`: from the last known members, else from the registry.
+    pub fn find_member(&self, node: &NodeRef) -> Option<Member> {
+        let find = |ms: &[Member]| ms.iter().find(|m| m.node_ref() == *node).cloned();
+        let known = find(&lock(&self.known_members));
+        known.or_else(|| find(&self.members()))
     }
 
     /// Carries out the core's actions; each one that waits on the network or a timer gets its

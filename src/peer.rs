@@ -19,13 +19,19 @@ impl PeerClient {
     /// timeout catches it). `timeout_global` is avoided: it spawns a resolver thread per call.
     /// No idle connections are kept: each would pin a handler thread on the peer.
     pub fn new(timeout: Duration) -> Self {
+        Self::with_response_timeout(timeout, timeout)
+    }
+
+    /// Like [`PeerClient::new`], but waits up to `response` for the answer: for held
+    /// requests such as `/watch`.
+    pub fn with_response_timeout(timeout: Duration, response: Duration) -> Self {
         let t = Some(timeout);
         let agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_connect(t)
             .timeout_send_request(t)
             .timeout_send_body(t)
-            .timeout_recv_response(t)
+            .timeout_recv_response(Some(response))
             .timeout_recv_body(t)
             .max_idle_connections(0)
             .max_idle_connections_per_host(0)

@@ -3,7 +3,9 @@
 use crate::node::Node;
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// Waits for SIGINT or SIGTERM on its own thread, deregisters the node and exits 0.
 pub fn install(node: Arc<Node>) -> std::io::Result<()> {
@@ -15,6 +17,12 @@ pub fn install(node: Arc<Node>) -> std::io::Result<()> {
                 log::info!("Signal {sig} received: leaving the cluster");
                 if let Err(e) = node.registry().deregister(&node.me) {
                     log::warn!("deregistering failed: {e}");
+                }
+                // Followers watching this node elect as soon as their watch is answered.
+                node.leadership.close();
+                let end = Instant::now() + Duration::from_secs(1);
+                while node.watchers.load(Ordering::Acquire) > 0 && Instant::now() < end {
+                    std::thread::sleep(Duration::from_millis(5));
                 }
                 std::process::exit(0);
             }

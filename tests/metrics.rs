@@ -72,13 +72,14 @@ fn metrics_parse_and_move_with_elections() {
     assert_eq!(value(&after, "bully_is_coordinator", &[]), 1.0);
     assert_eq!(value(&after, "bully_elections_won_total", &[]), won + 1.0);
     assert!(value(&after, "bully_coordinator_changes_total", &[]) >= changes + 1.0);
-    assert!(
+    let detected = |how| {
         value(
             &after,
             "bully_failovers_detected_total",
-            &[("detected_by", "health_check")]
-        ) >= 1.0
-    );
+            &[("detected_by", how)],
+        )
+    };
+    assert!(detected("health_check") + detected("watch") >= 1.0);
     assert!(value(&after, "bully_last_election_seconds", &[]) > 0.0);
     // node2 messaged node3 (dead, but still in the registry) before it could win.
     assert!(
