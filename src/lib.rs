@@ -5,6 +5,7 @@
 
 pub mod config;
 pub mod election;
+pub mod hooks;
 pub mod messages;
 pub mod metrics;
 pub mod node;
@@ -12,3 +13,4 @@ pub mod peer;
 pub mod registry;
 pub mod server;
 pub mod shutdown;
+pub mod status;
