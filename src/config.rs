@@ -14,7 +14,7 @@ bully - leader election with the Bully algorithm
 
 USAGE:
     bully PORT NAME [options]
-    bully status [registry options] [--json]
+    bully status [registry options] [--timeout DUR] [--json]
 
 OPTIONS (each also read from BULLY_<FLAG>, e.g. BULLY_HEALTH_INTERVAL=500ms; a flag wins):
     --id N                 election priority, unsigned 64-bit; higher wins [default: random]
@@ -33,10 +33,21 @@ OPTIONS (each also read from BULLY_<FLAG>, e.g. BULLY_HEALTH_INTERVAL=500ms; a f
     --health-interval DUR  how often a follower checks the coordinator [default: 20s]
     --timeout DUR          per-request timeout to peers [default: 1s]
     --log-level LEVEL      error | warn | info | debug | trace [default: info]
+    --on-elected CMD       run CMD with sh -c each time this node becomes coordinator
+    --on-demoted CMD       run CMD with sh -c each time it stops being coordinator, also
+                           on SIGINT/SIGTERM before exiting
+    --hook-timeout DUR     kill a hook and its children after this long [default: 30s]
+    --exec CMD             keep CMD (sh -c) running only while this node is coordinator
+    --exec-grace DUR       on demotion or exit the --exec child gets SIGTERM, then SIGKILL
+                           after this long [default: 10s]
     -h, --help             print this help
     -V, --version          print the version
 
 Durations: 250ms, 15s, 2m, 1h, or a bare number of seconds.
+
+bully status prints one row per registry member with what it reports in GET /nodeDetails
+(registry options and --timeout as above; --json for JSON). Exit code 0 when every reachable
+member names the same coordinator, 1 when they disagree or none is reachable.
 ";
 
 /// A bad command line: one line for the user, then exit code 2.
@@ -67,6 +78,23 @@ pub struct RegistryOptions {
     pub timeout: Duration,
 }
 
+/// What follows from leadership: hooks and the `--exec` child, carried out by `hooks.rs`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HookOptions {
+    pub on_elected: Option<String>,
+    pub on_demoted: Option<String>,
+    pub timeout: Duration,
+    pub exec: Option<String>,
+    pub exec_grace: Duration,
+}
+
+impl HookOptions {
+    /// Whether anything follows from leadership at all (else no hook thread is started).
+    pub fn any(&self) -> bool {
+        self.on_elected.is_some() || self.on_demoted.is_some() || self.exec.is_some()
+    }
+}
+
 /// Everything a node needs to run.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -81,6 +109,7 @@ pub struct Config {
     pub health_interval: Duration,
     pub timeout: Duration,
     pub log_level: LevelFilter,
+    pub hooks: HookOptions,
 }
 
 /// What the command line asks for.
@@ -153,6 +182,11 @@ impl<'a> Flags<'a> {
             Ok(None) => Err(UsageError(format!("missing {what} ({expects})"))),
             Err(e) => Err(UsageError(format!("{what}: {e}"))),
         }
+    }
+
+    /// A shell command; an empty one counts as none, so `BULLY_EXEC=` turns it off.
+    pub fn command(&mut self, flag: &'static str) -> Result<Option<String>, UsageError> {
+        Ok(self.value(flag)?.filter(|c| !c.trim().is_empty()))
     }
 
     /// Anything left over is a mistake worth naming.
@@ -276,6 +310,18 @@ pub fn parse(
             },
         )?
         .unwrap_or(LevelFilter::Info);
+    let hooks = HookOptions {
+        on_elected: f.command("--on-elected")?,
+        on_demoted: f.command("--on-demoted")?,
+        timeout: f.duration("--hook-timeout", Duration::from_secs(30))?,
+        exec: f.command("--exec")?,
+        exec_grace: f.duration("--exec-grace", Duration::from_secs(10))?,
+    };
+    if hooks.timeout.is_zero() {
+        return Err(UsageError(
+            "--hook-timeout: expected a duration above zero".into(),
+        ));
+    }
     let registry = f.registry(timeout)?;
     let port = f.free("PORT", "a port number from 1 to 65535")?;
     let port: u16 = port
@@ -307,6 +353,7 @@ pub fn parse(
         health_interval,
         timeout,
         log_level,
+        hooks,
     })))
 }
 
@@ -447,6 +494,73 @@ mod tests {
         let c = run(&["1", "n", "--bind", "0.0.0.0"], &[]).unwrap();
         assert_eq!(c.advertise, "127.0.0.1");
         assert!(run(&["1", "n", "--registry", "static"], &[]).is_err());
+    }
+
+    #[test]
+    fn hook_flags() {
+        let c = run(&["1", "n"], &[]).unwrap();
+        assert!(!c.hooks.any());
+        assert_eq!(c.hooks.timeout, Duration::from_secs(30));
+        assert_eq!(c.hooks.exec_grace, Duration::from_secs(10));
+        let c = run(
+            &[
+                "1",
+                "n",
+                "--on-elected",
+                "ip addr add 10.0.0.9/24 dev eth0",
+                "--on-demoted=echo bye >> /tmp/x",
+                "--hook-timeout",
+                "5s",
+                "--exec",
+                "sleep 100",
+                "--exec-grace",
+                "0",
+            ],
+            &[],
+        )
+        .unwrap();
+        assert!(c.hooks.any());
+        let h = c.hooks;
+        assert_eq!(
+            h.on_elected.as_deref(),
+            Some("ip addr add 10.0.0.9/24 dev eth0")
+        );
+        assert_eq!(h.on_demoted.as_deref(), Some("echo bye >> /tmp/x"));
+        assert_eq!(h.timeout, Duration::from_secs(5));
+        assert_eq!(h.exec.as_deref(), Some("sleep 100"));
+        assert_eq!(h.exec_grace, Duration::ZERO);
+    }
+
+    #[test]
+    fn hook_flags_from_environment_and_empty_means_none() {
+        let env = [
+            ("BULLY_EXEC", "my-job --once"),
+            ("BULLY_HOOK_TIMEOUT", "250ms"),
+            ("BULLY_ON_DEMOTED", "true"),
+        ];
+        let h = run(&["1", "n"], &env).unwrap().hooks;
+        assert_eq!(h.exec.as_deref(), Some("my-job --once"));
+        assert_eq!(h.timeout, Duration::from_millis(250));
+        assert_eq!(h.on_demoted.as_deref(), Some("true"));
+        let h = run(&["1", "n", "--exec", " ", "--on-demoted", "false"], &env)
+            .unwrap()
+            .hooks;
+        assert_eq!(h.exec, None);
+        assert_eq!(h.on_demoted.as_deref(), Some("false"));
+        assert!(!run(&["1", "n", "--on-elected", ""], &[])
+            .unwrap()
+            .hooks
+            .any());
+    }
+
+    #[test]
+    fn bad_hook_durations_name_the_flag() {
+        let e = run(&["1", "n", "--hook-timeout", "0"], &[]).unwrap_err();
+        assert!(e.0.starts_with("--hook-timeout"), "{e}");
+        let e = run(&["1", "n", "--exec-grace", "later"], &[]).unwrap_err();
+        assert!(e.0.starts_with("--exec-grace: expected a duration"), "{e}");
+        let e = run(&["1", "n", "--exec"], &[]).unwrap_err();
+        assert!(e.0.starts_with("--exec"), "{e}");
     }
 
     #[test]

@@ -5,6 +5,7 @@
 
 pub mod config;
 pub mod election;
+pub mod hooks;
 pub mod messages;
 pub mod metrics;
 pub mod node;
@@ -12,4 +13,5 @@ pub mod peer;
 pub mod registry;
 pub mod server;
 pub mod shutdown;
+pub mod status;
 pub mod watch;

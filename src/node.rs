@@ -37,6 +37,9 @@ impl Timing {
 pub struct Change {
     pub before: Option<NodeRef>,
     pub after: Option<NodeRef>,
+    /// The term followed (or led) right after the change, so a subscriber needs no second
+    /// look at the state, which may have moved on by then.
+    pub term: u64,
 }
 
 impl Change {
@@ -106,6 +109,12 @@ impl Node {
         rx
     }
 
+    /// Ends every subscription: each receiver gets the changes already sent, then sees the
+    /// channel closed. Used on shutdown, so no hook starts for a change after it.
+    pub fn close_subscriptions(&self) {
+        lock(&self.subscribers).clear();
+    }
+
     pub fn registry(&self) -> &dyn Registry {
         self.registry.as_ref()
     }
@@ -124,7 +133,12 @@ impl Node {
             let actions = f(e);
             let after = e.coordinator().cloned();
             if before != after {
-                self.publish(Change { before, after });
+                let term = e.term();
+                self.publish(Change {
+                    before,
+                    after,
+                    term,
+                });
             }
             actions
         });
