@@ -421,6 +421,17 @@ impl Election {
         self.request_election()
     }
 
+    /// The registry lists this node again after it could not (it was unreachable, or lost the
+    /// registration). A coordinator elects again, so that nodes which could not see it, and
+    /// may have chosen another, learn of it; a follower's health checks already cover it.
+    pub fn on_rejoined(&mut self) -> Vec<Action> {
+        if self.is_coordinator() {
+            self.request_election()
+        } else {
+            Vec::new()
+        }
+    }
+
     fn become_coordinator(&mut self) -> Vec<Action> {
         self.phase = Phase::Idle;
         self.verifying = false;
@@ -804,5 +815,20 @@ mod tests {
             let acts = e.members_collected(expected, members.clone());
             assert!(matches!(&acts[..], [Action::Announce { term, .. }] if *term == expected));
         }
+    }
+
+    #[test]
+    fn a_rejoining_coordinator_elects_again_a_follower_does_not() {
+        let mut e = node(3);
+        assert_eq!(e.on_rejoined(), vec![], "before any election");
+        start(&mut e, &cluster(&[3]));
+        assert!(e.is_coordinator());
+        assert_eq!(e.on_rejoined(), vec![Action::CollectMembers { round: 2 }]);
+        // Now it sees node4, which takes over as the algorithm requires.
+        let acts = e.members_collected(2, cluster(&[1, 3, 4]));
+        assert!(matches!(&acts[..], [Action::SendElection { to, .. }] if to.len() == 1));
+        let mut f = node(1);
+        f.on_announce(&nref(4), 1);
+        assert_eq!(f.on_rejoined(), vec![]);
     }
 }

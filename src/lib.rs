@@ -10,6 +10,7 @@ pub mod messages;
 pub mod metrics;
 pub mod node;
 pub mod peer;
+pub mod registration;
 pub mod registry;
 pub mod server;
 pub mod shutdown;

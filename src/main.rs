@@ -98,9 +98,6 @@ fn run(config: Config) -> ExitCode {
         node.cluster,
         node.registry().describe()
     );
-    if let Err(e) = node.registry().register(&node.me) {
-        log::error!("registering failed: {e}; others will not find this node until it succeeds");
-    }
     if let Err(e) = shutdown::install(node.clone(), hooks) {
         log::warn!("cannot handle SIGINT/SIGTERM ({e}); the registry record stays on exit");
     }

@@ -6,6 +6,7 @@ use crate::election::{Action, Election, Member, NodeRef, Snapshot};
 use crate::messages::{Announcement, ElectionMessage, NodeDetails, ProxyAnswer, Refusal};
 use crate::metrics::{Gauges, Metrics};
 use crate::peer::PeerClient;
+use crate::registration::Registration;
 use crate::registry::Registry;
 use crate::watch::Leadership;
 use std::sync::atomic::AtomicUsize;
@@ -71,6 +72,10 @@ pub struct Node {
     pub leadership: Leadership,
     /// `/watch` requests held now.
     pub watchers: AtomicUsize,
+    /// The coordinator as the registry last listed it: where to check it while the registry
+    /// is unreachable or has lost its record.
+    coordinator_seen: Mutex<Option<Member>>,
+    pub(crate) registration: Registration,
 }
 
 /// Locks a mutex even when a panicking thread poisoned it: the state is only changed by the
@@ -99,6 +104,8 @@ impl Node {
             round_started: Mutex::new(None),
             leadership: Leadership::default(),
             watchers: AtomicUsize::new(0),
+            coordinator_seen: Mutex::new(None),
+            registration: Registration::default(),
         })
     }
 
@@ -318,12 +325,26 @@ impl Node {
         }
     }
 
-    /// The coordinator is alive when the registry still lists it and it answers
-    /// `GET /nodeDetails` saying it still leads: a node named coordinator by a stale or forged
-    /// announcement, or restarted since, does not pass.
+    /// Where the coordinator is: its registry entry, else the last entry seen of it, since
+    /// registries can lose records (a restarted Consul dev agent forgets every service) or
+    /// become unreachable while the coordinator runs on.
+    fn locate_coordinator(&self, coordinator: &NodeRef) -> Option<Member> {
+        let listed = self
+            .members()
+            .into_iter()
+            .find(|m| m.node_ref() == *coordinator);
+        let mut seen = lock(&self.coordinator_seen);
+        if listed.is_some() {
+            seen.clone_from(&listed);
+        }
+        seen.clone().filter(|m| m.node_ref() == *coordinator)
+    }
+
+    /// The coordinator is alive when it answers `GET /nodeDetails` saying it still leads: a
+    /// node named coordinator by a stale or forged announcement, or restarted since, does not
+    /// pass; one that left cleanly or died does not answer, whether a registry lists it or not.
     fn coordinator_alive(&self, coordinator: &NodeRef) -> bool {
-        let members = self.members();
-        let Some(m) = members.iter().find(|m| m.node_ref() == *coordinator) else {
+        let Some(m) = self.locate_coordinator(coordinator) else {
             return false;
         };
         match self.client.get::<NodeDetails>(&m.address(), "/nodeDetails") {
@@ -333,8 +354,10 @@ impl Node {
     }
 
     /// The two schedules of the original: the first election after the startup delay, then a
-    /// coordinator health check every interval. Runs forever on the calling thread.
+    /// coordinator health check every interval. Registration starts first, so the first
+    /// election usually finds this node registered. Runs forever on the calling thread.
     pub fn run_schedules(self: &Arc<Self>) {
+        self.start_registration();
         std::thread::sleep(self.timing.startup_delay);
         self.step(|e| e.request_election());
         loop {

@@ -23,9 +23,7 @@ pub fn install(node: Arc<Node>, hooks: Option<Hooks>) -> std::io::Result<()> {
                 if let Some(hooks) = hooks {
                     hooks.leave(&node);
                 }
-                if let Err(e) = node.registry().deregister(&node.me) {
-                    log::warn!("deregistering failed: {e}");
-                }
+                node.leave();
                 // Followers watching this node elect as soon as their watch is answered.
                 node.leadership.close();
                 let end = Instant::now() + Duration::from_secs(1);

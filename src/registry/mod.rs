@@ -17,6 +17,12 @@ pub trait Registry: Send + Sync {
     fn deregister(&self, me: &Member) -> Result<(), String>;
     /// Every member the registry knows now, this node included where it registered.
     fn members(&self) -> Result<Vec<Member>, String>;
+    /// Called every health interval once registered, never under the state lock: puts the
+    /// registration back when the registry lost it (a restarted Consul dev agent forgets every
+    /// service). `Ok(true)` when it had to.
+    fn maintain(&self, _me: &Member) -> Result<bool, String> {
+        Ok(false)
+    }
     /// Short human name for logs.
     fn describe(&self) -> String;
 }
