@@ -8,7 +8,7 @@ else
 CLUSTER_FLAGS ?=
 endif
 
-.PHONY: all build run-cluster test lint clean
+.PHONY: all build run-cluster run-cluster-consul test lint clean
 
 all: build
 
@@ -20,6 +20,11 @@ build:
 # node1..node4 on ports 5001..5004 with ids 1..4; Ctrl-C stops (and deregisters) all four.
 run-cluster: build
 	bash tests/support/run-cluster.sh $(CLUSTER_FLAGS)
+
+# The same four nodes on Consul; starts `consul agent -dev` when no agent answers at
+# $CONSUL_HTTP_ADDR (default 127.0.0.1:8500), and stops what it started on Ctrl-C.
+run-cluster-consul: build
+	bash tests/support/run-cluster-consul.sh $(CLUSTER_FLAGS)
 
 # Unit tests of the election core, then integration tests with real processes.
 test:

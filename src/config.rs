@@ -24,8 +24,14 @@ OPTIONS (each also read from BULLY_<FLAG>, e.g. BULLY_HEALTH_INTERVAL=500ms; a f
     --registry-dir PATH    where the dir registry lives, one sub-directory per cluster
                            [default: $XDG_RUNTIME_DIR/bully, else /tmp/bully-<uid>]
     --peers LIST           static registry: comma-separated HOST:PORT of the other nodes
-    --consul URL           consul registry: agent address [default: $CONSUL_HTTP_ADDR,
-                           else http://127.0.0.1:8500]
+    --consul URL           consul registry: agent address, http://HOST:PORT or HOST:PORT
+                           [default: $CONSUL_HTTP_ADDR, else http://127.0.0.1:8500]
+    --consul-token TOKEN   consul ACL token, sent as X-Consul-Token [default: $CONSUL_HTTP_TOKEN]
+    --consul-check-interval DUR
+                           how often Consul checks GET / on this node, 1s or more [default: 10s]
+    --consul-deregister-after DUR
+                           Consul drops a node whose check stays critical this long, 1m or
+                           more [default: 1m]
     --bind ADDR            listen address [default: 127.0.0.1]
     --advertise HOST       address others use to reach this node [default: the bind address;
                            127.0.0.1 when binding 0.0.0.0]
@@ -74,7 +80,7 @@ pub struct RegistryOptions {
     pub cluster: String,
     pub dir: PathBuf,
     pub peers: Vec<String>,
-    pub consul: Option<String>,
+    pub consul: ConsulOptions,
     pub timeout: Duration,
 }
 
@@ -94,6 +100,25 @@ impl HookOptions {
         self.on_elected.is_some() || self.on_demoted.is_some() || self.exec.is_some()
     }
 }
+
+/// The agent to talk to and what to register there. Only checked when Consul is the registry,
+/// so a `CONSUL_HTTP_ADDR` set for other tools never breaks a node on another registry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConsulOptions {
+    /// `http://host:port`, without a trailing slash.
+    pub address: String,
+    /// ACL token, sent as `X-Consul-Token`; never logged.
+    pub token: Option<String>,
+    pub check_interval: Duration,
+    pub deregister_after: Duration,
+}
+
+/// Consul's CLI default, used when neither `--consul` nor `CONSUL_HTTP_ADDR` is set.
+pub const CONSUL_DEFAULT_ADDRESS: &str = "http://127.0.0.1:8500";
+/// Consul clamps shorter check intervals to this; refusing them up front is clearer.
+const CONSUL_MIN_INTERVAL: Duration = Duration::from_secs(1);
+/// Consul clamps shorter `DeregisterCriticalServiceAfter` values to this.
+const CONSUL_MIN_DEREGISTER: Duration = Duration::from_secs(60);
 
 /// Everything a node needs to run.
 #[derive(Clone, Debug)]
@@ -246,6 +271,7 @@ impl<'a> Flags<'a> {
                 "--registry static: expected --peers HOST:PORT,...".into(),
             ));
         }
+        let consul = self.consul(consul, kind == RegistryKind::Consul)?;
         Ok(RegistryOptions {
             kind,
             cluster,
@@ -254,6 +280,93 @@ impl<'a> Flags<'a> {
             consul,
             timeout,
         })
+    }
+
+    /// The Consul options, read the way Consul's own CLI reads them: `--consul`, else
+    /// `CONSUL_HTTP_ADDR`, else the local agent; `--consul-token`, else `CONSUL_HTTP_TOKEN`.
+    fn consul(&mut self, flag: Option<String>, used: bool) -> Result<ConsulOptions, UsageError> {
+        let lookup = self.env;
+        let env = |k: &str| lookup(k).filter(|v| !v.is_empty());
+        let (source, raw) = match (flag, env("CONSUL_HTTP_ADDR")) {
+            (Some(v), _) => ("--consul", v),
+            (None, Some(v)) => ("CONSUL_HTTP_ADDR", v),
+            (None, None) => ("--consul", CONSUL_DEFAULT_ADDRESS.to_string()),
+        };
+        let (token_source, token) = match (self.value("--consul-token")?, env("CONSUL_HTTP_TOKEN"))
+        {
+            (Some(t), _) => ("--consul-token", Some(t)),
+            (None, t) => ("CONSUL_HTTP_TOKEN", t),
+        };
+        let ssl = env("CONSUL_HTTP_SSL")
+            .is_some_and(|v| matches!(v.as_str(), "1" | "t" | "T" | "true" | "TRUE" | "True"));
+        let check_interval = self.duration("--consul-check-interval", Duration::from_secs(10))?;
+        let deregister_after = self.duration("--consul-deregister-after", CONSUL_MIN_DEREGISTER)?;
+        if !used {
+            return Ok(ConsulOptions {
+                address: raw,
+                token,
+                check_interval,
+                deregister_after,
+            });
+        }
+        let address = consul_base_url(&raw).map_err(|e| UsageError(format!("{source}: {e}")))?;
+        if ssl {
+            return Err(UsageError(
+                "CONSUL_HTTP_SSL: https is not supported (this build has no TLS); \
+                 use the agent's plain HTTP address"
+                    .into(),
+            ));
+        }
+        // Checked without echoing the value: it is a secret.
+        if token
+            .as_ref()
+            .is_some_and(|t| !t.bytes().all(|b| b.is_ascii_graphic()))
+        {
+            return Err(UsageError(format!(
+                "{token_source}: expected a token of visible ASCII characters"
+            )));
+        }
+        if check_interval < CONSUL_MIN_INTERVAL {
+            return Err(UsageError(
+                "--consul-check-interval: expected 1s or more (Consul's minimum)".into(),
+            ));
+        }
+        if deregister_after < CONSUL_MIN_DEREGISTER {
+            return Err(UsageError(
+                "--consul-deregister-after: expected 1m or more (Consul's minimum)".into(),
+            ));
+        }
+        Ok(ConsulOptions {
+            address,
+            token,
+            check_interval,
+            deregister_after,
+        })
+    }
+}
+
+/// `http://host[:port]` or a bare `host[:port]` (as `CONSUL_HTTP_ADDR` is often written)
+/// becomes a base URL without a trailing slash.
+pub fn consul_base_url(s: &str) -> Result<String, String> {
+    let s = s.trim();
+    let expected = || format!("expected http://HOST:PORT or HOST:PORT, got '{s}'");
+    let rest = match s.split_once("://") {
+        None => s,
+        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("http") => rest,
+        Some((scheme, _)) if scheme.eq_ignore_ascii_case("https") => {
+            return Err(
+                "https is not supported (this build has no TLS); use the agent's plain HTTP \
+                 address"
+                    .into(),
+            )
+        }
+        Some(_) => return Err(expected()),
+    };
+    let rest = rest.strip_suffix('/').unwrap_or(rest);
+    if valid_host_port(rest) || (valid_host(rest) && !rest.contains(':')) {
+        Ok(format!("http://{rest}"))
+    } else {
+        Err(expected())
     }
 }
 
@@ -578,5 +691,96 @@ mod tests {
         assert!(run(&["1"], &[]).unwrap_err().0.contains("NAME"));
         let e = run(&["1", "n", "--peers", "nope"], &[]).unwrap_err();
         assert!(e.0.starts_with("--peers"), "{e}");
+    }
+
+    fn consul_run(args: &[&str], env: &[(&str, &str)]) -> Result<ConsulOptions, UsageError> {
+        let c = run(args, env)?;
+        assert_eq!(c.registry.kind, RegistryKind::Consul);
+        Ok(c.registry.consul)
+    }
+
+    #[test]
+    fn consul_options_read_like_consuls_own_cli() {
+        let o = consul_run(&["1", "n", "--registry", "consul"], &[]).unwrap();
+        assert_eq!(
+            o,
+            ConsulOptions {
+                address: "http://127.0.0.1:8500".into(),
+                token: None,
+                check_interval: Duration::from_secs(10),
+                deregister_after: Duration::from_secs(60),
+            }
+        );
+        // CONSUL_HTTP_ADDR with or without a scheme; CONSUL_HTTP_TOKEN.
+        let env = [
+            ("CONSUL_HTTP_ADDR", "10.0.0.5:8500"),
+            ("CONSUL_HTTP_TOKEN", "abc-123"),
+        ];
+        let o = consul_run(&["1", "n", "--registry", "consul"], &env).unwrap();
+        assert_eq!(o.address, "http://10.0.0.5:8500");
+        assert_eq!(o.token.as_deref(), Some("abc-123"));
+        let env2 = [("CONSUL_HTTP_ADDR", "http://[::1]:8500/")];
+        let o = consul_run(&["1", "n", "--registry", "consul"], &env2).unwrap();
+        assert_eq!(o.address, "http://[::1]:8500");
+        // Flags win, and --consul alone selects the registry.
+        let args = [
+            "1",
+            "n",
+            "--consul-token",
+            "t2",
+            "--consul=consul.local",
+            "--consul-check-interval",
+            "2s",
+            "--consul-deregister-after=5m",
+        ];
+        let o = consul_run(&args, &env).unwrap();
+        assert_eq!(o.address, "http://consul.local");
+        assert_eq!(o.token.as_deref(), Some("t2"));
+        assert_eq!(o.check_interval, Duration::from_secs(2));
+        assert_eq!(o.deregister_after, Duration::from_secs(300));
+        // BULLY_* variables work as for every flag.
+        let env3 = [
+            ("BULLY_CONSUL", "h:1"),
+            ("BULLY_CONSUL_TOKEN", "t3"),
+            ("BULLY_CONSUL_CHECK_INTERVAL", "1s"),
+        ];
+        let o = consul_run(&["1", "n"], &env3).unwrap();
+        assert_eq!(o.address, "http://h:1");
+        assert_eq!(o.token.as_deref(), Some("t3"));
+        assert_eq!(o.check_interval, Duration::from_secs(1));
+    }
+
+    #[test]
+    fn bad_consul_settings_say_what_is_wrong() {
+        let consul = |args: &[&str], env: &[(&str, &str)]| {
+            let mut all = vec!["1", "n", "--registry", "consul"];
+            all.extend_from_slice(args);
+            run(&all, env).unwrap_err().0
+        };
+        let e = consul(&["--consul", "https://h:8501"], &[]);
+        assert!(e.starts_with("--consul: https is not supported"), "{e}");
+        let e = consul(&[], &[("CONSUL_HTTP_ADDR", "unix:///run/consul.sock")]);
+        assert!(e.starts_with("CONSUL_HTTP_ADDR: expected http://"), "{e}");
+        let e = consul(&["--consul", "h:0"], &[]);
+        assert!(e.starts_with("--consul: expected"), "{e}");
+        let e = consul(&[], &[("CONSUL_HTTP_SSL", "true")]);
+        assert!(e.starts_with("CONSUL_HTTP_SSL"), "{e}");
+        let e = consul(&[], &[("CONSUL_HTTP_TOKEN", "sec ret")]);
+        assert!(e.starts_with("CONSUL_HTTP_TOKEN: expected"), "{e}");
+        assert!(!e.contains("sec ret"), "the token is never echoed: {e}");
+        let e = consul(&["--consul-check-interval", "500ms"], &[]);
+        assert!(e.starts_with("--consul-check-interval: expected 1s"), "{e}");
+        let e = consul(&["--consul-deregister-after", "30s"], &[]);
+        assert!(
+            e.starts_with("--consul-deregister-after: expected 1m"),
+            "{e}"
+        );
+        // Consul settings made for other tools do not break a node on another registry.
+        let env = [
+            ("CONSUL_HTTP_ADDR", "unix:///run/consul.sock"),
+            ("CONSUL_HTTP_SSL", "true"),
+        ];
+        let c = run(&["1", "n"], &env).unwrap();
+        assert_eq!(c.registry.kind, RegistryKind::Dir);
     }
 }

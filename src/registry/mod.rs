@@ -1,8 +1,10 @@
 //! Where nodes find each other. One small trait, several back ends; the node never cares which.
 
+mod consul;
 mod dir;
 mod static_peers;
 
+pub use consul::ConsulRegistry;
 pub use dir::DirRegistry;
 pub use static_peers::StaticRegistry;
 
@@ -36,6 +38,10 @@ pub fn open(opts: &RegistryOptions) -> Result<Box<dyn Registry>, String> {
             &opts.cluster,
             opts.timeout,
         ))),
-        RegistryKind::Consul => Err("the consul registry is not available yet".into()),
+        RegistryKind::Consul => Ok(Box::new(ConsulRegistry::new(
+            opts.consul.clone(),
+            &opts.cluster,
+            opts.timeout,
+        ))),
     }
 }

@@ -2,6 +2,8 @@
 //! raw HTTP for hostile input, and polling with deadlines that print what they saw.
 #![allow(dead_code)]
 
+pub mod consul;
+
 use serde_json::Value;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
