@@ -106,6 +106,9 @@ pub enum Action {
     /// A lower coordinator replaced `previous`: if `previous` still answers, call
     /// [`Election::previous_alive`] so it can be bullied back in.
     CheckPrevious { previous: NodeRef },
+    /// This node leads: if any member ranking above it answers (a partition healed, a frozen
+    /// node woke up), call [`Election::higher_alive`].
+    LookForHigher,
 }
 
 /// The answer to an election message (`/proxy`) from another node.
@@ -280,7 +283,9 @@ impl Election {
             return (ProxyReply::NotLower, Vec::new());
         }
         self.saw_term(term);
-        if self.phase == Phase::Idle && self.is_coordinator() && self.term >= term {
+        // Only a term above everything the sender has seen settles it: at an equal term the
+        // sender may follow another coordinator, so this node elects above it instead.
+        if self.phase == Phase::Idle && self.is_coordinator() && self.term > term {
             return (ProxyReply::Coordinator { term: self.term }, Vec::new());
         }
         (ProxyReply::Ok, self.lower_node_is_electing())
@@ -396,11 +401,22 @@ impl Election {
         }
         match &self.coordinator {
             None => self.request_election(),
-            Some(c) if *c == self.me => Vec::new(),
+            Some(c) if *c == self.me => vec![Action::LookForHigher],
             Some(c) => vec![Action::CheckCoordinator {
                 coordinator: c.clone(),
             }],
         }
+    }
+
+    /// This node leads, yet a higher member answers: elect, so that member hears of it and
+    /// takes over. Without this a split after a healed partition would last for good, as
+    /// nothing else makes a coordinator look up.
+    pub fn higher_alive(&mut self) -> Vec<Action> {
+        if !self.is_coordinator() || self.phase != Phase::Idle {
+            return Vec::new();
+        }
+        log::info!("A node above {} answers: electing", self.me.name);
+        self.request_election()
     }
 
     /// The coordinator answered its check and still leads.
@@ -790,7 +806,12 @@ mod tests {
     #[test]
     fn coordinator_does_not_check_itself_and_steps_down_for_a_higher_one() {
         let mut e = leader(3, &cluster(&[1, 3]));
-        assert_eq!(e.on_health_tick(), vec![]);
+        assert_eq!(e.on_health_tick(), vec![Action::LookForHigher]);
+        // A higher member that answers makes the coordinator elect, so it can take over.
+        assert_eq!(e.higher_alive(), vec![Action::CollectMembers { round: 2 }]);
+        let acts = e.members_collected(2, cluster(&[1, 3, 4]));
+        assert!(matches!(&acts[..], [Action::SendElection { to, .. }] if to.len() == 1));
+        let mut e = leader(3, &cluster(&[1, 3]));
         e.on_announce(&nref(4), 2);
         assert!(!e.is_coordinator());
         assert_eq!(e.coordinator().map(|c| c.id), Some(4));

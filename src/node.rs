@@ -322,6 +322,20 @@ impl Node {
                     self.step(|e| e.previous_alive(&previous));
                 }
             }
+            Action::LookForHigher => {
+                let me = self.me.node_ref();
+                let higher: Vec<Member> = self
+                    .members()
+                    .into_iter()
+                    .filter(|m| m.name != me.name && m.node_ref() > me)
+                    .collect();
+                if PeerClient::fan_out(&higher, |m| self.client.is_alive(m))
+                    .into_iter()
+                    .any(|alive| alive)
+                {
+                    self.step(|e| e.higher_alive());
+                }
+            }
         }
     }
 
