@@ -30,6 +30,8 @@ fn main() -> ExitCode {
 fn run(config: Config) -> ExitCode {
     simple_logger::SimpleLogger::new()
         .with_level(config.log_level)
+        .with_module_level("ureq", log::LevelFilter::Warn)
+        .with_module_level("ureq_proto", log::LevelFilter::Warn)
         .with_utc_timestamps()
         .init()
         .ok();
