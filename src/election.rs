@@ -111,10 +111,9 @@ pub enum Action {
     /// A lower coordinator replaced `previous`: if `previous` still answers, call
     /// [`Election::previous_alive`] so it can be bullied back in.
     CheckPrevious { previous: NodeRef },
-    /// This coordinator was suspended: send `POST /announce` for `term` again to every
-    /// member, handling refusals as for [`Action::Announce`]. Nodes that still follow it take
-    /// the repeat without a change; any that moved on refuse it, and it elects above them.
-    Reassert { term: u64 },
+    /// This node leads: if any member ranking above it answers (a partition healed, a frozen
+    /// node woke up), call [`Election::higher_alive`].
+    LookForHigher,
 }
 
 /// The answer to an election message (`/proxy`) from another node.
@@ -224,10 +223,12 @@ impl Election {
         self.saw_term(term);
     }
 
-    /// Already the coordinator of a term at least as new as `term`: an election message needs
-    /// no new round, the sender just has to learn of us.
+    /// Already the coordinator of a term newer than `term`: an election message needs no new
+    /// round, the sender just has to learn of us. Only a term above everything the sender has
+    /// seen settles it: at an equal term the sender may follow another coordinator, so this
+    /// node elects above it instead.
     fn leads_at(&self, term: u64) -> bool {
-        self.phase == Phase::Idle && self.is_coordinator() && self.term >= term
+        self.phase == Phase::Idle && self.is_coordinator() && self.term > term
     }
 
     /// Start a round unless one is already running: however many triggers arrive (timers,
@@ -420,21 +421,6 @@ impl Election {
         }
     }
 
-    /// The node's timers found it had been suspended (SIGSTOP, a paused VM) long enough for the
-    /// others to elect without it. A coordinator asserts itself again; a follower needs
-    /// nothing, its next health check looks at the coordinator anyway.
-    pub fn resumed(&mut self) -> Vec<Action> {
-        if self.phase != Phase::Idle || !self.is_coordinator() {
-            return Vec::new();
-        }
-        log::info!(
-            "{} was suspended; announcing term {} again",
-            self.me.name,
-            self.term
-        );
-        vec![Action::Reassert { term: self.term }]
-    }
-
     /// The health schedule fired: check the coordinator, or elect when none is known.
     pub fn on_health_tick(&mut self) -> Vec<Action> {
         if self.phase != Phase::Idle {
@@ -442,11 +428,22 @@ impl Election {
         }
         match &self.coordinator {
             None => self.request_election(),
-            Some(c) if *c == self.me => Vec::new(),
+            Some(c) if *c == self.me => vec![Action::LookForHigher],
             Some(c) => vec![Action::CheckCoordinator {
                 coordinator: c.clone(),
             }],
         }
+    }
+
+    /// This node leads, yet a higher member answers: elect, so that member hears of it and
+    /// takes over. Without this a split after a healed partition would last for good, as
+    /// nothing else makes a coordinator look up.
+    pub fn higher_alive(&mut self) -> Vec<Action> {
+        if !self.is_coordinator() || self.phase != Phase::Idle {
+            return Vec::new();
+        }
+        log::info!("A node above {} answers: electing", self.me.name);
+        self.request_election()
     }
 
     /// The coordinator answered its check and still leads.
@@ -465,6 +462,17 @@ impl Election {
         log::warn!("Coordinator {} is down", coordinator.name);
         self.coordinator = None;
         self.request_election()
+    }
+
+    /// The registry lists this node again after it could not (it was unreachable, or lost the
+    /// registration). A coordinator elects again, so that nodes which could not see it, and
+    /// may have chosen another, learn of it; a follower's health checks already cover it.
+    pub fn on_rejoined(&mut self) -> Vec<Action> {
+        if self.is_coordinator() {
+            self.request_election()
+        } else {
+            Vec::new()
+        }
     }
 
     fn become_coordinator(&mut self) -> Vec<Action> {
@@ -827,7 +835,12 @@ mod tests {
     #[test]
     fn coordinator_does_not_check_itself_and_steps_down_for_a_higher_one() {
         let mut e = leader(3, &cluster(&[1, 3]));
-        assert_eq!(e.on_health_tick(), vec![]);
+        assert_eq!(e.on_health_tick(), vec![Action::LookForHigher]);
+        // A higher member that answers makes the coordinator elect, so it can take over.
+        assert_eq!(e.higher_alive(), vec![Action::CollectMembers { round: 2 }]);
+        let acts = e.members_collected(2, cluster(&[1, 3, 4]));
+        assert!(matches!(&acts[..], [Action::SendElection { to, .. }] if to.len() == 1));
+        let mut e = leader(3, &cluster(&[1, 3]));
         e.on_announce(&nref(4), 2);
         assert!(!e.is_coordinator());
         assert_eq!(e.coordinator().map(|c| c.id), Some(4));
@@ -844,18 +857,25 @@ mod tests {
     #[test]
     fn a_flood_of_responses_to_the_coordinator_starts_no_election() {
         // Each /response used to start a round on the coordinator: a storm of elections.
-        let mut e = leader(4, &cluster(&[1, 2, 4]));
+        let members = cluster(&[1, 2, 4]);
+        let mut e = leader(4, &members);
         for i in 0..100 {
-            assert_eq!(e.on_response(&nref(1 + i % 2), 1), vec![]);
+            assert_eq!(e.on_response(&nref(1 + i % 2), 0), vec![]);
         }
         assert!(e.is_coordinator());
         assert_eq!(e.term(), 1);
-        // From a newer term than it leads, it still elects (once per round).
+        // At its own term the sender may follow another coordinator: one round, however many
+        // arrive, and the win's newer term settles the rest.
         assert_eq!(
-            e.on_response(&nref(1), 5),
+            e.on_response(&nref(1), 1),
             vec![Action::CollectMembers { round: 2 }]
         );
-        assert_eq!(e.on_response(&nref(2), 5), vec![]);
+        assert_eq!(e.on_response(&nref(2), 1), vec![]);
+        e.members_collected(2, members);
+        assert_eq!(e.term(), 2);
+        for i in 0..100 {
+            assert_eq!(e.on_response(&nref(1 + i % 2), 1), vec![]);
+        }
     }
 
     #[test]
@@ -887,34 +907,6 @@ mod tests {
     }
 
     #[test]
-    fn a_resumed_coordinator_reasserts_its_term_and_a_follower_waits_for_its_check() {
-        let mut e = leader(4, &cluster(&[1, 2, 4]));
-        assert_eq!(e.resumed(), vec![Action::Reassert { term: 1 }]);
-        // A node that moved on (to node3, term 2) refuses the repeat: node4 elects above it.
-        let mut f = node(1);
-        f.on_announce(&nref(4), 1);
-        f.on_announce(&nref(3), 2);
-        let (reply, _) = f.on_announce(&nref(4), 1);
-        assert_eq!(reply, AnnounceReply::Stale { term: 2 });
-        assert_eq!(
-            e.announcement_refused(2),
-            vec![Action::CollectMembers { round: 2 }]
-        );
-        let acts = e.members_collected(2, cluster(&[1, 2, 4]));
-        assert!(
-            matches!(&acts[..], [Action::Announce { term: 3, .. }]),
-            "{acts:?}"
-        );
-        assert_eq!(f.on_announce(&nref(4), 3), (AnnounceReply::Ok, vec![]));
-        // A node that still follows it takes the repeat without a change.
-        let mut g = node(2);
-        g.on_announce(&nref(4), 3);
-        assert_eq!(g.on_announce(&nref(4), 3), (AnnounceReply::Ok, vec![]));
-        assert_eq!(g.resumed(), vec![]);
-        assert_eq!(g.coordinator(), Some(&nref(4)));
-    }
-
-    #[test]
     fn an_observed_term_makes_the_first_win_newer_than_the_cluster() {
         // A restarted node knows no term; without asking it would win term 1 again.
         let mut e = node(3);
@@ -939,5 +931,20 @@ mod tests {
             let acts = e.members_collected(expected, members.clone());
             assert!(matches!(&acts[..], [Action::Announce { term, .. }] if *term == expected));
         }
+    }
+
+    #[test]
+    fn a_rejoining_coordinator_elects_again_a_follower_does_not() {
+        let mut e = node(3);
+        assert_eq!(e.on_rejoined(), vec![], "before any election");
+        start(&mut e, &cluster(&[3]));
+        assert!(e.is_coordinator());
+        assert_eq!(e.on_rejoined(), vec![Action::CollectMembers { round: 2 }]);
+        // Now it sees node4, which takes over as the algorithm requires.
+        let acts = e.members_collected(2, cluster(&[1, 3, 4]));
+        assert!(matches!(&acts[..], [Action::SendElection { to, .. }] if to.len() == 1));
+        let mut f = node(1);
+        f.on_announce(&nref(4), 1);
+        assert_eq!(f.on_rejoined(), vec![]);
     }
 }

@@ -6,10 +6,14 @@
 pub mod auth;
 pub mod config;
 pub mod election;
+pub mod hooks;
 pub mod messages;
 pub mod metrics;
 pub mod node;
 pub mod peer;
+pub mod registration;
 pub mod registry;
 pub mod server;
 pub mod shutdown;
+pub mod status;
+pub mod watch;

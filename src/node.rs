@@ -7,7 +7,10 @@ use crate::election::{Action, Election, Member, NodeRef, Snapshot};
 use crate::messages::{Announcement, ElectionMessage, NodeDetails, ProxyAnswer, Refusal};
 use crate::metrics::{Gauges, Metrics};
 use crate::peer::PeerClient;
+use crate::registration::Registration;
 use crate::registry::Registry;
+use crate::watch::Leadership;
+use std::sync::atomic::AtomicUsize;
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -28,13 +31,6 @@ impl Timing {
     pub fn announce_wait(&self) -> Duration {
         self.timeout * 4
     }
-
-    /// A health tick this much later than due means the process was suspended (SIGSTOP, a
-    /// paused VM) for about as long as a peer call may take: long enough for the others to
-    /// have found it dead and elected without it.
-    pub fn suspended_after(&self) -> Duration {
-        self.timeout
-    }
 }
 
 /// A change of the coordinator this node knows, delivered to subscribers in the order the
@@ -43,6 +39,9 @@ impl Timing {
 pub struct Change {
     pub before: Option<NodeRef>,
     pub after: Option<NodeRef>,
+    /// The term followed (or led) right after the change, so a subscriber needs no second
+    /// look at the state, which may have moved on by then.
+    pub term: u64,
 }
 
 impl Change {
@@ -72,6 +71,14 @@ pub struct Node {
     subscribers: Mutex<Vec<Sender<Change>>>,
     /// When this node's current election round started, for `bully_last_election_seconds`.
     round_started: Mutex<Option<Instant>>,
+    /// Wakes the `/watch` requests this node holds as coordinator.
+    pub leadership: Leadership,
+    /// `/watch` requests held now.
+    pub watchers: AtomicUsize,
+    /// The coordinator as the registry last listed it: where to check it while the registry
+    /// is unreachable or has lost its record.
+    coordinator_seen: Mutex<Option<Member>>,
+    pub(crate) registration: Registration,
 }
 
 /// Locks a mutex even when a panicking thread poisoned it: the state is only changed by the
@@ -100,6 +107,10 @@ impl Node {
             known_members: Mutex::new(Vec::new()),
             subscribers: Mutex::new(Vec::new()),
             round_started: Mutex::new(None),
+            leadership: Leadership::default(),
+            watchers: AtomicUsize::new(0),
+            coordinator_seen: Mutex::new(None),
+            registration: Registration::default(),
         })
     }
 
@@ -108,6 +119,12 @@ impl Node {
         let (tx, rx) = channel();
         lock(&self.subscribers).push(tx);
         rx
+    }
+
+    /// Ends every subscription: each receiver gets the changes already sent, then sees the
+    /// channel closed. Used on shutdown, so no hook starts for a change after it.
+    pub fn close_subscriptions(&self) {
+        lock(&self.subscribers).clear();
     }
 
     pub fn registry(&self) -> &dyn Registry {
@@ -128,7 +145,12 @@ impl Node {
             let actions = f(e);
             let after = e.coordinator().cloned();
             if before != after {
-                self.publish(Change { before, after });
+                let term = e.term();
+                self.publish(Change {
+                    before,
+                    after,
+                    term,
+                });
             }
             actions
         });
@@ -144,6 +166,7 @@ impl Node {
             }
         }
         lock(&self.subscribers).retain(|tx| tx.send(change.clone()).is_ok());
+        self.leadership.bump();
     }
 
     pub fn gauges(&self) -> Gauges {
@@ -153,6 +176,7 @@ impl Node {
             coordinator_id: s.coordinator.map(|c| c.id),
             members: lock(&self.known_members).len(),
             term: s.term,
+            watchers: self.watchers.load(std::sync::atomic::Ordering::Relaxed),
         }
     }
 
@@ -191,6 +215,13 @@ impl Node {
                 lock(&self.known_members).clone()
             }
         }
+    }
+
+    /// Where to reach `node`: from the last known members, else from the registry.
+    pub fn find_member(&self, node: &NodeRef) -> Option<Member> {
+        let find = |ms: &[Member]| ms.iter().find(|m| m.node_ref() == *node).cloned();
+        let known = find(&lock(&self.known_members));
+        known.or_else(|| find(&self.members()))
     }
 
     /// Carries out the core's actions; each one that waits on the network or a timer gets its
@@ -260,14 +291,6 @@ impl Node {
                 self.metrics.elections_won.fetch_add(1, Relaxed);
                 self.announce(&to, term);
             }
-            Action::Reassert { term } => {
-                let to: Vec<Member> = self
-                    .members()
-                    .into_iter()
-                    .filter(|m| m.name != self.me.name)
-                    .collect();
-                self.announce(&to, term);
-            }
             Action::CheckCoordinator { coordinator } => {
                 self.metrics.sent("health", 1);
                 if self.coordinator_alive(&coordinator) {
@@ -285,6 +308,20 @@ impl Node {
                     .is_some_and(|m| self.client.is_alive(m));
                 if alive {
                     self.step(|e| e.previous_alive(&previous));
+                }
+            }
+            Action::LookForHigher => {
+                let me = self.me.node_ref();
+                let higher: Vec<Member> = self
+                    .members()
+                    .into_iter()
+                    .filter(|m| m.name != me.name && m.node_ref() > me)
+                    .collect();
+                if PeerClient::fan_out(&higher, |m| self.client.is_alive(m))
+                    .into_iter()
+                    .any(|alive| alive)
+                {
+                    self.step(|e| e.higher_alive());
                 }
             }
         }
@@ -333,12 +370,26 @@ impl Node {
         }
     }
 
-    /// The coordinator is alive when the registry still lists it and it answers
-    /// `GET /nodeDetails` saying it still leads: a node named coordinator by a stale or forged
-    /// announcement, or restarted since, does not pass.
+    /// Where the coordinator is: its registry entry, else the last entry seen of it, since
+    /// registries can lose records (a restarted Consul dev agent forgets every service) or
+    /// become unreachable while the coordinator runs on.
+    fn locate_coordinator(&self, coordinator: &NodeRef) -> Option<Member> {
+        let listed = self
+            .members()
+            .into_iter()
+            .find(|m| m.node_ref() == *coordinator);
+        let mut seen = lock(&self.coordinator_seen);
+        if listed.is_some() {
+            seen.clone_from(&listed);
+        }
+        seen.clone().filter(|m| m.node_ref() == *coordinator)
+    }
+
+    /// The coordinator is alive when it answers `GET /nodeDetails` saying it still leads: a
+    /// node named coordinator by a stale or forged announcement, or restarted since, does not
+    /// pass; one that left cleanly or died does not answer, whether a registry lists it or not.
     fn coordinator_alive(&self, coordinator: &NodeRef) -> bool {
-        let members = self.members();
-        let Some(m) = members.iter().find(|m| m.node_ref() == *coordinator) else {
+        let Some(m) = self.locate_coordinator(coordinator) else {
             return false;
         };
         match self.client.get::<NodeDetails>(&m.address(), "/nodeDetails") {
@@ -348,24 +399,15 @@ impl Node {
     }
 
     /// The two schedules of the original: the first election after the startup delay, then a
-    /// coordinator health check every interval. A tick that comes far too late tells the node
-    /// it was suspended. Runs forever on the calling thread.
+    /// coordinator health check every interval. Registration starts first, so the first
+    /// election usually finds this node registered. Runs forever on the calling thread.
     pub fn run_schedules(self: &Arc<Self>) {
+        self.start_registration();
         std::thread::sleep(self.timing.startup_delay);
         self.learn_term();
         self.step(|e| e.request_election());
         loop {
-            let due = Instant::now() + self.timing.health_interval;
             std::thread::sleep(self.timing.health_interval);
-            let late = Instant::now().saturating_duration_since(due);
-            if late > self.timing.suspended_after() {
-                log::warn!(
-                    "{} was suspended for about {:.1}s",
-                    self.me.name,
-                    late.as_secs_f64()
-                );
-                self.step(|e| e.resumed());
-            }
             self.step(|e| e.on_health_tick());
         }
     }

@@ -17,28 +17,42 @@ pub struct PeerClient {
     key: Option<ClusterKey>,
 }
 
+/// A ureq agent for short calls to a server that may be dead, frozen or hostile (peers, and
+/// the Consul agent). Every phase has its own timeout (a frozen server still accepts TCP, so
+/// only the response timeout catches it); `response` may be longer, for held requests.
+/// `timeout_global` is avoided: it spawns a resolver thread per call. No idle connections are
+/// kept: each would pin a handler thread on a peer.
+pub fn agent(timeout: Duration, response: Duration) -> ureq::Agent {
+    let t = Some(timeout);
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_connect(t)
+        .timeout_send_request(t)
+        .timeout_send_body(t)
+        .timeout_recv_response(Some(response))
+        .timeout_recv_body(t)
+        .max_idle_connections(0)
+        .max_idle_connections_per_host(0)
+        .input_buffer_size(16 * 1024)
+        .output_buffer_size(16 * 1024)
+        .max_redirects(0)
+        .user_agent(concat!("bully/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .new_agent()
+}
+
 impl PeerClient {
-    /// Every phase has its own timeout (a frozen peer still accepts TCP, so only the response
-    /// timeout catches it). `timeout_global` is avoided: it spawns a resolver thread per call.
-    /// No idle connections are kept: each would pin a handler thread on the peer.
     pub fn new(timeout: Duration) -> Self {
-        let t = Some(timeout);
-        let agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_connect(t)
-            .timeout_send_request(t)
-            .timeout_send_body(t)
-            .timeout_recv_response(t)
-            .timeout_recv_body(t)
-            .max_idle_connections(0)
-            .max_idle_connections_per_host(0)
-            .input_buffer_size(16 * 1024)
-            .output_buffer_size(16 * 1024)
-            .max_redirects(0)
-            .user_agent(concat!("bully/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .new_agent();
-        PeerClient { agent, key: None }
+        Self::with_response_timeout(timeout, timeout)
+    }
+
+    /// Like [`PeerClient::new`], but waits up to `response` for the answer: for held
+    /// requests such as `/watch`.
+    pub fn with_response_timeout(timeout: Duration, response: Duration) -> Self {
+        PeerClient {
+            agent: agent(timeout, response),
+            key: None,
+        }
     }
 
     /// Signs every POST with `key` (see [`crate::auth`]).

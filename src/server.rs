@@ -6,6 +6,7 @@ use crate::config::valid_name;
 use crate::election::{AnnounceReply, ProxyReply, MAX_TERM};
 use crate::messages::{Announcement, ElectionMessage, ProxyAnswer};
 use crate::node::Node;
+use crate::watch;
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 use std::io::Read;
@@ -79,8 +80,19 @@ pub fn serve(listener: TcpListener, node: Arc<Node>) {
     }
 }
 
-/// Hands the request to its own thread, unless too many are running already.
+/// Hands the request to its own thread, unless too many are running already. Held watches
+/// have a cap of their own ([`watch::MAX_WATCHERS`]) so they never crowd out elections.
 fn dispatch(node: &Arc<Node>, live: &Arc<AtomicUsize>, rq: Request) {
+    if route_label(rq.url()) == "/watch" && *rq.method() == Method::Get {
+        let node = Arc::clone(node);
+        let spawned = std::thread::Builder::new()
+            .name("watch".into())
+            .spawn(move || serve_watch(&node, rq));
+        if let Err(e) = spawned {
+            log::error!("cannot start a watch thread: {e}");
+        }
+        return;
+    }
     if live.fetch_add(1, Ordering::AcqRel) >= MAX_HANDLERS {
         live.fetch_sub(1, Ordering::AcqRel);
         respond(
@@ -120,8 +132,30 @@ fn route_label(url: &str) -> &'static str {
         "/response" => "/response",
         "/announce" => "/announce",
         "/metrics" => "/metrics",
+        "/watch" => "/watch",
         _ => "other",
     }
+}
+
+/// `GET /watch`: held by the coordinator until leadership changes (see `watch`).
+fn serve_watch(node: &Node, rq: Request) {
+    if header_bytes(&rq) > MAX_HEADERS {
+        node.metrics.http_request("/watch", 431);
+        let error = format!("request headers exceed {MAX_HEADERS} bytes");
+        return respond(rq, 431, json!({ "error": error }));
+    }
+    let (status, body) = match watch::enter(node) {
+        Some(_slot) => {
+            let query = rq.url().split_once('?').map_or("", |(_, q)| q).to_string();
+            watch::serve(node, &query)
+        }
+        None => (
+            503,
+            json!({"error": "too many watches; use the health check"}),
+        ),
+    };
+    node.metrics.http_request("/watch", status);
+    respond(rq, status, body);
 }
 
 fn handle(node: &Arc<Node>, mut rq: Request) {
@@ -234,7 +268,7 @@ fn route(node: &Arc<Node>, rq: &mut Request) -> Result<Value, Reject> {
             serde_json::to_value(node.details()).map_err(|e| reject(500, e.to_string()))
         }
         ("/proxy" | "/response" | "/announce", Method::Post) => post(rq, node),
-        ("/" | "/nodeDetails" | "/metrics", _) => {
+        ("/" | "/nodeDetails" | "/metrics" | "/watch", _) => {
             Err(reject(405, format!("{path} takes GET, not {method}")))
         }
         ("/proxy" | "/response" | "/announce", _) => {

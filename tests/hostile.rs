@@ -19,7 +19,7 @@ use support::*;
 const SEED: u64 = 0x5EED_B011_0005;
 const PER_ROUTE: usize = 10_000;
 const CLIENTS: usize = 8;
-const GET_ROUTES: [&str; 3] = ["/", "/nodeDetails", "/metrics"];
+const GET_ROUTES: [&str; 4] = ["/", "/nodeDetails", "/metrics", "/watch"];
 const POST_ROUTES: [&str; 3] = ["/proxy", "/response", "/announce"];
 
 /// One generated request and what the node may answer to it.
@@ -171,9 +171,21 @@ fn method(rng: &mut Rng, right: &str) -> (String, bool) {
 }
 
 fn path(rng: &mut Rng, route: &str) -> (Vec<u8>, bool) {
+    // A watch is held for up to 5 s unless it asks for less.
+    let exact = if route == "/watch" {
+        "/watch?hold_ms=0"
+    } else {
+        route
+    };
     match rng.below(20) {
-        0..=15 => (route.as_bytes().to_vec(), true),
-        16 => (format!("{route}?{}", rng.below(1000)).into_bytes(), true),
+        0..=15 => (exact.as_bytes().to_vec(), true),
+        16 => {
+            let sep = if exact.contains('?') { '&' } else { '?' };
+            (
+                format!("{exact}{sep}{}", rng.below(1000)).into_bytes(),
+                true,
+            )
+        }
         _ => {
             let p: Vec<u8> = match rng.below(9) {
                 0 => format!("{route}/").into(),

@@ -2,6 +2,8 @@
 //! raw HTTP for hostile input, and polling with deadlines that print what they saw.
 #![allow(dead_code)]
 
+pub mod consul;
+
 use serde_json::Value;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -55,6 +57,9 @@ impl Drop for TempDir {
 
 /// One running node process.
 pub struct NodeProc {
+    /// What runs the node: `[BIN]`, or a launcher and its arguments before the node's own, e.g.
+    /// `[qemu-aarch64-static, path/to/aarch64/bully]`.
+    pub program: Vec<String>,
     pub name: String,
     pub id: u64,
     pub port: u16,
@@ -66,7 +71,20 @@ pub struct NodeProc {
 impl NodeProc {
     /// Starts `bully PORT NAME --id ID <args>` with output to `log`.
     pub fn start(name: &str, id: u64, port: u16, args: &[String], log: PathBuf) -> NodeProc {
+        NodeProc::start_via(&[BIN.into()], name, id, port, args, log)
+    }
+
+    /// Like [`NodeProc::start`], with `program` running the node (see [`NodeProc::program`]).
+    pub fn start_via(
+        program: &[String],
+        name: &str,
+        id: u64,
+        port: u16,
+        args: &[String],
+        log: PathBuf,
+    ) -> NodeProc {
         let mut n = NodeProc {
+            program: program.to_vec(),
             name: name.into(),
             id,
             port,
@@ -86,7 +104,8 @@ impl NodeProc {
             .append(true)
             .open(&self.log)
             .unwrap();
-        let child = Command::new(BIN)
+        let child = Command::new(&self.program[0])
+            .args(&self.program[1..])
             .arg(self.port.to_string())
             .arg(&self.name)
             .arg("--id")
@@ -97,7 +116,7 @@ impl NodeProc {
             .stdout(out.try_clone().unwrap())
             .stderr(out)
             .spawn()
-            .expect("start bully");
+            .unwrap_or_else(|e| panic!("start {:?}: {e}", self.program));
         self.child = Some(child);
     }
 
@@ -202,12 +221,17 @@ impl Cluster {
     }
 
     pub fn start_on(&mut self, id: u64, port: u16, extra: &[&str]) -> usize {
+        self.start_via(&[BIN.into()], id, port, extra)
+    }
+
+    /// Starts node`id` on `port` with `program` running it (see [`NodeProc::program`]).
+    pub fn start_via(&mut self, program: &[String], id: u64, port: u16, extra: &[&str]) -> usize {
         let name = format!("node{id}");
         let mut args = self.common.clone();
         args.extend(extra.iter().map(|s| s.to_string()));
         let log = self.dir.path().join(format!("{name}.log"));
         self.nodes
-            .push(NodeProc::start(&name, id, port, &args, log));
+            .push(NodeProc::start_via(program, &name, id, port, &args, log));
         self.nodes.len() - 1
     }
 
