@@ -289,7 +289,7 @@ impl Node {
 
     /// The coordinator is alive when the registry still lists it and it answers
     /// `GET /nodeDetails` saying it still leads: a node named coordinator by a stale or forged
-    /// announcement, or restarted since, does not pass.
+    /// announcement, or restarted since, does not pass. A `503` (too busy) passes.
     fn coordinator_alive(&self, coordinator: &NodeRef) -> bool {
         let members = self.members();
         let Some(m) = members.iter().find(|m| m.node_ref() == *coordinator) else {
@@ -297,6 +297,10 @@ impl Node {
         };
         match self.client.get::<NodeDetails>(&m.address(), "/nodeDetails") {
             Ok((200, Some(d))) => d.is_coordinator && d.node_name == m.name && d.node_id == m.id,
+            // Too many requests in flight: alive, only busy (a failover storm in a large
+            // cluster). Taking it for dead started needless elections and terms that fed the
+            // storm; the next check decides.
+            Ok((503, _)) => true,
             _ => false,
         }
     }
