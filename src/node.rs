@@ -7,9 +7,16 @@ use crate::messages::{Announcement, ElectionMessage, NodeDetails, ProxyAnswer, R
 use crate::metrics::{Gauges, Metrics};
 use crate::peer::PeerClient;
 use crate::registry::Registry;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
+
+/// Tries of a message to a member that answers 503, the waits between them growing by
+/// [`BUSY_BACKOFF`]: 50 + 100 + 150 + 200 ms at most.
+const BUSY_TRIES: u32 = 5;
+const BUSY_BACKOFF: Duration = Duration::from_millis(50);
 
 /// Timers and limits of one node.
 #[derive(Clone, Debug)]
@@ -208,10 +215,7 @@ impl Node {
                 let msg = ElectionMessage::from_node(&self.me.node_ref(), term);
                 self.metrics.sent("proxy", to.len());
                 let answers = PeerClient::fan_out(&to, |m| {
-                    match self
-                        .client
-                        .post::<_, ProxyAnswer>(&m.address(), "/proxy", &msg)
-                    {
+                    match self.post::<_, ProxyAnswer>(m, "/proxy", &msg, "proxy") {
                         Ok((200, Some(a))) if a.response == "OK" => Some(a),
                         Ok((status, _)) => {
                             log::debug!("{} answered /proxy with {status}", m.name);
@@ -249,10 +253,7 @@ impl Node {
                 self.metrics.elections_won.fetch_add(1, Relaxed);
                 self.metrics.sent("announce", to.len());
                 let refusals = PeerClient::fan_out(&to, |m| {
-                    match self
-                        .client
-                        .post::<_, Refusal>(&m.address(), "/announce", &msg)
-                    {
+                    match self.post::<_, Refusal>(m, "/announce", &msg, "announce") {
                         Ok((409, Some(r))) => Some(r.term),
                         Ok((200, _)) => None,
                         r => {
@@ -284,6 +285,29 @@ impl Node {
                     self.step(|e| e.previous_alive(&previous));
                 }
             }
+        }
+    }
+
+    /// POSTs an election message or announcement to `m`. A member too busy to take it (503:
+    /// in a large cluster the election messages of every lower node reach it at once) is asked
+    /// again shortly: a message it never saw could leave a node waiting out four timeouts for
+    /// an announcement, then electing again.
+    fn post<B: Serialize, T: DeserializeOwned>(
+        &self,
+        m: &Member,
+        path: &str,
+        body: &B,
+        kind: &str,
+    ) -> Result<(u16, Option<T>), String> {
+        let mut attempt = 1;
+        loop {
+            let answer = self.client.post(&m.address(), path, body);
+            if !matches!(answer, Ok((503, _))) || attempt == BUSY_TRIES {
+                return answer;
+            }
+            self.metrics.sent(kind, 1);
+            std::thread::sleep(BUSY_BACKOFF * attempt);
+            attempt += 1;
         }
     }
 
