@@ -2,7 +2,7 @@
 //! client, and carries out the core's actions. The lock is only ever held inside
 //! [`Node::with_election`], which takes no I/O, so no network call runs under it.
 
-use crate::election::{Action, Election, Member, NodeRef, Snapshot};
+use crate::election::{Action, Election, Member, NodeRef, Phase, Snapshot};
 use crate::messages::{Announcement, ElectionMessage, NodeDetails, ProxyAnswer, Refusal};
 use crate::metrics::{Gauges, Metrics};
 use crate::peer::PeerClient;
@@ -120,8 +120,10 @@ impl Node {
     pub fn step(self: &Arc<Self>, f: impl FnOnce(&mut Election) -> Vec<Action>) {
         let actions = self.with_election(|e| {
             let before = e.coordinator().cloned();
+            let was_electing = e.phase() != &Phase::Idle;
             let actions = f(e);
             let after = e.coordinator().cloned();
+            self.time_round(was_electing, e.phase() != &Phase::Idle);
             if before != after {
                 self.publish(Change { before, after });
             }
@@ -130,14 +132,26 @@ impl Node {
         self.execute(actions);
     }
 
+    /// Times rounds for `bully_last_election_seconds`, from the step that starts one to the
+    /// step that ends it (won, or an announcement accepted). It used to end only on a change
+    /// of coordinator, so a round that ended on the same one left its start behind and the
+    /// next round was timed from there.
+    fn time_round(&self, was_electing: bool, electing: bool) {
+        let mut started = lock(&self.round_started);
+        match (was_electing, electing) {
+            (false, true) => *started = Some(Instant::now()),
+            (true, false) => {
+                if let Some(t) = started.take() {
+                    self.metrics.election_finished(t.elapsed());
+                }
+            }
+            _ => {}
+        }
+    }
+
     fn publish(&self, change: Change) {
         use std::sync::atomic::Ordering::Relaxed;
         self.metrics.coordinator_changes.fetch_add(1, Relaxed);
-        if change.after.is_some() {
-            if let Some(started) = lock(&self.round_started).take() {
-                self.metrics.election_finished(started.elapsed());
-            }
-        }
         lock(&self.subscribers).retain(|tx| tx.send(change.clone()).is_ok());
     }
 
@@ -207,7 +221,6 @@ impl Node {
         match action {
             Action::CollectMembers { round } => {
                 self.metrics.elections_started.fetch_add(1, Relaxed);
-                lock(&self.round_started).get_or_insert_with(Instant::now);
                 let members = self.members();
                 self.step(|e| e.members_collected(round, members));
             }
