@@ -8,7 +8,7 @@ else
 CLUSTER_FLAGS ?=
 endif
 
-.PHONY: all build run-cluster test lint clean
+.PHONY: all build run-cluster test bench lint clean
 
 all: build
 
@@ -25,6 +25,13 @@ run-cluster: build
 test:
 	$(CARGO) build --release
 	$(CARGO) test --no-fail-fast
+
+# Real clusters of the release binary on loopback: startup, failover, messages, idle memory
+# and CPU, binary size; a markdown table on stdout, JSON in target/bench/results.json.
+# `make bench QUICK=1`: smaller clusters, fewer kills, a shorter idle window (under a minute).
+bench:
+	$(CARGO) build --release
+	$(CARGO) bench --bench cluster -- $(if $(filter 1,$(QUICK)),--quick)
 
 lint:
 	$(CARGO) fmt --check
