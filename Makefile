@@ -1,5 +1,9 @@
-# bully: build, run a demo cluster, test, benchmark.
+# bully: build, run a demo cluster, test, benchmark, cross-build for embedded hosts.
 CARGO ?= cargo
+# `make cross TARGET=...`: the target triple of a cross build.
+TARGET ?= aarch64-unknown-linux-gnu
+# `make cross-test`: the emulator that runs the aarch64 node.
+QEMU ?= qemu-aarch64-static
 
 # `make run-cluster FAST=1`: short timers for a quick demo.
 ifeq ($(FAST),1)
@@ -8,7 +12,7 @@ else
 CLUSTER_FLAGS ?=
 endif
 
-.PHONY: all build run-cluster test bench lint clean
+.PHONY: all build run-cluster run-cluster-consul test bench lint clean static cross cross-setup cross-test
 
 all: build
 
@@ -21,6 +25,11 @@ build:
 run-cluster: build
 	bash tests/support/run-cluster.sh $(CLUSTER_FLAGS)
 
+# The same four nodes on Consul; starts `consul agent -dev` when no agent answers at
+# $CONSUL_HTTP_ADDR (default 127.0.0.1:8500), and stops what it started on Ctrl-C.
+run-cluster-consul: build
+	bash tests/support/run-cluster-consul.sh $(CLUSTER_FLAGS)
+
 # Unit tests of the election core, then integration tests with real processes.
 test:
 	$(CARGO) build --release
@@ -32,6 +41,29 @@ test:
 bench:
 	$(CARGO) build --release
 	$(CARGO) bench --bench cluster -- $(if $(filter 1,$(QUICK)),--quick)
+
+# A static x86_64 binary: target/x86_64-unknown-linux-gnu/release/bully. `--target` keeps
+# crt-static off build scripts and proc macros, which cannot be static.
+static:
+	RUSTFLAGS="-C target-feature=+crt-static" $(CARGO) build --release --locked --target x86_64-unknown-linux-gnu
+	@echo "static: target/x86_64-unknown-linux-gnu/release/bully: $$(stat -c %s target/x86_64-unknown-linux-gnu/release/bully) bytes"
+
+# A static binary for TARGET in target/TARGET/release/bully, e.g. TARGET=aarch64-unknown-linux-gnu
+# (installs the Debian toolchain first when it is missing) or armv7-unknown-linux-gnueabihf
+# (needs rustup; fails here saying why). See README "Embedded hosts".
+cross:
+	bash tests/support/cross.sh build $(TARGET)
+
+# The Debian bookworm aarch64 cross toolchain and qemu-user; does nothing when installed.
+cross-setup:
+	bash tests/support/cross.sh setup
+
+# Two x86_64 nodes and one aarch64 node under qemu-user elect, fail over and hand back; also
+# checks the aarch64 binary is static and within its 2 MiB size limit.
+cross-test:
+	bash tests/support/cross.sh build aarch64-unknown-linux-gnu
+	BULLY_CROSS_BIN=$(CURDIR)/target/aarch64-unknown-linux-gnu/release/bully BULLY_CROSS_RUNNER=$(QEMU) \
+		$(CARGO) test --test cross -- --ignored --test-threads=1 --nocapture
 
 lint:
 	$(CARGO) fmt --check

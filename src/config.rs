@@ -3,6 +3,7 @@
 //! A flag always wins over its environment variable, so a unit file can set defaults that an
 //! operator still overrides by hand.
 
+use crate::auth::ClusterKey;
 use log::LevelFilter;
 use std::ffi::OsString;
 use std::net::IpAddr;
@@ -14,7 +15,7 @@ bully - leader election with the Bully algorithm
 
 USAGE:
     bully PORT NAME [options]
-    bully status [registry options] [--json]
+    bully status [registry options] [--timeout DUR] [--json]
 
 OPTIONS (each also read from BULLY_<FLAG>, e.g. BULLY_HEALTH_INTERVAL=500ms; a flag wins):
     --id N                 election priority, unsigned 64-bit; higher wins [default: random]
@@ -24,8 +25,14 @@ OPTIONS (each also read from BULLY_<FLAG>, e.g. BULLY_HEALTH_INTERVAL=500ms; a f
     --registry-dir PATH    where the dir registry lives, one sub-directory per cluster
                            [default: $XDG_RUNTIME_DIR/bully, else /tmp/bully-<uid>]
     --peers LIST           static registry: comma-separated HOST:PORT of the other nodes
-    --consul URL           consul registry: agent address [default: $CONSUL_HTTP_ADDR,
-                           else http://127.0.0.1:8500]
+    --consul URL           consul registry: agent address, http://HOST:PORT or HOST:PORT
+                           [default: $CONSUL_HTTP_ADDR, else http://127.0.0.1:8500]
+    --consul-token TOKEN   consul ACL token, sent as X-Consul-Token [default: $CONSUL_HTTP_TOKEN]
+    --consul-check-interval DUR
+                           how often Consul checks GET / on this node, 1s or more [default: 10s]
+    --consul-deregister-after DUR
+                           Consul drops a node whose check stays critical this long, 1m or
+                           more [default: 1m]
     --bind ADDR            listen address [default: 127.0.0.1]
     --advertise HOST       address others use to reach this node [default: the bind address;
                            127.0.0.1 when binding 0.0.0.0]
@@ -33,10 +40,25 @@ OPTIONS (each also read from BULLY_<FLAG>, e.g. BULLY_HEALTH_INTERVAL=500ms; a f
     --health-interval DUR  how often a follower checks the coordinator [default: 20s]
     --timeout DUR          per-request timeout to peers [default: 1s]
     --log-level LEVEL      error | warn | info | debug | trace [default: info]
+    --cluster-key KEY      sign every POST with HMAC-SHA256 and refuse unsigned ones; set it
+                           whenever a node listens beyond loopback (at least 16 bytes)
+    --cluster-key-file PATH
+                           the key from a file (trailing white space dropped)
+    --on-elected CMD       run CMD with sh -c each time this node becomes coordinator
+    --on-demoted CMD       run CMD with sh -c each time it stops being coordinator, also
+                           on SIGINT/SIGTERM before exiting
+    --hook-timeout DUR     kill a hook and its children after this long [default: 30s]
+    --exec CMD             keep CMD (sh -c) running only while this node is coordinator
+    --exec-grace DUR       on demotion or exit the --exec child gets SIGTERM, then SIGKILL
+                           after this long [default: 10s]
     -h, --help             print this help
     -V, --version          print the version
 
 Durations: 250ms, 15s, 2m, 1h, or a bare number of seconds.
+
+bully status prints one row per registry member with what it reports in GET /nodeDetails
+(registry options and --timeout as above; --json for JSON). Exit code 0 when every reachable
+member names the same coordinator, 1 when they disagree or none is reachable.
 ";
 
 /// A bad command line: one line for the user, then exit code 2.
@@ -63,9 +85,45 @@ pub struct RegistryOptions {
     pub cluster: String,
     pub dir: PathBuf,
     pub peers: Vec<String>,
-    pub consul: Option<String>,
+    pub consul: ConsulOptions,
     pub timeout: Duration,
 }
+
+/// What follows from leadership: hooks and the `--exec` child, carried out by `hooks.rs`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HookOptions {
+    pub on_elected: Option<String>,
+    pub on_demoted: Option<String>,
+    pub timeout: Duration,
+    pub exec: Option<String>,
+    pub exec_grace: Duration,
+}
+
+impl HookOptions {
+    /// Whether anything follows from leadership at all (else no hook thread is started).
+    pub fn any(&self) -> bool {
+        self.on_elected.is_some() || self.on_demoted.is_some() || self.exec.is_some()
+    }
+}
+
+/// The agent to talk to and what to register there. Only checked when Consul is the registry,
+/// so a `CONSUL_HTTP_ADDR` set for other tools never breaks a node on another registry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConsulOptions {
+    /// `http://host:port`, without a trailing slash.
+    pub address: String,
+    /// ACL token, sent as `X-Consul-Token`; never logged.
+    pub token: Option<String>,
+    pub check_interval: Duration,
+    pub deregister_after: Duration,
+}
+
+/// Consul's CLI default, used when neither `--consul` nor `CONSUL_HTTP_ADDR` is set.
+pub const CONSUL_DEFAULT_ADDRESS: &str = "http://127.0.0.1:8500";
+/// Consul clamps shorter check intervals to this; refusing them up front is clearer.
+const CONSUL_MIN_INTERVAL: Duration = Duration::from_secs(1);
+/// Consul clamps shorter `DeregisterCriticalServiceAfter` values to this.
+const CONSUL_MIN_DEREGISTER: Duration = Duration::from_secs(60);
 
 /// Everything a node needs to run.
 #[derive(Clone, Debug)]
@@ -81,6 +139,9 @@ pub struct Config {
     pub health_interval: Duration,
     pub timeout: Duration,
     pub log_level: LevelFilter,
+    /// Signs and checks every POST; `Debug` shows it redacted.
+    pub cluster_key: Option<ClusterKey>,
+    pub hooks: HookOptions,
 }
 
 /// What the command line asks for.
@@ -155,6 +216,11 @@ impl<'a> Flags<'a> {
         }
     }
 
+    /// A shell command; an empty one counts as none, so `BULLY_EXEC=` turns it off.
+    pub fn command(&mut self, flag: &'static str) -> Result<Option<String>, UsageError> {
+        Ok(self.value(flag)?.filter(|c| !c.trim().is_empty()))
+    }
+
     /// Anything left over is a mistake worth naming.
     pub fn finish(self) -> Result<(), UsageError> {
         let rest = self.args.finish();
@@ -212,6 +278,7 @@ impl<'a> Flags<'a> {
                 "--registry static: expected --peers HOST:PORT,...".into(),
             ));
         }
+        let consul = self.consul(consul, kind == RegistryKind::Consul)?;
         Ok(RegistryOptions {
             kind,
             cluster,
@@ -220,6 +287,93 @@ impl<'a> Flags<'a> {
             consul,
             timeout,
         })
+    }
+
+    /// The Consul options, read the way Consul's own CLI reads them: `--consul`, else
+    /// `CONSUL_HTTP_ADDR`, else the local agent; `--consul-token`, else `CONSUL_HTTP_TOKEN`.
+    fn consul(&mut self, flag: Option<String>, used: bool) -> Result<ConsulOptions, UsageError> {
+        let lookup = self.env;
+        let env = |k: &str| lookup(k).filter(|v| !v.is_empty());
+        let (source, raw) = match (flag, env("CONSUL_HTTP_ADDR")) {
+            (Some(v), _) => ("--consul", v),
+            (None, Some(v)) => ("CONSUL_HTTP_ADDR", v),
+            (None, None) => ("--consul", CONSUL_DEFAULT_ADDRESS.to_string()),
+        };
+        let (token_source, token) = match (self.value("--consul-token")?, env("CONSUL_HTTP_TOKEN"))
+        {
+            (Some(t), _) => ("--consul-token", Some(t)),
+            (None, t) => ("CONSUL_HTTP_TOKEN", t),
+        };
+        let ssl = env("CONSUL_HTTP_SSL")
+            .is_some_and(|v| matches!(v.as_str(), "1" | "t" | "T" | "true" | "TRUE" | "True"));
+        let check_interval = self.duration("--consul-check-interval", Duration::from_secs(10))?;
+        let deregister_after = self.duration("--consul-deregister-after", CONSUL_MIN_DEREGISTER)?;
+        if !used {
+            return Ok(ConsulOptions {
+                address: raw,
+                token,
+                check_interval,
+                deregister_after,
+            });
+        }
+        let address = consul_base_url(&raw).map_err(|e| UsageError(format!("{source}: {e}")))?;
+        if ssl {
+            return Err(UsageError(
+                "CONSUL_HTTP_SSL: https is not supported (this build has no TLS); \
+                 use the agent's plain HTTP address"
+                    .into(),
+            ));
+        }
+        // Checked without echoing the value: it is a secret.
+        if token
+            .as_ref()
+            .is_some_and(|t| !t.bytes().all(|b| b.is_ascii_graphic()))
+        {
+            return Err(UsageError(format!(
+                "{token_source}: expected a token of visible ASCII characters"
+            )));
+        }
+        if check_interval < CONSUL_MIN_INTERVAL {
+            return Err(UsageError(
+                "--consul-check-interval: expected 1s or more (Consul's minimum)".into(),
+            ));
+        }
+        if deregister_after < CONSUL_MIN_DEREGISTER {
+            return Err(UsageError(
+                "--consul-deregister-after: expected 1m or more (Consul's minimum)".into(),
+            ));
+        }
+        Ok(ConsulOptions {
+            address,
+            token,
+            check_interval,
+            deregister_after,
+        })
+    }
+}
+
+/// `http://host[:port]` or a bare `host[:port]` (as `CONSUL_HTTP_ADDR` is often written)
+/// becomes a base URL without a trailing slash.
+pub fn consul_base_url(s: &str) -> Result<String, String> {
+    let s = s.trim();
+    let expected = || format!("expected http://HOST:PORT or HOST:PORT, got '{s}'");
+    let rest = match s.split_once("://") {
+        None => s,
+        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("http") => rest,
+        Some((scheme, _)) if scheme.eq_ignore_ascii_case("https") => {
+            return Err(
+                "https is not supported (this build has no TLS); use the agent's plain HTTP \
+                 address"
+                    .into(),
+            )
+        }
+        Some(_) => return Err(expected()),
+    };
+    let rest = rest.strip_suffix('/').unwrap_or(rest);
+    if valid_host_port(rest) || (valid_host(rest) && !rest.contains(':')) {
+        Ok(format!("http://{rest}"))
+    } else {
+        Err(expected())
     }
 }
 
@@ -276,6 +430,19 @@ pub fn parse(
             },
         )?
         .unwrap_or(LevelFilter::Info);
+    let cluster_key = cluster_key(&mut f)?;
+    let hooks = HookOptions {
+        on_elected: f.command("--on-elected")?,
+        on_demoted: f.command("--on-demoted")?,
+        timeout: f.duration("--hook-timeout", Duration::from_secs(30))?,
+        exec: f.command("--exec")?,
+        exec_grace: f.duration("--exec-grace", Duration::from_secs(10))?,
+    };
+    if hooks.timeout.is_zero() {
+        return Err(UsageError(
+            "--hook-timeout: expected a duration above zero".into(),
+        ));
+    }
     let registry = f.registry(timeout)?;
     let port = f.free("PORT", "a port number from 1 to 65535")?;
     let port: u16 = port
@@ -307,7 +474,27 @@ pub fn parse(
         health_interval,
         timeout,
         log_level,
+        cluster_key,
+        hooks,
     })))
+}
+
+/// `--cluster-key` (or `BULLY_CLUSTER_KEY`) or `--cluster-key-file`; errors never show the key.
+fn cluster_key(f: &mut Flags) -> Result<Option<ClusterKey>, UsageError> {
+    let key = f.value("--cluster-key")?;
+    let file = f.value("--cluster-key-file")?;
+    match (key, file) {
+        (Some(_), Some(_)) => Err(UsageError(
+            "--cluster-key and --cluster-key-file given together: choose one".into(),
+        )),
+        (Some(k), None) => ClusterKey::new(k.as_bytes())
+            .map(Some)
+            .map_err(|e| UsageError(format!("--cluster-key: {e}"))),
+        (None, Some(path)) => ClusterKey::from_file(std::path::Path::new(&path))
+            .map(Some)
+            .map_err(|e| UsageError(format!("--cluster-key-file: {e}"))),
+        (None, None) => Ok(None),
+    }
 }
 
 /// `250ms`, `15s`, `2m`, `1h`, or a bare (possibly fractional) number of seconds.
@@ -450,6 +637,107 @@ mod tests {
     }
 
     #[test]
+    fn cluster_key_from_flag_environment_or_file_and_never_in_debug() {
+        let secret = "s3cret-cluster-key-0123";
+        let c = run(&["1", "n", "--cluster-key", secret], &[]).unwrap();
+        assert_eq!(
+            c.cluster_key,
+            Some(ClusterKey::new(secret.as_bytes()).unwrap())
+        );
+        assert!(!format!("{c:?}").contains(secret), "{c:?}");
+        let c = run(&["1", "n"], &[("BULLY_CLUSTER_KEY", secret)]).unwrap();
+        assert!(c.cluster_key.is_some());
+        assert!(run(&["1", "n"], &[]).unwrap().cluster_key.is_none());
+
+        let path = std::env::temp_dir().join(format!("bully-key-{}", std::process::id()));
+        std::fs::write(&path, format!("{secret}\n")).unwrap();
+        let file = path.display().to_string();
+        let c = run(&["1", "n", "--cluster-key-file", &file], &[]).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(
+            c.cluster_key,
+            Some(ClusterKey::new(secret.as_bytes()).unwrap())
+        );
+
+        let e = run(&["1", "n", "--cluster-key", "short"], &[]).unwrap_err();
+        assert!(
+            e.0.starts_with("--cluster-key:") && !e.0.contains("short"),
+            "{e}"
+        );
+        let e = run(&["1", "n", "--cluster-key-file", &file], &[]).unwrap_err();
+        assert!(e.0.starts_with("--cluster-key-file"), "{e}");
+        let both = ["1", "n", "--cluster-key", secret, "--cluster-key-file", "x"];
+        assert!(run(&both, &[]).is_err());
+    }
+
+    #[test]
+    fn hook_flags() {
+        let c = run(&["1", "n"], &[]).unwrap();
+        assert!(!c.hooks.any());
+        assert_eq!(c.hooks.timeout, Duration::from_secs(30));
+        assert_eq!(c.hooks.exec_grace, Duration::from_secs(10));
+        let c = run(
+            &[
+                "1",
+                "n",
+                "--on-elected",
+                "ip addr add 10.0.0.9/24 dev eth0",
+                "--on-demoted=echo bye >> /tmp/x",
+                "--hook-timeout",
+                "5s",
+                "--exec",
+                "sleep 100",
+                "--exec-grace",
+                "0",
+            ],
+            &[],
+        )
+        .unwrap();
+        assert!(c.hooks.any());
+        let h = c.hooks;
+        assert_eq!(
+            h.on_elected.as_deref(),
+            Some("ip addr add 10.0.0.9/24 dev eth0")
+        );
+        assert_eq!(h.on_demoted.as_deref(), Some("echo bye >> /tmp/x"));
+        assert_eq!(h.timeout, Duration::from_secs(5));
+        assert_eq!(h.exec.as_deref(), Some("sleep 100"));
+        assert_eq!(h.exec_grace, Duration::ZERO);
+    }
+
+    #[test]
+    fn hook_flags_from_environment_and_empty_means_none() {
+        let env = [
+            ("BULLY_EXEC", "my-job --once"),
+            ("BULLY_HOOK_TIMEOUT", "250ms"),
+            ("BULLY_ON_DEMOTED", "true"),
+        ];
+        let h = run(&["1", "n"], &env).unwrap().hooks;
+        assert_eq!(h.exec.as_deref(), Some("my-job --once"));
+        assert_eq!(h.timeout, Duration::from_millis(250));
+        assert_eq!(h.on_demoted.as_deref(), Some("true"));
+        let h = run(&["1", "n", "--exec", " ", "--on-demoted", "false"], &env)
+            .unwrap()
+            .hooks;
+        assert_eq!(h.exec, None);
+        assert_eq!(h.on_demoted.as_deref(), Some("false"));
+        assert!(!run(&["1", "n", "--on-elected", ""], &[])
+            .unwrap()
+            .hooks
+            .any());
+    }
+
+    #[test]
+    fn bad_hook_durations_name_the_flag() {
+        let e = run(&["1", "n", "--hook-timeout", "0"], &[]).unwrap_err();
+        assert!(e.0.starts_with("--hook-timeout"), "{e}");
+        let e = run(&["1", "n", "--exec-grace", "later"], &[]).unwrap_err();
+        assert!(e.0.starts_with("--exec-grace: expected a duration"), "{e}");
+        let e = run(&["1", "n", "--exec"], &[]).unwrap_err();
+        assert!(e.0.starts_with("--exec"), "{e}");
+    }
+
+    #[test]
     fn bad_arguments_name_the_flag() {
         let e = run(&["1", "n", "--timeout", "soon"], &[]).unwrap_err();
         assert!(e.0.starts_with("--timeout: expected a duration"), "{e}");
@@ -464,5 +752,96 @@ mod tests {
         assert!(run(&["1"], &[]).unwrap_err().0.contains("NAME"));
         let e = run(&["1", "n", "--peers", "nope"], &[]).unwrap_err();
         assert!(e.0.starts_with("--peers"), "{e}");
+    }
+
+    fn consul_run(args: &[&str], env: &[(&str, &str)]) -> Result<ConsulOptions, UsageError> {
+        let c = run(args, env)?;
+        assert_eq!(c.registry.kind, RegistryKind::Consul);
+        Ok(c.registry.consul)
+    }
+
+    #[test]
+    fn consul_options_read_like_consuls_own_cli() {
+        let o = consul_run(&["1", "n", "--registry", "consul"], &[]).unwrap();
+        assert_eq!(
+            o,
+            ConsulOptions {
+                address: "http://127.0.0.1:8500".into(),
+                token: None,
+                check_interval: Duration::from_secs(10),
+                deregister_after: Duration::from_secs(60),
+            }
+        );
+        // CONSUL_HTTP_ADDR with or without a scheme; CONSUL_HTTP_TOKEN.
+        let env = [
+            ("CONSUL_HTTP_ADDR", "10.0.0.5:8500"),
+            ("CONSUL_HTTP_TOKEN", "abc-123"),
+        ];
+        let o = consul_run(&["1", "n", "--registry", "consul"], &env).unwrap();
+        assert_eq!(o.address, "http://10.0.0.5:8500");
+        assert_eq!(o.token.as_deref(), Some("abc-123"));
+        let env2 = [("CONSUL_HTTP_ADDR", "http://[::1]:8500/")];
+        let o = consul_run(&["1", "n", "--registry", "consul"], &env2).unwrap();
+        assert_eq!(o.address, "http://[::1]:8500");
+        // Flags win, and --consul alone selects the registry.
+        let args = [
+            "1",
+            "n",
+            "--consul-token",
+            "t2",
+            "--consul=consul.local",
+            "--consul-check-interval",
+            "2s",
+            "--consul-deregister-after=5m",
+        ];
+        let o = consul_run(&args, &env).unwrap();
+        assert_eq!(o.address, "http://consul.local");
+        assert_eq!(o.token.as_deref(), Some("t2"));
+        assert_eq!(o.check_interval, Duration::from_secs(2));
+        assert_eq!(o.deregister_after, Duration::from_secs(300));
+        // BULLY_* variables work as for every flag.
+        let env3 = [
+            ("BULLY_CONSUL", "h:1"),
+            ("BULLY_CONSUL_TOKEN", "t3"),
+            ("BULLY_CONSUL_CHECK_INTERVAL", "1s"),
+        ];
+        let o = consul_run(&["1", "n"], &env3).unwrap();
+        assert_eq!(o.address, "http://h:1");
+        assert_eq!(o.token.as_deref(), Some("t3"));
+        assert_eq!(o.check_interval, Duration::from_secs(1));
+    }
+
+    #[test]
+    fn bad_consul_settings_say_what_is_wrong() {
+        let consul = |args: &[&str], env: &[(&str, &str)]| {
+            let mut all = vec!["1", "n", "--registry", "consul"];
+            all.extend_from_slice(args);
+            run(&all, env).unwrap_err().0
+        };
+        let e = consul(&["--consul", "https://h:8501"], &[]);
+        assert!(e.starts_with("--consul: https is not supported"), "{e}");
+        let e = consul(&[], &[("CONSUL_HTTP_ADDR", "unix:///run/consul.sock")]);
+        assert!(e.starts_with("CONSUL_HTTP_ADDR: expected http://"), "{e}");
+        let e = consul(&["--consul", "h:0"], &[]);
+        assert!(e.starts_with("--consul: expected"), "{e}");
+        let e = consul(&[], &[("CONSUL_HTTP_SSL", "true")]);
+        assert!(e.starts_with("CONSUL_HTTP_SSL"), "{e}");
+        let e = consul(&[], &[("CONSUL_HTTP_TOKEN", "sec ret")]);
+        assert!(e.starts_with("CONSUL_HTTP_TOKEN: expected"), "{e}");
+        assert!(!e.contains("sec ret"), "the token is never echoed: {e}");
+        let e = consul(&["--consul-check-interval", "500ms"], &[]);
+        assert!(e.starts_with("--consul-check-interval: expected 1s"), "{e}");
+        let e = consul(&["--consul-deregister-after", "30s"], &[]);
+        assert!(
+            e.starts_with("--consul-deregister-after: expected 1m"),
+            "{e}"
+        );
+        // Consul settings made for other tools do not break a node on another registry.
+        let env = [
+            ("CONSUL_HTTP_ADDR", "unix:///run/consul.sock"),
+            ("CONSUL_HTTP_SSL", "true"),
+        ];
+        let c = run(&["1", "n"], &env).unwrap();
+        assert_eq!(c.registry.kind, RegistryKind::Dir);
     }
 }

@@ -9,6 +9,11 @@ use serde::{Deserialize, Serialize};
 use std::cmp::Ordering;
 use std::fmt;
 
+/// The highest term accepted from anyone. Terms stay exact in every JSON implementation (the
+/// largest integer a double holds exactly), and a forged message can never push a node's term
+/// to where the next win would overflow.
+pub const MAX_TERM: u64 = (1 << 53) - 1;
+
 /// A node's identity in an election: priority first, the name breaks ties between equal ids so
 /// that any two distinct nodes are always ordered.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -106,6 +111,9 @@ pub enum Action {
     /// A lower coordinator replaced `previous`: if `previous` still answers, call
     /// [`Election::previous_alive`] so it can be bullied back in.
     CheckPrevious { previous: NodeRef },
+    /// This node leads: if any member ranking above it answers (a partition healed, a frozen
+    /// node woke up), call [`Election::higher_alive`].
+    LookForHigher,
 }
 
 /// The answer to an election message (`/proxy`) from another node.
@@ -211,7 +219,21 @@ impl Election {
     }
 
     fn saw_term(&mut self, term: u64) {
-        self.max_term = self.max_term.max(term);
+        self.max_term = self.max_term.max(term.min(MAX_TERM));
+    }
+
+    /// A term read from another node outside the protocol (a (re)started node asks the members
+    /// before its first election), so that its first win takes a term no one has used yet.
+    pub fn observe_term(&mut self, term: u64) {
+        self.saw_term(term);
+    }
+
+    /// Already the coordinator of a term newer than `term`: an election message needs no new
+    /// round, the sender just has to learn of us. Only a term above everything the sender has
+    /// seen settles it: at an equal term the sender may follow another coordinator, so this
+    /// node elects above it instead.
+    fn leads_at(&self, term: u64) -> bool {
+        self.phase == Phase::Idle && self.is_coordinator() && self.term > term
     }
 
     /// Start a round unless one is already running: however many triggers arrive (timers,
@@ -285,16 +307,18 @@ impl Election {
             return (ProxyReply::NotLower, Vec::new());
         }
         self.saw_term(term);
-        if self.phase == Phase::Idle && self.is_coordinator() && self.term >= term {
+        if self.leads_at(term) {
             return (ProxyReply::Coordinator { term: self.term }, Vec::new());
         }
         (ProxyReply::Ok, self.lower_node_is_electing())
     }
 
     /// `POST /response`: the original's comparison step; a higher node takes over the election.
+    /// Coalesced like `/proxy`: a coordinator that already leads starts nothing, so a flood of
+    /// these cannot become a storm of elections.
     pub fn on_response(&mut self, from: &NodeRef, term: u64) -> Vec<Action> {
         self.saw_term(term);
-        if self.me > *from {
+        if self.me > *from && !self.leads_at(term) {
             self.lower_node_is_electing()
         } else {
             Vec::new()
@@ -323,6 +347,13 @@ impl Election {
         coordinator: &NodeRef,
         term: u64,
     ) -> (AnnounceReply, Vec<Action>) {
+        if term > MAX_TERM {
+            log::info!(
+                "Ignoring announcement of {} for term {term}, above the largest term",
+                coordinator.name
+            );
+            return (AnnounceReply::Stale { term: self.term }, Vec::new());
+        }
         self.saw_term(term);
         if *coordinator == self.me {
             return (AnnounceReply::Ok, Vec::new());
@@ -368,6 +399,7 @@ impl Election {
 
     /// Our announcement was refused by a node that follows `term`: elect again above it.
     pub fn announcement_refused(&mut self, term: u64) -> Vec<Action> {
+        let term = term.min(MAX_TERM);
         self.saw_term(term);
         if !self.is_coordinator() || term < self.term {
             return Vec::new();
@@ -402,11 +434,22 @@ impl Election {
         }
         match &self.coordinator {
             None => self.request_election(),
-            Some(c) if *c == self.me => Vec::new(),
+            Some(c) if *c == self.me => vec![Action::LookForHigher],
             Some(c) => vec![Action::CheckCoordinator {
                 coordinator: c.clone(),
             }],
         }
+    }
+
+    /// This node leads, yet a higher member answers: elect, so that member hears of it and
+    /// takes over. Without this a split after a healed partition would last for good, as
+    /// nothing else makes a coordinator look up.
+    pub fn higher_alive(&mut self) -> Vec<Action> {
+        if !self.is_coordinator() || self.phase != Phase::Idle {
+            return Vec::new();
+        }
+        log::info!("A node above {} answers: electing", self.me.name);
+        self.request_election()
     }
 
     /// The coordinator answered its check and still leads.
@@ -427,10 +470,23 @@ impl Election {
         self.request_election()
     }
 
+    /// The registry lists this node again after it could not (it was unreachable, or lost the
+    /// registration). A coordinator elects again, so that nodes which could not see it, and
+    /// may have chosen another, learn of it; a follower's health checks already cover it.
+    pub fn on_rejoined(&mut self) -> Vec<Action> {
+        if self.is_coordinator() {
+            self.request_election()
+        } else {
+            Vec::new()
+        }
+    }
+
     fn become_coordinator(&mut self) -> Vec<Action> {
         self.phase = Phase::Idle;
         self.verifying = false;
-        self.max_term += 1;
+        // Saturating: terms from others are capped at MAX_TERM, so this cannot overflow in
+        // practice, but no input may make it panic.
+        self.max_term = self.max_term.saturating_add(1);
         self.term = self.max_term;
         self.term_leader = Some(self.me.clone());
         self.coordinator = Some(self.me.clone());
@@ -804,7 +860,12 @@ mod tests {
     #[test]
     fn coordinator_does_not_check_itself_and_steps_down_for_a_higher_one() {
         let mut e = leader(3, &cluster(&[1, 3]));
-        assert_eq!(e.on_health_tick(), vec![]);
+        assert_eq!(e.on_health_tick(), vec![Action::LookForHigher]);
+        // A higher member that answers makes the coordinator elect, so it can take over.
+        assert_eq!(e.higher_alive(), vec![Action::CollectMembers { round: 2 }]);
+        let acts = e.members_collected(2, cluster(&[1, 3, 4]));
+        assert!(matches!(&acts[..], [Action::SendElection { to, .. }] if to.len() == 1));
+        let mut e = leader(3, &cluster(&[1, 3]));
         e.on_announce(&nref(4), 2);
         assert!(!e.is_coordinator());
         assert_eq!(e.coordinator().map(|c| c.id), Some(4));
@@ -819,6 +880,72 @@ mod tests {
     }
 
     #[test]
+    fn a_flood_of_responses_to_the_coordinator_starts_no_election() {
+        // Each /response used to start a round on the coordinator: a storm of elections.
+        let members = cluster(&[1, 2, 4]);
+        let mut e = leader(4, &members);
+        for i in 0..100 {
+            assert_eq!(e.on_response(&nref(1 + i % 2), 0), vec![]);
+        }
+        assert!(e.is_coordinator());
+        assert_eq!(e.term(), 1);
+        // At its own term the sender may follow another coordinator: one round, however many
+        // arrive, and the win's newer term settles the rest.
+        assert_eq!(
+            e.on_response(&nref(1), 1),
+            vec![Action::CollectMembers { round: 2 }]
+        );
+        assert_eq!(e.on_response(&nref(2), 1), vec![]);
+        e.members_collected(2, members);
+        assert_eq!(e.term(), 2);
+        for i in 0..100 {
+            assert_eq!(e.on_response(&nref(1 + i % 2), 1), vec![]);
+        }
+    }
+
+    #[test]
+    fn huge_terms_are_capped_and_a_win_never_overflows() {
+        // A term of u64::MAX in an election message made the next win overflow (a panic in
+        // a debug build, term 0 in a release build).
+        let mut e = node(4);
+        let (_, acts) = e.on_proxy(&nref(1), u64::MAX);
+        assert_eq!(acts, vec![Action::CollectMembers { round: 1 }]);
+        let acts = e.members_collected(1, cluster(&[1, 4]));
+        assert_eq!(
+            acts,
+            vec![Action::Announce {
+                to: cluster(&[1]),
+                term: MAX_TERM + 1
+            }]
+        );
+        // Refusals naming huge terms are capped too.
+        assert_eq!(e.announcement_refused(u64::MAX), vec![]);
+        // Announcements above the cap are refused and change nothing.
+        let mut f = node(1);
+        f.on_announce(&nref(3), 2);
+        assert_eq!(
+            f.on_announce(&nref(4), MAX_TERM + 1),
+            (AnnounceReply::Stale { term: 2 }, vec![])
+        );
+        assert_eq!(f.coordinator(), Some(&nref(3)));
+        assert_eq!(f.on_announce(&nref(4), MAX_TERM).0, AnnounceReply::Ok);
+    }
+
+    #[test]
+    fn an_observed_term_makes_the_first_win_newer_than_the_cluster() {
+        // A restarted node knows no term; without asking it would win term 1 again.
+        let mut e = node(3);
+        e.observe_term(7);
+        e.observe_term(2);
+        assert_eq!(e.term(), 0, "observing is not following");
+        let acts = start(&mut e, &cluster(&[1, 3]));
+        assert!(
+            matches!(&acts[..], [Action::Announce { term: 8, .. }]),
+            "{acts:?}"
+        );
+    }
+
+    #[test]
     fn terms_grow_with_every_win() {
         let members = cluster(&[1, 2]);
         let mut e = leader(2, &members);
@@ -829,5 +956,20 @@ mod tests {
             let acts = e.members_collected(expected, members.clone());
             assert!(matches!(&acts[..], [Action::Announce { term, .. }] if *term == expected));
         }
+    }
+
+    #[test]
+    fn a_rejoining_coordinator_elects_again_a_follower_does_not() {
+        let mut e = node(3);
+        assert_eq!(e.on_rejoined(), vec![], "before any election");
+        start(&mut e, &cluster(&[3]));
+        assert!(e.is_coordinator());
+        assert_eq!(e.on_rejoined(), vec![Action::CollectMembers { round: 2 }]);
+        // Now it sees node4, which takes over as the algorithm requires.
+        let acts = e.members_collected(2, cluster(&[1, 3, 4]));
+        assert!(matches!(&acts[..], [Action::SendElection { to, .. }] if to.len() == 1));
+        let mut f = node(1);
+        f.on_announce(&nref(4), 1);
+        assert_eq!(f.on_rejoined(), vec![]);
     }
 }

@@ -1,15 +1,21 @@
-//! `bully PORT NAME [options]`: one node of a Bully leader-election cluster.
+//! `bully PORT NAME [options]`: one node of a Bully leader-election cluster;
+//! `bully status [options]`: what the members of a cluster report.
 
 use bully::config::{self, Command, Config, USAGE};
 use bully::election::Member;
+use bully::hooks::Hooks;
 use bully::node::{Node, Timing};
-use bully::{registry, server, shutdown};
+use bully::{registry, server, shutdown, status};
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    let args: Vec<_> = std::env::args_os().skip(1).collect();
+    let mut args: Vec<_> = std::env::args_os().skip(1).collect();
     let env = |k: &str| std::env::var(k).ok();
+    if args.first().is_some_and(|a| a == "status") {
+        args.remove(0);
+        return status::main(args, &env);
+    }
     match config::parse(args, &env) {
         Ok(Command::Help) => {
             print!("{USAGE}");
@@ -69,21 +75,49 @@ fn run(config: Config) -> ExitCode {
         health_interval: config.health_interval,
         timeout: config.timeout,
     };
-    let node = Node::new(me, config.registry.cluster.clone(), timing, registry);
+    let signed = config.cluster_key.is_some();
+    let node = Node::new(
+        me,
+        config.registry.cluster.clone(),
+        timing,
+        registry,
+        config.cluster_key.clone(),
+    );
+    // Subscribed before anything can change the coordinator, so no transition is missed.
+    let hooks = if config.hooks.any() {
+        match Hooks::start(&node, config.hooks.clone()) {
+            Ok(h) => Some(h),
+            Err(e) => {
+                eprintln!("bully: cannot start the hook thread: {e}");
+                return ExitCode::from(1);
+            }
+        }
+    } else {
+        None
+    };
     log::info!(
-        "Node {} with id {}{} on {} (advertised {}), cluster '{}', registry {}",
+        "Node {} with id {}{} on {} (advertised {}), cluster '{}', registry {}, {}",
         node.me.name,
         node.me.id,
         if config.id_is_random { " (random)" } else { "" },
         addr,
         node.me.address(),
         node.cluster,
-        node.registry().describe()
+        node.registry().describe(),
+        if signed {
+            "POSTs signed (HMAC-SHA256)"
+        } else {
+            "no cluster key"
+        }
     );
-    if let Err(e) = node.registry().register(&node.me) {
-        log::error!("registering failed: {e}; others will not find this node until it succeeds");
+    if !signed && !config.bind.is_loopback() {
+        log::warn!(
+            "listening on {} without --cluster-key: anyone who reaches this port can take over \
+             the election; set a key",
+            config.bind
+        );
     }
-    if let Err(e) = shutdown::install(node.clone()) {
+    if let Err(e) = shutdown::install(node.clone(), hooks) {
         log::warn!("cannot handle SIGINT/SIGTERM ({e}); the registry record stays on exit");
     }
     let schedules = node.clone();
@@ -93,6 +127,13 @@ fn run(config: Config) -> ExitCode {
     {
         eprintln!("bully: cannot start the schedules: {e}");
         return ExitCode::from(1);
+    }
+    let follower = node.clone();
+    if let Err(e) = std::thread::Builder::new()
+        .name("watch".into())
+        .spawn(move || bully::watch::follow(follower))
+    {
+        log::warn!("cannot start the coordinator watch ({e}); relying on the health check");
     }
     server::serve(listener, node);
     ExitCode::SUCCESS

@@ -33,6 +33,7 @@ pub struct Gauges {
     pub coordinator_id: Option<u64>,
     pub members: usize,
     pub term: u64,
+    pub watchers: usize,
 }
 
 fn index(kinds: &[&str], kind: &str) -> Option<usize> {
@@ -149,6 +150,11 @@ impl Metrics {
             g.members.to_string(),
         );
         gauge(
+            "bully_watchers",
+            "Followers' watch requests this node holds as coordinator.",
+            g.watchers.to_string(),
+        );
+        gauge(
             "bully_term",
             "Election term this node is in.",
             g.term.to_string(),
@@ -197,6 +203,7 @@ mod tests {
             coordinator_id: Some(4),
             members: 4,
             term: 7,
+            watchers: 3,
         });
         assert!(text.contains("bully_elections_started_total 2\n"), "{text}");
         assert!(text.contains("bully_messages_sent_total{kind=\"proxy\"} 3\n"));

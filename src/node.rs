@@ -2,13 +2,17 @@
 //! client, and carries out the core's actions. The lock is only ever held inside
 //! [`Node::with_election`], which takes no I/O, so no network call runs under it.
 
+use crate::auth::{ClusterKey, Verifier};
 use crate::election::{Action, Election, Member, NodeRef, Phase, Snapshot};
 use crate::messages::{Announcement, ElectionMessage, NodeDetails, ProxyAnswer, Refusal};
 use crate::metrics::{Gauges, Metrics};
 use crate::peer::PeerClient;
+use crate::registration::Registration;
 use crate::registry::Registry;
+use crate::watch::Leadership;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use std::sync::atomic::AtomicUsize;
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -42,6 +46,9 @@ impl Timing {
 pub struct Change {
     pub before: Option<NodeRef>,
     pub after: Option<NodeRef>,
+    /// The term followed (or led) right after the change, so a subscriber needs no second
+    /// look at the state, which may have moved on by then.
+    pub term: u64,
 }
 
 impl Change {
@@ -61,6 +68,8 @@ pub struct Node {
     pub cluster: String,
     pub timing: Timing,
     pub metrics: Metrics,
+    /// Checks the signatures of incoming POSTs when the cluster has a key.
+    pub auth: Option<Verifier>,
     election: Mutex<Election>,
     registry: Box<dyn Registry>,
     client: PeerClient,
@@ -69,6 +78,14 @@ pub struct Node {
     subscribers: Mutex<Vec<Sender<Change>>>,
     /// When this node's current election round started, for `bully_last_election_seconds`.
     round_started: Mutex<Option<Instant>>,
+    /// Wakes the `/watch` requests this node holds as coordinator.
+    pub leadership: Leadership,
+    /// `/watch` requests held now.
+    pub watchers: AtomicUsize,
+    /// The coordinator as the registry last listed it: where to check it while the registry
+    /// is unreachable or has lost its record.
+    coordinator_seen: Mutex<Option<Member>>,
+    pub(crate) registration: Registration,
 }
 
 /// Locks a mutex even when a panicking thread poisoned it: the state is only changed by the
@@ -83,10 +100,12 @@ impl Node {
         cluster: String,
         timing: Timing,
         registry: Box<dyn Registry>,
+        key: Option<ClusterKey>,
     ) -> Arc<Node> {
         Arc::new(Node {
             election: Mutex::new(Election::new(me.node_ref())),
-            client: PeerClient::new(timing.timeout),
+            client: PeerClient::new(timing.timeout).signing(key.clone()),
+            auth: key.map(Verifier::new),
             me,
             cluster,
             timing,
@@ -95,6 +114,10 @@ impl Node {
             known_members: Mutex::new(Vec::new()),
             subscribers: Mutex::new(Vec::new()),
             round_started: Mutex::new(None),
+            leadership: Leadership::default(),
+            watchers: AtomicUsize::new(0),
+            coordinator_seen: Mutex::new(None),
+            registration: Registration::default(),
         })
     }
 
@@ -103,6 +126,12 @@ impl Node {
         let (tx, rx) = channel();
         lock(&self.subscribers).push(tx);
         rx
+    }
+
+    /// Ends every subscription: each receiver gets the changes already sent, then sees the
+    /// channel closed. Used on shutdown, so no hook starts for a change after it.
+    pub fn close_subscriptions(&self) {
+        lock(&self.subscribers).clear();
     }
 
     pub fn registry(&self) -> &dyn Registry {
@@ -125,7 +154,12 @@ impl Node {
             let after = e.coordinator().cloned();
             self.time_round(was_electing, e.phase() != &Phase::Idle);
             if before != after {
-                self.publish(Change { before, after });
+                let term = e.term();
+                self.publish(Change {
+                    before,
+                    after,
+                    term,
+                });
             }
             actions
         });
@@ -153,6 +187,7 @@ impl Node {
         use std::sync::atomic::Ordering::Relaxed;
         self.metrics.coordinator_changes.fetch_add(1, Relaxed);
         lock(&self.subscribers).retain(|tx| tx.send(change.clone()).is_ok());
+        self.leadership.bump();
     }
 
     pub fn gauges(&self) -> Gauges {
@@ -162,6 +197,7 @@ impl Node {
             coordinator_id: s.coordinator.map(|c| c.id),
             members: lock(&self.known_members).len(),
             term: s.term,
+            watchers: self.watchers.load(std::sync::atomic::Ordering::Relaxed),
         }
     }
 
@@ -200,6 +236,13 @@ impl Node {
                 lock(&self.known_members).clone()
             }
         }
+    }
+
+    /// Where to reach `node`: from the last known members, else from the registry.
+    pub fn find_member(&self, node: &NodeRef) -> Option<Member> {
+        let find = |ms: &[Member]| ms.iter().find(|m| m.node_ref() == *node).cloned();
+        let known = find(&lock(&self.known_members));
+        known.or_else(|| find(&self.members()))
     }
 
     /// Carries out the core's actions; each one that waits on the network or a timer gets its
@@ -262,22 +305,8 @@ impl Node {
                 self.step(|e| e.announcement_timed_out(round));
             }
             Action::Announce { to, term } => {
-                let msg = Announcement::from_node(&self.me.node_ref(), term);
                 self.metrics.elections_won.fetch_add(1, Relaxed);
-                self.metrics.sent("announce", to.len());
-                let refusals = PeerClient::fan_out(&to, |m| {
-                    match self.post::<_, Refusal>(m, "/announce", &msg, "announce") {
-                        Ok((409, Some(r))) => Some(r.term),
-                        Ok((200, _)) => None,
-                        r => {
-                            log::debug!("announcement to {} failed: {r:?}", m.name);
-                            None
-                        }
-                    }
-                });
-                if let Some(highest) = refusals.into_iter().flatten().max() {
-                    self.step(|e| e.announcement_refused(highest));
-                }
+                self.announce(&to, term);
             }
             Action::CheckCoordinator { coordinator } => {
                 self.metrics.sent("health", 1);
@@ -296,6 +325,20 @@ impl Node {
                     .is_some_and(|m| self.client.is_alive(m));
                 if alive {
                     self.step(|e| e.previous_alive(&previous));
+                }
+            }
+            Action::LookForHigher => {
+                let me = self.me.node_ref();
+                let higher: Vec<Member> = self
+                    .members()
+                    .into_iter()
+                    .filter(|m| m.name != me.name && m.node_ref() > me)
+                    .collect();
+                if PeerClient::fan_out(&higher, |m| self.client.is_alive(m))
+                    .into_iter()
+                    .any(|alive| alive)
+                {
+                    self.step(|e| e.higher_alive());
                 }
             }
         }
@@ -324,12 +367,67 @@ impl Node {
         }
     }
 
-    /// The coordinator is alive when the registry still lists it and it answers
-    /// `GET /nodeDetails` saying it still leads: a node named coordinator by a stale or forged
-    /// announcement, or restarted since, does not pass. A `503` (too busy) passes.
+    /// Sends this node's announcement for `term` to `to`; a refusal makes it elect again above
+    /// the highest term the refusers named.
+    fn announce(self: &Arc<Self>, to: &[Member], term: u64) {
+        let msg = Announcement::from_node(&self.me.node_ref(), term);
+        self.metrics.sent("announce", to.len());
+        let refusals = PeerClient::fan_out(to, |m| {
+            match self.post::<_, Refusal>(m, "/announce", &msg, "announce") {
+                Ok((409, Some(r))) => Some(r.term),
+                Ok((200, _)) => None,
+                r => {
+                    log::debug!("announcement to {} failed: {r:?}", m.name);
+                    None
+                }
+            }
+        });
+        if let Some(highest) = refusals.into_iter().flatten().max() {
+            self.step(|e| e.announcement_refused(highest));
+        }
+    }
+
+    /// Asks the other members for the term they follow, so that a (re)started node, which
+    /// remembers none, does not win a term the cluster has used already.
+    fn learn_term(&self) {
+        let others: Vec<Member> = self
+            .members()
+            .into_iter()
+            .filter(|m| m.name != self.me.name)
+            .collect();
+        let terms = PeerClient::fan_out(&others, |m| {
+            match self.client.get::<NodeDetails>(&m.address(), "/nodeDetails") {
+                Ok((200, Some(d))) if d.node_name == m.name => Some(d.term),
+                _ => None,
+            }
+        });
+        if let Some(term) = terms.into_iter().flatten().max() {
+            log::info!("The members follow term {term} at most");
+            self.with_election(|e| e.observe_term(term));
+        }
+    }
+
+    /// Where the coordinator is: its registry entry, else the last entry seen of it, since
+    /// registries can lose records (a restarted Consul dev agent forgets every service) or
+    /// become unreachable while the coordinator runs on.
+    fn locate_coordinator(&self, coordinator: &NodeRef) -> Option<Member> {
+        let listed = self
+            .members()
+            .into_iter()
+            .find(|m| m.node_ref() == *coordinator);
+        let mut seen = lock(&self.coordinator_seen);
+        if listed.is_some() {
+            seen.clone_from(&listed);
+        }
+        seen.clone().filter(|m| m.node_ref() == *coordinator)
+    }
+
+    /// The coordinator is alive when it answers `GET /nodeDetails` saying it still leads: a
+    /// node named coordinator by a stale or forged announcement, or restarted since, does not
+    /// pass; one that left cleanly or died does not answer, whether a registry lists it or not.
+    /// A `503` (too busy) passes.
     fn coordinator_alive(&self, coordinator: &NodeRef) -> bool {
-        let members = self.members();
-        let Some(m) = members.iter().find(|m| m.node_ref() == *coordinator) else {
+        let Some(m) = self.locate_coordinator(coordinator) else {
             return false;
         };
         match self.client.get::<NodeDetails>(&m.address(), "/nodeDetails") {
@@ -343,9 +441,12 @@ impl Node {
     }
 
     /// The two schedules of the original: the first election after the startup delay, then a
-    /// coordinator health check every interval. Runs forever on the calling thread.
+    /// coordinator health check every interval. Registration starts first, so the first
+    /// election usually finds this node registered. Runs forever on the calling thread.
     pub fn run_schedules(self: &Arc<Self>) {
+        self.start_registration();
         std::thread::sleep(self.timing.startup_delay);
+        self.learn_term();
         self.step(|e| e.request_election());
         loop {
             std::thread::sleep(self.timing.health_interval);

@@ -1,5 +1,6 @@
 //! The HTTP client nodes use to reach each other: short, bounded, no pooled connections.
 
+use crate::auth::{ClusterKey, SIGNATURE_HEADER, TIMESTAMP_HEADER};
 use crate::election::Member;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -12,49 +13,79 @@ const MAX_ANSWER: u64 = 64 * 1024;
 #[derive(Clone)]
 pub struct PeerClient {
     agent: ureq::Agent,
+    /// Signs every POST when the cluster has a key.
+    key: Option<ClusterKey>,
+}
+
+/// A ureq agent for short calls to a server that may be dead, frozen or hostile (peers, and
+/// the Consul agent). Every phase has its own timeout (a frozen server still accepts TCP, so
+/// only the response timeout catches it); `response` may be longer, for held requests.
+/// `timeout_global` is avoided: it spawns a resolver thread per call. No idle connections are
+/// kept: each would pin a handler thread on a peer.
+pub fn agent(timeout: Duration, response: Duration) -> ureq::Agent {
+    let t = Some(timeout);
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_connect(t)
+        .timeout_send_request(t)
+        .timeout_send_body(t)
+        .timeout_recv_response(Some(response))
+        .timeout_recv_body(t)
+        .max_idle_connections(0)
+        .max_idle_connections_per_host(0)
+        .input_buffer_size(16 * 1024)
+        .output_buffer_size(16 * 1024)
+        .max_redirects(0)
+        .user_agent(concat!("bully/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .new_agent()
 }
 
 impl PeerClient {
-    /// Every phase has its own timeout (a frozen peer still accepts TCP, so only the response
-    /// timeout catches it). `timeout_global` is avoided: it spawns a resolver thread per call.
-    /// No idle connections are kept: each would pin a handler thread on the peer.
     pub fn new(timeout: Duration) -> Self {
-        let t = Some(timeout);
-        let agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_connect(t)
-            .timeout_send_request(t)
-            .timeout_send_body(t)
-            .timeout_recv_response(t)
-            .timeout_recv_body(t)
-            .max_idle_connections(0)
-            .max_idle_connections_per_host(0)
-            .input_buffer_size(16 * 1024)
-            .output_buffer_size(16 * 1024)
-            .max_redirects(0)
-            .user_agent(concat!("bully/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .new_agent();
-        PeerClient { agent }
+        Self::with_response_timeout(timeout, timeout)
+    }
+
+    /// Like [`PeerClient::new`], but waits up to `response` for the answer: for held
+    /// requests such as `/watch`.
+    pub fn with_response_timeout(timeout: Duration, response: Duration) -> Self {
+        PeerClient {
+            agent: agent(timeout, response),
+            key: None,
+        }
+    }
+
+    /// Signs every POST with `key` (see [`crate::auth`]).
+    pub fn signing(mut self, key: Option<ClusterKey>) -> Self {
+        self.key = key;
+        self
     }
 
     pub fn url(address: &str, path: &str) -> String {
         format!("http://{address}{path}")
     }
 
-    /// `POST` a JSON body; returns the status and the parsed answer (if it was JSON).
+    /// `POST` a JSON body, signed when there is a key; returns the status and the parsed
+    /// answer (if it was JSON).
     pub fn post<B: Serialize, T: DeserializeOwned>(
         &self,
         address: &str,
         path: &str,
         body: &B,
     ) -> Result<(u16, Option<T>), String> {
-        let resp = self
+        let body = serde_json::to_vec(body).map_err(|e| e.to_string())?;
+        let mut rq = self
             .agent
             .post(Self::url(address, path))
             .header("Connection", "close")
-            .send_json(body)
-            .map_err(|e| e.to_string())?;
+            .header("Content-Type", "application/json");
+        if let Some(key) = &self.key {
+            let (timestamp, signature) = key.sign("POST", path, &body);
+            rq = rq
+                .header(TIMESTAMP_HEADER, timestamp)
+                .header(SIGNATURE_HEADER, signature);
+        }
+        let resp = rq.send(&body[..]).map_err(|e| e.to_string())?;
         Ok(Self::read(resp))
     }
 

@@ -1,10 +1,12 @@
 //! The HTTP side of a node: a tiny_http loop that hands each request to a std thread, and the
 //! guards the crate leaves to us (read timeouts, body and header limits, a cap on handlers).
 
+use crate::auth::{Refusal, SIGNATURE_HEADER, TIMESTAMP_HEADER};
 use crate::config::valid_name;
-use crate::election::{AnnounceReply, ProxyReply};
+use crate::election::{AnnounceReply, ProxyReply, MAX_TERM};
 use crate::messages::{Announcement, ElectionMessage, ProxyAnswer};
 use crate::node::Node;
+use crate::watch;
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 use std::io::Read;
@@ -22,6 +24,9 @@ pub const MAX_BODY: usize = 64 * 1024;
 pub const MAX_HEADERS: usize = 16 * 1024;
 /// Most requests handled at once; beyond it the loop answers 503 at once.
 pub const MAX_HANDLERS: usize = 64;
+/// Most connections read at once, one tiny_http thread each; beyond it the accept thread
+/// answers 503 and closes. Without it every connection, idle ones too, cost a thread.
+pub const MAX_CONNECTIONS: usize = 256;
 /// A client that sends nothing for this long loses its connection (and its thread).
 pub const IO_TIMEOUT: Duration = Duration::from_secs(5);
 /// Connections the kernel queues before tiny_http accepts them. std listens with 128, fewer
@@ -58,10 +63,12 @@ pub fn serve(listener: TcpListener, node: Arc<Node>) {
         .and_then(|a| ServerConfig::new_http(a).map_err(|e| e.to_string()));
     let server = match (addr, config) {
         // No idle pool threads: an idle node should cost next to nothing.
-        (Ok(addr), Ok(config)) => {
-            Server::from_listener(listener, addr.into(), config.set_min_threads(0))
-                .map_err(|e| e.to_string())
-        }
+        (Ok(addr), Ok(config)) => Server::from_listener(
+            listener,
+            addr.into(),
+            config.set_min_threads(0).set_max_threads(MAX_CONNECTIONS),
+        )
+        .map_err(|e| e.to_string()),
         (Err(e), _) => Err(e.to_string()),
         (_, Err(e)) => Err(e),
     };
@@ -86,8 +93,19 @@ pub fn serve(listener: TcpListener, node: Arc<Node>) {
     }
 }
 
-/// Hands the request to its own thread, unless too many are running already.
+/// Hands the request to its own thread, unless too many are running already. Held watches
+/// have a cap of their own ([`watch::MAX_WATCHERS`]) so they never crowd out elections.
 fn dispatch(node: &Arc<Node>, live: &Arc<AtomicUsize>, rq: Request) {
+    if route_label(rq.url()) == "/watch" && *rq.method() == Method::Get {
+        let node = Arc::clone(node);
+        let spawned = std::thread::Builder::new()
+            .name("watch".into())
+            .spawn(move || serve_watch(&node, rq));
+        if let Err(e) = spawned {
+            log::error!("cannot start a watch thread: {e}");
+        }
+        return;
+    }
     if live.fetch_add(1, Ordering::AcqRel) >= MAX_HANDLERS {
         live.fetch_sub(1, Ordering::AcqRel);
         respond(
@@ -127,13 +145,36 @@ fn route_label(url: &str) -> &'static str {
         "/response" => "/response",
         "/announce" => "/announce",
         "/metrics" => "/metrics",
+        "/watch" => "/watch",
         _ => "other",
     }
 }
 
+/// `GET /watch`: held by the coordinator until leadership changes (see `watch`).
+fn serve_watch(node: &Node, rq: Request) {
+    if header_bytes(&rq) > MAX_HEADERS {
+        node.metrics.http_request("/watch", 431);
+        let error = format!("request headers exceed {MAX_HEADERS} bytes");
+        return respond(rq, 431, json!({ "error": error }));
+    }
+    let (status, body) = match watch::enter(node) {
+        Some(_slot) => {
+            let query = rq.url().split_once('?').map_or("", |(_, q)| q).to_string();
+            watch::serve(node, &query)
+        }
+        None => (
+            503,
+            json!({"error": "too many watches; use the health check"}),
+        ),
+    };
+    node.metrics.http_request("/watch", status);
+    respond(rq, status, body);
+}
+
 fn handle(node: &Arc<Node>, mut rq: Request) {
     let label = route_label(rq.url());
-    if label == "/metrics" && *rq.method() == Method::Get {
+    let oversized = header_bytes(&rq) > MAX_HEADERS;
+    if label == "/metrics" && *rq.method() == Method::Get && !oversized {
         let text = node.metrics.render(&node.gauges());
         node.metrics.http_request(label, 200);
         let resp = Response::from_string(text)
@@ -144,7 +185,15 @@ fn handle(node: &Arc<Node>, mut rq: Request) {
         }
         return;
     }
-    let (status, body) = match route(node, &mut rq) {
+    let answer = if oversized {
+        Err(reject(
+            431,
+            format!("request headers exceed {MAX_HEADERS} bytes"),
+        ))
+    } else {
+        route(node, &mut rq)
+    };
+    let (status, body) = match answer {
         Ok(v) => (200, v),
         Err((status, body)) => {
             log::debug!(
@@ -161,20 +210,14 @@ fn handle(node: &Arc<Node>, mut rq: Request) {
 }
 
 fn route(node: &Arc<Node>, rq: &mut Request) -> Result<Value, Reject> {
-    if header_bytes(rq) > MAX_HEADERS {
-        return Err(reject(
-            431,
-            format!("request headers exceed {MAX_HEADERS} bytes"),
-        ));
-    }
     let path = rq.url().split('?').next().unwrap_or("").to_string();
     let method = rq.method().clone();
     let post = |rq: &mut Request, node: &Arc<Node>| -> Result<Value, Reject> {
         match path.as_str() {
             "/proxy" => {
-                let msg: ElectionMessage = read_json(rq)?;
+                let msg: ElectionMessage = read_signed_json(node, rq)?;
                 let from = msg.sender();
-                check_name(&from.name)?;
+                check_sender(&from.name, msg.term)?;
                 node.metrics.received("proxy");
                 let mut reply = ProxyReply::NotLower;
                 node.step(|e| {
@@ -200,17 +243,17 @@ fn route(node: &Arc<Node>, rq: &mut Request) -> Result<Value, Reject> {
                 }
             }
             "/response" => {
-                let msg: ElectionMessage = read_json(rq)?;
+                let msg: ElectionMessage = read_signed_json(node, rq)?;
                 let from = msg.sender();
-                check_name(&from.name)?;
+                check_sender(&from.name, msg.term)?;
                 node.metrics.received("response");
                 node.step(|e| e.on_response(&from, msg.term));
                 Ok(json!({"Response": "OK"}))
             }
             "/announce" => {
-                let msg: Announcement = read_json(rq)?;
+                let msg: Announcement = read_signed_json(node, rq)?;
                 let coordinator = msg.coordinator();
-                check_name(&coordinator.name)?;
+                check_sender(&coordinator.name, msg.term)?;
                 node.metrics.received("announce");
                 let mut reply = AnnounceReply::Ok;
                 node.step(|e| {
@@ -238,7 +281,7 @@ fn route(node: &Arc<Node>, rq: &mut Request) -> Result<Value, Reject> {
             serde_json::to_value(node.details()).map_err(|e| reject(500, e.to_string()))
         }
         ("/proxy" | "/response" | "/announce", Method::Post) => post(rq, node),
-        ("/" | "/nodeDetails" | "/metrics", _) => {
+        ("/" | "/nodeDetails" | "/metrics" | "/watch", _) => {
             Err(reject(405, format!("{path} takes GET, not {method}")))
         }
         ("/proxy" | "/response" | "/announce", _) => {
@@ -267,19 +310,48 @@ fn to_value<T: serde::Serialize>(v: &T) -> Result<Value, Reject> {
     serde_json::to_value(v).map_err(|e| reject(500, e.to_string()))
 }
 
-fn check_name(name: &str) -> Result<(), Reject> {
-    if valid_name(name) {
-        Ok(())
-    } else {
-        Err(reject(
+/// Names end up in logs and file names; terms above [`MAX_TERM`] are refused so none can
+/// push a node's term to where it would overflow.
+fn check_sender(name: &str, term: u64) -> Result<(), Reject> {
+    if !valid_name(name) {
+        return Err(reject(
             400,
             "node name must be 1 to 64 letters, digits, '.', '_' or '-'",
-        ))
+        ));
     }
+    if term > MAX_TERM {
+        return Err(reject(400, format!("term must be at most {MAX_TERM}")));
+    }
+    Ok(())
 }
 
-/// Reads at most [`MAX_BODY`] bytes (never trusting Content-Length) and parses them as `T`.
-fn read_json<T: DeserializeOwned>(rq: &mut Request) -> Result<T, Reject> {
+/// Reads the body, checks its signature when the cluster has a key (401 otherwise, before
+/// the body is even parsed), then parses it as `T`.
+fn read_signed_json<T: DeserializeOwned>(node: &Node, rq: &mut Request) -> Result<T, Reject> {
+    let body = read_body(rq)?;
+    if let Some(verifier) = &node.auth {
+        let header = |name: &str| rq.headers().get(name).map(|v| v.as_str());
+        let checked = verifier.verify(
+            rq.method().as_str(),
+            rq.url(),
+            header(TIMESTAMP_HEADER),
+            header(SIGNATURE_HEADER),
+            &body,
+        );
+        if let Err(why) = checked {
+            let from = rq
+                .remote_addr()
+                .map_or_else(|| "unknown".to_string(), |a| a.to_string());
+            verifier.log_refusal(&format!("{} {}", rq.method(), rq.url()), &from, &why);
+            let status = if why == Refusal::Busy { 503 } else { 401 };
+            return Err(reject(status, why.to_string()));
+        }
+    }
+    serde_json::from_slice(&body).map_err(|e| reject(400, format!("invalid JSON body: {e}")))
+}
+
+/// Reads at most [`MAX_BODY`] bytes, never trusting Content-Length.
+fn read_body(rq: &mut Request) -> Result<Vec<u8>, Reject> {
     if rq.body_length().is_some_and(|n| n > MAX_BODY) {
         return Err(reject(413, format!("body exceeds {MAX_BODY} bytes")));
     }
@@ -291,7 +363,7 @@ fn read_json<T: DeserializeOwned>(rq: &mut Request) -> Result<T, Reject> {
     if body.len() > MAX_BODY {
         return Err(reject(413, format!("body exceeds {MAX_BODY} bytes")));
     }
-    serde_json::from_slice(&body).map_err(|e| reject(400, format!("invalid JSON body: {e}")))
+    Ok(body)
 }
 
 fn header(k: &'static str, v: &'static str) -> Header {

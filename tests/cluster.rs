@@ -116,3 +116,27 @@ fn default_startup_delay_holds_the_first_election() {
     assert_eq!(d["coordinator"], serde_json::Value::Null, "{d}");
     c.await_agreement("node1", secs(20));
 }
+
+/// Two sides that each elected a coordinator (as across a network partition) merge on the
+/// highest once they see each other again: the lower coordinator looks for live higher
+/// members at every health interval.
+#[test]
+fn a_split_heals_when_both_sides_see_each_other_again() {
+    let mut low = Cluster::new("split", FAST);
+    low.start(1, &[]);
+    low.start(2, &[]);
+    let mut high = Cluster::new("split-other", FAST);
+    high.start(3, &[]);
+    low.await_agreement("node2", secs(20));
+    high.await_agreement("node3", secs(20));
+    // The partition heals: both registries now list all three.
+    let a = low.dir.path().join("registry/bully");
+    let b = high.dir.path().join("registry/bully");
+    for (from, to) in [(&a, &b), (&b, &a)] {
+        for e in std::fs::read_dir(from).unwrap().flatten() {
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+    }
+    low.await_agreement("node3", secs(10));
+    high.await_agreement("node3", secs(10));
+}

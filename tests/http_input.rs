@@ -9,14 +9,6 @@ use std::net::TcpStream;
 use std::time::Duration;
 use support::*;
 
-/// A lone node that has elected itself, so its state is settled and comparable.
-fn settled_node(tag: &str) -> Cluster {
-    let mut c = Cluster::new(tag, &["--startup-delay", "0", "--health-interval", "200ms"]);
-    c.start(5, &[]);
-    c.await_agreement("node5", secs(20));
-    c
-}
-
 fn assert_error(port: u16, req: &[u8], want: u16, what: &str) {
     let (status, body) = raw(port, req);
     assert_eq!(status, want, "{what}: body {body}");
@@ -228,16 +220,7 @@ fn http2_request_lines_and_idle_connections_do_not_leak_threads() {
     let c = settled_node("leaks");
     let node = &c.nodes[0];
     let port = node.port;
-    let baseline = wait_for("thread count to settle", secs(30), || {
-        let a = node.threads();
-        std::thread::sleep(Duration::from_millis(300));
-        let b = node.threads();
-        if a == b {
-            Ok(b)
-        } else {
-            Err(format!("{a} then {b}"))
-        }
-    });
+    let baseline = node.steady_threads();
     let mut held = Vec::new();
     for _ in 0..10 {
         let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
@@ -254,15 +237,7 @@ fn http2_request_lines_and_idle_connections_do_not_leak_threads() {
         t.elapsed()
     );
     // The node closes them itself; the clients never do.
-    let threads = wait_for("threads back to the baseline", secs(40), || {
-        let n = node.threads();
-        if n <= baseline + 2 {
-            Ok(n)
-        } else {
-            Err(format!("{n} threads, baseline {baseline}"))
-        }
-    });
-    assert!(threads <= baseline + 2);
+    node.await_threads_back_to(baseline, secs(40));
     for mut s in held {
         let mut buf = Vec::new();
         s.set_read_timeout(Some(secs(1))).unwrap();

@@ -42,7 +42,9 @@ fn metrics_parse_and_move_with_elections() {
     assert_eq!(value(&s3, "bully_is_coordinator", &[]), 1.0);
     assert_eq!(value(&s3, "bully_coordinator_id", &[]), 3.0);
     assert!(value(&s3, "bully_elections_won_total", &[]) >= 1.0);
-    assert!(value(&s3, "bully_messages_sent_total", &[("kind", "announce")]) >= 2.0);
+    // Members that registered after node3 collected its list learn of it from its answer to
+    // their /proxy instead, so one announcement is all that is certain.
+    assert!(value(&s3, "bully_messages_sent_total", &[("kind", "announce")]) >= 1.0);
     assert!(value(&s3, "bully_term", &[]) >= 1.0);
     assert!(s3.docs.contains_key("bully_members"), "HELP lines present");
 
@@ -72,13 +74,14 @@ fn metrics_parse_and_move_with_elections() {
     assert_eq!(value(&after, "bully_is_coordinator", &[]), 1.0);
     assert_eq!(value(&after, "bully_elections_won_total", &[]), won + 1.0);
     assert!(value(&after, "bully_coordinator_changes_total", &[]) >= changes + 1.0);
-    assert!(
+    let detected = |how| {
         value(
             &after,
             "bully_failovers_detected_total",
-            &[("detected_by", "health_check")]
-        ) >= 1.0
-    );
+            &[("detected_by", how)],
+        )
+    };
+    assert!(detected("health_check") + detected("watch") >= 1.0);
     assert!(value(&after, "bully_last_election_seconds", &[]) > 0.0);
     // node2 messaged node3 (dead, but still in the registry) before it could win.
     assert!(

@@ -1,8 +1,10 @@
 //! Where nodes find each other. One small trait, several back ends; the node never cares which.
 
+mod consul;
 mod dir;
 mod static_peers;
 
+pub use consul::ConsulRegistry;
 pub use dir::DirRegistry;
 pub use static_peers::StaticRegistry;
 
@@ -17,6 +19,12 @@ pub trait Registry: Send + Sync {
     fn deregister(&self, me: &Member) -> Result<(), String>;
     /// Every member the registry knows now, this node included where it registered.
     fn members(&self) -> Result<Vec<Member>, String>;
+    /// Called every health interval once registered, never under the state lock: puts the
+    /// registration back when the registry lost it (a restarted Consul dev agent forgets every
+    /// service). `Ok(true)` when it had to.
+    fn maintain(&self, _me: &Member) -> Result<bool, String> {
+        Ok(false)
+    }
     /// Short human name for logs.
     fn describe(&self) -> String;
 }
@@ -30,6 +38,10 @@ pub fn open(opts: &RegistryOptions) -> Result<Box<dyn Registry>, String> {
             &opts.cluster,
             opts.timeout,
         ))),
-        RegistryKind::Consul => Err("the consul registry is not available yet".into()),
+        RegistryKind::Consul => Ok(Box::new(ConsulRegistry::new(
+            opts.consul.clone(),
+            &opts.cluster,
+            opts.timeout,
+        ))),
     }
 }

@@ -2,6 +2,8 @@
 //! raw HTTP for hostile input, and polling with deadlines that print what they saw.
 #![allow(dead_code)]
 
+pub mod consul;
+
 use serde_json::Value;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -55,6 +57,9 @@ impl Drop for TempDir {
 
 /// One running node process.
 pub struct NodeProc {
+    /// What runs the node: `[BIN]`, or a launcher and its arguments before the node's own, e.g.
+    /// `[qemu-aarch64-static, path/to/aarch64/bully]`.
+    pub program: Vec<String>,
     pub name: String,
     pub id: u64,
     pub port: u16,
@@ -66,7 +71,20 @@ pub struct NodeProc {
 impl NodeProc {
     /// Starts `bully PORT NAME --id ID <args>` with output to `log`.
     pub fn start(name: &str, id: u64, port: u16, args: &[String], log: PathBuf) -> NodeProc {
+        NodeProc::start_via(&[BIN.into()], name, id, port, args, log)
+    }
+
+    /// Like [`NodeProc::start`], with `program` running the node (see [`NodeProc::program`]).
+    pub fn start_via(
+        program: &[String],
+        name: &str,
+        id: u64,
+        port: u16,
+        args: &[String],
+        log: PathBuf,
+    ) -> NodeProc {
         let mut n = NodeProc {
+            program: program.to_vec(),
             name: name.into(),
             id,
             port,
@@ -86,7 +104,8 @@ impl NodeProc {
             .append(true)
             .open(&self.log)
             .unwrap();
-        let child = Command::new(BIN)
+        let child = Command::new(&self.program[0])
+            .args(&self.program[1..])
             .arg(self.port.to_string())
             .arg(&self.name)
             .arg("--id")
@@ -97,7 +116,7 @@ impl NodeProc {
             .stdout(out.try_clone().unwrap())
             .stderr(out)
             .spawn()
-            .expect("start bully");
+            .unwrap_or_else(|e| panic!("start {:?}: {e}", self.program));
         self.child = Some(child);
     }
 
@@ -202,12 +221,17 @@ impl Cluster {
     }
 
     pub fn start_on(&mut self, id: u64, port: u16, extra: &[&str]) -> usize {
+        self.start_via(&[BIN.into()], id, port, extra)
+    }
+
+    /// Starts node`id` on `port` with `program` running it (see [`NodeProc::program`]).
+    pub fn start_via(&mut self, program: &[String], id: u64, port: u16, extra: &[&str]) -> usize {
         let name = format!("node{id}");
         let mut args = self.common.clone();
         args.extend(extra.iter().map(|s| s.to_string()));
         let log = self.dir.path().join(format!("{name}.log"));
         self.nodes
-            .push(NodeProc::start(&name, id, port, &args, log));
+            .push(NodeProc::start_via(program, &name, id, port, &args, log));
         self.nodes.len() - 1
     }
 
@@ -227,12 +251,49 @@ impl Cluster {
             .collect()
     }
 
-    /// Waits until every running node names `expected` as coordinator.
-    pub fn await_agreement(&mut self, expected: &str, within: Duration) {
-        let expected = expected.to_string();
+    /// Starts node`id` for each of `ids` and waits until all name the highest coordinator.
+    pub fn settled(tag: &str, common: &[&str], ids: impl IntoIterator<Item = u64>) -> Cluster {
+        let mut c = Cluster::new(tag, common);
+        let ids: Vec<u64> = ids.into_iter().collect();
+        for &id in &ids {
+            c.start(id, &[]);
+        }
+        let highest = ids.iter().max().expect("at least one node");
+        c.await_agreement(&format!("node{highest}"), secs(30));
+        c
+    }
+
+    /// Waits until every running node names `expected` as coordinator; returns how long.
+    pub fn await_agreement(&mut self, expected: &str, within: Duration) -> Duration {
+        self.await_views(expected, within, |c| c.views())
+    }
+
+    /// Waits until each of `names` names `expected` (only they are asked: others may be
+    /// frozen); returns how long that took.
+    pub fn await_agreement_of(
+        &mut self,
+        names: &[&str],
+        expected: &str,
+        within: Duration,
+    ) -> Duration {
+        self.await_views(expected, within, |c| {
+            names
+                .iter()
+                .map(|n| (n.to_string(), c.node(n).coordinator()))
+                .collect()
+        })
+    }
+
+    fn await_views(
+        &mut self,
+        expected: &str,
+        within: Duration,
+        mut views: impl FnMut(&mut Self) -> Vec<(String, Option<String>)>,
+    ) -> Duration {
+        let started = Instant::now();
         let r = poll(within, || {
-            let v = self.views();
-            if !v.is_empty() && v.iter().all(|(_, c)| c.as_deref() == Some(&*expected)) {
+            let v = views(self);
+            if !v.is_empty() && v.iter().all(|(_, c)| c.as_deref() == Some(expected)) {
                 Ok(v)
             } else {
                 Err(format!("{v:?}"))
@@ -244,6 +305,7 @@ impl Cluster {
                 self.log_tails()
             );
         }
+        started.elapsed()
     }
 
     /// The last lines of every node's log, for failure messages.
@@ -262,6 +324,15 @@ impl Cluster {
         }
         out
     }
+}
+
+/// A lone node (node5) that has elected itself, so its state is settled and comparable.
+pub fn settled_node(tag: &str) -> Cluster {
+    Cluster::settled(
+        tag,
+        &["--startup-delay", "0", "--health-interval", "200ms"],
+        [5],
+    )
 }
 
 /// Calls `f` until it returns Ok or `within` runs out; returns the last error on time-out.
@@ -335,4 +406,162 @@ pub fn get_json(port: u16, path: &str) -> Option<Value> {
 /// Seconds as a Duration, for readable deadlines.
 pub fn secs(s: u64) -> Duration {
     Duration::from_secs(s)
+}
+
+impl NodeProc {
+    /// Resident memory in KiB (`VmRSS`), 0 when the process is gone.
+    pub fn rss_kib(&self) -> u64 {
+        self.pid()
+            .and_then(|p| std::fs::read_to_string(format!("/proc/{p}/status")).ok())
+            .and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("VmRSS:"))
+                    .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            })
+            .unwrap_or(0)
+    }
+
+    /// The thread count once it holds still for a moment: idle tiny_http threads linger 5 s.
+    pub fn steady_threads(&self) -> usize {
+        wait_for("thread count to settle", secs(30), || {
+            let a = self.threads();
+            std::thread::sleep(Duration::from_millis(300));
+            let b = self.threads();
+            if a == b {
+                Ok(b)
+            } else {
+                Err(format!("{a} then {b}"))
+            }
+        })
+    }
+
+    /// Thread names with how many of each, for failure messages.
+    pub fn thread_names(&self) -> String {
+        let mut names = std::collections::BTreeMap::<String, usize>::new();
+        if let Some(tasks) = self
+            .pid()
+            .and_then(|p| std::fs::read_dir(format!("/proc/{p}/task")).ok())
+        {
+            for t in tasks.flatten() {
+                let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
+                let wchan = std::fs::read_to_string(t.path().join("wchan")).unwrap_or_default();
+                *names
+                    .entry(format!("{} ({wchan})", comm.trim()))
+                    .or_default() += 1;
+            }
+        }
+        format!("{names:?}")
+    }
+
+    /// Waits until the thread count is back to `baseline` (give or take two).
+    pub fn await_threads_back_to(&self, baseline: usize, within: Duration) -> usize {
+        let what = format!("{}'s threads back to the baseline", self.name);
+        wait_for(&what, within, || {
+            let n = self.threads();
+            if n <= baseline + 2 {
+                Ok(n)
+            } else {
+                Err(format!(
+                    "{n} threads, baseline {baseline}: {}",
+                    self.thread_names()
+                ))
+            }
+        })
+    }
+
+    /// A counter or gauge from `/metrics` (the sum over its label sets).
+    pub fn metric(&self, name: &str) -> f64 {
+        let (status, body) = send(self.port, "GET", "/metrics", b"");
+        assert_eq!(status, 200, "{}: /metrics answered {status}", self.name);
+        body.lines()
+            .filter(|l| l.split(['{', ' ']).next() == Some(name))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+}
+
+/// splitmix64: a seeded generator for reproducible test input, too small to need a crate.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `0..n` (n > 0).
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next_u64() % n as u64) as usize
+    }
+
+    /// True with probability `percent`/100.
+    pub fn chance(&mut self, percent: usize) -> bool {
+        self.below(100) < percent
+    }
+
+    pub fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+        &items[self.below(items.len())]
+    }
+
+    pub fn bytes(&mut self, n: usize) -> Vec<u8> {
+        (0..n).map(|_| self.next_u64() as u8).collect()
+    }
+}
+
+/// Sends `request` and reads one answer, skipping `1xx` interim ones; stops at the end of
+/// that answer's body rather than waiting for the node to close. With `half_close` the
+/// client shuts its sending side after the request, so a lying Content-Length meets EOF at
+/// once. Status 0: the node closed (or reset) without an answer.
+pub fn exchange(port: u16, request: &[u8], half_close: bool) -> (u16, String) {
+    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
+        return (0, "connect failed".into());
+    };
+    s.set_read_timeout(Some(secs(15))).unwrap();
+    s.set_write_timeout(Some(secs(15))).unwrap();
+    let _ = s.write_all(request);
+    if half_close {
+        let _ = s.shutdown(std::net::Shutdown::Write);
+    }
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 8192];
+    loop {
+        if let Some(answer) = first_final_answer(&buf) {
+            return answer;
+        }
+        match s.read(&mut chunk) {
+            Ok(0) | Err(_) => return parse_response(&buf),
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+}
+
+/// The first non-1xx answer in `buf` once it is complete (by Content-Length).
+fn first_final_answer(buf: &[u8]) -> Option<(u16, String)> {
+    let mut rest = buf;
+    loop {
+        let end = rest.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
+        let head = String::from_utf8_lossy(&rest[..end]).to_string();
+        let status: u16 = head.split_whitespace().nth(1)?.parse().ok()?;
+        if (100..200).contains(&status) {
+            rest = &rest[end..];
+            continue;
+        }
+        let length = head
+            .lines()
+            .find_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                k.eq_ignore_ascii_case("content-length")
+                    .then(|| v.trim().parse::<usize>().ok())?
+            })
+            .unwrap_or(0);
+        let body = rest.get(end..end + length)?;
+        return Some((status, String::from_utf8_lossy(body).to_string()));
+    }
 }

@@ -55,7 +55,13 @@ pub enum ReadError
     /// the client sent an unrecognized `Expect` header
     ExpectationFailed(HTTPVersion),
     ReadIoError(IoError),
+    /// bully patch: the request line and headers exceed [`MAX_HEAD`] bytes
+    HeadTooLarge,
 }
+
+/// bully patch: the most bytes a request line and its headers may take. Lines were read into
+/// memory without a limit, so one endless header line could take all the memory there is.
+pub const MAX_HEAD: usize = 64 * 1024;
 
 impl fmt::Display for ReadError
 {
@@ -73,6 +79,8 @@ impl fmt::Display for ReadError
                 write!(f, "[ExpectationFailed]"),
             Self::ReadIoError(error) => 
                 write!(f, "[ReadIoError] {}", error),
+            Self::HeadTooLarge => 
+                write!(f, "[HeadTooLarge]"),
         }
     }
 }
@@ -113,7 +121,7 @@ impl ClientConnection {
     /// 
     /// CVE-2026-66753 fixed
     #[cfg(not(feature = "allow_utf8_headers"))]
-    fn read_next_line(&mut self) -> Result<AsciiString, ReadError> 
+    fn read_next_line(&mut self, budget: &mut usize) -> Result<AsciiString, ReadError> 
     {
         let mut buf = Vec::new();
         let mut rn = [0_u8; 2];
@@ -131,6 +139,9 @@ impl ClientConnection {
                     .map_err(|e|
                         ReadError::ReadIoError(e)
                     )?;
+
+            // bully patch: every byte of the head counts against the budget.
+            *budget = budget.checked_sub(1).ok_or(ReadError::HeadTooLarge)?;
 
             match rn_p
             {
@@ -171,7 +182,7 @@ impl ClientConnection {
     /// 
     /// CVE-2026-66753 fixed
     #[cfg(feature = "allow_utf8_headers")]
-    fn read_next_line(&mut self) -> Result<String, ReadError> 
+    fn read_next_line(&mut self, budget: &mut usize) -> Result<String, ReadError> 
     {
         let mut buf = Vec::new();
         let mut rn = [0_u8; 2];
@@ -189,6 +200,9 @@ impl ClientConnection {
                     .map_err(|e|
                         ReadError::ReadIoError(e)
                     )?;
+
+            // bully patch: every byte of the head counts against the budget.
+            *budget = budget.checked_sub(1).ok_or(ReadError::HeadTooLarge)?;
 
             match rn_p
             {
@@ -226,11 +240,12 @@ impl ClientConnection {
     /// Blocks until the header has been read.
     fn read(&mut self) -> Result<Request, ReadError> 
     {
+        let mut budget = MAX_HEAD;
         let (method, path, version, headers) = 
             {
                 // reading the request line
                 let (method, path, version) = {
-                    let line = self.read_next_line()?;
+                    let line = self.read_next_line(&mut budget)?;
 
                     parse_request_line(
                         line.as_str().trim(), // TODO: remove this conversion
@@ -243,7 +258,7 @@ impl ClientConnection {
                         let mut headers = Headers::new();
                         loop 
                         {
-                            let line = self.read_next_line()?;
+                            let line = self.read_next_line(&mut budget)?;
 
                             if line.is_empty() == true
                             {
@@ -378,6 +393,15 @@ impl Iterator for ClientConnection
                             .ok();
                     },
 
+                    ReadError::HeadTooLarge => 
+                    {
+                        let writer = self.sink.next().unwrap();
+                        let response = Response::new_empty(StatusCode(431));
+                        response
+                            .raw_print(writer, HTTPVersion(1, 1), None, false, None)
+                            .ok();
+                    },
+
                     ReadError::ExpectationFailed(ver) => 
                     {
                         let writer = self.sink.next().unwrap();
@@ -418,30 +442,10 @@ impl Iterator for ClientConnection
                 return None;
             }
 
-            // updating the status of the connection
-            let connection_header = 
-                rq
-                    .headers()
-                    .get("Connection")
-                    .map(|h| h.as_str());
-
-            let lowercase = connection_header.map(|h| h.to_ascii_lowercase());
-
-            match lowercase 
-            {
-                Some(ref val) if val.contains("close") => 
-                    self.no_more_requests = true,
-                Some(ref val) if val.contains("upgrade") => 
-                    self.no_more_requests = true,
-                Some(ref val)
-                    if !val.contains("keep-alive") && *rq.http_version() == HTTPVersion(1, 0) =>
-                {
-                    self.no_more_requests = true
-                }
-                None if *rq.http_version() == HTTPVersion(1, 0) => 
-                    self.no_more_requests = true,
-                _ => (),
-            };
+            // bully patch: one request per connection. bully answers every request with
+            // `Connection: close`; waiting for a second request that never comes held this
+            // thread (and the socket) for another read timeout after every stalled client.
+            self.no_more_requests = true;
 
             // returning the request
             return Some(Ok(rq));

@@ -141,6 +141,9 @@ pub use crate::config::{ ServerConfig, SslConfig };
 use crate::client::ReadError;
 use crate::util::TaskPool;
 
+/// bully patch: the whole answer to a connection refused at `max_threads` connections.
+const REFUSED_AT_CAPACITY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: 45\r\nConnection: close\r\n\r\n{\"error\":\"too many connections; retry later\"}";
+
 
 
 #[cfg(not(any(
@@ -353,9 +356,20 @@ impl Server
     /// This function has visibility `pub` which is a part of effort to move from the 
     /// thread per client model, to POLL + task assignment.
     pub 
-    fn accept_connection(server: &Listener, ssl: &SslContextWrap) -> Result<Option<ClientConnection>, IoError>
+    fn accept_connection(server: &Listener, ssl: &SslContextWrap, tasks_pool: &TaskPool) -> Result<Option<ClientConnection>, IoError>
     {
-        let (sock, _) = server.accept()?;
+        let (mut sock, _) = server.accept()?;
+
+        // bully patch: every connection gets a thread of its own, so without a cap a flood
+        // of connections grew threads (and memory) without bound. At `max_threads` a new
+        // connection is answered 503 at once and closed, without reading it.
+        if tasks_pool.saturated()
+        {
+            use std::io::Write;
+            let _ = sock.write_all(REFUSED_AT_CAPACITY);
+
+            return Ok(None);
+        }
 
         use util::RefinedTcpStream;
         let (read_closable, write_closable) = 
@@ -536,7 +550,7 @@ impl Server
                 while inside_close_trigger.load(Relaxed) == false
                 {
                     let new_client = 
-                        Self::accept_connection(&server, &ssl);
+                        Self::accept_connection(&server, &ssl, &tasks_pool);
 
                     let messages_injector = message_injector.clone();
 

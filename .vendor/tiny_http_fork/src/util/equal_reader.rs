@@ -15,7 +15,13 @@ where
     reader: R,
     size: usize,
     last_read_signal: Sender<IoResult<()>>,
+    // bully patch: a read failed (a timeout): the stream is of no further use
+    failed: bool,
 }
+
+/// bully patch: the most of an unread body thrown away on drop before the connection is
+/// simply closed; draining all of it let a client that kept sending hold the thread forever.
+const MAX_DRAIN: usize = 64 * 1024;
 
 impl<R> EqualReader<R>
 where
@@ -28,6 +34,7 @@ where
             reader,
             size,
             last_read_signal: tx,
+            failed: false,
         };
 
         (r, rx)
@@ -54,7 +61,10 @@ where
                 self.size -= len;
                 Ok(len)
             }
-            err @ Err(_) => err,
+            Err(e) => {
+                self.failed = true;
+                Err(e)
+            }
         }
     }
 }
@@ -65,7 +75,8 @@ where
 {
     fn drop(&mut self) 
     {
-        let mut remaining_to_read = self.size;
+        // bully patch: no draining after a failed read, and at most MAX_DRAIN bytes.
+        let mut remaining_to_read = if self.failed { 0 } else { self.size.min(MAX_DRAIN) };
 
         // TODO: reimplement the whole sicket and thread system to use async/await for internal handling not
         // exposing the async/await to the user. Also replace the below with the splice() sendfile() to /dev/null

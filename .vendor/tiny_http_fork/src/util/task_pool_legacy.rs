@@ -14,6 +14,9 @@ pub struct TaskPool
 
     // min number of threads
     min_threads: usize,
+
+    // bully patch: max number of threads; `None` is unbounded as before
+    max_threads: Option<usize>,
 }
 
 struct Sharing {
@@ -41,6 +44,11 @@ impl<'a> Registration<'a> {
         nb.fetch_add(1, Ordering::Release);
         Registration { nb }
     }
+
+    /// bully patch: takes over a count made earlier, by another thread.
+    fn adopt(nb: &'a AtomicUsize) -> Registration<'a> {
+        Registration { nb }
+    }
 }
 
 impl<'a> Drop for Registration<'a> {
@@ -54,7 +62,10 @@ impl TaskPool {
     /// Minimum number of active threads.
     const MIN_THREADS: usize = 4;
 
-    pub fn new(min_threads_opt: Option<usize>, _max_threads_opt: Option<usize>) -> io::Result<TaskPool> {
+    /// bully patch: most threads kept waiting for work beyond `min_threads`.
+    const MAX_IDLE: usize = 2;
+
+    pub fn new(min_threads_opt: Option<usize>, max_threads_opt: Option<usize>) -> io::Result<TaskPool> {
 
         let min_threads = min_threads_opt.unwrap_or(Self::MIN_THREADS);
 
@@ -65,7 +76,8 @@ impl TaskPool {
                 active_tasks: AtomicUsize::new(0),
                 waiting_tasks: AtomicUsize::new(0),
             }),
-            min_threads
+            min_threads,
+            max_threads: max_threads_opt,
         };
 
         
@@ -75,6 +87,19 @@ impl TaskPool {
         }
 
         return Ok(pool);
+    }
+
+    /// bully patch: true when a new task would need a new thread and `max_threads` are
+    /// running. The accept thread (the only caller of `spawn`) asks before it hands over a
+    /// connection, so a flood of connections can no longer grow one thread per connection
+    /// without bound.
+    pub fn saturated(&self) -> bool {
+        let Some(max) = self.max_threads else {
+            return false;
+        };
+        let queue = self.sharing.todo.lock().unwrap_or_else(|e| e.into_inner());
+        self.sharing.waiting_tasks.load(Ordering::Acquire) <= queue.len()
+            && self.sharing.active_tasks.load(Ordering::Acquire) >= max
     }
 
     /// Executes a function in a thread.
@@ -99,9 +124,15 @@ impl TaskPool {
         let sharing = self.sharing.clone();
         let min_threads = self.min_threads;
 
-        thread::spawn(move || {
+        // bully patch: the thread is counted before it starts, not once it runs: a burst of
+        // connections otherwise saw a stale count and went past `max_threads`.
+        self.sharing.active_tasks.fetch_add(1, Ordering::Release);
+
+        // bully patch: `thread::spawn` panicked when the system refused a thread, killing the
+        // accept thread; now the task (a connection) is dropped, which closes it.
+        let spawned = thread::Builder::new().spawn(move || {
             let sharing = sharing;
-            let _active_guard = Registration::new(&sharing.active_tasks);
+            let _active_guard = Registration::adopt(&sharing.active_tasks);
 
             if let Some(mut f) = initial_fn {
                 f();
@@ -116,6 +147,15 @@ impl TaskPool {
                         if let Some(poped_task) = todo.pop_front() {
                             task = poped_task;
                             break;
+                        }
+                        // bully patch: at most MAX_IDLE threads wait for work. Each new task
+                        // woke one waiter and so restarted its idle timeout: a trickle of
+                        // connections (health checks) kept every thread a flood had started
+                        // alive for good.
+                        if sharing.waiting_tasks.load(Ordering::Acquire) >= Self::MAX_IDLE
+                            && sharing.active_tasks.load(Ordering::Acquire) > min_threads
+                        {
+                            return;
                         }
                         let _waiting_guard = Registration::new(&sharing.waiting_tasks);
 
@@ -143,6 +183,10 @@ impl TaskPool {
                 task();
             }
         });
+        if let Err(_e) = spawned {
+            self.sharing.active_tasks.fetch_sub(1, Ordering::Release);
+            crate::log::error!("cannot start a connection thread: {}", _e);
+        }
     }
 }
 

@@ -1,0 +1,372 @@
+//! What follows from leadership: the `--on-elected` and `--on-demoted` hooks and the `--exec`
+//! child.
+//!
+//! One thread consumes the node's coordinator changes in the order they happened, so a hook
+//! never holds up an election and hooks never run out of order: every "elected" is followed by
+//! exactly one "demoted" (at the latest on shutdown) before the next "elected". Every command
+//! runs through `sh -c` as the leader of its own process group, so a timeout or a demotion
+//! stops the children it started as well.
+
+use crate::config::HookOptions;
+use crate::election::NodeRef;
+use crate::node::{Change, Node};
+use std::io::{BufRead, BufReader, Read};
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{channel, Receiver, RecvTimeoutError};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How often a running child is looked at: for the hook timeout, the exec grace, and to
+/// notice an exec child that exited by itself.
+const POLL: Duration = Duration::from_millis(20);
+/// How often the runner looks at a running `--exec` child while no change arrives.
+const EXEC_POLL: Duration = Duration::from_millis(250);
+/// How long a finished hook's output may still trickle in before its exit is logged.
+const OUTPUT_DRAIN: Duration = Duration::from_millis(500);
+/// Longer output lines are logged in pieces rather than buffered without bound.
+const MAX_LINE: u64 = 8 * 1024;
+
+/// The running hook thread, kept so that shutdown can let go of leadership first.
+pub struct Hooks {
+    stopping: Arc<AtomicBool>,
+    /// The node's term when shutdown began, for the last demoted hook.
+    final_term: Arc<AtomicU64>,
+    done: Receiver<()>,
+    /// Longest the runner can take to finish after shutdown begins: the hook under way, the
+    /// exec child's grace, and the demoted hook.
+    bound: Duration,
+}
+
+impl Hooks {
+    /// Subscribes to `node`'s changes and starts the runner thread. Call before the node's
+    /// schedules and server start, so no change is missed.
+    pub fn start(node: &Node, opts: HookOptions) -> std::io::Result<Hooks> {
+        let changes = node.subscribe();
+        let stopping = Arc::new(AtomicBool::new(false));
+        let final_term = Arc::new(AtomicU64::new(0));
+        let (done_tx, done) = channel();
+        let bound = opts.timeout * 2 + opts.exec_grace + Duration::from_secs(5);
+        let runner = Runner {
+            me: node.me.node_ref(),
+            opts,
+            stopping: Arc::clone(&stopping),
+            final_term: Arc::clone(&final_term),
+            leading: false,
+            exec: None,
+        };
+        std::thread::Builder::new()
+            .name("hooks".into())
+            .spawn(move || {
+                runner.run(changes);
+                let _ = done_tx.send(());
+            })?;
+        Ok(Hooks {
+            stopping,
+            final_term,
+            done,
+            bound,
+        })
+    }
+
+    /// On shutdown: no hook starts for a later change; if this node leads, its exec child is
+    /// stopped and the demoted hook runs. Waits for that, at most for the timeouts it is
+    /// bounded by.
+    pub fn leave(self, node: &Node) {
+        self.final_term
+            .store(node.snapshot().term, Ordering::SeqCst);
+        self.stopping.store(true, Ordering::SeqCst);
+        node.close_subscriptions();
+        if self.done.recv_timeout(self.bound).is_err() {
+            log::warn!(
+                "hooks did not finish within {:?}; exiting anyway",
+                self.bound
+            );
+        }
+    }
+}
+
+struct Runner {
+    me: NodeRef,
+    opts: HookOptions,
+    stopping: Arc<AtomicBool>,
+    final_term: Arc<AtomicU64>,
+    /// The elected hook ran and its demoted hook is still owed.
+    leading: bool,
+    exec: Option<Child>,
+}
+
+impl Runner {
+    /// Handles changes until the node closes the subscription (shutdown), then lets go of
+    /// leadership if it still holds it.
+    fn run(mut self, changes: Receiver<Change>) {
+        loop {
+            let next = if self.exec.is_some() {
+                changes.recv_timeout(EXEC_POLL)
+            } else {
+                changes.recv().map_err(|_| RecvTimeoutError::Disconnected)
+            };
+            match next {
+                // Changes still queued when shutdown began are skipped: leave() runs the one
+                // demoted hook that is owed.
+                Ok(change) if !self.stopping.load(Ordering::SeqCst) => self.handle(&change),
+                Ok(_) | Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+            self.reap_exec();
+        }
+        if std::mem::take(&mut self.leading) {
+            self.let_go(None, self.final_term.load(Ordering::SeqCst));
+        }
+    }
+
+    fn handle(&mut self, change: &Change) {
+        if change.demoted(&self.me) && std::mem::take(&mut self.leading) {
+            self.let_go(change.after.as_ref(), change.term);
+        }
+        if change.elected(&self.me) && !self.leading {
+            self.leading = true;
+            let env = self.env(Some(&self.me), change.term);
+            if let Some(cmd) = &self.opts.on_elected {
+                self.hook("on-elected", cmd, &env);
+            }
+            if let Some(cmd) = &self.opts.exec {
+                if !self.stopping.load(Ordering::SeqCst) {
+                    self.exec = start_exec(cmd, &env);
+                }
+            }
+        }
+    }
+
+    /// Stops the exec child, then runs the demoted hook.
+    fn let_go(&mut self, coordinator: Option<&NodeRef>, term: u64) {
+        if let Some(child) = self.exec.take() {
+            self.stop_exec(child);
+        }
+        if let Some(cmd) = &self.opts.on_demoted {
+            let env = self.env(coordinator, term);
+            self.hook("on-demoted", cmd, &env);
+        }
+    }
+
+    /// `BULLY_COORDINATOR` and `BULLY_COORDINATOR_ID` are empty when no coordinator is known
+    /// (this node is shutting down).
+    fn env(&self, coordinator: Option<&NodeRef>, term: u64) -> Vec<(&'static str, String)> {
+        vec![
+            ("BULLY_NODE", self.me.name.clone()),
+            ("BULLY_NODE_ID", self.me.id.to_string()),
+            (
+                "BULLY_COORDINATOR",
+                coordinator.map(|c| c.name.clone()).unwrap_or_default(),
+            ),
+            (
+                "BULLY_COORDINATOR_ID",
+                coordinator.map(|c| c.id.to_string()).unwrap_or_default(),
+            ),
+            ("BULLY_TERM", term.to_string()),
+        ]
+    }
+
+    /// Runs one hook to its end or its timeout; a failure is logged and nothing more.
+    fn hook(&self, what: &'static str, cmd: &str, env: &[(&'static str, String)]) {
+        let started = Instant::now();
+        let (mut child, output) = match spawn(what, cmd, env) {
+            Ok(c) => c,
+            Err(e) => {
+                log::error!("{what} hook could not start: {e}");
+                return;
+            }
+        };
+        let status = wait_until(&mut child, started + self.opts.timeout);
+        if status.is_none() {
+            signal_group(&mut child, "KILL");
+            let _ = child.wait();
+        }
+        output.drain(OUTPUT_DRAIN);
+        match status {
+            Some(s) if s.success() => log::info!(
+                "{what} hook finished in {} ms",
+                started.elapsed().as_millis()
+            ),
+            Some(s) => log::warn!("{what} hook failed: {s}"),
+            None => log::warn!(
+                "{what} hook still running after {:?} (--hook-timeout): killed it and its process group",
+                self.opts.timeout
+            ),
+        }
+    }
+
+    /// An exec child that exited on its own is logged and not restarted; the node keeps
+    /// leading (leadership is the node's, not the child's).
+    fn reap_exec(&mut self) {
+        let Some(child) = &mut self.exec else { return };
+        match child.try_wait() {
+            Ok(None) => {}
+            Ok(Some(s)) => {
+                log::warn!(
+                    "exec child {} exited by itself ({s}); still coordinator, not restarting it",
+                    child.id()
+                );
+                self.exec = None;
+            }
+            Err(e) => {
+                log::error!("exec child {}: {e}; no longer watching it", child.id());
+                self.exec = None;
+            }
+        }
+    }
+
+    /// SIGTERM to the child's process group, SIGKILL after `--exec-grace`.
+    fn stop_exec(&self, mut child: Child) {
+        let pid = child.id();
+        if let Ok(Some(s)) = child.try_wait() {
+            log::warn!("exec child {pid} had already exited ({s})");
+            return;
+        }
+        log::info!("stopping exec child {pid} (SIGTERM)");
+        signal_group(&mut child, "TERM");
+        match wait_until(&mut child, Instant::now() + self.opts.exec_grace) {
+            Some(s) => log::info!("exec child {pid} stopped ({s})"),
+            None => {
+                log::warn!(
+                    "exec child {pid} still running {:?} after SIGTERM (--exec-grace): SIGKILL",
+                    self.opts.exec_grace
+                );
+                signal_group(&mut child, "KILL");
+                let _ = child.wait();
+            }
+        }
+    }
+}
+
+fn start_exec(cmd: &str, env: &[(&'static str, String)]) -> Option<Child> {
+    match spawn("exec", cmd, env) {
+        Ok((child, _)) => {
+            log::info!("exec child {} started: {cmd}", child.id());
+            Some(child)
+        }
+        Err(e) => {
+            log::error!("exec could not start: {e}");
+            None
+        }
+    }
+}
+
+/// Starts `sh -c cmd` as the leader of a new process group, its output logged line by line.
+fn spawn(
+    what: &'static str,
+    cmd: &str,
+    env: &[(&'static str, String)],
+) -> std::io::Result<(Child, Output)> {
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg(cmd)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .spawn()?;
+    let output = Output::log(what, child.stdout.take(), child.stderr.take());
+    Ok((child, output))
+}
+
+/// Waits for `child` to exit until `deadline`; `None` if it is still running then. Polls with
+/// `try_wait` so the child stays unreaped (and its group id unreusable) until it is signalled.
+fn wait_until(child: &mut Child, deadline: Instant) -> Option<ExitStatus> {
+    loop {
+        match child.try_wait() {
+            Ok(Some(s)) => return Some(s),
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(POLL),
+            Ok(None) => return None,
+            Err(e) => {
+                log::error!("cannot wait for child {}: {e}", child.id());
+                return None;
+            }
+        }
+    }
+}
+
+/// Sends `sig` to the process group `child` leads. std can only signal the child itself, so
+/// this uses the shell's `kill` builtin (a negative pid names a group in every POSIX shell):
+/// `sh` is needed for the commands anyway, while a `kill` binary is missing from slim images.
+/// Falls back to killing the child alone if that fails.
+fn signal_group(child: &mut Child, sig: &str) {
+    let sent = Command::new("sh")
+        .arg("-c")
+        .arg(format!("kill -s {sig} -- -{}", child.id()))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+    if !sent.is_ok_and(|s| s.success()) {
+        log::warn!(
+            "cannot signal process group {} with {sig}; killing the child alone",
+            child.id()
+        );
+        let _ = child.kill();
+    }
+}
+
+/// The threads that log a child's stdout and stderr; each reports when its pipe closed.
+struct Output {
+    closed: Receiver<()>,
+    pipes: usize,
+}
+
+impl Output {
+    fn log(
+        what: &'static str,
+        stdout: Option<impl Read + Send + 'static>,
+        stderr: Option<impl Read + Send + 'static>,
+    ) -> Output {
+        let (tx, closed) = channel();
+        let mut pipes = 0;
+        let readers: [Option<Box<dyn Read + Send>>; 2] = [
+            stdout.map(|r| Box::new(r) as Box<dyn Read + Send>),
+            stderr.map(|r| Box::new(r) as Box<dyn Read + Send>),
+        ];
+        for pipe in readers.into_iter().flatten() {
+            let tx = tx.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("{what}-output"))
+                .spawn(move || {
+                    log_lines(what, pipe);
+                    let _ = tx.send(());
+                });
+            match spawned {
+                Ok(_) => pipes += 1,
+                Err(e) => log::warn!("{what}: cannot log its output: {e}"),
+            }
+        }
+        Output { closed, pipes }
+    }
+
+    /// Waits until both pipes closed, at most `within`: a background process the command
+    /// left behind may hold them open for good.
+    fn drain(&self, within: Duration) {
+        let end = Instant::now() + within;
+        for _ in 0..self.pipes {
+            let left = end.saturating_duration_since(Instant::now());
+            if self.closed.recv_timeout(left).is_err() {
+                return;
+            }
+        }
+    }
+}
+
+fn log_lines(what: &str, pipe: Box<dyn Read + Send>) {
+    let mut reader = BufReader::new(pipe);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        match (&mut reader).take(MAX_LINE).read_until(b'\n', &mut line) {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {
+                let text = String::from_utf8_lossy(&line);
+                log::info!("{what}: {}", text.trim_end());
+            }
+        }
+    }
+}

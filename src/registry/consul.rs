@@ -1,0 +1,353 @@
+//! Consul as the registry, through the local agent's HTTP API: one service per cluster, one
+//! instance per node with an HTTP check on its `GET /`, and members read from the catalog's
+//! health endpoint, which is cluster-wide, so nodes on different hosts (each host with its own
+//! agent) see each other.
+//!
+//! Every answer is untrusted: bodies are size-limited, entries that do not make a valid member
+//! are skipped, and a non-2xx status becomes an error carrying the status and the start of the
+//! body.
+
+use super::Registry;
+use crate::config::{valid_host, valid_name, ConsulOptions};
+use crate::election::Member;
+use serde_json::{json, Value};
+use std::time::Duration;
+
+/// Largest answer read from Consul: the health list of a large cluster, with room to spare.
+const MAX_ANSWER: u64 = 8 * 1024 * 1024;
+/// How much of an unexpected answer goes into an error (and so a log line).
+const SHOWN_BODY: usize = 200;
+/// Consul's timeout for one HTTP check of a node; `GET /` answers in microseconds.
+const CHECK_TIMEOUT: &str = "1s";
+/// Consul's agent is local and its catalog reads may go to a server: never below this.
+const MIN_TIMEOUT: Duration = Duration::from_secs(1);
+
+pub struct ConsulRegistry {
+    opts: ConsulOptions,
+    cluster: String,
+    agent: ureq::Agent,
+}
+
+/// A bounded answer from Consul.
+struct Answer {
+    status: u16,
+    body: Vec<u8>,
+}
+
+impl ConsulRegistry {
+    pub fn new(opts: ConsulOptions, cluster: &str, timeout: Duration) -> Self {
+        let timeout = timeout.max(MIN_TIMEOUT);
+        ConsulRegistry {
+            opts,
+            cluster: cluster.to_string(),
+            agent: crate::peer::agent(timeout, timeout),
+        }
+    }
+
+    /// The instance ID: unique per agent, and readable in the Consul UI.
+    fn service_id(&self, me: &Member) -> String {
+        format!("{}-{}", self.cluster, me.name)
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.opts.address)
+    }
+
+    fn authorised<B>(&self, rq: ureq::RequestBuilder<B>) -> ureq::RequestBuilder<B> {
+        match &self.opts.token {
+            Some(t) => rq.header("X-Consul-Token", t),
+            None => rq,
+        }
+    }
+
+    fn get(&self, path: &str) -> Result<Answer, String> {
+        let sent = self.authorised(self.agent.get(self.url(path))).call();
+        Self::read(sent, "GET", path)
+    }
+
+    fn put(&self, path: &str, body: Option<&Value>) -> Result<Answer, String> {
+        let rq = self.authorised(self.agent.put(self.url(path)));
+        let sent = match body {
+            Some(b) => rq.send_json(b),
+            None => rq.send_empty(),
+        };
+        Self::read(sent, "PUT", path)
+    }
+
+    fn read(
+        sent: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+        method: &str,
+        path: &str,
+    ) -> Result<Answer, String> {
+        let mut resp = sent.map_err(|e| format!("{method} {path}: {e}"))?;
+        let status = resp.status().as_u16();
+        let body = resp
+            .body_mut()
+            .with_config()
+            .limit(MAX_ANSWER)
+            .read_to_vec()
+            .map_err(|e| format!("{method} {path}: reading the answer: {e}"))?;
+        Ok(Answer { status, body })
+    }
+
+    /// The 2xx answer's body, else an error naming the status and the start of the body.
+    fn expect_ok(answer: Answer, what: &str) -> Result<Vec<u8>, String> {
+        if (200..300).contains(&answer.status) {
+            Ok(answer.body)
+        } else {
+            Err(format!(
+                "{what}: Consul answered {}: {}",
+                answer.status,
+                shown(&answer.body)
+            ))
+        }
+    }
+
+    fn parse_json(body: &[u8], what: &str) -> Result<Value, String> {
+        serde_json::from_slice(body).map_err(|e| {
+            format!(
+                "{what}: Consul's answer is not the expected JSON ({e}): {}",
+                shown(body)
+            )
+        })
+    }
+
+    /// What the local agent has under this node's service ID: `None` when it has nothing.
+    fn registered_here(&self, me: &Member) -> Result<Option<Value>, String> {
+        let path = format!("/v1/agent/service/{}", self.service_id(me));
+        let answer = self.get(&path)?;
+        if answer.status == 404 {
+            return Ok(None);
+        }
+        let body = Self::expect_ok(answer, &format!("GET {path}"))?;
+        Self::parse_json(&body, &format!("GET {path}")).map(Some)
+    }
+
+    /// The agent's instance under our ID is ours (not a same-named node elsewhere).
+    fn is_mine(&self, service: &Value, me: &Member) -> bool {
+        self.member_of(service, "").as_ref() == Some(me)
+    }
+
+    /// A member from one service instance as Consul describes it (`/v1/agent/service/<id>`,
+    /// or the `Service` of a health entry); the node's address stands in for an empty service
+    /// address, as in Consul's own DNS answers.
+    fn member_of(&self, service: &Value, node_address: &str) -> Option<Member> {
+        if service["Service"].as_str() != Some(self.cluster.as_str()) {
+            return None;
+        }
+        let meta = &service["Meta"];
+        let name = meta["node_name"].as_str().filter(|n| valid_name(n))?;
+        let id = meta["node_id"].as_str()?.parse::<u64>().ok()?;
+        let host = match service["Address"].as_str() {
+            Some(a) if !a.is_empty() => a,
+            _ => node_address,
+        };
+        let port = service["Port"]
+            .as_u64()
+            .and_then(|p| u16::try_from(p).ok())
+            .filter(|p| *p != 0)?;
+        valid_host(host).then(|| Member {
+            name: name.to_string(),
+            id,
+            host: host.to_string(),
+            port,
+        })
+    }
+}
+
+/// The start of an unexpected body, on one line, for an error message.
+fn shown(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    let mut out: String = text
+        .chars()
+        .take(SHOWN_BODY)
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    if text.chars().nth(SHOWN_BODY).is_some() {
+        out.push_str("...");
+    }
+    if out.trim().is_empty() {
+        out = "(empty body)".into();
+    }
+    out
+}
+
+/// Consul reads Go durations; whole milliseconds say any of ours exactly.
+fn go_duration(d: Duration) -> String {
+    format!("{}ms", d.as_millis())
+}
+
+/// Worst check status of an entry, for choosing between two instances of one node name.
+fn badness(entry: &Value) -> u8 {
+    let statuses = entry["Checks"].as_array().into_iter().flatten();
+    statuses
+        .map(|c| match c["Status"].as_str() {
+            Some("passing") => 0,
+            Some("warning") => 1,
+            _ => 2,
+        })
+        .max()
+        .unwrap_or(0)
+}
+
+impl Registry for ConsulRegistry {
+    /// One instance of the cluster's service, with an HTTP check Consul runs on `GET /`; after
+    /// `deregister_after` critical, Consul drops it by itself (a node killed with -9).
+    fn register(&self, me: &Member) -> Result<(), String> {
+        let body = json!({
+            "ID": self.service_id(me),
+            "Name": self.cluster,
+            "Address": me.host,
+            "Port": me.port,
+            "Meta": {"node_name": me.name, "node_id": me.id.to_string()},
+            "Check": {
+                "Name": format!("bully {} answers GET /", me.name),
+                "HTTP": format!("http://{}/", me.address()),
+                "Method": "GET",
+                "Interval": go_duration(self.opts.check_interval),
+                "Timeout": CHECK_TIMEOUT,
+                "DeregisterCriticalServiceAfter": go_duration(self.opts.deregister_after),
+            },
+        });
+        let path = "/v1/agent/service/register";
+        Self::expect_ok(self.put(path, Some(&body))?, &format!("PUT {path}")).map(|_| ())
+    }
+
+    /// Removes the instance only when it is still ours: a node of the same name may have
+    /// registered over it since.
+    fn deregister(&self, me: &Member) -> Result<(), String> {
+        match self.registered_here(me)? {
+            Some(s) if self.is_mine(&s, me) => {}
+            _ => return Ok(()),
+        }
+        let path = format!("/v1/agent/service/deregister/{}", self.service_id(me));
+        Self::expect_ok(self.put(&path, None)?, &format!("PUT {path}")).map(|_| ())
+    }
+
+    /// Every instance, whatever its check says: a just-registered node is critical until its
+    /// first check passes, and the election finds dead nodes itself (they do not answer), so
+    /// listing a dead node costs one timeout while leaving out a live one could elect two
+    /// coordinators. Of two instances with one node name, the healthier is kept.
+    fn members(&self) -> Result<Vec<Member>, String> {
+        let path = format!("/v1/health/service/{}", self.cluster);
+        let what = format!("GET {path}");
+        let body = Self::expect_ok(self.get(&path)?, &what)?;
+        let entries = match Self::parse_json(&body, &what)? {
+            Value::Array(entries) => entries,
+            _ => return Err(format!("{what}: expected a JSON array: {}", shown(&body))),
+        };
+        let mut found: Vec<(Member, u8)> = entries
+            .iter()
+            .filter_map(|e| {
+                let node_address = e["Node"]["Address"].as_str().unwrap_or("");
+                let m = self.member_of(&e["Service"], node_address);
+                if m.is_none() {
+                    log::debug!(
+                        "skipping a Consul entry that is not a bully node: {}",
+                        shown(e.to_string().as_bytes())
+                    );
+                }
+                m.map(|m| (m, badness(e)))
+            })
+            .collect();
+        found.sort_by(|(a, x), (b, y)| (&a.name, x).cmp(&(&b.name, y)));
+        found.dedup_by(|(a, _), (b, _)| a.name == b.name);
+        let mut members: Vec<Member> = found.into_iter().map(|(m, _)| m).collect();
+        members.sort_by_key(|m| m.node_ref());
+        Ok(members)
+    }
+
+    /// A restarted agent without persisted state (a dev agent) has forgotten the node.
+    fn maintain(&self, me: &Member) -> Result<bool, String> {
+        match self.registered_here(me)? {
+            None => self.register(me).map(|()| true),
+            Some(s) if self.is_mine(&s, me) => Ok(false),
+            Some(s) => Err(format!(
+                "service ID {} on this agent belongs to another node ({}); node names must be \
+                 unique within a cluster",
+                self.service_id(me),
+                shown(s.to_string().as_bytes())
+            )),
+        }
+    }
+
+    fn describe(&self) -> String {
+        format!("consul {} (service '{}')", self.opts.address, self.cluster)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn registry() -> ConsulRegistry {
+        let opts = ConsulOptions {
+            address: "http://127.0.0.1:1".into(),
+            token: None,
+            check_interval: Duration::from_secs(10),
+            deregister_after: Duration::from_secs(60),
+        };
+        ConsulRegistry::new(opts, "alpha", Duration::from_secs(1))
+    }
+
+    fn instance(name: &str, id: &str, address: &str, port: Value) -> Value {
+        json!({"Service": "alpha", "Address": address, "Port": port,
+               "Meta": {"node_name": name, "node_id": id}})
+    }
+
+    #[test]
+    fn instances_become_members_and_odd_ones_are_skipped() {
+        let r = registry();
+        let m = r.member_of(&instance("node1", "7", "10.0.0.2", json!(5001)), "");
+        assert_eq!(
+            m,
+            Some(Member {
+                name: "node1".into(),
+                id: 7,
+                host: "10.0.0.2".into(),
+                port: 5001
+            })
+        );
+        let m = r.member_of(&instance("node1", "7", "", json!(5001)), "10.0.0.9");
+        assert_eq!(m.map(|m| m.host), Some("10.0.0.9".into()));
+        for bad in [
+            instance("node1", "x", "h", json!(1)),
+            instance("node1", "-1", "h", json!(1)),
+            instance("a/b", "1", "h", json!(1)),
+            instance("node1", "1", "h", json!(0)),
+            instance("node1", "1", "h", json!(70000)),
+            instance("node1", "1", "h", json!("5001")),
+            instance("node1", "1", "bad host!", json!(1)),
+            instance("node1", "1", "", json!(1)),
+            json!({"Service": "beta", "Address": "h", "Port": 1,
+                   "Meta": {"node_name": "n", "node_id": "1"}}),
+            json!("not an object"),
+            json!({"Meta": 3}),
+        ] {
+            assert_eq!(r.member_of(&bad, ""), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn shown_bodies_are_short_single_lines() {
+        assert_eq!(shown(b""), "(empty body)");
+        assert_eq!(shown(b"rpc error\nmore"), "rpc error more");
+        let long = "x".repeat(1000);
+        assert_eq!(shown(long.as_bytes()).len(), SHOWN_BODY + 3);
+        assert_eq!(shown(&[0xff, b'a']), "\u{fffd}a");
+    }
+
+    #[test]
+    fn durations_are_go_durations() {
+        assert_eq!(go_duration(Duration::from_secs(10)), "10000ms");
+        assert_eq!(go_duration(Duration::from_millis(1500)), "1500ms");
+    }
+
+    #[test]
+    fn badness_is_the_worst_check() {
+        let e = json!({"Checks": [{"Status": "passing"}, {"Status": "critical"}]});
+        assert_eq!(badness(&e), 2);
+        assert_eq!(badness(&json!({"Checks": [{"Status": "passing"}]})), 0);
+        assert_eq!(badness(&json!({"Checks": "nonsense"})), 0);
+    }
+}

@@ -1,0 +1,369 @@
+//! `bully status`: an operator's view of a cluster. Reads the members from the registry, asks
+//! each one for `GET /nodeDetails` in parallel, prints what they say, and exits 0 only when
+//! every member that answered names the same coordinator, so scripts and monitoring can use it
+//! as a check.
+
+use crate::config::{Flags, RegistryOptions, UsageError, USAGE};
+use crate::election::Member;
+use crate::messages::NodeDetails;
+use crate::peer::PeerClient;
+use crate::registry;
+use serde::Serialize;
+use std::ffi::OsString;
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// What `bully status` found; printed as a table or, with `--json`, as this JSON object.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct Report {
+    pub cluster: String,
+    pub registry: String,
+    /// Every reachable member names this coordinator.
+    pub agreed: bool,
+    /// The coordinator agreed on, when `agreed`.
+    pub coordinator: Option<String>,
+    /// The coordinator agreed on is itself a reachable member. When not, it has most likely
+    /// just gone and the others will notice at their next health check; the exit code is
+    /// still 0 (they agree), but the summary says so.
+    pub coordinator_reachable: bool,
+    pub members: Vec<Row>,
+}
+
+/// One member: what the registry says, then what the member itself answered (the answer's
+/// fields are `null` when it did not).
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct Row {
+    pub name: String,
+    pub id: u64,
+    pub address: String,
+    pub reachable: bool,
+    pub coordinator: Option<String>,
+    pub coordinator_id: Option<u64>,
+    pub term: Option<u64>,
+    pub election: Option<bool>,
+    /// Why the member counts as unreachable.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+struct Options {
+    registry: RegistryOptions,
+    json: bool,
+}
+
+/// `bully status ARGS`: exit 0 on agreement, 1 on disagreement or when no member answers (or
+/// the registry cannot be read), 2 on a bad command line.
+pub fn main(args: Vec<OsString>, env: &dyn Fn(&str) -> Option<String>) -> ExitCode {
+    let opts = match parse(args, env) {
+        Ok(Some(o)) => o,
+        Ok(None) => {
+            print!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("bully status: {e}\nTry 'bully --help'.");
+            return ExitCode::from(2);
+        }
+    };
+    let report = match gather(&opts.registry) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("bully status: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    if opts.json {
+        match serde_json::to_string_pretty(&report) {
+            Ok(text) => println!("{text}"),
+            Err(e) => {
+                eprintln!("bully status: {e}");
+                return ExitCode::from(1);
+            }
+        }
+    } else {
+        print!("{}", report.table());
+    }
+    if report.agreed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+/// `None` for `--help`.
+fn parse(
+    args: Vec<OsString>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Option<Options>, UsageError> {
+    let mut f = Flags::new(args, env);
+    if f.contains("-h") || f.contains("--help") {
+        return Ok(None);
+    }
+    let json = f.contains("--json");
+    let timeout = f.duration("--timeout", Duration::from_secs(1))?;
+    if timeout.is_zero() {
+        return Err(UsageError(
+            "--timeout: expected a duration above zero".into(),
+        ));
+    }
+    let registry = f.registry(timeout)?;
+    f.finish()?;
+    Ok(Some(Options { registry, json }))
+}
+
+/// Reads the members and asks each one; an unreadable registry is the only error.
+pub fn gather(opts: &RegistryOptions) -> Result<Report, String> {
+    let registry = registry::open(opts)?;
+    let describe = registry.describe();
+    let members = registry
+        .members()
+        .map_err(|e| format!("registry {describe}: {e}"))?;
+    let client = PeerClient::new(opts.timeout);
+    let members = PeerClient::fan_out(&members, |m| ask(&client, &opts.cluster, m));
+    let coordinator = agreement(&members);
+    let coordinator_reachable = coordinator
+        .as_ref()
+        .is_some_and(|c| members.iter().any(|r| r.reachable && r.name == *c));
+    Ok(Report {
+        cluster: opts.cluster.clone(),
+        registry: describe,
+        agreed: coordinator.is_some(),
+        coordinator,
+        coordinator_reachable,
+        members,
+    })
+}
+
+/// A member is reachable when it answers `/nodeDetails` as the node the registry lists.
+fn ask(client: &PeerClient, cluster: &str, m: &Member) -> Row {
+    let address = m.address();
+    let answer = match client.get::<NodeDetails>(&address, "/nodeDetails") {
+        Ok((200, Some(d)))
+            if d.node_name == m.name && d.node_id == m.id && d.cluster == cluster =>
+        {
+            Ok(d)
+        }
+        Ok((200, Some(d))) => Err(format!(
+            "answers as {} (id {}) of cluster '{}'",
+            d.node_name, d.node_id, d.cluster
+        )),
+        Ok((status, _)) => Err(format!("answered {status} without node details")),
+        Err(e) => Err(e),
+    };
+    let mut row = Row {
+        name: m.name.clone(),
+        id: m.id,
+        address,
+        reachable: answer.is_ok(),
+        coordinator: None,
+        coordinator_id: None,
+        term: None,
+        election: None,
+        error: None,
+    };
+    match answer {
+        Ok(d) => {
+            row.coordinator = d.coordinator;
+            row.coordinator_id = d.coordinator_id;
+            row.term = Some(d.term);
+            row.election = Some(d.election);
+        }
+        Err(e) => row.error = Some(e),
+    }
+    row
+}
+
+/// The coordinator every reachable member names; `None` when they differ, when one names
+/// none, or when no member is reachable.
+fn agreement(rows: &[Row]) -> Option<String> {
+    let mut seen = rows
+        .iter()
+        .filter(|r| r.reachable)
+        .map(|r| (r.coordinator.as_ref(), r.coordinator_id));
+    let first = seen.next()?;
+    let (Some(name), Some(_)) = first else {
+        return None;
+    };
+    seen.all(|c| c == first).then(|| name.clone())
+}
+
+impl Report {
+    /// Aligned columns, then one line that says what they add up to.
+    pub fn table(&self) -> String {
+        let yes_no = |b: bool| if b { "yes" } else { "no" }.to_string();
+        let dash = || "-".to_string();
+        let mut lines = vec![[
+            "NAME",
+            "ID",
+            "ADDRESS",
+            "COORDINATOR",
+            "TERM",
+            "ELECTION",
+            "REACHABLE",
+        ]
+        .map(String::from)];
+        for r in &self.members {
+            lines.push([
+                r.name.clone(),
+                r.id.to_string(),
+                r.address.clone(),
+                match (&r.coordinator, r.reachable) {
+                    (Some(c), _) => c.clone(),
+                    (None, true) => "(none)".into(),
+                    (None, false) => dash(),
+                },
+                r.term.map_or_else(dash, |t| t.to_string()),
+                r.election.map_or_else(dash, yes_no),
+                yes_no(r.reachable),
+            ]);
+        }
+        let widths: Vec<usize> = (0..7)
+            .map(|i| lines.iter().map(|l| l[i].len()).max().unwrap_or(0))
+            .collect();
+        let mut out = String::new();
+        if !self.members.is_empty() {
+            for l in &lines {
+                let cells: Vec<String> = l
+                    .iter()
+                    .zip(&widths)
+                    .map(|(c, w)| format!("{c:<w$}"))
+                    .collect();
+                out += cells.join("  ").trim_end();
+                out.push('\n');
+            }
+        }
+        out += &self.summary();
+        out.push('\n');
+        out
+    }
+
+    fn summary(&self) -> String {
+        let reachable: Vec<&Row> = self.members.iter().filter(|r| r.reachable).collect();
+        let of = format!(
+            "{} of {} members reachable",
+            reachable.len(),
+            self.members.len()
+        );
+        if self.members.is_empty() {
+            return format!(
+                "no members in cluster '{}' (registry {})",
+                self.cluster, self.registry
+            );
+        }
+        match &self.coordinator {
+            Some(c) if self.coordinator_reachable => {
+                return format!("agreed: coordinator {c}; {of}")
+            }
+            Some(c) => {
+                return format!(
+                    "agreed: coordinator {c}, but it is not a reachable member (gone?); {of}"
+                )
+            }
+            None => {}
+        }
+        if reachable.is_empty() {
+            return format!("no member reachable; {of}");
+        }
+        let views: Vec<String> = reachable
+            .iter()
+            .map(|r| {
+                format!(
+                    "{} follows {}",
+                    r.name,
+                    r.coordinator.as_deref().unwrap_or("nobody")
+                )
+            })
+            .collect();
+        format!("disagreement: {}; {of}", views.join(", "))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(name: &str, coordinator: Option<(&str, u64)>, reachable: bool) -> Row {
+        Row {
+            name: name.into(),
+            id: 1,
+            address: "127.0.0.1:1".into(),
+            reachable,
+            coordinator: coordinator.map(|c| c.0.to_string()),
+            coordinator_id: coordinator.map(|c| c.1),
+            term: reachable.then_some(3),
+            election: reachable.then_some(false),
+            error: None,
+        }
+    }
+
+    #[test]
+    fn agreement_counts_only_reachable_members() {
+        let n4 = Some(("node4", 4));
+        let rows = [
+            row("a", n4, true),
+            row("b", n4, true),
+            row("c", None, false),
+        ];
+        assert_eq!(agreement(&rows).as_deref(), Some("node4"));
+        let rows = [row("a", n4, true), row("b", Some(("node9", 9)), true)];
+        assert_eq!(agreement(&rows), None);
+        let rows = [row("a", n4, true), row("b", Some(("node4", 5)), true)];
+        assert_eq!(agreement(&rows), None, "same name, other id");
+        assert_eq!(
+            agreement(&[row("a", None, true), row("b", None, true)]),
+            None
+        );
+        assert_eq!(agreement(&[row("a", None, false)]), None);
+        assert_eq!(agreement(&[]), None);
+    }
+
+    #[test]
+    fn table_aligns_columns_and_sums_up() {
+        let rows = vec![
+            row("node1", Some(("node4", 4)), true),
+            row("n2", None, false),
+        ];
+        let report = Report {
+            cluster: "bully".into(),
+            registry: "dir x".into(),
+            agreed: true,
+            coordinator: Some("node4".into()),
+            coordinator_reachable: false,
+            members: rows,
+        };
+        let text = report.table();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 4, "{text}");
+        assert!(lines[0].starts_with("NAME   ID  ADDRESS"), "{text}");
+        assert!(
+            lines[1].contains("node4") && lines[1].ends_with("yes"),
+            "{text}"
+        );
+        assert!(
+            lines[2].starts_with("n2     1   ") && lines[2].ends_with("no"),
+            "{text}"
+        );
+        assert_eq!(
+            lines[3],
+            "agreed: coordinator node4, but it is not a reachable member (gone?); \
+             1 of 2 members reachable"
+        );
+    }
+
+    #[test]
+    fn options() {
+        let env = |k: &str| (k == "BULLY_TIMEOUT").then(|| "3s".to_string());
+        let args = |a: &[&str]| a.iter().map(OsString::from).collect::<Vec<_>>();
+        let o = parse(args(&["--json", "--registry-dir", "r"]), &env)
+            .unwrap()
+            .unwrap();
+        assert!(o.json);
+        assert_eq!(o.registry.timeout, Duration::from_secs(3));
+        assert_eq!(o.registry.dir, std::path::PathBuf::from("r"));
+        assert!(parse(args(&["--help"]), &env).unwrap().is_none());
+        let e = parse(args(&["--bogus"]), &env).err().unwrap();
+        assert!(e.0.contains("--bogus"), "{e}");
+        let e = parse(args(&["--timeout", "0"]), &env).err().unwrap();
+        assert!(e.0.starts_with("--timeout"), "{e}");
+    }
+}

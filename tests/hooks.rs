@@ -1,0 +1,310 @@
+//! `--on-elected`, `--on-demoted` and `--exec` with real node processes: the commands write
+//! what they saw into files in the test's directory, and the test reads them back.
+
+mod support;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+use support::*;
+
+const FAST: &[&str] = &["--startup-delay", "0", "--health-interval", "200ms"];
+
+/// A hook that appends `KIND key=value ...` with its whole environment to `DIR/NODE.events`.
+fn record(kind: &str, dir: &Path) -> String {
+    format!(
+        "echo {kind} node=$BULLY_NODE id=$BULLY_NODE_ID coordinator=$BULLY_COORDINATOR \
+         coordinator_id=$BULLY_COORDINATOR_ID term=$BULLY_TERM >> '{}'/$BULLY_NODE.events",
+        dir.display()
+    )
+}
+
+fn lines(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(String::from)
+        .collect()
+}
+
+/// Waits until `path` has exactly `n` lines and returns them.
+fn await_lines(path: &Path, n: usize, within: Duration, c: &Cluster) -> Vec<String> {
+    poll(within, || {
+        let l = lines(path);
+        if l.len() == n {
+            Ok(l)
+        } else {
+            Err(format!("{l:?}"))
+        }
+    })
+    .unwrap_or_else(|seen| {
+        panic!(
+            "{}: expected {n} lines within {within:?}, last seen {seen}\n{}",
+            path.display(),
+            c.log_tails()
+        )
+    })
+}
+
+/// The start of the line `record(kind)` writes on node`id` when node`coordinator` (or none)
+/// is the coordinator after the change.
+fn event(kind: &str, id: u64, coordinator: Option<u64>) -> String {
+    let (name, cid) = coordinator.map_or((String::new(), String::new()), |c| {
+        (format!("node{c}"), c.to_string())
+    });
+    format!("{kind} node=node{id} id={id} coordinator={name} coordinator_id={cid}")
+}
+
+/// Waits until `path` has `n` lines, checks that the last begins with `expected` followed by
+/// ` term=`, and returns that term.
+fn await_event(c: &Cluster, path: &Path, n: usize, expected: &str) -> u64 {
+    let l = await_lines(path, n, secs(10), c);
+    assert!(
+        l[n - 1].starts_with(&format!("{expected} term=")),
+        "line {n} of {}: {l:?}",
+        path.display()
+    );
+    term(&l[n - 1])
+}
+
+/// The value of `key` in a recorded line; panics with the line when it is missing.
+fn field<'a>(line: &'a str, key: &str) -> &'a str {
+    line.split_whitespace()
+        .find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
+        .unwrap_or_else(|| panic!("no {key} in '{line}'"))
+}
+
+fn term(line: &str) -> u64 {
+    field(line, "term")
+        .parse()
+        .unwrap_or_else(|_| panic!("bad term in '{line}'"))
+}
+
+/// The process is running: /proc has it and it is not a zombie awaiting its reaper.
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rsplit_once(')')
+                .map(|(_, rest)| !rest.trim_start().starts_with('Z'))
+        })
+        .unwrap_or(false)
+}
+
+/// The last pid written to `path`, once one is there.
+fn await_pid(path: &Path, within: Duration, c: &Cluster) -> u32 {
+    poll(within, || {
+        lines(path)
+            .last()
+            .and_then(|l| l.trim().parse().ok())
+            .ok_or_else(|| format!("{:?}", lines(path)))
+    })
+    .unwrap_or_else(|seen| {
+        panic!(
+            "{}: no pid within {within:?}, saw {seen}\n{}",
+            path.display(),
+            c.log_tails()
+        )
+    })
+}
+
+fn await_gone(pid: u32, what: &str, within: Duration, c: &Cluster) {
+    if poll(within, || {
+        if alive(pid) {
+            Err("alive".into())
+        } else {
+            Ok(())
+        }
+    })
+    .is_err()
+    {
+        panic!(
+            "{what} (pid {pid}) still running after {within:?}\n{}",
+            c.log_tails()
+        );
+    }
+}
+
+/// `args` as owned strings joined with `FAST`, for `Cluster::new`.
+fn with_fast(args: &[String]) -> Vec<&str> {
+    FAST.iter()
+        .copied()
+        .chain(args.iter().map(String::as_str))
+        .collect()
+}
+
+#[test]
+fn hooks_fire_once_per_transition_with_their_environment() {
+    let dir = TempDir::new("hooks-events");
+    let hooks = [
+        "--on-elected".to_string(),
+        record("elected", dir.path()),
+        "--on-demoted".to_string(),
+        record("demoted", dir.path()),
+    ];
+    let mut c = Cluster::new("hooks-env", &with_fast(&hooks));
+    let ev1 = dir.path().join("node1.events");
+    let ev2 = dir.path().join("node2.events");
+
+    c.start(1, &[]);
+    c.await_agreement("node1", secs(20));
+    let t1 = await_event(&c, &ev1, 1, &event("elected", 1, Some(1)));
+    assert!(t1 >= 1);
+
+    // A higher node takes over: node1 is demoted in favour of node2, node2 is elected.
+    c.start(2, &[]);
+    c.await_agreement("node2", secs(20));
+    let t2 = await_event(&c, &ev1, 2, &event("demoted", 1, Some(2)));
+    assert!(t2 > t1, "{:?}", lines(&ev1));
+    let t = await_event(&c, &ev2, 1, &event("elected", 2, Some(2)));
+    // node2's first announcement may be refused (term taken) and won again one term higher.
+    assert!(
+        (1..=t2).contains(&t),
+        "{:?} vs {:?}",
+        lines(&ev2),
+        lines(&ev1)
+    );
+
+    // SIGTERM on the coordinator: its demoted hook has run by the time it exits.
+    let status = c.node("node2").terminate(secs(20)).expect("node2 exits");
+    assert!(status.success(), "{status:?}");
+    let l2 = lines(&ev2);
+    assert_eq!(l2.len(), 2, "{l2:?}\n{}", c.log_tails());
+    assert!(l2[1].starts_with(&event("demoted", 2, None)), "{l2:?}");
+    assert!(term(&l2[1]) >= t2, "{l2:?}");
+
+    // node1 leads again, and its hook says so in a newer term.
+    c.await_agreement("node1", secs(20));
+    let t3 = await_event(&c, &ev1, 3, &event("elected", 1, Some(1)));
+    assert!(t3 > t2, "{:?}", lines(&ev1));
+
+    // Exactly once: several health intervals later nothing more has fired.
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(lines(&ev1).len(), 3, "{:?}", lines(&ev1));
+    assert_eq!(lines(&ev2).len(), 2, "{:?}", lines(&ev2));
+}
+
+#[test]
+fn a_hanging_hook_is_killed_at_the_timeout_and_the_node_keeps_working() {
+    let dir = TempDir::new("hooks-hang");
+    let pid_file = dir.path().join("sleep.pid");
+    let events = dir.path().join("node1.events");
+    let hang = format!("sleep 100 & echo $! > '{}'; wait", pid_file.display());
+    let demoted = record("demoted", dir.path());
+    let mut c = Cluster::new(
+        "hooks-hang",
+        &with_fast(&["--hook-timeout".into(), "5s".into()]),
+    );
+    c.start(1, &["--on-elected", &hang, "--on-demoted", &demoted]);
+    let sleeper = await_pid(&pid_file, secs(20), &c);
+    assert!(alive(sleeper), "the hook's child runs");
+
+    // Elections go on while the hook hangs.
+    c.start(2, &[]);
+    c.await_agreement("node2", secs(20));
+
+    // The hook's child dies with it (its process group is killed), then the demoted hook runs.
+    await_gone(sleeper, "the hanging hook's sleep", secs(30), &c);
+    let l = await_lines(&events, 1, secs(10), &c);
+    assert!(
+        l[0].starts_with("demoted node=node1 id=1 coordinator=node2"),
+        "{l:?}"
+    );
+    let log = c.node("node1").log_text();
+    let changed = log
+        .find("Coordinator is: node2")
+        .expect("node1 followed node2");
+    let killed = log
+        .find("on-elected hook still running after 5s (--hook-timeout): killed it")
+        .unwrap_or_else(|| panic!("no timeout in the log:\n{log}"));
+    assert!(changed < killed, "the election waited for the hook:\n{log}");
+    assert!(c.node("node1").details().is_some(), "node1 still answers");
+}
+
+#[test]
+fn a_demoted_hook_that_hangs_on_shutdown_is_bounded_by_the_timeout() {
+    let dir = TempDir::new("hooks-exit");
+    let pid_file = dir.path().join("sleep.pid");
+    let hang = format!("sleep 100 & echo $! > '{}'; wait", pid_file.display());
+    let mut c = Cluster::new("hooks-exit", FAST);
+    c.start(1, &["--on-demoted", &hang, "--hook-timeout", "1s"]);
+    c.await_agreement("node1", secs(20));
+    let started = Instant::now();
+    let status = c.node("node1").terminate(secs(20)).expect("node1 exits");
+    assert!(status.success(), "{status:?}");
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "the hook ran"
+    );
+    let sleeper = await_pid(&pid_file, secs(1), &c);
+    await_gone(sleeper, "the demoted hook's sleep", secs(10), &c);
+}
+
+#[test]
+fn the_exec_child_runs_only_on_the_coordinator() {
+    let dir = TempDir::new("hooks-exec");
+    let pids = |node: &str| dir.path().join(format!("{node}.exec"));
+    // node1's child ignores SIGTERM, so it must be killed after the grace. Children outlive a
+    // node killed with SIGKILL (as when a test fails), so each ends by itself in the end.
+    let stubborn = format!(
+        "trap '' TERM; echo $$ >> '{}'; sleep 120",
+        pids("node1").display()
+    );
+    let polite = format!("echo $$ >> '{}'; exec sleep 100", pids("node2").display());
+    let mut c = Cluster::new("hooks-exec", FAST);
+    c.start(1, &["--exec", &stubborn, "--exec-grace", "1s"]);
+    c.await_agreement("node1", secs(20));
+    let first = await_pid(&pids("node1"), secs(10), &c);
+    assert!(alive(first));
+
+    c.start(2, &["--exec", &polite]);
+    c.await_agreement("node2", secs(20));
+    await_gone(first, "node1's exec child after demotion", secs(20), &c);
+    assert!(
+        c.node("node1")
+            .log_text()
+            .contains("(--exec-grace): SIGKILL"),
+        "{}",
+        c.log_tails()
+    );
+    let second = await_pid(&pids("node2"), secs(10), &c);
+    assert!(alive(second));
+    assert_eq!(
+        lines(&pids("node1")).len(),
+        1,
+        "node1 started no other child"
+    );
+
+    // Shutdown stops the child before the node exits; node1 leads and runs its own again.
+    let status = c.node("node2").terminate(secs(20)).expect("node2 exits");
+    assert!(status.success(), "{status:?}");
+    await_gone(second, "node2's exec child after SIGTERM", secs(2), &c);
+    c.await_agreement("node1", secs(20));
+    let l = await_lines(&pids("node1"), 2, secs(10), &c);
+    let third: u32 = l[1].parse().expect("a pid");
+    assert!(third != first && alive(third), "{l:?}");
+    let status = c.node("node1").terminate(secs(20)).expect("node1 exits");
+    assert!(status.success(), "{status:?}");
+    await_gone(third, "node1's exec child after SIGTERM", secs(2), &c);
+}
+
+#[test]
+fn an_exec_child_that_exits_leaves_the_node_leading() {
+    let dir = TempDir::new("hooks-exit3");
+    let runs = dir.path().join("runs");
+    let job = format!("echo ran >> '{}'; exit 3", runs.display());
+    let mut c = Cluster::new("hooks-exit3", FAST);
+    c.start(1, &["--exec", &job]);
+    c.await_agreement("node1", secs(20));
+    await_lines(&runs, 1, secs(10), &c);
+    wait_for("the exit logged", secs(10), || {
+        let log = c.nodes[0].log_text();
+        log.contains("exited by itself (exit status: 3); still coordinator")
+            .then_some(())
+            .ok_or(log)
+    });
+    // Not restarted, and the node still leads after several health intervals.
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(lines(&runs).len(), 1, "{:?}", lines(&runs));
+    let d = c.nodes[0].details().expect("node1 answers");
+    assert_eq!(d["is_coordinator"], true, "{d}");
+}

@@ -1,0 +1,177 @@
+//! `bully status` against real clusters: agreement, disagreement, nobody home, and its
+//! `--json` output.
+
+mod support;
+
+use serde_json::Value;
+use std::path::Path;
+use std::process::Command;
+use support::*;
+
+/// Runs `bully status ARGS`; returns the exit code, stdout and stderr.
+fn status(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(BIN)
+        .arg("status")
+        .args(args)
+        .env_remove("XDG_RUNTIME_DIR")
+        .output()
+        .expect("run bully status");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn registry_dir(c: &Cluster) -> String {
+    c.dir.path().join("registry").display().to_string()
+}
+
+/// `bully status` on a dir registry as a table and as JSON: both must exit with `code`.
+/// Returns the table and the parsed JSON.
+fn status_both(registry: &str, code: i32) -> (String, Value) {
+    let (text_code, table, err) = status(&["--registry-dir", registry, "--timeout", "500ms"]);
+    assert_eq!(text_code, code, "{table}\nstderr: {err}");
+    assert!(err.is_empty(), "nothing on stderr: {err}");
+    let (json_code, out, err) =
+        status(&["--registry-dir", registry, "--timeout", "500ms", "--json"]);
+    let v = serde_json::from_str(&out)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {out}\nstderr: {err}"));
+    assert_eq!(json_code, code, "{v}");
+    (table, v)
+}
+
+#[test]
+fn members_that_agree_exit_0_with_one_row_each() {
+    let mut c = Cluster::new(
+        "status-agree",
+        &["--startup-delay", "0", "--health-interval", "200ms"],
+    );
+    for id in 1..=3 {
+        c.start(id, &[]);
+    }
+    c.await_agreement("node3", secs(20));
+    let registry = registry_dir(&c);
+
+    let (out, v) = status_both(&registry, 0);
+    let rows: Vec<&str> = out.lines().collect();
+    assert_eq!(rows.len(), 5, "header, 3 rows, summary:\n{out}");
+    assert!(rows[0].starts_with("NAME"), "{out}");
+    for (row, id) in rows[1..4].iter().zip(1..=3) {
+        let port = c.node(&format!("node{id}")).port;
+        let cells: Vec<&str> = row.split_whitespace().collect();
+        assert_eq!(
+            cells[..4],
+            [
+                format!("node{id}").as_str(),
+                &id.to_string(),
+                &format!("127.0.0.1:{port}"),
+                "node3"
+            ],
+            "{out}"
+        );
+        assert_eq!(cells[5..], ["no", "yes"], "{out}");
+    }
+    assert_eq!(
+        rows[4],
+        "agreed: coordinator node3; 3 of 3 members reachable"
+    );
+    assert_eq!(v["agreed"], true, "{v}");
+    assert_eq!(v["coordinator"], "node3", "{v}");
+    assert_eq!(v["coordinator_reachable"], true, "{v}");
+    assert_eq!(v["cluster"], "bully", "{v}");
+    let members = v["members"].as_array().expect("members");
+    assert_eq!(members.len(), 3, "{v}");
+    for m in members {
+        assert_eq!(m["reachable"], true, "{v}");
+        assert_eq!(m["coordinator_id"], 3, "{v}");
+        assert_eq!(m["election"], false, "{v}");
+        assert!(m["term"].as_u64().is_some_and(|t| t >= 1), "{v}");
+    }
+}
+
+#[test]
+fn members_that_disagree_exit_1_and_a_missing_coordinator_is_pointed_out() {
+    // A long health interval, so node1 keeps following the forged coordinator.
+    let mut c = Cluster::new(
+        "status-disagree",
+        &["--startup-delay", "0", "--health-interval", "1h"],
+    );
+    c.start(1, &[]);
+    c.start(2, &[]);
+    c.await_agreement("node2", secs(20));
+    let forged = br#"{"coordinator":"node9","node_id":9,"term":1000}"#;
+    let (code, body) = send(c.node("node1").port, "POST", "/announce", forged);
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(c.node("node1").coordinator().as_deref(), Some("node9"));
+    let registry = registry_dir(&c);
+
+    let (out, v) = status_both(&registry, 1);
+    assert!(
+        out.contains("disagreement: node1 follows node9, node2 follows node2"),
+        "{out}"
+    );
+    assert_eq!(v["agreed"], false, "{v}");
+    assert_eq!(v["coordinator"], Value::Null, "{v}");
+    assert_eq!(v["members"][0]["coordinator"], "node9", "{v}");
+    assert_eq!(v["members"][0]["term"], 1000, "{v}");
+    assert_eq!(v["members"][1]["coordinator"], "node2", "{v}");
+
+    // With node2 gone, node1 alone agrees with itself, on a coordinator that is not there:
+    // exit 0 as specified, but the summary and the JSON say so.
+    let status = c.node("node2").terminate(secs(20)).expect("node2 exits");
+    assert!(status.success(), "{status:?}");
+    let (out, v) = status_both(&registry, 0);
+    assert!(
+        out.contains("agreed: coordinator node9, but it is not a reachable member"),
+        "{out}"
+    );
+    assert_eq!(v["coordinator_reachable"], false, "{v}");
+}
+
+#[test]
+fn an_empty_or_dead_cluster_exits_1() {
+    let dir = TempDir::new("status-empty");
+    let registry = dir.path().join("registry");
+    let registry_s = registry.display().to_string();
+    let (out, v) = status_both(&registry_s, 1);
+    assert!(out.starts_with("no members in cluster 'bully'"), "{out}");
+    assert_eq!(v["members"].as_array().map(Vec::len), Some(0), "{v}");
+
+    // A record left behind by a killed node: listed, but not reachable.
+    write_record(&registry, "node5", 5, free_port());
+    let (out, v) = status_both(&registry_s, 1);
+    assert!(
+        out.contains("no member reachable; 0 of 1 members reachable"),
+        "{out}"
+    );
+    let m = &v["members"][0];
+    assert_eq!(
+        (&m["name"], &m["reachable"]),
+        (&Value::from("node5"), &Value::from(false)),
+        "{v}"
+    );
+    assert!(m["error"].is_string(), "{v}");
+    assert_eq!(m["coordinator"], Value::Null, "{v}");
+}
+
+#[test]
+fn registry_and_usage_errors_are_reported_cleanly() {
+    // Port 1 on loopback refuses: a consul registry that cannot be read (or is not built).
+    let (code, out, err) = status(&["--consul", "http://127.0.0.1:1", "--timeout", "500ms"]);
+    assert_eq!(code, 1, "{out}\n{err}");
+    assert!(out.is_empty(), "nothing on stdout: {out}");
+    assert!(err.starts_with("bully status: "), "{err}");
+    assert_eq!(err.lines().count(), 1, "one line: {err}");
+
+    let (code, _, err) = status(&["--bogus"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--bogus"), "{err}");
+}
+
+fn write_record(registry: &Path, name: &str, id: u64, port: u16) {
+    let dir = registry.join("bully");
+    std::fs::create_dir_all(&dir).unwrap();
+    let record = serde_json::json!({"name": name, "id": id, "host": "127.0.0.1", "port": port});
+    std::fs::write(dir.join(format!("{name}.json")), record.to_string()).unwrap();
+}
