@@ -12,7 +12,7 @@ else
 CLUSTER_FLAGS ?=
 endif
 
-.PHONY: all build run-cluster run-cluster-consul test lint clean static cross cross-setup cross-test
+.PHONY: all build run-cluster run-cluster-consul test bench lint clean static cross cross-setup cross-test
 
 all: build
 
@@ -34,6 +34,13 @@ run-cluster-consul: build
 test:
 	$(CARGO) build --release
 	$(CARGO) test --no-fail-fast
+
+# Real clusters of the release binary on loopback: startup, failover, messages, idle memory
+# and CPU, binary size; a markdown table on stdout, JSON in target/bench/results.json.
+# `make bench QUICK=1`: smaller clusters, fewer kills, a shorter idle window (under a minute).
+bench:
+	$(CARGO) build --release
+	$(CARGO) bench --bench cluster -- $(if $(filter 1,$(QUICK)),--quick)
 
 # A static x86_64 binary: target/x86_64-unknown-linux-gnu/release/bully. `--target` keeps
 # crt-static off build scripts and proc macros, which cannot be static.

@@ -150,6 +150,10 @@ pub struct Election {
     coordinator: Option<NodeRef>,
     /// The term of the coordinator followed (or led); 0 before the first.
     term: u64,
+    /// The coordinator of `term`, kept when a check finds it down: a check can fail on a node
+    /// that lives (too busy to answer), and its repeated announcement for the term must still
+    /// be accepted, or this node would refuse the only coordinator there is for good.
+    term_leader: Option<NodeRef>,
     /// The highest term seen in any message.
     max_term: u64,
     phase: Phase,
@@ -176,6 +180,7 @@ impl Election {
             me,
             coordinator: None,
             term: 0,
+            term_leader: None,
             max_term: 0,
             phase: Phase::Idle,
             round: 0,
@@ -353,7 +358,7 @@ impl Election {
         if *coordinator == self.me {
             return (AnnounceReply::Ok, Vec::new());
         }
-        let repeat = self.coordinator.as_ref() == Some(coordinator) && term == self.term;
+        let repeat = self.term_leader.as_ref() == Some(coordinator) && term == self.term;
         if term < self.term || (term == self.term && !repeat) {
             log::info!(
                 "Ignoring stale announcement of {} for term {term}; following {} in term {}",
@@ -375,6 +380,7 @@ impl Election {
         }
         self.phase = Phase::Idle;
         self.term = term;
+        self.term_leader = Some(coordinator.clone());
         let previous = self.coordinator.replace(coordinator.clone());
         if previous.as_ref() == Some(coordinator) {
             return (AnnounceReply::Ok, Vec::new());
@@ -482,6 +488,7 @@ impl Election {
         // practice, but no input may make it panic.
         self.max_term = self.max_term.saturating_add(1);
         self.term = self.max_term;
+        self.term_leader = Some(self.me.clone());
         self.coordinator = Some(self.me.clone());
         log::info!("Coordinator is: {} (term {})", self.me.name, self.term);
         let to: Vec<Member> = std::mem::take(&mut self.round_members)
@@ -757,6 +764,24 @@ mod tests {
         e.coordinator_failed(&nref(3));
         assert_eq!(
             e.on_announce(&nref(4), 5).0,
+            AnnounceReply::Stale { term: 5 }
+        );
+    }
+
+    #[test]
+    fn a_coordinator_wrongly_found_down_is_accepted_again_for_its_term() {
+        let mut e = node(1);
+        e.on_announce(&nref(3), 5);
+        let acts = e.coordinator_failed(&nref(3));
+        assert_eq!(acts, vec![Action::CollectMembers { round: 1 }]);
+        e.members_collected(1, cluster(&[1, 2, 3]));
+        // node3 answers the election message as coordinator of term 5: that is no second
+        // coordinator for the term, so it is followed again and the round ends.
+        assert_eq!(e.on_announce(&nref(3), 5), (AnnounceReply::Ok, vec![]));
+        assert_eq!(e.coordinator(), Some(&nref(3)));
+        assert_eq!(e.phase(), &Phase::Idle);
+        assert_eq!(
+            e.on_announce(&nref(2), 5).0,
             AnnounceReply::Stale { term: 5 }
         );
     }

@@ -3,17 +3,24 @@
 //! [`Node::with_election`], which takes no I/O, so no network call runs under it.
 
 use crate::auth::{ClusterKey, Verifier};
-use crate::election::{Action, Election, Member, NodeRef, Snapshot};
+use crate::election::{Action, Election, Member, NodeRef, Phase, Snapshot};
 use crate::messages::{Announcement, ElectionMessage, NodeDetails, ProxyAnswer, Refusal};
 use crate::metrics::{Gauges, Metrics};
 use crate::peer::PeerClient;
 use crate::registration::Registration;
 use crate::registry::Registry;
 use crate::watch::Leadership;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 use std::sync::atomic::AtomicUsize;
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
+
+/// Tries of a message to a member that answers 503, the waits between them growing by
+/// [`BUSY_BACKOFF`]: 50 + 100 + 150 + 200 ms at most.
+const BUSY_TRIES: u32 = 5;
+const BUSY_BACKOFF: Duration = Duration::from_millis(50);
 
 /// Timers and limits of one node.
 #[derive(Clone, Debug)]
@@ -142,8 +149,10 @@ impl Node {
     pub fn step(self: &Arc<Self>, f: impl FnOnce(&mut Election) -> Vec<Action>) {
         let actions = self.with_election(|e| {
             let before = e.coordinator().cloned();
+            let was_electing = e.phase() != &Phase::Idle;
             let actions = f(e);
             let after = e.coordinator().cloned();
+            self.time_round(was_electing, e.phase() != &Phase::Idle);
             if before != after {
                 let term = e.term();
                 self.publish(Change {
@@ -157,14 +166,26 @@ impl Node {
         self.execute(actions);
     }
 
+    /// Times rounds for `bully_last_election_seconds`, from the step that starts one to the
+    /// step that ends it (won, or an announcement accepted). It used to end only on a change
+    /// of coordinator, so a round that ended on the same one left its start behind and the
+    /// next round was timed from there.
+    fn time_round(&self, was_electing: bool, electing: bool) {
+        let mut started = lock(&self.round_started);
+        match (was_electing, electing) {
+            (false, true) => *started = Some(Instant::now()),
+            (true, false) => {
+                if let Some(t) = started.take() {
+                    self.metrics.election_finished(t.elapsed());
+                }
+            }
+            _ => {}
+        }
+    }
+
     fn publish(&self, change: Change) {
         use std::sync::atomic::Ordering::Relaxed;
         self.metrics.coordinator_changes.fetch_add(1, Relaxed);
-        if change.after.is_some() {
-            if let Some(started) = lock(&self.round_started).take() {
-                self.metrics.election_finished(started.elapsed());
-            }
-        }
         lock(&self.subscribers).retain(|tx| tx.send(change.clone()).is_ok());
         self.leadership.bump();
     }
@@ -243,7 +264,6 @@ impl Node {
         match action {
             Action::CollectMembers { round } => {
                 self.metrics.elections_started.fetch_add(1, Relaxed);
-                lock(&self.round_started).get_or_insert_with(Instant::now);
                 let members = self.members();
                 self.step(|e| e.members_collected(round, members));
             }
@@ -251,10 +271,7 @@ impl Node {
                 let msg = ElectionMessage::from_node(&self.me.node_ref(), term);
                 self.metrics.sent("proxy", to.len());
                 let answers = PeerClient::fan_out(&to, |m| {
-                    match self
-                        .client
-                        .post::<_, ProxyAnswer>(&m.address(), "/proxy", &msg)
-                    {
+                    match self.post::<_, ProxyAnswer>(m, "/proxy", &msg, "proxy") {
                         Ok((200, Some(a))) if a.response == "OK" => Some(a),
                         Ok((status, _)) => {
                             log::debug!("{} answered /proxy with {status}", m.name);
@@ -327,16 +344,36 @@ impl Node {
         }
     }
 
+    /// POSTs an election message or announcement to `m`. A member too busy to take it (503:
+    /// in a large cluster the election messages of every lower node reach it at once) is asked
+    /// again shortly: a message it never saw could leave a node waiting out four timeouts for
+    /// an announcement, then electing again.
+    fn post<B: Serialize, T: DeserializeOwned>(
+        &self,
+        m: &Member,
+        path: &str,
+        body: &B,
+        kind: &str,
+    ) -> Result<(u16, Option<T>), String> {
+        let mut attempt = 1;
+        loop {
+            let answer = self.client.post(&m.address(), path, body);
+            if !matches!(answer, Ok((503, _))) || attempt == BUSY_TRIES {
+                return answer;
+            }
+            self.metrics.sent(kind, 1);
+            std::thread::sleep(BUSY_BACKOFF * attempt);
+            attempt += 1;
+        }
+    }
+
     /// Sends this node's announcement for `term` to `to`; a refusal makes it elect again above
     /// the highest term the refusers named.
     fn announce(self: &Arc<Self>, to: &[Member], term: u64) {
         let msg = Announcement::from_node(&self.me.node_ref(), term);
         self.metrics.sent("announce", to.len());
         let refusals = PeerClient::fan_out(to, |m| {
-            match self
-                .client
-                .post::<_, Refusal>(&m.address(), "/announce", &msg)
-            {
+            match self.post::<_, Refusal>(m, "/announce", &msg, "announce") {
                 Ok((409, Some(r))) => Some(r.term),
                 Ok((200, _)) => None,
                 r => {
@@ -388,12 +425,17 @@ impl Node {
     /// The coordinator is alive when it answers `GET /nodeDetails` saying it still leads: a
     /// node named coordinator by a stale or forged announcement, or restarted since, does not
     /// pass; one that left cleanly or died does not answer, whether a registry lists it or not.
+    /// A `503` (too busy) passes.
     fn coordinator_alive(&self, coordinator: &NodeRef) -> bool {
         let Some(m) = self.locate_coordinator(coordinator) else {
             return false;
         };
         match self.client.get::<NodeDetails>(&m.address(), "/nodeDetails") {
             Ok((200, Some(d))) => d.is_coordinator && d.node_name == m.name && d.node_id == m.id,
+            // Too many requests in flight: alive, only busy (a failover storm in a large
+            // cluster). Taking it for dead started needless elections and terms that fed the
+            // storm; the next check decides.
+            Ok((503, _)) => true,
             _ => false,
         }
     }

@@ -11,7 +11,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 use std::io::Read;
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,6 +29,11 @@ pub const MAX_HANDLERS: usize = 64;
 pub const MAX_CONNECTIONS: usize = 256;
 /// A client that sends nothing for this long loses its connection (and its thread).
 pub const IO_TIMEOUT: Duration = Duration::from_secs(5);
+/// Connections the kernel queues before tiny_http accepts them. std listens with 128, fewer
+/// than a failover of a large cluster sends the new coordinator at once; the kernel dropped
+/// the rest, their retry came after 1 s, and the senders had timed out and taken a live
+/// coordinator for dead, which fed the storm with more elections.
+const BACKLOG: i32 = 1024;
 
 /// Binds the node's port. Socket timeouts set on the listening socket are inherited by every
 /// accepted connection, which is how idle or stalled clients get dropped: tiny_http has no
@@ -38,6 +43,14 @@ pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     let socket = TcpStream::from(OwnedFd::from(listener));
     socket.set_read_timeout(Some(IO_TIMEOUT))?;
     socket.set_write_timeout(Some(IO_TIMEOUT))?;
+    // SAFETY: listen(2) again on a listening socket we own only changes its backlog (capped
+    // by net.core.somaxconn).
+    if unsafe { libc::listen(socket.as_raw_fd(), BACKLOG) } != 0 {
+        log::warn!(
+            "cannot raise the listen backlog: {}",
+            std::io::Error::last_os_error()
+        );
+    }
     Ok(TcpListener::from(OwnedFd::from(socket)))
 }
 

@@ -5,18 +5,49 @@ use super::Registry;
 use crate::election::Member;
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime};
 
 /// Larger files are not member records and are skipped unread.
 const MAX_RECORD: u64 = 4096;
+/// A listing is reused only when read this long after the directory last changed: a change
+/// within the same timestamp granule (up to 2 s on some file systems) could not be told apart.
+const SETTLED: Duration = Duration::from_secs(2);
+/// Read again after this long whatever the directory's timestamp says.
+const MAX_AGE: Duration = Duration::from_secs(10);
 
 pub struct DirRegistry {
     dir: PathBuf,
+    /// The last listing. Every follower reads the members at each health check, and reading
+    /// N records each time cost O(N²) file reads per interval across a cluster: most of the
+    /// idle CPU of a 128-node cluster. Records are only created, replaced by rename or
+    /// removed, each of which changes the directory's mtime, so while it stays put the
+    /// listing does too.
+    cache: Mutex<Option<Listing>>,
+}
+
+struct Listing {
+    mtime: SystemTime,
+    read_at: SystemTime,
+    members: Vec<Member>,
+}
+
+impl Listing {
+    fn still_valid(&self, mtime: SystemTime) -> bool {
+        let settled = self
+            .read_at
+            .duration_since(self.mtime)
+            .is_ok_and(|d| d >= SETTLED);
+        let young = self.read_at.elapsed().is_ok_and(|d| d < MAX_AGE);
+        mtime == self.mtime && settled && young
+    }
 }
 
 impl DirRegistry {
     pub fn new(root: &Path, cluster: &str) -> Self {
         DirRegistry {
             dir: root.join(cluster),
+            cache: Mutex::new(None),
         }
     }
 
@@ -55,7 +86,41 @@ impl Registry for DirRegistry {
         }
     }
 
+    /// The cached listing while the directory is unchanged, else every record read anew.
     fn members(&self) -> Result<Vec<Member>, String> {
+        let mtime = match fs::metadata(&self.dir) {
+            Ok(m) => m.modified().ok(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(format!("{}: {e}", self.dir.display())),
+        };
+        if let (Some(mtime), Some(c)) = (
+            mtime,
+            self.cache
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .as_ref(),
+        ) {
+            if c.still_valid(mtime) {
+                return Ok(c.members.clone());
+            }
+        }
+        let read_at = SystemTime::now();
+        let members = self.read_all()?;
+        *self.cache.lock().unwrap_or_else(|e| e.into_inner()) = mtime.map(|mtime| Listing {
+            mtime,
+            read_at,
+            members: members.clone(),
+        });
+        Ok(members)
+    }
+
+    fn describe(&self) -> String {
+        format!("dir {}", self.dir.display())
+    }
+}
+
+impl DirRegistry {
+    fn read_all(&self) -> Result<Vec<Member>, String> {
         let entries = match fs::read_dir(&self.dir) {
             Ok(e) => e,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -75,8 +140,57 @@ impl Registry for DirRegistry {
         members.sort_by_key(|m| m.node_ref());
         Ok(members)
     }
+}
 
-    fn describe(&self) -> String {
-        format!("dir {}", self.dir.display())
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn member(name: &str, port: u16) -> Member {
+        Member {
+            name: name.into(),
+            id: port.into(),
+            host: "127.0.0.1".into(),
+            port,
+        }
+    }
+
+    fn names(r: &DirRegistry) -> Vec<(String, u16)> {
+        let members = r.members().unwrap();
+        members.into_iter().map(|m| (m.name, m.port)).collect()
+    }
+
+    /// Sets the cluster directory's mtime to `t`.
+    fn touch_dir(r: &DirRegistry, t: SystemTime) {
+        fs::File::open(&r.dir).unwrap().set_modified(t).unwrap();
+    }
+
+    #[test]
+    fn every_change_shows_at_once_and_an_unchanged_directory_is_not_read_again() {
+        let root = std::env::temp_dir().join(format!("bully-dir-registry-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&root);
+        let r = DirRegistry::new(&root, "c");
+        assert_eq!(names(&r), vec![]);
+        // Changes in quick succession, within one timestamp granule: each read sees the last.
+        r.register(&member("a", 1)).unwrap();
+        assert_eq!(names(&r), vec![("a".into(), 1)]);
+        r.register(&member("b", 2)).unwrap();
+        assert_eq!(names(&r), vec![("a".into(), 1), ("b".into(), 2)]);
+        r.deregister(&member("a", 1)).unwrap();
+        assert_eq!(names(&r), vec![("b".into(), 2)]);
+
+        // Settled (changed long ago): the listing is kept while the directory stays put, so a
+        // record rewritten in place, which nodes never do, goes unseen ...
+        let past = SystemTime::now() - Duration::from_secs(60);
+        touch_dir(&r, past);
+        assert_eq!(names(&r), vec![("b".into(), 2)]);
+        fs::write(r.record("b"), serde_json::to_vec(&member("b", 3)).unwrap()).unwrap();
+        touch_dir(&r, past);
+        assert_eq!(names(&r), vec![("b".into(), 2)]);
+        // ... until the directory changes.
+        r.register(&member("c", 4)).unwrap();
+        assert_eq!(names(&r), vec![("b".into(), 3), ("c".into(), 4)]);
+        fs::remove_dir_all(&root).unwrap();
     }
 }
