@@ -170,7 +170,12 @@ pub fn follow(node: Arc<Node>) {
             }
             Err(e) => {
                 log::debug!("watch on {} failed: {e}", coordinator.name);
-                lost(&node, &coordinator, "closed its connection");
+                let how = if e.contains("imeout") || e.contains("timed out") {
+                    "did not answer its watch in time"
+                } else {
+                    "closed its connection"
+                };
+                lost(&node, &coordinator, how);
             }
         }
         // Drop notifications that arrived meanwhile; the loop reads the state afresh.

@@ -20,8 +20,31 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use support::{Cluster, NodeProc, BIN};
 
-/// The health interval of the failover runs.
+/// The short health interval of the failover runs (the watch also runs at the default 20s).
 const HEALTH: &str = "200ms";
+/// bully's default health interval.
+const DEFAULT_HEALTH: &str = "20s";
+
+/// How the coordinator is taken down in a failover run.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Fault {
+    /// `kill -9`: the process dies, its kernel closes its sockets (the watch sees it).
+    Kill,
+    /// `SIGSTOP`: the process freezes, no socket closes (only time-outs see it).
+    Stop,
+}
+
+impl Fault {
+    fn label(self) -> &'static str {
+        match self {
+            Fault::Kill => "kill -9",
+            Fault::Stop => "SIGSTOP",
+        }
+    }
+}
+
+/// One failover run: nodes, faults, health interval, fault.
+type FailoverRun = (usize, usize, &'static str, Fault);
 /// Election message kinds in `bully_messages_sent_total`; health checks are shown apart.
 const ELECTION_KINDS: [&str; 3] = ["proxy", "response", "announce"];
 
@@ -29,8 +52,7 @@ const ELECTION_KINDS: [&str; 3] = ["proxy", "response", "announce"];
 struct Plan {
     quick: bool,
     startup: Vec<usize>,
-    /// (nodes, kills)
-    failover: Vec<(usize, usize)>,
+    failover: Vec<FailoverRun>,
     idle_window: Duration,
 }
 
@@ -40,14 +62,27 @@ impl Plan {
             Plan {
                 quick,
                 startup: vec![4, 16],
-                failover: vec![(4, 10), (16, 3)],
+                failover: vec![
+                    (4, 10, HEALTH, Fault::Kill),
+                    (16, 3, HEALTH, Fault::Kill),
+                    (4, 5, DEFAULT_HEALTH, Fault::Kill),
+                    (4, 1, DEFAULT_HEALTH, Fault::Stop),
+                ],
                 idle_window: Duration::from_secs(10),
             }
         } else {
             Plan {
                 quick,
                 startup: vec![4, 16, 64, 128],
-                failover: vec![(4, 30), (16, 10), (64, 20), (128, 3)],
+                failover: vec![
+                    (4, 30, HEALTH, Fault::Kill),
+                    (16, 10, HEALTH, Fault::Kill),
+                    (64, 20, HEALTH, Fault::Kill),
+                    (128, 3, HEALTH, Fault::Kill),
+                    (4, 30, DEFAULT_HEALTH, Fault::Kill),
+                    (16, 10, DEFAULT_HEALTH, Fault::Kill),
+                    (4, 3, DEFAULT_HEALTH, Fault::Stop),
+                ],
                 idle_window: Duration::from_secs(60),
             }
         }
@@ -79,7 +114,7 @@ impl Plan {
                 .map(|nk| {
                     let (n, k) = nk.split_once(':').unwrap_or_else(|| bad("--failover"));
                     match (n.parse(), k.parse()) {
-                        (Ok(n), Ok(k)) if n >= 2 => (n, k),
+                        (Ok(n), Ok(k)) if n >= 2 => (n, k, HEALTH, Fault::Kill),
                         _ => bad("--failover"),
                     }
                 })
@@ -115,7 +150,7 @@ fn main() {
     let failovers = plan
         .failover
         .iter()
-        .map(|&(n, k)| failover(n, k, &mut rng, verbose))
+        .map(|&(n, k, health, fault)| failover(n, k, health, fault, &mut rng, verbose))
         .collect();
     let idle = idle(plan.idle_window);
     let report = Report {
@@ -298,6 +333,8 @@ fn sent(kind: &str) -> String {
 /// What `kills` failovers of an `n`-node cluster measured.
 struct Failover {
     nodes: usize,
+    health: &'static str,
+    fault: Fault,
     /// Kill to every survivor naming the next-highest node, seconds.
     times: Vec<f64>,
     /// The longest election round of each failover (`bully_last_election_seconds` of the
@@ -326,17 +363,27 @@ impl Failover {
     }
 }
 
-/// Kills the coordinator (node`n`) `kills` times at a random phase of the health checks, times
-/// the failover to node`n-1`, restarts node`n` and waits for it to take over again.
-fn failover(n: usize, kills: usize, rng: &mut Rng, verbose: bool) -> Failover {
+/// Takes the coordinator (node`n`) down `kills` times at a random phase of the health checks,
+/// times the failover to node`n-1`, brings node`n` back (restart, or SIGCONT) and waits for it
+/// to take over again.
+fn failover(
+    n: usize,
+    kills: usize,
+    health: &'static str,
+    fault: Fault,
+    rng: &mut Rng,
+    verbose: bool,
+) -> Failover {
     let machine = CpuSample::now();
-    let mut c = start_cluster("failover", n, &["--health-interval", HEALTH], rng);
+    let mut c = start_cluster("failover", n, &["--health-interval", health], rng);
     let (top, next) = (format!("node{n}"), format!("node{}", n - 1));
     let settle = Duration::from_millis(400);
     converge(&all(&c), &top, Instant::now(), Duration::from_secs(60));
     std::thread::sleep(settle);
     let mut r = Failover {
         nodes: n,
+        health,
+        fault,
         times: Vec::new(),
         elections: Vec::new(),
         messages: BTreeMap::new(),
@@ -355,9 +402,12 @@ fn failover(n: usize, kills: usize, rng: &mut Rng, verbose: bool) -> Failover {
         std::thread::sleep(Duration::from_millis(rng.below(200)));
         let cpu_before: u64 = survivors.iter().map(|&(_, pid)| cpu_ticks(pid)).sum();
         let t0 = Instant::now();
-        c.node(&top).kill9();
+        match fault {
+            Fault::Kill => c.node(&top).kill9(),
+            Fault::Stop => c.node(&top).signal("STOP"),
+        }
         let alive: Vec<&NodeProc> = c.nodes.iter().filter(|p| p.name != top).collect();
-        let took = converge(&alive, &next, t0, Duration::from_secs(30));
+        let took = converge(&alive, &next, t0, Duration::from_secs(90));
         std::thread::sleep(settle);
         let cpu_after: u64 = survivors.iter().map(|&(_, pid)| cpu_ticks(pid)).sum();
         let cpu = cpu_after.saturating_sub(cpu_before) as f64 / hz;
@@ -385,8 +435,11 @@ fn failover(n: usize, kills: usize, rng: &mut Rng, verbose: bool) -> Failover {
         r.times.push(took.as_secs_f64());
         r.elections.push(longest);
         r.cpu += cpu;
-        c.node(&top).restart();
-        converge(&all(&c), &top, Instant::now(), Duration::from_secs(60));
+        match fault {
+            Fault::Kill => c.node(&top).restart(),
+            Fault::Stop => c.node(&top).signal("CONT"),
+        }
+        converge(&all(&c), &top, Instant::now(), Duration::from_secs(90));
         std::thread::sleep(settle);
     }
     if verbose {
@@ -395,7 +448,8 @@ fn failover(n: usize, kills: usize, rng: &mut Rng, verbose: bool) -> Failover {
     drop(c);
     r.others = machine.others_share();
     eprintln!(
-        "failover N={n}: p50 {:.0} ms, max {:.0} ms",
+        "failover N={n} ({}, health interval {health}): p50 {:.0} ms, max {:.0} ms",
+        fault.label(),
         percentile(&r.times, 50.0) * 1e3,
         percentile(&r.times, 100.0) * 1e3
     );
@@ -645,7 +699,7 @@ impl Report {
         }
         let _ = writeln!(
             o,
-            "\nFailover: `kill -9` of the coordinator, health interval {HEALTH}, until every \
+            "\nFailover: `kill -9` (or SIGSTOP) of the coordinator, until every \
              survivor names the next-highest node. Election: the longest round of a failover, \
              from its node's detection to knowing the new coordinator \
              (`bully_last_election_seconds`). Messages: election messages all survivors sent \
@@ -654,17 +708,20 @@ impl Report {
              responses, the classic count adds (N-1)(N-2)/2). Health checks and CPU: all \
              survivors, from the kill to 400 ms after agreement.\n"
         );
-        o += "| nodes | kills | min | p50 | p99 | max | election p50 | election p99 \
-              | messages | bound | health checks | CPU s | others' CPU |\n";
-        o += "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: \
-              | ---: | ---: |\n";
+        o += "| nodes | fault | health interval | runs | min | p50 | p99 | max | election p50 \
+              | election p99 | messages | bound | health checks | CPU s | others' CPU |\n";
+        o += "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: \
+              | ---: | ---: | ---: |\n";
         for f in &self.failovers {
             let p = |v: &[f64], q: f64| ms(percentile(v, q));
             let election: f64 = ELECTION_KINDS.iter().map(|k| f.per_failover(k)).sum();
             let _ = writeln!(
                 o,
-                "| {} | {} | {} | {} | {} | {} | {} | {} | {:.0} | {} | {:.0} | {:.2} | {} |",
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.0} | {} | {:.0} | {:.2} \
+                 | {} |",
                 f.nodes,
+                f.fault.label(),
+                f.health,
                 f.times.len(),
                 p(&f.times, 0.0),
                 p(&f.times, 50.0),
@@ -725,7 +782,8 @@ impl Report {
             "failover": self.failovers.iter().map(|f| json!({
                 "nodes": f.nodes,
                 "kills": f.times.len(),
-                "health_interval": HEALTH,
+                "health_interval": f.health,
+                "fault": f.fault.label(),
                 "seconds": stats(&f.times),
                 "election_seconds": stats(&f.elections),
                 "messages_per_failover": ELECTION_KINDS.iter().chain(&["health"])
