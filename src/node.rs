@@ -147,10 +147,16 @@ impl Node {
     /// of coordinator is counted and published while the lock is still held, so subscribers
     /// see changes in the order they happened (sending on a channel does not block).
     pub fn step(self: &Arc<Self>, f: impl FnOnce(&mut Election) -> Vec<Action>) {
-        let actions = self.with_election(|e| {
+        self.step_with(|e| ((), f(e)));
+    }
+
+    /// Like [`Node::step`], for transitions that also return an answer for the caller (the
+    /// reply to an election message or an announcement).
+    pub fn step_with<R>(self: &Arc<Self>, f: impl FnOnce(&mut Election) -> (R, Vec<Action>)) -> R {
+        let (answer, actions) = self.with_election(|e| {
             let before = e.coordinator().cloned();
             let was_electing = e.phase() != &Phase::Idle;
-            let actions = f(e);
+            let (answer, actions) = f(e);
             let after = e.coordinator().cloned();
             self.time_round(was_electing, e.phase() != &Phase::Idle);
             if before != after {
@@ -161,9 +167,10 @@ impl Node {
                     term,
                 });
             }
-            actions
+            (answer, actions)
         });
         self.execute(actions);
+        answer
     }
 
     /// Times rounds for `bully_last_election_seconds`, from the step that starts one to the

@@ -219,12 +219,7 @@ fn route(node: &Arc<Node>, rq: &mut Request) -> Result<Value, Reject> {
                 let from = msg.sender();
                 check_sender(&from.name, msg.term)?;
                 node.metrics.received("proxy");
-                let mut reply = ProxyReply::NotLower;
-                node.step(|e| {
-                    let (r, actions) = e.on_proxy(&from, msg.term);
-                    reply = r;
-                    actions
-                });
+                let reply = node.step_with(|e| e.on_proxy(&from, msg.term));
                 let ok = |coordinator: Option<u64>| ProxyAnswer {
                     response: "OK".into(),
                     coordinator: coordinator.map(|_| node.me.name.clone()),
@@ -255,12 +250,7 @@ fn route(node: &Arc<Node>, rq: &mut Request) -> Result<Value, Reject> {
                 let coordinator = msg.coordinator();
                 check_sender(&coordinator.name, msg.term)?;
                 node.metrics.received("announce");
-                let mut reply = AnnounceReply::Ok;
-                node.step(|e| {
-                    let (r, actions) = e.on_announce(&coordinator, msg.term);
-                    reply = r;
-                    actions
-                });
+                let reply = node.step_with(|e| e.on_announce(&coordinator, msg.term));
                 match reply {
                     AnnounceReply::Ok => Ok(json!({"Response": "OK"})),
                     AnnounceReply::Stale { term } => Err((

@@ -1,7 +1,7 @@
 //! Real Consul agents for the tests, each on its own free ports with its own data directory and
 //! node name, killed on drop; and a fake Consul that answers every request the same way.
 
-use super::{free_port, poll, raw, TempDir};
+use super::{content_length, free_port, poll, raw, TempDir};
 use serde_json::Value;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -281,15 +281,7 @@ fn answer(mut s: TcpStream, status: u16, body: &str) -> String {
         let Some((head, rest)) = text.split_once("\r\n\r\n") else {
             return false;
         };
-        let length = head
-            .lines()
-            .find_map(|l| {
-                let (k, v) = l.split_once(':')?;
-                k.eq_ignore_ascii_case("content-length")
-                    .then(|| v.trim().parse::<usize>().ok())?
-            })
-            .unwrap_or(0);
-        rest.len() >= length
+        rest.len() >= content_length(head)
     };
     while !complete(&buf) {
         match s.read(&mut chunk) {

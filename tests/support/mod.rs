@@ -553,15 +553,19 @@ fn first_final_answer(buf: &[u8]) -> Option<(u16, String)> {
             rest = &rest[end..];
             continue;
         }
-        let length = head
-            .lines()
-            .find_map(|l| {
-                let (k, v) = l.split_once(':')?;
-                k.eq_ignore_ascii_case("content-length")
-                    .then(|| v.trim().parse::<usize>().ok())?
-            })
-            .unwrap_or(0);
+        let length = content_length(&head);
         let body = rest.get(end..end + length)?;
         return Some((status, String::from_utf8_lossy(body).to_string()));
     }
+}
+
+/// The `Content-Length` of an HTTP head (0 when it has none).
+pub fn content_length(head: &str) -> usize {
+    head.lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("content-length")
+                .then(|| v.trim().parse::<usize>().ok())?
+        })
+        .unwrap_or(0)
 }
