@@ -152,10 +152,9 @@ fn route_label(url: &str) -> &'static str {
 
 /// `GET /watch`: held by the coordinator until leadership changes (see `watch`).
 fn serve_watch(node: &Node, rq: Request) {
-    if header_bytes(&rq) > MAX_HEADERS {
-        node.metrics.http_request("/watch", 431);
-        let error = format!("request headers exceed {MAX_HEADERS} bytes");
-        return respond(rq, 431, json!({ "error": error }));
+    if let Err((status, body)) = check_headers(&rq) {
+        node.metrics.http_request("/watch", status);
+        return respond(rq, status, body);
     }
     let (status, body) = match watch::enter(node) {
         Some(_slot) => {
@@ -173,8 +172,8 @@ fn serve_watch(node: &Node, rq: Request) {
 
 fn handle(node: &Arc<Node>, mut rq: Request) {
     let label = route_label(rq.url());
-    let oversized = header_bytes(&rq) > MAX_HEADERS;
-    if label == "/metrics" && *rq.method() == Method::Get && !oversized {
+    let headers = check_headers(&rq);
+    if label == "/metrics" && *rq.method() == Method::Get && headers.is_ok() {
         let text = node.metrics.render(&node.gauges());
         node.metrics.http_request(label, 200);
         let resp = Response::from_string(text)
@@ -185,14 +184,7 @@ fn handle(node: &Arc<Node>, mut rq: Request) {
         }
         return;
     }
-    let answer = if oversized {
-        Err(reject(
-            431,
-            format!("request headers exceed {MAX_HEADERS} bytes"),
-        ))
-    } else {
-        route(node, &mut rq)
-    };
+    let answer = headers.and_then(|()| route(node, &mut rq));
     let (status, body) = match answer {
         Ok(v) => (200, v),
         Err((status, body)) => {
@@ -294,6 +286,17 @@ fn header_bytes(rq: &Request) -> usize {
     let mut c = Count(0);
     let _ = std::fmt::Write::write_fmt(&mut c, format_args!("{:?}", rq.headers()));
     c.0
+}
+
+/// 431 when the request headers exceed [`MAX_HEADERS`].
+fn check_headers(rq: &Request) -> Result<(), Reject> {
+    if header_bytes(rq) > MAX_HEADERS {
+        return Err(reject(
+            431,
+            format!("request headers exceed {MAX_HEADERS} bytes"),
+        ));
+    }
+    Ok(())
 }
 
 fn to_value<T: serde::Serialize>(v: &T) -> Result<Value, Reject> {
