@@ -1,19 +1,13 @@
 //! bully: leader election with the Bully algorithm for clusters of Linux hosts.
 //!
-//! [`election`] is the pure protocol core; everything else is the thin shell that gives it a
-//! network, a registry and a clock.
+//! [`core`] is the pure protocol (state, events in, everything to do out); [`runtime`] is the
+//! shell that gives it threads, timers and I/O; [`http`] is the wire both ways; [`registry`]
+//! is where members are found; [`cli`] reads the command line and wires a node together.
+//! Imports only point down that list: `cli` → `runtime` → `http`/`registry` → `core`.
 
-pub mod auth;
-pub mod config;
-pub mod election;
-pub mod hooks;
-pub mod messages;
-pub mod metrics;
-pub mod node;
-pub mod peer;
-pub mod registration;
+pub mod cli;
+pub mod core;
+pub mod http;
 pub mod registry;
-pub mod server;
-pub mod shutdown;
-pub mod status;
-pub mod watch;
+pub mod runtime;
+pub mod sync;

@@ -3,7 +3,7 @@
 
 mod support;
 
-use bully::auth::{ClusterKey, SIGNATURE_HEADER, TIMESTAMP_HEADER};
+use bully::http::auth::{ClusterKey, SIGNATURE_HEADER, TIMESTAMP_HEADER};
 use serde_json::Value;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use support::*;

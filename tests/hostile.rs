@@ -6,9 +6,9 @@
 
 mod support;
 
-use bully::config::valid_name;
-use bully::election::MAX_TERM;
-use bully::messages::{Announcement, ElectionMessage};
+use bully::core::rules::valid_name;
+use bully::core::rules::MAX_TERM;
+use bully::core::wire::{Announcement, ElectionMessage};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -169,7 +169,7 @@ fn idle_connections_beyond_the_cap_get_503_and_cost_no_thread() {
     let node = &c.nodes[0];
     let baseline = node.steady_threads();
     let rss_before = node.rss_kib();
-    let cap = bully::server::MAX_CONNECTIONS;
+    let cap = bully::http::limits::MAX_CONNECTIONS;
     let mut held: Vec<TcpStream> = (0..cap + 60)
         .filter_map(|_| TcpStream::connect(("127.0.0.1", node.port)).ok())
         .collect();

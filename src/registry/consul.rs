@@ -7,9 +7,10 @@
 //! are skipped, and a non-2xx status becomes an error carrying the status and the start of the
 //! body.
 
+use super::consul_options::ConsulOptions;
 use super::Registry;
-use crate::config::{valid_host, valid_name, ConsulOptions};
-use crate::election::Member;
+use crate::core::member::Member;
+use crate::core::rules::{valid_host, valid_name};
 use serde_json::{json, Value};
 use std::time::Duration;
 
@@ -40,7 +41,7 @@ impl ConsulRegistry {
         ConsulRegistry {
             opts,
             cluster: cluster.to_string(),
-            agent: crate::peer::agent(timeout, timeout),
+            agent: crate::http::peer::agent(timeout, timeout),
         }
     }
 

@@ -2,7 +2,8 @@
 //! installed and works for every node on one host (or on a shared file system).
 
 use super::Registry;
-use crate::election::Member;
+use crate::core::member::Member;
+use crate::sync::lock;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -93,20 +94,14 @@ impl Registry for DirRegistry {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
             Err(e) => return Err(format!("{}: {e}", self.dir.display())),
         };
-        if let (Some(mtime), Some(c)) = (
-            mtime,
-            self.cache
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .as_ref(),
-        ) {
+        if let (Some(mtime), Some(c)) = (mtime, lock(&self.cache).as_ref()) {
             if c.still_valid(mtime) {
                 return Ok(c.members.clone());
             }
         }
         let read_at = SystemTime::now();
         let members = self.read_all()?;
-        *self.cache.lock().unwrap_or_else(|e| e.into_inner()) = mtime.map(|mtime| Listing {
+        *lock(&self.cache) = mtime.map(|mtime| Listing {
             mtime,
             read_at,
             members: members.clone(),

@@ -1,15 +1,37 @@
 //! Where nodes find each other. One small trait, several back ends; the node never cares which.
 
 mod consul;
+pub mod consul_options;
 mod dir;
 mod static_peers;
 
 pub use consul::ConsulRegistry;
+pub use consul_options::ConsulOptions;
 pub use dir::DirRegistry;
 pub use static_peers::StaticRegistry;
 
-use crate::config::{RegistryKind, RegistryOptions};
-use crate::election::Member;
+use crate::core::member::Member;
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RegistryKind {
+    Dir,
+    Consul,
+    Static,
+}
+
+/// Where members are found; shared by the node and `bully status`.
+#[derive(Clone, Debug)]
+pub struct RegistryOptions {
+    pub kind: RegistryKind,
+    pub cluster: String,
+    pub dir: PathBuf,
+    pub peers: Vec<String>,
+    pub consul: ConsulOptions,
+    /// Per-request timeout for registries that ask over the network.
+    pub timeout: Duration,
+}
 
 /// A service registry for one cluster.
 pub trait Registry: Send + Sync {

@@ -2,9 +2,10 @@
 //! the same cluster, plus this node.
 
 use super::Registry;
-use crate::election::Member;
-use crate::messages::NodeDetails;
-use crate::peer::PeerClient;
+use crate::core::member::Member;
+use crate::core::wire::NodeDetails;
+use crate::http::peer::PeerClient;
+use crate::sync::lock;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -45,7 +46,7 @@ impl StaticRegistry {
 
 impl Registry for StaticRegistry {
     fn register(&self, me: &Member) -> Result<(), String> {
-        *self.me.lock().unwrap_or_else(|e| e.into_inner()) = Some(me.clone());
+        *lock(&self.me) = Some(me.clone());
         Ok(())
     }
 
@@ -58,7 +59,7 @@ impl Registry for StaticRegistry {
             .into_iter()
             .flatten()
             .collect();
-        if let Some(me) = self.me.lock().unwrap_or_else(|e| e.into_inner()).clone() {
+        if let Some(me) = lock(&self.me).clone() {
             members.retain(|m| m.name != me.name);
             members.push(me);
         }

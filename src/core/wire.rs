@@ -1,7 +1,7 @@
 //! The JSON bodies of the HTTP API, shared by the server (which parses them from untrusted
 //! peers) and the peer client (which sends them). Field names are the original's.
 
-use crate::election::NodeRef;
+use crate::core::member::NodeRef;
 use serde::{Deserialize, Serialize};
 
 /// `POST /proxy` and `POST /response`: who is electing, and the highest term it has seen.

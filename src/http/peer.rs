@@ -1,13 +1,55 @@
-//! The HTTP client nodes use to reach each other: short, bounded, no pooled connections.
+//! The HTTP client nodes use to reach each other: short, bounded, no pooled connections. It
+//! reports what happened, typed, and leaves judging it to the caller.
 
-use crate::auth::{ClusterKey, SIGNATURE_HEADER, TIMESTAMP_HEADER};
-use crate::election::Member;
+use super::auth::{ClusterKey, SIGNATURE_HEADER, TIMESTAMP_HEADER};
+use super::limits::MAX_ANSWER;
+use crate::core::event::Unreachable;
+use crate::sync::assert_no_state_lock;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use std::fmt;
+use std::io::ErrorKind;
 use std::time::Duration;
 
-/// Largest answer body read from a peer; anything bigger is not a bully node.
-const MAX_ANSWER: u64 = 64 * 1024;
+/// A call that got no HTTP answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PeerError {
+    pub kind: Unreachable,
+    /// What the client said, for logs.
+    pub detail: String,
+}
+
+impl fmt::Display for PeerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.detail)
+    }
+}
+
+impl From<ureq::Error> for PeerError {
+    fn from(e: ureq::Error) -> Self {
+        let kind = match &e {
+            ureq::Error::Timeout(_) => Unreachable::Timeout,
+            ureq::Error::Io(io) => match io.kind() {
+                ErrorKind::TimedOut | ErrorKind::WouldBlock => Unreachable::Timeout,
+                ErrorKind::ConnectionRefused => Unreachable::Refused,
+                ErrorKind::ConnectionReset
+                | ErrorKind::ConnectionAborted
+                | ErrorKind::UnexpectedEof
+                | ErrorKind::BrokenPipe => Unreachable::Closed,
+                _ => Unreachable::Other,
+            },
+            ureq::Error::ConnectionFailed => Unreachable::Refused,
+            _ => Unreachable::Other,
+        };
+        PeerError {
+            kind,
+            detail: e.to_string(),
+        }
+    }
+}
+
+/// A status and the answer's body parsed as `T` (`None` when it was not that JSON).
+pub type Reply<T> = Result<(u16, Option<T>), PeerError>;
 
 /// A ureq agent tuned for many small calls to peers that may be dead, frozen or hostile.
 #[derive(Clone)]
@@ -55,7 +97,7 @@ impl PeerClient {
         }
     }
 
-    /// Signs every POST with `key` (see [`crate::auth`]).
+    /// Signs every POST with `key` (see [`super::auth`]).
     pub fn signing(mut self, key: Option<ClusterKey>) -> Self {
         self.key = key;
         self
@@ -65,15 +107,18 @@ impl PeerClient {
         format!("http://{address}{path}")
     }
 
-    /// `POST` a JSON body, signed when there is a key; returns the status and the parsed
-    /// answer (if it was JSON).
+    /// `POST` a JSON body, signed when there is a key.
     pub fn post<B: Serialize, T: DeserializeOwned>(
         &self,
         address: &str,
         path: &str,
         body: &B,
-    ) -> Result<(u16, Option<T>), String> {
-        let body = serde_json::to_vec(body).map_err(|e| e.to_string())?;
+    ) -> Reply<T> {
+        assert_no_state_lock("a peer call");
+        let body = serde_json::to_vec(body).map_err(|e| PeerError {
+            kind: Unreachable::Other,
+            detail: e.to_string(),
+        })?;
         let mut rq = self
             .agent
             .post(Self::url(address, path))
@@ -85,22 +130,18 @@ impl PeerClient {
                 .header(TIMESTAMP_HEADER, timestamp)
                 .header(SIGNATURE_HEADER, signature);
         }
-        let resp = rq.send(&body[..]).map_err(|e| e.to_string())?;
+        let resp = rq.send(&body[..])?;
         Ok(Self::read(resp))
     }
 
-    /// `GET` a path; returns the status and the parsed answer (if it was JSON).
-    pub fn get<T: DeserializeOwned>(
-        &self,
-        address: &str,
-        path: &str,
-    ) -> Result<(u16, Option<T>), String> {
+    /// `GET` a path.
+    pub fn get<T: DeserializeOwned>(&self, address: &str, path: &str) -> Reply<T> {
+        assert_no_state_lock("a peer call");
         let resp = self
             .agent
             .get(Self::url(address, path))
             .header("Connection", "close")
-            .call()
-            .map_err(|e| e.to_string())?;
+            .call()?;
         Ok(Self::read(resp))
     }
 
@@ -113,14 +154,6 @@ impl PeerClient {
             .read_json::<T>()
             .ok();
         (status, body)
-    }
-
-    /// Is the node at `member` alive? (`GET /` answers 200.)
-    pub fn is_alive(&self, member: &Member) -> bool {
-        matches!(
-            self.get::<serde_json::Value>(&member.address(), "/"),
-            Ok((200, _))
-        )
     }
 
     /// Runs `f` on every item in parallel (one scoped thread each) and collects the results in

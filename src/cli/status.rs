@@ -3,11 +3,12 @@
 //! every member that answered names the same coordinator, so scripts and monitoring can use it
 //! as a check.
 
-use crate::config::{Flags, RegistryOptions, UsageError, USAGE};
-use crate::election::Member;
-use crate::messages::NodeDetails;
-use crate::peer::PeerClient;
-use crate::registry;
+use super::flags::{Flags, UsageError};
+use super::usage::USAGE;
+use crate::core::member::Member;
+use crate::core::wire::NodeDetails;
+use crate::http::peer::PeerClient;
+use crate::registry::{self, RegistryOptions};
 use serde::Serialize;
 use std::ffi::OsString;
 use std::process::ExitCode;
@@ -148,7 +149,7 @@ fn ask(client: &PeerClient, cluster: &str, m: &Member) -> Row {
             d.node_name, d.node_id, d.cluster
         )),
         Ok((status, _)) => Err(format!("answered {status} without node details")),
-        Err(e) => Err(e),
+        Err(e) => Err(e.to_string()),
     };
     let mut row = Row {
         name: m.name.clone(),

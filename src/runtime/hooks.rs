@@ -7,9 +7,10 @@
 //! runs through `sh -c` as the leader of its own process group, so a timeout or a demotion
 //! stops the children it started as well.
 
-use crate::config::HookOptions;
-use crate::election::NodeRef;
-use crate::node::{Change, Node};
+use super::handle::Handle;
+use crate::core::member::NodeRef;
+use crate::core::ready::Change;
+use crate::sync::spawn_named;
 use std::io::{BufRead, BufReader, Read};
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -28,8 +29,28 @@ const OUTPUT_DRAIN: Duration = Duration::from_millis(500);
 /// Longer output lines are logged in pieces rather than buffered without bound.
 const MAX_LINE: u64 = 8 * 1024;
 
+/// What follows from leadership, as the command line set it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HookOptions {
+    pub on_elected: Option<String>,
+    pub on_demoted: Option<String>,
+    /// A hook still running after this long is killed with its process group.
+    pub timeout: Duration,
+    pub exec: Option<String>,
+    /// On demotion or exit the exec child gets SIGTERM, then SIGKILL after this long.
+    pub exec_grace: Duration,
+}
+
+impl HookOptions {
+    /// Whether anything follows from leadership at all (else no hook thread is started).
+    pub fn any(&self) -> bool {
+        self.on_elected.is_some() || self.on_demoted.is_some() || self.exec.is_some()
+    }
+}
+
 /// The running hook thread, kept so that shutdown can let go of leadership first.
 pub struct Hooks {
+    node: Arc<dyn Handle>,
     stopping: Arc<AtomicBool>,
     /// The node's term when shutdown began, for the last demoted hook.
     final_term: Arc<AtomicU64>,
@@ -42,27 +63,26 @@ pub struct Hooks {
 impl Hooks {
     /// Subscribes to `node`'s changes and starts the runner thread. Call before the node's
     /// schedules and server start, so no change is missed.
-    pub fn start(node: &Node, opts: HookOptions) -> std::io::Result<Hooks> {
+    pub fn start(node: Arc<dyn Handle>, me: NodeRef, opts: HookOptions) -> std::io::Result<Hooks> {
         let changes = node.subscribe();
         let stopping = Arc::new(AtomicBool::new(false));
         let final_term = Arc::new(AtomicU64::new(0));
         let (done_tx, done) = channel();
         let bound = opts.timeout * 2 + opts.exec_grace + Duration::from_secs(5);
         let runner = Runner {
-            me: node.me.node_ref(),
+            me,
             opts,
             stopping: Arc::clone(&stopping),
             final_term: Arc::clone(&final_term),
             leading: false,
             exec: None,
         };
-        std::thread::Builder::new()
-            .name("hooks".into())
-            .spawn(move || {
-                runner.run(changes);
-                let _ = done_tx.send(());
-            })?;
+        spawn_named("hooks", move || {
+            runner.run(changes);
+            let _ = done_tx.send(());
+        })?;
         Ok(Hooks {
+            node,
             stopping,
             final_term,
             done,
@@ -73,11 +93,11 @@ impl Hooks {
     /// On shutdown: no hook starts for a later change; if this node leads, its exec child is
     /// stopped and the demoted hook runs. Waits for that, at most for the timeouts it is
     /// bounded by.
-    pub fn leave(self, node: &Node) {
+    pub fn leave(self) {
         self.final_term
-            .store(node.snapshot().term, Ordering::SeqCst);
+            .store(self.node.snapshot().term, Ordering::SeqCst);
         self.stopping.store(true, Ordering::SeqCst);
-        node.close_subscriptions();
+        self.node.close_subscriptions();
         if self.done.recv_timeout(self.bound).is_err() {
             log::warn!(
                 "hooks did not finish within {:?}; exiting anyway",
@@ -329,12 +349,10 @@ impl Output {
         ];
         for pipe in readers.into_iter().flatten() {
             let tx = tx.clone();
-            let spawned = std::thread::Builder::new()
-                .name(format!("{what}-output"))
-                .spawn(move || {
-                    log_lines(what, pipe);
-                    let _ = tx.send(());
-                });
+            let spawned = spawn_named(&format!("{what}-output"), move || {
+                log_lines(what, pipe);
+                let _ = tx.send(());
+            });
             match spawned {
                 Ok(_) => pipes += 1,
                 Err(e) => log::warn!("{what}: cannot log its output: {e}"),

@@ -1,6 +1,7 @@
 //! Counters and gauges for `GET /metrics`, in the Prometheus text exposition format (0.0.4).
 //! Hand-written: a dozen series do not justify a metrics crate.
 
+use crate::sync::lock;
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -67,7 +68,7 @@ impl Metrics {
     /// `route` must be one of a fixed set of names, so the label set stays bounded whatever
     /// paths clients send.
     pub fn http_request(&self, route: &'static str, status: u16) {
-        let mut http = self.http.lock().unwrap_or_else(|e| e.into_inner());
+        let mut http = lock(&self.http);
         *http.entry((route, status)).or_insert(0) += 1;
     }
 
@@ -121,7 +122,7 @@ impl Metrics {
         );
         out += "# HELP bully_http_requests_total HTTP requests answered, by route and status.\n";
         out += "# TYPE bully_http_requests_total counter\n";
-        for ((route, status), n) in self.http.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+        for ((route, status), n) in lock(&self.http).iter() {
             let _ = writeln!(
                 out,
                 "bully_http_requests_total{{route=\"{route}\",status=\"{status}\"}} {n}"

@@ -3,7 +3,11 @@
 //! registry may forget the node), and leaving on shutdown. None of it holds the state lock,
 //! and none of it keeps the HTTP server from serving.
 
-use crate::node::{lock, Node};
+use super::directory::Directory;
+use super::handle::Handle;
+use crate::core::event::Event;
+use crate::core::member::Member;
+use crate::sync::{lock, spawn_named};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -11,76 +15,90 @@ use std::time::Duration;
 const FIRST_RETRY: Duration = Duration::from_millis(500);
 const MAX_RETRY: Duration = Duration::from_secs(30);
 
-/// Serialises registry writes, so a SIGTERM never races a registration in flight: leaving
-/// waits for it, then nothing registers again.
-#[derive(Default)]
 pub struct Registration {
+    me: Member,
+    directory: Arc<Directory>,
+    node: Arc<dyn Handle>,
+    /// Upkeep runs this often once registered.
+    interval: Duration,
+    /// Serialises registry writes, so a SIGTERM never races a registration in flight: leaving
+    /// waits for it, then nothing registers again.
     leaving: Mutex<bool>,
 }
 
-impl Node {
+impl Registration {
+    pub fn new(
+        me: Member,
+        directory: Arc<Directory>,
+        node: Arc<dyn Handle>,
+        interval: Duration,
+    ) -> Arc<Registration> {
+        Arc::new(Registration {
+            me,
+            directory,
+            node,
+            interval,
+            leaving: Mutex::new(false),
+        })
+    }
+
+    fn describe(&self) -> String {
+        self.directory.registry().describe()
+    }
+
     /// The first attempt, then the upkeep thread. Runs before the first election so that it
     /// usually finds this node registered.
-    pub fn start_registration(self: &Arc<Self>) {
-        let registered = match self.registry_write(false) {
+    pub fn start(self: &Arc<Self>) {
+        let registered = match self.write(false) {
             Some(Ok(_)) => {
-                log::info!("Registered in {}", self.registry().describe());
+                log::info!("Registered in {}", self.describe());
                 true
             }
             Some(Err(e)) => {
                 log::error!(
                     "registering in {} failed: {e}; retrying in {FIRST_RETRY:?} (others cannot \
                      find this node until it succeeds)",
-                    self.registry().describe()
+                    self.describe()
                 );
                 false
             }
             None => return,
         };
-        let node = Arc::clone(self);
-        let spawned = std::thread::Builder::new()
-            .name("registration".into())
-            .spawn(move || node.keep_registered(registered));
-        if let Err(e) = spawned {
+        let this = Arc::clone(self);
+        if let Err(e) = spawn_named("registration", move || this.keep(registered)) {
             log::error!("cannot start the registration thread ({e}): no retries, no upkeep");
         }
     }
 
     /// Forever: retries until registered, then upkeep. A node the registry lists again after
     /// missing from it tells the election core, which may need to elect again.
-    fn keep_registered(self: &Arc<Self>, mut registered: bool) {
+    fn keep(&self, mut registered: bool) {
         let mut retry = FIRST_RETRY;
         let mut wait = if registered {
-            self.timing.health_interval
+            self.interval
         } else {
             FIRST_RETRY
         };
         loop {
             std::thread::sleep(wait);
-            wait = match self.registry_write(registered) {
+            wait = match self.write(registered) {
                 None => return,
                 Some(Ok(rejoined)) => {
                     if !registered {
-                        log::info!("Registered in {}", self.registry().describe());
+                        log::info!("Registered in {}", self.describe());
                     } else if rejoined {
-                        log::warn!(
-                            "{} had lost this node: registered again",
-                            self.registry().describe()
-                        );
+                        log::warn!("{} had lost this node: registered again", self.describe());
                     }
                     if rejoined || !registered {
-                        self.step(|e| e.on_rejoined());
+                        self.node.step(Event::Rejoined);
                     }
                     registered = true;
                     retry = FIRST_RETRY;
-                    self.timing.health_interval
+                    self.interval
                 }
                 Some(Err(e)) => {
                     retry = (retry * 2).min(MAX_RETRY);
-                    log::warn!(
-                        "registry {}: {e}; retrying in {retry:?}",
-                        self.registry().describe()
-                    );
+                    log::warn!("registry {}: {e}; retrying in {retry:?}", self.describe());
                     retry
                 }
             };
@@ -89,23 +107,24 @@ impl Node {
 
     /// Registers (or keeps the registration up) unless the node is leaving; `Ok(true)` when
     /// the registry did not list this node before.
-    fn registry_write(&self, registered: bool) -> Option<Result<bool, String>> {
-        let leaving = lock(&self.registration.leaving);
+    fn write(&self, registered: bool) -> Option<Result<bool, String>> {
+        let leaving = lock(&self.leaving);
         if *leaving {
             return None;
         }
+        let registry = self.directory.registry();
         Some(if registered {
-            self.registry().maintain(&self.me)
+            registry.maintain(&self.me)
         } else {
-            self.registry().register(&self.me).map(|()| true)
+            registry.register(&self.me).map(|()| true)
         })
     }
 
     /// Leaves the registry for good (SIGINT/SIGTERM), after any write in flight.
     pub fn leave(&self) {
-        let mut leaving = lock(&self.registration.leaving);
+        let mut leaving = lock(&self.leaving);
         *leaving = true;
-        if let Err(e) = self.registry().deregister(&self.me) {
+        if let Err(e) = self.directory.registry().deregister(&self.me) {
             log::warn!("deregistering failed: {e}");
         }
     }

@@ -1,0 +1,425 @@
+//! The node's command line: `bully PORT NAME [options]`, each option also read from its
+//! `BULLY_*` variable, into the [`Config`] a node runs with.
+
+use super::flags::{Flags, UsageError};
+use crate::core::rules::{valid_host, valid_name, NAME_RULE};
+use crate::http::auth::ClusterKey;
+use crate::registry::RegistryOptions;
+use crate::runtime::hooks::HookOptions;
+use log::LevelFilter;
+use std::ffi::OsString;
+use std::net::IpAddr;
+use std::time::Duration;
+
+/// Everything a node needs to run.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub port: u16,
+    pub name: String,
+    pub id: u64,
+    pub id_is_random: bool,
+    pub registry: RegistryOptions,
+    pub bind: IpAddr,
+    pub advertise: String,
+    pub startup_delay: Duration,
+    pub health_interval: Duration,
+    pub timeout: Duration,
+    pub log_level: LevelFilter,
+    /// Signs and checks every POST; `Debug` shows it redacted.
+    pub cluster_key: Option<ClusterKey>,
+    pub hooks: HookOptions,
+}
+
+/// What the command line asks for.
+#[derive(Debug)]
+pub enum Command {
+    Run(Box<Config>),
+    Help,
+    Version,
+}
+
+/// Parses the node's command line (without the program name).
+pub fn parse(
+    args: Vec<OsString>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Command, UsageError> {
+    let mut f = Flags::new(args, env);
+    if f.contains("-h") || f.contains("--help") {
+        return Ok(Command::Help);
+    }
+    if f.contains("-V") || f.contains("--version") {
+        return Ok(Command::Version);
+    }
+    let id = f.parsed("--id", "an unsigned 64-bit integer", |v| {
+        v.parse::<u64>().ok()
+    })?;
+    let bind = f
+        .parsed("--bind", "an IP address", |v| v.parse::<IpAddr>().ok())?
+        .unwrap_or(IpAddr::from([127, 0, 0, 1]));
+    let advertise = f.parsed("--advertise", "a host name or IP address", |v| {
+        valid_host(v).then(|| v.to_string())
+    })?;
+    let startup_delay = f.duration("--startup-delay", Duration::from_secs(15))?;
+    let health_interval = f.duration("--health-interval", Duration::from_secs(20))?;
+    let timeout = f.duration("--timeout", Duration::from_secs(1))?;
+    if health_interval.is_zero() || timeout.is_zero() {
+        return Err(UsageError(
+            "--health-interval and --timeout: expected a duration above zero".into(),
+        ));
+    }
+    let log_level = f
+        .parsed(
+            "--log-level",
+            "error, warn, info, debug or trace",
+            |v| match v.to_ascii_lowercase().as_str() {
+                "error" => Some(LevelFilter::Error),
+                "warn" => Some(LevelFilter::Warn),
+                "info" => Some(LevelFilter::Info),
+                "debug" => Some(LevelFilter::Debug),
+                "trace" => Some(LevelFilter::Trace),
+                _ => None,
+            },
+        )?
+        .unwrap_or(LevelFilter::Info);
+    let cluster_key = cluster_key(&mut f)?;
+    let hooks = HookOptions {
+        on_elected: f.command("--on-elected")?,
+        on_demoted: f.command("--on-demoted")?,
+        timeout: f.duration("--hook-timeout", Duration::from_secs(30))?,
+        exec: f.command("--exec")?,
+        exec_grace: f.duration("--exec-grace", Duration::from_secs(10))?,
+    };
+    if hooks.timeout.is_zero() {
+        return Err(UsageError(
+            "--hook-timeout: expected a duration above zero".into(),
+        ));
+    }
+    let registry = f.registry(timeout)?;
+    let port = f.free("PORT", "a port number from 1 to 65535")?;
+    let port: u16 = port
+        .parse()
+        .ok()
+        .filter(|p| *p != 0)
+        .ok_or_else(|| UsageError(format!("PORT: expected 1 to 65535, got '{port}'")))?;
+    let name = f.free("NAME", "the node's name, e.g. node1")?;
+    if !valid_name(&name) {
+        return Err(UsageError(format!(
+            "NAME: expected {NAME_RULE}, got '{name}'"
+        )));
+    }
+    f.finish()?;
+    let advertise = advertise.unwrap_or_else(|| match bind {
+        IpAddr::V4(a) if a.is_unspecified() => "127.0.0.1".into(),
+        IpAddr::V6(a) if a.is_unspecified() => "::1".into(),
+        a => a.to_string(),
+    });
+    Ok(Command::Run(Box::new(Config {
+        port,
+        name,
+        id: id.unwrap_or_else(random_id),
+        id_is_random: id.is_none(),
+        registry,
+        bind,
+        advertise,
+        startup_delay,
+        health_interval,
+        timeout,
+        log_level,
+        cluster_key,
+        hooks,
+    })))
+}
+
+/// `--cluster-key` (or `BULLY_CLUSTER_KEY`) or `--cluster-key-file`; errors never show the key.
+fn cluster_key(f: &mut Flags) -> Result<Option<ClusterKey>, UsageError> {
+    let key = f.value("--cluster-key")?;
+    let file = f.value("--cluster-key-file")?;
+    match (key, file) {
+        (Some(_), Some(_)) => Err(UsageError(
+            "--cluster-key and --cluster-key-file given together: choose one".into(),
+        )),
+        (Some(k), None) => ClusterKey::new(k.as_bytes())
+            .map(Some)
+            .map_err(|e| UsageError(format!("--cluster-key: {e}"))),
+        (None, Some(path)) => ClusterKey::from_file(std::path::Path::new(&path))
+            .map(Some)
+            .map_err(|e| UsageError(format!("--cluster-key-file: {e}"))),
+        (None, None) => Ok(None),
+    }
+}
+
+/// A random id as the original had; std's randomly keyed hasher avoids a dependency.
+fn random_id() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
+    h.write_u32(std::process::id());
+    h.finish() % 1_000_000_000 + 1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::{ConsulOptions, RegistryKind};
+
+    fn run(args: &[&str], env: &[(&str, &str)]) -> Result<Config, UsageError> {
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let lookup = move |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+        match parse(args.iter().map(OsString::from).collect(), &lookup)? {
+            Command::Run(c) => Ok(*c),
+            other => panic!("expected Run, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn defaults() {
+        let c = run(&["5004", "node4"], &[]).unwrap();
+        assert_eq!((c.port, c.name.as_str()), (5004, "node4"));
+        assert_eq!(c.registry.cluster, "bully");
+        assert_eq!(c.registry.kind, RegistryKind::Dir);
+        assert_eq!(c.startup_delay, Duration::from_secs(15));
+        assert_eq!(c.health_interval, Duration::from_secs(20));
+        assert_eq!(c.timeout, Duration::from_secs(1));
+        assert_eq!(c.advertise, "127.0.0.1");
+        assert!(c.id_is_random);
+    }
+
+    #[test]
+    fn flag_wins_over_environment() {
+        let env = [("BULLY_HEALTH_INTERVAL", "500ms"), ("BULLY_ID", "9")];
+        let c = run(&["1", "n"], &env).unwrap();
+        assert_eq!(c.health_interval, Duration::from_millis(500));
+        assert_eq!(c.id, 9);
+        let c = run(&["1", "n", "--health-interval", "2s", "--id=3"], &env).unwrap();
+        assert_eq!(c.health_interval, Duration::from_secs(2));
+        assert_eq!(c.id, 3);
+    }
+
+    #[test]
+    fn registry_selection() {
+        let c = run(&["1", "n", "--peers", "127.0.0.1:5001,h:2"], &[]).unwrap();
+        assert_eq!(c.registry.kind, RegistryKind::Static);
+        let c = run(&["1", "n", "--consul", "http://x:8500"], &[]).unwrap();
+        assert_eq!(c.registry.kind, RegistryKind::Consul);
+        let c = run(&["1", "n", "--bind", "0.0.0.0"], &[]).unwrap();
+        assert_eq!(c.advertise, "127.0.0.1");
+        assert!(run(&["1", "n", "--registry", "static"], &[]).is_err());
+    }
+
+    #[test]
+    fn cluster_key_from_flag_environment_or_file_and_never_in_debug() {
+        let secret = "s3cret-cluster-key-0123";
+        let c = run(&["1", "n", "--cluster-key", secret], &[]).unwrap();
+        assert_eq!(
+            c.cluster_key,
+            Some(ClusterKey::new(secret.as_bytes()).unwrap())
+        );
+        assert!(!format!("{c:?}").contains(secret), "{c:?}");
+        let c = run(&["1", "n"], &[("BULLY_CLUSTER_KEY", secret)]).unwrap();
+        assert!(c.cluster_key.is_some());
+        assert!(run(&["1", "n"], &[]).unwrap().cluster_key.is_none());
+
+        let path = std::env::temp_dir().join(format!("bully-key-{}", std::process::id()));
+        std::fs::write(&path, format!("{secret}\n")).unwrap();
+        let file = path.display().to_string();
+        let c = run(&["1", "n", "--cluster-key-file", &file], &[]).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(
+            c.cluster_key,
+            Some(ClusterKey::new(secret.as_bytes()).unwrap())
+        );
+
+        let e = run(&["1", "n", "--cluster-key", "short"], &[]).unwrap_err();
+        assert!(
+            e.0.starts_with("--cluster-key:") && !e.0.contains("short"),
+            "{e}"
+        );
+        let e = run(&["1", "n", "--cluster-key-file", &file], &[]).unwrap_err();
+        assert!(e.0.starts_with("--cluster-key-file"), "{e}");
+        let both = ["1", "n", "--cluster-key", secret, "--cluster-key-file", "x"];
+        assert!(run(&both, &[]).is_err());
+    }
+
+    #[test]
+    fn hook_flags() {
+        let c = run(&["1", "n"], &[]).unwrap();
+        assert!(!c.hooks.any());
+        assert_eq!(c.hooks.timeout, Duration::from_secs(30));
+        assert_eq!(c.hooks.exec_grace, Duration::from_secs(10));
+        let c = run(
+            &[
+                "1",
+                "n",
+                "--on-elected",
+                "ip addr add 10.0.0.9/24 dev eth0",
+                "--on-demoted=echo bye >> /tmp/x",
+                "--hook-timeout",
+                "5s",
+                "--exec",
+                "sleep 100",
+                "--exec-grace",
+                "0",
+            ],
+            &[],
+        )
+        .unwrap();
+        assert!(c.hooks.any());
+        let h = c.hooks;
+        assert_eq!(
+            h.on_elected.as_deref(),
+            Some("ip addr add 10.0.0.9/24 dev eth0")
+        );
+        assert_eq!(h.on_demoted.as_deref(), Some("echo bye >> /tmp/x"));
+        assert_eq!(h.timeout, Duration::from_secs(5));
+        assert_eq!(h.exec.as_deref(), Some("sleep 100"));
+        assert_eq!(h.exec_grace, Duration::ZERO);
+    }
+
+    #[test]
+    fn hook_flags_from_environment_and_empty_means_none() {
+        let env = [
+            ("BULLY_EXEC", "my-job --once"),
+            ("BULLY_HOOK_TIMEOUT", "250ms"),
+            ("BULLY_ON_DEMOTED", "true"),
+        ];
+        let h = run(&["1", "n"], &env).unwrap().hooks;
+        assert_eq!(h.exec.as_deref(), Some("my-job --once"));
+        assert_eq!(h.timeout, Duration::from_millis(250));
+        assert_eq!(h.on_demoted.as_deref(), Some("true"));
+        let h = run(&["1", "n", "--exec", " ", "--on-demoted", "false"], &env)
+            .unwrap()
+            .hooks;
+        assert_eq!(h.exec, None);
+        assert_eq!(h.on_demoted.as_deref(), Some("false"));
+        assert!(!run(&["1", "n", "--on-elected", ""], &[])
+            .unwrap()
+            .hooks
+            .any());
+    }
+
+    #[test]
+    fn bad_hook_durations_name_the_flag() {
+        let e = run(&["1", "n", "--hook-timeout", "0"], &[]).unwrap_err();
+        assert!(e.0.starts_with("--hook-timeout"), "{e}");
+        let e = run(&["1", "n", "--exec-grace", "later"], &[]).unwrap_err();
+        assert!(e.0.starts_with("--exec-grace: expected a duration"), "{e}");
+        let e = run(&["1", "n", "--exec"], &[]).unwrap_err();
+        assert!(e.0.starts_with("--exec"), "{e}");
+    }
+
+    #[test]
+    fn bad_arguments_name_the_flag() {
+        let e = run(&["1", "n", "--timeout", "soon"], &[]).unwrap_err();
+        assert!(e.0.starts_with("--timeout: expected a duration"), "{e}");
+        let e = run(&["1", "n", "--id", "-3"], &[]).unwrap_err();
+        assert!(e.0.starts_with("--id"), "{e}");
+        let e = run(&["99999", "n"], &[]).unwrap_err();
+        assert!(e.0.starts_with("PORT"), "{e}");
+        let e = run(&["1", "a/b"], &[]).unwrap_err();
+        assert!(e.0.starts_with("NAME"), "{e}");
+        let e = run(&["1", "n", "--bogus", "x"], &[]).unwrap_err();
+        assert!(e.0.contains("--bogus"), "{e}");
+        assert!(run(&["1"], &[]).unwrap_err().0.contains("NAME"));
+        let e = run(&["1", "n", "--peers", "nope"], &[]).unwrap_err();
+        assert!(e.0.starts_with("--peers"), "{e}");
+    }
+
+    fn consul_run(args: &[&str], env: &[(&str, &str)]) -> Result<ConsulOptions, UsageError> {
+        let c = run(args, env)?;
+        assert_eq!(c.registry.kind, RegistryKind::Consul);
+        Ok(c.registry.consul)
+    }
+
+    #[test]
+    fn consul_options_read_like_consuls_own_cli() {
+        let o = consul_run(&["1", "n", "--registry", "consul"], &[]).unwrap();
+        assert_eq!(
+            o,
+            ConsulOptions {
+                address: "http://127.0.0.1:8500".into(),
+                token: None,
+                check_interval: Duration::from_secs(10),
+                deregister_after: Duration::from_secs(60),
+            }
+        );
+        // CONSUL_HTTP_ADDR with or without a scheme; CONSUL_HTTP_TOKEN.
+        let env = [
+            ("CONSUL_HTTP_ADDR", "10.0.0.5:8500"),
+            ("CONSUL_HTTP_TOKEN", "abc-123"),
+        ];
+        let o = consul_run(&["1", "n", "--registry", "consul"], &env).unwrap();
+        assert_eq!(o.address, "http://10.0.0.5:8500");
+        assert_eq!(o.token.as_deref(), Some("abc-123"));
+        let env2 = [("CONSUL_HTTP_ADDR", "http://[::1]:8500/")];
+        let o = consul_run(&["1", "n", "--registry", "consul"], &env2).unwrap();
+        assert_eq!(o.address, "http://[::1]:8500");
+        // Flags win, and --consul alone selects the registry.
+        let args = [
+            "1",
+            "n",
+            "--consul-token",
+            "t2",
+            "--consul=consul.local",
+            "--consul-check-interval",
+            "2s",
+            "--consul-deregister-after=5m",
+        ];
+        let o = consul_run(&args, &env).unwrap();
+        assert_eq!(o.address, "http://consul.local");
+        assert_eq!(o.token.as_deref(), Some("t2"));
+        assert_eq!(o.check_interval, Duration::from_secs(2));
+        assert_eq!(o.deregister_after, Duration::from_secs(300));
+        // BULLY_* variables work as for every flag.
+        let env3 = [
+            ("BULLY_CONSUL", "h:1"),
+            ("BULLY_CONSUL_TOKEN", "t3"),
+            ("BULLY_CONSUL_CHECK_INTERVAL", "1s"),
+        ];
+        let o = consul_run(&["1", "n"], &env3).unwrap();
+        assert_eq!(o.address, "http://h:1");
+        assert_eq!(o.token.as_deref(), Some("t3"));
+        assert_eq!(o.check_interval, Duration::from_secs(1));
+    }
+
+    #[test]
+    fn bad_consul_settings_say_what_is_wrong() {
+        let consul = |args: &[&str], env: &[(&str, &str)]| {
+            let mut all = vec!["1", "n", "--registry", "consul"];
+            all.extend_from_slice(args);
+            run(&all, env).unwrap_err().0
+        };
+        let e = consul(&["--consul", "https://h:8501"], &[]);
+        assert!(e.starts_with("--consul: https is not supported"), "{e}");
+        let e = consul(&[], &[("CONSUL_HTTP_ADDR", "unix:///run/consul.sock")]);
+        assert!(e.starts_with("CONSUL_HTTP_ADDR: expected http://"), "{e}");
+        let e = consul(&["--consul", "h:0"], &[]);
+        assert!(e.starts_with("--consul: expected"), "{e}");
+        let e = consul(&[], &[("CONSUL_HTTP_SSL", "true")]);
+        assert!(e.starts_with("CONSUL_HTTP_SSL"), "{e}");
+        let e = consul(&[], &[("CONSUL_HTTP_TOKEN", "sec ret")]);
+        assert!(e.starts_with("CONSUL_HTTP_TOKEN: expected"), "{e}");
+        assert!(!e.contains("sec ret"), "the token is never echoed: {e}");
+        let e = consul(&["--consul-check-interval", "500ms"], &[]);
+        assert!(e.starts_with("--consul-check-interval: expected 1s"), "{e}");
+        let e = consul(&["--consul-deregister-after", "30s"], &[]);
+        assert!(
+            e.starts_with("--consul-deregister-after: expected 1m"),
+            "{e}"
+        );
+        // Consul settings made for other tools do not break a node on another registry.
+        let env = [
+            ("CONSUL_HTTP_ADDR", "unix:///run/consul.sock"),
+            ("CONSUL_HTTP_SSL", "true"),
+        ];
+        let c = run(&["1", "n"], &env).unwrap();
+        assert_eq!(c.registry.kind, RegistryKind::Dir);
+    }
+}

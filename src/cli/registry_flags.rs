@@ -1,0 +1,140 @@
+//! The registry options, shared by a node and `bully status`: which registry, which cluster,
+//! and each back end's settings, with Consul's read the way Consul's own CLI reads them.
+
+use super::flags::{Flags, UsageError};
+use crate::core::rules::{valid_host_port, valid_name, NAME_RULE};
+use crate::registry::consul_options::{
+    base_url, valid_token, ConsulOptions, DEFAULT_ADDRESS, DEFAULT_CHECK_INTERVAL,
+    MIN_CHECK_INTERVAL, MIN_DEREGISTER,
+};
+use crate::registry::{RegistryKind, RegistryOptions};
+use std::path::PathBuf;
+use std::time::Duration;
+
+impl Flags<'_> {
+    /// Registry options; `timeout` bounds the calls registries make over the network.
+    pub fn registry(&mut self, timeout: Duration) -> Result<RegistryOptions, UsageError> {
+        let cluster = self
+            .parsed("--cluster", &format!("a name of {NAME_RULE}"), |v| {
+                valid_name(v).then(|| v.to_string())
+            })?
+            .unwrap_or_else(|| "bully".into());
+        let kind = self.parsed("--registry", "dir, consul or static", |v| match v {
+            "dir" => Some(RegistryKind::Dir),
+            "consul" => Some(RegistryKind::Consul),
+            "static" => Some(RegistryKind::Static),
+            _ => None,
+        })?;
+        let dir = self
+            .value("--registry-dir")?
+            .map(PathBuf::from)
+            .unwrap_or_else(|| default_registry_dir((self.env)("XDG_RUNTIME_DIR")));
+        let peers = self.parsed("--peers", "a comma-separated list of HOST:PORT", |v| {
+            let list: Vec<String> = v
+                .split(',')
+                .map(str::trim)
+                .filter(|p| !p.is_empty())
+                .map(String::from)
+                .collect();
+            (!list.is_empty() && list.iter().all(|p| valid_host_port(p))).then_some(list)
+        })?;
+        let consul = self.value("--consul")?;
+        let kind = match (kind, &peers, &consul) {
+            (Some(k), _, _) => k,
+            (None, Some(_), None) => RegistryKind::Static,
+            (None, None, Some(_)) => RegistryKind::Consul,
+            (None, Some(_), Some(_)) => {
+                return Err(UsageError(
+                    "--peers and --consul given together: choose one with --registry".into(),
+                ))
+            }
+            (None, None, None) => RegistryKind::Dir,
+        };
+        if kind == RegistryKind::Static && peers.is_none() {
+            return Err(UsageError(
+                "--registry static: expected --peers HOST:PORT,...".into(),
+            ));
+        }
+        let consul = self.consul(consul, kind == RegistryKind::Consul)?;
+        Ok(RegistryOptions {
+            kind,
+            cluster,
+            dir,
+            peers: peers.unwrap_or_default(),
+            consul,
+            timeout,
+        })
+    }
+
+    /// The Consul options: `--consul`, else `CONSUL_HTTP_ADDR`, else the local agent;
+    /// `--consul-token`, else `CONSUL_HTTP_TOKEN`. Checked only when Consul is `used`.
+    fn consul(&mut self, flag: Option<String>, used: bool) -> Result<ConsulOptions, UsageError> {
+        let lookup = self.env;
+        let env = |k: &str| lookup(k).filter(|v| !v.is_empty());
+        let (source, raw) = match (flag, env("CONSUL_HTTP_ADDR")) {
+            (Some(v), _) => ("--consul", v),
+            (None, Some(v)) => ("CONSUL_HTTP_ADDR", v),
+            (None, None) => ("--consul", DEFAULT_ADDRESS.to_string()),
+        };
+        let (token_source, token) = match (self.value("--consul-token")?, env("CONSUL_HTTP_TOKEN"))
+        {
+            (Some(t), _) => ("--consul-token", Some(t)),
+            (None, t) => ("CONSUL_HTTP_TOKEN", t),
+        };
+        let ssl = env("CONSUL_HTTP_SSL")
+            .is_some_and(|v| matches!(v.as_str(), "1" | "t" | "T" | "true" | "TRUE" | "True"));
+        let check_interval = self.duration("--consul-check-interval", DEFAULT_CHECK_INTERVAL)?;
+        let deregister_after = self.duration("--consul-deregister-after", MIN_DEREGISTER)?;
+        if !used {
+            return Ok(ConsulOptions {
+                address: raw,
+                token,
+                check_interval,
+                deregister_after,
+            });
+        }
+        let address = base_url(&raw).map_err(|e| UsageError(format!("{source}: {e}")))?;
+        if ssl {
+            return Err(UsageError(
+                "CONSUL_HTTP_SSL: https is not supported (this build has no TLS); \
+                 use the agent's plain HTTP address"
+                    .into(),
+            ));
+        }
+        if token.as_deref().is_some_and(|t| !valid_token(t)) {
+            return Err(UsageError(format!(
+                "{token_source}: expected a token of visible ASCII characters"
+            )));
+        }
+        if check_interval < MIN_CHECK_INTERVAL {
+            return Err(UsageError(
+                "--consul-check-interval: expected 1s or more (Consul's minimum)".into(),
+            ));
+        }
+        if deregister_after < MIN_DEREGISTER {
+            return Err(UsageError(
+                "--consul-deregister-after: expected 1m or more (Consul's minimum)".into(),
+            ));
+        }
+        Ok(ConsulOptions {
+            address,
+            token,
+            check_interval,
+            deregister_after,
+        })
+    }
+}
+
+/// `$XDG_RUNTIME_DIR/bully`, else `/tmp/bully-<uid>`.
+fn default_registry_dir(xdg_runtime_dir: Option<String>) -> PathBuf {
+    match xdg_runtime_dir.filter(|d| !d.is_empty()) {
+        Some(d) => PathBuf::from(d).join("bully"),
+        None => {
+            use std::os::unix::fs::MetadataExt;
+            let uid = std::fs::metadata("/proc/self")
+                .map(|m| m.uid())
+                .unwrap_or(0);
+            PathBuf::from(format!("/tmp/bully-{uid}"))
+        }
+    }
+}

@@ -1,0 +1,160 @@
+//! Starting one node: listen, open the registry, build the node and its parts, start the
+//! threads, then serve on the calling thread.
+
+use super::config::Config;
+use crate::core::election::Settings;
+use crate::core::member::Member;
+use crate::http::auth::Verifier;
+use crate::http::peer::PeerClient;
+use crate::http::server;
+use crate::registry;
+use crate::runtime::api::Api;
+use crate::runtime::directory::Directory;
+use crate::runtime::handle::Handle;
+use crate::runtime::hooks::Hooks;
+use crate::runtime::metrics::Metrics;
+use crate::runtime::node::{Node, Parts};
+use crate::runtime::registration::Registration;
+use crate::runtime::schedules;
+use crate::runtime::shutdown::{self, Leaving};
+use crate::runtime::timing::Timing;
+use crate::runtime::watch::{self, Leadership};
+use crate::sync::spawn_named;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+/// Runs the node until a signal ends the process; returns only when it cannot start.
+pub fn run(config: Config) -> ExitCode {
+    simple_logger::SimpleLogger::new()
+        .with_level(config.log_level)
+        .with_module_level("ureq", log::LevelFilter::Warn)
+        .with_module_level("ureq_proto", log::LevelFilter::Warn)
+        .with_utc_timestamps()
+        .init()
+        .ok();
+
+    let addr = SocketAddr::new(config.bind, config.port);
+    let listener = match server::bind(addr) {
+        Ok(l) => l,
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+            eprintln!(
+                "bully: port {} is already in use on {}",
+                config.port, config.bind
+            );
+            return ExitCode::from(1);
+        }
+        Err(e) => {
+            eprintln!("bully: cannot listen on {addr}: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let registry = match registry::open(&config.registry) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("bully: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let me = Member {
+        name: config.name.clone(),
+        id: config.id,
+        host: config.advertise.clone(),
+        port: config.port,
+    };
+    let timing = Timing {
+        startup_delay: config.startup_delay,
+        health_interval: config.health_interval,
+        timeout: config.timeout,
+    };
+    let cluster = config.registry.cluster.clone();
+    let directory = Arc::new(Directory::new(registry));
+    let metrics = Arc::new(Metrics::default());
+    let leadership = Arc::new(Leadership::default());
+    let parts = Parts {
+        me: me.node_ref(),
+        settings: Settings::for_timeout(config.timeout),
+        client: PeerClient::new(config.timeout).signing(config.cluster_key.clone()),
+        directory: Arc::clone(&directory),
+        metrics: Arc::clone(&metrics),
+        leadership: Arc::clone(&leadership),
+    };
+    let node: Arc<dyn Handle> = match Node::start(parts) {
+        Ok(n) => n,
+        Err(e) => {
+            eprintln!("bully: cannot start the node's timer thread: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    // Subscribed before anything can change the coordinator, so no transition is missed.
+    let hooks = if config.hooks.any() {
+        match Hooks::start(Arc::clone(&node), me.node_ref(), config.hooks.clone()) {
+            Ok(h) => Some(h),
+            Err(e) => {
+                eprintln!("bully: cannot start the hook thread: {e}");
+                return ExitCode::from(1);
+            }
+        }
+    } else {
+        None
+    };
+    let signed = config.cluster_key.is_some();
+    log::info!(
+        "Node {} with id {}{} on {} (advertised {}), cluster '{}', registry {}, {}",
+        me.name,
+        me.id,
+        if config.id_is_random { " (random)" } else { "" },
+        addr,
+        me.address(),
+        cluster,
+        directory.registry().describe(),
+        if signed {
+            "POSTs signed (HMAC-SHA256)"
+        } else {
+            "no cluster key"
+        }
+    );
+    if !signed && !config.bind.is_loopback() {
+        log::warn!(
+            "listening on {} without --cluster-key: anyone who reaches this port can take over \
+             the election; set a key",
+            config.bind
+        );
+    }
+    let registration = Registration::new(
+        me.clone(),
+        Arc::clone(&directory),
+        Arc::clone(&node),
+        timing.health_interval,
+    );
+    let leaving = Leaving {
+        hooks,
+        registration: Arc::clone(&registration),
+        leadership: Arc::clone(&leadership),
+    };
+    if let Err(e) = shutdown::install(leaving) {
+        log::warn!("cannot handle SIGINT/SIGTERM ({e}); the registry record stays on exit");
+    }
+    let (scheduled, timed) = (Arc::clone(&node), timing.clone());
+    if let Err(e) = spawn_named("schedules", move || {
+        schedules::run(scheduled, registration, timed)
+    }) {
+        eprintln!("bully: cannot start the schedules: {e}");
+        return ExitCode::from(1);
+    }
+    let (follower, timed) = (Arc::clone(&node), timing);
+    if let Err(e) = spawn_named("watch", move || watch::follow(follower, timed)) {
+        log::warn!("cannot start the coordinator watch ({e}); relying on the health check");
+    }
+    let api = Api {
+        me,
+        cluster,
+        node,
+        directory,
+        metrics,
+        leadership,
+        verifier: config.cluster_key.map(Verifier::new),
+    };
+    server::serve(listener, Arc::new(api));
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,53 @@
+//! The help text: every flag with its default. Shown by `--help` and after a usage error's
+//! hint.
+
+pub const USAGE: &str = "\
+bully - leader election with the Bully algorithm
+
+USAGE:
+    bully PORT NAME [options]
+    bully status [registry options] [--timeout DUR] [--json]
+
+OPTIONS (each also read from BULLY_<FLAG>, e.g. BULLY_HEALTH_INTERVAL=500ms; a flag wins):
+    --id N                 election priority, unsigned 64-bit; higher wins [default: random]
+    --cluster NAME         cluster name; clusters never see each other [default: bully]
+    --registry KIND        dir | consul | static [default: dir; --consul or --peers alone
+                           select consul or static]
+    --registry-dir PATH    where the dir registry lives, one sub-directory per cluster
+                           [default: $XDG_RUNTIME_DIR/bully, else /tmp/bully-<uid>]
+    --peers LIST           static registry: comma-separated HOST:PORT of the other nodes
+    --consul URL           consul registry: agent address, http://HOST:PORT or HOST:PORT
+                           [default: $CONSUL_HTTP_ADDR, else http://127.0.0.1:8500]
+    --consul-token TOKEN   consul ACL token, sent as X-Consul-Token [default: $CONSUL_HTTP_TOKEN]
+    --consul-check-interval DUR
+                           how often Consul checks GET / on this node, 1s or more [default: 10s]
+    --consul-deregister-after DUR
+                           Consul drops a node whose check stays critical this long, 1m or
+                           more [default: 1m]
+    --bind ADDR            listen address [default: 127.0.0.1]
+    --advertise HOST       address others use to reach this node [default: the bind address;
+                           127.0.0.1 when binding 0.0.0.0]
+    --startup-delay DUR    first election after this long [default: 15s]
+    --health-interval DUR  how often a follower checks the coordinator [default: 20s]
+    --timeout DUR          per-request timeout to peers [default: 1s]
+    --log-level LEVEL      error | warn | info | debug | trace [default: info]
+    --cluster-key KEY      sign every POST with HMAC-SHA256 and refuse unsigned ones; set it
+                           whenever a node listens beyond loopback (at least 16 bytes)
+    --cluster-key-file PATH
+                           the key from a file (trailing white space dropped)
+    --on-elected CMD       run CMD with sh -c each time this node becomes coordinator
+    --on-demoted CMD       run CMD with sh -c each time it stops being coordinator, also
+                           on SIGINT/SIGTERM before exiting
+    --hook-timeout DUR     kill a hook and its children after this long [default: 30s]
+    --exec CMD             keep CMD (sh -c) running only while this node is coordinator
+    --exec-grace DUR       on demotion or exit the --exec child gets SIGTERM, then SIGKILL
+                           after this long [default: 10s]
+    -h, --help             print this help
+    -V, --version          print the version
+
+Durations: 250ms, 15s, 2m, 1h, or a bare number of seconds.
+
+bully status prints one row per registry member with what it reports in GET /nodeDetails
+(registry options and --timeout as above; --json for JSON). Exit code 0 when every reachable
+member names the same coordinator, 1 when they disagree or none is reachable.
+";

@@ -1,0 +1,1544 @@
+//! The Bully algorithm as a pure state machine.
+//!
+//! [`Election::step`] takes one [`Event`] and returns a [`Ready`]: the reply, the effects for
+//! the shell, the coordinator changes and round edges it caused, and the lines to log. Nothing
+//! here touches the network, the registry, a clock or a thread, which keeps the protocol
+//! testable like a function and lets the shell drop the state lock before any I/O.
+//!
+//! Terms: every win takes a term above any this node has seen, and an announcement is only
+//! accepted for a term above the one followed (or a repeat of it by the same coordinator). So
+//! a delayed announcement from an old round cannot overwrite a newer coordinator, and no node
+//! ever follows two coordinators in one term.
+
+use super::event::{
+    AnnounceAnswer, CheckAnswer, ElectionAnswer, Event, ProbeAnswer, ProbePurpose, Purpose, Timer,
+    WatchEnd,
+};
+use super::member::{higher, others, Member, NodeRef};
+use super::ready::{
+    AnnounceReply, Change, Detection, Effect, Note, ProxyReply, Ready, Reply, RoundEdge,
+};
+use super::rules::{valid_term, MAX_TERM};
+use std::time::Duration;
+
+/// The waits the core asks the shell to time.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Settings {
+    /// How long to wait for the announcement of a higher node that answered this node's
+    /// election message: that node may itself wait out one timeout on a dead node above it,
+    /// then announce, so a few timeouts are ample.
+    pub announce_wait: Duration,
+    /// How long to wait for the successor's announcement after the watched coordinator said
+    /// it stopped leading.
+    pub successor_wait: Duration,
+}
+
+impl Settings {
+    /// The waits for a node whose peer calls time out after `timeout`.
+    pub fn for_timeout(timeout: Duration) -> Self {
+        Settings {
+            announce_wait: timeout * 4,
+            successor_wait: timeout,
+        }
+    }
+}
+
+/// Where this node stands in the current round.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Phase {
+    /// No election running: following a coordinator, leading, or not yet started.
+    Idle,
+    /// An election was asked for; waiting for the registry's member list.
+    Collecting,
+    /// Election messages are out to the higher members.
+    Electing,
+    /// A higher member answered; waiting for its announcement.
+    AwaitingAnnouncement,
+}
+
+/// A read-only view for `/nodeDetails`, the metrics and the watch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Snapshot {
+    pub coordinator: Option<NodeRef>,
+    pub is_coordinator: bool,
+    pub election: bool,
+    pub term: u64,
+}
+
+/// What a node knows and where it is in the protocol.
+#[derive(Clone, Debug)]
+pub struct Election {
+    me: NodeRef,
+    settings: Settings,
+    coordinator: Option<NodeRef>,
+    /// The term of the coordinator followed (or led); 0 before the first.
+    term: u64,
+    /// The coordinator of `term`, kept when a check finds it down: a check can fail on a node
+    /// that lives (too busy to answer), and its repeated announcement for the term must still
+    /// be accepted, or this node would refuse the only coordinator there is for good.
+    term_leader: Option<NodeRef>,
+    /// The highest term seen in any message.
+    max_term: u64,
+    phase: Phase,
+    round: u64,
+    /// Members read at the start of the round: the announcement goes to them.
+    round_members: Vec<Member>,
+    /// A check of the coordinator, asked for by an election message, is under way: further
+    /// messages wait for it instead of asking again.
+    verifying: bool,
+    /// The output of the step under way.
+    out: Ready,
+}
+
+impl Election {
+    pub fn new(me: NodeRef, settings: Settings) -> Self {
+        Election {
+            me,
+            settings,
+            coordinator: None,
+            term: 0,
+            term_leader: None,
+            max_term: 0,
+            phase: Phase::Idle,
+            round: 0,
+            round_members: Vec::new(),
+            verifying: false,
+            out: Ready::default(),
+        }
+    }
+
+    pub fn me(&self) -> &NodeRef {
+        &self.me
+    }
+
+    pub fn coordinator(&self) -> Option<&NodeRef> {
+        self.coordinator.as_ref()
+    }
+
+    pub fn term(&self) -> u64 {
+        self.term
+    }
+
+    pub fn phase(&self) -> &Phase {
+        &self.phase
+    }
+
+    pub fn is_coordinator(&self) -> bool {
+        self.coordinator.as_ref() == Some(&self.me)
+    }
+
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            coordinator: self.coordinator.clone(),
+            is_coordinator: self.is_coordinator(),
+            election: self.phase != Phase::Idle,
+            term: self.term,
+        }
+    }
+
+    /// Applies one event and returns everything that follows from it.
+    pub fn step(&mut self, event: Event) -> Ready {
+        match event {
+            Event::Startup => self.collect(Purpose::LearnTerms),
+            Event::HealthTick => self.on_health_tick(),
+            Event::Rejoined => self.on_rejoined(),
+            Event::Timer(timer) => self.on_timer(timer),
+            Event::Members { purpose, members } => self.on_members(purpose, members),
+            Event::TermsAnswered { answers } => self.on_terms_answered(answers),
+            Event::ElectionAnswered { round, answers } => self.on_election_answered(round, answers),
+            Event::AnnounceAnswered { term, answers } => self.on_announce_answered(term, answers),
+            Event::CoordinatorChecked {
+                coordinator,
+                answer,
+            } => self.on_coordinator_checked(&coordinator, answer),
+            Event::Probed { purpose, answers } => self.on_probed(purpose, answers),
+            Event::WatchEnded { coordinator, end } => self.on_watch_ended(&coordinator, end),
+            Event::Proxy { from, term } => {
+                let reply = self.on_proxy(&from, term);
+                self.out.reply = Some(Reply::Proxy(reply));
+            }
+            Event::Response { from, term } => {
+                self.on_response(&from, term);
+                self.out.reply = Some(Reply::Ok);
+            }
+            Event::Announce { from, term } => {
+                let reply = self.on_announce(&from, term);
+                self.out.reply = Some(Reply::Announce(reply));
+            }
+        }
+        std::mem::take(&mut self.out)
+    }
+
+    fn note(&mut self, note: Note) {
+        self.out.notes.push(note);
+    }
+
+    fn effect(&mut self, effect: Effect) {
+        self.out.effects.push(effect);
+    }
+
+    fn saw_term(&mut self, term: u64) {
+        self.max_term = self.max_term.max(term.min(MAX_TERM));
+    }
+
+    /// Replaces the coordinator, recording the change when there is one.
+    fn set_coordinator(&mut self, next: Option<NodeRef>) -> Option<NodeRef> {
+        let before = std::mem::replace(&mut self.coordinator, next);
+        if before != self.coordinator {
+            self.out.changes.push(Change {
+                before: before.clone(),
+                after: self.coordinator.clone(),
+                term: self.term,
+            });
+        }
+        before
+    }
+
+    /// Ends the round under way, if any: this node won it or accepted a coordinator.
+    fn end_round(&mut self, won: bool) {
+        if self.phase != Phase::Idle {
+            self.out.rounds.push(RoundEdge::Ended {
+                round: self.round,
+                won,
+            });
+        }
+        self.phase = Phase::Idle;
+    }
+
+    fn collect(&mut self, purpose: Purpose) {
+        self.effect(Effect::CollectMembers { purpose });
+    }
+
+    /// Already the coordinator of a term newer than `term`: an election message needs no new
+    /// round, the sender just has to learn of us. Only a term above everything the sender has
+    /// seen settles it: at an equal term the sender may follow another coordinator, so this
+    /// node elects above it instead.
+    fn leads_at(&self, term: u64) -> bool {
+        self.phase == Phase::Idle && self.is_coordinator() && self.term > term
+    }
+
+    /// Start a round unless one is already running: however many triggers arrive (timers,
+    /// election messages from several lower nodes), one round runs at a time.
+    fn request_election(&mut self) {
+        if self.phase != Phase::Idle {
+            return;
+        }
+        self.start_round();
+    }
+
+    /// A new round, from idle or in place of one that came to nothing.
+    fn start_round(&mut self) {
+        self.round += 1;
+        self.phase = Phase::Collecting;
+        self.out
+            .rounds
+            .push(RoundEdge::Started { round: self.round });
+        self.note(Note::ElectionStarted {
+            me: self.me.name.clone(),
+        });
+        self.collect(Purpose::Round(self.round));
+    }
+
+    fn on_members(&mut self, purpose: Purpose, members: Vec<Member>) {
+        match purpose {
+            Purpose::Round(round) => self.members_collected(round, members),
+            Purpose::LookForHigher => {
+                if !self.is_coordinator() || self.phase != Phase::Idle {
+                    return;
+                }
+                let nodes: Vec<NodeRef> =
+                    higher(&members, &self.me).map(Member::node_ref).collect();
+                if !nodes.is_empty() {
+                    self.effect(Effect::Probe {
+                        purpose: ProbePurpose::Higher,
+                        nodes,
+                    });
+                }
+            }
+            Purpose::LearnTerms => {
+                let members: Vec<Member> = others(&members, &self.me).cloned().collect();
+                if members.is_empty() {
+                    self.request_election();
+                } else {
+                    self.effect(Effect::AskTerms { members });
+                }
+            }
+        }
+    }
+
+    /// The terms the others follow, read before the first election so that a (re)started
+    /// node's first win takes a term no one has used yet; then the election. Only answers
+    /// from the member asked count.
+    fn on_terms_answered(&mut self, answers: Vec<(Member, CheckAnswer)>) {
+        let highest = answers
+            .iter()
+            .filter_map(|(m, a)| match a {
+                CheckAnswer::Details { name, id, term, .. } if *name == m.name && *id == m.id => {
+                    Some(*term)
+                }
+                _ => None,
+            })
+            .max();
+        if let Some(term) = highest {
+            self.note(Note::TermsLearned { term });
+            self.saw_term(term);
+        }
+        self.request_election();
+    }
+
+    /// The registry answered: message every higher member, or win at once when there is none.
+    fn members_collected(&mut self, round: u64, members: Vec<Member>) {
+        if self.phase != Phase::Collecting || round != self.round {
+            return;
+        }
+        let higher: Vec<Member> = higher(&members, &self.me).cloned().collect();
+        self.note(Note::HigherNodes {
+            names: higher.iter().map(|m| m.name.clone()).collect(),
+        });
+        self.round_members = members;
+        if higher.is_empty() {
+            return self.become_coordinator();
+        }
+        self.phase = Phase::Electing;
+        self.effect(Effect::SendElection {
+            round,
+            to: higher,
+            term: self.max_term,
+        });
+    }
+
+    /// The election messages of `round` came back. An answer in which the member names itself
+    /// coordinator is its announcement; any OK means a higher node lives and takes over.
+    fn on_election_answered(&mut self, round: u64, answers: Vec<(Member, ElectionAnswer)>) {
+        let mut ok = 0;
+        for (member, answer) in &answers {
+            if let ElectionAnswer::Ok { claim } = answer {
+                ok += 1;
+                if let Some(c) = claim
+                    .as_ref()
+                    .filter(|c| member.is(&NodeRef::new(&c.name, c.id)))
+                {
+                    self.on_announce(&member.node_ref(), c.term);
+                }
+            }
+        }
+        if self.phase != Phase::Electing || round != self.round {
+            return;
+        }
+        if ok == 0 {
+            self.note(Note::NoHigherAnswered {
+                me: self.me.name.clone(),
+            });
+            return self.become_coordinator();
+        }
+        self.phase = Phase::AwaitingAnnouncement;
+        self.effect(Effect::StartTimer {
+            timer: Timer::Announcement { round },
+            after: self.settings.announce_wait,
+        });
+    }
+
+    fn on_timer(&mut self, timer: Timer) {
+        match timer {
+            Timer::Announcement { round } => {
+                // A higher node answered but never announced itself (it died meanwhile).
+                if self.phase != Phase::AwaitingAnnouncement || round != self.round {
+                    return;
+                }
+                self.note(Note::NoAnnouncement {
+                    me: self.me.name.clone(),
+                });
+                self.start_round();
+            }
+            Timer::Successor { coordinator } => {
+                // The watched coordinator stopped leading and no successor announced itself.
+                self.lose_coordinator(&coordinator, "stopped leading");
+            }
+        }
+    }
+
+    /// `POST /proxy`: an election message from `from`, who has seen `term`. A lower sender is
+    /// told OK. Messages are coalesced: a coordinator answers with its own announcement; a
+    /// follower of a higher coordinator only checks that coordinator (once, however many
+    /// messages arrive); otherwise one local election runs per round.
+    fn on_proxy(&mut self, from: &NodeRef, term: u64) -> ProxyReply {
+        if *from >= self.me {
+            return ProxyReply::NotLower;
+        }
+        self.saw_term(term);
+        if self.leads_at(term) {
+            return ProxyReply::Coordinator { term: self.term };
+        }
+        self.lower_node_is_electing();
+        ProxyReply::Ok
+    }
+
+    /// `POST /response`: the original's comparison step; a higher node takes over the
+    /// election. Coalesced like `/proxy`: a coordinator that already leads starts nothing, so a
+    /// flood of these cannot become a storm of elections.
+    fn on_response(&mut self, from: &NodeRef, term: u64) {
+        self.saw_term(term);
+        if self.me > *from && !self.leads_at(term) {
+            self.lower_node_is_electing();
+        }
+    }
+
+    fn lower_node_is_electing(&mut self) {
+        match &self.coordinator {
+            Some(c) if self.phase == Phase::Idle && *c > self.me => {
+                if self.verifying {
+                    return;
+                }
+                self.verifying = true;
+                let coordinator = c.clone();
+                self.effect(Effect::CheckCoordinator { coordinator });
+            }
+            _ => self.request_election(),
+        }
+    }
+
+    /// `POST /announce`: accept a higher coordinator of a newer term; bully a lower one back
+    /// with an election; refuse a stale one.
+    fn on_announce(&mut self, coordinator: &NodeRef, term: u64) -> AnnounceReply {
+        if !valid_term(term) {
+            self.note(Note::AboveLargestTerm {
+                from: coordinator.name.clone(),
+                term,
+            });
+            return AnnounceReply::Stale { term: self.term };
+        }
+        self.saw_term(term);
+        if *coordinator == self.me {
+            return AnnounceReply::Ok;
+        }
+        let repeat = self.term_leader.as_ref() == Some(coordinator) && term == self.term;
+        if term < self.term || (term == self.term && !repeat) {
+            self.note(Note::StaleAnnouncement {
+                from: coordinator.name.clone(),
+                term,
+                following: self.coordinator.as_ref().map(|c| c.name.clone()),
+                our_term: self.term,
+            });
+            return AnnounceReply::Stale { term: self.term };
+        }
+        if *coordinator < self.me {
+            self.note(Note::LowerAnnounced {
+                from: coordinator.name.clone(),
+                me: self.me.name.clone(),
+            });
+            self.request_election();
+            return AnnounceReply::Ok;
+        }
+        self.end_round(false);
+        self.term = term;
+        self.term_leader = Some(coordinator.clone());
+        let previous = self.set_coordinator(Some(coordinator.clone()));
+        if previous.as_ref() == Some(coordinator) {
+            return AnnounceReply::Ok;
+        }
+        self.note(Note::CoordinatorIs {
+            name: coordinator.name.clone(),
+            term,
+        });
+        match previous {
+            // A lower node took over from a higher one: if the higher one is in fact alive
+            // (frozen, partitioned, or the announcement is forged), it must be brought back.
+            Some(p) if p > *coordinator && p != self.me => self.effect(Effect::Probe {
+                purpose: ProbePurpose::Previous(p.clone()),
+                nodes: vec![p],
+            }),
+            _ => {}
+        }
+        AnnounceReply::Ok
+    }
+
+    /// The answers to our announcement: a refusal by a node that follows a term at least ours
+    /// makes this node elect again above it.
+    fn on_announce_answered(&mut self, _term: u64, answers: Vec<(Member, AnnounceAnswer)>) {
+        let highest = answers
+            .iter()
+            .filter_map(|(_, a)| match a {
+                AnnounceAnswer::Stale { term } => Some(*term),
+                _ => None,
+            })
+            .max();
+        let Some(term) = highest else { return };
+        let term = term.min(MAX_TERM);
+        self.saw_term(term);
+        if !self.is_coordinator() || term < self.term {
+            return;
+        }
+        self.note(Note::AnnouncementRefused {
+            me: self.me.name.clone(),
+            term,
+        });
+        self.request_election();
+    }
+
+    fn on_probed(&mut self, purpose: ProbePurpose, answers: Vec<(NodeRef, ProbeAnswer)>) {
+        let alive = |node: &NodeRef| {
+            answers
+                .iter()
+                .any(|(n, a)| n == node && *a == ProbeAnswer::Status(200))
+        };
+        match purpose {
+            // A coordinator replaced by a lower one still answers: elect, so it hears of it
+            // and bullies its way back in.
+            ProbePurpose::Previous(previous) => {
+                if !alive(&previous) {
+                    return;
+                }
+                if let Some(c) = self.coordinator.clone().filter(|c| *c < previous) {
+                    self.note(Note::PreviousAlive {
+                        previous: previous.name.clone(),
+                        current: c.name.clone(),
+                    });
+                    self.request_election();
+                }
+            }
+            // This node leads, yet a higher member answers: elect, so that member hears of it
+            // and takes over. Without this a split after a healed partition would last for
+            // good, as nothing else makes a coordinator look up.
+            ProbePurpose::Higher => {
+                let any = answers.iter().any(|(n, _)| alive(n));
+                if !any || !self.is_coordinator() || self.phase != Phase::Idle {
+                    return;
+                }
+                self.note(Note::HigherAnswers {
+                    me: self.me.name.clone(),
+                });
+                self.request_election();
+            }
+        }
+    }
+
+    /// The health schedule fired: check the coordinator, or elect when none is known.
+    fn on_health_tick(&mut self) {
+        if self.phase != Phase::Idle {
+            return;
+        }
+        match self.coordinator.clone() {
+            None => self.request_election(),
+            Some(c) if c == self.me => self.collect(Purpose::LookForHigher),
+            Some(c) => self.effect(Effect::CheckCoordinator { coordinator: c }),
+        }
+    }
+
+    /// The coordinator is alive when it answers as itself saying it still leads: a node named
+    /// coordinator by a stale or forged announcement, or restarted since, does not pass; one
+    /// that left cleanly or died does not answer. A `503` (too busy) passes: taking a busy
+    /// coordinator for dead started needless elections and terms that fed a failover storm in
+    /// a large cluster; the next check decides.
+    fn on_coordinator_checked(&mut self, coordinator: &NodeRef, answer: CheckAnswer) {
+        let alive = match answer {
+            CheckAnswer::Details {
+                name,
+                id,
+                is_coordinator,
+                ..
+            } => is_coordinator && coordinator.name == name && coordinator.id == id,
+            CheckAnswer::Busy => true,
+            _ => false,
+        };
+        if alive {
+            if self.coordinator.as_ref() == Some(coordinator) {
+                self.verifying = false;
+            }
+        } else {
+            self.coordinator_failed(coordinator, Detection::HealthCheck);
+        }
+    }
+
+    /// The coordinator did not answer its check (or no longer leads).
+    fn coordinator_failed(&mut self, coordinator: &NodeRef, by: Detection) {
+        if self.coordinator.as_ref() != Some(coordinator) {
+            return;
+        }
+        self.verifying = false;
+        self.note(Note::CoordinatorDown {
+            name: coordinator.name.clone(),
+            by,
+        });
+        self.set_coordinator(None);
+        self.request_election();
+    }
+
+    /// What a held watch's end says about the coordinator.
+    fn on_watch_ended(&mut self, coordinator: &NodeRef, end: WatchEnd) {
+        match end {
+            WatchEnd::Leading | WatchEnd::Busy | WatchEnd::Other { .. } => {}
+            WatchEnd::ShuttingDown => self.lose_coordinator(coordinator, "shut down"),
+            // It stopped leading (or never did): the announcement of the new coordinator is
+            // normally on its way; elect only if it does not come.
+            WatchEnd::Demoted | WatchEnd::NotCoordinator => {
+                if self.coordinator.as_ref() == Some(coordinator) {
+                    self.effect(Effect::StartTimer {
+                        timer: Timer::Successor {
+                            coordinator: coordinator.clone(),
+                        },
+                        after: self.settings.successor_wait,
+                    });
+                }
+            }
+            WatchEnd::TimedOut => {
+                self.lose_coordinator(coordinator, "did not answer its watch in time")
+            }
+            WatchEnd::Closed => self.lose_coordinator(coordinator, "closed its connection"),
+        }
+    }
+
+    /// The watched coordinator is gone: elect now, unless it has been replaced meanwhile.
+    fn lose_coordinator(&mut self, coordinator: &NodeRef, how: &'static str) {
+        if self.coordinator.as_ref() != Some(coordinator) {
+            return;
+        }
+        self.note(Note::WatchLost {
+            name: coordinator.name.clone(),
+            how,
+        });
+        self.coordinator_failed(coordinator, Detection::Watch);
+    }
+
+    /// The registry lists this node again after it could not (it was unreachable, or lost the
+    /// registration). A coordinator elects again, so that nodes which could not see it, and
+    /// may have chosen another, learn of it; a follower's health checks already cover it.
+    fn on_rejoined(&mut self) {
+        if self.is_coordinator() {
+            self.request_election();
+        }
+    }
+
+    fn become_coordinator(&mut self) {
+        self.end_round(true);
+        self.verifying = false;
+        // Saturating: terms from others are capped at MAX_TERM, so this cannot overflow in
+        // practice, but no input may make it panic.
+        self.max_term = self.max_term.saturating_add(1);
+        self.term = self.max_term;
+        self.term_leader = Some(self.me.clone());
+        self.set_coordinator(Some(self.me.clone()));
+        self.note(Note::CoordinatorIs {
+            name: self.me.name.clone(),
+            term: self.term,
+        });
+        let to: Vec<Member> = others(&std::mem::take(&mut self.round_members), &self.me)
+            .cloned()
+            .collect();
+        self.effect(Effect::Announce {
+            to,
+            term: self.term,
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::event::{Claim, Unreachable};
+
+    fn member(name: &str, id: u64) -> Member {
+        Member {
+            name: name.into(),
+            id,
+            host: "127.0.0.1".into(),
+            port: 5000 + id as u16,
+        }
+    }
+
+    fn cluster(ids: &[u64]) -> Vec<Member> {
+        ids.iter()
+            .map(|&i| member(&format!("node{i}"), i))
+            .collect()
+    }
+
+    fn nref(id: u64) -> NodeRef {
+        NodeRef::new(format!("node{id}"), id)
+    }
+
+    fn node(id: u64) -> Election {
+        Election::new(nref(id), Settings::for_timeout(Duration::from_secs(1)))
+    }
+
+    fn collect(round: u64) -> Effect {
+        Effect::CollectMembers {
+            purpose: Purpose::Round(round),
+        }
+    }
+
+    fn members(e: &mut Election, round: u64, ms: &[Member]) -> Ready {
+        e.step(Event::Members {
+            purpose: Purpose::Round(round),
+            members: ms.to_vec(),
+        })
+    }
+
+    /// Starts a round with a health tick (no coordinator is known) and answers its member
+    /// collection with `ms`; returns what followed.
+    fn start(e: &mut Election, ms: &[Member]) -> Ready {
+        let r = e.step(Event::HealthTick);
+        let round = match r.effects.as_slice() {
+            [Effect::CollectMembers {
+                purpose: Purpose::Round(round),
+            }] => *round,
+            other => panic!("expected CollectMembers, got {other:?}"),
+        };
+        members(e, round, ms)
+    }
+
+    /// A node that won an election among `ms`.
+    fn leader(id: u64, ms: &[Member]) -> Election {
+        let mut e = node(id);
+        start(&mut e, ms);
+        assert!(e.is_coordinator());
+        e
+    }
+
+    fn announce(e: &mut Election, from: u64, term: u64) -> (AnnounceReply, Ready) {
+        let r = e.step(Event::Announce {
+            from: nref(from),
+            term,
+        });
+        match &r.reply {
+            Some(Reply::Announce(a)) => (a.clone(), r),
+            other => panic!("expected an announce reply, got {other:?}"),
+        }
+    }
+
+    fn proxy(e: &mut Election, from: &NodeRef, term: u64) -> (ProxyReply, Ready) {
+        let r = e.step(Event::Proxy {
+            from: from.clone(),
+            term,
+        });
+        match &r.reply {
+            Some(Reply::Proxy(p)) => (p.clone(), r),
+            other => panic!("expected a proxy reply, got {other:?}"),
+        }
+    }
+
+    fn ok() -> ElectionAnswer {
+        ElectionAnswer::Ok { claim: None }
+    }
+
+    fn answered(e: &mut Election, round: u64, answers: Vec<(Member, ElectionAnswer)>) -> Ready {
+        e.step(Event::ElectionAnswered { round, answers })
+    }
+
+    fn checked(e: &mut Election, c: u64, answer: CheckAnswer) -> Ready {
+        e.step(Event::CoordinatorChecked {
+            coordinator: nref(c),
+            answer,
+        })
+    }
+
+    fn details(c: u64, is_coordinator: bool, term: u64) -> CheckAnswer {
+        CheckAnswer::Details {
+            name: format!("node{c}"),
+            id: c,
+            is_coordinator,
+            term,
+        }
+    }
+
+    fn leading(c: u64) -> CheckAnswer {
+        details(c, true, 1)
+    }
+
+    fn down() -> CheckAnswer {
+        CheckAnswer::Unreachable(Unreachable::Refused)
+    }
+
+    #[test]
+    fn highest_id_wins_at_once_and_announces_to_the_others() {
+        let mut e = node(4);
+        let r = start(&mut e, &cluster(&[1, 2, 3, 4]));
+        assert_eq!(
+            r.effects,
+            vec![Effect::Announce {
+                to: cluster(&[1, 2, 3]),
+                term: 1
+            }]
+        );
+        assert_eq!(
+            r.changes,
+            vec![Change {
+                before: None,
+                after: Some(nref(4)),
+                term: 1
+            }]
+        );
+        assert_eq!(
+            r.rounds,
+            vec![RoundEdge::Ended {
+                round: 1,
+                won: true
+            }]
+        );
+        assert!(e.is_coordinator());
+        assert_eq!(e.phase(), &Phase::Idle);
+        assert_eq!(e.term(), 1);
+    }
+
+    #[test]
+    fn a_round_starts_with_an_edge_a_log_line_and_a_member_collection() {
+        let mut e = node(2);
+        let r = e.step(Event::HealthTick);
+        assert_eq!(r.rounds, vec![RoundEdge::Started { round: 1 }]);
+        assert_eq!(r.effects, vec![collect(1)]);
+        assert_eq!(r.notes[0].to_string(), "Starting election in: node2");
+        let r = members(&mut e, 1, &cluster(&[1, 2, 3, 4]));
+        assert_eq!(r.notes[0].to_string(), "higher nodes: [node3, node4]");
+        assert_eq!(
+            r.effects,
+            vec![Effect::SendElection {
+                round: 1,
+                to: cluster(&[3, 4]),
+                term: 0
+            }]
+        );
+        assert!(e.snapshot().election);
+        assert!(r.rounds.is_empty() && r.changes.is_empty());
+    }
+
+    #[test]
+    fn no_ok_from_higher_nodes_makes_this_node_coordinator_whatever_else_they_said() {
+        let mut e = node(2);
+        start(&mut e, &cluster(&[1, 2, 3, 4, 5, 6]));
+        let answers = vec![
+            (member("node3", 3), ElectionAnswer::Busy),
+            (member("node4", 4), ElectionAnswer::Refused { status: 409 }),
+            (
+                member("node5", 5),
+                ElectionAnswer::Unreachable(Unreachable::Timeout),
+            ),
+            (
+                member("node6", 6),
+                ElectionAnswer::Unreachable(Unreachable::Closed),
+            ),
+        ];
+        let r = answered(&mut e, 1, answers);
+        assert_eq!(r.notes[0].to_string(), "No higher node answered in: node2");
+        assert_eq!(
+            r.effects,
+            vec![Effect::Announce {
+                to: cluster(&[1, 3, 4, 5, 6]),
+                term: 1
+            }]
+        );
+        assert!(e.is_coordinator());
+    }
+
+    #[test]
+    fn an_ok_waits_for_the_announcement_and_a_missing_one_restarts_the_round() {
+        let mut e = node(1);
+        start(&mut e, &cluster(&[1, 2]));
+        let r = answered(&mut e, 1, vec![(member("node2", 2), ok())]);
+        assert_eq!(
+            r.effects,
+            vec![Effect::StartTimer {
+                timer: Timer::Announcement { round: 1 },
+                after: Duration::from_secs(4)
+            }]
+        );
+        assert_eq!(e.phase(), &Phase::AwaitingAnnouncement);
+        let r = e.step(Event::Timer(Timer::Announcement { round: 1 }));
+        assert_eq!(
+            r.notes[0].to_string(),
+            "No announcement arrived in: node1; electing again"
+        );
+        // A restart counts as a started round but ends none: the round is timed from its
+        // first start.
+        assert_eq!(r.rounds, vec![RoundEdge::Started { round: 2 }]);
+        assert!(r.effects.contains(&collect(2)));
+    }
+
+    #[test]
+    fn a_lower_nodes_election_is_taken_over() {
+        let mut low = node(1);
+        let mut high = node(3);
+        let ms = cluster(&[1, 2, 3]);
+        let r = start(&mut low, &ms);
+        assert!(matches!(&r.effects[..], [Effect::SendElection { to, .. }] if to.len() == 2));
+        // node3 knows no coordinator: it answers OK and runs its own election ...
+        let (reply, r) = proxy(&mut high, low.me(), 0);
+        assert_eq!(reply, ProxyReply::Ok);
+        assert_eq!(r.effects, vec![collect(1)]);
+        let r = members(&mut high, 1, &ms);
+        assert_eq!(
+            r.effects,
+            vec![Effect::Announce {
+                to: cluster(&[1, 2]),
+                term: 1
+            }]
+        );
+        // ... so node1 waits for the announcement instead of winning.
+        answered(&mut low, 1, vec![(member("node3", 3), ok())]);
+        let (reply, r) = announce(&mut low, 3, 1);
+        assert_eq!(reply, AnnounceReply::Ok);
+        assert!(r.effects.is_empty());
+        assert_eq!(
+            r.rounds,
+            vec![RoundEdge::Ended {
+                round: 1,
+                won: false
+            }]
+        );
+        assert_eq!(low.coordinator(), Some(&nref(3)));
+        assert_eq!(low.phase(), &Phase::Idle);
+        assert_eq!(low.term(), 1);
+        // The timer that fires after that is ignored.
+        let r = low.step(Event::Timer(Timer::Announcement { round: 1 }));
+        assert_eq!(r, Ready::default());
+    }
+
+    #[test]
+    fn an_ok_that_claims_coordinator_is_its_announcement_but_only_for_itself() {
+        let mut e = node(1);
+        start(&mut e, &cluster(&[1, 2, 3]));
+        let claim = |name: &str, id, term| ElectionAnswer::Ok {
+            claim: Some(Claim {
+                name: name.into(),
+                id,
+                term,
+            }),
+        };
+        // node2 claims to be node3: not taken as anyone's announcement, but it is an OK.
+        let r = answered(
+            &mut e,
+            1,
+            vec![
+                (member("node2", 2), claim("node3", 3, 7)),
+                (member("node3", 3), ElectionAnswer::Busy),
+            ],
+        );
+        assert_eq!(e.coordinator(), None);
+        assert!(matches!(&r.effects[..], [Effect::StartTimer { .. }]));
+        let mut e = node(1);
+        start(&mut e, &cluster(&[1, 3]));
+        let r = answered(&mut e, 1, vec![(member("node3", 3), claim("node3", 3, 7))]);
+        assert_eq!(e.coordinator(), Some(&nref(3)));
+        assert_eq!(e.term(), 7);
+        assert_eq!(e.phase(), &Phase::Idle);
+        assert_eq!(
+            r.rounds,
+            vec![RoundEdge::Ended {
+                round: 1,
+                won: false
+            }]
+        );
+        assert_eq!(r.changes.len(), 1);
+    }
+
+    #[test]
+    fn response_from_lower_node_starts_local_election_but_not_from_higher() {
+        let mut e = node(2);
+        let r = e.step(Event::Response {
+            from: nref(3),
+            term: 0,
+        });
+        assert_eq!(r.reply, Some(Reply::Ok));
+        assert!(r.effects.is_empty());
+        let r = e.step(Event::Response {
+            from: nref(1),
+            term: 0,
+        });
+        assert_eq!(r.effects, vec![collect(1)]);
+    }
+
+    #[test]
+    fn announcement_from_lower_node_is_bullied_back_with_a_higher_term() {
+        let mut e = node(3);
+        let (reply, r) = announce(&mut e, 2, 5);
+        assert_eq!(reply, AnnounceReply::Ok);
+        assert_eq!(r.effects, vec![collect(1)]);
+        assert_eq!(
+            r.notes.last().unwrap().to_string(),
+            "Starting election in: node3"
+        );
+        assert_eq!(
+            r.notes[0].to_string(),
+            "node2 announced itself but node3 ranks higher: electing"
+        );
+        assert_eq!(e.coordinator(), None);
+        let r = members(&mut e, 1, &cluster(&[1, 2, 3]));
+        assert!(
+            matches!(&r.effects[..], [Effect::Announce { term: 6, .. }]),
+            "{r:?}"
+        );
+        assert!(e.is_coordinator());
+    }
+
+    #[test]
+    fn many_election_messages_in_one_round_start_one_election() {
+        let mut e = node(10);
+        let mut started = 0;
+        for i in 1..10 {
+            let (reply, r) = proxy(&mut e, &nref(i), 0);
+            assert_eq!(reply, ProxyReply::Ok);
+            started += r.effects.len();
+        }
+        assert_eq!(started, 1);
+        // The round ends when this node wins; then it answers as coordinator, electing no more.
+        members(&mut e, 1, &cluster(&[1, 2, 10]));
+        assert!(e.is_coordinator());
+        let (reply, r) = proxy(&mut e, &nref(1), 0);
+        assert_eq!(reply, ProxyReply::Coordinator { term: 1 });
+        assert!(r.effects.is_empty());
+    }
+
+    #[test]
+    fn a_coordinator_asked_from_a_newer_term_elects_again() {
+        let mut e = leader(4, &cluster(&[1, 4]));
+        let (reply, r) = proxy(&mut e, &nref(1), 9);
+        assert_eq!(reply, ProxyReply::Ok);
+        assert_eq!(r.effects, vec![collect(2)]);
+        let r = members(&mut e, 2, &cluster(&[1, 4]));
+        assert!(
+            matches!(&r.effects[..], [Effect::Announce { term: 10, .. }]),
+            "{r:?}"
+        );
+        // Still the coordinator throughout: no change, but the round is won.
+        assert!(r.changes.is_empty());
+        assert_eq!(
+            r.rounds,
+            vec![RoundEdge::Ended {
+                round: 2,
+                won: true
+            }]
+        );
+    }
+
+    #[test]
+    fn a_follower_checks_its_coordinator_once_instead_of_electing() {
+        let mut e = node(3);
+        announce(&mut e, 9, 4);
+        let check = Effect::CheckCoordinator {
+            coordinator: nref(9),
+        };
+        let (reply, r) = proxy(&mut e, &nref(1), 4);
+        assert_eq!(reply, ProxyReply::Ok);
+        assert_eq!(r.effects, vec![check.clone()]);
+        for i in [1, 2, 1] {
+            let (reply, r) = proxy(&mut e, &nref(i), 4);
+            assert_eq!((reply, r.effects), (ProxyReply::Ok, vec![]));
+        }
+        checked(&mut e, 9, leading(9));
+        assert_eq!(e.phase(), &Phase::Idle);
+        // After the check the next message may check again; a failed check elects.
+        let (_, r) = proxy(&mut e, &nref(1), 4);
+        assert_eq!(r.effects, vec![check]);
+        let r = checked(&mut e, 9, down());
+        assert_eq!(r.effects, vec![collect(1)]);
+        assert_eq!(
+            r.notes[0],
+            Note::CoordinatorDown {
+                name: "node9".into(),
+                by: Detection::HealthCheck
+            }
+        );
+    }
+
+    #[test]
+    fn every_check_answer_counts_as_alive_or_down() {
+        let alive = [leading(9), CheckAnswer::Busy];
+        let dead = [
+            details(9, false, 1),
+            CheckAnswer::Details {
+                name: "node8".into(),
+                id: 9,
+                is_coordinator: true,
+                term: 1,
+            },
+            CheckAnswer::Details {
+                name: "node9".into(),
+                id: 8,
+                is_coordinator: true,
+                term: 1,
+            },
+            CheckAnswer::Other { status: 404 },
+            CheckAnswer::NotLocated,
+            CheckAnswer::Unreachable(Unreachable::Timeout),
+            CheckAnswer::Unreachable(Unreachable::Refused),
+            CheckAnswer::Unreachable(Unreachable::Closed),
+            CheckAnswer::Unreachable(Unreachable::Other),
+        ];
+        for a in alive {
+            let mut e = node(1);
+            announce(&mut e, 9, 1);
+            let r = checked(&mut e, 9, a.clone());
+            assert_eq!(r, Ready::default(), "{a:?}");
+            assert_eq!(e.coordinator(), Some(&nref(9)));
+        }
+        for a in dead {
+            let mut e = node(1);
+            announce(&mut e, 9, 1);
+            let r = checked(&mut e, 9, a.clone());
+            assert_eq!(r.effects, vec![collect(1)], "{a:?}");
+            assert_eq!(e.coordinator(), None);
+        }
+    }
+
+    #[test]
+    fn proxy_from_higher_or_equal_node_is_refused() {
+        let mut e = node(5);
+        let (reply, r) = proxy(&mut e, &nref(6), 0);
+        assert_eq!((reply, r.effects), (ProxyReply::NotLower, vec![]));
+        let me = e.me().clone();
+        assert_eq!(proxy(&mut e, &me, 0).0, ProxyReply::NotLower);
+        assert_eq!(e.phase(), &Phase::Idle);
+    }
+
+    #[test]
+    fn equal_ids_are_ordered_by_name() {
+        let mut e = Election::new(
+            NodeRef::new("b", 7),
+            Settings::for_timeout(Duration::from_secs(1)),
+        );
+        let r = start(&mut e, &[member("a", 7), member("b", 7)]);
+        assert!(matches!(&r.effects[..], [Effect::Announce { .. }]));
+    }
+
+    #[test]
+    fn stale_answers_from_an_abandoned_round_are_ignored() {
+        let mut e = node(1);
+        start(&mut e, &cluster(&[1, 2]));
+        announce(&mut e, 2, 1);
+        let r = answered(&mut e, 1, vec![]);
+        assert_eq!(r, Ready::default());
+        let r = e.step(Event::Timer(Timer::Announcement { round: 1 }));
+        assert_eq!(r, Ready::default());
+        assert_eq!(e.coordinator(), Some(&nref(2)));
+    }
+
+    #[test]
+    fn a_delayed_announcement_from_an_old_term_cannot_overwrite_a_newer_coordinator() {
+        let mut e = node(1);
+        announce(&mut e, 4, 3);
+        announce(&mut e, 3, 5);
+        let (reply, r) = announce(&mut e, 4, 3);
+        assert_eq!(reply, AnnounceReply::Stale { term: 5 });
+        assert!(r.effects.is_empty() && r.changes.is_empty());
+        assert_eq!(
+            r.notes[0].to_string(),
+            "Ignoring stale announcement of node4 for term 3; following node3 in term 5"
+        );
+        assert_eq!(e.coordinator(), Some(&nref(3)));
+        assert_eq!(e.term(), 5);
+    }
+
+    #[test]
+    fn a_second_coordinator_for_the_same_term_is_refused_but_a_repeat_is_fine() {
+        let mut e = node(1);
+        announce(&mut e, 3, 5);
+        let (reply, r) = announce(&mut e, 3, 5);
+        assert_eq!(reply, AnnounceReply::Ok);
+        assert!(r.changes.is_empty() && r.notes.is_empty());
+        assert_eq!(announce(&mut e, 4, 5).0, AnnounceReply::Stale { term: 5 });
+        assert_eq!(e.coordinator(), Some(&nref(3)));
+        // Even with no coordinator (it failed), the term stays taken.
+        checked(&mut e, 3, down());
+        assert_eq!(announce(&mut e, 4, 5).0, AnnounceReply::Stale { term: 5 });
+    }
+
+    #[test]
+    fn a_coordinator_wrongly_found_down_is_accepted_again_for_its_term() {
+        let mut e = node(1);
+        announce(&mut e, 3, 5);
+        let r = checked(&mut e, 3, down());
+        assert_eq!(r.effects, vec![collect(1)]);
+        assert_eq!(
+            r.changes,
+            vec![Change {
+                before: Some(nref(3)),
+                after: None,
+                term: 5
+            }]
+        );
+        members(&mut e, 1, &cluster(&[1, 2, 3]));
+        // node3 answers the election message as coordinator of term 5: that is no second
+        // coordinator for the term, so it is followed again and the round ends.
+        assert_eq!(announce(&mut e, 3, 5).0, AnnounceReply::Ok);
+        assert_eq!(e.coordinator(), Some(&nref(3)));
+        assert_eq!(e.phase(), &Phase::Idle);
+        assert_eq!(announce(&mut e, 2, 5).0, AnnounceReply::Stale { term: 5 });
+    }
+
+    #[test]
+    fn a_refused_announcement_makes_the_coordinator_elect_above_the_refusing_term() {
+        let mut e = leader(4, &cluster(&[1, 2, 4]));
+        assert_eq!(e.term(), 1);
+        let answers = vec![
+            (member("node1", 1), AnnounceAnswer::Stale { term: 7 }),
+            (member("node2", 2), AnnounceAnswer::Stale { term: 3 }),
+        ];
+        let r = e.step(Event::AnnounceAnswered { term: 1, answers });
+        assert_eq!(r.effects, vec![collect(2)]);
+        assert_eq!(
+            r.notes[0].to_string(),
+            "node4's announcement was refused by a node in term 7; electing again"
+        );
+        let r = members(&mut e, 2, &cluster(&[1, 4]));
+        assert!(
+            matches!(&r.effects[..], [Effect::Announce { term: 8, .. }]),
+            "{r:?}"
+        );
+        // A refusal from an older term than ours, or none at all, changes nothing.
+        for answers in [
+            vec![(member("node1", 1), AnnounceAnswer::Stale { term: 3 })],
+            vec![
+                (member("node1", 1), AnnounceAnswer::Accepted),
+                (member("node2", 2), AnnounceAnswer::Busy),
+                (member("node3", 3), AnnounceAnswer::Refused { status: 400 }),
+                (
+                    member("node5", 5),
+                    AnnounceAnswer::Unreachable(Unreachable::Refused),
+                ),
+            ],
+        ] {
+            let r = e.step(Event::AnnounceAnswered { term: 8, answers });
+            assert_eq!(r, Ready::default());
+        }
+    }
+
+    #[test]
+    fn a_lower_coordinator_replacing_a_live_higher_one_is_probed_and_bullied_back() {
+        let mut e = node(1);
+        announce(&mut e, 4, 1);
+        let (reply, r) = announce(&mut e, 3, 2);
+        assert_eq!(reply, AnnounceReply::Ok);
+        let purpose = ProbePurpose::Previous(nref(4));
+        assert_eq!(
+            r.effects,
+            vec![Effect::Probe {
+                purpose: purpose.clone(),
+                nodes: vec![nref(4)]
+            }]
+        );
+        assert_eq!(e.coordinator(), Some(&nref(3)));
+        // Gone: nothing to do.
+        let gone = vec![(nref(4), ProbeAnswer::Unreachable(Unreachable::Refused))];
+        let r = e.step(Event::Probed {
+            purpose: purpose.clone(),
+            answers: gone,
+        });
+        assert_eq!(r, Ready::default());
+        let r = e.step(Event::Probed {
+            purpose,
+            answers: vec![(nref(4), ProbeAnswer::Status(200))],
+        });
+        assert_eq!(r.effects, vec![collect(1)]);
+        assert_eq!(
+            r.notes[0].to_string(),
+            "node4 is alive and ranks above node3: electing"
+        );
+        // A higher coordinator replacing a lower one needs no probe.
+        let mut e = node(1);
+        announce(&mut e, 3, 1);
+        let (reply, r) = announce(&mut e, 4, 2);
+        assert_eq!((reply, r.effects), (AnnounceReply::Ok, vec![]));
+    }
+
+    #[test]
+    fn health_tick_checks_coordinator_or_elects() {
+        let mut e = node(1);
+        assert_eq!(e.step(Event::HealthTick).effects, vec![collect(1)]);
+        let mut e = node(1);
+        announce(&mut e, 2, 1);
+        assert_eq!(
+            e.step(Event::HealthTick).effects,
+            vec![Effect::CheckCoordinator {
+                coordinator: nref(2)
+            }]
+        );
+        assert_eq!(checked(&mut e, 2, down()).effects, vec![collect(1)]);
+        assert_eq!(e.coordinator(), None);
+        // While the round runs, further ticks do nothing.
+        assert_eq!(e.step(Event::HealthTick), Ready::default());
+    }
+
+    #[test]
+    fn a_coordinator_looks_up_and_elects_when_a_higher_member_answers() {
+        let mut e = leader(3, &cluster(&[1, 3]));
+        let look = Effect::CollectMembers {
+            purpose: Purpose::LookForHigher,
+        };
+        assert_eq!(e.step(Event::HealthTick).effects, vec![look]);
+        let r = e.step(Event::Members {
+            purpose: Purpose::LookForHigher,
+            members: cluster(&[1, 3, 4, 5]),
+        });
+        assert_eq!(
+            r.effects,
+            vec![Effect::Probe {
+                purpose: ProbePurpose::Higher,
+                nodes: vec![nref(4), nref(5)]
+            }]
+        );
+        let quiet = vec![
+            (nref(4), ProbeAnswer::Unreachable(Unreachable::Timeout)),
+            (nref(5), ProbeAnswer::Status(503)),
+        ];
+        let r = e.step(Event::Probed {
+            purpose: ProbePurpose::Higher,
+            answers: quiet,
+        });
+        assert_eq!(r, Ready::default());
+        let r = e.step(Event::Probed {
+            purpose: ProbePurpose::Higher,
+            answers: vec![(nref(4), ProbeAnswer::Status(200))],
+        });
+        assert_eq!(r.effects, vec![collect(2)]);
+        assert_eq!(
+            r.notes[0].to_string(),
+            "A node above node3 answers: electing"
+        );
+        let r = members(&mut e, 2, &cluster(&[1, 3, 4]));
+        assert!(matches!(&r.effects[..], [Effect::SendElection { to, .. }] if to.len() == 1));
+        // With nobody above, no probe at all.
+        let mut e = leader(3, &cluster(&[1, 3]));
+        let r = e.step(Event::Members {
+            purpose: Purpose::LookForHigher,
+            members: cluster(&[1, 3]),
+        });
+        assert_eq!(r, Ready::default());
+    }
+
+    #[test]
+    fn a_coordinator_follows_a_higher_one_that_announces() {
+        let mut e = leader(3, &cluster(&[1, 3]));
+        let (_, r) = announce(&mut e, 4, 2);
+        assert!(!e.is_coordinator());
+        assert_eq!(e.coordinator().map(|c| c.id), Some(4));
+        let change = &r.changes[0];
+        assert!(change.demoted(&nref(3)) && !change.elected(&nref(3)));
+        assert_eq!(change.term, 2);
+    }
+
+    #[test]
+    fn failure_of_a_node_that_is_not_the_coordinator_changes_nothing() {
+        let mut e = node(1);
+        announce(&mut e, 3, 1);
+        assert_eq!(checked(&mut e, 2, down()), Ready::default());
+        let r = e.step(Event::WatchEnded {
+            coordinator: nref(2),
+            end: WatchEnd::Closed,
+        });
+        assert_eq!(r, Ready::default());
+        assert_eq!(e.coordinator().map(|c| c.id), Some(3));
+    }
+
+    #[test]
+    fn every_watch_end_is_judged() {
+        let watch = |end: WatchEnd| {
+            let mut e = node(1);
+            announce(&mut e, 3, 1);
+            let r = e.step(Event::WatchEnded {
+                coordinator: nref(3),
+                end,
+            });
+            (e, r)
+        };
+        for end in [
+            WatchEnd::Leading,
+            WatchEnd::Busy,
+            WatchEnd::Other { status: 500 },
+        ] {
+            let (e, r) = watch(end.clone());
+            assert_eq!(r, Ready::default(), "{end:?}");
+            assert_eq!(e.coordinator(), Some(&nref(3)));
+        }
+        for (end, how) in [
+            (WatchEnd::ShuttingDown, "shut down"),
+            (WatchEnd::TimedOut, "did not answer its watch in time"),
+            (WatchEnd::Closed, "closed its connection"),
+        ] {
+            let (e, r) = watch(end.clone());
+            assert_eq!(r.effects, vec![collect(1)], "{end:?}");
+            assert_eq!(
+                r.notes[0].to_string(),
+                format!("Coordinator node3 {how} (watch)")
+            );
+            assert_eq!(
+                r.notes[1],
+                Note::CoordinatorDown {
+                    name: "node3".into(),
+                    by: Detection::Watch
+                }
+            );
+            assert_eq!(e.coordinator(), None);
+        }
+        for end in [WatchEnd::Demoted, WatchEnd::NotCoordinator] {
+            let (mut e, r) = watch(end.clone());
+            let timer = Timer::Successor {
+                coordinator: nref(3),
+            };
+            assert_eq!(
+                r.effects,
+                vec![Effect::StartTimer {
+                    timer: timer.clone(),
+                    after: Duration::from_secs(1)
+                }],
+                "{end:?}"
+            );
+            // The successor came in time: the timer does nothing.
+            let mut f = e.clone();
+            announce(&mut f, 2, 2);
+            assert_eq!(f.step(Event::Timer(timer.clone())), Ready::default());
+            // It did not: elect.
+            let r = e.step(Event::Timer(timer));
+            assert_eq!(r.effects, vec![collect(1)]);
+            assert_eq!(
+                r.notes[0].to_string(),
+                "Coordinator node3 stopped leading (watch)"
+            );
+        }
+    }
+
+    #[test]
+    fn a_flood_of_responses_to_the_coordinator_starts_no_election() {
+        // Each /response used to start a round on the coordinator: a storm of elections.
+        let ms = cluster(&[1, 2, 4]);
+        let mut e = leader(4, &ms);
+        let response = |e: &mut Election, from: u64, term: u64| {
+            e.step(Event::Response {
+                from: nref(from),
+                term,
+            })
+            .effects
+        };
+        for i in 0..100 {
+            assert_eq!(response(&mut e, 1 + i % 2, 0), vec![]);
+        }
+        assert!(e.is_coordinator());
+        assert_eq!(e.term(), 1);
+        // At its own term the sender may follow another coordinator: one round, however many
+        // arrive, and the win's newer term settles the rest.
+        assert_eq!(response(&mut e, 1, 1), vec![collect(2)]);
+        assert_eq!(response(&mut e, 2, 1), vec![]);
+        members(&mut e, 2, &ms);
+        assert_eq!(e.term(), 2);
+        for i in 0..100 {
+            assert_eq!(response(&mut e, 1 + i % 2, 1), vec![]);
+        }
+    }
+
+    #[test]
+    fn huge_terms_are_capped_and_a_win_never_overflows() {
+        // A term of u64::MAX in an election message made the next win overflow (a panic in
+        // a debug build, term 0 in a release build).
+        let mut e = node(4);
+        let (_, r) = proxy(&mut e, &nref(1), u64::MAX);
+        assert_eq!(r.effects, vec![collect(1)]);
+        let r = members(&mut e, 1, &cluster(&[1, 4]));
+        assert_eq!(
+            r.effects,
+            vec![Effect::Announce {
+                to: cluster(&[1]),
+                term: MAX_TERM + 1
+            }]
+        );
+        // Refusals naming huge terms are capped too.
+        let answers = vec![(member("node1", 1), AnnounceAnswer::Stale { term: u64::MAX })];
+        let r = e.step(Event::AnnounceAnswered { term: 1, answers });
+        assert_eq!(r, Ready::default());
+        // Announcements above the cap are refused and change nothing.
+        let mut f = node(1);
+        announce(&mut f, 3, 2);
+        let (reply, r) = announce(&mut f, 4, MAX_TERM + 1);
+        assert_eq!(reply, AnnounceReply::Stale { term: 2 });
+        assert!(r.effects.is_empty() && r.changes.is_empty());
+        assert_eq!(f.coordinator(), Some(&nref(3)));
+        assert_eq!(announce(&mut f, 4, MAX_TERM).0, AnnounceReply::Ok);
+    }
+
+    #[test]
+    fn startup_learns_the_cluster_term_so_the_first_win_is_newer() {
+        // A restarted node knows no term; without asking it would win term 1 again.
+        let mut e = node(3);
+        let r = e.step(Event::Startup);
+        assert_eq!(
+            r.effects,
+            vec![Effect::CollectMembers {
+                purpose: Purpose::LearnTerms
+            }]
+        );
+        let r = e.step(Event::Members {
+            purpose: Purpose::LearnTerms,
+            members: cluster(&[1, 3]),
+        });
+        assert_eq!(
+            r.effects,
+            vec![Effect::AskTerms {
+                members: cluster(&[1])
+            }]
+        );
+        // Only answers from the member asked count: node9 answering for node1 does not.
+        let answers = vec![
+            (member("node1", 1), details(1, false, 7)),
+            (member("node1", 1), details(9, false, 50)),
+            (member("node1", 1), CheckAnswer::Busy),
+        ];
+        let r = e.step(Event::TermsAnswered { answers });
+        assert_eq!(r.notes[0].to_string(), "The members follow term 7 at most");
+        assert_eq!(r.effects, vec![collect(1)]);
+        assert_eq!(e.term(), 0, "learning is not following");
+        let r = members(&mut e, 1, &cluster(&[1, 3]));
+        assert!(
+            matches!(&r.effects[..], [Effect::Announce { term: 8, .. }]),
+            "{r:?}"
+        );
+        // Alone, or when nobody answers, it elects at once.
+        let mut e = node(3);
+        e.step(Event::Startup);
+        let r = e.step(Event::Members {
+            purpose: Purpose::LearnTerms,
+            members: cluster(&[3]),
+        });
+        assert_eq!(r.effects, vec![collect(1)]);
+        let mut e = node(3);
+        let answers = vec![(
+            member("node1", 1),
+            CheckAnswer::Unreachable(Unreachable::Refused),
+        )];
+        let r = e.step(Event::TermsAnswered { answers });
+        assert!(r
+            .notes
+            .iter()
+            .all(|n| !matches!(n, Note::TermsLearned { .. })));
+        assert_eq!(r.effects, vec![collect(1)]);
+    }
+
+    #[test]
+    fn terms_grow_with_every_win() {
+        let ms = cluster(&[1, 2]);
+        let mut e = leader(2, &ms);
+        for expected in 2..5 {
+            let answers = vec![(member("node1", 1), AnnounceAnswer::Stale { term: e.term() })];
+            e.step(Event::AnnounceAnswered {
+                term: e.term(),
+                answers,
+            });
+            assert!(e.snapshot().election);
+            let r = members(&mut e, expected, &ms);
+            assert!(matches!(&r.effects[..], [Effect::Announce { term, .. }] if *term == expected));
+        }
+    }
+
+    #[test]
+    fn a_rejoining_coordinator_elects_again_a_follower_does_not() {
+        let mut e = node(3);
+        assert_eq!(
+            e.step(Event::Rejoined),
+            Ready::default(),
+            "before any election"
+        );
+        start(&mut e, &cluster(&[3]));
+        assert!(e.is_coordinator());
+        assert_eq!(e.step(Event::Rejoined).effects, vec![collect(2)]);
+        // Now it sees node4, which takes over as the algorithm requires.
+        let r = members(&mut e, 2, &cluster(&[1, 3, 4]));
+        assert!(matches!(&r.effects[..], [Effect::SendElection { to, .. }] if to.len() == 1));
+        let mut f = node(1);
+        announce(&mut f, 4, 1);
+        assert_eq!(f.step(Event::Rejoined), Ready::default());
+    }
+}

@@ -1,0 +1,184 @@
+//! Everything that can happen to a node, as the core sees it: a timer or schedule fired, a
+//! message arrived, or the answers to what the core asked the shell to do came back. The
+//! shell reports what it saw (a status, a timeout, a closed socket) without judging it; the
+//! core decides what it means.
+
+use super::member::{Member, NodeRef};
+
+/// An input to [`super::election::Election::step`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// The startup delay passed: learn the cluster's term, then run the first election.
+    Startup,
+    /// The health schedule fired.
+    HealthTick,
+    /// The registry lists this node again after it could not (unreachable, or it lost the
+    /// record).
+    Rejoined,
+    /// A timer the core started ran out.
+    Timer(Timer),
+    /// The members the registry listed, read for `purpose`.
+    Members {
+        purpose: Purpose,
+        members: Vec<Member>,
+    },
+    /// What the members said when asked which term they follow.
+    TermsAnswered { answers: Vec<(Member, CheckAnswer)> },
+    /// The answers to the election messages of `round`, one per member messaged.
+    ElectionAnswered {
+        round: u64,
+        answers: Vec<(Member, ElectionAnswer)>,
+    },
+    /// The answers to this node's announcement for `term`.
+    AnnounceAnswered {
+        term: u64,
+        answers: Vec<(Member, AnnounceAnswer)>,
+    },
+    /// What the coordinator said when asked whether it still leads.
+    CoordinatorChecked {
+        coordinator: NodeRef,
+        answer: CheckAnswer,
+    },
+    /// The answers to a liveness probe.
+    Probed {
+        purpose: ProbePurpose,
+        answers: Vec<(NodeRef, ProbeAnswer)>,
+    },
+    /// The held watch on `coordinator` ended.
+    WatchEnded { coordinator: NodeRef, end: WatchEnd },
+    /// `POST /proxy`: an election message from `from`, who has seen `term`.
+    Proxy { from: NodeRef, term: u64 },
+    /// `POST /response`: the original's comparison step.
+    Response { from: NodeRef, term: u64 },
+    /// `POST /announce`: `from` declares itself coordinator of `term`.
+    Announce { from: NodeRef, term: u64 },
+}
+
+/// Timers the core starts; each carries what it belongs to, so one that fires after the node
+/// moved on is recognised and ignored.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Timer {
+    /// A higher member answered the election message of `round`: its announcement is due.
+    Announcement { round: u64 },
+    /// The watched coordinator said it stopped leading: its successor's announcement is due.
+    Successor { coordinator: NodeRef },
+}
+
+/// Why the members were read.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Purpose {
+    /// To message the higher ones in election `round`.
+    Round(u64),
+    /// This node leads: to look for a live member above it.
+    LookForHigher,
+    /// Before the first election: to ask the others which term they follow.
+    LearnTerms,
+}
+
+/// Why members were probed (`GET /`).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum ProbePurpose {
+    /// A lower coordinator replaced `previous`: is `previous` still alive?
+    Previous(NodeRef),
+    /// This node leads: is any member above it alive?
+    Higher,
+}
+
+/// A coordinator's claim made inside an answer: the name, id and term it says it leads in.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Claim {
+    pub name: String,
+    pub id: u64,
+    pub term: u64,
+}
+
+/// How a peer answered an election message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ElectionAnswer {
+    /// `200 {"Response":"OK"}`, with the sender's claim to lead when it is the coordinator.
+    Ok { claim: Option<Claim> },
+    /// `503` every time it was asked.
+    Busy,
+    /// Any other answer: a status other than 200, or a body that is not an OK.
+    Refused { status: u16 },
+    /// No answer at all.
+    Unreachable(Unreachable),
+}
+
+/// How a peer answered an announcement.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AnnounceAnswer {
+    Accepted,
+    /// `409` naming the term the peer follows.
+    Stale {
+        term: u64,
+    },
+    Busy,
+    Refused {
+        status: u16,
+    },
+    Unreachable(Unreachable),
+}
+
+/// What `GET /nodeDetails` on a member gave.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CheckAnswer {
+    /// The node answered as `name`/`id`, saying whether it leads and the term it follows.
+    Details {
+        name: String,
+        id: u64,
+        is_coordinator: bool,
+        term: u64,
+    },
+    /// `503`: too many requests in flight.
+    Busy,
+    /// Another status, or a body that is not node details.
+    Other {
+        status: u16,
+    },
+    Unreachable(Unreachable),
+    /// No address is known for the coordinator.
+    NotLocated,
+}
+
+/// What `GET /` on a member gave.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ProbeAnswer {
+    Status(u16),
+    Unreachable(Unreachable),
+    NotLocated,
+}
+
+/// How a held watch on the coordinator ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WatchEnd {
+    /// `200`: the hold ended and it still leads.
+    Leading,
+    /// `410` with reason `shutdown`.
+    ShuttingDown,
+    /// `410` for another reason: it stopped leading.
+    Demoted,
+    /// `409`: it says it is not the coordinator.
+    NotCoordinator,
+    /// `503`: it holds as many watches as it takes.
+    Busy,
+    /// Any other status.
+    Other { status: u16 },
+    /// No answer within the hold plus the timeout.
+    TimedOut,
+    /// The connection closed or failed without an answer.
+    Closed,
+}
+
+/// Why a peer could not be reached.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unreachable {
+    /// Nothing came back in time (a frozen node, a dead host, a partition).
+    Timeout,
+    /// The connection was refused: nothing listens there.
+    Refused,
+    /// The connection closed or reset before an answer.
+    Closed,
+    /// Anything else (name resolution, a malformed answer).
+    Other,
+}

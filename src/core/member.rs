@@ -1,0 +1,111 @@
+//! Who takes part in an election and how nodes rank: priority (the id) first, the name breaking
+//! ties, so any two distinct nodes are always ordered and agree on that order.
+
+use serde::{Deserialize, Serialize};
+use std::cmp::Ordering;
+use std::fmt;
+
+/// A node's identity in an election.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct NodeRef {
+    pub id: u64,
+    pub name: String,
+}
+
+impl NodeRef {
+    pub fn new(name: impl Into<String>, id: u64) -> Self {
+        NodeRef {
+            id,
+            name: name.into(),
+        }
+    }
+}
+
+impl Ord for NodeRef {
+    fn cmp(&self, other: &Self) -> Ordering {
+        (self.id, &self.name).cmp(&(other.id, &other.name))
+    }
+}
+
+impl PartialOrd for NodeRef {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl fmt::Display for NodeRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} (id {})", self.name, self.id)
+    }
+}
+
+/// A cluster member as a registry lists it: identity plus where to reach it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    pub name: String,
+    pub id: u64,
+    pub host: String,
+    pub port: u16,
+}
+
+impl Member {
+    pub fn node_ref(&self) -> NodeRef {
+        NodeRef::new(self.name.clone(), self.id)
+    }
+
+    /// `host:port`, with IPv6 literals bracketed.
+    pub fn address(&self) -> String {
+        if self.host.contains(':') && !self.host.starts_with('[') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+
+    /// Whether this member is `node` (same name and id).
+    pub fn is(&self, node: &NodeRef) -> bool {
+        self.id == node.id && self.name == node.name
+    }
+}
+
+/// The members other than `me`, and of those the ones ranking above it. The single place
+/// where "others" and "higher" are worked out.
+pub fn others<'a>(members: &'a [Member], me: &'a NodeRef) -> impl Iterator<Item = &'a Member> {
+    members.iter().filter(move |m| m.name != me.name)
+}
+
+/// The members ranking above `me`.
+pub fn higher<'a>(members: &'a [Member], me: &'a NodeRef) -> impl Iterator<Item = &'a Member> {
+    others(members, me).filter(move |m| m.node_ref() > *me)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn m(name: &str, id: u64) -> Member {
+        Member {
+            name: name.into(),
+            id,
+            host: "::1".into(),
+            port: 1,
+        }
+    }
+
+    #[test]
+    fn equal_ids_are_ordered_by_name() {
+        assert!(NodeRef::new("b", 7) > NodeRef::new("a", 7));
+        assert!(NodeRef::new("a", 8) > NodeRef::new("z", 7));
+    }
+
+    #[test]
+    fn others_and_higher_leave_out_this_node() {
+        let ms = [m("a", 1), m("b", 2), m("c", 3)];
+        let me = NodeRef::new("b", 2);
+        let names = |it: Vec<&Member>| it.iter().map(|m| m.name.clone()).collect::<Vec<_>>();
+        assert_eq!(names(others(&ms, &me).collect()), ["a", "c"]);
+        assert_eq!(names(higher(&ms, &me).collect()), ["c"]);
+        assert_eq!(ms[0].address(), "[::1]:1");
+        assert!(ms[2].is(&NodeRef::new("c", 3)) && !ms[2].is(&NodeRef::new("c", 4)));
+    }
+}

@@ -1,0 +1,11 @@
+//! The protocol, pure: the Bully election as a state machine, the members it ranks, the rules
+//! every input must pass and the messages nodes exchange. Nothing in here opens a socket, reads
+//! a clock, sleeps or starts a thread; the shell in [`crate::runtime`] does all of that and
+//! feeds what happened back in as [`event::Event`]s.
+
+pub mod election;
+pub mod event;
+pub mod member;
+pub mod ready;
+pub mod rules;
+pub mod wire;

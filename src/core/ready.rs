@@ -1,0 +1,249 @@
+//! What one step of the core hands back: the reply for the caller, the effects the shell must
+//! carry out, every change of coordinator and every round edge in the order they happened,
+//! and the lines to log. The shell executes this and decides nothing of its own.
+
+use super::event::{ProbePurpose, Purpose, Timer};
+use super::member::{Member, NodeRef};
+use std::fmt;
+use std::time::Duration;
+
+/// The output of one step.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Ready {
+    /// The answer to the message that was stepped, if it was one.
+    pub reply: Option<Reply>,
+    /// I/O to carry out; each result comes back as an event.
+    pub effects: Vec<Effect>,
+    /// Changes of the coordinator this node knows, in order.
+    pub changes: Vec<Change>,
+    /// Election rounds that started or ended, in order.
+    pub rounds: Vec<RoundEdge>,
+    /// What to log.
+    pub notes: Vec<Note>,
+}
+
+/// I/O for the shell. None of it may run under the state lock.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Effect {
+    /// Read the members from the registry; answer with `Event::Members`.
+    CollectMembers { purpose: Purpose },
+    /// Ask each of `members` which term it follows (`GET /nodeDetails`); answer with
+    /// `Event::TermsAnswered`.
+    AskTerms { members: Vec<Member> },
+    /// Send an election message (`POST /proxy`) to each of `to` in parallel; answer with
+    /// `Event::ElectionAnswered`.
+    SendElection {
+        round: u64,
+        to: Vec<Member>,
+        term: u64,
+    },
+    /// This node became coordinator of `term`: send `POST /announce` to each of `to`; answer
+    /// with `Event::AnnounceAnswered`.
+    Announce { to: Vec<Member>, term: u64 },
+    /// Ask the coordinator whether it still leads; answer with `Event::CoordinatorChecked`.
+    CheckCoordinator { coordinator: NodeRef },
+    /// `GET /` on each of `nodes`; answer with `Event::Probed`.
+    Probe {
+        purpose: ProbePurpose,
+        nodes: Vec<NodeRef>,
+    },
+    /// Fire `Event::Timer(timer)` after `after`.
+    StartTimer { timer: Timer, after: Duration },
+}
+
+/// The answer to a message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Reply {
+    Proxy(ProxyReply),
+    Announce(AnnounceReply),
+    /// Taken; nothing to say but OK.
+    Ok,
+}
+
+/// The answer to an election message (`/proxy`) from another node.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ProxyReply {
+    /// We outrank the sender: it must not become coordinator.
+    Ok,
+    /// We outrank the sender and are the coordinator of `term`: the answer doubles as our
+    /// announcement, so the sender needs no new election.
+    Coordinator { term: u64 },
+    /// The sender does not rank below us; it sent the message to the wrong node.
+    NotLower,
+}
+
+/// The answer to an announcement.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AnnounceReply {
+    /// Accepted, or answered with an election of our own (bully-back).
+    Ok,
+    /// From an older term, or a second coordinator for the term we follow: refused, with our
+    /// term so the announcer can elect again above it.
+    Stale { term: u64 },
+}
+
+/// A change of the coordinator this node knows.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Change {
+    pub before: Option<NodeRef>,
+    pub after: Option<NodeRef>,
+    /// The term followed (or led) right after the change, so a subscriber needs no second
+    /// look at the state, which may have moved on by then.
+    pub term: u64,
+}
+
+impl Change {
+    /// This node became coordinator.
+    pub fn elected(&self, me: &NodeRef) -> bool {
+        self.after.as_ref() == Some(me)
+    }
+
+    /// This node stopped being coordinator.
+    pub fn demoted(&self, me: &NodeRef) -> bool {
+        self.before.as_ref() == Some(me)
+    }
+}
+
+/// An election round starting or ending.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RoundEdge {
+    Started {
+        round: u64,
+    },
+    /// The round ended: this node won it, or accepted a coordinator.
+    Ended {
+        round: u64,
+        won: bool,
+    },
+}
+
+/// How a coordinator's failure was noticed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Detection {
+    HealthCheck,
+    Watch,
+}
+
+impl Detection {
+    /// The metrics label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Detection::HealthCheck => "health_check",
+            Detection::Watch => "watch",
+        }
+    }
+}
+
+/// A line to log. The texts are the original design's where it had them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Note {
+    ElectionStarted {
+        me: String,
+    },
+    HigherNodes {
+        names: Vec<String>,
+    },
+    CoordinatorIs {
+        name: String,
+        term: u64,
+    },
+    AboveLargestTerm {
+        from: String,
+        term: u64,
+    },
+    StaleAnnouncement {
+        from: String,
+        term: u64,
+        following: Option<String>,
+        our_term: u64,
+    },
+    LowerAnnounced {
+        from: String,
+        me: String,
+    },
+    AnnouncementRefused {
+        me: String,
+        term: u64,
+    },
+    PreviousAlive {
+        previous: String,
+        current: String,
+    },
+    HigherAnswers {
+        me: String,
+    },
+    NoHigherAnswered {
+        me: String,
+    },
+    NoAnnouncement {
+        me: String,
+    },
+    /// The coordinator failed its check or its watch; counted in the metrics.
+    CoordinatorDown {
+        name: String,
+        by: Detection,
+    },
+    /// How the watch saw the coordinator go.
+    WatchLost {
+        name: String,
+        how: &'static str,
+    },
+    TermsLearned {
+        term: u64,
+    },
+}
+
+impl Note {
+    /// Warnings are for a coordinator lost; the rest is the election's normal course.
+    pub fn is_warning(&self) -> bool {
+        matches!(
+            self,
+            Note::CoordinatorDown { .. } | Note::WatchLost { .. } | Note::NoAnnouncement { .. }
+        )
+    }
+}
+
+impl fmt::Display for Note {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Note::ElectionStarted { me } => write!(f, "Starting election in: {me}"),
+            Note::HigherNodes { names } => write!(f, "higher nodes: [{}]", names.join(", ")),
+            Note::CoordinatorIs { name, term } => {
+                write!(f, "Coordinator is: {name} (term {term})")
+            }
+            Note::AboveLargestTerm { from, term } => write!(
+                f,
+                "Ignoring announcement of {from} for term {term}, above the largest term"
+            ),
+            Note::StaleAnnouncement {
+                from,
+                term,
+                following,
+                our_term,
+            } => write!(
+                f,
+                "Ignoring stale announcement of {from} for term {term}; following {} in term \
+                 {our_term}",
+                following.as_deref().unwrap_or("nobody")
+            ),
+            Note::LowerAnnounced { from, me } => {
+                write!(f, "{from} announced itself but {me} ranks higher: electing")
+            }
+            Note::AnnouncementRefused { me, term } => write!(
+                f,
+                "{me}'s announcement was refused by a node in term {term}; electing again"
+            ),
+            Note::PreviousAlive { previous, current } => {
+                write!(f, "{previous} is alive and ranks above {current}: electing")
+            }
+            Note::HigherAnswers { me } => write!(f, "A node above {me} answers: electing"),
+            Note::NoHigherAnswered { me } => write!(f, "No higher node answered in: {me}"),
+            Note::NoAnnouncement { me } => {
+                write!(f, "No announcement arrived in: {me}; electing again")
+            }
+            Note::CoordinatorDown { name, .. } => write!(f, "Coordinator {name} is down"),
+            Note::WatchLost { name, how } => write!(f, "Coordinator {name} {how} (watch)"),
+            Note::TermsLearned { term } => write!(f, "The members follow term {term} at most"),
+        }
+    }
+}

@@ -1,0 +1,363 @@
+//! The HTTP side of a node: a tiny_http loop that hands each request to a std thread, and the
+//! guards the crate leaves to us (read timeouts, body and header limits, a cap on handlers).
+//! A request is checked and parsed here, at the door, into a typed [`Call`]; what it means
+//! for the election is the [`Service`]'s business.
+
+use super::auth::{Refusal, Verifier, SIGNATURE_HEADER, TIMESTAMP_HEADER};
+use super::limits::{BACKLOG, IO_TIMEOUT, MAX_BODY, MAX_CONNECTIONS, MAX_HANDLERS, MAX_HEAD};
+use super::routes::{Method, Route};
+use crate::core::member::NodeRef;
+use crate::core::rules::{valid_name, valid_term, MAX_TERM, NAME_RULE};
+use crate::core::wire::{Announcement, ElectionMessage};
+use crate::sync::spawn_named;
+use serde::de::DeserializeOwned;
+use serde_json::{json, Value};
+use std::io::Read;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tiny_http::{Header, Request, Response, Server, ServerConfig};
+use tiny_http_fork as tiny_http;
+
+/// A request that passed every check at the door.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Call {
+    Health,
+    NodeDetails,
+    Metrics,
+    /// `GET /watch?hold_ms=N`: `hold` is what the follower asked for, if it said.
+    Watch {
+        hold: Option<Duration>,
+    },
+    /// An election message from `from`, who has seen `term`.
+    Proxy {
+        from: NodeRef,
+        term: u64,
+    },
+    Response {
+        from: NodeRef,
+        term: u64,
+    },
+    /// `from` announces itself coordinator of `term`.
+    Announce {
+        from: NodeRef,
+        term: u64,
+    },
+}
+
+/// What to send back.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Answer {
+    Json {
+        status: u16,
+        body: Value,
+    },
+    /// Prometheus text.
+    Metrics(String),
+}
+
+impl Answer {
+    pub fn ok(body: Value) -> Answer {
+        Answer::Json { status: 200, body }
+    }
+
+    /// An error: a 4xx or 5xx status and a body with at least an `error` field.
+    pub fn error(status: u16, msg: impl Into<String>) -> Answer {
+        Answer::Json {
+            status,
+            body: json!({ "error": msg.into() }),
+        }
+    }
+
+    pub fn status(&self) -> u16 {
+        match self {
+            Answer::Json { status, .. } => *status,
+            Answer::Metrics(_) => 200,
+        }
+    }
+}
+
+/// What the node behind the server provides.
+pub trait Service: Send + Sync + 'static {
+    /// Answers a checked request. May block (a held watch); each call has its own thread.
+    fn answer(&self, call: Call) -> Answer;
+    /// Checks signatures when the cluster has a key.
+    fn verifier(&self) -> Option<&Verifier>;
+    /// Counts an answered request for the metrics.
+    fn answered(&self, route: Route, status: u16);
+}
+
+/// Binds the node's port. Socket timeouts set on the listening socket are inherited by every
+/// accepted connection, which is how idle or stalled clients get dropped: tiny_http has no
+/// read timeout of its own.
+pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let listener = TcpListener::bind(addr)?;
+    let socket = TcpStream::from(OwnedFd::from(listener));
+    socket.set_read_timeout(Some(IO_TIMEOUT))?;
+    socket.set_write_timeout(Some(IO_TIMEOUT))?;
+    // SAFETY: listen(2) again on a listening socket we own only changes its backlog (capped
+    // by net.core.somaxconn).
+    if unsafe { libc::listen(socket.as_raw_fd(), BACKLOG) } != 0 {
+        log::warn!(
+            "cannot raise the listen backlog: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+    Ok(TcpListener::from(OwnedFd::from(socket)))
+}
+
+/// Serves forever, one std thread per request.
+pub fn serve(listener: TcpListener, service: Arc<dyn Service>) {
+    let server = match start(listener) {
+        Ok(s) => s,
+        Err(e) => {
+            log::error!("cannot start the HTTP server: {e}");
+            std::process::exit(1);
+        }
+    };
+    let live = Arc::new(AtomicUsize::new(0));
+    loop {
+        match server.recv() {
+            Ok(Ok(rq)) => dispatch(&service, &live, rq),
+            // A client that sent garbage, stalled or left: tiny_http answered it already.
+            Ok(Err(_)) => {}
+            Err(e) => {
+                log::error!("HTTP server: {e}");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    }
+}
+
+fn start(listener: TcpListener) -> Result<Server, String> {
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let config = ServerConfig::new_http(addr).map_err(|e| e.to_string())?;
+    // No idle pool threads: an idle node should cost next to nothing.
+    let config = config.set_min_threads(0).set_max_threads(MAX_CONNECTIONS);
+    Server::from_listener(listener, addr.into(), config).map_err(|e| e.to_string())
+}
+
+/// Hands the request to its own thread, unless too many are running already. Held watches
+/// have a cap of their own (the service's) so they never crowd out elections.
+fn dispatch(service: &Arc<dyn Service>, live: &Arc<AtomicUsize>, rq: Request) {
+    let (route, _) = Route::parse(rq.url());
+    if route == Route::Watch && *rq.method() == tiny_http::Method::Get {
+        let service = Arc::clone(service);
+        if let Err(e) = spawn_named("watch", move || handle(&*service, route, rq)) {
+            log::error!("cannot start a watch thread: {e}");
+        }
+        return;
+    }
+    if live.fetch_add(1, Ordering::AcqRel) >= MAX_HANDLERS {
+        live.fetch_sub(1, Ordering::AcqRel);
+        let answer = Answer::error(503, "too many requests in flight; retry shortly");
+        service.answered(route, answer.status());
+        respond(rq, answer);
+        return;
+    }
+    let service = Arc::clone(service);
+    let guard = Arc::clone(live);
+    let spawned = spawn_named("http", move || {
+        handle(&*service, route, rq);
+        guard.fetch_sub(1, Ordering::AcqRel);
+    });
+    if let Err(e) = spawned {
+        live.fetch_sub(1, Ordering::AcqRel);
+        log::error!("cannot start a request thread: {e}");
+    }
+}
+
+fn handle(service: &dyn Service, route: Route, mut rq: Request) {
+    let answer = match check(service, route, &mut rq) {
+        Ok(call) => service.answer(call),
+        Err(refusal) => {
+            if let Answer::Json { status, body } = &refusal {
+                log::debug!(
+                    "{} {} -> {status}: {}",
+                    rq.method(),
+                    rq.url(),
+                    body["error"]
+                );
+            }
+            refusal
+        }
+    };
+    service.answered(route, answer.status());
+    respond(rq, answer);
+}
+
+/// Everything a request must pass before the node sees it: the header limit, a known route
+/// and its method, then for POSTs the body limit, the signature and the JSON shape.
+fn check(service: &dyn Service, route: Route, rq: &mut Request) -> Result<Call, Answer> {
+    check_headers(rq)?;
+    let path = route.path();
+    let method = match rq.method() {
+        tiny_http::Method::Get => Some(Method::Get),
+        tiny_http::Method::Post => Some(Method::Post),
+        _ => None,
+    };
+    match (route.method(), method) {
+        (None, _) => {
+            let path = rq.url().split('?').next().unwrap_or("");
+            return Err(Answer::error(404, format!("no route {path}")));
+        }
+        (Some(wanted), got) if got != Some(wanted) => {
+            let takes = if wanted == Method::Get { "GET" } else { "POST" };
+            return Err(Answer::error(
+                405,
+                format!("{path} takes {takes}, not {}", rq.method()),
+            ));
+        }
+        _ => {}
+    }
+    let (_, query) = Route::parse(rq.url());
+    match route {
+        Route::Health => Ok(Call::Health),
+        Route::NodeDetails => Ok(Call::NodeDetails),
+        Route::Metrics => Ok(Call::Metrics),
+        Route::Watch => Ok(Call::Watch {
+            hold: hold_from(query),
+        }),
+        Route::Proxy | Route::Response => {
+            let msg: ElectionMessage = read_signed_json(service, rq)?;
+            let from = msg.sender();
+            check_sender(&from.name, msg.term)?;
+            Ok(if route == Route::Proxy {
+                Call::Proxy {
+                    from,
+                    term: msg.term,
+                }
+            } else {
+                Call::Response {
+                    from,
+                    term: msg.term,
+                }
+            })
+        }
+        Route::Announce => {
+            let msg: Announcement = read_signed_json(service, rq)?;
+            let from = msg.coordinator();
+            check_sender(&from.name, msg.term)?;
+            Ok(Call::Announce {
+                from,
+                term: msg.term,
+            })
+        }
+        Route::Unknown => Err(Answer::error(404, "no route")),
+    }
+}
+
+/// `hold_ms=N` from a watch's query.
+fn hold_from(query: &str) -> Option<Duration> {
+    query
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("hold_ms="))
+        .and_then(|v| v.parse::<u64>().ok())
+        .map(Duration::from_millis)
+}
+
+/// tiny_http keeps headers without a size limit and offers no way to list them but `Debug`:
+/// measure that (a slight over-count per header) without building the string.
+fn header_bytes(rq: &Request) -> usize {
+    struct Count(usize);
+    impl std::fmt::Write for Count {
+        fn write_str(&mut self, s: &str) -> std::fmt::Result {
+            self.0 += s.len();
+            Ok(())
+        }
+    }
+    let mut c = Count(0);
+    let _ = std::fmt::Write::write_fmt(&mut c, format_args!("{:?}", rq.headers()));
+    c.0
+}
+
+/// 431 when the request headers exceed [`MAX_HEAD`].
+fn check_headers(rq: &Request) -> Result<(), Answer> {
+    if header_bytes(rq) > MAX_HEAD {
+        return Err(Answer::error(
+            431,
+            format!("request headers exceed {MAX_HEAD} bytes"),
+        ));
+    }
+    Ok(())
+}
+
+/// Names end up in logs and file names; terms above [`MAX_TERM`] are refused so none can
+/// push a node's term to where it would overflow.
+fn check_sender(name: &str, term: u64) -> Result<(), Answer> {
+    if !valid_name(name) {
+        return Err(Answer::error(400, format!("node name must be {NAME_RULE}")));
+    }
+    if !valid_term(term) {
+        return Err(Answer::error(
+            400,
+            format!("term must be at most {MAX_TERM}"),
+        ));
+    }
+    Ok(())
+}
+
+/// Reads the body, checks its signature when the cluster has a key (401 otherwise, before
+/// the body is even parsed), then parses it as `T`.
+fn read_signed_json<T: DeserializeOwned>(
+    service: &dyn Service,
+    rq: &mut Request,
+) -> Result<T, Answer> {
+    let body = read_body(rq)?;
+    if let Some(verifier) = service.verifier() {
+        let header = |name: &str| rq.headers().get(name).map(|v| v.as_str());
+        let checked = verifier.verify(
+            rq.method().as_str(),
+            rq.url(),
+            header(TIMESTAMP_HEADER),
+            header(SIGNATURE_HEADER),
+            &body,
+        );
+        if let Err(why) = checked {
+            let from = rq
+                .remote_addr()
+                .map_or_else(|| "unknown".to_string(), |a| a.to_string());
+            verifier.log_refusal(&format!("{} {}", rq.method(), rq.url()), &from, &why);
+            let status = if why == Refusal::Busy { 503 } else { 401 };
+            return Err(Answer::error(status, why.to_string()));
+        }
+    }
+    serde_json::from_slice(&body).map_err(|e| Answer::error(400, format!("invalid JSON body: {e}")))
+}
+
+/// Reads at most [`MAX_BODY`] bytes, never trusting Content-Length.
+fn read_body(rq: &mut Request) -> Result<Vec<u8>, Answer> {
+    if rq.body_length().is_some_and(|n| n > MAX_BODY) {
+        return Err(Answer::error(413, format!("body exceeds {MAX_BODY} bytes")));
+    }
+    let mut body = Vec::new();
+    rq.as_reader()
+        .take(MAX_BODY as u64 + 1)
+        .read_to_end(&mut body)
+        .map_err(|e| Answer::error(400, format!("cannot read the body: {e}")))?;
+    if body.len() > MAX_BODY {
+        return Err(Answer::error(413, format!("body exceeds {MAX_BODY} bytes")));
+    }
+    Ok(body)
+}
+
+fn header(k: &'static str, v: &'static str) -> Header {
+    Header::from_bytes(k.as_bytes(), v.as_bytes()).expect("static header is valid")
+}
+
+/// Every answer closes the connection: one request per connection keeps a kept-alive client
+/// from pinning a thread between requests.
+fn respond(rq: Request, answer: Answer) {
+    let resp = match answer {
+        Answer::Json { status, body } => Response::from_string(body.to_string())
+            .with_status_code(status)
+            .with_header(header("Content-Type", "application/json")),
+        Answer::Metrics(text) => Response::from_string(text)
+            .with_header(header("Content-Type", "text/plain; version=0.0.4")),
+    };
+    if let Err(e) = rq.respond(resp.with_header(header("Connection", "close"))) {
+        log::debug!("could not send the answer: {e}");
+    }
+}

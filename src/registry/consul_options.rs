@@ -1,0 +1,56 @@
+//! Consul's settings and the rules they must follow: which agent, which token, and the check
+//! timings Consul itself would clamp. Read the way Consul's own CLI reads them.
+
+use crate::core::rules::{valid_host, valid_host_port};
+use std::time::Duration;
+
+/// The agent to talk to and what to register there. Only checked when Consul is the registry,
+/// so a `CONSUL_HTTP_ADDR` set for other tools never breaks a node on another registry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConsulOptions {
+    /// `http://host:port`, without a trailing slash.
+    pub address: String,
+    /// ACL token, sent as `X-Consul-Token`; never logged.
+    pub token: Option<String>,
+    pub check_interval: Duration,
+    pub deregister_after: Duration,
+}
+
+/// Consul's CLI default, used when neither `--consul` nor `CONSUL_HTTP_ADDR` is set.
+pub const DEFAULT_ADDRESS: &str = "http://127.0.0.1:8500";
+/// How often Consul checks a node unless told otherwise.
+pub const DEFAULT_CHECK_INTERVAL: Duration = Duration::from_secs(10);
+/// Consul clamps shorter check intervals to this; refusing them up front is clearer.
+pub const MIN_CHECK_INTERVAL: Duration = Duration::from_secs(1);
+/// Consul clamps shorter `DeregisterCriticalServiceAfter` values to this.
+pub const MIN_DEREGISTER: Duration = Duration::from_secs(60);
+
+/// `http://host[:port]` or a bare `host[:port]` (as `CONSUL_HTTP_ADDR` is often written)
+/// becomes a base URL without a trailing slash.
+pub fn base_url(s: &str) -> Result<String, String> {
+    let s = s.trim();
+    let expected = || format!("expected http://HOST:PORT or HOST:PORT, got '{s}'");
+    let rest = match s.split_once("://") {
+        None => s,
+        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("http") => rest,
+        Some((scheme, _)) if scheme.eq_ignore_ascii_case("https") => {
+            return Err(
+                "https is not supported (this build has no TLS); use the agent's plain HTTP \
+                 address"
+                    .into(),
+            )
+        }
+        Some(_) => return Err(expected()),
+    };
+    let rest = rest.strip_suffix('/').unwrap_or(rest);
+    if valid_host_port(rest) || (valid_host(rest) && !rest.contains(':')) {
+        Ok(format!("http://{rest}"))
+    } else {
+        Err(expected())
+    }
+}
+
+/// A token may only hold visible ASCII (it goes into a header); the check never echoes it.
+pub fn valid_token(t: &str) -> bool {
+    t.bytes().all(|b| b.is_ascii_graphic())
+}

@@ -1,0 +1,126 @@
+//! The node's HTTP API: each checked request becomes an event for the core (or a read of its
+//! state), and the core's reply becomes the JSON the original design answered with.
+
+use super::directory::Directory;
+use super::handle::Handle;
+use super::metrics::{Gauges, Metrics};
+use super::watch::{self, Leadership};
+use crate::core::event::Event;
+use crate::core::member::Member;
+use crate::core::ready::{AnnounceReply, ProxyReply, Reply};
+use crate::core::wire::{NodeDetails, ProxyAnswer};
+use crate::http::auth::Verifier;
+use crate::http::routes::Route;
+use crate::http::server::{Answer, Call, Service};
+use serde_json::json;
+use std::sync::Arc;
+
+pub struct Api {
+    pub me: Member,
+    pub cluster: String,
+    pub node: Arc<dyn Handle>,
+    pub directory: Arc<Directory>,
+    pub metrics: Arc<Metrics>,
+    pub leadership: Arc<Leadership>,
+    pub verifier: Option<Verifier>,
+}
+
+impl Api {
+    fn details(&self) -> NodeDetails {
+        let s = self.node.snapshot();
+        NodeDetails {
+            node_name: self.me.name.clone(),
+            node_id: self.me.id,
+            port: self.me.port,
+            cluster: self.cluster.clone(),
+            coordinator: s.coordinator.as_ref().map(|c| c.name.clone()),
+            coordinator_id: s.coordinator.as_ref().map(|c| c.id),
+            is_coordinator: s.is_coordinator,
+            election: s.election,
+            term: s.term,
+            host: self.me.host.clone(),
+        }
+    }
+
+    fn gauges(&self) -> Gauges {
+        let s = self.node.snapshot();
+        Gauges {
+            is_coordinator: s.is_coordinator,
+            coordinator_id: s.coordinator.map(|c| c.id),
+            members: self.directory.count(),
+            term: s.term,
+            watchers: self.leadership.watchers(),
+        }
+    }
+
+    fn proxy_answer(&self, reply: Option<Reply>, from: &str) -> Answer {
+        let ok = |term: Option<u64>| ProxyAnswer {
+            response: "OK".into(),
+            coordinator: term.map(|_| self.me.name.clone()),
+            node_id: term.map(|_| self.me.id),
+            term,
+        };
+        let body = match reply {
+            Some(Reply::Proxy(ProxyReply::Coordinator { term })) => ok(Some(term)),
+            Some(Reply::Proxy(ProxyReply::NotLower)) => {
+                return Answer::error(
+                    409,
+                    format!(
+                        "{from} does not rank below this node; send /proxy only to higher nodes"
+                    ),
+                )
+            }
+            _ => ok(None),
+        };
+        Answer::ok(serde_json::to_value(body).unwrap_or_else(|_| json!({"Response": "OK"})))
+    }
+}
+
+impl Service for Api {
+    fn answer(&self, call: Call) -> Answer {
+        match call {
+            Call::Health => Answer::ok(json!({"status": "ok"})),
+            Call::NodeDetails => match serde_json::to_value(self.details()) {
+                Ok(v) => Answer::ok(v),
+                Err(e) => Answer::error(500, e.to_string()),
+            },
+            Call::Metrics => Answer::Metrics(self.metrics.render(&self.gauges())),
+            Call::Watch { hold } => {
+                let (status, body) = watch::serve(&self.leadership, || self.node.snapshot(), hold);
+                Answer::Json { status, body }
+            }
+            Call::Proxy { from, term } => {
+                self.metrics.received("proxy");
+                let name = from.to_string();
+                let reply = self.node.step(Event::Proxy { from, term });
+                self.proxy_answer(reply, &name)
+            }
+            Call::Response { from, term } => {
+                self.metrics.received("response");
+                self.node.step(Event::Response { from, term });
+                Answer::ok(json!({"Response": "OK"}))
+            }
+            Call::Announce { from, term } => {
+                self.metrics.received("announce");
+                match self.node.step(Event::Announce { from, term }) {
+                    Some(Reply::Announce(AnnounceReply::Stale { term })) => Answer::Json {
+                        status: 409,
+                        body: json!({
+                            "error": format!("stale announcement: this node follows term {term}"),
+                            "term": term,
+                        }),
+                    },
+                    _ => Answer::ok(json!({"Response": "OK"})),
+                }
+            }
+        }
+    }
+
+    fn verifier(&self) -> Option<&Verifier> {
+        self.verifier.as_ref()
+    }
+
+    fn answered(&self, route: Route, status: u16) {
+        self.metrics.http_request(route.label(), status);
+    }
+}

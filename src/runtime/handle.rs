@@ -1,0 +1,24 @@
+//! The narrow handle every part of the shell gets instead of the whole node: step the core,
+//! look at it, follow its changes, find a member. Parts that hold it cannot reach into each
+//! other's fields, which keeps the import graph a tree.
+
+use crate::core::election::Snapshot;
+use crate::core::event::Event;
+use crate::core::member::{Member, NodeRef};
+use crate::core::ready::{Change, Reply};
+use std::sync::mpsc::Receiver;
+
+pub trait Handle: Send + Sync {
+    /// Applies `event` to the core and carries out what follows; returns the reply for a
+    /// message.
+    fn step(&self, event: Event) -> Option<Reply>;
+    /// The core's state now.
+    fn snapshot(&self) -> Snapshot;
+    /// Every later change of coordinator, in order.
+    fn subscribe(&self) -> Receiver<Change>;
+    /// Ends every subscription: each receiver gets the changes already sent, then sees the
+    /// channel closed (shutdown, so no hook starts for a change after it).
+    fn close_subscriptions(&self);
+    /// Where to reach `node`.
+    fn locate(&self, node: &NodeRef) -> Option<Member>;
+}

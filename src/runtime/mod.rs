@@ -1,0 +1,16 @@
+//! The shell around the core: it owns the state lock, the clock, the threads and the I/O, and
+//! carries out what the core's steps return. It makes no protocol decision of its own.
+
+pub mod api;
+pub mod directory;
+pub mod effects;
+pub mod handle;
+pub mod hooks;
+pub mod metrics;
+pub mod node;
+pub mod registration;
+pub mod schedules;
+pub mod shutdown;
+pub mod timers;
+pub mod timing;
+pub mod watch;

@@ -1,0 +1,156 @@
+//! The node: the election state behind its lock, and the one `step` that applies an event,
+//! publishes what changed and hands the effects to the executor. The lock is held only while
+//! the core steps and its changes are published (channel sends, which never block); no I/O
+//! ever runs under it.
+
+use super::directory::Directory;
+use super::effects::Executor;
+use super::handle::Handle;
+use super::metrics::Metrics;
+use super::timers::Timers;
+use super::watch::Leadership;
+use crate::core::election::{Election, Settings, Snapshot};
+use crate::core::event::Event;
+use crate::core::member::{Member, NodeRef};
+use crate::core::ready::{Change, Note, Reply, RoundEdge};
+use crate::http::peer::PeerClient;
+use crate::sync::{lock, StateLockHeld};
+use std::sync::mpsc::{channel, Receiver, Sender};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Instant;
+
+pub struct Node {
+    election: Mutex<Election>,
+    subscribers: Mutex<Vec<Sender<Change>>>,
+    /// When the current election round started, for `bully_last_election_seconds`.
+    round_started: Mutex<Option<Instant>>,
+    metrics: Arc<Metrics>,
+    directory: Arc<Directory>,
+    executor: Arc<Executor>,
+    /// Wakes the `/watch` requests this node holds as coordinator.
+    leadership: Arc<Leadership>,
+    this: Weak<Node>,
+}
+
+/// What a node is built from.
+pub struct Parts {
+    pub me: NodeRef,
+    pub settings: Settings,
+    pub client: PeerClient,
+    pub directory: Arc<Directory>,
+    pub metrics: Arc<Metrics>,
+    pub leadership: Arc<Leadership>,
+}
+
+impl Node {
+    /// The node, with its timer thread running.
+    pub fn start(parts: Parts) -> std::io::Result<Arc<Node>> {
+        let timers = Timers::new();
+        let executor = Executor::new(
+            parts.me.clone(),
+            parts.client,
+            Arc::clone(&parts.directory),
+            Arc::clone(&parts.metrics),
+            timers.clone(),
+        );
+        let node = Arc::new_cyclic(|this| Node {
+            election: Mutex::new(Election::new(parts.me, parts.settings)),
+            subscribers: Mutex::new(Vec::new()),
+            round_started: Mutex::new(None),
+            metrics: parts.metrics,
+            directory: parts.directory,
+            executor: Arc::new(executor),
+            leadership: parts.leadership,
+            this: this.clone(),
+        });
+        let handle: Weak<dyn Handle> = node.this.clone();
+        timers.run_for(handle)?;
+        Ok(node)
+    }
+
+    /// Sends a change to every subscriber and wakes the held watches. Called under the state
+    /// lock, so subscribers see changes in the order they happened.
+    fn publish(&self, change: &Change) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.metrics.coordinator_changes.fetch_add(1, Relaxed);
+        lock(&self.subscribers).retain(|tx| tx.send(change.clone()).is_ok());
+        self.leadership.bump();
+    }
+
+    /// Times rounds for `bully_last_election_seconds` and counts them: a round that restarts
+    /// is timed from its first start.
+    fn count_rounds(&self, edges: &[RoundEdge]) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let mut started = lock(&self.round_started);
+        for edge in edges {
+            match edge {
+                RoundEdge::Started { .. } => {
+                    self.metrics.elections_started.fetch_add(1, Relaxed);
+                    started.get_or_insert_with(Instant::now);
+                }
+                RoundEdge::Ended { won, .. } => {
+                    if *won {
+                        self.metrics.elections_won.fetch_add(1, Relaxed);
+                    }
+                    if let Some(t) = started.take() {
+                        self.metrics.election_finished(t.elapsed());
+                    }
+                }
+            }
+        }
+    }
+
+    fn log(&self, note: &Note) {
+        if let Note::CoordinatorDown { by, .. } = note {
+            self.metrics.failover_detected(by.label());
+        }
+        if note.is_warning() {
+            log::warn!(target: "bully::election", "{note}");
+        } else {
+            log::info!(target: "bully::election", "{note}");
+        }
+    }
+}
+
+impl Handle for Node {
+    fn step(&self, event: Event) -> Option<Reply> {
+        let ready = {
+            let mut election = lock(&self.election);
+            let _held = StateLockHeld::enter();
+            let ready = election.step(event);
+            for change in &ready.changes {
+                self.publish(change);
+            }
+            ready
+        };
+        self.count_rounds(&ready.rounds);
+        for note in &ready.notes {
+            self.log(note);
+        }
+        if !ready.effects.is_empty() {
+            if let Some(this) = self.this.upgrade() {
+                let handle: Arc<dyn Handle> = this;
+                self.executor.execute(ready.effects, &handle);
+            }
+        }
+        ready.reply
+    }
+
+    fn snapshot(&self) -> Snapshot {
+        lock(&self.election).snapshot()
+    }
+
+    fn subscribe(&self) -> Receiver<Change> {
+        let (tx, rx) = channel();
+        lock(&self.subscribers).push(tx);
+        rx
+    }
+
+    fn close_subscriptions(&self) {
+        lock(&self.subscribers).clear();
+    }
+
+    fn locate(&self, node: &NodeRef) -> Option<Member> {
+        self.directory.locate(node)
+    }
+}

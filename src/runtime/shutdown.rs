@@ -1,0 +1,46 @@
+//! Clean shutdown on SIGINT/SIGTERM: let go of leadership, then leave the registry so the
+//! others stop counting on us, then answer the followers' watches so they elect at once.
+
+use super::hooks::Hooks;
+use super::registration::Registration;
+use super::watch::Leadership;
+use crate::sync::spawn_named;
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How long followers' held watches get to see the shutdown answer before the process exits.
+const WATCH_DRAIN: Duration = Duration::from_secs(1);
+
+/// What shutdown lets go of, in order.
+pub struct Leaving {
+    pub hooks: Option<Hooks>,
+    pub registration: Arc<Registration>,
+    pub leadership: Arc<Leadership>,
+}
+
+/// Waits for SIGINT or SIGTERM on its own thread; stops the exec child and runs the demoted
+/// hook (if this node leads), deregisters the node and exits 0. Leadership is given up before
+/// the registry record goes, so the next coordinator is not elected while this one still acts
+/// as one.
+pub fn install(leaving: Leaving) -> std::io::Result<()> {
+    let mut signals = Signals::new([SIGINT, SIGTERM])?;
+    spawn_named("signals", move || {
+        if let Some(sig) = signals.forever().next() {
+            log::info!("Signal {sig} received: leaving the cluster");
+            if let Some(hooks) = leaving.hooks {
+                hooks.leave();
+            }
+            leaving.registration.leave();
+            // Followers watching this node elect as soon as their watch is answered.
+            leaving.leadership.close();
+            let end = Instant::now() + WATCH_DRAIN;
+            while leaving.leadership.watchers() > 0 && Instant::now() < end {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            std::process::exit(0);
+        }
+    })?;
+    Ok(())
+}
