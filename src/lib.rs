@@ -16,4 +16,5 @@ pub mod registry;
 pub mod server;
 pub mod shutdown;
 pub mod status;
+pub mod supervisor;
 pub mod watch;

@@ -5,12 +5,16 @@ use bully::config::{self, Command, Config, USAGE};
 use bully::election::Member;
 use bully::hooks::Hooks;
 use bully::node::{Node, Timing};
-use bully::{registry, server, shutdown, status};
+use bully::{registry, server, shutdown, status, supervisor};
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let mut args: Vec<_> = std::env::args_os().skip(1).collect();
+    // Hidden: bully re-executed as the supervisor of a hook or the --exec child.
+    if args.first().is_some_and(|a| a == supervisor::ENTRY) {
+        return supervisor::main(args.split_off(1));
+    }
     let env = |k: &str| std::env::var(k).ok();
     if args.first().is_some_and(|a| a == "status") {
         args.remove(0);
