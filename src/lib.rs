@@ -10,4 +10,5 @@ pub mod core;
 pub mod http;
 pub mod registry;
 pub mod runtime;
+pub mod supervisor;
 pub mod sync;

@@ -243,8 +243,7 @@ fn a_demoted_hook_that_hangs_on_shutdown_is_bounded_by_the_timeout() {
 fn the_exec_child_runs_only_on_the_coordinator() {
     let dir = TempDir::new("hooks-exec");
     let pids = |node: &str| dir.path().join(format!("{node}.exec"));
-    // node1's child ignores SIGTERM, so it must be killed after the grace. Children outlive a
-    // node killed with SIGKILL (as when a test fails), so each ends by itself in the end.
+    // node1's child ignores SIGTERM, so it must be killed after the grace.
     let stubborn = format!(
         "trap '' TERM; echo $$ >> '{}'; sleep 120",
         pids("node1").display()
@@ -307,4 +306,183 @@ fn an_exec_child_that_exits_leaves_the_node_leading() {
     assert_eq!(lines(&runs).len(), 1, "{:?}", lines(&runs));
     let d = c.nodes[0].details().expect("node1 answers");
     assert_eq!(d["is_coordinator"], true, "{d}");
+}
+
+/// Pids of the processes whose environment holds `MARK=mark`: what a command started,
+/// wherever it was reparented to.
+fn marked(mark: &str) -> Vec<u32> {
+    let needle = format!("MARK={mark}");
+    let mut pids: Vec<u32> = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .filter(|pid| alive(*pid))
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/environ"))
+                .is_ok_and(|env| env.split(|&b| b == 0).any(|v| v == needle.as_bytes()))
+        })
+        .collect();
+    pids.sort();
+    pids
+}
+
+/// The one process marked `mark`, or what there is instead.
+fn one_marked(mark: &str) -> Result<Vec<u32>, String> {
+    let m = marked(mark);
+    if m.len() == 1 {
+        Ok(m)
+    } else {
+        Err(format!("{m:?}"))
+    }
+}
+
+/// The direct children of `pid` (over all its threads).
+fn children(pid: u32) -> Vec<u32> {
+    let mut v: Vec<u32> = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .map(|tasks| {
+            tasks
+                .flatten()
+                .filter_map(|t| std::fs::read_to_string(t.path().join("children")).ok())
+                .flat_map(|c| {
+                    c.split_whitespace()
+                        .filter_map(|p| p.parse().ok())
+                        .collect::<Vec<u32>>()
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// `kill -9` of a coordinator whose `--exec` child runs `cmd` (given `PIDS`, the file it
+/// records its shell's pid in, and `MARK`, the environment its sleep carries): everything the
+/// child started is gone within 2 s, and the restarted node runs exactly one child.
+fn exec_child_dies_with_its_node(tag: &str, cmd: &str) {
+    let dir = TempDir::new(tag);
+    let pids = dir.path().join("pids");
+    let mark = dir.path().display().to_string();
+    let cmd = cmd
+        .replace("PIDS", &pids.display().to_string())
+        .replace("MARK", &format!("MARK='{mark}'"));
+    let mut c = Cluster::new(tag, FAST);
+    c.start(1, &["--exec", &cmd]);
+    c.await_agreement("node1", secs(20));
+    let shell = await_pid(&pids, secs(10), &c);
+    let started = wait_for("the child's sleep", secs(10), || one_marked(&mark));
+    let mut group = started.clone();
+    group.push(shell);
+    group.dedup();
+
+    let killed = Instant::now();
+    c.nodes[0].kill9();
+    let mut left = group.clone();
+    while !left.is_empty() && killed.elapsed() < secs(10) {
+        left.retain(|&p| alive(p));
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let took = killed.elapsed();
+    println!("{tag}: {group:?} gone {took:?} after kill -9 of the node");
+    assert!(
+        left.is_empty(),
+        "{left:?} still running {took:?} after kill -9"
+    );
+    assert!(took < secs(2), "{took:?}");
+
+    c.nodes[0].restart();
+    c.await_agreement("node1", secs(20));
+    let l = await_lines(&pids, 2, secs(10), &c);
+    let second: u32 = l[1].parse().expect("a pid");
+    assert!(alive(second), "{l:?}");
+    let now = wait_for("one sleep again", secs(10), || one_marked(&mark));
+    assert_ne!(now, started, "a new child");
+    assert_eq!(marked(&mark), now, "exactly one child");
+}
+
+#[test]
+fn kill_9_of_the_node_kills_an_exec_child_that_execs() {
+    exec_child_dies_with_its_node("hooks-k9-exec", "echo $$ >> 'PIDS'; MARK exec sleep 1000");
+}
+
+#[test]
+fn kill_9_of_the_node_kills_an_exec_child_and_its_foreground_child() {
+    exec_child_dies_with_its_node("hooks-k9-fg", "echo $$ >> 'PIDS'; MARK sleep 1000; true");
+}
+
+/// 50 and more supervised commands (hooks and exec children, over many elections) leave no
+/// process, zombie, descriptor or thread behind on the node.
+#[test]
+fn many_supervised_commands_leave_nothing_behind() {
+    let dir = TempDir::new("hooks-leaks");
+    let mark = dir.path().display().to_string();
+    let exec = format!("MARK='{mark}' exec sleep 1000");
+    let mut c = Cluster::new("hooks-leaks", FAST);
+    c.start(
+        1,
+        &[
+            "--on-elected",
+            "echo up",
+            "--on-demoted",
+            "echo down",
+            "--exec",
+            &exec,
+        ],
+    );
+    c.await_agreement("node1", secs(20));
+    let count = |c: &Cluster, what: &str| c.nodes[0].log_text().matches(what).count();
+    wait_for("the first exec child", secs(10), || {
+        (count(&c, "exec child") == 1 && marked(&mark).len() == 1)
+            .then_some(())
+            .ok_or_else(|| format!("{:?}", marked(&mark)))
+    });
+    let node = c.nodes[0].pid().unwrap();
+    let fd_count = |pid: u32| std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count());
+    let base_fds = fd_count(node);
+    let base_threads = c.nodes[0].steady_threads();
+
+    let cycles = 17;
+    for i in 1..=cycles {
+        c.start(2, &[]);
+        c.await_agreement("node2", secs(20));
+        wait_for("node1's demoted hook", secs(20), || {
+            let n = count(&c, "on-demoted hook finished");
+            (n == i)
+                .then_some(())
+                .ok_or(format!("{n} of {i}\n{}", c.log_tails()))
+        });
+        let status = c.nodes[1].terminate(secs(20)).expect("node2 exits");
+        assert!(status.success(), "{status:?}");
+        c.nodes.pop();
+        c.await_agreement("node1", secs(20));
+        wait_for("node1's exec child again", secs(20), || {
+            let n = count(&c, "started: MARK");
+            (n == i + 1 && marked(&mark).len() == 1)
+                .then_some(())
+                .ok_or(format!("{n} of {}, {:?}", i + 1, marked(&mark)))
+        });
+    }
+    let log = c.nodes[0].log_text();
+    let hooks = log.matches(" hook finished in ").count();
+    let execs = log.matches("started: MARK").count();
+    println!("{hooks} hooks and {execs} exec children supervised");
+    assert!(hooks + execs >= 50, "{hooks} + {execs}");
+    assert_eq!(log.matches("hook failed").count(), 0, "{log}");
+
+    // One exec supervisor, with one command under it, and nothing else.
+    let kids = children(node);
+    assert_eq!(kids.len(), 1, "node1's children {kids:?}");
+    assert!(alive(kids[0]), "not a zombie");
+    assert_eq!(marked(&mark), children(kids[0]), "the one sleep, under it");
+    let fds = wait_for("node1's descriptors back to the baseline", secs(20), || {
+        let n = fd_count(node);
+        (n == base_fds).then_some(n).ok_or(format!(
+            "{n}, baseline {base_fds}: {:?}",
+            std::fs::read_dir(format!("/proc/{node}/fd")).map(|d| d
+                .flatten()
+                .map(|e| std::fs::read_link(e.path()).unwrap_or_default())
+                .collect::<Vec<_>>())
+        ))
+    });
+    let threads = c.nodes[0].await_threads_back_to(base_threads, secs(30));
+    println!("node1: {fds} descriptors (baseline {base_fds}), {threads} threads (baseline {base_threads})");
 }

@@ -16,6 +16,10 @@ use usage::USAGE;
 /// The program: dispatches on the first argument.
 pub fn main() -> ExitCode {
     let mut args: Vec<_> = std::env::args_os().skip(1).collect();
+    // Hidden: bully re-executed as the supervisor of a hook or the --exec child.
+    if args.first().is_some_and(|a| a == crate::supervisor::ENTRY) {
+        return crate::supervisor::main(args.split_off(1));
+    }
     let env = |k: &str| std::env::var(k).ok();
     if args.first().is_some_and(|a| a == "status") {
         args.remove(0);

@@ -4,24 +4,21 @@
 //! One thread consumes the node's coordinator changes in the order they happened, so a hook
 //! never holds up an election and hooks never run out of order: every "elected" is followed by
 //! exactly one "demoted" (at the latest on shutdown) before the next "elected". Every command
-//! runs through `sh -c` as the leader of its own process group, so a timeout or a demotion
-//! stops the children it started as well.
+//! runs through `sh -c` as the leader of its own process group under a [`Supervised`]
+//! process, so a timeout or a demotion stops the children it started as well, and none of
+//! them outlives the node.
 
 use super::handle::Handle;
 use crate::core::member::NodeRef;
 use crate::core::ready::Change;
 use crate::sync::spawn_named;
+use crate::supervisor::{Killed, Supervised};
 use std::io::{BufRead, BufReader, Read};
-use std::os::unix::process::CommandExt;
-use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// How often a running child is looked at: for the hook timeout, the exec grace, and to
-/// notice an exec child that exited by itself.
-const POLL: Duration = Duration::from_millis(20);
 /// How often the runner looks at a running `--exec` child while no change arrives.
 const EXEC_POLL: Duration = Duration::from_millis(250);
 /// How long a finished hook's output may still trickle in before its exit is logged.
@@ -114,7 +111,7 @@ struct Runner {
     final_term: Arc<AtomicU64>,
     /// The elected hook ran and its demoted hook is still owed.
     leading: bool,
-    exec: Option<Child>,
+    exec: Option<Supervised>,
 }
 
 impl Runner {
@@ -198,10 +195,9 @@ impl Runner {
                 return;
             }
         };
-        let status = wait_until(&mut child, started + self.opts.timeout);
+        let status = child.wait_until(started + self.opts.timeout);
         if status.is_none() {
-            signal_group(&mut child, "KILL");
-            let _ = child.wait();
+            child.kill();
         }
         output.drain(OUTPUT_DRAIN);
         match status {
@@ -221,49 +217,39 @@ impl Runner {
     /// leading (leadership is the node's, not the child's).
     fn reap_exec(&mut self) {
         let Some(child) = &mut self.exec else { return };
-        match child.try_wait() {
-            Ok(None) => {}
-            Ok(Some(s)) => {
-                log::warn!(
-                    "exec child {} exited by itself ({s}); still coordinator, not restarting it",
-                    child.id()
-                );
-                self.exec = None;
-            }
-            Err(e) => {
-                log::error!("exec child {}: {e}; no longer watching it", child.id());
-                self.exec = None;
-            }
+        if let Some(s) = child.try_wait() {
+            log::warn!(
+                "exec child {} exited by itself ({s}); still coordinator, not restarting it",
+                child.pid()
+            );
+            self.exec = None;
         }
     }
 
     /// SIGTERM to the child's process group, SIGKILL after `--exec-grace`.
-    fn stop_exec(&self, mut child: Child) {
-        let pid = child.id();
-        if let Ok(Some(s)) = child.try_wait() {
+    fn stop_exec(&self, mut child: Supervised) {
+        let pid = child.pid();
+        if let Some(s) = child.try_wait() {
             log::warn!("exec child {pid} had already exited ({s})");
             return;
         }
         log::info!("stopping exec child {pid} (SIGTERM)");
-        signal_group(&mut child, "TERM");
-        match wait_until(&mut child, Instant::now() + self.opts.exec_grace) {
-            Some(s) => log::info!("exec child {pid} stopped ({s})"),
-            None => {
-                log::warn!(
-                    "exec child {pid} still running {:?} after SIGTERM (--exec-grace): SIGKILL",
-                    self.opts.exec_grace
-                );
-                signal_group(&mut child, "KILL");
-                let _ = child.wait();
-            }
+        let s = child.terminate(self.opts.exec_grace);
+        if child.killed() == Some(Killed::Grace) {
+            log::warn!(
+                "exec child {pid} still running {:?} after SIGTERM (--exec-grace): SIGKILL",
+                self.opts.exec_grace
+            );
+        } else {
+            log::info!("exec child {pid} stopped ({s})");
         }
     }
 }
 
-fn start_exec(cmd: &str, env: &[(&'static str, String)]) -> Option<Child> {
+fn start_exec(cmd: &str, env: &[(&'static str, String)]) -> Option<Supervised> {
     match spawn("exec", cmd, env) {
         Ok((child, _)) => {
-            log::info!("exec child {} started: {cmd}", child.id());
+            log::info!("exec child {} started: {cmd}", child.pid());
             Some(child)
         }
         Err(e) => {
@@ -273,60 +259,17 @@ fn start_exec(cmd: &str, env: &[(&'static str, String)]) -> Option<Child> {
     }
 }
 
-/// Starts `sh -c cmd` as the leader of a new process group, its output logged line by line.
+/// Starts `sh -c cmd` as the leader of a new process group under its supervisor, its output
+/// logged line by line.
 fn spawn(
     what: &'static str,
     cmd: &str,
     env: &[(&'static str, String)],
-) -> std::io::Result<(Child, Output)> {
-    let mut child = Command::new("sh")
-        .arg("-c")
-        .arg(cmd)
-        .envs(env.iter().map(|(k, v)| (k, v)))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .spawn()?;
-    let output = Output::log(what, child.stdout.take(), child.stderr.take());
+) -> std::io::Result<(Supervised, Output)> {
+    let mut child = Supervised::spawn(what, cmd, env)?;
+    let (stdout, stderr) = child.take_output();
+    let output = Output::log(what, stdout, stderr);
     Ok((child, output))
-}
-
-/// Waits for `child` to exit until `deadline`; `None` if it is still running then. Polls with
-/// `try_wait` so the child stays unreaped (and its group id unreusable) until it is signalled.
-fn wait_until(child: &mut Child, deadline: Instant) -> Option<ExitStatus> {
-    loop {
-        match child.try_wait() {
-            Ok(Some(s)) => return Some(s),
-            Ok(None) if Instant::now() < deadline => std::thread::sleep(POLL),
-            Ok(None) => return None,
-            Err(e) => {
-                log::error!("cannot wait for child {}: {e}", child.id());
-                return None;
-            }
-        }
-    }
-}
-
-/// Sends `sig` to the process group `child` leads. std can only signal the child itself, so
-/// this uses the shell's `kill` builtin (a negative pid names a group in every POSIX shell):
-/// `sh` is needed for the commands anyway, while a `kill` binary is missing from slim images.
-/// Falls back to killing the child alone if that fails.
-fn signal_group(child: &mut Child, sig: &str) {
-    let sent = Command::new("sh")
-        .arg("-c")
-        .arg(format!("kill -s {sig} -- -{}", child.id()))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status();
-    if !sent.is_ok_and(|s| s.success()) {
-        log::warn!(
-            "cannot signal process group {} with {sig}; killing the child alone",
-            child.id()
-        );
-        let _ = child.kill();
-    }
 }
 
 /// The threads that log a child's stdout and stderr; each reports when its pipe closed.

@@ -1,0 +1,234 @@
+//! The supervisor process itself: `bully __supervise WHAT CMD`, single-threaded, between the
+//! node and `sh -c CMD` (see the parent module for what it guarantees and its protocol).
+
+use super::{pollfd, readable, retry, take_line, ENTRY};
+use std::ffi::OsString;
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::process::{Child, Command, ExitCode, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+/// Signals the supervisor ignores, so only the node decides when the command stops: Ctrl-C
+/// (and Ctrl-Z) in a terminal reach the node's whole process group, systemd's stop sends
+/// SIGTERM to every process of the unit. The command gets them back at their defaults.
+const SHIELDED: [libc::c_int; 7] = [
+    libc::SIGINT,
+    libc::SIGHUP,
+    libc::SIGTERM,
+    libc::SIGPIPE,
+    libc::SIGTSTP,
+    libc::SIGTTIN,
+    libc::SIGTTOU,
+];
+
+/// How often the supervisor looks at its command when the kernel has no pidfd (before 5.3).
+const TICK: Duration = Duration::from_millis(20);
+
+/// `bully __supervise WHAT CMD`, with the control socket on stdin: runs `sh -c CMD` and
+/// supervises it as the module documentation says, then exits 0 (2 on bad arguments, 1 when
+/// the command could not start).
+pub fn main(args: Vec<OsString>) -> ExitCode {
+    let Ok([what, cmd]) = <[OsString; 2]>::try_from(args) else {
+        eprintln!("bully: {ENTRY} is internal to bully and takes WHAT and CMD");
+        return ExitCode::from(2);
+    };
+    // SAFETY: fcntl only asks whether descriptor 0 is open.
+    if unsafe { libc::fcntl(0, libc::F_GETFD) } < 0 {
+        eprintln!("bully: {ENTRY} needs its control socket on stdin");
+        return ExitCode::from(2);
+    }
+    // SAFETY: descriptor 0 is open (checked above) and nothing else in this process owns it.
+    let mut control = File::from(unsafe { OwnedFd::from_raw_fd(0) });
+    // SAFETY: plain libc calls on a single-threaded process before it starts anything; the
+    // name is NUL-terminated and shorter than the 16 bytes prctl allows.
+    unsafe {
+        for sig in SHIELDED {
+            libc::signal(sig, libc::SIG_IGN);
+        }
+        // An inherited SIG_IGN would make the kernel reap the command before we can.
+        libc::signal(libc::SIGCHLD, libc::SIG_DFL);
+        libc::prctl(libc::PR_SET_NAME, c"bully-supervise".as_ptr());
+    }
+    let me = std::process::id() as libc::pid_t;
+    let mut command = Command::new("sh");
+    command
+        .arg("-c")
+        .arg(&cmd)
+        .stdin(Stdio::null())
+        .process_group(0);
+    // SAFETY: between fork and exec the closure only makes async-signal-safe calls (signal,
+    // prctl, getppid) and allocates nothing.
+    unsafe { command.pre_exec(move || start_child(me)) };
+    let child = match command.spawn() {
+        Ok(c) => c,
+        Err(e) => {
+            let errno = e.raw_os_error().unwrap_or(0);
+            report(&mut control, &format!("error {errno} {e}"));
+            return ExitCode::from(1);
+        }
+    };
+    report(&mut control, &format!("pid {}", child.id()));
+    Watch::new(child.id() as libc::pid_t).run(&mut control, &what);
+    let status = finish(child);
+    report(&mut control, &format!("exit {}", status.into_raw()));
+    ExitCode::SUCCESS
+}
+
+/// In the command, between fork and exec: the shielded signals back at their defaults, and
+/// SIGKILL when the supervisor dies. The signal follows the thread that forked, which is the
+/// supervisor's only thread; checking the parent after prctl closes the race with a
+/// supervisor that died just before.
+fn start_child(supervisor: libc::pid_t) -> io::Result<()> {
+    // SAFETY: async-signal-safe calls only.
+    unsafe {
+        for sig in SHIELDED {
+            libc::signal(sig, libc::SIG_DFL);
+        }
+        let sigkill = libc::SIGKILL as libc::c_ulong;
+        if libc::prctl(libc::PR_SET_PDEATHSIG, sigkill, 0, 0, 0) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        if libc::getppid() != supervisor {
+            return Err(io::Error::from_raw_os_error(libc::ESRCH));
+        }
+    }
+    Ok(())
+}
+
+/// Kills what is left of the group while `sh` is still an unreaped zombie (so its group id
+/// cannot have been reused), then reaps it.
+fn finish(mut child: Child) -> ExitStatus {
+    signal_group(child.id() as libc::pid_t, libc::SIGKILL);
+    child
+        .wait()
+        .unwrap_or_else(|_| ExitStatus::from_raw(0xff00))
+}
+
+/// The supervisor's state while its command runs.
+struct Watch {
+    pid: libc::pid_t,
+    deadline: Option<Instant>,
+    grace_end: Option<Instant>,
+    killed: bool,
+    pidfd: Option<OwnedFd>,
+}
+
+impl Watch {
+    fn new(pid: libc::pid_t) -> Watch {
+        // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+        Watch {
+            pid,
+            deadline: None,
+            grace_end: None,
+            killed: false,
+            // SAFETY: a descriptor pidfd_open just returned, owned by nothing else.
+            pidfd: (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd as libc::c_int) }),
+        }
+    }
+
+    /// Until `sh` has exited (it stays unreaped): follows the node's messages, fires the
+    /// deadline and the grace, and kills the group when the node is gone.
+    fn run(mut self, control: &mut File, what: &OsString) {
+        let mut open = true;
+        let mut unread = Vec::new();
+        while !self.exited() {
+            let now = Instant::now();
+            self.fire(now, control);
+            let wake = [self.deadline, self.grace_end]
+                .into_iter()
+                .flatten()
+                .min()
+                .filter(|_| !self.killed);
+            let mut timeout = wake.map(|w| w.saturating_duration_since(now));
+            if self.pidfd.is_none() {
+                timeout = Some(timeout.map_or(TICK, |t| t.min(TICK)));
+            }
+            let mut fds = Vec::with_capacity(2);
+            if open {
+                fds.push(pollfd(control.as_raw_fd()));
+            }
+            if let Some(p) = &self.pidfd {
+                fds.push(pollfd(p.as_raw_fd()));
+            }
+            if !(readable(&mut fds, timeout) && open && fds[0].revents != 0) {
+                continue;
+            }
+            let mut chunk = [0; 256];
+            match control.read(&mut chunk) {
+                Ok(n) if n > 0 => {
+                    unread.extend_from_slice(&chunk[..n]);
+                    while let Some(line) = take_line(&mut unread) {
+                        self.on_message(&line, Instant::now(), what);
+                    }
+                }
+                Err(e) if retry(&e) => {}
+                // EOF or a broken socket: the node is gone.
+                _ => {
+                    open = false;
+                    self.kill();
+                }
+            }
+        }
+    }
+
+    fn fire(&mut self, now: Instant, control: &mut File) {
+        if self.killed {
+            return;
+        }
+        let why = if self.deadline.is_some_and(|d| d <= now) {
+            "deadline"
+        } else if self.grace_end.is_some_and(|g| g <= now) {
+            "grace"
+        } else {
+            return;
+        };
+        self.kill();
+        report(control, &format!("sigkill {why}"));
+    }
+
+    fn on_message(&mut self, line: &str, now: Instant, what: &OsString) {
+        let ms = |v: &str| v.parse().ok().map(Duration::from_millis);
+        match line.split_once(' ').unwrap_or((line, "")) {
+            ("deadline", "none") => self.deadline = None,
+            ("deadline", v) if ms(v).is_some() => self.deadline = ms(v).map(|d| now + d),
+            ("term", v) if ms(v).is_some() => {
+                if self.grace_end.is_none() && !self.killed {
+                    signal_group(self.pid, libc::SIGTERM);
+                    self.grace_end = ms(v).map(|d| now + d);
+                }
+            }
+            ("kill", "") => self.kill(),
+            _ => eprintln!("bully supervisor of {what:?}: unknown message {line:?}"),
+        }
+    }
+
+    fn kill(&mut self) {
+        signal_group(self.pid, libc::SIGKILL);
+        self.killed = true;
+    }
+
+    /// `sh` has exited; WNOWAIT leaves it unreaped.
+    fn exited(&self) -> bool {
+        // SAFETY: waitid fills the zeroed siginfo_t it is given.
+        unsafe {
+            let mut info: libc::siginfo_t = std::mem::zeroed();
+            let flags = libc::WEXITED | libc::WNOHANG | libc::WNOWAIT;
+            libc::waitid(libc::P_PID, self.pid as libc::id_t, &mut info, flags) == 0
+                && info.si_pid() == self.pid
+        }
+    }
+}
+
+fn signal_group(pgid: libc::pid_t, sig: libc::c_int) {
+    // SAFETY: kill with a negative pid signals that process group; errors (the group is gone)
+    // are fine.
+    unsafe { libc::kill(-pgid, sig) };
+}
+
+/// Reports go to the node; when it is gone there is nobody to tell.
+fn report(control: &mut File, line: &str) {
+    let _ = control.write_all(format!("{line}\n").as_bytes());
+}

@@ -1,0 +1,396 @@
+//! `bully __supervise` driven directly over its control socket, as the node drives it: the
+//! deadline that fences a frozen node, SIGTERM with a grace, and what the command inherits.
+//! The supervisor and its command are real processes; the test plays the node.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::os::fd::OwnedFd;
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::ExitStatusExt;
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+use support::*;
+
+/// One supervisor with the test on the other end of its socket.
+struct Sup {
+    process: Child,
+    control: UnixStream,
+    unread: Vec<u8>,
+    /// The command's pid, from the supervisor's first report.
+    pid: u32,
+    /// When that report arrived.
+    started: Instant,
+}
+
+impl Sup {
+    /// Starts `bully __supervise test CMD`, its output (the command's) to `DIR/out`.
+    fn start(dir: &Path, cmd: &str) -> Sup {
+        let (ours, theirs) = UnixStream::pair().unwrap();
+        let out = std::fs::File::create(dir.join("out")).unwrap();
+        let process = Command::new(BIN)
+            .args(["__supervise", "test", cmd])
+            .stdin(Stdio::from(OwnedFd::from(theirs)))
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .unwrap();
+        let mut s = Sup {
+            process,
+            control: ours,
+            unread: Vec::new(),
+            pid: 0,
+            started: Instant::now(),
+        };
+        let first = s.report(secs(20));
+        s.pid = first
+            .as_deref()
+            .and_then(|l| l.strip_prefix("pid "))
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("first report: {first:?}"));
+        s.started = Instant::now();
+        s
+    }
+
+    fn send(&mut self, msg: &str) {
+        self.control
+            .write_all(format!("{msg}\n").as_bytes())
+            .unwrap();
+    }
+
+    /// The next report line, or `None` when none came within `within` (or the socket closed).
+    fn report(&mut self, within: Duration) -> Option<String> {
+        let end = Instant::now() + within;
+        loop {
+            if let Some(i) = self.unread.iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = self.unread.drain(..=i).collect();
+                return Some(String::from_utf8_lossy(&line[..i]).to_string());
+            }
+            let left = end.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return None;
+            }
+            self.control.set_read_timeout(Some(left)).unwrap();
+            let mut chunk = [0; 256];
+            match self.control.read(&mut chunk) {
+                Ok(0) => return None,
+                Ok(n) => self.unread.extend_from_slice(&chunk[..n]),
+                Err(_) => {}
+            }
+        }
+    }
+
+    /// The reports up to and including `exit RAW`, and that status.
+    fn until_exit(&mut self, within: Duration) -> (Vec<String>, ExitStatus) {
+        let mut seen = Vec::new();
+        let end = Instant::now() + within;
+        while let Some(l) = self.report(end.saturating_duration_since(Instant::now())) {
+            if let Some(raw) = l.strip_prefix("exit ") {
+                let status = ExitStatus::from_raw(raw.parse().expect("a raw wait status"));
+                seen.push(l);
+                return (seen, status);
+            }
+            seen.push(l);
+        }
+        panic!("no exit report within {within:?}; saw {seen:?}");
+    }
+
+    /// The supervisor's own exit status, within `within`.
+    fn reaped(&mut self, within: Duration) -> ExitStatus {
+        wait_for("the supervisor to exit", within, || {
+            self.process
+                .try_wait()
+                .unwrap()
+                .ok_or_else(|| "running".to_string())
+        })
+    }
+}
+
+impl Drop for Sup {
+    fn drop(&mut self) {
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+    }
+}
+
+/// Running and not a zombie.
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rsplit_once(')')
+                .map(|(_, rest)| !rest.trim_start().starts_with('Z'))
+        })
+        .unwrap_or(false)
+}
+
+fn signal(pid: u32, sig: &str) {
+    let ok = Command::new("kill")
+        .args([&format!("-{sig}"), &pid.to_string()])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok, "kill -{sig} {pid}");
+}
+
+/// A field of `/proc/PID/status`.
+fn status_field(pid: u32, key: &str) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
+        .map(|v| v.trim().to_string())
+        .unwrap_or_default()
+}
+
+/// Waits until `path` exists: the command got past its traps.
+fn await_file(path: &Path) {
+    wait_for(&format!("{}", path.display()), secs(20), || {
+        path.exists().then_some(()).ok_or_else(|| "missing".into())
+    });
+}
+
+/// This process's descriptors above 2 without close-on-exec (as `fdinfo` shows them).
+fn inherited_fds() -> Vec<String> {
+    let cloexec = 0o2000000;
+    std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().to_string())
+        .filter(|n| n.parse::<u32>().is_ok_and(|n| n > 2))
+        .filter(|n| {
+            std::fs::read_to_string(format!("/proc/self/fdinfo/{n}"))
+                .ok()
+                .and_then(|i| {
+                    let flags = i.lines().find_map(|l| l.strip_prefix("flags:"))?;
+                    u32::from_str_radix(flags.trim(), 8).ok()
+                })
+                .is_some_and(|f| f & cloexec == 0)
+        })
+        .collect()
+}
+
+fn fds(pid: u32) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| {
+            d.flatten()
+                .map(|e| {
+                    let target = std::fs::read_link(e.path()).unwrap_or_default();
+                    format!("{}->{}", e.file_name().to_string_lossy(), target.display())
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// A SIGSTOPped node is, to its supervisor, a peer that keeps its socket open and says nothing
+/// more; the supervisor is not stopped with it. So it SIGKILLs the command at the last
+/// deadline, and the signals that reach a node's whole process group from a terminal or
+/// systemd (Ctrl-C, Ctrl-Z, SIGTERM, SIGHUP) do not stop or kill the supervisor first.
+#[test]
+fn a_silent_node_is_fenced_at_its_deadline() {
+    let dir = TempDir::new("sup-deadline");
+    let mut s = Sup::start(dir.path(), "sleep 1000 & wait");
+    s.send("deadline 1500");
+    let sent = Instant::now();
+    for sig in ["TSTP", "INT", "TERM", "HUP"] {
+        signal(s.process.id(), sig);
+    }
+    let state = status_field(s.process.id(), "State");
+    assert!(!state.starts_with('T'), "supervisor state {state}");
+    let (reports, status) = s.until_exit(secs(20));
+    let took = sent.elapsed();
+    println!("killed {took:?} after a 1500 ms deadline; reports {reports:?}");
+    assert_eq!(
+        reports,
+        ["sigkill deadline", &format!("exit {}", status.into_raw())]
+    );
+    assert_eq!(status.signal(), Some(9), "{status:?}");
+    assert!(took >= Duration::from_millis(1500), "{took:?}");
+    assert!(took < secs(10), "{took:?}");
+    assert!(!alive(s.pid));
+    assert!(s.reaped(secs(10)).success());
+}
+
+/// A node that keeps pushing its deadline forward keeps its command; `deadline none` lifts it.
+#[test]
+fn deadlines_pushed_forward_keep_the_command_running() {
+    let dir = TempDir::new("sup-renew");
+    let mut s = Sup::start(dir.path(), "exec sleep 1000");
+    let end = Instant::now() + Duration::from_millis(2500);
+    while Instant::now() < end {
+        s.send("deadline 800");
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(alive(s.pid), "killed though renewed");
+    }
+    s.send("deadline none");
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(alive(s.pid), "killed though the deadline was lifted");
+    assert_eq!(s.report(Duration::ZERO), None);
+
+    s.send("kill");
+    let (reports, status) = s.until_exit(secs(20));
+    assert_eq!(reports.len(), 1, "{reports:?}");
+    assert_eq!(status.signal(), Some(9), "{status:?}");
+    assert!(!alive(s.pid));
+}
+
+/// `term GRACE`: a command that ignores SIGTERM is SIGKILLed once the grace ran out.
+#[test]
+fn a_command_ignoring_sigterm_is_killed_after_the_grace() {
+    let dir = TempDir::new("sup-stubborn");
+    let ready = dir.path().join("ready");
+    let cmd = format!(
+        "trap '' TERM; touch '{}'; sleep 1000 & wait; sleep 1000",
+        ready.display()
+    );
+    let mut s = Sup::start(dir.path(), &cmd);
+    await_file(&ready);
+    s.send("term 700");
+    let sent = Instant::now();
+    let (reports, status) = s.until_exit(secs(20));
+    let took = sent.elapsed();
+    println!("stubborn command killed {took:?} after term 700; reports {reports:?}");
+    assert_eq!(reports[0], "sigkill grace", "{reports:?}");
+    assert_eq!(status.signal(), Some(9), "{status:?}");
+    assert!(took >= Duration::from_millis(700), "{took:?}");
+    assert!(took < secs(10), "{took:?}");
+}
+
+/// `term GRACE`: a command that exits on SIGTERM reports its own status, before the grace.
+#[test]
+fn a_command_exiting_on_sigterm_reports_its_status() {
+    let dir = TempDir::new("sup-polite");
+    let ready = dir.path().join("ready");
+    let cmd = format!(
+        "trap 'exit 7' TERM; touch '{}'; sleep 1000 & wait",
+        ready.display()
+    );
+    let mut s = Sup::start(dir.path(), &cmd);
+    await_file(&ready);
+    s.send("term 20000");
+    let (reports, status) = s.until_exit(secs(15));
+    assert_eq!(reports.len(), 1, "no sigkill: {reports:?}");
+    assert_eq!(status.code(), Some(7), "{status:?}");
+
+    let mut s = Sup::start(dir.path(), "exec sleep 1000");
+    s.send("term 20000");
+    let (_, status) = s.until_exit(secs(15));
+    assert_eq!(status.signal(), Some(15), "{status:?}");
+}
+
+/// The signals the command starts with ignored and blocked, as `grep` run by it sees them.
+fn probe_signals(probe: &Path) -> String {
+    format!(
+        "grep -E '^(SigIgn|SigBlk)' /proc/self/status > '{}'",
+        probe.display()
+    )
+}
+
+/// The command starts as a plain `sh -c` would from here (the supervisor's ignored signals
+/// are not inherited), with stdin from /dev/null and no descriptor but its output; what it
+/// leaves behind in its group is killed when it exits.
+#[test]
+fn the_command_starts_clean_and_leaves_nothing_behind() {
+    let dir = TempDir::new("sup-clean");
+    let p = |name: &str| dir.path().join(name);
+    let direct = Command::new("sh")
+        .args(["-c", &probe_signals(&p("direct"))])
+        .status()
+        .unwrap();
+    assert!(direct.success());
+    let cmd = format!(
+        "{}; sleep 1000 & echo $! > '{}'; while [ ! -e '{}' ]; do sleep 0.05; done; exit 3",
+        probe_signals(&p("probe")),
+        p("bg").display(),
+        p("go").display()
+    );
+    let mut s = Sup::start(dir.path(), &cmd);
+    let supervisor = s.process.id();
+    await_file(&p("bg"));
+    let sup_fds = fds(supervisor);
+    let sh_fds = fds(s.pid);
+    std::fs::write(p("go"), "").unwrap();
+    let (_, status) = s.until_exit(secs(20));
+    assert_eq!(status.code(), Some(3), "{status:?}");
+
+    let seen = std::fs::read_to_string(p("probe")).unwrap();
+    let direct = std::fs::read_to_string(p("direct")).unwrap();
+    println!("supervisor fds {sup_fds:?}\ncommand fds {sh_fds:?}\nsignals:\n{seen}");
+    assert_eq!(seen, direct, "signals as from a plain sh -c");
+    assert!(seen.contains("SigBlk:\t0000000000000000"), "{seen}");
+    // Descriptors this test process was given without close-on-exec reach every child.
+    let inherited = inherited_fds();
+    let own = |fds: &[String]| -> Vec<String> {
+        fds.iter()
+            .filter(|f| !inherited.contains(&f.split("->").next().unwrap().to_string()))
+            .cloned()
+            .collect()
+    };
+    let sh_own = own(&sh_fds);
+    assert_eq!(sh_own.len(), 3, "stdin, stdout, stderr: {sh_fds:?}");
+    assert_eq!(sh_own[0], "0->/dev/null", "{sh_fds:?}");
+    // The supervisor: its socket, the two output descriptors and the pidfd, nothing more.
+    let sup_own = own(&sup_fds);
+    assert!(sup_own.len() <= 4, "{sup_fds:?}");
+    assert!(sup_own[0].starts_with("0->socket:"), "{sup_fds:?}");
+
+    let left: u32 = std::fs::read_to_string(p("bg"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    wait_for("the background sleep killed", secs(10), || {
+        if alive(left) {
+            Err(format!("{left} alive"))
+        } else {
+            Ok(())
+        }
+    });
+    assert!(s.reaped(secs(10)).success());
+}
+
+/// A command that cannot start (no `sh` on the PATH) is reported with its errno, exit 1.
+#[test]
+fn a_command_that_cannot_start_is_reported() {
+    let (ours, theirs) = UnixStream::pair().unwrap();
+    let mut process = Command::new(BIN)
+        .args(["__supervise", "test", "true"])
+        .env("PATH", "/nonexistent")
+        .stdin(Stdio::from(OwnedFd::from(theirs)))
+        .spawn()
+        .unwrap();
+    let mut s = Sup {
+        process: Command::new("true").spawn().unwrap(),
+        control: ours,
+        unread: Vec::new(),
+        pid: 0,
+        started: Instant::now(),
+    };
+    let first = s.report(secs(20));
+    assert_eq!(
+        first.as_deref(),
+        Some("error 2 No such file or directory (os error 2)")
+    );
+    let status = process.wait().unwrap();
+    assert_eq!(status.code(), Some(1), "{status:?}");
+}
+
+/// `__supervise` is for bully alone: wrong arguments get one line and exit 2, and `--help`
+/// does not mention it.
+#[test]
+fn bad_arguments_exit_2_with_one_line() {
+    let out = Command::new(BIN)
+        .arg("__supervise")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("__supervise"), "{err}");
+    let help = Command::new(BIN).arg("--help").output().unwrap();
+    assert!(!String::from_utf8_lossy(&help.stdout).contains("supervise"));
+}
