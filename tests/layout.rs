@@ -186,7 +186,15 @@ fn no_file_imports_another_that_imports_it_back() {
 #[test]
 fn layers_only_point_down() {
     // A module may import from its own layer or the ones after it in this list.
-    let order = ["cli", "runtime", "supervisor", "registry", "http", "core", "sync"];
+    let order = [
+        "cli",
+        "runtime",
+        "supervisor",
+        "registry",
+        "http",
+        "core",
+        "sync",
+    ];
     let rank = |m: &str| {
         let top = m.split("::").next().unwrap_or(m);
         order.iter().position(|l| *l == top)

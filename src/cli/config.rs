@@ -9,6 +9,7 @@ use crate::runtime::hooks::HookOptions;
 use log::LevelFilter;
 use std::ffi::OsString;
 use std::net::IpAddr;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// Everything a node needs to run.
@@ -28,7 +29,20 @@ pub struct Config {
     /// Signs and checks every POST; `Debug` shows it redacted.
     pub cluster_key: Option<ClusterKey>,
     pub hooks: HookOptions,
+    /// Quorum mode: the cluster's size.
+    pub quorum: Option<usize>,
+    /// Quorum mode: how long a follower's promise lasts.
+    pub lease: Duration,
+    /// Votes in quorum mode but never stands for election.
+    pub witness: bool,
+    /// Where the terms this node used are kept across restarts.
+    pub state_dir: PathBuf,
 }
+
+/// The shortest `--lease`: renewals go out eight times a lease and must get a round trip in.
+const MIN_LEASE: Duration = Duration::from_millis(200);
+/// The largest `--quorum`.
+const MAX_QUORUM: usize = 10_000;
 
 /// What the command line asks for.
 #[derive(Debug)]
@@ -94,7 +108,33 @@ pub fn parse(
             "--hook-timeout: expected a duration above zero".into(),
         ));
     }
+    let quorum = f.parsed(
+        "--quorum",
+        &format!("the cluster's size, 1 to {MAX_QUORUM}"),
+        |v| {
+            v.parse::<usize>()
+                .ok()
+                .filter(|n| (1..=MAX_QUORUM).contains(n))
+        },
+    )?;
+    let lease = f.duration("--lease", Duration::from_secs(2))?;
+    if lease < MIN_LEASE {
+        return Err(UsageError(format!(
+            "--lease: expected {} ms or more",
+            MIN_LEASE.as_millis()
+        )));
+    }
+    let witness = f.switch("--witness")?;
+    if witness && quorum.is_none() {
+        return Err(UsageError(
+            "--witness: only means something with --quorum N (a witness votes, and votes \
+             count only in quorum mode)"
+                .into(),
+        ));
+    }
+    let state_dir = f.value("--state-dir")?.map(PathBuf::from);
     let registry = f.registry(timeout)?;
+    let state_dir = state_dir.unwrap_or_else(|| beside(&registry.dir, "state"));
     let port = f.free("PORT", "a port number from 1 to 65535")?;
     let port: u16 = port
         .parse()
@@ -127,7 +167,20 @@ pub fn parse(
         log_level,
         cluster_key,
         hooks,
+        quorum,
+        lease,
+        witness,
+        state_dir,
     })))
+}
+
+/// `/run/bully` and `state` make `/run/bully-state`: a sibling, never inside the registry
+/// directory, whose sub-directories are clusters.
+fn beside(dir: &Path, what: &str) -> PathBuf {
+    let name = dir
+        .file_name()
+        .map_or_else(|| "bully".into(), |n| n.to_string_lossy().into_owned());
+    dir.with_file_name(format!("{name}-{what}"))
 }
 
 /// `--cluster-key` (or `BULLY_CLUSTER_KEY`) or `--cluster-key-file`; errors never show the key.
@@ -190,6 +243,45 @@ mod tests {
         assert_eq!(c.timeout, Duration::from_secs(1));
         assert_eq!(c.advertise, "127.0.0.1");
         assert!(c.id_is_random);
+        assert_eq!(c.quorum, None);
+        assert_eq!(c.lease, Duration::from_secs(2));
+        assert!(!c.witness);
+        let state = c.state_dir.display().to_string();
+        assert!(state.ends_with("-state"), "{state}");
+    }
+
+    #[test]
+    fn quorum_flags() {
+        let c = run(
+            &["1", "n", "--quorum", "5", "--lease=1s", "--witness"],
+            &[
+                ("BULLY_STATE_DIR", "/var/lib/bully"),
+                ("BULLY_REGISTRY_DIR", "/run/b"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.quorum, Some(5));
+        assert_eq!(c.lease, Duration::from_secs(1));
+        assert!(c.witness);
+        assert_eq!(c.state_dir, PathBuf::from("/var/lib/bully"));
+        let c = run(&["1", "n", "--registry-dir", "/run/b/"], &[]).unwrap();
+        assert_eq!(c.state_dir, PathBuf::from("/run/b-state"));
+        let c = run(&["1", "n", "--quorum", "3"], &[("BULLY_WITNESS", "yes")]).unwrap();
+        assert!(c.witness);
+        for (args, flag) in [
+            (&["1", "n", "--quorum", "0"][..], "--quorum"),
+            (&["1", "n", "--quorum", "x"][..], "--quorum"),
+            (
+                &["1", "n", "--quorum", "3", "--lease", "50ms"][..],
+                "--lease",
+            ),
+            (&["1", "n", "--witness"][..], "--witness"),
+        ] {
+            let e = run(args, &[]).unwrap_err();
+            assert!(e.0.starts_with(flag), "{args:?}: {e}");
+        }
+        let e = run(&["1", "n", "--quorum", "3"], &[("BULLY_WITNESS", "maybe")]).unwrap_err();
+        assert!(e.0.starts_with("BULLY_WITNESS"), "{e}");
     }
 
     #[test]

@@ -32,6 +32,25 @@ impl<'a> Flags<'a> {
         self.args.contains(flag)
     }
 
+    /// A switch: given as a flag, or its `BULLY_` variable set to `1`, `true` or `yes`.
+    pub fn switch(&mut self, flag: &'static str) -> Result<bool, UsageError> {
+        if self.args.contains(flag) {
+            return Ok(true);
+        }
+        let var = env_name(flag);
+        match (self.env)(&var)
+            .as_deref()
+            .map(str::to_ascii_lowercase)
+            .as_deref()
+        {
+            None | Some("" | "0" | "false" | "no") => Ok(false),
+            Some("1" | "true" | "yes") => Ok(true),
+            Some(other) => Err(UsageError(format!(
+                "{var}: expected 1, true, yes, 0, false or no, got '{other}'"
+            ))),
+        }
+    }
+
     /// The flag's value, else its `BULLY_` variable's.
     pub fn value(&mut self, flag: &'static str) -> Result<Option<String>, UsageError> {
         match self.args.opt_value_from_str::<_, String>(flag) {

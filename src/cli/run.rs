@@ -4,12 +4,15 @@
 use super::config::Config;
 use crate::core::election::Settings;
 use crate::core::member::Member;
+use crate::core::quorum::Quorum;
 use crate::http::auth::Verifier;
 use crate::http::peer::PeerClient;
 use crate::http::server;
 use crate::registry;
 use crate::runtime::api::Api;
+use crate::runtime::clock::Clock;
 use crate::runtime::directory::Directory;
+use crate::runtime::fence::Fence;
 use crate::runtime::handle::Handle;
 use crate::runtime::hooks::Hooks;
 use crate::runtime::metrics::Metrics;
@@ -17,6 +20,7 @@ use crate::runtime::node::{Node, Parts};
 use crate::runtime::registration::Registration;
 use crate::runtime::schedules;
 use crate::runtime::shutdown::{self, Leaving};
+use crate::runtime::state_file::StateFile;
 use crate::runtime::timing::Timing;
 use crate::runtime::watch::{self, Leadership};
 use crate::sync::spawn_named;
@@ -61,6 +65,7 @@ pub fn run(config: Config) -> ExitCode {
         id: config.id,
         host: config.advertise.clone(),
         port: config.port,
+        witness: config.witness,
     };
     let timing = Timing {
         startup_delay: config.startup_delay,
@@ -68,16 +73,46 @@ pub fn run(config: Config) -> ExitCode {
         timeout: config.timeout,
     };
     let cluster = config.registry.cluster.clone();
+    let (state, persisted) = match StateFile::open(&config.state_dir, &cluster, &me.name) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("bully: {e}");
+            return ExitCode::from(1);
+        }
+    };
     let directory = Arc::new(Directory::new(registry));
     let metrics = Arc::new(Metrics::default());
     let leadership = Arc::new(Leadership::default());
+    let fence = Arc::new(Fence::default());
+    let settings = Settings {
+        quorum: config
+            .quorum
+            .map(|n| Quorum::new(n, config.lease, config.hooks.exec_grace)),
+        witness: config.witness,
+        has_hooks: config.hooks.any(),
+        ..Settings::for_timeout(config.timeout)
+    };
+    let quorum_line = match &settings.quorum {
+        Some(q) => format!(
+            ", quorum {} of {} with a {} ms lease{}",
+            q.majority(),
+            q.size,
+            q.lease,
+            if config.witness { ", witness" } else { "" }
+        ),
+        None => String::new(),
+    };
     let parts = Parts {
         me: me.node_ref(),
-        settings: Settings::for_timeout(config.timeout),
+        settings,
+        clock: Clock::start(),
+        state,
+        persisted: persisted.clone(),
         client: PeerClient::new(config.timeout).signing(config.cluster_key.clone()),
         directory: Arc::clone(&directory),
         metrics: Arc::clone(&metrics),
         leadership: Arc::clone(&leadership),
+        fence: Arc::clone(&fence),
     };
     let node: Arc<dyn Handle> = match Node::start(parts) {
         Ok(n) => n,
@@ -88,7 +123,12 @@ pub fn run(config: Config) -> ExitCode {
     };
     // Subscribed before anything can change the coordinator, so no transition is missed.
     let hooks = if config.hooks.any() {
-        match Hooks::start(Arc::clone(&node), me.node_ref(), config.hooks.clone()) {
+        match Hooks::start(
+            Arc::clone(&node),
+            me.node_ref(),
+            config.hooks.clone(),
+            Arc::clone(&fence),
+        ) {
             Ok(h) => Some(h),
             Err(e) => {
                 eprintln!("bully: cannot start the hook thread: {e}");
@@ -100,7 +140,7 @@ pub fn run(config: Config) -> ExitCode {
     };
     let signed = config.cluster_key.is_some();
     log::info!(
-        "Node {} with id {}{} on {} (advertised {}), cluster '{}', registry {}, {}",
+        "Node {} with id {}{} on {} (advertised {}), cluster '{}', registry {}, {}{}",
         me.name,
         me.id,
         if config.id_is_random { " (random)" } else { "" },
@@ -112,8 +152,15 @@ pub fn run(config: Config) -> ExitCode {
             "POSTs signed (HMAC-SHA256)"
         } else {
             "no cluster key"
-        }
+        },
+        quorum_line
     );
+    if persisted.floor > 0 {
+        log::info!(
+            "Terms up to {} were used before this start; the next claim takes a higher one",
+            persisted.floor
+        );
+    }
     if !signed && !config.bind.is_loopback() {
         log::warn!(
             "listening on {} without --cluster-key: anyone who reaches this port can take over \
@@ -128,6 +175,7 @@ pub fn run(config: Config) -> ExitCode {
         timing.health_interval,
     );
     let leaving = Leaving {
+        node: Arc::clone(&node),
         hooks,
         registration: Arc::clone(&registration),
         leadership: Arc::clone(&leadership),
@@ -147,6 +195,7 @@ pub fn run(config: Config) -> ExitCode {
         log::warn!("cannot start the coordinator watch ({e}); relying on the health check");
     }
     let api = Api {
+        witness: config.witness,
         me,
         cluster,
         node,

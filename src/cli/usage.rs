@@ -41,7 +41,15 @@ OPTIONS (each also read from BULLY_<FLAG>, e.g. BULLY_HEALTH_INTERVAL=500ms; a f
     --hook-timeout DUR     kill a hook and its children after this long [default: 30s]
     --exec CMD             keep CMD (sh -c) running only while this node is coordinator
     --exec-grace DUR       on demotion or exit the --exec child gets SIGTERM, then SIGKILL
-                           after this long [default: 10s]
+                           after this long (in quorum mode at most until the lease ends)
+                           [default: 10s]
+    --quorum N             quorum mode: N is the cluster's size; a node leads only while a
+                           majority (N/2+1, itself included) acknowledges it, so a partition
+                           never gives two leaders [default: off]
+    --lease DUR            quorum mode: how long an acknowledgement holds [default: 2s]
+    --witness              quorum mode: vote, but never stand for election
+    --state-dir PATH       where the terms this node used are kept across restarts
+                           [default: beside the registry dir, e.g. /tmp/bully-<uid>-state]
     -h, --help             print this help
     -V, --version          print the version
 

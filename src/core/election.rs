@@ -1,27 +1,33 @@
 //! The Bully algorithm as a pure state machine.
 //!
-//! [`Election::step`] takes one [`Event`] and returns a [`Ready`]: the reply, the effects for
-//! the shell, the coordinator changes and round edges it caused, and the lines to log. Nothing
-//! here touches the network, the registry, a clock or a thread, which keeps the protocol
-//! testable like a function and lets the shell drop the state lock before any I/O.
+//! [`Election::step`] takes the time and one [`Event`] and returns a [`Ready`]: the reply, the
+//! effects for the shell, the coordinator changes and round edges it caused, the lines to log
+//! and what must be persisted first. Nothing here touches the network, the registry, a clock
+//! or a thread, which keeps the protocol testable like a function (and model-checkable) and
+//! lets the shell drop the state lock before any I/O.
 //!
-//! Terms: every win takes a term above any this node has seen, and an announcement is only
-//! accepted for a term above the one followed (or a repeat of it by the same coordinator). So
-//! a delayed announcement from an old round cannot overwrite a newer coordinator, and no node
-//! ever follows two coordinators in one term.
+//! Terms: every claim takes a term above any this node has seen or used, and an announcement
+//! is only accepted for a term above the one followed (or a repeat of it by the same
+//! coordinator). So a delayed announcement from an old round cannot overwrite a newer
+//! coordinator, and no node ever follows two coordinators in one term. Quorum mode (see
+//! [`super::quorum`] and `claim.rs`) adds that a node only leads while a majority's promises
+//! hold.
 
 use super::event::{
     AnnounceAnswer, CheckAnswer, ElectionAnswer, Event, ProbeAnswer, ProbePurpose, Purpose, Timer,
     WatchEnd,
 };
 use super::member::{higher, others, Member, NodeRef};
+use super::quorum::{Millis, Promise, Quorum};
 use super::ready::{
-    AnnounceReply, Change, Detection, Effect, Note, ProxyReply, Ready, Reply, RoundEdge,
+    AnnounceReply, Change, Detection, Effect, Note, Persisted, ProxyReply, Ready, Reply, RoundEdge,
 };
 use super::rules::{valid_term, MAX_TERM};
 use std::time::Duration;
 
-/// The waits the core asks the shell to time.
+pub use super::claim::{Lead, QuorumState, QuorumView};
+
+/// How a node takes part, and the waits it asks the shell to time.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Settings {
     /// How long to wait for the announcement of a higher node that answered this node's
@@ -31,14 +37,24 @@ pub struct Settings {
     /// How long to wait for the successor's announcement after the watched coordinator said
     /// it stopped leading.
     pub successor_wait: Duration,
+    /// Quorum mode (`--quorum`); `None` is plain Bully.
+    pub quorum: Option<Quorum>,
+    /// A witness votes but never stands for election.
+    pub witness: bool,
+    /// Whether hooks or an `--exec` child follow leadership: if so, a coordinator that hands
+    /// over waits for them to let go ([`Event::LetGo`]) before it releases its followers.
+    pub has_hooks: bool,
 }
 
 impl Settings {
-    /// The waits for a node whose peer calls time out after `timeout`.
+    /// Plain Bully for a node whose peer calls time out after `timeout`.
     pub fn for_timeout(timeout: Duration) -> Self {
         Settings {
             announce_wait: timeout * 4,
             successor_wait: timeout,
+            quorum: None,
+            witness: false,
+            has_hooks: false,
         }
     }
 }
@@ -54,6 +70,15 @@ pub enum Phase {
     Electing,
     /// A higher member answered; waiting for its announcement.
     AwaitingAnnouncement,
+    /// Nobody above answered, and this node already leads: it asks the others which term
+    /// they follow before it takes a new one, so it never claims a term a successor took
+    /// while it was frozen.
+    LearningTerms,
+    /// Quorum mode: nobody above answered, but this node is still promised to another
+    /// coordinator (or has just started): it stands once the promise runs out.
+    AwaitingPromise,
+    /// Quorum mode: this node announced a term and waits for a majority to acknowledge it.
+    Claiming,
 }
 
 /// A read-only view for `/nodeDetails`, the metrics and the watch.
@@ -63,46 +88,84 @@ pub struct Snapshot {
     pub is_coordinator: bool,
     pub election: bool,
     pub term: u64,
+    /// Quorum mode only.
+    pub quorum: Option<QuorumView>,
 }
 
 /// What a node knows and where it is in the protocol.
 #[derive(Clone, Debug)]
 pub struct Election {
-    me: NodeRef,
-    settings: Settings,
-    coordinator: Option<NodeRef>,
-    /// The term of the coordinator followed (or led); 0 before the first.
-    term: u64,
+    pub(super) me: NodeRef,
+    pub(super) settings: Settings,
+    pub(super) coordinator: Option<NodeRef>,
+    /// The term of the coordinator followed (or led or claimed); 0 before the first.
+    pub(super) term: u64,
     /// The coordinator of `term`, kept when a check finds it down: a check can fail on a node
     /// that lives (too busy to answer), and its repeated announcement for the term must still
     /// be accepted, or this node would refuse the only coordinator there is for good.
-    term_leader: Option<NodeRef>,
-    /// The highest term seen in any message.
-    max_term: u64,
-    phase: Phase,
-    round: u64,
+    pub(super) term_leader: Option<NodeRef>,
+    /// The highest term seen in any message or used.
+    pub(super) max_term: u64,
+    pub(super) phase: Phase,
+    pub(super) round: u64,
     /// Members read at the start of the round: the announcement goes to them.
-    round_members: Vec<Member>,
+    pub(super) round_members: Vec<Member>,
+    /// The last member list read for any purpose: renewals go to them.
+    pub(super) members: Vec<Member>,
     /// A check of the coordinator, asked for by an election message, is under way: further
     /// messages wait for it instead of asking again.
-    verifying: bool,
+    pub(super) verifying: bool,
+    /// A coordinator whose watch closed or timed out, or whose lease ran out: the next round
+    /// does not wait on it. Cleared when it is heard from again.
+    pub(super) suspect: Option<NodeRef>,
+    /// What is on disk (or about to be).
+    pub(super) persisted: Persisted,
+    /// Quorum mode: this node's promise as a follower.
+    pub(super) promise: Option<Promise>,
+    /// Quorum mode: the term this node claims, leads or hands over.
+    pub(super) lead: Option<Lead>,
+    /// SIGINT/SIGTERM arrived.
+    pub(super) leaving: bool,
+    /// Numbers announcements, so answers find their send time.
+    pub(super) seq: u64,
+    /// The time of the step under way.
+    pub(super) now: Millis,
     /// The output of the step under way.
-    out: Ready,
+    pub(super) out: Ready,
 }
 
 impl Election {
-    pub fn new(me: NodeRef, settings: Settings) -> Self {
+    /// A node that starts at `now` with what it `persisted` before: it never claims a term
+    /// at or below one it used, and in quorum mode it acknowledges nobody for one lease (it
+    /// may have promised someone just before it stopped).
+    pub fn new(me: NodeRef, settings: Settings, persisted: Persisted, now: Millis) -> Self {
+        let promise = settings.quorum.as_ref().map(|q| Promise {
+            to: None,
+            until: now + q.lease,
+        });
+        let (term, term_leader) = match &persisted.acked {
+            Some((t, who)) => (*t, Some(who.clone())),
+            None => (0, None),
+        };
         Election {
             me,
             settings,
             coordinator: None,
-            term: 0,
-            term_leader: None,
-            max_term: 0,
+            term,
+            term_leader,
+            max_term: persisted.floor.max(term),
             phase: Phase::Idle,
             round: 0,
             round_members: Vec::new(),
+            members: Vec::new(),
             verifying: false,
+            suspect: None,
+            persisted,
+            promise,
+            lead: None,
+            leaving: false,
+            seq: 0,
+            now,
             out: Ready::default(),
         }
     }
@@ -123,21 +186,26 @@ impl Election {
         &self.phase
     }
 
+    /// This node leads: in quorum mode only while a majority's promises hold, which the
+    /// snapshot checks against the clock even before the lease timer fires.
     pub fn is_coordinator(&self) -> bool {
-        self.coordinator.as_ref() == Some(&self.me)
+        self.coordinator.as_ref() == Some(&self.me) && self.acting(self.now)
     }
 
-    pub fn snapshot(&self) -> Snapshot {
+    pub fn snapshot(&self, now: Millis) -> Snapshot {
         Snapshot {
             coordinator: self.coordinator.clone(),
-            is_coordinator: self.is_coordinator(),
+            is_coordinator: self.coordinator.as_ref() == Some(&self.me) && self.acting(now),
             election: self.phase != Phase::Idle,
             term: self.term,
+            quorum: self.quorum_view(now),
         }
     }
 
-    /// Applies one event and returns everything that follows from it.
-    pub fn step(&mut self, event: Event) -> Ready {
+    /// Applies one event at `now` (milliseconds of this node's monotonic clock) and returns
+    /// everything that follows from it.
+    pub fn step(&mut self, now: Millis, event: Event) -> Ready {
+        self.now = self.now.max(now);
         match event {
             Event::Startup => self.collect(Purpose::LearnTerms),
             Event::HealthTick => self.on_health_tick(),
@@ -146,13 +214,19 @@ impl Election {
             Event::Members { purpose, members } => self.on_members(purpose, members),
             Event::TermsAnswered { answers } => self.on_terms_answered(answers),
             Event::ElectionAnswered { round, answers } => self.on_election_answered(round, answers),
-            Event::AnnounceAnswered { term, answers } => self.on_announce_answered(term, answers),
+            Event::AnnounceAnswered { term, seq, answers } => {
+                self.on_announce_answered(term, seq, answers)
+            }
             Event::CoordinatorChecked {
                 coordinator,
                 answer,
             } => self.on_coordinator_checked(&coordinator, answer),
             Event::Probed { purpose, answers } => self.on_probed(purpose, answers),
             Event::WatchEnded { coordinator, end } => self.on_watch_ended(&coordinator, end),
+            Event::GoneChecked {
+                coordinator,
+                answer,
+            } => self.on_gone_checked(&coordinator, answer),
             Event::Proxy { from, term } => {
                 let reply = self.on_proxy(&from, term);
                 self.out.reply = Some(Reply::Proxy(reply));
@@ -165,24 +239,52 @@ impl Election {
                 let reply = self.on_announce(&from, term);
                 self.out.reply = Some(Reply::Announce(reply));
             }
+            Event::Release { from, term } => {
+                self.on_release(&from, term);
+                self.out.reply = Some(Reply::Ok);
+            }
+            Event::LetGo => self.on_let_go(),
+            Event::ShuttingDown => self.on_shutting_down(),
         }
-        std::mem::take(&mut self.out)
+        let mut out = std::mem::take(&mut self.out);
+        if out.persist.is_some() {
+            out.persist = Some(self.persisted.clone());
+        }
+        out
     }
 
-    fn note(&mut self, note: Note) {
+    pub(super) fn note(&mut self, note: Note) {
         self.out.notes.push(note);
     }
 
-    fn effect(&mut self, effect: Effect) {
+    pub(super) fn effect(&mut self, effect: Effect) {
         self.out.effects.push(effect);
     }
 
-    fn saw_term(&mut self, term: u64) {
+    pub(super) fn timer(&mut self, timer: Timer, after_ms: Millis) {
+        self.effect(Effect::StartTimer {
+            timer,
+            after: Duration::from_millis(after_ms),
+        });
+    }
+
+    pub(super) fn saw_term(&mut self, term: u64) {
         self.max_term = self.max_term.max(term.min(MAX_TERM));
     }
 
+    /// Records that this node uses or acknowledges `term` (for `leader`): it must be on disk
+    /// before anyone hears of it.
+    pub(super) fn use_term(&mut self, term: u64, leader: &NodeRef) {
+        let acked = Some((term, leader.clone()));
+        if self.persisted.acked != acked || self.persisted.floor < term {
+            self.persisted.floor = self.persisted.floor.max(term);
+            self.persisted.acked = acked;
+            self.out.persist = Some(self.persisted.clone());
+        }
+    }
+
     /// Replaces the coordinator, recording the change when there is one.
-    fn set_coordinator(&mut self, next: Option<NodeRef>) -> Option<NodeRef> {
+    pub(super) fn set_coordinator(&mut self, next: Option<NodeRef>) -> Option<NodeRef> {
         let before = std::mem::replace(&mut self.coordinator, next);
         if before != self.coordinator {
             self.out.changes.push(Change {
@@ -195,7 +297,7 @@ impl Election {
     }
 
     /// Ends the round under way, if any: this node won it or accepted a coordinator.
-    fn end_round(&mut self, won: bool) {
+    pub(super) fn end_round(&mut self, won: bool) {
         if self.phase != Phase::Idle {
             self.out.rounds.push(RoundEdge::Ended {
                 round: self.round,
@@ -209,6 +311,11 @@ impl Election {
         self.effect(Effect::CollectMembers { purpose });
     }
 
+    /// Whether this node stands for election at all.
+    fn stands(&self) -> bool {
+        !self.settings.witness && !self.leaving
+    }
+
     /// Already the coordinator of a term newer than `term`: an election message needs no new
     /// round, the sender just has to learn of us. Only a term above everything the sender has
     /// seen settles it: at an equal term the sender may follow another coordinator, so this
@@ -219,15 +326,15 @@ impl Election {
 
     /// Start a round unless one is already running: however many triggers arrive (timers,
     /// election messages from several lower nodes), one round runs at a time.
-    fn request_election(&mut self) {
-        if self.phase != Phase::Idle {
+    pub(super) fn request_election(&mut self) {
+        if self.phase != Phase::Idle || !self.stands() {
             return;
         }
         self.start_round();
     }
 
     /// A new round, from idle or in place of one that came to nothing.
-    fn start_round(&mut self) {
+    pub(super) fn start_round(&mut self) {
         self.round += 1;
         self.phase = Phase::Collecting;
         self.out
@@ -240,6 +347,7 @@ impl Election {
     }
 
     fn on_members(&mut self, purpose: Purpose, members: Vec<Member>) {
+        self.members.clone_from(&members);
         match purpose {
             Purpose::Round(round) => self.members_collected(round, members),
             Purpose::LookForHigher => {
@@ -266,9 +374,9 @@ impl Election {
         }
     }
 
-    /// The terms the others follow, read before the first election so that a (re)started
-    /// node's first win takes a term no one has used yet; then the election. Only answers
-    /// from the member asked count.
+    /// The terms the others follow: read before the first election, so that a (re)started
+    /// node's first win takes a term no one has used yet, and before a coordinator takes a
+    /// new term. Only answers from the member asked count.
     fn on_terms_answered(&mut self, answers: Vec<(Member, CheckAnswer)>) {
         let highest = answers
             .iter()
@@ -280,24 +388,35 @@ impl Election {
             })
             .max();
         if let Some(term) = highest {
-            self.note(Note::TermsLearned { term });
+            if self.phase != Phase::LearningTerms {
+                self.note(Note::TermsLearned { term });
+            }
             self.saw_term(term);
         }
-        self.request_election();
+        if self.phase == Phase::LearningTerms {
+            self.become_coordinator();
+        } else {
+            self.request_election();
+        }
     }
 
-    /// The registry answered: message every higher member, or win at once when there is none.
+    /// The registry answered: message every higher member (but a suspect), or win at once
+    /// when there is none.
     fn members_collected(&mut self, round: u64, members: Vec<Member>) {
         if self.phase != Phase::Collecting || round != self.round {
             return;
         }
-        let higher: Vec<Member> = higher(&members, &self.me).cloned().collect();
+        let suspect = self.suspect.clone();
+        let higher: Vec<Member> = higher(&members, &self.me)
+            .filter(|m| suspect.as_ref().is_none_or(|s| !m.is(s)))
+            .cloned()
+            .collect();
         self.note(Note::HigherNodes {
             names: higher.iter().map(|m| m.name.clone()).collect(),
         });
         self.round_members = members;
         if higher.is_empty() {
-            return self.become_coordinator();
+            return self.won_round();
         }
         self.phase = Phase::Electing;
         self.effect(Effect::SendElection {
@@ -307,6 +426,20 @@ impl Election {
         });
     }
 
+    /// Nobody above answered. A node that already leads in plain Bully first learns the
+    /// others' terms, so a successor elected while it was frozen is not given a twin.
+    fn won_round(&mut self) {
+        if self.settings.quorum.is_none() && self.coordinator.as_ref() == Some(&self.me) {
+            let members: Vec<Member> = others(&self.round_members, &self.me).cloned().collect();
+            if !members.is_empty() {
+                self.phase = Phase::LearningTerms;
+                self.effect(Effect::AskTerms { members });
+                return;
+            }
+        }
+        self.become_coordinator();
+    }
+
     /// The election messages of `round` came back. An answer in which the member names itself
     /// coordinator is its announcement; any OK means a higher node lives and takes over.
     fn on_election_answered(&mut self, round: u64, answers: Vec<(Member, ElectionAnswer)>) {
@@ -314,10 +447,9 @@ impl Election {
         for (member, answer) in &answers {
             if let ElectionAnswer::Ok { claim } = answer {
                 ok += 1;
-                if let Some(c) = claim
-                    .as_ref()
-                    .filter(|c| member.is(&NodeRef::new(&c.name, c.id)))
-                {
+                let claims_itself =
+                    |c: &&super::event::Claim| member.is(&NodeRef::new(&c.name, c.id));
+                if let Some(c) = claim.as_ref().filter(claims_itself) {
                     self.on_announce(&member.node_ref(), c.term);
                 }
             }
@@ -329,7 +461,7 @@ impl Election {
             self.note(Note::NoHigherAnswered {
                 me: self.me.name.clone(),
             });
-            return self.become_coordinator();
+            return self.won_round();
         }
         self.phase = Phase::AwaitingAnnouncement;
         self.effect(Effect::StartTimer {
@@ -354,17 +486,35 @@ impl Election {
                 // The watched coordinator stopped leading and no successor announced itself.
                 self.lose_coordinator(&coordinator, "stopped leading");
             }
+            Timer::Renew { term } => self.on_renew(term),
+            Timer::ClaimRetry { term } => self.on_claim_retry(term),
+            Timer::LeaseCheck { term } => self.on_lease_check(term),
+            Timer::PromiseExpiry { coordinator } => self.on_promise_expiry(&coordinator),
+            Timer::PromiseFree { round } => {
+                if self.phase == Phase::AwaitingPromise && round == self.round {
+                    self.become_coordinator();
+                }
+            }
+        }
+    }
+
+    /// Hearing from a node clears a suspicion of it.
+    fn heard_from(&mut self, node: &NodeRef) {
+        if self.suspect.as_ref() == Some(node) {
+            self.suspect = None;
         }
     }
 
     /// `POST /proxy`: an election message from `from`, who has seen `term`. A lower sender is
     /// told OK. Messages are coalesced: a coordinator answers with its own announcement; a
     /// follower of a higher coordinator only checks that coordinator (once, however many
-    /// messages arrive); otherwise one local election runs per round.
+    /// messages arrive); otherwise one local election runs per round. A node that does not
+    /// stand (a witness, or one shutting down) tells the sender to look elsewhere.
     fn on_proxy(&mut self, from: &NodeRef, term: u64) -> ProxyReply {
-        if *from >= self.me {
+        if *from >= self.me || !self.stands() {
             return ProxyReply::NotLower;
         }
+        self.heard_from(from);
         self.saw_term(term);
         if self.leads_at(term) {
             return ProxyReply::Coordinator { term: self.term };
@@ -398,7 +548,7 @@ impl Election {
     }
 
     /// `POST /announce`: accept a higher coordinator of a newer term; bully a lower one back
-    /// with an election; refuse a stale one.
+    /// with an election; refuse a stale one. Quorum mode adds promises: see `claim.rs`.
     fn on_announce(&mut self, coordinator: &NodeRef, term: u64) -> AnnounceReply {
         if !valid_term(term) {
             self.note(Note::AboveLargestTerm {
@@ -409,8 +559,9 @@ impl Election {
         }
         self.saw_term(term);
         if *coordinator == self.me {
-            return AnnounceReply::Ok;
+            return AnnounceReply::Ok { promise_ms: None };
         }
+        self.heard_from(coordinator);
         let repeat = self.term_leader.as_ref() == Some(coordinator) && term == self.term;
         if term < self.term || (term == self.term && !repeat) {
             self.note(Note::StaleAnnouncement {
@@ -421,20 +572,25 @@ impl Election {
             });
             return AnnounceReply::Stale { term: self.term };
         }
-        if *coordinator < self.me {
+        if *coordinator < self.me && self.stands() {
             self.note(Note::LowerAnnounced {
                 from: coordinator.name.clone(),
                 me: self.me.name.clone(),
             });
             self.request_election();
-            return AnnounceReply::Ok;
+            return AnnounceReply::Ok { promise_ms: None };
+        }
+        if let Some(refusal) = self.quorum_refusal(coordinator) {
+            return refusal;
         }
         self.end_round(false);
+        self.lead = None;
         self.term = term;
         self.term_leader = Some(coordinator.clone());
+        let promise_ms = self.promise_to(coordinator, term);
         let previous = self.set_coordinator(Some(coordinator.clone()));
         if previous.as_ref() == Some(coordinator) {
-            return AnnounceReply::Ok;
+            return AnnounceReply::Ok { promise_ms };
         }
         self.note(Note::CoordinatorIs {
             name: coordinator.name.clone(),
@@ -449,12 +605,21 @@ impl Election {
             }),
             _ => {}
         }
-        AnnounceReply::Ok
+        AnnounceReply::Ok { promise_ms }
     }
 
     /// The answers to our announcement: a refusal by a node that follows a term at least ours
-    /// makes this node elect again above it.
-    fn on_announce_answered(&mut self, _term: u64, answers: Vec<(Member, AnnounceAnswer)>) {
+    /// makes this node elect again above it; in quorum mode acknowledgements count towards
+    /// the lease.
+    fn on_announce_answered(
+        &mut self,
+        term: u64,
+        seq: u64,
+        answers: Vec<(Member, AnnounceAnswer)>,
+    ) {
+        if self.settings.quorum.is_some() {
+            self.count_acks(term, seq, &answers);
+        }
         let highest = answers
             .iter()
             .filter_map(|(_, a)| match a {
@@ -462,17 +627,24 @@ impl Election {
                 _ => None,
             })
             .max();
-        let Some(term) = highest else { return };
-        let term = term.min(MAX_TERM);
-        self.saw_term(term);
-        if !self.is_coordinator() || term < self.term {
+        let Some(refused) = highest else { return };
+        let refused = refused.min(MAX_TERM);
+        self.saw_term(refused);
+        let claiming =
+            self.phase == Phase::Claiming && self.lead.as_ref().is_some_and(|l| l.term == term);
+        if !(self.is_coordinator() || claiming) || refused < self.term {
             return;
         }
         self.note(Note::AnnouncementRefused {
             me: self.me.name.clone(),
-            term,
+            term: refused,
         });
-        self.request_election();
+        if claiming {
+            self.lead = None;
+            self.start_round();
+        } else {
+            self.request_election();
+        }
     }
 
     fn on_probed(&mut self, purpose: ProbePurpose, answers: Vec<(NodeRef, ProbeAnswer)>) {
@@ -550,11 +722,16 @@ impl Election {
     }
 
     /// The coordinator did not answer its check (or no longer leads).
-    fn coordinator_failed(&mut self, coordinator: &NodeRef, by: Detection) {
+    pub(super) fn coordinator_failed(&mut self, coordinator: &NodeRef, by: Detection) {
         if self.coordinator.as_ref() != Some(coordinator) {
             return;
         }
         self.verifying = false;
+        if by != Detection::HealthCheck {
+            // A watch or a lease that failed is a node to skip in the next round; a failed
+            // health check may only be a busy node, which is asked as usual.
+            self.suspect = Some(coordinator.clone());
+        }
         self.note(Note::CoordinatorDown {
             name: coordinator.name.clone(),
             by,
@@ -567,7 +744,11 @@ impl Election {
     fn on_watch_ended(&mut self, coordinator: &NodeRef, end: WatchEnd) {
         match end {
             WatchEnd::Leading | WatchEnd::Busy | WatchEnd::Other { .. } => {}
-            WatchEnd::ShuttingDown => self.lose_coordinator(coordinator, "shut down"),
+            // It answers the watch only after its hooks let go: it acts no more.
+            WatchEnd::ShuttingDown => {
+                self.release_promise(coordinator);
+                self.lose_coordinator(coordinator, "shut down");
+            }
             // It stopped leading (or never did): the announcement of the new coordinator is
             // normally on its way; elect only if it does not come.
             WatchEnd::Demoted | WatchEnd::NotCoordinator => {
@@ -583,12 +764,21 @@ impl Election {
             WatchEnd::TimedOut => {
                 self.lose_coordinator(coordinator, "did not answer its watch in time")
             }
+            // In quorum mode a closed watch frees this node's promise only once the
+            // coordinator's process is known to be gone (with it, its `--exec` child).
+            WatchEnd::Closed if self.settings.quorum.is_some() => {
+                if self.coordinator.as_ref() == Some(coordinator) {
+                    self.effect(Effect::ConfirmGone {
+                        coordinator: coordinator.clone(),
+                    });
+                }
+            }
             WatchEnd::Closed => self.lose_coordinator(coordinator, "closed its connection"),
         }
     }
 
     /// The watched coordinator is gone: elect now, unless it has been replaced meanwhile.
-    fn lose_coordinator(&mut self, coordinator: &NodeRef, how: &'static str) {
+    pub(super) fn lose_coordinator(&mut self, coordinator: &NodeRef, how: &'static str) {
         if self.coordinator.as_ref() != Some(coordinator) {
             return;
         }
@@ -608,7 +798,15 @@ impl Election {
         }
     }
 
-    fn become_coordinator(&mut self) {
+    /// Nobody above: take a new term. In plain Bully this node leads at once; in quorum
+    /// mode it claims the term and leads once a majority acknowledges it.
+    pub(super) fn become_coordinator(&mut self) {
+        if !self.stands() {
+            return self.end_round(false);
+        }
+        if self.settings.quorum.is_some() {
+            return self.claim();
+        }
         self.end_round(true);
         self.verifying = false;
         // Saturating: terms from others are capped at MAX_TERM, so this cannot overflow in
@@ -616,7 +814,9 @@ impl Election {
         self.max_term = self.max_term.saturating_add(1);
         self.term = self.max_term;
         self.term_leader = Some(self.me.clone());
-        self.set_coordinator(Some(self.me.clone()));
+        let me = self.me.clone();
+        self.use_term(self.term, &me);
+        self.set_coordinator(Some(me));
         self.note(Note::CoordinatorIs {
             name: self.me.name.clone(),
             term: self.term,
@@ -624,9 +824,11 @@ impl Election {
         let to: Vec<Member> = others(&std::mem::take(&mut self.round_members), &self.me)
             .cloned()
             .collect();
+        self.seq += 1;
         self.effect(Effect::Announce {
             to,
             term: self.term,
+            seq: self.seq,
         });
     }
 }
@@ -642,6 +844,7 @@ mod tests {
             id,
             host: "127.0.0.1".into(),
             port: 5000 + id as u16,
+            witness: false,
         }
     }
 
@@ -656,7 +859,12 @@ mod tests {
     }
 
     fn node(id: u64) -> Election {
-        Election::new(nref(id), Settings::for_timeout(Duration::from_secs(1)))
+        Election::new(
+            nref(id),
+            Settings::for_timeout(Duration::from_secs(1)),
+            Persisted::default(),
+            0,
+        )
     }
 
     fn collect(round: u64) -> Effect {
@@ -666,16 +874,47 @@ mod tests {
     }
 
     fn members(e: &mut Election, round: u64, ms: &[Member]) -> Ready {
-        e.step(Event::Members {
-            purpose: Purpose::Round(round),
-            members: ms.to_vec(),
-        })
+        e.step(
+            0,
+            Event::Members {
+                purpose: Purpose::Round(round),
+                members: ms.to_vec(),
+            },
+        )
+    }
+
+    /// A coordinator's round that finds nobody above: it first asks the others' terms (they
+    /// answer `their_term`), then wins; returns what the win gave.
+    fn rewin(e: &mut Election, round: u64, ms: &[Member], their_term: u64) -> Ready {
+        let r = members(e, round, ms);
+        let asked: Vec<Member> = others(ms, e.me()).cloned().collect();
+        assert_eq!(
+            r.effects,
+            vec![Effect::AskTerms {
+                members: asked.clone()
+            }],
+            "a leader learns the terms before it takes a new one"
+        );
+        assert_eq!(e.phase(), &Phase::LearningTerms);
+        let answers = asked
+            .into_iter()
+            .map(|m| {
+                let a = CheckAnswer::Details {
+                    name: m.name.clone(),
+                    id: m.id,
+                    is_coordinator: false,
+                    term: their_term,
+                };
+                (m, a)
+            })
+            .collect();
+        e.step(0, Event::TermsAnswered { answers })
     }
 
     /// Starts a round with a health tick (no coordinator is known) and answers its member
     /// collection with `ms`; returns what followed.
     fn start(e: &mut Election, ms: &[Member]) -> Ready {
-        let r = e.step(Event::HealthTick);
+        let r = e.step(0, Event::HealthTick);
         let round = match r.effects.as_slice() {
             [Effect::CollectMembers {
                 purpose: Purpose::Round(round),
@@ -694,10 +933,13 @@ mod tests {
     }
 
     fn announce(e: &mut Election, from: u64, term: u64) -> (AnnounceReply, Ready) {
-        let r = e.step(Event::Announce {
-            from: nref(from),
-            term,
-        });
+        let r = e.step(
+            0,
+            Event::Announce {
+                from: nref(from),
+                term,
+            },
+        );
         match &r.reply {
             Some(Reply::Announce(a)) => (a.clone(), r),
             other => panic!("expected an announce reply, got {other:?}"),
@@ -705,10 +947,13 @@ mod tests {
     }
 
     fn proxy(e: &mut Election, from: &NodeRef, term: u64) -> (ProxyReply, Ready) {
-        let r = e.step(Event::Proxy {
-            from: from.clone(),
-            term,
-        });
+        let r = e.step(
+            0,
+            Event::Proxy {
+                from: from.clone(),
+                term,
+            },
+        );
         match &r.reply {
             Some(Reply::Proxy(p)) => (p.clone(), r),
             other => panic!("expected a proxy reply, got {other:?}"),
@@ -720,14 +965,17 @@ mod tests {
     }
 
     fn answered(e: &mut Election, round: u64, answers: Vec<(Member, ElectionAnswer)>) -> Ready {
-        e.step(Event::ElectionAnswered { round, answers })
+        e.step(0, Event::ElectionAnswered { round, answers })
     }
 
     fn checked(e: &mut Election, c: u64, answer: CheckAnswer) -> Ready {
-        e.step(Event::CoordinatorChecked {
-            coordinator: nref(c),
-            answer,
-        })
+        e.step(
+            0,
+            Event::CoordinatorChecked {
+                coordinator: nref(c),
+                answer,
+            },
+        )
     }
 
     fn details(c: u64, is_coordinator: bool, term: u64) -> CheckAnswer {
@@ -755,7 +1003,8 @@ mod tests {
             r.effects,
             vec![Effect::Announce {
                 to: cluster(&[1, 2, 3]),
-                term: 1
+                term: 1,
+                seq: 1
             }]
         );
         assert_eq!(
@@ -781,7 +1030,7 @@ mod tests {
     #[test]
     fn a_round_starts_with_an_edge_a_log_line_and_a_member_collection() {
         let mut e = node(2);
-        let r = e.step(Event::HealthTick);
+        let r = e.step(0, Event::HealthTick);
         assert_eq!(r.rounds, vec![RoundEdge::Started { round: 1 }]);
         assert_eq!(r.effects, vec![collect(1)]);
         assert_eq!(r.notes[0].to_string(), "Starting election in: node2");
@@ -795,7 +1044,7 @@ mod tests {
                 term: 0
             }]
         );
-        assert!(e.snapshot().election);
+        assert!(e.snapshot(0).election);
         assert!(r.rounds.is_empty() && r.changes.is_empty());
     }
 
@@ -821,7 +1070,8 @@ mod tests {
             r.effects,
             vec![Effect::Announce {
                 to: cluster(&[1, 3, 4, 5, 6]),
-                term: 1
+                term: 1,
+                seq: 1
             }]
         );
         assert!(e.is_coordinator());
@@ -840,7 +1090,7 @@ mod tests {
             }]
         );
         assert_eq!(e.phase(), &Phase::AwaitingAnnouncement);
-        let r = e.step(Event::Timer(Timer::Announcement { round: 1 }));
+        let r = e.step(0, Event::Timer(Timer::Announcement { round: 1 }));
         assert_eq!(
             r.notes[0].to_string(),
             "No announcement arrived in: node1; electing again"
@@ -867,13 +1117,14 @@ mod tests {
             r.effects,
             vec![Effect::Announce {
                 to: cluster(&[1, 2]),
-                term: 1
+                term: 1,
+                seq: 1
             }]
         );
         // ... so node1 waits for the announcement instead of winning.
         answered(&mut low, 1, vec![(member("node3", 3), ok())]);
         let (reply, r) = announce(&mut low, 3, 1);
-        assert_eq!(reply, AnnounceReply::Ok);
+        assert_eq!(reply, AnnounceReply::Ok { promise_ms: None });
         assert!(r.effects.is_empty());
         assert_eq!(
             r.rounds,
@@ -886,7 +1137,7 @@ mod tests {
         assert_eq!(low.phase(), &Phase::Idle);
         assert_eq!(low.term(), 1);
         // The timer that fires after that is ignored.
-        let r = low.step(Event::Timer(Timer::Announcement { round: 1 }));
+        let r = low.step(0, Event::Timer(Timer::Announcement { round: 1 }));
         assert_eq!(r, Ready::default());
     }
 
@@ -931,16 +1182,22 @@ mod tests {
     #[test]
     fn response_from_lower_node_starts_local_election_but_not_from_higher() {
         let mut e = node(2);
-        let r = e.step(Event::Response {
-            from: nref(3),
-            term: 0,
-        });
+        let r = e.step(
+            0,
+            Event::Response {
+                from: nref(3),
+                term: 0,
+            },
+        );
         assert_eq!(r.reply, Some(Reply::Ok));
         assert!(r.effects.is_empty());
-        let r = e.step(Event::Response {
-            from: nref(1),
-            term: 0,
-        });
+        let r = e.step(
+            0,
+            Event::Response {
+                from: nref(1),
+                term: 0,
+            },
+        );
         assert_eq!(r.effects, vec![collect(1)]);
     }
 
@@ -948,7 +1205,7 @@ mod tests {
     fn announcement_from_lower_node_is_bullied_back_with_a_higher_term() {
         let mut e = node(3);
         let (reply, r) = announce(&mut e, 2, 5);
-        assert_eq!(reply, AnnounceReply::Ok);
+        assert_eq!(reply, AnnounceReply::Ok { promise_ms: None });
         assert_eq!(r.effects, vec![collect(1)]);
         assert_eq!(
             r.notes.last().unwrap().to_string(),
@@ -991,7 +1248,7 @@ mod tests {
         let (reply, r) = proxy(&mut e, &nref(1), 9);
         assert_eq!(reply, ProxyReply::Ok);
         assert_eq!(r.effects, vec![collect(2)]);
-        let r = members(&mut e, 2, &cluster(&[1, 4]));
+        let r = rewin(&mut e, 2, &cluster(&[1, 4]), 1);
         assert!(
             matches!(&r.effects[..], [Effect::Announce { term: 10, .. }]),
             "{r:?}"
@@ -1092,6 +1349,8 @@ mod tests {
         let mut e = Election::new(
             NodeRef::new("b", 7),
             Settings::for_timeout(Duration::from_secs(1)),
+            Persisted::default(),
+            0,
         );
         let r = start(&mut e, &[member("a", 7), member("b", 7)]);
         assert!(matches!(&r.effects[..], [Effect::Announce { .. }]));
@@ -1104,7 +1363,7 @@ mod tests {
         announce(&mut e, 2, 1);
         let r = answered(&mut e, 1, vec![]);
         assert_eq!(r, Ready::default());
-        let r = e.step(Event::Timer(Timer::Announcement { round: 1 }));
+        let r = e.step(0, Event::Timer(Timer::Announcement { round: 1 }));
         assert_eq!(r, Ready::default());
         assert_eq!(e.coordinator(), Some(&nref(2)));
     }
@@ -1130,7 +1389,7 @@ mod tests {
         let mut e = node(1);
         announce(&mut e, 3, 5);
         let (reply, r) = announce(&mut e, 3, 5);
-        assert_eq!(reply, AnnounceReply::Ok);
+        assert_eq!(reply, AnnounceReply::Ok { promise_ms: None });
         assert!(r.changes.is_empty() && r.notes.is_empty());
         assert_eq!(announce(&mut e, 4, 5).0, AnnounceReply::Stale { term: 5 });
         assert_eq!(e.coordinator(), Some(&nref(3)));
@@ -1156,7 +1415,10 @@ mod tests {
         members(&mut e, 1, &cluster(&[1, 2, 3]));
         // node3 answers the election message as coordinator of term 5: that is no second
         // coordinator for the term, so it is followed again and the round ends.
-        assert_eq!(announce(&mut e, 3, 5).0, AnnounceReply::Ok);
+        assert_eq!(
+            announce(&mut e, 3, 5).0,
+            AnnounceReply::Ok { promise_ms: None }
+        );
         assert_eq!(e.coordinator(), Some(&nref(3)));
         assert_eq!(e.phase(), &Phase::Idle);
         assert_eq!(announce(&mut e, 2, 5).0, AnnounceReply::Stale { term: 5 });
@@ -1170,13 +1432,20 @@ mod tests {
             (member("node1", 1), AnnounceAnswer::Stale { term: 7 }),
             (member("node2", 2), AnnounceAnswer::Stale { term: 3 }),
         ];
-        let r = e.step(Event::AnnounceAnswered { term: 1, answers });
+        let r = e.step(
+            0,
+            Event::AnnounceAnswered {
+                term: 1,
+                seq: 1,
+                answers,
+            },
+        );
         assert_eq!(r.effects, vec![collect(2)]);
         assert_eq!(
             r.notes[0].to_string(),
             "node4's announcement was refused by a node in term 7; electing again"
         );
-        let r = members(&mut e, 2, &cluster(&[1, 4]));
+        let r = rewin(&mut e, 2, &cluster(&[1, 4]), 7);
         assert!(
             matches!(&r.effects[..], [Effect::Announce { term: 8, .. }]),
             "{r:?}"
@@ -1185,7 +1454,10 @@ mod tests {
         for answers in [
             vec![(member("node1", 1), AnnounceAnswer::Stale { term: 3 })],
             vec![
-                (member("node1", 1), AnnounceAnswer::Accepted),
+                (
+                    member("node1", 1),
+                    AnnounceAnswer::Accepted { promise_ms: None },
+                ),
                 (member("node2", 2), AnnounceAnswer::Busy),
                 (member("node3", 3), AnnounceAnswer::Refused { status: 400 }),
                 (
@@ -1194,7 +1466,14 @@ mod tests {
                 ),
             ],
         ] {
-            let r = e.step(Event::AnnounceAnswered { term: 8, answers });
+            let r = e.step(
+                0,
+                Event::AnnounceAnswered {
+                    term: 8,
+                    seq: 2,
+                    answers,
+                },
+            );
             assert_eq!(r, Ready::default());
         }
     }
@@ -1204,7 +1483,7 @@ mod tests {
         let mut e = node(1);
         announce(&mut e, 4, 1);
         let (reply, r) = announce(&mut e, 3, 2);
-        assert_eq!(reply, AnnounceReply::Ok);
+        assert_eq!(reply, AnnounceReply::Ok { promise_ms: None });
         let purpose = ProbePurpose::Previous(nref(4));
         assert_eq!(
             r.effects,
@@ -1216,15 +1495,21 @@ mod tests {
         assert_eq!(e.coordinator(), Some(&nref(3)));
         // Gone: nothing to do.
         let gone = vec![(nref(4), ProbeAnswer::Unreachable(Unreachable::Refused))];
-        let r = e.step(Event::Probed {
-            purpose: purpose.clone(),
-            answers: gone,
-        });
+        let r = e.step(
+            0,
+            Event::Probed {
+                purpose: purpose.clone(),
+                answers: gone,
+            },
+        );
         assert_eq!(r, Ready::default());
-        let r = e.step(Event::Probed {
-            purpose,
-            answers: vec![(nref(4), ProbeAnswer::Status(200))],
-        });
+        let r = e.step(
+            0,
+            Event::Probed {
+                purpose,
+                answers: vec![(nref(4), ProbeAnswer::Status(200))],
+            },
+        );
         assert_eq!(r.effects, vec![collect(1)]);
         assert_eq!(
             r.notes[0].to_string(),
@@ -1234,17 +1519,20 @@ mod tests {
         let mut e = node(1);
         announce(&mut e, 3, 1);
         let (reply, r) = announce(&mut e, 4, 2);
-        assert_eq!((reply, r.effects), (AnnounceReply::Ok, vec![]));
+        assert_eq!(
+            (reply, r.effects),
+            (AnnounceReply::Ok { promise_ms: None }, vec![])
+        );
     }
 
     #[test]
     fn health_tick_checks_coordinator_or_elects() {
         let mut e = node(1);
-        assert_eq!(e.step(Event::HealthTick).effects, vec![collect(1)]);
+        assert_eq!(e.step(0, Event::HealthTick).effects, vec![collect(1)]);
         let mut e = node(1);
         announce(&mut e, 2, 1);
         assert_eq!(
-            e.step(Event::HealthTick).effects,
+            e.step(0, Event::HealthTick).effects,
             vec![Effect::CheckCoordinator {
                 coordinator: nref(2)
             }]
@@ -1252,7 +1540,7 @@ mod tests {
         assert_eq!(checked(&mut e, 2, down()).effects, vec![collect(1)]);
         assert_eq!(e.coordinator(), None);
         // While the round runs, further ticks do nothing.
-        assert_eq!(e.step(Event::HealthTick), Ready::default());
+        assert_eq!(e.step(0, Event::HealthTick), Ready::default());
     }
 
     #[test]
@@ -1261,11 +1549,14 @@ mod tests {
         let look = Effect::CollectMembers {
             purpose: Purpose::LookForHigher,
         };
-        assert_eq!(e.step(Event::HealthTick).effects, vec![look]);
-        let r = e.step(Event::Members {
-            purpose: Purpose::LookForHigher,
-            members: cluster(&[1, 3, 4, 5]),
-        });
+        assert_eq!(e.step(0, Event::HealthTick).effects, vec![look]);
+        let r = e.step(
+            0,
+            Event::Members {
+                purpose: Purpose::LookForHigher,
+                members: cluster(&[1, 3, 4, 5]),
+            },
+        );
         assert_eq!(
             r.effects,
             vec![Effect::Probe {
@@ -1277,15 +1568,21 @@ mod tests {
             (nref(4), ProbeAnswer::Unreachable(Unreachable::Timeout)),
             (nref(5), ProbeAnswer::Status(503)),
         ];
-        let r = e.step(Event::Probed {
-            purpose: ProbePurpose::Higher,
-            answers: quiet,
-        });
+        let r = e.step(
+            0,
+            Event::Probed {
+                purpose: ProbePurpose::Higher,
+                answers: quiet,
+            },
+        );
         assert_eq!(r, Ready::default());
-        let r = e.step(Event::Probed {
-            purpose: ProbePurpose::Higher,
-            answers: vec![(nref(4), ProbeAnswer::Status(200))],
-        });
+        let r = e.step(
+            0,
+            Event::Probed {
+                purpose: ProbePurpose::Higher,
+                answers: vec![(nref(4), ProbeAnswer::Status(200))],
+            },
+        );
         assert_eq!(r.effects, vec![collect(2)]);
         assert_eq!(
             r.notes[0].to_string(),
@@ -1295,10 +1592,13 @@ mod tests {
         assert!(matches!(&r.effects[..], [Effect::SendElection { to, .. }] if to.len() == 1));
         // With nobody above, no probe at all.
         let mut e = leader(3, &cluster(&[1, 3]));
-        let r = e.step(Event::Members {
-            purpose: Purpose::LookForHigher,
-            members: cluster(&[1, 3]),
-        });
+        let r = e.step(
+            0,
+            Event::Members {
+                purpose: Purpose::LookForHigher,
+                members: cluster(&[1, 3]),
+            },
+        );
         assert_eq!(r, Ready::default());
     }
 
@@ -1318,10 +1618,13 @@ mod tests {
         let mut e = node(1);
         announce(&mut e, 3, 1);
         assert_eq!(checked(&mut e, 2, down()), Ready::default());
-        let r = e.step(Event::WatchEnded {
-            coordinator: nref(2),
-            end: WatchEnd::Closed,
-        });
+        let r = e.step(
+            0,
+            Event::WatchEnded {
+                coordinator: nref(2),
+                end: WatchEnd::Closed,
+            },
+        );
         assert_eq!(r, Ready::default());
         assert_eq!(e.coordinator().map(|c| c.id), Some(3));
     }
@@ -1331,10 +1634,13 @@ mod tests {
         let watch = |end: WatchEnd| {
             let mut e = node(1);
             announce(&mut e, 3, 1);
-            let r = e.step(Event::WatchEnded {
-                coordinator: nref(3),
-                end,
-            });
+            let r = e.step(
+                0,
+                Event::WatchEnded {
+                    coordinator: nref(3),
+                    end,
+                },
+            );
             (e, r)
         };
         for end in [
@@ -1382,9 +1688,9 @@ mod tests {
             // The successor came in time: the timer does nothing.
             let mut f = e.clone();
             announce(&mut f, 2, 2);
-            assert_eq!(f.step(Event::Timer(timer.clone())), Ready::default());
+            assert_eq!(f.step(0, Event::Timer(timer.clone())), Ready::default());
             // It did not: elect.
-            let r = e.step(Event::Timer(timer));
+            let r = e.step(0, Event::Timer(timer));
             assert_eq!(r.effects, vec![collect(1)]);
             assert_eq!(
                 r.notes[0].to_string(),
@@ -1399,10 +1705,13 @@ mod tests {
         let ms = cluster(&[1, 2, 4]);
         let mut e = leader(4, &ms);
         let response = |e: &mut Election, from: u64, term: u64| {
-            e.step(Event::Response {
-                from: nref(from),
-                term,
-            })
+            e.step(
+                0,
+                Event::Response {
+                    from: nref(from),
+                    term,
+                },
+            )
             .effects
         };
         for i in 0..100 {
@@ -1414,7 +1723,7 @@ mod tests {
         // arrive, and the win's newer term settles the rest.
         assert_eq!(response(&mut e, 1, 1), vec![collect(2)]);
         assert_eq!(response(&mut e, 2, 1), vec![]);
-        members(&mut e, 2, &ms);
+        rewin(&mut e, 2, &ms, 1);
         assert_eq!(e.term(), 2);
         for i in 0..100 {
             assert_eq!(response(&mut e, 1 + i % 2, 1), vec![]);
@@ -1433,12 +1742,20 @@ mod tests {
             r.effects,
             vec![Effect::Announce {
                 to: cluster(&[1]),
-                term: MAX_TERM + 1
+                term: MAX_TERM + 1,
+                seq: 1
             }]
         );
         // Refusals naming huge terms are capped too.
         let answers = vec![(member("node1", 1), AnnounceAnswer::Stale { term: u64::MAX })];
-        let r = e.step(Event::AnnounceAnswered { term: 1, answers });
+        let r = e.step(
+            0,
+            Event::AnnounceAnswered {
+                term: 1,
+                seq: 1,
+                answers,
+            },
+        );
         assert_eq!(r, Ready::default());
         // Announcements above the cap are refused and change nothing.
         let mut f = node(1);
@@ -1447,24 +1764,30 @@ mod tests {
         assert_eq!(reply, AnnounceReply::Stale { term: 2 });
         assert!(r.effects.is_empty() && r.changes.is_empty());
         assert_eq!(f.coordinator(), Some(&nref(3)));
-        assert_eq!(announce(&mut f, 4, MAX_TERM).0, AnnounceReply::Ok);
+        assert_eq!(
+            announce(&mut f, 4, MAX_TERM).0,
+            AnnounceReply::Ok { promise_ms: None }
+        );
     }
 
     #[test]
     fn startup_learns_the_cluster_term_so_the_first_win_is_newer() {
         // A restarted node knows no term; without asking it would win term 1 again.
         let mut e = node(3);
-        let r = e.step(Event::Startup);
+        let r = e.step(0, Event::Startup);
         assert_eq!(
             r.effects,
             vec![Effect::CollectMembers {
                 purpose: Purpose::LearnTerms
             }]
         );
-        let r = e.step(Event::Members {
-            purpose: Purpose::LearnTerms,
-            members: cluster(&[1, 3]),
-        });
+        let r = e.step(
+            0,
+            Event::Members {
+                purpose: Purpose::LearnTerms,
+                members: cluster(&[1, 3]),
+            },
+        );
         assert_eq!(
             r.effects,
             vec![Effect::AskTerms {
@@ -1477,7 +1800,7 @@ mod tests {
             (member("node1", 1), details(9, false, 50)),
             (member("node1", 1), CheckAnswer::Busy),
         ];
-        let r = e.step(Event::TermsAnswered { answers });
+        let r = e.step(0, Event::TermsAnswered { answers });
         assert_eq!(r.notes[0].to_string(), "The members follow term 7 at most");
         assert_eq!(r.effects, vec![collect(1)]);
         assert_eq!(e.term(), 0, "learning is not following");
@@ -1488,18 +1811,21 @@ mod tests {
         );
         // Alone, or when nobody answers, it elects at once.
         let mut e = node(3);
-        e.step(Event::Startup);
-        let r = e.step(Event::Members {
-            purpose: Purpose::LearnTerms,
-            members: cluster(&[3]),
-        });
+        e.step(0, Event::Startup);
+        let r = e.step(
+            0,
+            Event::Members {
+                purpose: Purpose::LearnTerms,
+                members: cluster(&[3]),
+            },
+        );
         assert_eq!(r.effects, vec![collect(1)]);
         let mut e = node(3);
         let answers = vec![(
             member("node1", 1),
             CheckAnswer::Unreachable(Unreachable::Refused),
         )];
-        let r = e.step(Event::TermsAnswered { answers });
+        let r = e.step(0, Event::TermsAnswered { answers });
         assert!(r
             .notes
             .iter()
@@ -1513,12 +1839,16 @@ mod tests {
         let mut e = leader(2, &ms);
         for expected in 2..5 {
             let answers = vec![(member("node1", 1), AnnounceAnswer::Stale { term: e.term() })];
-            e.step(Event::AnnounceAnswered {
-                term: e.term(),
-                answers,
-            });
-            assert!(e.snapshot().election);
-            let r = members(&mut e, expected, &ms);
+            e.step(
+                0,
+                Event::AnnounceAnswered {
+                    term: e.term(),
+                    seq: expected - 1,
+                    answers,
+                },
+            );
+            assert!(e.snapshot(0).election);
+            let r = rewin(&mut e, expected, &ms, 0);
             assert!(matches!(&r.effects[..], [Effect::Announce { term, .. }] if *term == expected));
         }
     }
@@ -1527,18 +1857,18 @@ mod tests {
     fn a_rejoining_coordinator_elects_again_a_follower_does_not() {
         let mut e = node(3);
         assert_eq!(
-            e.step(Event::Rejoined),
+            e.step(0, Event::Rejoined),
             Ready::default(),
             "before any election"
         );
         start(&mut e, &cluster(&[3]));
         assert!(e.is_coordinator());
-        assert_eq!(e.step(Event::Rejoined).effects, vec![collect(2)]);
+        assert_eq!(e.step(0, Event::Rejoined).effects, vec![collect(2)]);
         // Now it sees node4, which takes over as the algorithm requires.
         let r = members(&mut e, 2, &cluster(&[1, 3, 4]));
         assert!(matches!(&r.effects[..], [Effect::SendElection { to, .. }] if to.len() == 1));
         let mut f = node(1);
         announce(&mut f, 4, 1);
-        assert_eq!(f.step(Event::Rejoined), Ready::default());
+        assert_eq!(f.step(0, Event::Rejoined), Ready::default());
     }
 }

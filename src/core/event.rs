@@ -29,9 +29,10 @@ pub enum Event {
         round: u64,
         answers: Vec<(Member, ElectionAnswer)>,
     },
-    /// The answers to this node's announcement for `term`.
+    /// The answers to this node's announcement `seq` for `term`.
     AnnounceAnswered {
         term: u64,
+        seq: u64,
         answers: Vec<(Member, AnnounceAnswer)>,
     },
     /// What the coordinator said when asked whether it still leads.
@@ -52,6 +53,20 @@ pub enum Event {
     Response { from: NodeRef, term: u64 },
     /// `POST /announce`: `from` declares itself coordinator of `term`.
     Announce { from: NodeRef, term: u64 },
+    /// `POST /release`: `from`, coordinator of `term`, has stopped acting (its `--exec` child
+    /// is gone and its hooks ran): whoever promised it is free.
+    Release { from: NodeRef, term: u64 },
+    /// What `GET /nodeDetails` said after the watch on `coordinator` closed: whether the
+    /// process behind it is really gone.
+    GoneChecked {
+        coordinator: NodeRef,
+        answer: CheckAnswer,
+    },
+    /// The hooks have let go of leadership: the `--exec` child stopped and `--on-demoted`
+    /// ran (at once when there are no hooks).
+    LetGo,
+    /// SIGINT or SIGTERM: stop acting, stand for nothing, release what was promised.
+    ShuttingDown,
 }
 
 /// Timers the core starts; each carries what it belongs to, so one that fires after the node
@@ -62,6 +77,16 @@ pub enum Timer {
     Announcement { round: u64 },
     /// The watched coordinator said it stopped leading: its successor's announcement is due.
     Successor { coordinator: NodeRef },
+    /// Quorum mode: time to renew the claim or lease of `term`.
+    Renew { term: u64 },
+    /// Quorum mode: some members were still promised to another coordinator; ask again.
+    ClaimRetry { term: u64 },
+    /// Quorum mode: the lease of `term` may be running out.
+    LeaseCheck { term: u64 },
+    /// Quorum mode: the promise to `coordinator` may have run out.
+    PromiseExpiry { coordinator: NodeRef },
+    /// Quorum mode: round `round` waits for this node's own promise to run out.
+    PromiseFree { round: u64 },
 }
 
 /// Why the members were read.
@@ -108,10 +133,17 @@ pub enum ElectionAnswer {
 /// How a peer answered an announcement.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum AnnounceAnswer {
-    Accepted,
+    /// Accepted; in quorum mode with the peer's promise, in milliseconds of its clock.
+    Accepted {
+        promise_ms: Option<u64>,
+    },
     /// `409` naming the term the peer follows.
     Stale {
         term: u64,
+    },
+    /// `409`: the peer is promised to another coordinator for `remaining_ms` more.
+    Promised {
+        remaining_ms: u64,
     },
     Busy,
     Refused {

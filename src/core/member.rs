@@ -46,6 +46,10 @@ pub struct Member {
     pub id: u64,
     pub host: String,
     pub port: u16,
+    /// A witness (`--witness`) votes in quorum mode but never stands for election, so it is
+    /// never among the members an election message goes to.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub witness: bool,
 }
 
 impl Member {
@@ -74,9 +78,9 @@ pub fn others<'a>(members: &'a [Member], me: &'a NodeRef) -> impl Iterator<Item 
     members.iter().filter(move |m| m.name != me.name)
 }
 
-/// The members ranking above `me`.
+/// The members ranking above `me` that stand for election (witnesses never do).
 pub fn higher<'a>(members: &'a [Member], me: &'a NodeRef) -> impl Iterator<Item = &'a Member> {
-    others(members, me).filter(move |m| m.node_ref() > *me)
+    others(members, me).filter(move |m| !m.witness && m.node_ref() > *me)
 }
 
 #[cfg(test)]
@@ -89,6 +93,7 @@ mod tests {
             id,
             host: "::1".into(),
             port: 1,
+            witness: false,
         }
     }
 
@@ -107,5 +112,9 @@ mod tests {
         assert_eq!(names(higher(&ms, &me).collect()), ["c"]);
         assert_eq!(ms[0].address(), "[::1]:1");
         assert!(ms[2].is(&NodeRef::new("c", 3)) && !ms[2].is(&NodeRef::new("c", 4)));
+        let mut w = ms.to_vec();
+        w[2].witness = true;
+        assert!(higher(&w, &me).next().is_none(), "a witness never stands");
+        assert_eq!(others(&w, &me).count(), 2, "but it hears announcements");
     }
 }

@@ -3,9 +3,11 @@
 //! a clock, sleeps or starts a thread; the shell in [`crate::runtime`] does all of that and
 //! feeds what happened back in as [`event::Event`]s.
 
+pub mod claim;
 pub mod election;
 pub mod event;
 pub mod member;
+pub mod quorum;
 pub mod ready;
 pub mod rules;
 pub mod wire;

@@ -28,8 +28,9 @@ pub struct Quorum {
     pub size: usize,
     /// How long a follower's promise lasts, on its own clock.
     pub lease: Millis,
-    /// Longest a coordinator that lost its lease gives its `--exec` child between SIGTERM and
-    /// the end of the lease (its `--exec-grace`, at most half the lease).
+    /// How long before its lease ends a coordinator that could not renew stops acting, so its
+    /// `--exec` child gets SIGTERM this long before the SIGKILL at the lease's end: its
+    /// `--exec-grace`, at most a quarter of the lease.
     pub stop_margin: Millis,
 }
 
@@ -39,7 +40,7 @@ impl Quorum {
         Quorum {
             size: size.max(1),
             lease,
-            stop_margin: (exec_grace.as_millis() as Millis).min(lease / 2),
+            stop_margin: (exec_grace.as_millis() as Millis).min(lease / 4),
         }
     }
 
@@ -52,10 +53,10 @@ impl Quorum {
         self.majority() - 1
     }
 
-    /// How often a coordinator (or a node claiming) renews: four times a lease, so one or two
-    /// lost renewals cost nothing.
+    /// How often a coordinator (or a node claiming) renews: eight times a lease, so two lost
+    /// renewals in a row still leave it acting (it stops a quarter lease before the end).
     pub fn renew_every(&self) -> Millis {
-        (self.lease / 4).max(1)
+        (self.lease / 8).max(1)
     }
 
     /// The part of a follower's promise of `granted` ms the coordinator may count on: both
@@ -139,13 +140,10 @@ mod tests {
     #[test]
     fn majorities() {
         let q = |size| Quorum::new(size, Duration::from_secs(2), Duration::from_secs(10));
-        assert_eq!(
-            [1, 2, 3, 4, 5].map(|s| q(s).majority()),
-            [1, 2, 2, 3, 3]
-        );
+        assert_eq!([1, 2, 3, 4, 5].map(|s| q(s).majority()), [1, 2, 2, 3, 3]);
         assert_eq!(q(5).needed_from_others(), 2);
-        assert_eq!(q(5).renew_every(), 500);
-        assert_eq!(q(5).stop_margin, 1000, "at most half the lease");
+        assert_eq!(q(5).renew_every(), 250);
+        assert_eq!(q(5).stop_margin, 500, "at most a quarter of the lease");
         let short = Quorum::new(5, Duration::from_secs(2), Duration::from_millis(300));
         assert_eq!(short.stop_margin, 300);
     }
@@ -159,7 +157,10 @@ mod tests {
         // 2000 ms run at most 1 % slow (2000 / 1.01 = 1980.2 real ms).
         let leader_real = 1960.0 / 0.99;
         let follower_real = 2000.0 / 1.01;
-        assert!(leader_real <= follower_real, "{leader_real} > {follower_real}");
+        assert!(
+            leader_real <= follower_real,
+            "{leader_real} > {follower_real}"
+        );
     }
 
     #[test]
@@ -200,6 +201,9 @@ mod tests {
             to: None,
             until: 1000,
         };
-        assert!(quiet.binds(&n(5), 0), "after a restart nobody is acknowledged");
+        assert!(
+            quiet.binds(&n(5), 0),
+            "after a restart nobody is acknowledged"
+        );
     }
 }

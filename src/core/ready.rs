@@ -20,6 +20,19 @@ pub struct Ready {
     pub rounds: Vec<RoundEdge>,
     /// What to log.
     pub notes: Vec<Note>,
+    /// What must be on disk before any effect is carried out or the reply is sent: the terms
+    /// this node used or acknowledged, so that it never reuses one after a restart.
+    pub persist: Option<Persisted>,
+}
+
+/// The part of a node's state that survives a restart.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Persisted {
+    /// The highest term this node claimed or acknowledged: its next claim is above it.
+    pub floor: u64,
+    /// The last term it acknowledged (its own claims included) and for whom: it never
+    /// acknowledges another coordinator for that term, nor anyone for an older one.
+    pub acked: Option<(u64, NodeRef)>,
 }
 
 /// I/O for the shell. None of it may run under the state lock.
@@ -37,9 +50,22 @@ pub enum Effect {
         to: Vec<Member>,
         term: u64,
     },
-    /// This node became coordinator of `term`: send `POST /announce` to each of `to`; answer
-    /// with `Event::AnnounceAnswered`.
-    Announce { to: Vec<Member>, term: u64 },
+    /// This node claims (or leads, or renews) `term`: send `POST /announce` to each of `to`;
+    /// answer with `Event::AnnounceAnswered` carrying `seq`.
+    Announce {
+        to: Vec<Member>,
+        term: u64,
+        seq: u64,
+    },
+    /// Tell each of `to` that this node, coordinator of `term`, stopped acting
+    /// (`POST /release`). Nothing comes back.
+    Release { to: Vec<Member>, term: u64 },
+    /// The watch on `coordinator` closed: ask it (`GET /nodeDetails`) whether it is really
+    /// gone; answer with `Event::GoneChecked`.
+    ConfirmGone { coordinator: NodeRef },
+    /// Quorum mode: the `--exec` child may run until `until` (this node's clock) and must be
+    /// killed then, whatever happens to this process meanwhile.
+    Fence { until: u64 },
     /// Ask the coordinator whether it still leads; answer with `Event::CoordinatorChecked`.
     CheckCoordinator { coordinator: NodeRef },
     /// `GET /` on each of `nodes`; answer with `Event::Probed`.
@@ -75,11 +101,18 @@ pub enum ProxyReply {
 /// The answer to an announcement.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum AnnounceReply {
-    /// Accepted, or answered with an election of our own (bully-back).
-    Ok,
+    /// Accepted, or answered with an election of our own (bully-back). In quorum mode an
+    /// acceptance carries this node's promise; an answer without one counts for nothing.
+    Ok { promise_ms: Option<u64> },
     /// From an older term, or a second coordinator for the term we follow: refused, with our
     /// term so the announcer can elect again above it.
     Stale { term: u64 },
+    /// Quorum mode: this node is promised to `to` (itself, when it leads) for `remaining_ms`.
+    Promised {
+        to: Option<String>,
+        remaining_ms: u64,
+        term: u64,
+    },
 }
 
 /// A change of the coordinator this node knows.
@@ -122,6 +155,8 @@ pub enum RoundEdge {
 pub enum Detection {
     HealthCheck,
     Watch,
+    /// Quorum mode: no renewal came within the lease.
+    Lease,
 }
 
 impl Detection {
@@ -130,6 +165,7 @@ impl Detection {
         match self {
             Detection::HealthCheck => "health_check",
             Detection::Watch => "watch",
+            Detection::Lease => "lease",
         }
     }
 }
@@ -191,6 +227,37 @@ pub enum Note {
     TermsLearned {
         term: u64,
     },
+    Claiming {
+        term: u64,
+        needed: usize,
+        size: usize,
+    },
+    NoQuorum {
+        term: u64,
+        acks: usize,
+        needed: usize,
+        size: usize,
+    },
+    LeaseLost {
+        term: u64,
+    },
+    LeaseExpired {
+        name: String,
+    },
+    HandingOver {
+        to: String,
+    },
+    Released {
+        to: Vec<String>,
+    },
+    ReleasedBy {
+        name: String,
+    },
+    WaitingForPromise {
+        to: Option<String>,
+        ms: u64,
+    },
+    ShuttingDown,
 }
 
 impl Note {
@@ -198,7 +265,12 @@ impl Note {
     pub fn is_warning(&self) -> bool {
         matches!(
             self,
-            Note::CoordinatorDown { .. } | Note::WatchLost { .. } | Note::NoAnnouncement { .. }
+            Note::CoordinatorDown { .. }
+                | Note::WatchLost { .. }
+                | Note::NoAnnouncement { .. }
+                | Note::NoQuorum { .. }
+                | Note::LeaseLost { .. }
+                | Note::LeaseExpired { .. }
         )
     }
 }
@@ -244,6 +316,45 @@ impl fmt::Display for Note {
             Note::CoordinatorDown { name, .. } => write!(f, "Coordinator {name} is down"),
             Note::WatchLost { name, how } => write!(f, "Coordinator {name} {how} (watch)"),
             Note::TermsLearned { term } => write!(f, "The members follow term {term} at most"),
+            Note::Claiming { term, needed, size } => write!(
+                f,
+                "Claiming term {term}: {needed} of {size} acknowledgements needed"
+            ),
+            Note::NoQuorum {
+                term,
+                acks,
+                needed,
+                size,
+            } => write!(
+                f,
+                "No quorum for term {term}: {acks} of {size} acknowledged, {needed} needed; not \
+                 leading"
+            ),
+            Note::LeaseLost { term } => write!(
+                f,
+                "Lease of term {term} not renewed by a majority: stepping down"
+            ),
+            Note::LeaseExpired { name } => {
+                write!(f, "Lease of coordinator {name} ran out without a renewal")
+            }
+            Note::HandingOver { to } => write!(
+                f,
+                "{to} claims leadership and ranks higher: handing over once the hooks let go"
+            ),
+            Note::Released { to } => {
+                write!(
+                    f,
+                    "Released the members from their promise: [{}]",
+                    to.join(", ")
+                )
+            }
+            Note::ReleasedBy { name } => write!(f, "{name} released leadership"),
+            Note::WaitingForPromise { to, ms } => write!(
+                f,
+                "Promised to {} for {ms} ms more: standing once it runs out",
+                to.as_deref().unwrap_or("nobody (just started)")
+            ),
+            Note::ShuttingDown => write!(f, "Shutting down: standing for nothing"),
         }
     }
 }

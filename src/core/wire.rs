@@ -36,11 +36,42 @@ pub struct ProxyAnswer {
     pub term: Option<u64>,
 }
 
-/// The body of a refused announcement (409): the term the refusing node follows.
+/// The answer to an accepted `POST /announce`: `{"Response":"OK"}`, in quorum mode with the
+/// node's promise (milliseconds of its clock during which it acknowledges no other coordinator).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, Default)]
+pub struct AnnounceAnswer {
+    #[serde(rename = "Response")]
+    pub response: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub promise_ms: Option<u64>,
+}
+
+/// The body of a refused announcement (409): the term the refusing node follows, and in
+/// quorum mode, when it is promised to another coordinator, `reason: "promised"` with whom and
+/// for how long more.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Refusal {
     pub error: String,
     pub term: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub promised_to: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remaining_ms: Option<u64>,
+}
+
+/// Quorum mode's part of `/nodeDetails`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct QuorumDetails {
+    /// `following`, `claiming`, `no-quorum`, `leading` or `releasing`.
+    pub state: String,
+    pub size: usize,
+    pub needed: usize,
+    pub acks: usize,
+    pub lease_ms_left: Option<u64>,
+    pub promised_to: Option<String>,
+    pub promise_ms_left: Option<u64>,
 }
 
 /// `GET /nodeDetails`: a node's own view, also read by the static registry and `bully status`.
@@ -60,6 +91,12 @@ pub struct NodeDetails {
     /// The advertised address others reach this node on.
     #[serde(default)]
     pub host: String,
+    /// A witness votes in quorum mode but never stands for election.
+    #[serde(default)]
+    pub witness: bool,
+    /// Quorum mode only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quorum: Option<QuorumDetails>,
 }
 
 impl ElectionMessage {

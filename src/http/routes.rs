@@ -18,13 +18,14 @@ pub enum Route {
     Proxy,
     Response,
     Announce,
+    Release,
     /// Any other path: `404`.
     Unknown,
 }
 
 impl Route {
     /// Every route but [`Route::Unknown`].
-    pub const ALL: [Route; 7] = [
+    pub const ALL: [Route; 8] = [
         Route::Health,
         Route::NodeDetails,
         Route::Metrics,
@@ -32,6 +33,7 @@ impl Route {
         Route::Proxy,
         Route::Response,
         Route::Announce,
+        Route::Release,
     ];
 
     /// The route of a request target, and its query (empty when none).
@@ -53,6 +55,7 @@ impl Route {
             Route::Proxy => "/proxy",
             Route::Response => "/response",
             Route::Announce => "/announce",
+            Route::Release => "/release",
             Route::Unknown => "other",
         }
     }
@@ -66,7 +69,7 @@ impl Route {
     pub fn method(self) -> Option<Method> {
         match self {
             Route::Health | Route::NodeDetails | Route::Metrics | Route::Watch => Some(Method::Get),
-            Route::Proxy | Route::Response | Route::Announce => Some(Method::Post),
+            Route::Proxy | Route::Response | Route::Announce | Route::Release => Some(Method::Post),
             Route::Unknown => None,
         }
     }

@@ -45,6 +45,11 @@ pub enum Call {
         from: NodeRef,
         term: u64,
     },
+    /// `from`, coordinator of `term`, stopped acting.
+    Release {
+        from: NodeRef,
+        term: u64,
+    },
 }
 
 /// What to send back.
@@ -236,13 +241,15 @@ fn check(service: &dyn Service, route: Route, rq: &mut Request) -> Result<Call, 
                 }
             })
         }
-        Route::Announce => {
+        Route::Announce | Route::Release => {
             let msg: Announcement = read_signed_json(service, rq)?;
             let from = msg.coordinator();
             check_sender(&from.name, msg.term)?;
-            Ok(Call::Announce {
-                from,
-                term: msg.term,
+            let term = msg.term;
+            Ok(if route == Route::Announce {
+                Call::Announce { from, term }
+            } else {
+                Call::Release { from, term }
             })
         }
         Route::Unknown => Err(Answer::error(404, "no route")),

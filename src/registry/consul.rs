@@ -152,6 +152,7 @@ impl ConsulRegistry {
             id,
             host: host.to_string(),
             port,
+            witness: meta["witness"].as_str() == Some("true"),
         })
     }
 }
@@ -171,6 +172,15 @@ fn shown(body: &[u8]) -> String {
         out = "(empty body)".into();
     }
     out
+}
+
+/// The instance's Meta: Consul Meta values are strings.
+fn meta(me: &Member) -> Value {
+    let mut m = json!({"node_name": me.name, "node_id": me.id.to_string()});
+    if me.witness {
+        m["witness"] = json!("true");
+    }
+    m
 }
 
 /// Consul reads Go durations; whole milliseconds say any of ours exactly.
@@ -200,7 +210,7 @@ impl Registry for ConsulRegistry {
             "Name": self.cluster,
             "Address": me.host,
             "Port": me.port,
-            "Meta": {"node_name": me.name, "node_id": me.id.to_string()},
+            "Meta": meta(me),
             "Check": {
                 "Name": format!("bully {} answers GET /", me.name),
                 "HTTP": format!("http://{}/", me.address()),
@@ -306,7 +316,8 @@ mod tests {
                 name: "node1".into(),
                 id: 7,
                 host: "10.0.0.2".into(),
-                port: 5001
+                port: 5001,
+                witness: false,
             })
         );
         let m = r.member_of(&instance("node1", "7", "", json!(5001)), "10.0.0.9");

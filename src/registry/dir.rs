@@ -148,6 +148,7 @@ mod tests {
             id: port.into(),
             host: "127.0.0.1".into(),
             port,
+            witness: false,
         }
     }
 

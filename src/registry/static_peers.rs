@@ -40,6 +40,7 @@ impl StaticRegistry {
             id: d.node_id,
             host: host.to_string(),
             port: address.rsplit_once(':')?.1.parse().ok()?,
+            witness: d.witness,
         })
     }
 }

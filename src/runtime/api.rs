@@ -3,12 +3,12 @@
 
 use super::directory::Directory;
 use super::handle::Handle;
-use super::metrics::{Gauges, Metrics};
+use super::metrics::{Gauges, Metrics, QuorumGauges};
 use super::watch::{self, Leadership};
 use crate::core::event::Event;
 use crate::core::member::Member;
 use crate::core::ready::{AnnounceReply, ProxyReply, Reply};
-use crate::core::wire::{NodeDetails, ProxyAnswer};
+use crate::core::wire::{AnnounceAnswer, NodeDetails, ProxyAnswer, QuorumDetails, Refusal};
 use crate::http::auth::Verifier;
 use crate::http::routes::Route;
 use crate::http::server::{Answer, Call, Service};
@@ -17,6 +17,7 @@ use std::sync::Arc;
 
 pub struct Api {
     pub me: Member,
+    pub witness: bool,
     pub cluster: String,
     pub node: Arc<dyn Handle>,
     pub directory: Arc<Directory>,
@@ -39,6 +40,16 @@ impl Api {
             election: s.election,
             term: s.term,
             host: self.me.host.clone(),
+            witness: self.witness,
+            quorum: s.quorum.map(|q| QuorumDetails {
+                state: q.state.label().to_string(),
+                size: q.size,
+                needed: q.needed,
+                acks: q.acks,
+                lease_ms_left: q.lease_ms_left,
+                promised_to: q.promised_to,
+                promise_ms_left: q.promise_ms_left,
+            }),
         }
     }
 
@@ -50,6 +61,11 @@ impl Api {
             members: self.directory.count(),
             term: s.term,
             watchers: self.leadership.watchers(),
+            quorum: s.quorum.map(|q| QuorumGauges {
+                acks: q.acks,
+                size: q.size,
+                lease_ms_left: q.lease_ms_left,
+            }),
         }
     }
 
@@ -102,16 +118,12 @@ impl Service for Api {
             }
             Call::Announce { from, term } => {
                 self.metrics.received("announce");
-                match self.node.step(Event::Announce { from, term }) {
-                    Some(Reply::Announce(AnnounceReply::Stale { term })) => Answer::Json {
-                        status: 409,
-                        body: json!({
-                            "error": format!("stale announcement: this node follows term {term}"),
-                            "term": term,
-                        }),
-                    },
-                    _ => Answer::ok(json!({"Response": "OK"})),
-                }
+                announce_answer(self.node.step(Event::Announce { from, term }))
+            }
+            Call::Release { from, term } => {
+                self.metrics.received("release");
+                self.node.step(Event::Release { from, term });
+                Answer::ok(json!({"Response": "OK"}))
             }
         }
     }
@@ -122,5 +134,44 @@ impl Service for Api {
 
     fn answered(&self, route: Route, status: u16) {
         self.metrics.http_request(route.label(), status);
+    }
+}
+
+/// The JSON for the core's answer to an announcement.
+fn announce_answer(reply: Option<Reply>) -> Answer {
+    let refusal = |r: Refusal| Answer::Json {
+        status: 409,
+        body: serde_json::to_value(r).unwrap_or_else(|_| json!({"error": "refused"})),
+    };
+    match reply {
+        Some(Reply::Announce(AnnounceReply::Stale { term })) => refusal(Refusal {
+            error: format!("stale announcement: this node follows term {term}"),
+            term,
+            reason: None,
+            promised_to: None,
+            remaining_ms: None,
+        }),
+        Some(Reply::Announce(AnnounceReply::Promised {
+            to,
+            remaining_ms,
+            term,
+        })) => refusal(Refusal {
+            error: format!(
+                "promised to {} for {remaining_ms} ms more",
+                to.as_deref().unwrap_or("nobody (just restarted)")
+            ),
+            term,
+            reason: Some("promised".into()),
+            promised_to: to,
+            remaining_ms: Some(remaining_ms),
+        }),
+        Some(Reply::Announce(AnnounceReply::Ok { promise_ms })) => {
+            let body = AnnounceAnswer {
+                response: "OK".into(),
+                promise_ms,
+            };
+            Answer::ok(serde_json::to_value(body).unwrap_or_else(|_| json!({"Response": "OK"})))
+        }
+        _ => Answer::ok(json!({"Response": "OK"})),
     }
 }

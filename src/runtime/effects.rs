@@ -3,20 +3,26 @@
 //! an event. HTTP answers are translated into the core's answer types here, without judging
 //! them.
 
+use super::clock::Clock;
 use super::directory::Directory;
+use super::fence::Fence;
 use super::handle::Handle;
 use super::metrics::Metrics;
 use super::timers::Timers;
 use crate::core::event::{AnnounceAnswer, CheckAnswer, Claim, ElectionAnswer, Event, ProbeAnswer};
 use crate::core::member::{Member, NodeRef};
 use crate::core::ready::Effect;
-use crate::core::wire::{Announcement, ElectionMessage, NodeDetails, ProxyAnswer, Refusal};
+use crate::core::wire::{
+    AnnounceAnswer as AnnounceBody, Announcement, ElectionMessage, NodeDetails, ProxyAnswer,
+    Refusal,
+};
 use crate::http::peer::{PeerClient, Reply};
 use crate::http::routes::Route;
 use crate::sync::spawn_named;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -35,6 +41,10 @@ pub struct Executor {
     directory: Arc<Directory>,
     metrics: Arc<Metrics>,
     timers: Timers,
+    clock: Clock,
+    fence: Arc<Fence>,
+    /// Effects under way, so shutdown can let the last releases go out.
+    in_flight: Arc<AtomicUsize>,
 }
 
 impl Executor {
@@ -44,6 +54,8 @@ impl Executor {
         directory: Arc<Directory>,
         metrics: Arc<Metrics>,
         timers: Timers,
+        clock: Clock,
+        fence: Arc<Fence>,
     ) -> Self {
         Executor {
             me,
@@ -51,24 +63,45 @@ impl Executor {
             directory,
             metrics,
             timers,
+            clock,
+            fence,
+            in_flight: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+
+    /// Waits until no effect is under way, at most `within`.
+    pub fn flush(&self, within: Duration) {
+        let end = std::time::Instant::now() + within;
+        while self.in_flight.load(Ordering::Acquire) > 0 && std::time::Instant::now() < end {
+            std::thread::sleep(Duration::from_millis(5));
         }
     }
 
     /// Carries out `effects`, feeding each outcome back into `node`.
     pub fn execute(self: &Arc<Self>, effects: Vec<Effect>, node: &Arc<dyn Handle>) {
         for effect in effects {
-            if let Effect::StartTimer { timer, after } = effect {
-                self.timers.start_timer(timer, after);
-                continue;
+            match effect {
+                Effect::StartTimer { timer, after } => {
+                    self.timers.start_timer(timer, after);
+                    continue;
+                }
+                Effect::Fence { until } => {
+                    self.fence.extend(self.clock.instant(until));
+                    continue;
+                }
+                _ => {}
             }
             let executor = Arc::clone(self);
             let node = Arc::clone(node);
+            self.in_flight.fetch_add(1, Ordering::AcqRel);
             let spawned = spawn_named("election", move || {
                 if let Some(event) = executor.run(effect) {
                     node.step(event);
                 }
+                executor.in_flight.fetch_sub(1, Ordering::AcqRel);
             });
             if let Err(e) = spawned {
+                self.in_flight.fetch_sub(1, Ordering::AcqRel);
                 log::error!("cannot start a thread for the election: {e}");
             }
         }
@@ -96,18 +129,39 @@ impl Executor {
                     answers: to.into_iter().zip(answers).collect(),
                 }
             }
-            Effect::Announce { to, term } => {
+            Effect::Announce { to, term, seq } => {
                 let msg = Announcement::from_node(&self.me, term);
                 self.metrics.sent("announce", to.len());
                 let answers = PeerClient::fan_out(&to, |m| {
-                    let answer = self.post::<_, Refusal>(m, Route::Announce, &msg, "announce");
+                    let answer = self.post::<_, Value>(m, Route::Announce, &msg, "announce");
                     announce_answer(m, answer)
                 });
                 Event::AnnounceAnswered {
                     term,
+                    seq,
                     answers: to.into_iter().zip(answers).collect(),
                 }
             }
+            Effect::Release { to, term } => {
+                let msg = Announcement::from_node(&self.me, term);
+                self.metrics.sent("release", to.len());
+                PeerClient::fan_out(&to, |m| {
+                    let answer = self.post::<_, Value>(m, Route::Release, &msg, "release");
+                    logged(m, "/release", &answer);
+                });
+                return None;
+            }
+            Effect::ConfirmGone { coordinator } => {
+                let answer = match self.directory.locate(&coordinator) {
+                    Some(m) => check_answer(self.get::<NodeDetails>(&m, Route::NodeDetails)),
+                    None => CheckAnswer::NotLocated,
+                };
+                Event::GoneChecked {
+                    coordinator,
+                    answer,
+                }
+            }
+            Effect::Fence { .. } => return None,
             Effect::CheckCoordinator { coordinator } => {
                 self.metrics.sent("health", 1);
                 let answer = match self.directory.locate(&coordinator) {
@@ -194,15 +248,30 @@ fn election_answer(m: &Member, answer: Reply<ProxyAnswer>) -> ElectionAnswer {
     }
 }
 
-fn announce_answer(m: &Member, answer: Reply<Refusal>) -> AnnounceAnswer {
+fn announce_answer(m: &Member, answer: Reply<Value>) -> AnnounceAnswer {
     logged(m, "/announce", &answer);
     match answer {
-        Ok((200, _)) => AnnounceAnswer::Accepted,
-        Ok((409, Some(r))) => AnnounceAnswer::Stale { term: r.term },
+        Ok((200, body)) => AnnounceAnswer::Accepted {
+            promise_ms: parse(body).and_then(|b: AnnounceBody| b.promise_ms),
+        },
+        Ok((409, body)) => match parse(body) {
+            Some(Refusal {
+                reason: Some(reason),
+                remaining_ms: Some(ms),
+                ..
+            }) if reason == "promised" => AnnounceAnswer::Promised { remaining_ms: ms },
+            Some(Refusal { term, .. }) => AnnounceAnswer::Stale { term },
+            None => AnnounceAnswer::Refused { status: 409 },
+        },
         Ok((503, _)) => AnnounceAnswer::Busy,
         Ok((status, _)) => AnnounceAnswer::Refused { status },
         Err(e) => AnnounceAnswer::Unreachable(e.kind),
     }
+}
+
+/// A JSON answer body as `T`, if it is one.
+fn parse<T: DeserializeOwned>(body: Option<Value>) -> Option<T> {
+    body.and_then(|v| serde_json::from_value(v).ok())
 }
 
 fn check_answer(answer: Reply<NodeDetails>) -> CheckAnswer {

@@ -7,6 +7,7 @@ use crate::core::event::Event;
 use crate::core::member::{Member, NodeRef};
 use crate::core::ready::{Change, Reply};
 use std::sync::mpsc::Receiver;
+use std::time::Duration;
 
 pub trait Handle: Send + Sync {
     /// Applies `event` to the core and carries out what follows; returns the reply for a
@@ -21,4 +22,6 @@ pub trait Handle: Send + Sync {
     fn close_subscriptions(&self);
     /// Where to reach `node`.
     fn locate(&self, node: &NodeRef) -> Option<Member>;
+    /// Waits, at most `within`, until no effect is under way (shutdown: the last releases).
+    fn flush(&self, within: Duration);
 }

@@ -8,11 +8,13 @@
 //! process, so a timeout or a demotion stops the children it started as well, and none of
 //! them outlives the node.
 
+use super::fence::Fence;
 use super::handle::Handle;
+use crate::core::event::Event;
 use crate::core::member::NodeRef;
 use crate::core::ready::Change;
-use crate::sync::spawn_named;
 use crate::supervisor::{Killed, Supervised};
+use crate::sync::spawn_named;
 use std::io::{BufRead, BufReader, Read};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError};
@@ -60,13 +62,21 @@ pub struct Hooks {
 impl Hooks {
     /// Subscribes to `node`'s changes and starts the runner thread. Call before the node's
     /// schedules and server start, so no change is missed.
-    pub fn start(node: Arc<dyn Handle>, me: NodeRef, opts: HookOptions) -> std::io::Result<Hooks> {
+    pub fn start(
+        node: Arc<dyn Handle>,
+        me: NodeRef,
+        opts: HookOptions,
+        fence: Arc<Fence>,
+    ) -> std::io::Result<Hooks> {
         let changes = node.subscribe();
         let stopping = Arc::new(AtomicBool::new(false));
         let final_term = Arc::new(AtomicU64::new(0));
         let (done_tx, done) = channel();
         let bound = opts.timeout * 2 + opts.exec_grace + Duration::from_secs(5);
         let runner = Runner {
+            node: Arc::clone(&node),
+            fence,
+            fenced: None,
             me,
             opts,
             stopping: Arc::clone(&stopping),
@@ -105,6 +115,12 @@ impl Hooks {
 }
 
 struct Runner {
+    /// Told when the hooks have let go of leadership.
+    node: Arc<dyn Handle>,
+    /// Quorum mode: the end of the lease, which the exec child's supervisor enforces.
+    fence: Arc<Fence>,
+    /// The fence last handed to the supervisor.
+    fenced: Option<Instant>,
     me: NodeRef,
     opts: HookOptions,
     stopping: Arc<AtomicBool>,
@@ -132,15 +148,34 @@ impl Runner {
                 Err(RecvTimeoutError::Disconnected) => break,
             }
             self.reap_exec();
+            self.push_fence();
         }
         if std::mem::take(&mut self.leading) {
             self.let_go(None, self.final_term.load(Ordering::SeqCst));
         }
+        self.node.step(Event::LetGo);
+    }
+
+    /// Hands the exec child's supervisor the latest end of the lease: past it the child is
+    /// killed even if this process can no longer say so (frozen, cut off).
+    fn push_fence(&mut self) {
+        let Some(child) = &mut self.exec else { return };
+        let Some(until) = self.fence.until() else {
+            return;
+        };
+        if self.fenced != Some(until) {
+            child.set_deadline(Some(until.saturating_duration_since(Instant::now())));
+            self.fenced = Some(until);
+        }
     }
 
     fn handle(&mut self, change: &Change) {
-        if change.demoted(&self.me) && std::mem::take(&mut self.leading) {
-            self.let_go(change.after.as_ref(), change.term);
+        if change.demoted(&self.me) {
+            if std::mem::take(&mut self.leading) {
+                self.let_go(change.after.as_ref(), change.term);
+            }
+            // A node handing over (quorum mode) releases its followers only now.
+            self.node.step(Event::LetGo);
         }
         if change.elected(&self.me) && !self.leading {
             self.leading = true;
@@ -151,6 +186,8 @@ impl Runner {
             if let Some(cmd) = &self.opts.exec {
                 if !self.stopping.load(Ordering::SeqCst) {
                     self.exec = start_exec(cmd, &env);
+                    self.fenced = None;
+                    self.push_fence();
                 }
             }
         }

@@ -9,19 +9,19 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 /// Kinds of election messages, as labels.
-pub const MESSAGE_KINDS: [&str; 4] = ["proxy", "response", "announce", "health"];
+pub const MESSAGE_KINDS: [&str; 5] = ["proxy", "response", "announce", "release", "health"];
 
 /// How a failed coordinator was noticed, as labels.
-pub const DETECTIONS: [&str; 2] = ["health_check", "watch"];
+pub const DETECTIONS: [&str; 3] = ["health_check", "watch", "lease"];
 
 #[derive(Default)]
 pub struct Metrics {
     pub elections_started: AtomicU64,
     pub elections_won: AtomicU64,
     pub coordinator_changes: AtomicU64,
-    sent: [AtomicU64; 4],
-    received: [AtomicU64; 4],
-    failovers: [AtomicU64; 2],
+    sent: [AtomicU64; 5],
+    received: [AtomicU64; 5],
+    failovers: [AtomicU64; 3],
     /// Microseconds from the start of this node's last election round to the moment it knew
     /// the coordinator (won, or accepted an announcement).
     last_election_micros: AtomicU64,
@@ -35,6 +35,14 @@ pub struct Gauges {
     pub members: usize,
     pub term: u64,
     pub watchers: usize,
+    /// Quorum mode: acknowledgements held (this node included), cluster size, lease left.
+    pub quorum: Option<QuorumGauges>,
+}
+
+pub struct QuorumGauges {
+    pub acks: usize,
+    pub size: usize,
+    pub lease_ms_left: Option<u64>,
 }
 
 fn index(kinds: &[&str], kind: &str) -> Option<usize> {
@@ -160,6 +168,23 @@ impl Metrics {
             "Election term this node is in.",
             g.term.to_string(),
         );
+        if let Some(q) = &g.quorum {
+            gauge(
+                "bully_quorum_size",
+                "Cluster size given with --quorum.",
+                q.size.to_string(),
+            );
+            gauge(
+                "bully_quorum_acks",
+                "Members (this one included) whose acknowledgement of the term claimed or led holds.",
+                q.acks.to_string(),
+            );
+            gauge(
+                "bully_lease_remaining_seconds",
+                "Time left on this node's lease as coordinator; 0 when it holds none.",
+                format!("{:.3}", q.lease_ms_left.unwrap_or(0) as f64 / 1e3),
+            );
+        }
         gauge(
             "bully_last_election_seconds",
             "Time from the start of this node's last election round to knowing the coordinator.",
@@ -205,6 +230,7 @@ mod tests {
             members: 4,
             term: 7,
             watchers: 3,
+            quorum: None,
         });
         assert!(text.contains("bully_elections_started_total 2\n"), "{text}");
         assert!(text.contains("bully_messages_sent_total{kind=\"proxy\"} 3\n"));

@@ -2,8 +2,10 @@
 //! carries out what the core's steps return. It makes no protocol decision of its own.
 
 pub mod api;
+pub mod clock;
 pub mod directory;
 pub mod effects;
+pub mod fence;
 pub mod handle;
 pub mod hooks;
 pub mod metrics;
@@ -11,6 +13,7 @@ pub mod node;
 pub mod registration;
 pub mod schedules;
 pub mod shutdown;
+pub mod state_file;
 pub mod timers;
 pub mod timing;
 pub mod watch;

@@ -3,16 +3,19 @@
 //! the core steps and its changes are published (channel sends, which never block); no I/O
 //! ever runs under it.
 
+use super::clock::Clock;
 use super::directory::Directory;
 use super::effects::Executor;
+use super::fence::Fence;
 use super::handle::Handle;
 use super::metrics::Metrics;
+use super::state_file::StateFile;
 use super::timers::Timers;
 use super::watch::Leadership;
 use crate::core::election::{Election, Settings, Snapshot};
 use crate::core::event::Event;
 use crate::core::member::{Member, NodeRef};
-use crate::core::ready::{Change, Note, Reply, RoundEdge};
+use crate::core::ready::{Change, Note, Persisted, Reply, RoundEdge};
 use crate::http::peer::PeerClient;
 use crate::sync::{lock, StateLockHeld};
 use std::sync::mpsc::{channel, Receiver, Sender};
@@ -20,7 +23,10 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::Instant;
 
 pub struct Node {
+    clock: Clock,
     election: Mutex<Election>,
+    /// Terms used or acknowledged go here before anyone hears of them.
+    state: StateFile,
     subscribers: Mutex<Vec<Sender<Change>>>,
     /// When the current election round started, for `bully_last_election_seconds`.
     round_started: Mutex<Option<Instant>>,
@@ -36,10 +42,15 @@ pub struct Node {
 pub struct Parts {
     pub me: NodeRef,
     pub settings: Settings,
+    pub clock: Clock,
+    pub state: StateFile,
+    /// What `state` held at start.
+    pub persisted: Persisted,
     pub client: PeerClient,
     pub directory: Arc<Directory>,
     pub metrics: Arc<Metrics>,
     pub leadership: Arc<Leadership>,
+    pub fence: Arc<Fence>,
 }
 
 impl Node {
@@ -52,9 +63,19 @@ impl Node {
             Arc::clone(&parts.directory),
             Arc::clone(&parts.metrics),
             timers.clone(),
+            parts.clock,
+            parts.fence,
         );
+        let now = parts.clock.now();
         let node = Arc::new_cyclic(|this| Node {
-            election: Mutex::new(Election::new(parts.me, parts.settings)),
+            clock: parts.clock,
+            election: Mutex::new(Election::new(
+                parts.me,
+                parts.settings,
+                parts.persisted,
+                now,
+            )),
+            state: parts.state,
             subscribers: Mutex::new(Vec::new()),
             round_started: Mutex::new(None),
             metrics: parts.metrics,
@@ -117,12 +138,24 @@ impl Handle for Node {
         let ready = {
             let mut election = lock(&self.election);
             let _held = StateLockHeld::enter();
-            let ready = election.step(event);
+            let ready = election.step(self.clock.now(), event);
             for change in &ready.changes {
                 self.publish(change);
             }
             ready
         };
+        // On disk before anyone hears of the term: a node that cannot make sure of that must
+        // not go on, or a restart could hand the same term out twice.
+        if let Some(p) = &ready.persist {
+            if let Err(e) = self.state.save(p) {
+                log::error!(
+                    "cannot write the state file {}: {e}; exiting so that no term is ever used \
+                     twice",
+                    self.state.path().display()
+                );
+                std::process::exit(1);
+            }
+        }
         self.count_rounds(&ready.rounds);
         for note in &ready.notes {
             self.log(note);
@@ -137,7 +170,7 @@ impl Handle for Node {
     }
 
     fn snapshot(&self) -> Snapshot {
-        lock(&self.election).snapshot()
+        lock(&self.election).snapshot(self.clock.now())
     }
 
     fn subscribe(&self) -> Receiver<Change> {
@@ -152,5 +185,9 @@ impl Handle for Node {
 
     fn locate(&self, node: &NodeRef) -> Option<Member> {
         self.directory.locate(node)
+    }
+
+    fn flush(&self, within: std::time::Duration) {
+        self.executor.flush(within);
     }
 }

@@ -1,20 +1,25 @@
 //! Clean shutdown on SIGINT/SIGTERM: let go of leadership, then leave the registry so the
 //! others stop counting on us, then answer the followers' watches so they elect at once.
 
+use super::handle::Handle;
 use super::hooks::Hooks;
 use super::registration::Registration;
 use super::watch::Leadership;
+use crate::core::event::Event;
 use crate::sync::spawn_named;
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// How long the releases of a coordinator in quorum mode get to reach the followers.
+const RELEASE_WAIT: Duration = Duration::from_secs(2);
 /// How long followers' held watches get to see the shutdown answer before the process exits.
 const WATCH_DRAIN: Duration = Duration::from_secs(1);
 
 /// What shutdown lets go of, in order.
 pub struct Leaving {
+    pub node: Arc<dyn Handle>,
     pub hooks: Option<Hooks>,
     pub registration: Arc<Registration>,
     pub leadership: Arc<Leadership>,
@@ -29,9 +34,13 @@ pub fn install(leaving: Leaving) -> std::io::Result<()> {
     spawn_named("signals", move || {
         if let Some(sig) = signals.forever().next() {
             log::info!("Signal {sig} received: leaving the cluster");
+            // Stop acting first, so no one is told this node leads while it lets go.
+            leaving.node.step(Event::ShuttingDown);
             if let Some(hooks) = leaving.hooks {
                 hooks.leave();
             }
+            // The releases (quorum mode) go out before the node leaves the registry.
+            leaving.node.flush(RELEASE_WAIT);
             leaving.registration.leave();
             // Followers watching this node elect as soon as their watch is answered.
             leaving.leadership.close();

@@ -1,0 +1,185 @@
+//! The terms a node used or acknowledged, on disk, so that it never reuses one after a
+//! restart: written to a temporary file, fsynced, renamed over the old one and the directory
+//! fsynced, before anyone hears of the term. A node that cannot write it, or finds it corrupt,
+//! refuses to start rather than risk handing out a term twice.
+
+use crate::core::member::NodeRef;
+use crate::core::ready::Persisted;
+use crate::sync::lock;
+use serde::{Deserialize, Serialize};
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+/// The file's format; `version` lets a later release read an older file.
+#[derive(Serialize, Deserialize)]
+struct OnDisk {
+    version: u32,
+    floor: u64,
+    acked_term: Option<u64>,
+    acked_name: Option<String>,
+    acked_id: Option<u64>,
+}
+
+pub struct StateFile {
+    path: PathBuf,
+    /// What is on disk: writes only ever move it forward, so two steps persisting at once
+    /// cannot leave the older of their states behind.
+    written: Mutex<Persisted>,
+}
+
+impl StateFile {
+    /// Opens (or creates) the state of node `name` of `cluster` in `dir`: reads what is there
+    /// and proves the directory writable by writing it back.
+    pub fn open(dir: &Path, cluster: &str, name: &str) -> Result<(StateFile, Persisted), String> {
+        fs::create_dir_all(dir)
+            .map_err(|e| format!("state directory {}: cannot create it: {e}", dir.display()))?;
+        let path = dir.join(format!("{cluster}.{name}.json"));
+        let persisted = match fs::read(&path) {
+            Ok(bytes) => parse(&bytes).map_err(|e| {
+                format!(
+                    "state file {} is corrupt ({e}); refusing to start, since the terms it \
+                     held could be reused. Move it aside only if no node of this cluster will \
+                     ever accept an older term from this one (see README, Guarantees)",
+                    path.display()
+                )
+            })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Persisted::default(),
+            Err(e) => return Err(format!("state file {}: {e}", path.display())),
+        };
+        let file = StateFile {
+            path,
+            written: Mutex::new(Persisted::default()),
+        };
+        file.write(&persisted)
+            .map_err(|e| format!("state file {}: cannot write it: {e}", file.path.display()))?;
+        *lock(&file.written) = persisted.clone();
+        Ok((file, persisted))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Makes `p` durable; returns once it (or a later state) is on disk.
+    pub fn save(&self, p: &Persisted) -> std::io::Result<()> {
+        let mut written = lock(&self.written);
+        let merged = Persisted {
+            floor: written.floor.max(p.floor),
+            acked: match (&written.acked, &p.acked) {
+                (Some(w), Some(n)) if n.0 > w.0 => Some(n.clone()),
+                (Some(w), _) => Some(w.clone()),
+                (None, n) => n.clone(),
+            },
+        };
+        if merged == *written {
+            return Ok(());
+        }
+        self.write(&merged)?;
+        *written = merged;
+        Ok(())
+    }
+
+    fn write(&self, p: &Persisted) -> std::io::Result<()> {
+        let on_disk = OnDisk {
+            version: 1,
+            floor: p.floor,
+            acked_term: p.acked.as_ref().map(|a| a.0),
+            acked_name: p.acked.as_ref().map(|a| a.1.name.clone()),
+            acked_id: p.acked.as_ref().map(|a| a.1.id),
+        };
+        let body = serde_json::to_vec(&on_disk).map_err(std::io::Error::other)?;
+        let tmp = self.path.with_extension("json.tmp");
+        {
+            let mut f = OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(&tmp)?;
+            f.write_all(&body)?;
+            f.sync_all()?;
+        }
+        fs::rename(&tmp, &self.path)?;
+        if let Some(dir) = self.path.parent() {
+            File::open(dir)?.sync_all()?;
+        }
+        Ok(())
+    }
+}
+
+fn parse(bytes: &[u8]) -> Result<Persisted, String> {
+    let d: OnDisk = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+    if d.version != 1 {
+        return Err(format!("unknown version {}", d.version));
+    }
+    let acked = match (d.acked_term, d.acked_name, d.acked_id) {
+        (Some(t), Some(n), Some(i)) => Some((t, NodeRef::new(n, i))),
+        (None, None, None) => None,
+        _ => return Err("acked_term, acked_name and acked_id go together".into()),
+    };
+    if acked.as_ref().is_some_and(|a| a.0 > d.floor) {
+        return Err("acked_term above floor".into());
+    }
+    Ok(Persisted {
+        floor: d.floor,
+        acked,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dir(tag: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("bully-state-{tag}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&d);
+        d
+    }
+
+    #[test]
+    fn terms_survive_a_reopen_and_only_move_forward() {
+        let d = dir("reopen");
+        let (f, p) = StateFile::open(&d, "c", "n1").unwrap();
+        assert_eq!(p, Persisted::default());
+        let leader = NodeRef::new("n5", 5);
+        f.save(&Persisted {
+            floor: 7,
+            acked: Some((7, leader.clone())),
+        })
+        .unwrap();
+        // An older state saved late does not win.
+        f.save(&Persisted {
+            floor: 3,
+            acked: Some((3, NodeRef::new("n2", 2))),
+        })
+        .unwrap();
+        drop(f);
+        let (_, p) = StateFile::open(&d, "c", "n1").unwrap();
+        assert_eq!(
+            p,
+            Persisted {
+                floor: 7,
+                acked: Some((7, leader))
+            }
+        );
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn a_corrupt_file_is_an_error_that_names_it() {
+        let d = dir("corrupt");
+        fs::create_dir_all(&d).unwrap();
+        for bad in [
+            &b"{not json"[..],
+            br#"{"version":2,"floor":1,"acked_term":null,"acked_name":null,"acked_id":null}"#,
+            br#"{"version":1,"floor":1,"acked_term":5,"acked_name":"a","acked_id":1}"#,
+            br#"{"version":1,"floor":9,"acked_term":5,"acked_name":null,"acked_id":1}"#,
+        ] {
+            fs::write(d.join("c.n1.json"), bad).unwrap();
+            let e = StateFile::open(&d, "c", "n1").err().unwrap();
+            assert!(e.contains("c.n1.json") && e.contains("corrupt"), "{e}");
+        }
+        fs::remove_dir_all(&d).unwrap();
+    }
+}
