@@ -2,6 +2,9 @@
 CARGO ?= cargo
 # `make cross TARGET=...`: the target triple of a cross build.
 TARGET ?= aarch64-unknown-linux-gnu
+# Installs a Debian package quietly; refreshes the package lists once if the first try fails.
+APT_INSTALL = sh -c 'export DEBIAN_FRONTEND=noninteractive; i="apt-get install -y -qq --no-install-recommends $$0"; \
+	$$i >/dev/null 2>&1 || { apt-get update -qq >/dev/null 2>&1; $$i >/dev/null; }'
 # `make cross-test`: the emulator that runs the aarch64 node.
 QEMU ?= qemu-aarch64-static
 
@@ -12,7 +15,7 @@ else
 CLUSTER_FLAGS ?=
 endif
 
-.PHONY: all build run-cluster run-cluster-consul test bench lint clean static cross cross-setup cross-test
+.PHONY: all build run-cluster run-cluster-consul test bench bench-anchors lint clean static cross cross-setup cross-test
 
 all: build
 
@@ -41,6 +44,16 @@ test:
 bench:
 	$(CARGO) build --release
 	$(CARGO) bench --bench cluster -- $(if $(filter 1,$(QUICK)),--quick)
+
+# keepalived (Debian's package) and bully on the same five hosts in network namespaces, failing
+# over after kill -9, a pulled cable and SIGSTOP of the master; a markdown table on stdout, JSON
+# in target/bench/anchors.json. Needs root; installs keepalived and nftables when missing.
+# `make bench-anchors RUNS=10`; `ONLY=bully` re-measures bully beside the last keepalived figures.
+bench-anchors:
+	-@command -v keepalived >/dev/null || $(APT_INSTALL) keepalived
+	-@command -v nft >/dev/null || $(APT_INSTALL) nftables
+	$(CARGO) build --release
+	$(CARGO) bench --bench anchors -- $(if $(RUNS),--runs $(RUNS)) $(if $(ONLY),--only $(ONLY))
 
 # A static x86_64 binary: target/x86_64-unknown-linux-gnu/release/bully. `--target` keeps
 # crt-static off build scripts and proc macros, which cannot be static.

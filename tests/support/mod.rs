@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod consul;
+pub mod netns;
 
 use serde_json::Value;
 use std::io::{Read, Write};
