@@ -30,8 +30,10 @@ run-cluster: build
 run-cluster-consul: build
 	bash tests/support/run-cluster-consul.sh $(CLUSTER_FLAGS)
 
-# Unit tests of the election core, then integration tests with real processes.
+# Unit tests of the election core, then integration tests with real processes. Installs Consul
+# into tools/ first when none is on PATH (apt's output goes to target/install-consul.log).
 test:
+	bash tests/support/install-consul.sh --quiet
 	$(CARGO) build --release
 	$(CARGO) test --no-fail-fast
 
