@@ -4,13 +4,16 @@
 #   deb-check.sh [TARGET]    TARGET: a Rust target triple; default: this host's package
 #
 # Its contents and conffile, the man page, that /etc/default/bully and bully(8) name every
-# flag of `bully --help`, the unit (`systemd-analyze verify`, and `security` at most 4.9
-# "OK", with and without the virtual-IP drop-in), then, for this host's architecture, that
-# the virtual-IP hook's commands work with only the drop-in's capabilities, and that
-# `dpkg -i` installs the package and /usr/bin/bully --version answers. A package of another
-# architecture is checked without installing it (its binary runs under qemu-user when present).
-# Needs root for dpkg -i and the network namespace; installs systemd, iputils-arping and
-# iproute2 when missing. A package that was not installed before is purged at the end.
+# flag of `bully --help`, the unit's `systemd-analyze security` (at most 4.9, "OK", also with
+# README's virtual-IP drop-in); then, for this host's architecture, `dpkg -i`,
+# /usr/bin/bully --version, `systemd-analyze verify`, and the installed unit run by a systemd
+# of its own in new namespaces (settings, sandbox, restarts, the virtual-IP hook). A package
+# of another architecture is checked without installing it (its binary runs under qemu-user
+# when present). Needs root; without it (or namespaces) the live part skips, but not under
+# CI=true. Installs systemd, iputils-arping and iproute2 when missing. A package that was not
+# installed before is purged at the end.
+# (Pipelines end in `grep >/dev/null`, not `grep -q`: under pipefail an early exit of grep
+# would fail the pipeline with the writer's SIGPIPE.)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -67,7 +70,7 @@ done
 ok "contents: $(grep -vc '/$' "$work/list") files: bully, bully@.service, sysusers.d/bully.conf, /etc/default/bully (0640), bully.8.gz, copyright"
 dpkg-deb --ctrl-tarfile "$deb" | tar -x -C "$work" ./conffiles ./control
 grep -qx /etc/default/bully "$work/conffiles" || fail "conffiles lacks /etc/default/bully: $(cat "$work/conffiles")"
-dpkg-deb -I "$deb" | grep -Eq ' conffiles *$' || fail "dpkg-deb -I lists no conffiles member"
+dpkg-deb -I "$deb" | grep -E ' conffiles *$' >/dev/null || fail "dpkg-deb -I lists no conffiles member"
 for field in "Package: bully" "Version: $version" "Architecture: $arch"; do
   grep -qx "$field" "$work/control" || { cat "$work/control" >&2; fail "control lacks '$field'"; }
 done
@@ -140,34 +143,175 @@ sed -n '/^# \/etc\/systemd\/system\/bully@.service.d\/vip.conf$/,/^\.fi$/p' "$ma
 vscore=$(exposure --root="$vip" bully@vip.service) || fail "security with the vip.conf drop-in: above 4.9 ($vscore)"
 ok "systemd-analyze security bully@vip.service with README's vip.conf: $vscore"
 
-# --- The virtual-IP hook's commands with only the drop-in's capabilities, as a non-root user
-# without new privileges, in a network namespace of its own (a veth pair stands in for eth0).
-# Without the capabilities the same `ip addr replace` must fail, or the check proves nothing.
-if [ "$native" = yes ] && [ "$(id -u)" -eq 0 ] && unshare --net true 2>/dev/null; then
+# --- The installed unit under a real systemd: its own PID 1 in new pid, mount, network, UTS,
+# IPC and cgroup namespaces, with a private /run, /etc/default and console, no generators and
+# only the units below, so nothing of the host is started or touched. Checks the settings
+# scheme, the sandbox as the node sees it, a restart after kill -9, no restart after exit 2,
+# and the README's virtual-IP hook on a veth pair: refused without vip.conf, working with it.
+live=""
+sd=""
+outer=""
+cg=""
+stop_live() {
+  local p
+  for p in $sd $outer; do
+    kill -KILL "$p" 2>/dev/null || true
+    while kill -0 "$p" 2>/dev/null; do sleep 0.1; done
+  done
+  sd=""
+  outer=""
+  [ -n "$cg" ] && [ -d "$cg" ] && find "$cg" -depth -type d -exec rmdir {} + 2>/dev/null || true
+  cg=""
+}
+trap 'stop_live; rm -rf "$work"' EXIT
+# Runs a command inside the namespaces of the systemd under test.
+in_ns() { nsenter -t "$sd" -a "$@"; }
+# poll SECONDS WHAT CMD...: until CMD succeeds; else fails with the node's log.
+poll() {
+  local secs=$1 what=$2; shift 2
+  local end=$((SECONDS + secs))
+  until "$@" >/dev/null 2>&1; do
+    if [ $SECONDS -ge $end ]; then
+      echo "--- node log:" >&2; tail -n 20 "$live/node.log" >&2 || true
+      echo "--- systemd:" >&2; tail -n 20 "$live/console" >&2 || true
+      fail "live: not within ${secs}s: $what"
+    fi
+    sleep 0.2
+  done
+}
+prop() { in_ns systemctl show -P "$2" "$1"; }
+details_have() { in_ns /usr/bin/bully status --cluster check --peers "127.0.0.1:$1" --json | grep -- "$2" >/dev/null; }
+no_vip() { ! in_ns ip -o -4 addr show dev veth0 | grep 10.0.0.100/24 >/dev/null; }
+live_check() {
+  local why=""
+  if [ "$(id -u)" -ne 0 ]; then why="needs root"
+  elif ! unshare --pid --fork --mount --net --cgroup true 2>/dev/null; then why="no namespaces"
+  elif [ -d /run/systemd/system ] && [ "$(stat -fc %T /sys/fs/cgroup)" != cgroup2fs ]; then why="host systemd without cgroup v2"
+  fi
+  local base=/sys/fs/cgroup
+  [ "$(stat -fc %T $base 2>/dev/null)" = cgroup2fs ] || base=/sys/fs/cgroup/unified
+  [ -z "$why" ] && [ "$(stat -fc %T $base 2>/dev/null)" != cgroup2fs ] && why="no cgroup v2 hierarchy"
+  if [ -n "$why" ]; then
+    [ "${CI:-}" = true ] && fail "live: cannot run the unit under systemd here ($why)"
+    echo "deb-check: skipped: the unit under a real systemd ($why)"
+    return 0
+  fi
   need iputils-arping arping
   need iproute2 ip
-  hook='ip addr replace 10.0.0.100/24 dev veth0 && arping -c 1 -U -I veth0 10.0.0.100'
-  as_unit() {
-    setpriv --reuid=65534 --regid=65534 --clear-groups --no-new-privs "$@" -- sh -c "$hook"
-  }
-  caps=-all,+net_admin,+net_raw
-  unshare --net bash -c "
-    set -e
-    ip link set lo up
-    ip link add veth0 type veth peer name veth1
-    ip link set veth0 up; ip link set veth1 up
-    $(declare -f as_unit); hook='$hook'
-    if as_unit --inh-caps=-all --ambient-caps=-all --bounding-set=-all >$work/nocaps 2>&1; then
-      echo 'without capabilities the hook worked: the check is void' >&2; exit 1
-    fi
-    as_unit --inh-caps=$caps --ambient-caps=$caps --bounding-set=$caps >$work/caps 2>&1 \
-      || { cat $work/caps >&2; exit 1; }
-    ip -o addr show dev veth0 | grep -q '10.0.0.100/24'
-  " || fail "the virtual-IP hook does not work with CAP_NET_ADMIN CAP_NET_RAW only"
-  ok "virtual-IP hook (ip addr replace, arping -U) works with only CAP_NET_ADMIN CAP_NET_RAW ambient, fails without ($(head -1 "$work/nocaps"))"
-else
-  echo "deb-check: skipped: the virtual-IP hook's capabilities (needs root, a network namespace and this host's architecture)"
-fi
+  live=$work/live
+  mkdir -p "$live/units/bully@check.service.d" "$live/default" "$live/empty"
+  : >"$live/console"
+  cp /usr/lib/systemd/system/bully@.service "$live/units/"
+  local t
+  for t in sysinit basic network-online shutdown; do
+    printf '[Unit]\nDescription=stub %s\n' "$t" >"$live/units/$t.target"
+  done
+  printf '[Unit]\nDescription=bully live check\n' >"$live/units/bully-check.target"
+  printf '[Service]\nStandardOutput=append:%s/node.log\nStandardError=inherit\n' "$live" \
+    >"$live/units/bully@check.service.d/log.conf"
+  # The settings scheme: the shipped file with two settings added, then the instance's file.
+  { cat /etc/default/bully; printf 'BULLY_ID=3\nBULLY_PORT=5100\nBULLY_STARTUP_DELAY=0\n'; } >"$live/default/bully"
+  printf 'BULLY_PORT=5200\n' >"$live/default/bully-check"
+  cat >"$live/init" <<INIT
+#!/bin/bash
+set -e
+mount --make-rprivate /
+mount -t tmpfs tmpfs /run
+mount -t cgroup2 none /sys/fs/cgroup
+mount --bind "$live/default" /etc/default
+mount --bind "$live/console" /dev/console
+for d in /usr/lib/systemd/system-generators /lib/systemd/system-generators /etc/systemd/system-generators; do
+  if [ -d "\$d" ]; then mount --bind "$live/empty" "\$d"; fi
+done
+if [ -d /var/log/journal ]; then mount -t tmpfs tmpfs /var/log/journal; fi
+ip link set lo up
+ip link add veth0 type veth peer name veth1
+ip link set veth0 up
+ip link set veth1 up
+exec env container=bully-deb-check SYSTEMD_UNIT_PATH="$live/units" \
+  /usr/lib/systemd/systemd --system --unit=bully-check.target --log-target=console
+INIT
+  chmod +x "$live/init"
+  cg=$base/bully-deb-check-$$
+  mkdir "$cg"
+  bash -c 'echo $$ >"$1/cgroup.procs"; exec unshare --cgroup --pid --fork --mount --uts --ipc --net --mount-proc "$2"' \
+    _ "$cg" "$live/init" >>"$live/console" 2>&1 &
+  outer=$!
+  poll 30 "systemd starts in the namespaces" pgrep -P "$outer" -x systemd
+  sd=$(pgrep -P "$outer" -x systemd)
+  poll 60 "systemd answers systemctl" in_ns systemctl show -P Version
+  local name
+  name=$(in_ns hostname -s)
+
+  in_ns systemctl start bully@check.service
+  poll 30 "bully@check answers on the port of /etc/default/bully-check" details_have 5200 '"agreed": true'
+  details_have 5200 "\"name\": \"$name\"" && details_have 5200 '"id": 3,' \
+    || fail "live: the node is not $name (the unit's default) with id 3 (/etc/default/bully)"
+  local main
+  main=$(prop bully@check.service MainPID)
+  in_ns cat "/proc/$main/status" >"$live/status"
+  grep -q "^Uid:[[:space:]]*$(id -u bully)[[:space:]]" "$live/status" || fail "live: the node does not run as bully"
+  grep -q '^CapEff:[[:space:]]*0*$' "$live/status" || fail "live: the node has capabilities"
+  grep -q '^NoNewPrivs:[[:space:]]*1$' "$live/status" || fail "live: NoNewPrivileges is off"
+  grep -q '^Seccomp:[[:space:]]*2$' "$live/status" || fail "live: no system call filter"
+  in_ns test -f "/run/bully/check/$name.json" || fail "live: no registry record in /run/bully/check"
+  ok "live: bully@check runs as bully, no capabilities, seccomp on; /etc/default/bully-check wins (port 5200, id 3, cluster check)"
+
+  in_ns kill -KILL "$main"
+  poll 30 "a restart after kill -9" sh -c "[ \"\$(nsenter -t $sd -a systemctl show -P MainPID bully@check.service)\" -gt 0 ] && [ \"\$(nsenter -t $sd -a systemctl show -P MainPID bully@check.service)\" != $main ]"
+  poll 30 "the restarted node answers" details_have 5200 '"agreed": true'
+  ok "live: restarted after kill -9 ($(prop bully@check.service NRestarts) restart)"
+
+  # The README's virtual-IP hook: refused by the sandbox alone, working with vip.conf.
+  cat >"$live/units/bully@check.service.d/hooks.conf" <<'HOOKS'
+[Service]
+Environment="BULLY_ON_ELECTED=ip addr replace 10.0.0.100/24 dev veth0 && arping -c 1 -U -I veth0 10.0.0.100"
+Environment="BULLY_ON_DEMOTED=ip addr del 10.0.0.100/24 dev veth0 || true"
+HOOKS
+  in_ns systemctl daemon-reload
+  in_ns systemctl restart bully@check.service
+  poll 30 "the hook fails without vip.conf" grep -q 'on-elected hook failed' "$live/node.log"
+  no_vip || fail "live: the address was added without vip.conf"
+  cp "$vip/etc/systemd/system/bully@vip.service.d/vip.conf" "$live/units/bully@check.service.d/"
+  in_ns systemctl daemon-reload
+  : >"$live/node.log"
+  in_ns systemctl restart bully@check.service
+  poll 30 "the on-elected hook finishes with vip.conf" grep -q 'on-elected hook finished' "$live/node.log"
+  grep -q 'on-elected: Sent 1 probes' "$live/node.log" || fail "live: arping sent nothing"
+  in_ns ip -o -4 addr show dev veth0 | grep 10.0.0.100/24 >/dev/null || fail "live: the hook did not add 10.0.0.100"
+  in_ns systemctl stop bully@check.service
+  no_vip || fail "live: on-demoted did not remove 10.0.0.100"
+  [ "$(prop bully@check.service Result) $(prop bully@check.service ExecMainStatus)" = "success 0" ] \
+    || fail "live: systemctl stop did not end in exit 0"
+  grep -q 'on-demoted hook finished' "$live/node.log" || fail "live: no on-demoted hook on stop"
+  ok "live: virtual-IP hook refused without vip.conf; with it ip and arping work, systemctl stop removes the address, exit 0"
+
+  # systemctl stop while a hook runs: the node waits for it, then runs on-demoted; systemd
+  # must not kill either (it would with KillMode=control-group).
+  cat >"$live/units/bully@check.service.d/hooks.conf" <<'HOOKS'
+[Service]
+Environment="BULLY_ON_ELECTED=sleep 3"
+Environment="BULLY_ON_DEMOTED=echo demoted"
+HOOKS
+  in_ns systemctl daemon-reload
+  : >"$live/node.log"
+  in_ns systemctl start bully@check.service
+  poll 30 "the slow on-elected hook starts" grep -q 'Coordinator is: ' "$live/node.log"
+  in_ns systemctl stop bully@check.service
+  grep -q 'on-elected hook finished' "$live/node.log" && grep -q 'on-demoted: demoted' "$live/node.log" \
+    && ! grep -q 'hook failed' "$live/node.log" \
+    || { cat "$live/node.log" >&2; fail "live: systemctl stop killed a hook"; }
+  ok "live: systemctl stop lets the running hook finish, then runs on-demoted"
+
+  printf 'BULLY_TIMEOUT=soon\n' >>"$live/default/bully-check"
+  in_ns systemctl start bully@check.service || true
+  poll 30 "exit 2 on a bad setting" sh -c "[ \"\$(nsenter -t $sd -a systemctl show -P ExecMainStatus bully@check.service)\" = 2 ]"
+  sleep 7
+  [ "$(prop bully@check.service ActiveState)" = failed ] || fail "live: a node that exited 2 was restarted"
+  grep -q -- '--timeout: expected a duration' "$live/node.log" || fail "live: no line naming the bad setting"
+  ok "live: a bad setting exits 2, named in the log, and is not restarted"
+  stop_live
+}
 
 # --- Install, verify the installed unit, run the installed binary.
 if [ "$native" != yes ]; then
@@ -176,11 +320,11 @@ if [ "$native" != yes ]; then
   exit 0
 fi
 was_installed=no
-dpkg-query -W -f='${Status}' bully 2>/dev/null | grep -q 'install ok installed' && was_installed=yes
+dpkg-query -W -f='${Status}' bully 2>/dev/null | grep 'install ok installed' >/dev/null && was_installed=yes
 "${sudo[@]}" dpkg -i "$deb" >"$work/dpkg" 2>&1 || { cat "$work/dpkg" >&2; fail "dpkg -i $deb"; }
-dpkg-query -W -f='${Status} ${Version}\n' bully | grep -qx "install ok installed $version" \
+dpkg-query -W -f='${Status} ${Version}\n' bully | grep -x "install ok installed $version" >/dev/null \
   || fail "dpkg does not list bully $version as installed"
-dpkg-query -W -f='${Conffiles}\n' bully | grep -q '^ /etc/default/bully ' \
+dpkg-query -W -f='${Conffiles}\n' bully | grep '^ /etc/default/bully ' >/dev/null \
   || fail "the installed package has no conffile /etc/default/bully"
 [ "$(stat -c '%a %U' /etc/default/bully)" = "640 root" ] || fail "/etc/default/bully is not 0640 root"
 getent passwd bully >/dev/null || fail "dpkg -i created no system user bully"
@@ -194,6 +338,7 @@ else
   cat "$work/verify" >&2
   fail "systemd-analyze verify bully@check.service"
 fi
+live_check
 if [ "$was_installed" = no ]; then
   "${sudo[@]}" dpkg --purge bully >"$work/dpkg" 2>&1 || { cat "$work/dpkg" >&2; fail "dpkg --purge bully"; }
   [ ! -e /usr/bin/bully ] && [ ! -e /etc/default/bully ] || fail "dpkg --purge left /usr/bin/bully or /etc/default/bully"
