@@ -1,4 +1,4 @@
-# bully: build, run a demo cluster, test, benchmark, cross-build for embedded hosts.
+# bully: build, run a demo cluster, test, benchmark, cross-build for embedded hosts, package for Debian.
 CARGO ?= cargo
 # `make cross TARGET=...`: the target triple of a cross build.
 TARGET ?= aarch64-unknown-linux-gnu
