@@ -1,4 +1,4 @@
-# bully: build, run a demo cluster, test, benchmark, cross-build for embedded hosts.
+# bully: build, run a demo cluster, test, benchmark, cross-build for embedded hosts, package for Debian.
 CARGO ?= cargo
 # `make cross TARGET=...`: the target triple of a cross build.
 TARGET ?= aarch64-unknown-linux-gnu
@@ -7,6 +7,11 @@ APT_INSTALL = sh -c 'export DEBIAN_FRONTEND=noninteractive; i="apt-get install -
 	$$i >/dev/null 2>&1 || { apt-get update -qq >/dev/null 2>&1; $$i >/dev/null; }'
 # `make cross-test`: the emulator that runs the aarch64 node.
 QEMU ?= qemu-aarch64-static
+# `make deb`: the cargo-deb release it installs from crates.io when missing (pinned: the
+# package layout follows its version).
+CARGO_DEB_VERSION ?= 3.8.0
+# `make deb` packages the host's build unless TARGET is given on its command line.
+DEB_TARGET := $(if $(filter command line,$(origin TARGET)),$(TARGET))
 
 # `make run-cluster FAST=1`: short timers for a quick demo.
 ifeq ($(FAST),1)
@@ -15,7 +20,8 @@ else
 CLUSTER_FLAGS ?=
 endif
 
-.PHONY: all build run-cluster run-cluster-consul test bench bench-anchors lint clean static cross cross-setup cross-test
+.PHONY: all build run-cluster run-cluster-consul test bench bench-anchors lint clean static cross cross-setup \
+	cross-test deb deb-check cargo-deb
 
 all: build
 
@@ -33,8 +39,12 @@ run-cluster: build
 run-cluster-consul: build
 	bash tests/support/run-cluster-consul.sh $(CLUSTER_FLAGS)
 
-# Unit tests of the election core, then integration tests with real processes.
+# Unit tests of the election core, then integration tests with real processes. Installs Consul
+# into tools/ first when none is on PATH (apt's output goes to target/install-consul.log).
 test:
+	bash tests/support/install-consul.sh --quiet
+	@# The network-namespace tests need root and nft; as root, install nft when it is missing.
+	-@[ "$$(id -u)" != 0 ] || command -v nft >/dev/null || $(APT_INSTALL) nftables
 	$(CARGO) build --release
 	$(CARGO) test --no-fail-fast
 
@@ -77,6 +87,29 @@ cross-test:
 	bash tests/support/cross.sh build aarch64-unknown-linux-gnu
 	BULLY_CROSS_BIN=$(CURDIR)/target/aarch64-unknown-linux-gnu/release/bully BULLY_CROSS_RUNNER=$(QEMU) \
 		$(CARGO) test --test cross -- --ignored --test-threads=1 --nocapture
+
+# target/debian/bully_<version>_<arch>.deb: /usr/bin/bully, the systemd unit bully@.service,
+# /etc/default/bully and bully(8) (README "Installing the Debian package").
+# `make deb TARGET=aarch64-unknown-linux-gnu` packages the static cross build (arm64).
+deb: cargo-deb
+ifeq ($(DEB_TARGET),)
+	$(CARGO) build --release --locked
+	$(CARGO) deb --no-build --no-strip --output target/debian/
+else
+	bash tests/support/cross.sh build $(DEB_TARGET)
+	$(CARGO) deb --no-build --no-strip --target $(DEB_TARGET) --output target/debian/
+endif
+
+# Builds the package, then checks its contents, verifies the unit, installs it with dpkg -i
+# and runs /usr/bin/bully --version (a foreign architecture's package is checked, not installed).
+deb-check: deb
+	bash tests/support/deb-check.sh $(DEB_TARGET)
+
+# cargo-deb $(CARGO_DEB_VERSION), installed into ~/.cargo/bin unless that version is there.
+cargo-deb:
+	@$(CARGO) deb --version 2>/dev/null | grep -qxF "cargo-deb $(CARGO_DEB_VERSION)" || { \
+		echo "cargo-deb: installing $(CARGO_DEB_VERSION) from crates.io (a few minutes, once)"; \
+		$(CARGO) install cargo-deb --version $(CARGO_DEB_VERSION) --locked; }
 
 lint:
 	$(CARGO) fmt --check

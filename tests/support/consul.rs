@@ -11,7 +11,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// `consul` on PATH, else the one `tests/support/install-consul.sh` puts in `tools/`.
+/// `consul` on PATH, else the one `tests/support/install-consul.sh` puts in `tools/`; without
+/// either the test fails with one line saying so (`resume_unwind` skips the panic hook and its
+/// backtrace).
 pub fn consul_binary() -> PathBuf {
     let on_path = std::env::var_os("PATH")
         .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
@@ -23,10 +25,12 @@ pub fn consul_binary() -> PathBuf {
     on_path
         .or_else(|| local.is_file().then_some(local.clone()))
         .unwrap_or_else(|| {
-            panic!(
-                "consul not found on PATH nor at {}: run `bash tests/support/install-consul.sh`",
-                local.display()
-            )
+            // One line, not a panic's backtrace: the test fails with the cure in its output.
+            eprintln!(
+                "consul not found on PATH nor at tools/consul/usr/bin/consul: run `make test` \
+                 (installs it) or `bash tests/support/install-consul.sh`"
+            );
+            std::panic::resume_unwind(Box::new("consul not found"))
         })
 }
 
