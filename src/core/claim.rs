@@ -139,8 +139,7 @@ impl Election {
         self.max_term = self.max_term.saturating_add(1);
         self.term = self.max_term;
         self.term_leader = Some(self.me.clone());
-        let me = self.me.clone();
-        self.use_term(self.term, &me);
+        self.use_term(self.term);
         // A term bump while leading keeps the lease it holds until the new term has its own.
         let held = self
             .lead
@@ -358,7 +357,7 @@ impl Election {
     /// Accepting `coordinator` for `term`: recorded on disk, and in quorum mode promised for
     /// one lease. Returns the promise given.
     pub(super) fn promise_to(&mut self, coordinator: &NodeRef, term: u64) -> Option<u64> {
-        self.use_term(term, coordinator);
+        self.use_term(term);
         let lease = self.settings.quorum.as_ref()?.lease;
         self.promise = Some(Promise {
             to: Some(coordinator.clone()),
@@ -626,11 +625,8 @@ mod tests {
         let r = elect(&mut e, 3000, &cluster(&[1, 2, 3, 4, 5]));
         assert_eq!(
             r.persist,
-            Some(Persisted {
-                floor: 1,
-                acked: Some((1, nref(5)))
-            }),
-            "on disk before the announcement goes out"
+            Some(Persisted { floor: 65 }),
+            "on disk, with terms reserved ahead, before the announcement goes out"
         );
         assert_eq!(
             r.notes.last().unwrap().to_string(),
@@ -1009,31 +1005,46 @@ mod tests {
 
     #[test]
     fn a_restart_never_reuses_a_term() {
-        let before = Persisted {
-            floor: 41,
-            acked: Some((41, nref(3))),
-        };
-        let mut e = Election::new(nref(3), settings(1, false), before, 0);
+        let mut e = Election::new(nref(3), settings(1, false), Persisted { floor: 41 }, 0);
         let r = elect(&mut e, 2001, &cluster(&[3]));
         assert_eq!(announced(&r).map(|a| a.0), Some(42));
+        assert_eq!(r.persist, Some(Persisted { floor: 42 + 64 }));
         // A cluster of one leads at once.
         assert!(e.is_coordinator());
-        // And a follower that restarts refuses a second coordinator for the term it acked.
-        let mut f = Election::new(
-            nref(1),
-            settings(3, false),
-            Persisted {
-                floor: 5,
-                acked: Some((5, nref(3))),
+        // The next terms are reserved: no write until they run out.
+        let r = e.step(
+            2002,
+            Event::AnnounceAnswered {
+                term: 42,
+                seq: 1,
+                answers: vec![(member(1), AnnounceAnswer::Stale { term: 50 })],
             },
-            0,
         );
+        let round = match r.rounds.as_slice() {
+            [RoundEdge::Started { round }] => *round,
+            other => panic!("{other:?}"),
+        };
+        let r = e.step(
+            2003,
+            Event::Members {
+                purpose: Purpose::Round(round),
+                members: cluster(&[3]),
+            },
+        );
+        assert_eq!(announced(&r).map(|a| a.0), Some(51));
+        assert_eq!(r.persist, None);
+        // A follower that restarts refuses every term up to its floor, whoever announces it.
+        let mut f = Election::new(nref(1), settings(3, false), Persisted { floor: 5 }, 0);
         assert_eq!(
             announce(&mut f, 2001, 4, 5),
             AnnounceReply::Stale { term: 5 }
         );
-        assert!(matches!(
+        assert_eq!(
             announce(&mut f, 2001, 3, 5),
+            AnnounceReply::Stale { term: 5 }
+        );
+        assert!(matches!(
+            announce(&mut f, 2001, 3, 6),
             AnnounceReply::Ok { .. }
         ));
     }

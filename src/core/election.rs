@@ -21,6 +21,7 @@ use super::member::{higher, others, Member, NodeRef};
 use super::quorum::{Millis, Promise, Quorum};
 use super::ready::{
     AnnounceReply, Change, Detection, Effect, Note, Persisted, ProxyReply, Ready, Reply, RoundEdge,
+    TERM_RESERVE,
 };
 use super::rules::{valid_term, MAX_TERM};
 use std::time::Duration;
@@ -143,17 +144,15 @@ impl Election {
             to: None,
             until: now + q.lease,
         });
-        let (term, term_leader) = match &persisted.acked {
-            Some((t, who)) => (*t, Some(who.clone())),
-            None => (0, None),
-        };
         Election {
             me,
             settings,
             coordinator: None,
-            term,
-            term_leader,
-            max_term: persisted.floor.max(term),
+            // Every term up to the floor may have been granted before the restart: all of
+            // them count as taken, by nobody this node could follow again.
+            term: persisted.floor,
+            term_leader: None,
+            max_term: persisted.floor,
             phase: Phase::Idle,
             round: 0,
             round_members: Vec::new(),
@@ -272,13 +271,11 @@ impl Election {
         self.max_term = self.max_term.max(term.min(MAX_TERM));
     }
 
-    /// Records that this node uses or acknowledges `term` (for `leader`): it must be on disk
+    /// Records that this node uses or acknowledges `term`: the floor on disk must cover it
     /// before anyone hears of it.
-    pub(super) fn use_term(&mut self, term: u64, leader: &NodeRef) {
-        let acked = Some((term, leader.clone()));
-        if self.persisted.acked != acked || self.persisted.floor < term {
-            self.persisted.floor = self.persisted.floor.max(term);
-            self.persisted.acked = acked;
+    pub(super) fn use_term(&mut self, term: u64) {
+        if term > self.persisted.floor {
+            self.persisted.floor = term.saturating_add(TERM_RESERVE);
             self.out.persist = Some(self.persisted.clone());
         }
     }
@@ -814,8 +811,8 @@ impl Election {
         self.max_term = self.max_term.saturating_add(1);
         self.term = self.max_term;
         self.term_leader = Some(self.me.clone());
+        self.use_term(self.term);
         let me = self.me.clone();
-        self.use_term(self.term, &me);
         self.set_coordinator(Some(me));
         self.note(Note::CoordinatorIs {
             name: self.me.name.clone(),

@@ -3,8 +3,8 @@
 //! fsynced, before anyone hears of the term. A node that cannot write it, or finds it corrupt,
 //! refuses to start rather than risk handing out a term twice.
 
-use crate::core::member::NodeRef;
-use crate::core::ready::Persisted;
+use crate::core::ready::{Persisted, TERM_RESERVE};
+use crate::core::rules::MAX_TERM;
 use crate::sync::lock;
 use serde::{Deserialize, Serialize};
 use std::fs::{self, File, OpenOptions};
@@ -16,10 +16,8 @@ use std::sync::Mutex;
 #[derive(Serialize, Deserialize)]
 struct OnDisk {
     version: u32,
+    /// No term at or below it may be claimed or acknowledged again.
     floor: u64,
-    acked_term: Option<u64>,
-    acked_name: Option<String>,
-    acked_id: Option<u64>,
 }
 
 pub struct StateFile {
@@ -65,17 +63,10 @@ impl StateFile {
     /// Makes `p` durable; returns once it (or a later state) is on disk.
     pub fn save(&self, p: &Persisted) -> std::io::Result<()> {
         let mut written = lock(&self.written);
-        let merged = Persisted {
-            floor: written.floor.max(p.floor),
-            acked: match (&written.acked, &p.acked) {
-                (Some(w), Some(n)) if n.0 > w.0 => Some(n.clone()),
-                (Some(w), _) => Some(w.clone()),
-                (None, n) => n.clone(),
-            },
-        };
-        if merged == *written {
+        if p.floor <= written.floor {
             return Ok(());
         }
+        let merged = p.clone();
         self.write(&merged)?;
         *written = merged;
         Ok(())
@@ -85,9 +76,6 @@ impl StateFile {
         let on_disk = OnDisk {
             version: 1,
             floor: p.floor,
-            acked_term: p.acked.as_ref().map(|a| a.0),
-            acked_name: p.acked.as_ref().map(|a| a.1.name.clone()),
-            acked_id: p.acked.as_ref().map(|a| a.1.id),
         };
         let body = serde_json::to_vec(&on_disk).map_err(std::io::Error::other)?;
         let tmp = self.path.with_extension("json.tmp");
@@ -113,18 +101,10 @@ fn parse(bytes: &[u8]) -> Result<Persisted, String> {
     if d.version != 1 {
         return Err(format!("unknown version {}", d.version));
     }
-    let acked = match (d.acked_term, d.acked_name, d.acked_id) {
-        (Some(t), Some(n), Some(i)) => Some((t, NodeRef::new(n, i))),
-        (None, None, None) => None,
-        _ => return Err("acked_term, acked_name and acked_id go together".into()),
-    };
-    if acked.as_ref().is_some_and(|a| a.0 > d.floor) {
-        return Err("acked_term above floor".into());
+    if d.floor > MAX_TERM + TERM_RESERVE + 1 {
+        return Err(format!("floor {} is beyond any term", d.floor));
     }
-    Ok(Persisted {
-        floor: d.floor,
-        acked,
-    })
+    Ok(Persisted { floor: d.floor })
 }
 
 #[cfg(test)]
@@ -142,27 +122,12 @@ mod tests {
         let d = dir("reopen");
         let (f, p) = StateFile::open(&d, "c", "n1").unwrap();
         assert_eq!(p, Persisted::default());
-        let leader = NodeRef::new("n5", 5);
-        f.save(&Persisted {
-            floor: 7,
-            acked: Some((7, leader.clone())),
-        })
-        .unwrap();
+        f.save(&Persisted { floor: 7 }).unwrap();
         // An older state saved late does not win.
-        f.save(&Persisted {
-            floor: 3,
-            acked: Some((3, NodeRef::new("n2", 2))),
-        })
-        .unwrap();
+        f.save(&Persisted { floor: 3 }).unwrap();
         drop(f);
         let (_, p) = StateFile::open(&d, "c", "n1").unwrap();
-        assert_eq!(
-            p,
-            Persisted {
-                floor: 7,
-                acked: Some((7, leader))
-            }
-        );
+        assert_eq!(p, Persisted { floor: 7 });
         fs::remove_dir_all(&d).unwrap();
     }
 
@@ -172,9 +137,10 @@ mod tests {
         fs::create_dir_all(&d).unwrap();
         for bad in [
             &b"{not json"[..],
-            br#"{"version":2,"floor":1,"acked_term":null,"acked_name":null,"acked_id":null}"#,
-            br#"{"version":1,"floor":1,"acked_term":5,"acked_name":"a","acked_id":1}"#,
-            br#"{"version":1,"floor":9,"acked_term":5,"acked_name":null,"acked_id":1}"#,
+            br#"{"version":2,"floor":1}"#,
+            br#"{"version":1,"floor":-1}"#,
+            br#"{"version":1,"floor":18446744073709551615}"#,
+            br#"{"version":1}"#,
         ] {
             fs::write(d.join("c.n1.json"), bad).unwrap();
             let e = StateFile::open(&d, "c", "n1").err().unwrap();

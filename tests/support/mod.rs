@@ -208,6 +208,12 @@ impl Cluster {
             args.push("--registry-dir".into());
             args.push(dir.path().join("registry").display().to_string());
         }
+        // Terms are kept across restarts: private to the test, so no earlier run's terms
+        // leak into this one.
+        if !args.iter().any(|a| a == "--state-dir") {
+            args.push("--state-dir".into());
+            args.push(dir.path().join("state").display().to_string());
+        }
         Cluster {
             dir,
             nodes: Vec::new(),

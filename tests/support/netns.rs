@@ -483,6 +483,12 @@ impl NetCluster {
                     addr,
                     "--peers".into(),
                     net.peers_of(h.index, port),
+                    // Each node its own state, private to the test.
+                    "--state-dir".into(),
+                    dir.path()
+                        .join(format!("state-{name}"))
+                        .display()
+                        .to_string(),
                 ];
                 args.extend(common.iter().map(|s| s.to_string()));
                 let log = dir.path().join(format!("{name}.log"));
