@@ -704,8 +704,13 @@ impl Election {
                 name,
                 id,
                 is_coordinator,
+                claiming,
                 ..
-            } => is_coordinator && coordinator.name == name && coordinator.id == id,
+            } => {
+                // A claimant this node acknowledged is followed while it gathers a majority.
+                let leads = is_coordinator || (claiming && self.settings.quorum.is_some());
+                leads && coordinator.name == name && coordinator.id == id
+            }
             CheckAnswer::Busy => true,
             _ => false,
         };
@@ -900,6 +905,7 @@ mod tests {
                     name: m.name.clone(),
                     id: m.id,
                     is_coordinator: false,
+                    claiming: false,
                     term: their_term,
                 };
                 (m, a)
@@ -980,6 +986,7 @@ mod tests {
             name: format!("node{c}"),
             id: c,
             is_coordinator,
+            claiming: false,
             term,
         }
     }
@@ -1300,12 +1307,14 @@ mod tests {
                 name: "node8".into(),
                 id: 9,
                 is_coordinator: true,
+                claiming: false,
                 term: 1,
             },
             CheckAnswer::Details {
                 name: "node9".into(),
                 id: 8,
                 is_coordinator: true,
+                claiming: false,
                 term: 1,
             },
             CheckAnswer::Other { status: 404 },

@@ -155,11 +155,13 @@ pub enum AnnounceAnswer {
 /// What `GET /nodeDetails` on a member gave.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum CheckAnswer {
-    /// The node answered as `name`/`id`, saying whether it leads and the term it follows.
+    /// The node answered as `name`/`id`, saying whether it leads (or, in quorum mode,
+    /// claims a term and waits for a majority) and the term it follows.
     Details {
         name: String,
         id: u64,
         is_coordinator: bool,
+        claiming: bool,
         term: u64,
     },
     /// `503`: too many requests in flight.

@@ -95,7 +95,7 @@ impl Executor {
             let node = Arc::clone(node);
             self.in_flight.fetch_add(1, Ordering::AcqRel);
             let spawned = spawn_named("election", move || {
-                if let Some(event) = executor.run(effect) {
+                if let Some(event) = executor.run(effect, &node) {
                     node.step(event);
                 }
                 executor.in_flight.fetch_sub(1, Ordering::AcqRel);
@@ -107,8 +107,9 @@ impl Executor {
         }
     }
 
-    /// Runs one effect to its end; returns the event that reports its outcome.
-    fn run(&self, effect: Effect) -> Option<Event> {
+    /// Runs one effect to its end; returns the event that reports its outcome (or steps
+    /// `node` with its parts as they come).
+    fn run(&self, effect: Effect, node: &Arc<dyn Handle>) -> Option<Event> {
         Some(match effect {
             Effect::CollectMembers { purpose } => Event::Members {
                 purpose,
@@ -130,17 +131,21 @@ impl Executor {
                 }
             }
             Effect::Announce { to, term, seq } => {
+                // Each answer goes back on its own: a frozen or cut-off member must not hold
+                // up the acknowledgements of the others (quorum mode counts them as they come).
                 let msg = Announcement::from_node(&self.me, term);
                 self.metrics.sent("announce", to.len());
-                let answers = PeerClient::fan_out(&to, |m| {
-                    let answer = self.post::<_, Value>(m, Route::Announce, &msg, "announce");
-                    announce_answer(m, answer)
+                std::thread::scope(|s| {
+                    for m in &to {
+                        let msg = &msg;
+                        s.spawn(move || {
+                            let answer = self.post::<_, Value>(m, Route::Announce, msg, "announce");
+                            let answers = vec![(m.clone(), announce_answer(m, answer))];
+                            node.step(Event::AnnounceAnswered { term, seq, answers });
+                        });
+                    }
                 });
-                Event::AnnounceAnswered {
-                    term,
-                    seq,
-                    answers: to.into_iter().zip(answers).collect(),
-                }
+                return None;
             }
             Effect::Release { to, term } => {
                 let msg = Announcement::from_node(&self.me, term);
@@ -280,6 +285,10 @@ fn check_answer(answer: Reply<NodeDetails>) -> CheckAnswer {
             name: d.node_name,
             id: d.node_id,
             is_coordinator: d.is_coordinator,
+            claiming: d
+                .quorum
+                .as_ref()
+                .is_some_and(|q| q.state == "claiming" || q.state == "no-quorum"),
             term: d.term,
         },
         Ok((503, _)) => CheckAnswer::Busy,

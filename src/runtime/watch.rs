@@ -12,7 +12,7 @@
 
 use super::handle::Handle;
 use super::timing::Timing;
-use crate::core::election::Snapshot;
+use crate::core::election::{QuorumState, Snapshot};
 use crate::core::event::{Event, Unreachable, WatchEnd};
 use crate::core::ready::Change;
 use crate::http::limits::MAX_WATCHERS;
@@ -121,7 +121,7 @@ pub fn serve(
     // Read the signal before the state, so a change in between ends the wait at once.
     let start = leadership.current();
     let before = snapshot();
-    if !before.is_coordinator {
+    if !asks_to_be_followed(&before) {
         return (
             409,
             json!({
@@ -136,7 +136,7 @@ pub fn serve(
             410,
             json!({"error": "this node is shutting down", "reason": "shutdown"}),
         )
-    } else if snapshot().is_coordinator {
+    } else if asks_to_be_followed(&snapshot()) {
         (200, json!({"status": "leading", "term": before.term}))
     } else {
         (
@@ -144,6 +144,15 @@ pub fn serve(
             json!({"error": "this node stopped leading", "reason": "demoted"}),
         )
     }
+}
+
+/// A node is watched while it leads, and in quorum mode while it claims a term: its
+/// followers have acknowledged it and wait for the majority with it.
+fn asks_to_be_followed(s: &Snapshot) -> bool {
+    s.is_coordinator
+        || s.quorum
+            .as_ref()
+            .is_some_and(|q| matches!(q.state, QuorumState::Claiming | QuorumState::NoQuorum))
 }
 
 /// The follower side: runs forever on its own thread, watching whichever node is coordinator

@@ -2,6 +2,7 @@
 //! raw HTTP for hostile input, and polling with deadlines that print what they saw.
 #![allow(dead_code)]
 
+pub mod activity;
 pub mod consul;
 pub mod netns;
 
