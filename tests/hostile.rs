@@ -2,7 +2,7 @@
 //! truncated and mistyped JSON, lying Content-Lengths, oversized heads, unknown methods, ...).
 //! The node must answer each with a 4xx (503 when shedding load), never crash or panic, give
 //! back every thread, and leave its state exactly as it was. Clients that send half a request
-//! and stall, and an endless header line, are sent separately.
+//! and stall, an endless header line, and a node out of descriptors are tried separately.
 
 mod support;
 
@@ -471,8 +471,9 @@ fn stalled_half_requests_are_dropped_after_the_read_timeout() {
     assert_eq!(node.details().unwrap()["coordinator"], "node5");
 }
 
-/// tiny_http read request heads into memory without a limit; past 64 KiB it now answers 431
-/// and hangs up, so an endless header line costs nothing.
+/// tiny_http read request heads into memory without a limit; past the node's `MAX_HEAD`
+/// (16 KiB, fork patches 5 and 9) it now answers 431 and hangs up, so an endless header line
+/// costs nothing.
 #[test]
 fn an_endless_header_line_is_cut_off() {
     let c = settled_node("endless");
@@ -499,6 +500,92 @@ fn an_endless_header_line_is_cut_off() {
     );
     assert!(status == 431 || status == 0, "answer {status}");
     assert!(node.rss_kib() < rss_before + 16 * 1024);
+    assert_eq!(node.details().unwrap()["coordinator"], "node5");
+}
+
+/// Sets the soft limit on open files of process `pid` and returns the one it had.
+fn set_open_files(pid: u32, soft: libc::rlim_t) -> libc::rlim_t {
+    let mut old = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: prlimit(2) only reads `new` (or nothing) and writes `old`, both live locals.
+    let got = unsafe { libc::prlimit(pid as i32, libc::RLIMIT_NOFILE, std::ptr::null(), &mut old) };
+    assert_eq!(got, 0, "prlimit: {}", std::io::Error::last_os_error());
+    let new = libc::rlimit {
+        rlim_cur: soft,
+        rlim_max: old.rlim_max,
+    };
+    // SAFETY: as above.
+    let set = unsafe { libc::prlimit(pid as i32, libc::RLIMIT_NOFILE, &new, std::ptr::null_mut()) };
+    assert_eq!(set, 0, "prlimit: {}", std::io::Error::last_os_error());
+    old.rlim_cur
+}
+
+/// The accept thread used to stop for good on any accept error (fork patch 3). The read
+/// timeout bully sets on the listening socket makes an idle accept fail every 5 s, and a node
+/// out of descriptors fails every accept: after either the node must still answer.
+#[test]
+fn the_node_keeps_accepting_after_an_idle_spell_and_running_out_of_descriptors() {
+    let c = settled_node("accept");
+    let node = &c.nodes[0];
+    let pid = node.pid().unwrap();
+
+    // Nothing else connects to a lone node: its accept times out at least once meanwhile.
+    std::thread::sleep(bully::http::limits::IO_TIMEOUT + secs(2));
+    // Measured now, with no connection open: a descriptor freed below the limit later would
+    // let one accept through and leave its `dup` without one.
+    let open: std::collections::BTreeSet<libc::rlim_t> =
+        std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .unwrap()
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+            .collect();
+    let lowest_free = (0..).find(|fd| !open.contains(fd)).unwrap();
+    assert!(lowest_free >= 4, "descriptors {open:?}");
+    let (status, body) = send(node.port, "GET", "/", b"");
+    assert_eq!(status, 200, "after an idle spell: {body}");
+
+    // A soft limit at the lowest free descriptor: no new one can be had. (At least 4: a
+    // `dup` asks for one from 3 up, and a limit of 3 turns its EMFILE into EINVAL.) An accept
+    // already waiting holds the descriptor it reserved: its connection gets that one and is
+    // dropped, as it has none for its second half (a panic of the accept thread before). The
+    // next waits in the backlog while every accept fails.
+    let old = set_open_files(pid, lowest_free);
+    let connect = || {
+        TcpStream::connect(("127.0.0.1", node.port))
+            .unwrap_or_else(|e| panic!("the node stopped listening: {e}\n{}", c.log_tails()))
+    };
+    let mut first = connect();
+    let _ = first.write_all(&request("GET", "/", b""));
+    let mut waiting = connect();
+    waiting
+        .write_all(&request("GET", "/nodeDetails", b""))
+        .unwrap();
+    waiting.set_read_timeout(Some(secs(2))).unwrap();
+    let mut byte = [0u8; 1];
+    let early = waiting.read(&mut byte);
+    set_open_files(pid, old);
+    assert!(
+        matches!(&early, Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut)),
+        "the waiting request was answered or dropped without a descriptor to spare: {early:?}"
+    );
+    waiting.set_read_timeout(Some(secs(15))).unwrap();
+    let mut buf = Vec::new();
+    let _ = waiting.read_to_end(&mut buf);
+    let (status, body) = parse_response(&buf);
+    assert_eq!(
+        status,
+        200,
+        "the request that waited while out of descriptors: {body}\n{}",
+        c.log_tails()
+    );
+    first.set_read_timeout(Some(secs(15))).unwrap();
+    let mut buf = Vec::new();
+    let r = first.read_to_end(&mut buf);
+    println!(
+        "the first connection while out of descriptors: {:?}, then {r:?}",
+        parse_response(&buf)
+    );
     assert_eq!(node.details().unwrap()["coordinator"], "node5");
 }
 

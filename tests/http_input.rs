@@ -213,6 +213,180 @@ fn header_and_chunked_body_limits() {
     assert!(c.nodes[0].details().is_some());
 }
 
+/// The status, Content-Type and body of the answer to `req`, read until the node hangs up.
+fn answer_with_type(port: u16, req: &[u8]) -> (u16, String, String) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(secs(15))).unwrap();
+    let _ = s.write_all(req);
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf); // a reset after the answer still leaves it in `buf`
+    let text = String::from_utf8_lossy(&buf).to_string();
+    let content_type = text
+        .split("\r\n\r\n")
+        .next()
+        .unwrap_or("")
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("content-type")
+                .then(|| v.trim().to_string())
+        })
+        .unwrap_or_default();
+    let (status, body) = parse_response(&buf);
+    (status, content_type, body)
+}
+
+/// The head limit is the node's own (`limits::MAX_HEAD`, handed to the vendored server: fork
+/// patch 9), counted over the request line and every header byte: a head of exactly that many
+/// bytes is served, one byte more gets 431. Every answer the server writes itself, without
+/// the node seeing the request, is JSON like the node's own.
+#[test]
+fn the_head_limit_is_the_nodes_and_the_servers_own_answers_are_json() {
+    let c = settled_node("ownanswers");
+    let port = c.nodes[0].port;
+    let max = bully::http::limits::MAX_HEAD;
+    let head_of = |len: usize| -> Vec<u8> {
+        let bare = "GET / HTTP/1.1\r\nHost: x\r\nX-Pad: \r\n\r\n".len();
+        let head = format!(
+            "GET / HTTP/1.1\r\nHost: x\r\nX-Pad: {}\r\n\r\n",
+            "p".repeat(len - bare)
+        );
+        assert_eq!(head.len(), len);
+        head.into_bytes()
+    };
+    let (status, _, body) = answer_with_type(port, &head_of(max));
+    assert_eq!(status, 200, "a head of exactly {max} bytes: {body}");
+
+    let slow = b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: aaa".to_vec(); // then nothing: 408
+    let cases: Vec<(Vec<u8>, u16, &str)> = vec![
+        (head_of(max + 1), 431, "a head one byte over the limit"),
+        (
+            b"GET / HTTP/2.0\r\nHost: x\r\n\r\n".to_vec(),
+            505,
+            "HTTP/2.0",
+        ),
+        (b"GET /\r\nHost: x\r\n\r\n".to_vec(), 400, "no HTTP version"),
+        (
+            b"GET / HTTP/1.1\r\nX-Null: a\x00b\r\n\r\n".to_vec(),
+            400,
+            "a NUL in a header",
+        ),
+        (
+            b"GET / HTTP/1.1\r\nHost: x\r\nExpect: the-unexpected\r\n\r\n".to_vec(),
+            417,
+            "an unknown Expect",
+        ),
+        (slow, 408, "a head that stops coming"),
+    ];
+    for (req, want, what) in cases {
+        let (status, content_type, body) = answer_with_type(port, &req);
+        assert_eq!(status, want, "{what}: {body}");
+        assert_eq!(content_type, "application/json", "{what}: {body}");
+        let v: Value = serde_json::from_str(&body)
+            .unwrap_or_else(|e| panic!("{what}: answer is not JSON ({e}): {body:?}"));
+        assert!(v["error"].is_string(), "{what}: no error field in {body}");
+    }
+    assert!(c.nodes[0].details().is_some());
+}
+
+/// A burst of connections used to queue behind whichever pool thread was waiting for work
+/// (fork patch 2): when that thread's connection sat idle, the rest waited for its read
+/// timeout. Health checks mixed with idle clients: a request right behind them is answered
+/// while every idle connection is still open.
+#[test]
+fn a_request_behind_a_burst_of_idle_connections_is_answered_at_once() {
+    let c = settled_node("burst");
+    let port = c.nodes[0].port;
+    let mut idle = Vec::new();
+    let mut quick = Vec::new();
+    for _ in 0..10 {
+        // A complete request answered at once: its thread is then free and waiting for work,
+        // the state in which the next connections used to be queued.
+        let mut q = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        q.write_all(&request("GET", "/", b"")).unwrap();
+        quick.push(q);
+        idle.push(TcpStream::connect(("127.0.0.1", port)).unwrap());
+    }
+    let (status, body) = send(port, "GET", "/nodeDetails", b"");
+    assert_eq!(status, 200, "request behind 10 idle connections: {body}");
+    // None of them has been answered (408) or closed yet: the request did not wait for their
+    // read timeouts.
+    for (i, s) in idle.iter().enumerate() {
+        s.set_nonblocking(true).unwrap();
+        let mut buf = [0u8; 256];
+        match (&*s).read(&mut buf) {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            other => panic!("idle connection {i} ended before the request was answered: {other:?}"),
+        }
+    }
+}
+
+/// One request per connection (fork patch 6): the node answers `Connection: close` and hangs
+/// up, so a client that keeps the connection open or pipelines a second request gets one
+/// answer and then the end of the stream, not another read timeout's wait.
+#[test]
+fn a_connection_carries_one_request_even_when_the_client_keeps_it_alive() {
+    let c = settled_node("onereq");
+    let port = c.nodes[0].port;
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(secs(15))).unwrap();
+    s.write_all(
+        b"GET / HTTP/1.1\r\nHost: x\r\nConnection: keep-alive\r\n\r\n\
+          GET /nodeDetails HTTP/1.1\r\nHost: x\r\nConnection: keep-alive\r\n\r\n",
+    )
+    .unwrap();
+    let mut buf = Vec::new();
+    let r = s.read_to_end(&mut buf);
+    let text = String::from_utf8_lossy(&buf);
+    // An end of stream or a reset (the second request was left unread): the node hung up.
+    match r {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+        Err(e) => panic!("the node kept the connection open ({e}) after: {text}"),
+    }
+    assert_eq!(text.matches("HTTP/1.1 ").count(), 1, "answers: {text}");
+    assert_eq!(parse_response(&buf).0, 200, "{text}");
+}
+
+/// A body the node refused is not read to its end (fork patch 7): dropping a request used to
+/// drain the rest of its body without a limit, so a client that kept sending held the thread
+/// for as long as it liked. After the 413 the node throws away at most 64 KiB and hangs up.
+#[test]
+fn a_refused_body_is_not_read_to_its_end() {
+    let c = settled_node("drain");
+    let mut s = TcpStream::connect(("127.0.0.1", c.nodes[0].port)).unwrap();
+    s.set_write_timeout(Some(secs(15))).unwrap();
+    s.write_all(b"POST /proxy HTTP/1.1\r\nHost: x\r\nContent-Length: 1073741824\r\n\r\n")
+        .unwrap();
+    let chunk = vec![b' '; 64 * 1024];
+    let mut sent = 0usize;
+    // Stops when the node hangs up; 64 MiB at most.
+    let end = loop {
+        if sent >= 64 << 20 {
+            break None;
+        }
+        match s.write_all(&chunk) {
+            Ok(()) => sent += chunk.len(),
+            Err(e) => break Some(e),
+        }
+    };
+    println!(
+        "node hung up after {} KiB of a refused body: {end:?}",
+        sent / 1024
+    );
+    let e = end.unwrap_or_else(|| panic!("the node read {} MiB of a refused body", sent >> 20));
+    assert!(
+        matches!(
+            e.kind(),
+            std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset
+        ),
+        "the node stopped reading but did not hang up: {e}"
+    );
+    // What the socket buffers on both ends take, and the 64 KiB thrown away.
+    assert!(sent < 16 << 20, "the node took {} KiB", sent / 1024);
+    assert!(c.nodes[0].details().is_some());
+}
+
 /// An `HTTP/2.0` request line leaked a thread forever in tiny_http 0.12.0, and idle connections
 /// pinned a thread each: both must be released (by the inherited read timeout).
 #[test]

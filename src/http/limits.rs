@@ -7,7 +7,8 @@ use std::time::Duration;
 /// Largest request body accepted; election messages are tens of bytes.
 pub const MAX_BODY: usize = 64 * 1024;
 /// Largest request head (request line and headers) the server reads; past it the client gets
-/// `431` and the connection closes. Election messages send a few hundred bytes.
+/// `431` and the connection closes. The vendored server counts it while reading, so no header
+/// reaches the node past it. Election messages send a few hundred bytes.
 pub const MAX_HEAD: usize = 16 * 1024;
 /// Most requests handled at once; beyond it the loop answers `503` at once.
 pub const MAX_HANDLERS: usize = 64;

@@ -1,5 +1,6 @@
 //! The HTTP side of a node: a tiny_http loop that hands each request to a std thread, and the
-//! guards the crate leaves to us (read timeouts, body and header limits, a cap on handlers).
+//! guards the crate leaves to us (read timeouts, the body limit, a cap on handlers; the head
+//! limit and the connection cap are handed to the crate from `limits`).
 //! A request is checked and parsed here, at the door, into a typed [`Call`]; what it means
 //! for the election is the [`Service`]'s business.
 
@@ -136,11 +137,16 @@ pub fn serve(listener: TcpListener, service: Arc<dyn Service>) {
     }
 }
 
+/// The vendored server on `listener`, with the connection cap and head limit of `limits`.
 fn start(listener: TcpListener) -> Result<Server, String> {
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     let config = ServerConfig::new_http(addr).map_err(|e| e.to_string())?;
-    // No idle pool threads: an idle node should cost next to nothing.
-    let config = config.set_min_threads(0).set_max_threads(MAX_CONNECTIONS);
+    // No idle pool threads: an idle node should cost next to nothing. The head limit is
+    // enforced while the head is read, so no header check is needed past this point.
+    let config = config
+        .set_min_threads(0)
+        .set_max_threads(MAX_CONNECTIONS)
+        .set_max_head_bytes(MAX_HEAD);
     Server::from_listener(listener, addr.into(), config).map_err(|e| e.to_string())
 }
 
@@ -193,10 +199,10 @@ fn handle(service: &dyn Service, route: Route, mut rq: Request) {
     respond(rq, answer);
 }
 
-/// Everything a request must pass before the node sees it: the header limit, a known route
-/// and its method, then for POSTs the body limit, the signature and the JSON shape.
+/// Everything a request must pass before the node sees it: a known route and its method,
+/// then for POSTs the body limit, the signature and the JSON shape. (The head limit is the
+/// server's: [`start`].)
 fn check(service: &dyn Service, route: Route, rq: &mut Request) -> Result<Call, Answer> {
-    check_headers(rq)?;
     let path = route.path();
     let method = match rq.method() {
         tiny_http::Method::Get => Some(Method::Get),
@@ -263,32 +269,6 @@ fn hold_from(query: &str) -> Option<Duration> {
         .find_map(|kv| kv.strip_prefix("hold_ms="))
         .and_then(|v| v.parse::<u64>().ok())
         .map(Duration::from_millis)
-}
-
-/// tiny_http keeps headers without a size limit and offers no way to list them but `Debug`:
-/// measure that (a slight over-count per header) without building the string.
-fn header_bytes(rq: &Request) -> usize {
-    struct Count(usize);
-    impl std::fmt::Write for Count {
-        fn write_str(&mut self, s: &str) -> std::fmt::Result {
-            self.0 += s.len();
-            Ok(())
-        }
-    }
-    let mut c = Count(0);
-    let _ = std::fmt::Write::write_fmt(&mut c, format_args!("{:?}", rq.headers()));
-    c.0
-}
-
-/// 431 when the request headers exceed [`MAX_HEAD`].
-fn check_headers(rq: &Request) -> Result<(), Answer> {
-    if header_bytes(rq) > MAX_HEAD {
-        return Err(Answer::error(
-            431,
-            format!("request headers exceed {MAX_HEAD} bytes"),
-        ));
-    }
-    Ok(())
 }
 
 /// Names end up in logs and file names; terms above [`MAX_TERM`] are refused so none can

@@ -3,22 +3,21 @@
 use std::fmt;
 use std::io::Error as IoError;
 use std::io::Result as IoResult;
-use std::io::{BufReader, BufWriter, ErrorKind, Read};
+use std::io::{BufReader, BufWriter, Cursor, ErrorKind, Read};
 
 use std::net::SocketAddr;
 use std::str::FromStr;
 
-#[cfg(not(feature = "allow_utf8_headers"))]
 use ascii::AsciiString;
 
 use crate::Header;
 use crate::Headers;
-use crate::common::HeaderError;
+use crate::common::{HeaderError, HEADER_CONTENT_TYPE_JSON};
 use crate::common::{HTTPVersion, Method};
 use crate::log;
 use crate::util::RefinedTcpStream;
 use crate::util::{SequentialReader, SequentialReaderBuilder, SequentialWriterBuilder};
-use crate::Request;
+use crate::{Request, Response, StatusCode};
 
 /// A ClientConnection is an object that will store a socket to a client
 /// and return Request objects.
@@ -40,8 +39,8 @@ pub struct ClientConnection {
     // set to true if we know that the previous request is the last one
     no_more_requests: bool,
 
-    // true if the connection goes through SSL
-    secure: bool,
+    // bully patch: the most bytes the request line and headers may take (`ServerConfig`)
+    max_head: usize,
 }
 
 /// Error that can happen when reading a request.
@@ -55,12 +54,13 @@ pub enum ReadError
     /// the client sent an unrecognized `Expect` header
     ExpectationFailed(HTTPVersion),
     ReadIoError(IoError),
-    /// bully patch: the request line and headers exceed [`MAX_HEAD`] bytes
+    /// bully patch: the request line and headers exceed the head limit
     HeadTooLarge,
 }
 
-/// bully patch: the most bytes a request line and its headers may take. Lines were read into
-/// memory without a limit, so one endless header line could take all the memory there is.
+/// bully patch: the most bytes a request line and its headers may take unless
+/// `ServerConfig::set_max_head_bytes` says otherwise. Lines were read into memory without a
+/// limit, so one endless header line could take all the memory there is.
 pub const MAX_HEAD: usize = 64 * 1024;
 
 impl fmt::Display for ReadError
@@ -90,10 +90,10 @@ impl ClientConnection {
     pub fn new(
         write_socket: RefinedTcpStream,
         mut read_socket: RefinedTcpStream,
+        max_head: usize,
     ) -> ClientConnection 
     {
         let remote_addr = read_socket.peer_addr();
-        let secure = read_socket.secure();
 
         let mut source = SequentialReaderBuilder::new(BufReader::with_capacity(1024, read_socket));
         let first_header = source.next().unwrap();
@@ -105,13 +105,8 @@ impl ClientConnection {
             remote_addr,
             next_header_source: first_header,
             no_more_requests: false,
-            secure,
+            max_head,
         }
-    }
-
-    /// true if the connection is HTTPS
-    pub fn secure(&self) -> bool {
-        self.secure
     }
 
     /// Reads the next line from self.next_header_source.
@@ -120,7 +115,6 @@ impl ClientConnection {
     ///  at the first byte of the new line.
     /// 
     /// CVE-2026-66753 fixed
-    #[cfg(not(feature = "allow_utf8_headers"))]
     fn read_next_line(&mut self, budget: &mut usize) -> Result<AsciiString, ReadError> 
     {
         let mut buf = Vec::new();
@@ -175,72 +169,11 @@ impl ClientConnection {
         }
     }
 
-    /// Reads the next line from self.next_header_source.
-    ///
-    /// Reads until `CRLF` is reached. The next read will start
-    ///  at the first byte of the new line.
-    /// 
-    /// CVE-2026-66753 fixed
-    #[cfg(feature = "allow_utf8_headers")]
-    fn read_next_line(&mut self, budget: &mut usize) -> Result<String, ReadError> 
-    {
-        let mut buf = Vec::new();
-        let mut rn = [0_u8; 2];
-        let mut rn_p = 0;
-        const RNC: u16 = u16::from_le_bytes([b'\r', b'\n']);
-
-        
-        loop 
-        {
-            let cur_byte = 
-                self.next_header_source.by_ref().bytes().next()
-                    .ok_or_else(||
-                       ReadError::ReadIoError(IoError::new(ErrorKind::ConnectionAborted, "Unexpected EOF"))
-                    )?
-                    .map_err(|e|
-                        ReadError::ReadIoError(e)
-                    )?;
-
-            // bully patch: every byte of the head counts against the budget.
-            *budget = budget.checked_sub(1).ok_or(ReadError::HeadTooLarge)?;
-
-            match rn_p
-            {
-                0 => 
-                {
-                    if cur_byte != b'\r' && cur_byte != b'\n'
-                    { // most times true
-                        buf.push(cur_byte);
-                    }
-                    else
-                    {
-                        rn[rn_p] = cur_byte;
-                        rn_p += 1;
-                    }
-                },
-                _ =>
-                {
-                    rn[rn_p] = cur_byte;
-
-                    if u16::from_le_bytes(rn) != RNC
-                    {
-                        // error
-                        return Err(ReadError::WrongRequestLine);
-                    }
-
-                    return
-                        String::from_utf8(buf)
-                            .map_err(|_| ReadError::ReadIoError(IoError::new(ErrorKind::InvalidInput, "Header is not in ASCII")));
-                }
-            }
-        }
-    }
-
     /// Reads a request from the stream.
     /// Blocks until the header has been read.
     fn read(&mut self) -> Result<Request, ReadError> 
     {
-        let mut budget = MAX_HEAD;
+        let mut budget = self.max_head;
         let (method, path, version, headers) = 
             {
                 // reading the request line
@@ -304,7 +237,6 @@ impl ClientConnection {
         // building the next reader
         let request = 
             crate::request::new_request(
-                self.secure,
                 method,
                 path,
                 version.clone(),
@@ -343,8 +275,6 @@ impl Iterator for ClientConnection
     /// Returns None when no new Requests will come from the client.
     fn next(&mut self) -> Option<Self::Item> 
     {
-        use crate::{Response, StatusCode};
-
         // the client sent a "connection: close" header in this previous request
         //  or is using HTTP 1.0, meaning that no new request will come
         if self.no_more_requests == true 
@@ -359,63 +289,38 @@ impl Iterator for ClientConnection
 
             if let Err(e) = rq_res
             {
-                match &e
-                {
-                    ReadError::ProtocolViolation(_err_descr) =>
+                // bully patch: every answer this crate writes itself is JSON
+                // `{"error": "..."}`, like the node's own.
+                let (status, version, error) = 
+                    match &e
                     {
-                        let writer = self.sink.next().unwrap();
-                        let response = Response::new_empty(StatusCode::BAD_REQUEST);
-                        response.raw_print(writer, HTTPVersion(1, 1), None, false, None).ok();
-                    },
+                        ReadError::ProtocolViolation(_err_descr) =>
+                            (StatusCode::BAD_REQUEST, HTTPVersion(1, 1), "malformed request head".to_owned()),
+                        ReadError::WrongRequestLine => 
+                            (StatusCode::BAD_REQUEST, HTTPVersion(1, 1), "malformed request".to_owned()),
+                        ReadError::WrongHeader(ver) => 
+                            (StatusCode::BAD_REQUEST, ver.clone(), "malformed header".to_owned()),
+                        // bully patch: a read timeout (SO_RCVTIMEO) reports WouldBlock on
+                        // Linux, which got 400 instead of 408.
+                        ReadError::ReadIoError(err) 
+                            if matches!(err.kind(), ErrorKind::TimedOut | ErrorKind::WouldBlock) => 
+                            (StatusCode::REQUEST_TIMEOUT, HTTPVersion(1, 1), "request not received in time".to_owned()),
+                        ReadError::HeadTooLarge => 
+                            (
+                                StatusCode(431),
+                                HTTPVersion(1, 1),
+                                format!("request line and headers exceed {} bytes", self.max_head),
+                            ),
+                        ReadError::ExpectationFailed(ver) => 
+                            (StatusCode::EXPECTATION_FAILED, ver.clone(), "unsupported Expect header".to_owned()),
+                        _ => 
+                            (StatusCode::BAD_REQUEST, HTTPVersion(1, 1), "malformed request".to_owned()),
+                    };
 
-                    ReadError::WrongRequestLine => 
-                    {
-                        let writer = self.sink.next().unwrap();
-                        let response = Response::new_empty(StatusCode::BAD_REQUEST);
-                        response
-                            .raw_print(writer, HTTPVersion(1, 1), None, false, None)
-                            .ok();
-                    },
-
-                    ReadError::WrongHeader(ver) => 
-                    {
-                        let writer = self.sink.next().unwrap();
-                        let response = Response::new_empty(StatusCode::BAD_REQUEST);
-                        response.raw_print(writer, ver.clone(), None, false, None).ok();
-                    },
-
-                    ReadError::ReadIoError(err) if err.kind() == ErrorKind::TimedOut => {
-                        // request timeout
-                        let writer = self.sink.next().unwrap();
-                        let response = Response::new_empty(StatusCode::REQUEST_TIMEOUT);
-                        response
-                            .raw_print(writer, HTTPVersion(1, 1), None, false, None)
-                            .ok();
-                    },
-
-                    ReadError::HeadTooLarge => 
-                    {
-                        let writer = self.sink.next().unwrap();
-                        let response = Response::new_empty(StatusCode(431));
-                        response
-                            .raw_print(writer, HTTPVersion(1, 1), None, false, None)
-                            .ok();
-                    },
-
-                    ReadError::ExpectationFailed(ver) => 
-                    {
-                        let writer = self.sink.next().unwrap();
-                        let response = Response::new_empty(StatusCode::EXPECTATION_FAILED);
-                        response.raw_print(writer, ver.clone(), None, true, None).ok();
-                    },
-
-                    _ => 
-                    {
-                        let writer = self.sink.next().unwrap();
-                        let response = Response::new_empty(StatusCode::BAD_REQUEST);
-                        response.raw_print(writer, HTTPVersion(1, 1), None, false, None).ok();
-                    }
-                }
+                let writer = self.sink.next().unwrap();
+                error_response(status, &error)
+                    .raw_print(writer, version, None, false, None)
+                    .ok();
 
                 // workaround
                 self.no_more_requests = true;
@@ -431,10 +336,10 @@ impl Iterator for ClientConnection
                 // bully patch: answer through the request's own writer. Taking a second writer
                 // from `self.sink` while `rq` still holds the first one waited forever for it
                 // to be dropped, leaking this thread and its socket.
-                let response = Response::from_string(
-                    "This server only supports HTTP versions 1.0 and 1.1".to_owned(),
-                )
-                .with_status_code(StatusCode::HTTPVERSION_NOT_SUPPORTED);
+                let response = error_response(
+                    StatusCode::HTTPVERSION_NOT_SUPPORTED,
+                    "only HTTP/1.0 and HTTP/1.1 are supported",
+                );
 
                 rq.respond(response).ok();
                 self.no_more_requests = true;
@@ -451,6 +356,14 @@ impl Iterator for ClientConnection
             return Some(Ok(rq));
         }
     }
+}
+
+/// bully patch: a JSON error answer, `{"error": "..."}`; `error` holds no quote or backslash.
+fn error_response(status: StatusCode, error: &str) -> Response<Cursor<Vec<u8>>>
+{
+    Response::from_string(format!("{{\"error\":\"{}\"}}", error))
+        .with_status_code(status)
+        .with_header(Header::from(&HEADER_CONTENT_TYPE_JSON))
 }
 
 /// Parses a "HTTP/1.1" string.
@@ -483,202 +396,4 @@ fn parse_request_line(line: &str) -> Result<(Method, String, HTTPVersion), ReadE
     method
         .and_then(|method| Some((method, path?, version?)))
         .ok_or(ReadError::WrongRequestLine)
-}
-
-#[cfg(test)]
-mod test 
-{
-    use std::{iter::Peekable, str::Bytes};
-    use ascii::AsciiString;
-    use super::*;
-
-    #[test]
-    fn test_parse_request_line() 
-    {
-        let (method, path, ver) = super::parse_request_line("GET /hello HTTP/1.1").unwrap();
-
-        assert!(method == crate::Method::Get);
-        assert!(path == "/hello");
-        assert!(ver == crate::common::HTTPVersion(1, 1));
-
-        assert!(super::parse_request_line("GET /hello").is_err());
-        assert!(super::parse_request_line("qsd qsd qsd").is_err());
-    }
-
-    fn new_readline(line: &str) -> Result<Vec<String>, ReadError> 
-    {   
-        let mut line_itr = line.bytes().peekable();
-        let mut res = Vec::with_capacity(6);
-
-        while let Some(_) = line_itr.peek()
-        {
-            res.push(new_readline_int(&mut line_itr).map(|v| v.as_str().to_string())?);
-        }
-
-        return Ok(res);
-    }   
-
-    fn new_readline_int(line_itr: &mut Peekable<Bytes<'_>>) -> Result<AsciiString, ReadError> 
-    {
-        let mut buf = Vec::new();
-        let mut rn = [0_u8; 2];
-        let mut rn_p = 0;
-        const RNC: u16 = u16::from_le_bytes([b'\r', b'\n']);
-
-        
-        loop 
-        {
-            let cur_byte = 
-                line_itr.next()
-                    .ok_or_else(||
-                       ReadError::ReadIoError(IoError::new(ErrorKind::ConnectionAborted, "Unexpected EOF"))
-                    )?;
-
-            match rn_p
-            {
-                0 => 
-                {
-                    if cur_byte != b'\r' && cur_byte != b'\n'
-                    { // most times true
-                        buf.push(cur_byte);
-                    }
-                    else
-                    {
-                        rn[rn_p] = cur_byte;
-                        rn_p += 1;
-                    }
-                },
-                _ =>
-                {
-                    rn[rn_p] = cur_byte;
-
-                    if u16::from_le_bytes(rn) != RNC
-                    {
-                        // error
-                        return Err(ReadError::WrongRequestLine);
-                    }
-
-                    return
-                        AsciiString::from_ascii(buf)
-                            .map_err(|_| ReadError::ReadIoError(IoError::new(ErrorKind::InvalidInput, "Header is not in ASCII")));
-                }
-            }
-        }
-    }
-
-    #[test]
-    fn test_new_readline()
-    {
-        let vals = new_readline("Server: 小さなHTTPサーバー (Rust)\r\n");
-        assert_eq!(vals.is_err(), true);
-
-        let vals = new_readline("Server: tiny-http (Rust)\r\n").unwrap();
-        assert_eq!(vals.len(), 1);
-        assert_eq!(vals.contains(&"Server: tiny-http (Rust)".into()), true);
-
-        let vals = new_readline("Server: tiny-http (Rust)\r\nContent-Type: text/plain; charset=UTF-8\r\n").unwrap();
-        assert_eq!(vals.len(), 2);
-        assert_eq!(vals.contains(&"Server: tiny-http (Rust)".into()), true);
-        assert_eq!(vals.contains(&"Content-Type: text/plain; charset=UTF-8".into()), true);
-
-        let vals = new_readline("Server: tiny-http (Rust)\r\nContent-Type: text/plain; charset=UTF-8\r\n\r\n").unwrap();
-        assert_eq!(vals.len(), 3);
-        assert_eq!(vals.contains(&"Server: tiny-http (Rust)".into()), true);
-        assert_eq!(vals.contains(&"Content-Type: text/plain; charset=UTF-8".into()), true);
-
-
-        assert_eq!(new_readline("Server: tiny-http (Rust)\r\r\n").is_err(), true);
-        assert_eq!(new_readline("Server: tiny-http (Rust)\n\r\n").is_err(), true);
-        assert_eq!(new_readline("Server: tiny-http\n(Rust)\r\n").is_err(), true);
-        assert_eq!(new_readline("GET / HTTP/1.1\r\nHost: x\r\nX-Test: aaa\nbbb\r\nConnection: close\r\n\r\n").is_err(), true);
-    }
-
-    fn new_readline_utf8(line: &str) -> Result<Vec<String>, ReadError> 
-    {   
-        let mut line_itr = line.bytes().peekable();
-        let mut res = Vec::with_capacity(6);
-
-        while let Some(_) = line_itr.peek()
-        {
-            res.push(new_readline_int_utf(&mut line_itr).map(|v| v.as_str().to_string())?);
-        }
-
-        return Ok(res);
-    } 
-
-    fn new_readline_int_utf(line_itr: &mut Peekable<Bytes<'_>>) -> Result<String, ReadError> 
-    {
-        let mut buf = Vec::new();
-        let mut rn = [0_u8; 2];
-        let mut rn_p = 0;
-        const RNC: u16 = u16::from_le_bytes([b'\r', b'\n']);
-
-        
-        loop 
-        {
-            let cur_byte = 
-                line_itr.next()
-                    .ok_or_else(||
-                       ReadError::ReadIoError(IoError::new(ErrorKind::ConnectionAborted, "Unexpected EOF"))
-                    )?;
-
-            match rn_p
-            {
-                0 => 
-                {
-                    if cur_byte != b'\r' && cur_byte != b'\n'
-                    { // most times true
-                        buf.push(cur_byte);
-                    }
-                    else
-                    {
-                        rn[rn_p] = cur_byte;
-                        rn_p += 1;
-                    }
-                },
-                _ =>
-                {
-                    rn[rn_p] = cur_byte;
-
-                    if u16::from_le_bytes(rn) != RNC
-                    {
-                        // error
-                        return Err(ReadError::WrongRequestLine);
-                    }
-
-                    return
-                        String::from_utf8(buf)
-                            .map_err(|_| ReadError::ReadIoError(IoError::new(ErrorKind::InvalidInput, "Header is not in ASCII")));
-                }
-            }
-        }
-    }
-
-    #[test]
-    fn test_new_readline_utf8()
-    {
-        let vals = new_readline_utf8("Server: 小さなHTTPサーバー (Rust)\r\n").unwrap();
-        assert_eq!(vals.len(), 1);
-        assert_eq!(vals.contains(&"Server: 小さなHTTPサーバー (Rust)".into()), true);
-
-        let vals = new_readline_utf8("Server: tiny-http (Rust)\r\n").unwrap();
-        assert_eq!(vals.len(), 1);
-        assert_eq!(vals.contains(&"Server: tiny-http (Rust)".into()), true);
-
-        let vals = new_readline_utf8("Server: tiny-http (Rust)\r\nContent-Type: text/plain; charset=UTF-8\r\n").unwrap();
-        assert_eq!(vals.len(), 2);
-        assert_eq!(vals.contains(&"Server: tiny-http (Rust)".into()), true);
-        assert_eq!(vals.contains(&"Content-Type: text/plain; charset=UTF-8".into()), true);
-
-        let vals = new_readline_utf8("Server: tiny-http (Rust)\r\nContent-Type: text/plain; charset=UTF-8\r\n\r\n").unwrap();
-        assert_eq!(vals.len(), 3);
-        assert_eq!(vals.contains(&"Server: tiny-http (Rust)".into()), true);
-        assert_eq!(vals.contains(&"Content-Type: text/plain; charset=UTF-8".into()), true);
-
-
-        assert_eq!(new_readline_utf8("Server: tiny-http (Rust)\r\r\n").is_err(), true);
-        assert_eq!(new_readline_utf8("Server: tiny-http (Rust)\n\r\n").is_err(), true);
-        assert_eq!(new_readline_utf8("Server: tiny-http\n(Rust)\r\n").is_err(), true);
-        assert_eq!(new_readline_utf8("GET / HTTP/1.1\r\nHost: x\r\nX-Test: aaa\nbbb\r\nConnection: close\r\n\r\n").is_err(), true);
-    }
 }

@@ -279,6 +279,9 @@ pub const HEADER_TRANSFER_ENCODING: ConstHeader = ConstHeader::from_const("Trans
 /// Content-Type: text/plain; charset=UTF-8
 pub const HEADER_CONTENT_TYPE: ConstHeader = ConstHeader::from_const("Content-Type", "text/plain; charset=UTF-8");
 
+/// bully patch: Content-Type: application/json, for the answers this crate writes itself.
+pub const HEADER_CONTENT_TYPE_JSON: ConstHeader = ConstHeader::from_const("Content-Type", "application/json");
+
 #[repr(transparent)]
 #[derive(Debug, Clone)]
 pub struct Headers(pub(crate) Vec<Header>);
@@ -450,22 +453,9 @@ impl Headers
         self.0.push(hd);
     }
 
-    #[cfg(not(feature = "allow_utf8_headers"))]
     #[inline]
     pub 
     fn get(&self, key: &str) -> Option<&HeaderFieldValueAscii>
-    {
-        self
-            .0
-            .iter()
-            .find(|h: &&Header| h.field.equiv(key))
-            .map(|h| &h.value)
-    }
-
-    #[cfg(feature = "allow_utf8_headers")]
-    #[inline]
-    pub 
-    fn get(&self, key: &str) -> Option<&HeaderFieldValueUtf>
     {
         self
             .0
@@ -674,171 +664,9 @@ impl Display for Header
     }
 }
 
-/// A [HeaderFieldValueAscii] which does not support UTF-8 in headers.
-#[cfg(not(feature = "allow_utf8_headers"))]
+/// A [HeaderFieldValueAscii]: header values are ASCII only.
 pub type HeaderFieldValue = HeaderFieldValueAscii;
 
-/// A [HeaderFieldValueUtf] which does not support UTF-8 in headers.
-#[cfg(feature = "allow_utf8_headers")]
-pub type HeaderFieldValue = HeaderFieldValueUtf;
-
-#[cfg(feature = "allow_utf8_headers")]
-pub mod mod_header_value_utf
-{
-    use std::{collections::HashSet, sync::{LazyLock, OnceLock}};
-
-    use super::*;
-
-    const NON_UTF8_HEADERS: &'static [&'static str] = 
-    &[
-        "A-IM",
-        "Age",
-        "Accept",
-        "Accept-Charset",
-        "Accept-Datetime",
-        "Accept-Encoding",
-        "Accept-Language",
-        "Access-Control-Request-Method",
-        "Access-Control-Allow-Origin",
-        "Authorization",
-        "Cache-Control",
-        "Connection",
-        "Content-Encoding",
-        "Content-Length",
-        "Content-MD5",
-        "Content-Type",
-        "Cookie",
-        "Date",
-        "ETag",
-        "Expect",
-        "Forwarded",
-        "Host",
-        "From",
-        "HTTP2-Settings",
-        "If-Match",
-        "If-None-Match",
-        "If-Range",
-        "If-Unmodified-Since",
-        "Max-Forwards",
-        "Pragma",
-        "Proxy-Authorization",
-        "Referer",
-        "Server",
-        "Set-Cookie",
-        "Transfer-Encoding",
-        "User-Agent",
-        "Upgrade",
-        "X-Forwarded-Host",
-        "X-Backend-Server",
-        "X-Requested-With",
-        "X-Forwarded-Proto",
-        "X-HTTP-Method-Override",
-        "X-Att-Deviceid",
-        "X-Cache-Info",
-        "Vary"
-    ];
-
-    static NON_UTF8_HEADERS_SET: LazyLock<HashSet<&'static str>> = 
-        LazyLock::new(|| NON_UTF8_HEADERS.iter().map(|s| *s).collect());
-
-    #[derive(Debug, Clone, Eq, PartialEq)]
-    pub struct HeaderFieldValueUtf(String);
-
-    impl AsRef<str> for HeaderFieldValueUtf
-    {
-        fn as_ref(&self) -> &str 
-        {
-            &self.0
-        }
-    }
-
-    impl HeaderFieldValueUtf
-    {
-        pub(super) 
-        fn from_const(val: &'static str) -> Self
-        {
-            Self( val.to_string() )
-        }
-
-        pub(crate)
-        fn from_slice<V>(field: &HeaderField, value: V) -> Result<Self, HeaderError>
-        where V: AsRef<[u8]>
-        {
-            let val_str = 
-                str::from_utf8(value.as_ref()).map_err(|e| HeaderError::ProtocolViolation(e.to_string()))?;
-
-            Self::from_str(field, val_str)
-        }
-
-        pub(crate) 
-        fn from_str(field: &HeaderField, value: &str) -> Result<Self, HeaderError>
-        {
-            let value_trimmed = value.trim();
-
-            // reject values containing 0x0D, 0x0A or 0x00,
-            // reject field names containing anything outside the RFC 9110 token set:
-            //   Tokens are short textual identifiers that do not include whitespace or delimiters
-            // Alphanumeric characters: U+0041 'A' ..= U+005A 'Z', or U+0061 'a' ..= U+007A 'z', or
-            //    U+0030 '0' ..= U+0039 '9'.
-            // OR
-            // The following special characters: U+0021 ..= U+002F ! " # $ % & ' ( ) * + , - . /, or
-            //    U+003A ..= U+0040 : ; < = > ? @, or U+005B ..= U+0060 [ \ ] ^ _ `, or
-            //    U+007B ..= U+007E { | } ~
-
-            // don't allow uncode in the base headers
-            let res = 
-                if NON_UTF8_HEADERS_SET.contains(field.as_str().as_str()) == true
-                {
-                    value_trimmed
-                        .chars()
-                        .all(
-                            |ch| 
-                            ch.is_ascii_alphanumeric() == true || ch.is_ascii_punctuation() == true ||
-                            ch == ' ' 
-                        )
-                }
-                else
-                {
-                    value_trimmed
-                        .chars()
-                        .all(
-                            |ch| 
-                            ch.is_alphanumeric() == true || ch.is_ascii_punctuation() == true ||
-                            ch == ' '
-                        )
-                };
-
-            
-            if res == false
-            {
-                return Err(
-                    HeaderError::ProtocolViolation(format!("header value contains invalid chars"))
-                );
-            }
-
-            return Ok(Self(value_trimmed.to_string()));
-        }
-
-        pub 
-        fn as_str(&self) -> &str
-        {
-            &self.0
-        }
-    }
-
-    impl Display for HeaderFieldValueUtf 
-    {
-        fn fmt(&self, formatter: &mut Formatter<'_>) -> Result<(), fmt::Error> 
-        {
-            write!(formatter, "{}", self.0.as_str())
-        }
-    }
-}
-
-#[cfg(feature = "allow_utf8_headers")]
-pub use self::mod_header_value_utf::HeaderFieldValueUtf;
-
-#[cfg(not(feature = "allow_utf8_headers"))]
 pub mod mod_header_value_ascii
 {
     use super::*;
@@ -914,7 +742,6 @@ pub mod mod_header_value_ascii
     }
 }
 
-#[cfg(not(feature = "allow_utf8_headers"))]
 pub use self::mod_header_value_ascii::HeaderFieldValueAscii;
 
 /// Field of a header (eg. `Content-Type`, `Content-Length`, etc.)
@@ -1212,143 +1039,5 @@ impl PartialOrd<HTTPVersion> for (u8, u8) {
 impl From<(u8, u8)> for HTTPVersion {
     fn from((major, minor): (u8, u8)) -> HTTPVersion {
         HTTPVersion(major, minor)
-    }
-}
-
-#[cfg(test)]
-mod test 
-{
-    use super::*;
-    use httpdate::HttpDate;
-    use std::{time::{Duration, SystemTime}};
-
-    #[test]
-    fn test_const_headers()
-    {
-        fn make_into(ch: &ConstHeader)
-        {
-            Header::from_bytes(ch.field, ch.value).unwrap();
-        }
-
-        make_into(&HEADER_CONNECTION);
-        make_into(&HEADER_SERVER);
-        make_into(&HEADER_TRANSFER_ENCODING);
-        make_into(&HEADER_CONTENT_TYPE);
-    }
-
-    #[test]
-    fn test_parse_header() {
-        let header: Header = "Content-Type: text/html".parse().unwrap();
-
-        assert!(header.field.equiv(&"content-type"));
-        assert!(header.value.as_str() == "text/html");
-
-        assert!("hello world".parse::<Header>().is_err());
-    }
-
-    #[test]
-    fn formats_date_correctly() {
-        let http_date = HttpDate::from(SystemTime::UNIX_EPOCH + Duration::from_secs(420895020));
-
-        assert_eq!(http_date.to_string(), "Wed, 04 May 1983 11:17:00 GMT")
-    }
-
-    #[test]
-    fn test_parse_header_with_doublecolon() {
-        let header: Header = "Time: 20: 34".parse().unwrap();
-
-        assert!(header.field.equiv(&"time"));
-        assert!(header.value.as_str() == "20: 34");
-    }
-
-    // This tests reslstance to RUSTSEC-2020-0031: "HTTP Request smuggling
-    // through malformed Transfer Encoding headers"
-    // (https://rustsec.org/advisories/RUSTSEC-2020-0031.html).
-    #[test]
-    fn test_strict_headers() 
-    {
-        assert!("Transfer-Encoding : chunked".parse::<Header>().is_err());
-        assert!(" Transfer-Encoding: chunked".parse::<Header>().is_err());
-        assert!("Transfer Encoding: chunked".parse::<Header>().is_err());
-        assert!(" Transfer\tEncoding : chunked".parse::<Header>().is_err());
-        assert!("Transfer-Encoding: chunked".parse::<Header>().is_ok());
-        assert!("Transfer-Encoding: chunked ".parse::<Header>().is_ok());
-        assert!("Transfer-Encoding:   chunked ".parse::<Header>().is_ok());
-    }
-
-    #[test]
-    fn test_header_str()
-    {
-        Header::from_bytes("Content-Type", "text/plain; charset=UTF-8").unwrap();
-        assert_eq!(Header::from_bytes("Content-Type", "text/plain; \x0acharset=UTF-8").is_err(), true);
-        assert_eq!(Header::from_bytes("Content-Type", "text/plain; \x0dcharset=UTF-8").is_err(), true);
-        assert_eq!(Header::from_bytes("Content-Type", "text/plain; charset=UTF-8\x00").is_err(), true);
-        assert_eq!(Header::from_bytes("Content-Type", "text/plain; \x00charset=UTF-8").is_err(), true);
-        assert_eq!(Header::from_bytes("Cont'ent-Type", "text/plain; charset=UTF-8").is_err(), true);
-        assert_eq!(Header::from_bytes("Content@Type", "text/plain; charset=UTF-8").is_err(), true);
-    }
-
-    #[cfg(not(feature = "allow_utf8_headers"))]
-    #[test]
-    fn test_header_str_utf()
-    {
-        assert_eq!(Header::from_bytes("Auth-Custom-Type", "佳波").is_err(), true);
-        assert_eq!(Header::from_bytes("Auth-Custom-Type", "Kanami").is_err(), false);
-        assert_eq!(Header::from_bytes("Content-Type", "text/plain; charset=UTF-8; 由佳").is_err(), true);
-    }
-
-    #[cfg(feature = "allow_utf8_headers")]
-    #[test]
-    fn test_header_str_utf()
-    {
-        assert_eq!(Header::from_bytes("Auth-Custom-Type", "佳波").is_err(), false);
-        assert_eq!(Header::from_bytes("Auth-Custom-Type", "Kanami").is_err(), false);
-        assert_eq!(Header::from_bytes("Content-Type", "text/plain; charset=UTF-8; 由佳").is_err(), true);
-    }
-
-    #[test]
-    fn test_hashset_header()
-    {
-        let mut hs = Headers::new();
-
-        hs.insert_kv("Test", "test").unwrap();
-        hs.insert_kv("test2", "test 2").unwrap();
-        
-        let val = hs.get("Test").unwrap();
-        assert_eq!(val.as_str(), "test");
-
-        let val = hs.get("test").unwrap();
-        assert_eq!(val.as_str(), "test");
-
-        let val = hs.get("test2").unwrap();
-        assert_eq!(val.as_str(), "test 2");
-
-        let val = hs.get("teSt2").unwrap();
-        assert_eq!(val.as_str(), "test 2");
-
-        let val = hs.get("TEST2").unwrap();
-        assert_eq!(val.as_str(), "test 2");
-
-        let val = hs.get("TEST3");
-        assert_eq!(val.is_none(), true);
-    }
-
-    #[test]
-    fn test_header_eq_test()
-    {
-        let h1 = Header::from_str("TestHeader", "TestValue").unwrap();
-        let h2 = Header::from_str("anotherheader", "anotherheaderValue").unwrap();
-
-        assert!(h1.field == "TestHeader");
-        assert!(h1.field == "testHeader");
-        assert!(h1.field == "testheader");
-        assert!(h1.field == "testheadeR");
-        assert!(h1.field != "testheade");
-        assert!(h1.field != "test header");
-
-        assert!(h2.field == "anotherheader");
-        assert!(h2.field == "anotherHeader");
-        assert!(h2.field == "Anotherheader");
-        assert!(h2.field == "anOTherheader");
     }
 }

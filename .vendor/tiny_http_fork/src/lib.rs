@@ -89,8 +89,6 @@
 //! ```
 //#![forbid(unsafe_code)] // removed because an alarm code is required, will be returned  back when XIO-RS will be ready
 #![deny(rust_2018_idioms)]
-// bully: unused items of the upstream code are not ours to prune.
-#![allow(unused, dead_code)]
 #![allow(clippy::match_like_matches_macro)]
 
 mod client;
@@ -99,19 +97,8 @@ mod connection;
 mod log;
 mod request;
 mod response;
-mod ssl;
-mod test;
 pub mod util;
 pub mod config;
-
-#[cfg(any(
-    feature = "ssl-openssl",
-    feature = "ssl-rustls",
-    feature = "ssl-native-tls"
-))]
-use zeroize::Zeroizing;
-
-
 
 use std::error::Error;
 use std::io;
@@ -123,7 +110,6 @@ use std::net::ToSocketAddrs;
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::mpsc;
 use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
@@ -135,8 +121,7 @@ pub use common::{HTTPVersion, Header, Headers, HeaderField, Method, StatusCode, 
 pub use connection::{ConfigListenAddr, ListenAddr, Listener};
 pub use request::{ReadWrite, Request};
 pub use response::{Response, ResponseBox};
-pub use test::TestRequest;
-pub use crate::config::{ ServerConfig, SslConfig };
+pub use crate::config::ServerConfig;
 
 use crate::client::ReadError;
 use crate::util::TaskPool;
@@ -144,64 +129,6 @@ use crate::util::TaskPool;
 /// bully patch: the whole answer to a connection refused at `max_threads` connections.
 const REFUSED_AT_CAPACITY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: 45\r\nConnection: close\r\n\r\n{\"error\":\"too many connections; retry later\"}";
 
-
-
-#[cfg(not(any(
-    feature = "ssl-openssl",
-    feature = "ssl-rustls",
-    feature = "ssl-native-tls"
-)))]
-type SslContext = ();
-#[cfg(any(
-    feature = "ssl-openssl",
-    feature = "ssl-rustls",
-    feature = "ssl-native-tls"
-))]
-type SslContext = ssl::SslContextImpl;
-
-#[derive(Debug)]
-pub struct SslContextWrap(Option<SslContext>);
-
-
-impl SslContextWrap
-{
-    pub 
-    fn build_ssl_capabilities(ssl_config: Option<SslConfig>) 
-        -> Result<Self, Box<dyn Error + Send + Sync>>
-    {
-        // building the SSL capabilities
-        let ssl: Option<SslContext> = 
-            {
-                match ssl_config 
-                {
-                    #[cfg(any(
-                        feature = "ssl-openssl",
-                        feature = "ssl-rustls",
-                        feature = "ssl-native-tls"
-                    ))]
-                    Some(config) => 
-                        Some(
-                            SslContext::from_pem(config.certificate,
-                            Zeroizing::new(config.private_key))?
-                        ),
-                    #[cfg(not(any(
-                        feature = "ssl-openssl",
-                        feature = "ssl-rustls",
-                        feature = "ssl-native-tls"
-                    )))]
-                    Some(_) => 
-                        return Err(
-                            "Building a server with SSL requires enabling the `ssl` feature in tiny-http"
-                                .into(),
-                        ),
-                    None => 
-                        None,
-                }
-            };
-
-        return Ok(Self(ssl));
-    }
-}
 
 /// The main class of this library.
 ///
@@ -256,6 +183,7 @@ impl From<Request> for Message
 
 // this trait is to make sure that Server implements Share and Send
 #[doc(hidden)]
+#[allow(dead_code)]
 trait MustBeShareDummy: Sync + Send {}
 #[doc(hidden)]
 impl MustBeShareDummy for Server {}
@@ -281,41 +209,12 @@ impl Server
             {
                 addr: 
                     ConfigListenAddr::from_socket_addrs(addr)?,
-                ssl: 
-                    None,
                 min_threads: 
                     None,
                 max_threads: 
                     None,
-            }
-        )
-    }
-
-    /// Shortcut for an HTTPS server on a specific address.
-    #[cfg(any(
-        feature = "ssl-openssl",
-        feature = "ssl-rustls",
-        feature = "ssl-native-tls"
-    ))]
-    #[inline]
-    pub fn https<A>(
-        addr: A,
-        config: SslConfig,
-    ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>>
-    where
-        A: ToSocketAddrs,
-    {
-        Server::new(
-            ServerConfig 
-            {
-                addr: 
-                    ConfigListenAddr::from_socket_addrs(addr)?,
-                ssl: 
-                    Some(config),
-                min_threads: 
-                    None,
-                max_threads: 
-                    None,
+                max_head_bytes: 
+                    client::MAX_HEAD,
             }
         )
     }
@@ -331,12 +230,12 @@ impl Server
             {
                 addr: 
                     ConfigListenAddr::unix_from_path(path.as_ref()),
-                ssl: 
-                    None,
                 min_threads: 
                     None,
                 max_threads: 
                     None,
+                max_head_bytes: 
+                    client::MAX_HEAD,
             }
         )
     }
@@ -356,7 +255,7 @@ impl Server
     /// This function has visibility `pub` which is a part of effort to move from the 
     /// thread per client model, to POLL + task assignment.
     pub 
-    fn accept_connection(server: &Listener, ssl: &SslContextWrap, tasks_pool: &TaskPool) -> Result<Option<ClientConnection>, IoError>
+    fn accept_connection(server: &Listener, max_head_bytes: usize, tasks_pool: &TaskPool) -> Result<Option<ClientConnection>, IoError>
     {
         let (mut sock, _) = server.accept()?;
 
@@ -371,41 +270,10 @@ impl Server
             return Ok(None);
         }
 
-        use util::RefinedTcpStream;
-        let (read_closable, write_closable) = 
-            match ssl.0
-            {
-                None => 
-                    RefinedTcpStream::new(sock),
-                #[cfg(any(
-                    feature = "ssl-openssl",
-                    feature = "ssl-rustls",
-                    feature = "ssl-native-tls"
-                ))]
-                Some(ref ssl) => 
-                {
-                    // trying to apply SSL over the connection
-                    // if an error occurs, we just close the socket and resume listening
-                    let Ok(sock) = ssl.accept(sock) 
-                        else
-                        {
-                            return Ok(None);
-                        };
-
-
-                    RefinedTcpStream::new(sock)
-                }
-                #[cfg(not(any(
-                    feature = "ssl-openssl",
-                    feature = "ssl-rustls",
-                    feature = "ssl-native-tls"
-                )))]
-                Some(ref _ssl) => 
-                    unreachable!(),
-            };
+        let (read_closable, write_closable) = util::RefinedTcpStream::new(sock)?;
 
         return 
-            Ok( Some(ClientConnection::new(write_closable, read_closable)) );
+            Ok( Some(ClientConnection::new(write_closable, read_closable, max_head_bytes)) );
     }
 
     /// Initializes a thread for a freshly accepted client.
@@ -431,45 +299,20 @@ impl Server
                             {
                                 if let Some(client) = client.take() 
                                 {
-                                    // Synchronization is needed for HTTPS requests to avoid a deadlock
-                                    if client.secure() == true
+                                    for rq_res in client 
                                     {
-                                        let (sender, receiver) = mpsc::channel();
-                                        for rq_res in client 
+                                        match rq_res
                                         {
-                                            match rq_res
+                                            Ok(rq) => 
                                             {
-                                                Ok(rq) => 
-                                                {
-                                                    messages_injector.push(rq.with_notify_sender(sender.clone()).into()).unwrap();
-                                                    receiver.recv().unwrap();
-                                                },
-                                                Err(e) => 
-                                                {
-                                                    log::error!("Error reading new client: {}", e);
-
-                                                    messages_injector.push(e.into()).unwrap();
-                                                },
-                                            }
-                                        }
-                                    } 
-                                    else 
-                                    {
-                                        for rq_res in client 
-                                        {
-                                            match rq_res
+                                                messages_injector.push(rq.into()).unwrap();
+                                            },
+                                            Err(e) => 
                                             {
-                                                Ok(rq) => 
-                                                {
-                                                    messages_injector.push(rq.into()).unwrap();
-                                                },
-                                                Err(e) => 
-                                                {
-                                                    log::error!("Error reading new client: {}", e);
+                                                log::error!("Error reading new client: {}", e);
 
-                                                    messages_injector.push(e.into()).unwrap();
-                                                },
-                                            }
+                                                messages_injector.push(e.into()).unwrap();
+                                            },
                                         }
                                     }
                                 }
@@ -529,8 +372,7 @@ impl Server
         //let local_addr: ListenAddr = config.addr.into();
         log::debug!("Server listening on {}", local_addr);
 
-        // building the SSL capabilities
-        let ssl= SslContextWrap::build_ssl_capabilities(config.ssl)?;
+        let max_head_bytes = config.max_head_bytes;
 
         // creating a task where server.accept() is continuously called
         // and ClientConnection objects are pushed in the messages queue
@@ -550,7 +392,7 @@ impl Server
                 while inside_close_trigger.load(Relaxed) == false
                 {
                     let new_client = 
-                        Self::accept_connection(&server, &ssl, &tasks_pool);
+                        Self::accept_connection(&server, max_head_bytes, &tasks_pool);
 
                     let messages_injector = message_injector.clone();
 

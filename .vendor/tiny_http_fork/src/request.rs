@@ -6,8 +6,6 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::str::FromStr;
 
-use std::sync::mpsc::Sender;
-
 use crate::util::{EqualReader, FusedReader};
 use crate::{HTTPVersion, Headers, Method, Response, StatusCode};
 use chunked_transfer::Decoder;
@@ -44,10 +42,6 @@ use chunked_transfer::Decoder;
 /// sent back to the client.
 /// This means that if your code fails during the handling of a request, this "internal server
 /// error" response will automatically be sent during the stack unwinding.
-///
-/// # Testing
-///
-/// If you want to build fake requests to test your server, use [`TestRequest`](crate::test::TestRequest).
 pub struct Request 
 {
     // where to read the body from
@@ -57,9 +51,6 @@ pub struct Request
     response_writer: Option<Box<dyn Write + Send + 'static>>,
 
     remote_addr: Option<SocketAddr>,
-
-    // true if HTTPS, false if HTTP
-    secure: bool,
 
     method: Method,
 
@@ -73,43 +64,6 @@ pub struct Request
 
     // true if a `100 Continue` response must be sent when `as_reader()` is called
     must_send_continue: bool,
-
-    // If Some, a message must be sent after responding
-    notify_when_responded: Option<Sender<()>>,
-}
-
-struct NotifyOnDrop<R> 
-{
-    sender: Sender<()>,
-    inner: R,
-}
-
-impl<R: Read> Read for NotifyOnDrop<R> 
-{
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> 
-    {
-        self.inner.read(buf)
-    }
-}
-
-impl<R: Write> Write for NotifyOnDrop<R> 
-{
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> 
-    {
-        self.inner.write(buf)
-    }
-
-    fn flush(&mut self) -> io::Result<()> 
-    {
-        self.inner.flush()
-    }
-}
-impl<R> Drop for NotifyOnDrop<R> 
-{
-    fn drop(&mut self) 
-    {
-       let _ = self.sender.send(());
-    }
 }
 
 /// Error that can happen when building a `Request` object.
@@ -145,7 +99,6 @@ impl From<IoError> for RequestCreationError
 /// The `Write` object will be used by the `Request` to write the response.
 #[allow(clippy::too_many_arguments)]
 pub fn new_request<R, W>(
-    secure: bool,
     method: Method,
     path: String,
     version: HTTPVersion,
@@ -309,27 +262,17 @@ where
             data_reader: Some(reader),
             response_writer: Some(Box::new(writer) as Box<dyn Write + Send + 'static>),
             remote_addr,
-            secure,
             method,
             path,
             http_version: version,
             headers,
             body_length: content_length,
             must_send_continue: expects_continue,
-            notify_when_responded: None,
         }
     );
 }
 
 impl Request {
-    /// Returns true if the request was made through HTTPS.
-    #[inline]
-    pub 
-    fn secure(&self) -> bool 
-    {
-        self.secure
-    }
-
     /// Returns the method requested by the client (eg. `GET`, `POST`, etc.).
     #[inline]
     pub 
@@ -413,20 +356,8 @@ impl Request {
         self.response_writer.as_mut().unwrap().flush()?; // TODO: unused result
 
         let stream = CustomStream::new(self.extract_reader_impl(), self.extract_writer_impl());
-        if let Some(sender) = self.notify_when_responded.take() 
-        {
-            let stream = 
-                NotifyOnDrop 
-                {
-                    sender,
-                    inner: stream,
-                };
-            return Ok( Box::new(stream) as Box<dyn ReadWrite + Send> );
-        } 
-        else 
-        {
-            return Ok( Box::new(stream) as Box<dyn ReadWrite + Send> );
-        }
+
+        return Ok( Box::new(stream) as Box<dyn ReadWrite + Send> );
     }
 
     /// Allows to read the body of the request.
@@ -489,19 +420,7 @@ impl Request {
     #[inline]
     pub fn into_writer(mut self) -> Box<dyn Write + Send + 'static> 
     {
-        let writer = self.extract_writer_impl();
-        if let Some(sender) = self.notify_when_responded.take() 
-        {
-            let writer = 
-                NotifyOnDrop 
-                {
-                    sender,
-                    inner: writer,
-                };
-            Box::new(writer) as Box<dyn Write + Send + 'static>
-        } else {
-            writer
-        }
+        self.extract_writer_impl()
     }
 
     /// Extract the response `Writer` object from the Request, dropping this `Writer` has the same side effects
@@ -537,12 +456,7 @@ impl Request {
     where
         R: Read,
     {
-        let res = self.respond_impl(response);
-        if let Some(sender) = self.notify_when_responded.take() 
-        {
-            let _ = sender.send(());
-        }
-        res
+        self.respond_impl(response)
     }
 
     fn respond_impl<R>(&mut self, response: Response<R>) -> Result<(), IoError>
@@ -575,11 +489,6 @@ impl Request {
             _ => Err(err),
         })
     }
-
-    pub(crate) fn with_notify_sender(mut self, sender: Sender<()>) -> Self {
-        self.notify_when_responded = Some(sender);
-        self
-    }
 }
 
 impl fmt::Debug for Request {
@@ -597,9 +506,6 @@ impl Drop for Request {
         if self.response_writer.is_some() {
             let response = Response::empty(500);
             let _ = self.respond_impl(response); // ignoring any potential error
-            if let Some(sender) = self.notify_when_responded.take() {
-                sender.send(()).unwrap();
-            }
         }
     }
 }
@@ -609,17 +515,3 @@ impl Drop for Request {
 /// Automatically implemented on all types that implement both `Read` and `Write`.
 pub trait ReadWrite: Read + Write {}
 impl<T> ReadWrite for T where T: Read + Write {}
-
-#[cfg(test)]
-mod tests {
-    use super::Request;
-
-    #[test]
-    fn must_be_send() {
-        #![allow(dead_code)]
-        fn f<T: Send>(_: &T) {}
-        fn bar(rq: &Request) {
-            f(rq);
-        }
-    }
-}

@@ -3,137 +3,22 @@ use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr};
 
 use crate::connection::Connection;
-#[cfg(any(
-    feature = "ssl-openssl",
-    feature = "ssl-rustls",
-    feature = "ssl-native-tls"
-))]
-use crate::ssl::SslStream;
 
-pub(crate) enum Stream {
-    Http(Connection),
-    #[cfg(any(
-        feature = "ssl-openssl",
-        feature = "ssl-rustls",
-        feature = "ssl-native-tls"
-    ))]
-    Https(SslStream),
-}
-
-impl Clone for Stream {
-    fn clone(&self) -> Self {
-        match self {
-            Stream::Http(tcp_stream) => Stream::Http(tcp_stream.try_clone().unwrap()),
-            #[cfg(any(
-                feature = "ssl-openssl",
-                feature = "ssl-rustls",
-                feature = "ssl-native-tls"
-            ))]
-            Stream::Https(ssl_stream) => Stream::Https(ssl_stream.clone()),
-        }
-    }
-}
-
-impl From<Connection> for Stream {
-    fn from(tcp_stream: Connection) -> Self {
-        Stream::Http(tcp_stream)
-    }
-}
-
-impl Stream {
-    fn secure(&self) -> bool {
-        match self {
-            Stream::Http(_) => false,
-            #[cfg(any(
-                feature = "ssl-openssl",
-                feature = "ssl-rustls",
-                feature = "ssl-native-tls"
-            ))]
-            Stream::Https(_) => true,
-        }
-    }
-
-    fn peer_addr(&mut self) -> IoResult<Option<SocketAddr>> {
-        match self {
-            Stream::Http(tcp_stream) => tcp_stream.peer_addr(),
-            #[cfg(any(
-                feature = "ssl-openssl",
-                feature = "ssl-rustls",
-                feature = "ssl-native-tls"
-            ))]
-            Stream::Https(ssl_stream) => ssl_stream.peer_addr(),
-        }
-    }
-
-    fn shutdown(&mut self, how: Shutdown) -> IoResult<()> {
-        match self {
-            Stream::Http(tcp_stream) => tcp_stream.shutdown(how),
-            #[cfg(any(
-                feature = "ssl-openssl",
-                feature = "ssl-rustls",
-                feature = "ssl-native-tls"
-            ))]
-            Stream::Https(ssl_stream) => ssl_stream.shutdown(how),
-        }
-    }
-}
-
-impl Read for Stream {
-    fn read(&mut self, buf: &mut [u8]) -> IoResult<usize> {
-        match self {
-            Stream::Http(tcp_stream) => tcp_stream.read(buf),
-            #[cfg(any(
-                feature = "ssl-openssl",
-                feature = "ssl-rustls",
-                feature = "ssl-native-tls"
-            ))]
-            Stream::Https(ssl_stream) => ssl_stream.read(buf),
-        }
-    }
-}
-
-impl Write for Stream {
-    fn write(&mut self, buf: &[u8]) -> IoResult<usize> {
-        match self {
-            Stream::Http(tcp_stream) => tcp_stream.write(buf),
-            #[cfg(any(
-                feature = "ssl-openssl",
-                feature = "ssl-rustls",
-                feature = "ssl-native-tls"
-            ))]
-            Stream::Https(ssl_stream) => ssl_stream.write(buf),
-        }
-    }
-
-    fn flush(&mut self) -> IoResult<()> {
-        match self {
-            Stream::Http(tcp_stream) => tcp_stream.flush(),
-            #[cfg(any(
-                feature = "ssl-openssl",
-                feature = "ssl-rustls",
-                feature = "ssl-native-tls"
-            ))]
-            Stream::Https(ssl_stream) => ssl_stream.flush(),
-        }
-    }
-}
-
-#[derive(Clone)]
+/// One half of a connection: dropping the read half shuts the socket for reading, dropping
+/// the write half shuts it for writing.
 pub struct RefinedTcpStream 
 {
-    stream: Stream,
+    stream: Connection,
     close_read: bool,
     close_write: bool,
 }
 
 impl RefinedTcpStream {
-    pub(crate) fn new<S>(stream: S) -> (RefinedTcpStream, RefinedTcpStream)
-    where
-        S: Into<Stream>,
+    /// bully patch: a failed `dup` (out of descriptors) is returned, not a panic of the
+    /// accept thread, which then backs off as for a failed accept (patch 3).
+    pub(crate) fn new(stream: Connection) -> IoResult<(RefinedTcpStream, RefinedTcpStream)>
     {
-        let stream: Stream = stream.into();
-
-        let (read, write) = (stream.clone(), stream);
+        let (read, write) = (stream.try_clone()?, stream);
 
         let read = RefinedTcpStream {
             stream: read,
@@ -147,13 +32,7 @@ impl RefinedTcpStream {
             close_write: true,
         };
 
-        (read, write)
-    }
-
-    /// Returns true if this struct wraps around a secure connection.
-    #[inline]
-    pub(crate) fn secure(&self) -> bool {
-        self.stream.secure()
+        Ok((read, write))
     }
 
     pub(crate) fn peer_addr(&mut self) -> IoResult<Option<SocketAddr>> {
