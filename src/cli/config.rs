@@ -25,6 +25,8 @@ pub struct Config {
     pub startup_delay: Duration,
     pub health_interval: Duration,
     pub timeout: Duration,
+    /// How often the coordinator beats on each follower's watch stream.
+    pub heartbeat: Duration,
     pub log_level: LevelFilter,
     /// Signs and checks every POST; `Debug` shows it redacted.
     pub cluster_key: Option<ClusterKey>,
@@ -38,6 +40,10 @@ pub struct Config {
     /// Where the terms this node used are kept across restarts.
     pub state_dir: PathBuf,
 }
+
+/// Bounds on `--heartbeat`, those the coordinator's beat hub accepts.
+const MIN_HEARTBEAT: Duration = crate::runtime::beats::MIN_BEAT;
+const MAX_HEARTBEAT: Duration = crate::runtime::beats::MAX_BEAT;
 
 /// The shortest `--lease`: renewals go out eight times a lease and must get a round trip in.
 const MIN_LEASE: Duration = Duration::from_millis(200);
@@ -76,6 +82,14 @@ pub fn parse(
     let startup_delay = f.duration("--startup-delay", Duration::from_secs(15))?;
     let health_interval = f.duration("--health-interval", Duration::from_secs(20))?;
     let timeout = f.duration("--timeout", Duration::from_secs(1))?;
+    let heartbeat = f.duration("--heartbeat", Duration::from_millis(200))?;
+    if !(MIN_HEARTBEAT..=MAX_HEARTBEAT).contains(&heartbeat) {
+        return Err(UsageError(format!(
+            "--heartbeat: expected {} ms to {} s",
+            MIN_HEARTBEAT.as_millis(),
+            MAX_HEARTBEAT.as_secs()
+        )));
+    }
     if health_interval.is_zero() || timeout.is_zero() {
         return Err(UsageError(
             "--health-interval and --timeout: expected a duration above zero".into(),
@@ -164,6 +178,7 @@ pub fn parse(
         startup_delay,
         health_interval,
         timeout,
+        heartbeat,
         log_level,
         cluster_key,
         hooks,

@@ -10,11 +10,13 @@ use crate::http::peer::PeerClient;
 use crate::http::server;
 use crate::registry;
 use crate::runtime::api::Api;
+use crate::runtime::beats::Beats;
 use crate::runtime::clock::Clock;
 use crate::runtime::directory::Directory;
 use crate::runtime::fence::Fence;
 use crate::runtime::handle::Handle;
 use crate::runtime::hooks::Hooks;
+use crate::runtime::leadership::Leadership;
 use crate::runtime::metrics::Metrics;
 use crate::runtime::node::{Node, Parts};
 use crate::runtime::registration::Registration;
@@ -22,7 +24,7 @@ use crate::runtime::schedules;
 use crate::runtime::shutdown::{self, Leaving};
 use crate::runtime::state_file::StateFile;
 use crate::runtime::timing::Timing;
-use crate::runtime::watch::{self, Leadership};
+use crate::runtime::watch;
 use crate::sync::spawn_named;
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -71,6 +73,7 @@ pub fn run(config: Config) -> ExitCode {
         startup_delay: config.startup_delay,
         health_interval: config.health_interval,
         timeout: config.timeout,
+        heartbeat: config.heartbeat,
     };
     let cluster = config.registry.cluster.clone();
     let (state, persisted) = match StateFile::open(&config.state_dir, &cluster, &me.name) {
@@ -194,7 +197,22 @@ pub fn run(config: Config) -> ExitCode {
     if let Err(e) = spawn_named("watch", move || watch::follow(follower, timed)) {
         log::warn!("cannot start the coordinator watch ({e}); relying on the health check");
     }
+    let beats = {
+        let node = Arc::clone(&node);
+        match Beats::start(
+            Arc::clone(&leadership),
+            move || node.snapshot(),
+            watch::asks_to_be_followed,
+        ) {
+            Ok(b) => b,
+            Err(e) => {
+                eprintln!("bully: cannot start the beat thread: {e}");
+                return ExitCode::from(1);
+            }
+        }
+    };
     let api = Api {
+        beats,
         witness: config.witness,
         me,
         cluster,

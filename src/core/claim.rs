@@ -4,7 +4,7 @@
 //! All of it is part of [`Election`]; this file keeps it apart from plain Bully.
 
 use super::election::{Election, Phase};
-use super::event::{AnnounceAnswer, CheckAnswer, Timer, Unreachable};
+use super::event::{AnnounceAnswer, CheckAnswer, Purpose, Timer, Unreachable};
 use super::member::{others, Member, NodeRef};
 use super::quorum::{Acks, Millis, Promise};
 use super::ready::{AnnounceReply, Detection, Effect, Note};
@@ -298,6 +298,13 @@ impl Election {
         if self.lead.as_ref().is_some_and(|l| l.term == term) {
             self.announce_lead();
             self.timer(Timer::Renew { term }, q.renew_every());
+            if !self.acting(self.now) {
+                // Still gathering a majority: members that registered since it read them
+                // (they started at the same time, say) are asked from the next renewal on.
+                self.effect(Effect::CollectMembers {
+                    purpose: Purpose::Refresh,
+                });
+            }
         }
     }
 
@@ -456,12 +463,16 @@ impl Election {
     }
 
     /// The hooks let go (the `--exec` child stopped and `--on-demoted` ran): a node handing
-    /// over or shutting down releases its followers.
+    /// over or shutting down releases its followers; one shutting down stops saying it leads
+    /// only now, when it no longer does.
     pub(super) fn on_let_go(&mut self) {
+        if self.leaving && self.coordinator.as_ref() == Some(&self.me) {
+            self.set_coordinator(None);
+        }
         let Some(lead) = self.lead.take() else {
             return;
         };
-        if !lead.releasing {
+        if !lead.releasing && !self.leaving {
             self.lead = Some(lead);
             return;
         }
@@ -475,8 +486,9 @@ impl Election {
         });
     }
 
-    /// SIGINT/SIGTERM: stand for nothing more, stop acting, and release the followers once
-    /// the hooks let go.
+    /// SIGINT/SIGTERM: stand for nothing more; once the hooks let go, stop leading and
+    /// release the followers. Until then the node still acts (its child is stopping), so it
+    /// still says so and keeps its followers.
     pub(super) fn on_shutting_down(&mut self) {
         if self.leaving {
             return;
@@ -485,12 +497,6 @@ impl Election {
         self.note(Note::ShuttingDown);
         if self.phase != Phase::Idle {
             self.end_round(false);
-        }
-        if let Some(lead) = self.lead.as_mut() {
-            lead.releasing = true;
-        }
-        if self.coordinator.as_ref() == Some(&self.me) {
-            self.set_coordinator(None);
         }
         if !self.settings.has_hooks {
             self.on_let_go();
@@ -1082,18 +1088,47 @@ mod tests {
         let (term, seq) = announced(&r).unwrap();
         ack(&mut e, 3001, term, seq, &[2]);
         let r = e.step(3100, Event::ShuttingDown);
-        assert!(!e.snapshot(3100).is_coordinator);
-        assert_eq!(r.changes.len(), 1);
+        // Its child is still stopping: it still leads, says so, and keeps its followers.
+        assert!(e.snapshot(3100).is_coordinator);
+        assert!(e.snapshot(3100).leaving);
+        assert!(r.changes.is_empty());
         assert!(!r
             .effects
             .iter()
             .any(|e| matches!(e, Effect::Release { .. })));
         let r = e.step(3200, Event::LetGo);
+        assert!(!e.snapshot(3200).is_coordinator);
+        assert_eq!(r.changes.len(), 1);
         assert!(r
             .effects
             .iter()
             .any(|e| matches!(e, Effect::Release { .. })));
         // Standing for nothing: no elections, election messages sent elsewhere.
         assert_eq!(e.step(3300, Event::HealthTick), Ready::default());
+    }
+
+    #[test]
+    fn a_claimant_finds_members_that_registered_after_it_read_them() {
+        let mut e = node(3, 3);
+        // Alone in the registry when its round read it: nobody to ask.
+        let r = elect(&mut e, 3000, &cluster(&[3]));
+        assert!(announced(&r).is_none());
+        let r = e.step(3250, Event::Timer(Timer::Renew { term: 1 }));
+        assert!(r.effects.contains(&Effect::CollectMembers {
+            purpose: Purpose::Refresh
+        }));
+        e.step(
+            3260,
+            Event::Members {
+                purpose: Purpose::Refresh,
+                members: cluster(&[1, 2, 3]),
+            },
+        );
+        let r = e.step(3500, Event::Timer(Timer::Renew { term: 1 }));
+        let to = r.effects.iter().find_map(|e| match e {
+            Effect::Announce { to, .. } => Some(to.clone()),
+            _ => None,
+        });
+        assert_eq!(to, Some(cluster(&[1, 2])));
     }
 }

@@ -28,6 +28,13 @@ use std::time::Duration;
 
 pub use super::claim::{Lead, QuorumState, QuorumView};
 
+/// How much later each rank elects after a coordinator failure all followers saw at once.
+const RANK_STEP_MS: u64 = 2;
+/// The longest such wait.
+const MAX_RANK_WAIT_MS: u64 = 250;
+/// How many of the highest members a (re)started node asks for their term.
+const TERMS_ASKED: usize = 3;
+
 /// How a node takes part, and the waits it asks the shell to time.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Settings {
@@ -91,6 +98,8 @@ pub struct Snapshot {
     pub term: u64,
     /// Quorum mode only.
     pub quorum: Option<QuorumView>,
+    /// SIGINT/SIGTERM arrived: a coordinator that stops leading now is leaving, not demoted.
+    pub leaving: bool,
 }
 
 /// What a node knows and where it is in the protocol.
@@ -111,6 +120,9 @@ pub struct Election {
     pub(super) round: u64,
     /// Members read at the start of the round: the announcement goes to them.
     pub(super) round_members: Vec<Member>,
+    /// The higher members of this round not yet messaged: the round asks the highest first
+    /// and the others only if it does not answer.
+    pub(super) rest: Vec<Member>,
     /// The last member list read for any purpose: renewals go to them.
     pub(super) members: Vec<Member>,
     /// A check of the coordinator, asked for by an election message, is under way: further
@@ -156,6 +168,7 @@ impl Election {
             phase: Phase::Idle,
             round: 0,
             round_members: Vec::new(),
+            rest: Vec::new(),
             members: Vec::new(),
             verifying: false,
             suspect: None,
@@ -198,6 +211,7 @@ impl Election {
             election: self.phase != Phase::Idle,
             term: self.term,
             quorum: self.quorum_view(now),
+            leaving: self.leaving,
         }
     }
 
@@ -360,8 +374,13 @@ impl Election {
                     });
                 }
             }
+            Purpose::Refresh => {}
             Purpose::LearnTerms => {
-                let members: Vec<Member> = others(&members, &self.me).cloned().collect();
+                // Any follower knows the term: ask a few of the highest, not everybody (N
+                // nodes starting together asked N² questions).
+                let mut members: Vec<Member> = others(&members, &self.me).cloned().collect();
+                members.sort_by_key(|m| std::cmp::Reverse(m.node_ref()));
+                members.truncate(TERMS_ASKED);
                 if members.is_empty() {
                     self.request_election();
                 } else {
@@ -397,28 +416,40 @@ impl Election {
         }
     }
 
-    /// The registry answered: message every higher member (but a suspect), or win at once
-    /// when there is none.
+    /// The members above this node that stand, but a suspect, highest first.
+    fn candidates_above(&self, members: &[Member]) -> Vec<Member> {
+        let suspect = self.suspect.as_ref();
+        let mut above: Vec<Member> = higher(members, &self.me)
+            .filter(|m| suspect.is_none_or(|s| !m.is(s)))
+            .cloned()
+            .collect();
+        above.sort_by_key(|m| std::cmp::Reverse(m.node_ref()));
+        above
+    }
+
+    /// The registry answered: message the highest member above (but a suspect), the others
+    /// only if it does not answer; or win at once when there is none. One message where the
+    /// original sent one to every higher node: in a large cluster every survivor of a crash
+    /// elects at once, and N² messages took seconds.
     fn members_collected(&mut self, round: u64, members: Vec<Member>) {
         if self.phase != Phase::Collecting || round != self.round {
             return;
         }
-        let suspect = self.suspect.clone();
-        let higher: Vec<Member> = higher(&members, &self.me)
-            .filter(|m| suspect.as_ref().is_none_or(|s| !m.is(s)))
-            .cloned()
-            .collect();
+        let mut above = self.candidates_above(&members);
+        above.reverse();
         self.note(Note::HigherNodes {
-            names: higher.iter().map(|m| m.name.clone()).collect(),
+            names: above.iter().map(|m| m.name.clone()).collect(),
         });
         self.round_members = members;
-        if higher.is_empty() {
+        let Some(top) = above.pop() else {
             return self.won_round();
-        }
+        };
+        above.reverse();
+        self.rest = above;
         self.phase = Phase::Electing;
         self.effect(Effect::SendElection {
             round,
-            to: higher,
+            to: vec![top],
             term: self.max_term,
         });
     }
@@ -454,6 +485,16 @@ impl Election {
         if self.phase != Phase::Electing || round != self.round {
             return;
         }
+        if ok == 0 && !self.rest.is_empty() {
+            // The highest did not answer: ask every other member above at once.
+            let to = std::mem::take(&mut self.rest);
+            self.effect(Effect::SendElection {
+                round,
+                to,
+                term: self.max_term,
+            });
+            return;
+        }
         if ok == 0 {
             self.note(Note::NoHigherAnswered {
                 me: self.me.name.clone(),
@@ -487,6 +528,11 @@ impl Election {
             Timer::ClaimRetry { term } => self.on_claim_retry(term),
             Timer::LeaseCheck { term } => self.on_lease_check(term),
             Timer::PromiseExpiry { coordinator } => self.on_promise_expiry(&coordinator),
+            Timer::Ranked => {
+                if self.coordinator.is_none() {
+                    self.request_election();
+                }
+            }
             Timer::PromiseFree { round } => {
                 if self.phase == Phase::AwaitingPromise && round == self.round {
                     self.become_coordinator();
@@ -739,7 +785,18 @@ impl Election {
             by,
         });
         self.set_coordinator(None);
-        self.request_election();
+        if by == Detection::HealthCheck {
+            return self.request_election();
+        }
+        // A closed watch or a lapsed lease is seen by every follower at once: they elect in
+        // rank order, the highest survivor at once, each one below a little later, so that
+        // most hear the new coordinator's announcement before they elect at all.
+        let rank = self.candidates_above(&self.members.clone()).len() as u64;
+        if rank == 0 {
+            self.request_election();
+        } else {
+            self.timer(Timer::Ranked, (rank * RANK_STEP_MS).min(MAX_RANK_WAIT_MS));
+        }
     }
 
     /// What a held watch's end says about the coordinator.
@@ -1040,32 +1097,44 @@ mod tests {
         assert_eq!(r.notes[0].to_string(), "Starting election in: node2");
         let r = members(&mut e, 1, &cluster(&[1, 2, 3, 4]));
         assert_eq!(r.notes[0].to_string(), "higher nodes: [node3, node4]");
+        // The highest first; the others only if it does not answer.
         assert_eq!(
             r.effects,
             vec![Effect::SendElection {
                 round: 1,
-                to: cluster(&[3, 4]),
+                to: cluster(&[4]),
                 term: 0
             }]
         );
         assert!(e.snapshot(0).election);
         assert!(r.rounds.is_empty() && r.changes.is_empty());
+        let down = ElectionAnswer::Unreachable(Unreachable::Refused);
+        let r = answered(&mut e, 1, vec![(member("node4", 4), down)]);
+        assert_eq!(
+            r.effects,
+            vec![Effect::SendElection {
+                round: 1,
+                to: cluster(&[3]),
+                term: 0
+            }]
+        );
+        // An OK from any of them ends the asking.
+        let r = answered(&mut e, 1, vec![(member("node3", 3), ok())]);
+        assert!(matches!(&r.effects[..], [Effect::StartTimer { .. }]));
     }
 
     #[test]
     fn no_ok_from_higher_nodes_makes_this_node_coordinator_whatever_else_they_said() {
         let mut e = node(2);
         start(&mut e, &cluster(&[1, 2, 3, 4, 5, 6]));
+        let gone = ElectionAnswer::Unreachable(Unreachable::Closed);
+        answered(&mut e, 1, vec![(member("node6", 6), gone)]);
         let answers = vec![
             (member("node3", 3), ElectionAnswer::Busy),
             (member("node4", 4), ElectionAnswer::Refused { status: 409 }),
             (
                 member("node5", 5),
                 ElectionAnswer::Unreachable(Unreachable::Timeout),
-            ),
-            (
-                member("node6", 6),
-                ElectionAnswer::Unreachable(Unreachable::Closed),
             ),
         ];
         let r = answered(&mut e, 1, answers);
@@ -1111,7 +1180,9 @@ mod tests {
         let mut high = node(3);
         let ms = cluster(&[1, 2, 3]);
         let r = start(&mut low, &ms);
-        assert!(matches!(&r.effects[..], [Effect::SendElection { to, .. }] if to.len() == 2));
+        assert!(
+            matches!(&r.effects[..], [Effect::SendElection { to, .. }] if to == &cluster(&[3]))
+        );
         // node3 knows no coordinator: it answers OK and runs its own election ...
         let (reply, r) = proxy(&mut high, low.me(), 0);
         assert_eq!(reply, ProxyReply::Ok);
@@ -1876,5 +1947,63 @@ mod tests {
         let mut f = node(1);
         announce(&mut f, 4, 1);
         assert_eq!(f.step(0, Event::Rejoined), Ready::default());
+    }
+
+    #[test]
+    fn survivors_of_a_crash_elect_in_rank_order_and_the_lower_ones_mostly_never_need_to() {
+        let ms = cluster(&[1, 2, 7, 8, 9]);
+        let follower = |id| {
+            let mut e = node(id);
+            e.step(
+                0,
+                Event::Members {
+                    purpose: Purpose::LookForHigher,
+                    members: ms.clone(),
+                },
+            );
+            announce(&mut e, 9, 1);
+            e
+        };
+        let closed = |e: &mut Election| {
+            e.step(
+                0,
+                Event::WatchEnded {
+                    coordinator: nref(9),
+                    end: WatchEnd::Closed,
+                },
+            )
+        };
+        // node8, the highest survivor, elects at once and asks nobody (node9 is suspect).
+        let mut n8 = follower(8);
+        let r = closed(&mut n8);
+        assert!(r.effects.contains(&collect(1)), "{r:?}");
+        let r = members(&mut n8, 1, &ms);
+        assert!(matches!(&r.effects[..], [Effect::Announce { .. }]), "{r:?}");
+        // node7 waits one step, node1 four; neither elects when the announcement comes first.
+        let mut n7 = follower(7);
+        let r = closed(&mut n7);
+        assert_eq!(
+            r.effects,
+            vec![Effect::StartTimer {
+                timer: Timer::Ranked,
+                after: Duration::from_millis(2)
+            }]
+        );
+        let mut n1 = follower(1);
+        let r = closed(&mut n1);
+        assert!(r.effects.contains(&Effect::StartTimer {
+            timer: Timer::Ranked,
+            after: Duration::from_millis(6)
+        }));
+        announce(&mut n1, 8, 2);
+        assert_eq!(n1.step(0, Event::Timer(Timer::Ranked)), Ready::default());
+        // If it does not come, node7 elects when its turn comes: one message, to node8.
+        let r = n7.step(0, Event::Timer(Timer::Ranked));
+        assert!(r.effects.contains(&collect(1)));
+        let r = members(&mut n7, 1, &ms);
+        assert!(
+            matches!(&r.effects[..], [Effect::SendElection { to, .. }] if to == &cluster(&[8])),
+            "{r:?}"
+        );
     }
 }

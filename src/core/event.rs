@@ -87,6 +87,8 @@ pub enum Timer {
     PromiseExpiry { coordinator: NodeRef },
     /// Quorum mode: round `round` waits for this node's own promise to run out.
     PromiseFree { round: u64 },
+    /// This node's turn to elect after a coordinator failure every follower saw at once.
+    Ranked,
 }
 
 /// Why the members were read.
@@ -98,6 +100,8 @@ pub enum Purpose {
     LookForHigher,
     /// Before the first election: to ask the others which term they follow.
     LearnTerms,
+    /// Quorum mode: a node claiming a term looks for members that registered since.
+    Refresh,
 }
 
 /// Why members were probed (`GET /`).

@@ -15,7 +15,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 use std::io::Read;
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -86,9 +86,18 @@ impl Answer {
 }
 
 /// What the node behind the server provides.
+/// A connection taken over after `101 Switching Protocols`.
+pub trait UpgradedIo: Read + std::io::Write + Send {}
+impl<T: Read + std::io::Write + Send> UpgradedIo for T {}
+
 pub trait Service: Send + Sync + 'static {
     /// Answers a checked request. May block (a held watch); each call has its own thread.
     fn answer(&self, call: Call) -> Answer;
+    /// `GET /watch` asking for a beat stream: `Ok` to switch protocols, else the answer to
+    /// send instead (409 on a node that is not the coordinator, 503 at the cap).
+    fn accept_stream(&self) -> Result<(), Answer>;
+    /// Takes over the switched connection (its socket is `fd`), beating every `every`.
+    fn take_stream(&self, io: Box<dyn UpgradedIo>, fd: RawFd, every: Duration);
     /// Checks signatures when the cluster has a key.
     fn verifier(&self) -> Option<&Verifier>;
     /// Counts an answered request for the metrics.
@@ -156,7 +165,16 @@ fn dispatch(service: &Arc<dyn Service>, live: &Arc<AtomicUsize>, rq: Request) {
     let (route, _) = Route::parse(rq.url());
     if route == Route::Watch && *rq.method() == tiny_http::Method::Get {
         let service = Arc::clone(service);
-        if let Err(e) = spawn_named("watch", move || handle(&*service, route, rq)) {
+        let stream = rq
+            .headers()
+            .get("Upgrade")
+            .is_some_and(|v| v.as_str().eq_ignore_ascii_case(super::stream::PROTOCOL));
+        let spawned = if stream {
+            spawn_named("watch", move || open_stream(&*service, rq))
+        } else {
+            spawn_named("watch", move || handle(&*service, route, rq))
+        };
+        if let Err(e) = spawned {
             log::error!("cannot start a watch thread: {e}");
         }
         return;
@@ -197,6 +215,30 @@ fn handle(service: &dyn Service, route: Route, mut rq: Request) {
     };
     service.answered(route, answer.status());
     respond(rq, answer);
+}
+
+/// `GET /watch` with `Upgrade: bully-beat`: switch protocols and hand the connection to the
+/// node's beat hub, or answer as a plain request would be.
+fn open_stream(service: &dyn Service, rq: Request) {
+    let (_, query) = Route::parse(rq.url());
+    let every = query
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("beat_ms="))
+        .and_then(|v| v.parse::<u64>().ok())
+        .map_or(Duration::from_millis(200), Duration::from_millis);
+    if let Err(answer) = service.accept_stream() {
+        service.answered(Route::Watch, answer.status());
+        return respond(rq, answer);
+    }
+    let fd = rq.socket_fd();
+    let switch = Response::empty(101).with_header(header("Connection", "Upgrade"));
+    match rq.upgrade(super::stream::PROTOCOL, switch) {
+        Ok(io) => {
+            service.answered(Route::Watch, 101);
+            service.take_stream(Box::new(io), fd, every);
+        }
+        Err(e) => log::debug!("could not switch a watch to a beat stream: {e}"),
+    }
 }
 
 /// Everything a request must pass before the node sees it: a known route and its method,

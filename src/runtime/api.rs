@@ -1,19 +1,24 @@
 //! The node's HTTP API: each checked request becomes an event for the core (or a read of its
 //! state), and the core's reply becomes the JSON the original design answered with.
 
+use super::beats::Beats;
 use super::directory::Directory;
 use super::handle::Handle;
+use super::leadership::Leadership;
 use super::metrics::{Gauges, Metrics, QuorumGauges};
-use super::watch::{self, Leadership};
+use super::watch;
 use crate::core::event::Event;
 use crate::core::member::Member;
 use crate::core::ready::{AnnounceReply, ProxyReply, Reply};
 use crate::core::wire::{AnnounceAnswer, NodeDetails, ProxyAnswer, QuorumDetails, Refusal};
 use crate::http::auth::Verifier;
+use crate::http::limits::MAX_WATCHERS;
 use crate::http::routes::Route;
-use crate::http::server::{Answer, Call, Service};
+use crate::http::server::{Answer, Call, Service, UpgradedIo};
 use serde_json::json;
+use std::os::fd::RawFd;
 use std::sync::Arc;
+use std::time::Duration;
 
 pub struct Api {
     pub me: Member,
@@ -23,6 +28,7 @@ pub struct Api {
     pub directory: Arc<Directory>,
     pub metrics: Arc<Metrics>,
     pub leadership: Arc<Leadership>,
+    pub beats: Arc<Beats>,
     pub verifier: Option<Verifier>,
 }
 
@@ -126,6 +132,30 @@ impl Service for Api {
                 Answer::ok(json!({"Response": "OK"}))
             }
         }
+    }
+
+    fn accept_stream(&self) -> Result<(), Answer> {
+        let s = self.node.snapshot();
+        if s.leaving && !watch::asks_to_be_followed(&s) {
+            return Err(watch::shutting_down());
+        }
+        if !watch::asks_to_be_followed(&s) {
+            return Err(Answer::Json {
+                status: 409,
+                body: json!({
+                    "error": "this node is not the coordinator",
+                    "coordinator": s.coordinator.map(|c| c.name),
+                }),
+            });
+        }
+        if self.leadership.watchers() >= MAX_WATCHERS {
+            return Err(Answer::error(503, "too many watches; use the health check"));
+        }
+        Ok(())
+    }
+
+    fn take_stream(&self, io: Box<dyn UpgradedIo>, fd: RawFd, every: Duration) {
+        self.beats.add(io, fd, every);
     }
 
     fn verifier(&self) -> Option<&Verifier> {

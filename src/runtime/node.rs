@@ -8,10 +8,10 @@ use super::directory::Directory;
 use super::effects::Executor;
 use super::fence::Fence;
 use super::handle::Handle;
+use super::leadership::Leadership;
 use super::metrics::Metrics;
 use super::state_file::StateFile;
 use super::timers::Timers;
-use super::watch::Leadership;
 use crate::core::election::{Election, Settings, Snapshot};
 use crate::core::event::Event;
 use crate::core::member::{Member, NodeRef};
@@ -28,6 +28,8 @@ pub struct Node {
     /// Terms used or acknowledged go here before anyone hears of them.
     state: StateFile,
     subscribers: Mutex<Vec<Sender<Change>>>,
+    /// Held from the end of a step until its changes are published.
+    publishing: Mutex<()>,
     /// When the current election round started, for `bully_last_election_seconds`.
     round_started: Mutex<Option<Instant>>,
     metrics: Arc<Metrics>,
@@ -77,6 +79,7 @@ impl Node {
             )),
             state: parts.state,
             subscribers: Mutex::new(Vec::new()),
+            publishing: Mutex::new(()),
             round_started: Mutex::new(None),
             metrics: parts.metrics,
             directory: parts.directory,
@@ -89,8 +92,8 @@ impl Node {
         Ok(node)
     }
 
-    /// Sends a change to every subscriber and wakes the held watches. Called under the state
-    /// lock, so subscribers see changes in the order they happened.
+    /// Sends a change to every subscriber and wakes the held watches. Called under the
+    /// publishing lock, so subscribers see changes in the order they happened.
     fn publish(&self, change: &Change) {
         use std::sync::atomic::Ordering::Relaxed;
         self.metrics.coordinator_changes.fetch_add(1, Relaxed);
@@ -135,17 +138,20 @@ impl Node {
 
 impl Handle for Node {
     fn step(&self, event: Event) -> Option<Reply> {
-        let ready = {
+        let (ready, publishing) = {
             let mut election = lock(&self.election);
             let _held = StateLockHeld::enter();
             let ready = election.step(self.clock.now(), event);
-            for change in &ready.changes {
-                self.publish(change);
-            }
-            ready
+            // Taken before the state lock is let go: changes are published in the order the
+            // steps made them, yet after their term is on disk.
+            (ready, lock(&self.publishing))
         };
-        // On disk before anyone hears of the term: a node that cannot make sure of that must
-        // not go on, or a restart could hand the same term out twice.
+        self.count_rounds(&ready.rounds);
+        for note in &ready.notes {
+            self.log(note);
+        }
+        // On disk before anyone hears of the term (the hooks included): a node that cannot
+        // make sure of that must not go on, or a restart could hand the same term out twice.
         if let Some(p) = &ready.persist {
             if let Err(e) = self.state.save(p) {
                 log::error!(
@@ -156,10 +162,10 @@ impl Handle for Node {
                 std::process::exit(1);
             }
         }
-        self.count_rounds(&ready.rounds);
-        for note in &ready.notes {
-            self.log(note);
+        for change in &ready.changes {
+            self.publish(change);
         }
+        drop(publishing);
         if !ready.effects.is_empty() {
             if let Some(this) = self.this.upgrade() {
                 let handle: Arc<dyn Handle> = this;
