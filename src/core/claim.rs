@@ -179,6 +179,7 @@ impl Election {
     fn announce_lead(&mut self) {
         let now = self.now;
         let to: Vec<Member> = others(&self.members, &self.me).cloned().collect();
+        let late = self.late_askers(&to);
         self.seq += 1;
         let seq = self.seq;
         let Some(lead) = self.lead.as_mut() else {
@@ -187,13 +188,20 @@ impl Election {
         lead.sent.push(Sent {
             seq,
             at: now,
-            due: to.len(),
+            due: to.len() + late.len(),
             promised: false,
         });
         if lead.sent.len() > SENT_KEPT {
             lead.sent.remove(0);
         }
         let term = lead.term;
+        if !late.is_empty() {
+            self.effect(Effect::AnnounceTo {
+                nodes: late,
+                term,
+                seq,
+            });
+        }
         if to.is_empty() {
             // Nobody else: a cluster of one, or no member known yet.
             return self.update_lease();

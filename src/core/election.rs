@@ -32,6 +32,8 @@ pub use super::claim::{Lead, QuorumState, QuorumView};
 const RANK_STEP_MS: u64 = 2;
 /// The longest such wait.
 const MAX_RANK_WAIT_MS: u64 = 250;
+/// Most election messages remembered per round, to announce to their senders.
+const MAX_ASKERS: usize = 4096;
 /// How many of the highest members a (re)started node asks for their term.
 const TERMS_ASKED: usize = 3;
 
@@ -123,6 +125,10 @@ pub struct Election {
     /// The higher members of this round not yet messaged: the round asks the highest first
     /// and the others only if it does not answer.
     pub(super) rest: Vec<Member>,
+    /// Lower nodes that sent this node an election message during its round: its
+    /// announcement goes to them too, even if they registered after it read the members
+    /// (otherwise they wait out the whole announcement wait).
+    pub(super) askers: Vec<NodeRef>,
     /// The last member list read for any purpose: renewals go to them.
     pub(super) members: Vec<Member>,
     /// A check of the coordinator, asked for by an election message, is under way: further
@@ -169,6 +175,7 @@ impl Election {
             round: 0,
             round_members: Vec::new(),
             rest: Vec::new(),
+            askers: Vec::new(),
             members: Vec::new(),
             verifying: false,
             suspect: None,
@@ -347,6 +354,7 @@ impl Election {
     /// A new round, from idle or in place of one that came to nothing.
     pub(super) fn start_round(&mut self) {
         self.round += 1;
+        self.askers.clear();
         self.phase = Phase::Collecting;
         self.out
             .rounds
@@ -562,8 +570,22 @@ impl Election {
         if self.leads_at(term) {
             return ProxyReply::Coordinator { term: self.term };
         }
+        if self.phase != Phase::Idle
+            && self.askers.len() < MAX_ASKERS
+            && !self.askers.contains(from)
+        {
+            self.askers.push(from.clone());
+        }
         self.lower_node_is_electing();
         ProxyReply::Ok
+    }
+
+    /// The askers this node's announcement would miss: not among `to`.
+    pub(super) fn late_askers(&mut self, to: &[Member]) -> Vec<NodeRef> {
+        std::mem::take(&mut self.askers)
+            .into_iter()
+            .filter(|a| !to.iter().any(|m| m.is(a)))
+            .collect()
     }
 
     /// `POST /response`: the original's comparison step; a higher node takes over the
@@ -883,12 +905,20 @@ impl Election {
         let to: Vec<Member> = others(&std::mem::take(&mut self.round_members), &self.me)
             .cloned()
             .collect();
+        let late = self.late_askers(&to);
         self.seq += 1;
         self.effect(Effect::Announce {
             to,
             term: self.term,
             seq: self.seq,
         });
+        if !late.is_empty() {
+            self.effect(Effect::AnnounceTo {
+                nodes: late,
+                term: self.term,
+                seq: self.seq,
+            });
+        }
     }
 }
 

@@ -61,6 +61,13 @@ pub enum Effect {
         term: u64,
         seq: u64,
     },
+    /// Like `Announce`, to nodes the core knows by name only (they asked it during its round
+    /// but registered after it read the members): the shell finds their addresses.
+    AnnounceTo {
+        nodes: Vec<NodeRef>,
+        term: u64,
+        seq: u64,
+    },
     /// Tell each of `to` that this node, coordinator of `term`, stopped acting
     /// (`POST /release`). Nothing comes back.
     Release { to: Vec<Member>, term: u64 },

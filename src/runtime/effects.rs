@@ -147,6 +147,13 @@ impl Executor {
                 });
                 return None;
             }
+            Effect::AnnounceTo { nodes, term, seq } => {
+                let to: Vec<Member> = nodes
+                    .iter()
+                    .filter_map(|n| self.directory.locate(n))
+                    .collect();
+                return self.run(Effect::Announce { to, term, seq }, node);
+            }
             Effect::Release { to, term } => {
                 let msg = Announcement::from_node(&self.me, term);
                 self.metrics.sent("release", to.len());
