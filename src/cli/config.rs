@@ -5,6 +5,7 @@ use super::flags::{Flags, UsageError};
 use crate::core::rules::{valid_host, valid_name, NAME_RULE};
 use crate::http::auth::ClusterKey;
 use crate::registry::RegistryOptions;
+use crate::runtime::check::CheckOptions;
 use crate::runtime::hooks::HookOptions;
 use log::LevelFilter;
 use std::ffi::OsString;
@@ -39,6 +40,17 @@ pub struct Config {
     pub witness: bool,
     /// Where the terms this node used are kept across restarts.
     pub state_dir: PathBuf,
+    /// The health check.
+    pub check: CheckOptions,
+    /// A higher node follows a live coordinator instead of taking over.
+    pub no_preempt: bool,
+    /// A higher node takes over only once healthy this long.
+    pub preempt_delay: Duration,
+}
+
+/// A small positive count (`--check-rise`, `--check-fall`).
+fn count(v: &str) -> Option<u32> {
+    v.parse().ok().filter(|n| (1..=100).contains(n))
 }
 
 /// Bounds on `--heartbeat`, those the coordinator's beat hub accepts.
@@ -116,7 +128,41 @@ pub fn parse(
         timeout: f.duration("--hook-timeout", Duration::from_secs(30))?,
         exec: f.command("--exec")?,
         exec_grace: f.duration("--exec-grace", Duration::from_secs(10))?,
+        exit_unhealthy: f.switch("--exec-exit-unhealthy")?,
     };
+    let check = CheckOptions {
+        command: f.command("--check")?,
+        url: f.parsed("--check-url", "an http:// URL", |v| {
+            v.starts_with("http://").then(|| v.to_string())
+        })?,
+        interval: f.duration("--check-interval", Duration::from_secs(2))?,
+        timeout: f.duration("--check-timeout", Duration::from_secs(1))?,
+        rise: f
+            .parsed("--check-rise", "a count from 1 to 100", count)?
+            .unwrap_or(2),
+        fall: f
+            .parsed("--check-fall", "a count from 1 to 100", count)?
+            .unwrap_or(3),
+    };
+    if check.command.is_some() && check.url.is_some() {
+        return Err(UsageError(
+            "--check and --check-url given together: choose one".into(),
+        ));
+    }
+    if check.interval.is_zero() || check.timeout.is_zero() {
+        return Err(UsageError(
+            "--check-interval and --check-timeout: expected a duration above zero".into(),
+        ));
+    }
+    let no_preempt = f.switch("--no-preempt")?;
+    let preempt_delay = f.duration("--preempt-delay", Duration::ZERO)?;
+    if no_preempt && !preempt_delay.is_zero() {
+        return Err(UsageError(
+            "--no-preempt and --preempt-delay given together: a node that never preempts has \
+             no delay to wait"
+                .into(),
+        ));
+    }
     if hooks.timeout.is_zero() {
         return Err(UsageError(
             "--hook-timeout: expected a duration above zero".into(),
@@ -186,6 +232,9 @@ pub fn parse(
         lease,
         witness,
         state_dir,
+        check,
+        no_preempt,
+        preempt_delay,
     })))
 }
 

@@ -11,6 +11,7 @@ use crate::http::server;
 use crate::registry;
 use crate::runtime::api::Api;
 use crate::runtime::beats::Beats;
+use crate::runtime::check;
 use crate::runtime::clock::Clock;
 use crate::runtime::directory::Directory;
 use crate::runtime::fence::Fence;
@@ -93,6 +94,13 @@ pub fn run(config: Config) -> ExitCode {
             .map(|n| Quorum::new(n, config.lease, config.hooks.exec_grace)),
         witness: config.witness,
         has_hooks: config.hooks.any(),
+        no_preempt: config.no_preempt,
+        preempt_delay_ms: config.preempt_delay.as_millis() as u64,
+        health_checked: config.check.any(),
+        exec_exit_unhealthy: config.hooks.exit_unhealthy,
+        // An exited child keeps the node out of the running as long as a failed check would
+        // take to pass again.
+        recover_after_ms: (config.check.interval * config.check.rise).as_millis() as u64,
         ..Settings::for_timeout(config.timeout)
     };
     let quorum_line = match &settings.quorum {
@@ -185,6 +193,16 @@ pub fn run(config: Config) -> ExitCode {
     };
     if let Err(e) = shutdown::install(leaving) {
         log::warn!("cannot handle SIGINT/SIGTERM ({e}); the registry record stays on exit");
+    }
+    if config.check.any() {
+        if let Err(e) = check::start(
+            Arc::clone(&node),
+            config.check.clone(),
+            Arc::clone(&metrics),
+        ) {
+            eprintln!("bully: cannot start the health check: {e}");
+            return ExitCode::from(1);
+        }
     }
     let (scheduled, timed) = (Arc::clone(&node), timing.clone());
     if let Err(e) = spawn_named("schedules", move || {

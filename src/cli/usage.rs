@@ -7,6 +7,8 @@ bully - leader election with the Bully algorithm
 USAGE:
     bully PORT NAME [options]
     bully status [registry options] [--timeout DUR] [--json]
+    bully step-down [--to NODE] [--port PORT]     (bully step-down --help)
+    bully maintenance on|off [--port PORT]        (bully maintenance --help)
 
 OPTIONS (each also read from BULLY_<FLAG>, e.g. BULLY_HEALTH_INTERVAL=500ms; a flag wins):
     --id N                 election priority, unsigned 64-bit; higher wins [default: random]
@@ -50,6 +52,18 @@ OPTIONS (each also read from BULLY_<FLAG>, e.g. BULLY_HEALTH_INTERVAL=500ms; a f
                            never gives two leaders [default: off]
     --lease DUR            quorum mode: how long an acknowledgement holds [default: 2s]
     --witness              quorum mode: vote, but never stand for election
+    --check CMD            health check: sh -c CMD, exit 0 is healthy; an unhealthy node does
+                           not stand for election and a coordinator steps down
+    --check-url URL        health check: GET URL, a 2xx is healthy
+    --check-interval DUR   how often the check runs [default: 2s]
+    --check-timeout DUR    a check still running after this long is killed and fails [default: 1s]
+    --check-rise N         passes in a row before a node counts as healthy [default: 2]
+    --check-fall N         failures in a row before it counts as unhealthy [default: 3]
+    --exec-exit-unhealthy  an --exec child that exits by itself makes the node step down
+    --no-preempt           a higher node that (re)joins follows a live coordinator instead of
+                           taking over
+    --preempt-delay DUR    a higher node takes over only once it has been up and healthy this
+                           long, at every rejoin [default: 0]
     --state-dir PATH       where the terms this node used are kept across restarts
                            [default: beside the registry dir, e.g. /tmp/bully-<uid>-state]
     -h, --help             print this help

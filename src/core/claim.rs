@@ -7,7 +7,7 @@ use super::election::{Election, Phase};
 use super::event::{AnnounceAnswer, CheckAnswer, Purpose, Timer, Unreachable};
 use super::member::{others, Member, NodeRef};
 use super::quorum::{Acks, Millis, Promise};
-use super::ready::{AnnounceReply, Detection, Effect, Note};
+use super::ready::{AnnounceReply, Detection, Effect, Note, Reason};
 
 /// How soon a node claiming a term asks again the members that were still promised to
 /// another coordinator: their promise is usually released (its coordinator died or handed
@@ -19,13 +19,14 @@ const SENT_KEPT: usize = 32;
 /// The term this node claims, leads or hands over, with what holds it up.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Lead {
-    pub term: u64,
+    pub(super) term: u64,
     acks: Acks,
     /// Until when a majority's promises hold (this node's clock); `None` before a majority
     /// acknowledged. Kept across a term bump until the new term has its own.
     lease_until: Option<Millis>,
-    /// Stopped acting for a higher node; renewing until the hooks let go, then releasing.
-    releasing: bool,
+    /// Letting go (for a higher node, a step-down, ...): renewing until the hooks let go,
+    /// then releasing.
+    pub(super) releasing: bool,
     /// The announcements out for this term, whose answers come back one by one.
     sent: Vec<Sent>,
     retry_armed: bool,
@@ -94,7 +95,7 @@ impl Election {
         };
         self.lead
             .as_ref()
-            .is_some_and(|l| !l.releasing && l.lease_until.is_some_and(|u| now + q.stop_margin < u))
+            .is_some_and(|l| l.lease_until.is_some_and(|u| now + q.stop_margin < u))
     }
 
     pub(super) fn quorum_view(&self, now: Millis) -> Option<QuorumView> {
@@ -287,7 +288,8 @@ impl Election {
         }
         if self.coordinator.as_ref() != Some(&self.me) {
             let me = self.me.clone();
-            self.set_coordinator(Some(me));
+            let reason = self.win_reason();
+            self.set_coordinator(Some(me), reason);
             self.note(Note::CoordinatorIs {
                 name: self.me.name.clone(),
                 term: self.term,
@@ -341,7 +343,8 @@ impl Election {
         }
         self.note(Note::LeaseLost { term });
         self.lead = None;
-        self.set_coordinator(None);
+        self.resigning = None;
+        self.set_coordinator(None, Reason::LostQuorum);
         if self.phase != Phase::Idle {
             self.phase = Phase::Idle;
         }
@@ -377,20 +380,13 @@ impl Election {
             })
     }
 
-    /// A higher node claims leadership: stop acting now, keep renewing (so no follower
-    /// acknowledges anyone while the `--exec` child stops), and release the followers once the
-    /// hooks let go.
+    /// A higher node claims leadership: keep renewing (so no follower acknowledges anyone
+    /// while the `--exec` child stops) and release the followers once the hooks let go.
     fn hand_over(&mut self, to: &NodeRef) {
         self.note(Note::HandingOver {
             to: to.name.clone(),
         });
-        if let Some(lead) = self.lead.as_mut() {
-            lead.releasing = true;
-        }
-        self.set_coordinator(None);
-        if !self.settings.has_hooks {
-            self.on_let_go();
-        }
+        self.resign(Reason::Preempted, None);
     }
 
     /// Accepting `coordinator` for `term`: recorded on disk, and in quorum mode promised for
@@ -462,52 +458,11 @@ impl Election {
             });
         }
         if self.coordinator.as_ref() == Some(from) && term >= self.term {
-            self.set_coordinator(None);
+            self.set_coordinator(None, Reason::StepDown);
             self.request_election();
         }
         if self.phase == Phase::Claiming && !self.acting(self.now) {
             self.announce_lead();
-        }
-    }
-
-    /// The hooks let go (the `--exec` child stopped and `--on-demoted` ran): a node handing
-    /// over or shutting down releases its followers; one shutting down stops saying it leads
-    /// only now, when it no longer does.
-    pub(super) fn on_let_go(&mut self) {
-        if self.leaving && self.coordinator.as_ref() == Some(&self.me) {
-            self.set_coordinator(None);
-        }
-        let Some(lead) = self.lead.take() else {
-            return;
-        };
-        if !lead.releasing && !self.leaving {
-            self.lead = Some(lead);
-            return;
-        }
-        let to: Vec<Member> = others(&self.members, &self.me).cloned().collect();
-        self.note(Note::Released {
-            to: to.iter().map(|m| m.name.clone()).collect(),
-        });
-        self.effect(Effect::Release {
-            to,
-            term: lead.term,
-        });
-    }
-
-    /// SIGINT/SIGTERM: stand for nothing more; once the hooks let go, stop leading and
-    /// release the followers. Until then the node still acts (its child is stopping), so it
-    /// still says so and keeps its followers.
-    pub(super) fn on_shutting_down(&mut self) {
-        if self.leaving {
-            return;
-        }
-        self.leaving = true;
-        self.note(Note::ShuttingDown);
-        if self.phase != Phase::Idle {
-            self.end_round(false);
-        }
-        if !self.settings.has_hooks {
-            self.on_let_go();
         }
     }
 }
@@ -663,7 +618,10 @@ mod tests {
         let r = elect(&mut e, 3000, &cluster(&[1, 2, 3, 4, 5]));
         assert_eq!(
             r.persist,
-            Some(Persisted { floor: 65 }),
+            Some(Persisted {
+                floor: 65,
+                maintenance: false
+            }),
             "on disk, with terms reserved ahead, before the announcement goes out"
         );
         assert_eq!(
@@ -836,7 +794,8 @@ mod tests {
             reply,
             AnnounceReply::Promised { to: Some(ref n), .. } if n == "node3"
         ));
-        assert!(!e.snapshot(3100).is_coordinator);
+        // Its child is still stopping: it still leads (and says so) until the hooks let go.
+        assert!(e.snapshot(3100).is_coordinator);
         assert_eq!(
             e.snapshot(3100).quorum.unwrap().state,
             QuorumState::Releasing
@@ -864,6 +823,8 @@ mod tests {
                 term: 1
             }]
         );
+        assert!(!e.snapshot(3400).is_coordinator);
+        assert_eq!(r.changes[0].reason, Reason::Preempted);
         // Free now: it acknowledges the higher node.
         assert!(matches!(
             announce(&mut e, 3410, 4, 2),
@@ -931,6 +892,8 @@ mod tests {
             is_coordinator: true,
             claiming: false,
             term: 1,
+            follows: None,
+            preempts: false,
         };
         let r = f.step(
             3101,
@@ -1044,11 +1007,25 @@ mod tests {
 
     #[test]
     fn a_restart_never_reuses_a_term() {
-        let mut e = Election::new(nref(3), settings(1, false), Persisted { floor: 41 }, 0);
+        let mut e = Election::new(
+            nref(3),
+            settings(1, false),
+            Persisted {
+                floor: 41,
+                maintenance: false,
+            },
+            0,
+        );
         let r = elect(&mut e, 2001, &cluster(&[3]));
         assert_eq!(e.term(), 42);
         assert!(announced(&r).is_none(), "nobody to tell");
-        assert_eq!(r.persist, Some(Persisted { floor: 42 + 64 }));
+        assert_eq!(
+            r.persist,
+            Some(Persisted {
+                floor: 42 + 64,
+                maintenance: false
+            })
+        );
         // A cluster of one leads at once.
         assert!(e.is_coordinator());
         // The next terms are reserved: no write until they run out.
@@ -1074,7 +1051,15 @@ mod tests {
         assert_eq!(e.term(), 51);
         assert_eq!(r.persist, None);
         // A follower that restarts refuses every term up to its floor, whoever announces it.
-        let mut f = Election::new(nref(1), settings(3, false), Persisted { floor: 5 }, 0);
+        let mut f = Election::new(
+            nref(1),
+            settings(3, false),
+            Persisted {
+                floor: 5,
+                maintenance: false,
+            },
+            0,
+        );
         assert_eq!(
             announce(&mut f, 2001, 4, 5),
             AnnounceReply::Stale { term: 5 }

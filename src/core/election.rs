@@ -20,13 +20,14 @@ use super::event::{
 use super::member::{higher, others, Member, NodeRef};
 use super::quorum::{Millis, Promise, Quorum};
 use super::ready::{
-    AnnounceReply, Change, Detection, Effect, Note, Persisted, ProxyReply, Ready, Reply, RoundEdge,
-    TERM_RESERVE,
+    AnnounceReply, Change, Detection, Effect, Note, Persisted, ProxyReply, Ready, Reason, Reply,
+    RoundEdge, TERM_RESERVE,
 };
 use super::rules::{valid_term, MAX_TERM};
 use std::time::Duration;
 
 pub use super::claim::{Lead, QuorumState, QuorumView};
+use super::control::Resign;
 
 /// How much later each rank elects after a coordinator failure all followers saw at once.
 const RANK_STEP_MS: u64 = 2;
@@ -54,6 +55,16 @@ pub struct Settings {
     /// Whether hooks or an `--exec` child follow leadership: if so, a coordinator that hands
     /// over waits for them to let go ([`Event::LetGo`]) before it releases its followers.
     pub has_hooks: bool,
+    /// `--no-preempt`: a higher node follows a live coordinator instead of taking over.
+    pub no_preempt: bool,
+    /// `--preempt-delay`: a higher node takes over only once healthy this long.
+    pub preempt_delay_ms: Millis,
+    /// A health check is configured: the node stands only once it has passed.
+    pub health_checked: bool,
+    /// `--exec-exit-unhealthy`: an `--exec` child that exits by itself takes the node out
+    /// of the running for `recover_after_ms`.
+    pub exec_exit_unhealthy: bool,
+    pub recover_after_ms: Millis,
 }
 
 impl Settings {
@@ -65,6 +76,11 @@ impl Settings {
             quorum: None,
             witness: false,
             has_hooks: false,
+            no_preempt: false,
+            preempt_delay_ms: 0,
+            health_checked: false,
+            exec_exit_unhealthy: false,
+            recover_after_ms: 0,
         }
     }
 }
@@ -102,6 +118,10 @@ pub struct Snapshot {
     pub quorum: Option<QuorumView>,
     /// SIGINT/SIGTERM arrived: a coordinator that stops leading now is leaving, not demoted.
     pub leaving: bool,
+    /// Whether it would take over from a lower coordinator now.
+    pub preempts: bool,
+    pub healthy: bool,
+    pub maintenance: bool,
 }
 
 /// What a node knows and where it is in the protocol.
@@ -145,6 +165,23 @@ pub struct Election {
     pub(super) lead: Option<Lead>,
     /// SIGINT/SIGTERM arrived.
     pub(super) leaving: bool,
+    /// The health check's verdict (true when there is none).
+    pub(super) healthy: bool,
+    /// Since when it has been healthy (and out of maintenance), for `--preempt-delay`.
+    pub(super) healthy_since: Option<Millis>,
+    /// `bully maintenance on`.
+    pub(super) maintenance: bool,
+    /// The `--exec` child exited by itself (`--exec-exit-unhealthy`).
+    pub(super) exec_failed: bool,
+    /// After a step-down: stand for nothing until then.
+    pub(super) held_until: Option<Millis>,
+    /// Letting go of leadership, waiting for the hooks.
+    pub(super) resigning: Option<Resign>,
+    /// The last coordinator failed: the next one is a failover (`BULLY_REASON`).
+    pub(super) after_failure: bool,
+    /// The round under way takes over from a coordinator that stepped down for this node: it
+    /// asks nobody above.
+    pub(super) taking_over: bool,
     /// Numbers announcements, so answers find their send time.
     pub(super) seq: u64,
     /// The time of the step under way.
@@ -162,6 +199,8 @@ impl Election {
             to: None,
             until: now + q.lease,
         });
+        let settings_health_checked = settings.health_checked;
+        let persisted_maintenance = persisted.maintenance;
         Election {
             me,
             settings,
@@ -183,6 +222,14 @@ impl Election {
             promise,
             lead: None,
             leaving: false,
+            healthy: !settings_health_checked,
+            healthy_since: (!settings_health_checked).then_some(now),
+            maintenance: persisted_maintenance,
+            exec_failed: false,
+            held_until: None,
+            resigning: None,
+            after_failure: false,
+            taking_over: false,
             seq: 0,
             now,
             out: Ready::default(),
@@ -219,6 +266,9 @@ impl Election {
             term: self.term,
             quorum: self.quorum_view(now),
             leaving: self.leaving,
+            preempts: self.preempts_at(now),
+            healthy: self.healthy && !self.exec_failed,
+            maintenance: self.maintenance,
         }
     }
 
@@ -265,6 +315,20 @@ impl Election {
             }
             Event::LetGo => self.on_let_go(),
             Event::ShuttingDown => self.on_shutting_down(),
+            Event::Health { healthy } => self.on_health(healthy),
+            Event::ExecExited => self.on_exec_exited(),
+            Event::Maintenance { on } => {
+                let reply = self.on_maintenance(on);
+                self.out.reply = Some(Reply::Control(reply));
+            }
+            Event::StepDown { to } => {
+                let reply = self.on_step_down(to);
+                self.out.reply = Some(Reply::Control(reply));
+            }
+            Event::TakeOver { from, term } => {
+                self.on_take_over(&from, term);
+                self.out.reply = Some(Reply::Ok);
+            }
         }
         let mut out = std::mem::take(&mut self.out);
         if out.persist.is_some() {
@@ -301,17 +365,33 @@ impl Election {
         }
     }
 
-    /// Replaces the coordinator, recording the change when there is one.
-    pub(super) fn set_coordinator(&mut self, next: Option<NodeRef>) -> Option<NodeRef> {
+    /// Replaces the coordinator, recording the change (and why) when there is one.
+    pub(super) fn set_coordinator(
+        &mut self,
+        next: Option<NodeRef>,
+        reason: Reason,
+    ) -> Option<NodeRef> {
         let before = std::mem::replace(&mut self.coordinator, next);
         if before != self.coordinator {
             self.out.changes.push(Change {
                 before: before.clone(),
                 after: self.coordinator.clone(),
                 term: self.term,
+                reason,
             });
         }
         before
+    }
+
+    /// Why the coordinator after a win or an accepted announcement is there.
+    pub(super) fn win_reason(&mut self) -> Reason {
+        if std::mem::take(&mut self.taking_over) {
+            Reason::StepDown
+        } else if std::mem::take(&mut self.after_failure) {
+            Reason::Failover
+        } else {
+            Reason::Elected
+        }
     }
 
     /// Ends the round under way, if any: this node won it or accepted a coordinator.
@@ -327,11 +407,6 @@ impl Election {
 
     fn collect(&mut self, purpose: Purpose) {
         self.effect(Effect::CollectMembers { purpose });
-    }
-
-    /// Whether this node stands for election at all.
-    fn stands(&self) -> bool {
-        !self.settings.witness && !self.leaving
     }
 
     /// Already the coordinator of a term newer than `term`: an election message needs no new
@@ -418,10 +493,29 @@ impl Election {
             self.saw_term(term);
         }
         if self.phase == Phase::LearningTerms {
-            self.become_coordinator();
-        } else {
-            self.request_election();
+            return self.become_coordinator();
         }
+        // A node that will not preempt follows the coordinator the others follow, if any,
+        // instead of electing itself over it.
+        if !self.preempts() && self.coordinator.is_none() {
+            let followed = answers.iter().find_map(|(m, a)| match a {
+                CheckAnswer::Details {
+                    name,
+                    id,
+                    follows: Some(c),
+                    term,
+                    ..
+                } if *name == m.name && *id == m.id && *c != self.me => Some((c.clone(), *term)),
+                _ => None,
+            });
+            if let Some((c, term)) = followed {
+                self.on_announce(&c, term);
+                if self.coordinator.is_some() {
+                    return;
+                }
+            }
+        }
+        self.request_election();
     }
 
     /// The members above this node that stand, but a suspect, highest first.
@@ -443,7 +537,11 @@ impl Election {
         if self.phase != Phase::Collecting || round != self.round {
             return;
         }
-        let mut above = self.candidates_above(&members);
+        let mut above = if self.taking_over {
+            Vec::new()
+        } else {
+            self.candidates_above(&members)
+        };
         above.reverse();
         self.note(Note::HigherNodes {
             names: above.iter().map(|m| m.name.clone()).collect(),
@@ -528,7 +626,10 @@ impl Election {
                 });
                 self.start_round();
             }
-            Timer::Successor { coordinator } => {
+            Timer::Successor { coordinator, term } => {
+                if term != self.term {
+                    return;
+                }
                 // The watched coordinator stopped leading and no successor announced itself.
                 self.lose_coordinator(&coordinator, "stopped leading");
             }
@@ -536,6 +637,8 @@ impl Election {
             Timer::ClaimRetry { term } => self.on_claim_retry(term),
             Timer::LeaseCheck { term } => self.on_lease_check(term),
             Timer::PromiseExpiry { coordinator } => self.on_promise_expiry(&coordinator),
+            Timer::PreemptReady => self.on_preempt_ready(),
+            Timer::StandAgain => self.on_stand_again(),
             Timer::Ranked => {
                 if self.coordinator.is_none() {
                     self.request_election();
@@ -562,7 +665,10 @@ impl Election {
     /// messages arrive); otherwise one local election runs per round. A node that does not
     /// stand (a witness, or one shutting down) tells the sender to look elsewhere.
     fn on_proxy(&mut self, from: &NodeRef, term: u64) -> ProxyReply {
-        if *from >= self.me || !self.stands() {
+        // A node that stands for nothing, or follows a lower coordinator it will not
+        // preempt, tells the sender to look elsewhere rather than keep it waiting.
+        let yields = self.coordinator.as_ref().is_some_and(|c| *c < self.me) && !self.preempts();
+        if *from >= self.me || !self.stands() || yields {
             return ProxyReply::NotLower;
         }
         self.heard_from(from);
@@ -637,7 +743,7 @@ impl Election {
             });
             return AnnounceReply::Stale { term: self.term };
         }
-        if *coordinator < self.me && self.stands() {
+        if *coordinator < self.me && self.preempts() {
             self.note(Note::LowerAnnounced {
                 from: coordinator.name.clone(),
                 me: self.me.name.clone(),
@@ -650,10 +756,16 @@ impl Election {
         }
         self.end_round(false);
         self.lead = None;
+        self.resigning = None;
         self.term = term;
         self.term_leader = Some(coordinator.clone());
         let promise_ms = self.promise_to(coordinator, term);
-        let previous = self.set_coordinator(Some(coordinator.clone()));
+        let reason = if self.coordinator.as_ref() == Some(&self.me) {
+            Reason::Preempted
+        } else {
+            self.win_reason()
+        };
+        let previous = self.set_coordinator(Some(coordinator.clone()), reason);
         if previous.as_ref() == Some(coordinator) {
             return AnnounceReply::Ok { promise_ms };
         }
@@ -714,9 +826,14 @@ impl Election {
 
     fn on_probed(&mut self, purpose: ProbePurpose, answers: Vec<(NodeRef, ProbeAnswer)>) {
         let alive = |node: &NodeRef| {
+            answers.iter().any(|(n, a)| {
+                n == node && matches!(a, ProbeAnswer::Node { .. } | ProbeAnswer::Status(200))
+            })
+        };
+        let wants_to_lead = |node: &NodeRef| {
             answers
                 .iter()
-                .any(|(n, a)| n == node && *a == ProbeAnswer::Status(200))
+                .any(|(n, a)| n == node && matches!(a, ProbeAnswer::Node { preempts: true }))
         };
         match purpose {
             // A coordinator replaced by a lower one still answers: elect, so it hears of it
@@ -737,7 +854,9 @@ impl Election {
             // and takes over. Without this a split after a healed partition would last for
             // good, as nothing else makes a coordinator look up.
             ProbePurpose::Higher => {
-                let any = answers.iter().any(|(n, _)| alive(n));
+                // Only one that would take over counts: a node above with --no-preempt, or
+                // unhealthy, or in maintenance, is left alone.
+                let any = answers.iter().any(|(n, _)| wants_to_lead(n));
                 if !any || !self.is_coordinator() || self.phase != Phase::Idle {
                     return;
                 }
@@ -806,7 +925,10 @@ impl Election {
             name: coordinator.name.clone(),
             by,
         });
-        self.set_coordinator(None);
+        self.after_failure = true;
+        // A node that stepped down stands again when its successor fails.
+        self.held_until = None;
+        self.set_coordinator(None, Reason::Failover);
         if by == Detection::HealthCheck {
             return self.request_election();
         }
@@ -837,6 +959,7 @@ impl Election {
                     self.effect(Effect::StartTimer {
                         timer: Timer::Successor {
                             coordinator: coordinator.clone(),
+                            term: self.term,
                         },
                         after: self.settings.successor_wait,
                     });
@@ -897,7 +1020,8 @@ impl Election {
         self.term_leader = Some(self.me.clone());
         self.use_term(self.term);
         let me = self.me.clone();
-        self.set_coordinator(Some(me));
+        let reason = self.win_reason();
+        self.set_coordinator(Some(me), reason);
         self.note(Note::CoordinatorIs {
             name: self.me.name.clone(),
             term: self.term,
@@ -994,6 +1118,8 @@ mod tests {
                     is_coordinator: false,
                     claiming: false,
                     term: their_term,
+                    follows: None,
+                    preempts: false,
                 };
                 (m, a)
             })
@@ -1075,6 +1201,8 @@ mod tests {
             is_coordinator,
             claiming: false,
             term,
+            follows: None,
+            preempts: false,
         }
     }
 
@@ -1103,7 +1231,8 @@ mod tests {
             vec![Change {
                 before: None,
                 after: Some(nref(4)),
-                term: 1
+                term: 1,
+                reason: Reason::Elected
             }]
         );
         assert_eq!(
@@ -1410,6 +1539,8 @@ mod tests {
                 is_coordinator: true,
                 claiming: false,
                 term: 1,
+                follows: None,
+                preempts: false,
             },
             CheckAnswer::Details {
                 name: "node9".into(),
@@ -1417,6 +1548,8 @@ mod tests {
                 is_coordinator: true,
                 claiming: false,
                 term: 1,
+                follows: None,
+                preempts: false,
             },
             CheckAnswer::Other { status: 404 },
             CheckAnswer::NotLocated,
@@ -1516,7 +1649,8 @@ mod tests {
             vec![Change {
                 before: Some(nref(3)),
                 after: None,
-                term: 5
+                term: 5,
+                reason: Reason::Failover
             }]
         );
         members(&mut e, 1, &cluster(&[1, 2, 3]));
@@ -1674,6 +1808,8 @@ mod tests {
         let quiet = vec![
             (nref(4), ProbeAnswer::Unreachable(Unreachable::Timeout)),
             (nref(5), ProbeAnswer::Status(503)),
+            // Alive, but it would not take over (--no-preempt, unhealthy, maintenance).
+            (nref(4), ProbeAnswer::Node { preempts: false }),
         ];
         let r = e.step(
             0,
@@ -1687,7 +1823,7 @@ mod tests {
             0,
             Event::Probed {
                 purpose: ProbePurpose::Higher,
-                answers: vec![(nref(4), ProbeAnswer::Status(200))],
+                answers: vec![(nref(4), ProbeAnswer::Node { preempts: true })],
             },
         );
         assert_eq!(r.effects, vec![collect(2)]);
@@ -1783,6 +1919,7 @@ mod tests {
             let (mut e, r) = watch(end.clone());
             let timer = Timer::Successor {
                 coordinator: nref(3),
+                term: 1,
             };
             assert_eq!(
                 r.effects,

@@ -4,6 +4,7 @@
 //! feeds what happened back in as [`event::Event`]s.
 
 pub mod claim;
+pub mod control;
 pub mod election;
 pub mod event;
 pub mod member;

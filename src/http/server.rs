@@ -9,7 +9,7 @@ use super::limits::{BACKLOG, IO_TIMEOUT, MAX_BODY, MAX_CONNECTIONS, MAX_HANDLERS
 use super::routes::{Method, Route};
 use crate::core::member::NodeRef;
 use crate::core::rules::{valid_name, valid_term, MAX_TERM, NAME_RULE};
-use crate::core::wire::{Announcement, ElectionMessage};
+use crate::core::wire::{Announcement, ElectionMessage, Maintenance, StepDown};
 use crate::sync::spawn_named;
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
@@ -50,6 +50,19 @@ pub enum Call {
     Release {
         from: NodeRef,
         term: u64,
+    },
+    /// `from`, coordinator of `term`, stepped down for this node.
+    TakeOver {
+        from: NodeRef,
+        term: u64,
+    },
+    /// An operator asks this coordinator to step down (for `to`, if named).
+    StepDown {
+        to: Option<String>,
+    },
+    /// An operator turns maintenance on or off.
+    Maintenance {
+        on: bool,
     },
 }
 
@@ -289,16 +302,44 @@ fn check(service: &dyn Service, route: Route, rq: &mut Request) -> Result<Call, 
                 }
             })
         }
-        Route::Announce | Route::Release => {
+        Route::Announce | Route::Release | Route::TakeOver => {
             let msg: Announcement = read_signed_json(service, rq)?;
             let from = msg.coordinator();
             check_sender(&from.name, msg.term)?;
             let term = msg.term;
-            Ok(if route == Route::Announce {
-                Call::Announce { from, term }
-            } else {
-                Call::Release { from, term }
+            Ok(match route {
+                Route::Announce => Call::Announce { from, term },
+                Route::Release => Call::Release { from, term },
+                _ => Call::TakeOver { from, term },
             })
+        }
+        Route::StepDown | Route::Maintenance => {
+            // Without a cluster key only this host may ask; with one, the signature checked
+            // while reading the body is what counts.
+            let local = rq.remote_addr().is_some_and(|a| a.ip().is_loopback());
+            if service.verifier().is_none() && !local {
+                return Err(Answer::error(
+                    403,
+                    format!(
+                        "{} is taken from this host only, unless the cluster has a key and the \
+                         request is signed with it",
+                        route.path()
+                    ),
+                ));
+            }
+            if route == Route::StepDown {
+                let msg: StepDown = read_signed_json(service, rq)?;
+                if msg.to.as_deref().is_some_and(|n| !valid_name(n)) {
+                    return Err(Answer::error(
+                        400,
+                        format!("to: node name must be {NAME_RULE}"),
+                    ));
+                }
+                Ok(Call::StepDown { to: msg.to })
+            } else {
+                let msg: Maintenance = read_signed_json(service, rq)?;
+                Ok(Call::Maintenance { on: msg.on })
+            }
         }
         Route::Unknown => Err(Answer::error(404, "no route")),
     }

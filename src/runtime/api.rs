@@ -9,7 +9,7 @@ use super::metrics::{Gauges, Metrics, QuorumGauges};
 use super::watch;
 use crate::core::event::Event;
 use crate::core::member::Member;
-use crate::core::ready::{AnnounceReply, ProxyReply, Reply};
+use crate::core::ready::{AnnounceReply, ControlReply, ProxyReply, Reply};
 use crate::core::wire::{AnnounceAnswer, NodeDetails, ProxyAnswer, QuorumDetails, Refusal};
 use crate::http::auth::Verifier;
 use crate::http::limits::MAX_WATCHERS;
@@ -47,6 +47,9 @@ impl Api {
             term: s.term,
             host: self.me.host.clone(),
             witness: self.witness,
+            preempts: s.preempts,
+            healthy: s.healthy,
+            maintenance: s.maintenance,
             quorum: s.quorum.map(|q| QuorumDetails {
                 state: q.state.label().to_string(),
                 size: q.size,
@@ -67,6 +70,7 @@ impl Api {
             members: self.directory.count(),
             term: s.term,
             watchers: self.leadership.watchers(),
+            maintenance: s.maintenance,
             quorum: s.quorum.map(|q| QuorumGauges {
                 acks: q.acks,
                 size: q.size,
@@ -131,6 +135,13 @@ impl Service for Api {
                 self.node.step(Event::Release { from, term });
                 Answer::ok(json!({"Response": "OK"}))
             }
+            Call::TakeOver { from, term } => {
+                self.metrics.received("release");
+                self.node.step(Event::TakeOver { from, term });
+                Answer::ok(json!({"Response": "OK"}))
+            }
+            Call::StepDown { to } => control_answer(self.node.step(Event::StepDown { to })),
+            Call::Maintenance { on } => control_answer(self.node.step(Event::Maintenance { on })),
         }
     }
 
@@ -203,5 +214,17 @@ fn announce_answer(reply: Option<Reply>) -> Answer {
             Answer::ok(serde_json::to_value(body).unwrap_or_else(|_| json!({"Response": "OK"})))
         }
         _ => Answer::ok(json!({"Response": "OK"})),
+    }
+}
+
+/// The JSON for an operator's request: 200 when done (or under way), 409 with the reason
+/// when this node cannot do it.
+fn control_answer(reply: Option<Reply>) -> Answer {
+    match reply {
+        Some(Reply::Control(ControlReply::Done { message })) => {
+            Answer::ok(json!({"Response": "OK", "message": message}))
+        }
+        Some(Reply::Control(ControlReply::Refused { message })) => Answer::error(409, message),
+        _ => Answer::error(500, "no answer from the election"),
     }
 }

@@ -26,6 +26,12 @@ pub struct Metrics {
     /// the coordinator (won, or accepted an announcement).
     last_election_micros: AtomicU64,
     http: Mutex<BTreeMap<(&'static str, u16), u64>>,
+    /// A health check is configured.
+    pub checks: std::sync::atomic::AtomicBool,
+    /// Its verdict: 1 healthy, 0 not.
+    pub check_up: AtomicU64,
+    /// Checks that failed (timed out included).
+    pub check_failures: AtomicU64,
 }
 
 /// The gauges, read from the node when the page is rendered.
@@ -37,6 +43,7 @@ pub struct Gauges {
     pub watchers: usize,
     /// Quorum mode: acknowledgements held (this node included), cluster size, lease left.
     pub quorum: Option<QuorumGauges>,
+    pub maintenance: bool,
 }
 
 pub struct QuorumGauges {
@@ -104,6 +111,13 @@ impl Metrics {
             "Times the coordinator this node follows changed.",
             load(&self.coordinator_changes),
         );
+        if self.checks.load(Ordering::Relaxed) {
+            counter(
+                "bully_check_failures_total",
+                "Health checks that failed or timed out.",
+                load(&self.check_failures),
+            );
+        }
         labelled(
             &mut out,
             "bully_messages_sent_total",
@@ -168,6 +182,18 @@ impl Metrics {
             "Election term this node is in.",
             g.term.to_string(),
         );
+        gauge(
+            "bully_maintenance",
+            "1 while this node is in maintenance (bully maintenance on).",
+            u8::from(g.maintenance).to_string(),
+        );
+        if self.checks.load(Ordering::Relaxed) {
+            gauge(
+                "bully_check_up",
+                "1 while the health check passes (after its rise and fall).",
+                load(&self.check_up).to_string(),
+            );
+        }
         if let Some(q) = &g.quorum {
             gauge(
                 "bully_quorum_size",
@@ -231,6 +257,7 @@ mod tests {
             term: 7,
             watchers: 3,
             quorum: None,
+            maintenance: false,
         });
         assert!(text.contains("bully_elections_started_total 2\n"), "{text}");
         assert!(text.contains("bully_messages_sent_total{kind=\"proxy\"} 3\n"));

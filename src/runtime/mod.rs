@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod beats;
+pub mod check;
 pub mod clock;
 pub mod directory;
 pub mod effects;

@@ -7,7 +7,7 @@ use super::clock::Clock;
 use super::directory::Directory;
 use super::effects::Executor;
 use super::fence::Fence;
-use super::handle::Handle;
+use super::handle::{Handle, Notice};
 use super::leadership::Leadership;
 use super::metrics::Metrics;
 use super::state_file::StateFile;
@@ -15,7 +15,7 @@ use super::timers::Timers;
 use crate::core::election::{Election, Settings, Snapshot};
 use crate::core::event::Event;
 use crate::core::member::{Member, NodeRef};
-use crate::core::ready::{Change, Note, Persisted, Reply, RoundEdge};
+use crate::core::ready::{Change, Effect, Note, Persisted, Reply, RoundEdge};
 use crate::http::peer::PeerClient;
 use crate::sync::{lock, StateLockHeld};
 use std::sync::mpsc::{channel, Receiver, Sender};
@@ -27,7 +27,7 @@ pub struct Node {
     election: Mutex<Election>,
     /// Terms used or acknowledged go here before anyone hears of them.
     state: StateFile,
-    subscribers: Mutex<Vec<Sender<Change>>>,
+    subscribers: Mutex<Vec<Sender<Notice>>>,
     /// Held from the end of a step until its changes are published.
     publishing: Mutex<()>,
     /// When the current election round started, for `bully_last_election_seconds`.
@@ -97,8 +97,12 @@ impl Node {
     fn publish(&self, change: &Change) {
         use std::sync::atomic::Ordering::Relaxed;
         self.metrics.coordinator_changes.fetch_add(1, Relaxed);
-        lock(&self.subscribers).retain(|tx| tx.send(change.clone()).is_ok());
+        self.notify(Notice::Changed(change.clone()));
         self.leadership.bump();
+    }
+
+    fn notify(&self, notice: Notice) {
+        lock(&self.subscribers).retain(|tx| tx.send(notice.clone()).is_ok());
     }
 
     /// Times rounds for `bully_last_election_seconds` and counts them: a round that restarts
@@ -165,11 +169,21 @@ impl Handle for Node {
         for change in &ready.changes {
             self.publish(change);
         }
+        // Letting go is the hook runner's to carry out, in order with the changes.
+        let (stops, effects): (Vec<Effect>, Vec<Effect>) = ready
+            .effects
+            .into_iter()
+            .partition(|e| matches!(e, Effect::StopLeading { .. }));
+        for stop in stops {
+            if let Effect::StopLeading { reason, term } = stop {
+                self.notify(Notice::LetGo { reason, term });
+            }
+        }
         drop(publishing);
-        if !ready.effects.is_empty() {
+        if !effects.is_empty() {
             if let Some(this) = self.this.upgrade() {
                 let handle: Arc<dyn Handle> = this;
-                self.executor.execute(ready.effects, &handle);
+                self.executor.execute(effects, &handle);
             }
         }
         ready.reply
@@ -179,7 +193,7 @@ impl Handle for Node {
         lock(&self.election).snapshot(self.clock.now())
     }
 
-    fn subscribe(&self) -> Receiver<Change> {
+    fn subscribe(&self) -> Receiver<Notice> {
         let (tx, rx) = channel();
         lock(&self.subscribers).push(tx);
         rx

@@ -11,12 +11,11 @@
 //! Both sides live here: [`serve`] holds a long poll on the coordinator, [`follow`] keeps a
 //! stream open on the follower. What a watch's end means is the core's to decide.
 
-use super::handle::Handle;
+use super::handle::{Handle, Notice};
 use super::leadership::Leadership;
 use super::timing::Timing;
 use crate::core::election::{QuorumState, Snapshot};
 use crate::core::event::{Event, WatchEnd};
-use crate::core::ready::Change;
 use crate::http::stream::{Stream, StreamEnd};
 use serde_json::{json, Value};
 use std::sync::mpsc::Receiver;
@@ -146,7 +145,7 @@ pub fn follow(node: Arc<dyn Handle>, timing: Timing) {
     }
 }
 
-fn wait_for_change(changes: &Receiver<Change>, within: Duration) {
+fn wait_for_change(changes: &Receiver<Notice>, within: Duration) {
     let _ = changes.recv_timeout(within);
 }
 
