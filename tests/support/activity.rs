@@ -1,16 +1,18 @@
 //! What leader work looked like, from the outside: every `--exec` child of a test appends a
 //! timestamp (nanoseconds of the shared wall clock, which all namespaces of one machine read
-//! alike) every 20 ms to a file of its own, named after its node and pid. Each file is one
-//! child's active interval, first to last line; two intervals that overlap mean two leaders
-//! did the work at once.
+//! alike) every 20 ms to a file of its own, named after its node, start and pid. Each file is
+//! one child's active interval, first to last line; two intervals that overlap mean two
+//! leaders did the work at once.
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 
-/// The `--exec` command: one file per child under `dir`.
+/// The `--exec` command: one file per child under `dir`, named after its node, its start
+/// time and its pid (pids alone repeat: with a pid_max of 32768 and a fork per beat they wrap
+/// within minutes, and a reused name would merge two children into one interval).
 pub fn worker(dir: &Path) -> String {
     format!(
-        "f='{}'/$BULLY_NODE.$$.work; while :; do date +%s%N >> \"$f\"; sleep 0.02; done",
+        "f='{}'/$BULLY_NODE.$(date +%s%N).$$.work; while :; do date +%s%N >> \"$f\"; sleep 0.02; done",
         dir.display()
     )
 }
