@@ -74,6 +74,8 @@ trait Five {
     fn details(&self, i: usize) -> Option<Value>;
     fn inflict(&mut self, f: Fault);
     fn recover(&mut self, f: Fault);
+    /// The ends of the nodes' logs, for failure messages.
+    fn tails(&self) -> String;
 }
 
 impl Five for Cluster {
@@ -91,6 +93,9 @@ impl Five for Cluster {
             Fault::Kill => self.nodes[4].restart(),
             _ => self.nodes[4].signal("CONT"),
         }
+    }
+    fn tails(&self) -> String {
+        self.log_tails()
     }
 }
 
@@ -114,6 +119,9 @@ impl Five for Hosts {
             Fault::Cable => self.net.plug_cable(4),
             _ => self.net.heal(),
         }
+    }
+    fn tails(&self) -> String {
+        self.c.log_tails()
     }
 }
 
@@ -197,8 +205,8 @@ fn first_beat_after(work: &Path, node: &str, since: u128, within: Duration) -> O
 
 /// `runs` times: take node5 away by `fault`, time the failover, bring it back and wait for
 /// it to lead again.
-fn failover(
-    five: &mut impl Five,
+fn failover<F: Five>(
+    five: &mut F,
     work: &Path,
     fault: Fault,
     runs: usize,
@@ -222,21 +230,21 @@ fn failover(
         std::thread::sleep(Duration::from_millis(200 + rng.below(300) as u64));
         let (t0, t0_ns) = (Instant::now(), now_ns());
         five.inflict(fault);
+        let label = fault.label();
+        let fail =
+            |five: &F, what: String| -> ! { panic!("{label} run {run}: {what}\n{}", five.tails()) };
         let (leads, agreed) = settle(five, &side, next, t0, Duration::from_secs(30))
-            .unwrap_or_else(|e| panic!("{} run {run}: no failover: {e}", fault.label()));
+            .unwrap_or_else(|e| fail(five, format!("no failover: {e}")));
         let child = first_beat_after(work, &next_name, t0_ns, Duration::from_secs(10))
-            .unwrap_or_else(|| {
-                panic!(
-                    "{} run {run}: {next_name}'s child never wrote",
-                    fault.label()
-                )
-            });
+            .unwrap_or_else(|| fail(five, format!("{next_name}'s child never wrote")));
         five.recover(fault);
         let back = Instant::now();
-        settle(five, &all, 4, back, Duration::from_secs(60))
-            .unwrap_or_else(|e| panic!("{} run {run}: node5 not back: {e}", fault.label()));
-        first_beat_after(work, "node5", t0_ns, Duration::from_secs(10))
-            .unwrap_or_else(|| panic!("{} run {run}: node5's child not back", fault.label()));
+        if let Err(e) = settle(five, &all, 4, back, Duration::from_secs(60)) {
+            fail(five, format!("node5 not back: {e}"));
+        }
+        if first_beat_after(work, "node5", t0_ns, Duration::from_secs(10)).is_none() {
+            fail(five, "node5's child not back".into());
+        }
         let ms = |d: Duration| d.as_secs_f64() * 1e3;
         let last = activity::intervals(work)
             .iter()
