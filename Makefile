@@ -20,7 +20,7 @@ else
 CLUSTER_FLAGS ?=
 endif
 
-.PHONY: all build run-cluster run-cluster-consul test bench bench-anchors lint clean static cross cross-setup \
+.PHONY: all build run-cluster run-cluster-consul test bench bench-anchors bench-quorum lint clean static cross cross-setup \
 	cross-test deb deb-check cargo-deb
 
 all: build
@@ -64,6 +64,16 @@ bench-anchors:
 	-@command -v nft >/dev/null || $(APT_INSTALL) nftables
 	$(CARGO) build --release
 	$(CARGO) bench --bench anchors -- $(if $(RUNS),--runs $(RUNS)) $(if $(ONLY),--only $(ONLY))
+
+# Quorum mode (five nodes, 1 s lease): failover after kill -9 and SIGSTOP on loopback, after a
+# partition and a pulled cable on hosts in network namespaces, and the Jepsen-style checker of
+# tests/partitions.rs with and without --quorum (BULLY_CHAOS_SECS, default 60); a markdown table
+# on stdout, JSON in target/bench/quorum.json. The namespace parts need root and nftables
+# (installed when missing). `make bench-quorum QUICK=1`: fewer runs, a 30 s checker.
+bench-quorum:
+	-@[ "$$(id -u)" != 0 ] || command -v nft >/dev/null || $(APT_INSTALL) nftables
+	$(CARGO) build --release
+	$(CARGO) bench --bench quorum -- $(if $(filter 1,$(QUICK)),--quick)
 
 # A static x86_64 binary: target/x86_64-unknown-linux-gnu/release/bully. `--target` keeps
 # crt-static off build scripts and proc macros, which cannot be static.

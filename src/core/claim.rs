@@ -15,6 +15,9 @@ use super::ready::{AnnounceReply, Detection, Effect, Note, Reason};
 const CLAIM_RETRY_MS: Millis = 25;
 /// Send times remembered per term, to date the answers that come back.
 const SENT_KEPT: usize = 32;
+/// Renewals between two readings of the member list while a claim lacks a majority (every
+/// half lease).
+const REFRESH_EVERY_RENEWALS: Millis = 4;
 
 /// The term this node claims, leads or hands over, with what holds it up.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -32,6 +35,8 @@ pub struct Lead {
     retry_armed: bool,
     /// "No quorum" was logged for this term.
     warned: bool,
+    /// When the member list was last read for this claim.
+    members_read: Millis,
 }
 
 /// One announcement: when it was handed to the shell, how many answers are still due, and
@@ -165,6 +170,7 @@ impl Election {
             sent: Vec::new(),
             retry_armed: false,
             warned: false,
+            members_read: now,
         });
         self.note(Note::Claiming {
             term: self.term,
@@ -204,10 +210,63 @@ impl Election {
             });
         }
         if to.is_empty() {
-            // Nobody else: a cluster of one, or no member known yet.
-            return self.update_lease();
+            // Nobody else: a cluster of one, or no member known yet (none answered the
+            // registry). No answer will come to say there is no quorum, so say it now.
+            self.update_lease();
+            if !self.acting(now) {
+                self.warn_no_quorum(term);
+            }
+            return;
         }
         self.effect(Effect::Announce { to, term, seq });
+    }
+
+    /// Logs once per term that a claim has no majority (the `no-quorum` state).
+    fn warn_no_quorum(&mut self, term: u64) {
+        let now = self.now;
+        let Some(lead) = self.lead.as_mut().filter(|l| l.term == term && !l.warned) else {
+            return;
+        };
+        lead.warned = true;
+        let acks = lead.acks.live(now) + 1;
+        if let Some(q) = &self.settings.quorum {
+            let (needed, size) = (q.majority(), q.size);
+            self.note(Note::NoQuorum {
+                term,
+                acks,
+                needed,
+                size,
+            });
+        }
+    }
+
+    /// A claim without a majority reads the member list again every half lease. The round's
+    /// list holds only the members that answered the registry then (a static peer list or
+    /// Consul lists those it reaches), and the list is read again only by a new round, which
+    /// a claim never ends by itself: without this a node cut off while claiming announces to
+    /// nobody for good, even once its links are back, while the others elect in its term and
+    /// its "electing" answers to their messages go nowhere (a hang found in
+    /// `tests/partitions.rs` with a pulled cable). The answer only refreshes the list: a
+    /// node that does not lead does nothing else with [`Purpose::LookForHigher`].
+    fn refresh_members_while_claiming(&mut self) {
+        let Some(q) = self.settings.quorum.as_ref() else {
+            return;
+        };
+        let every = q.renew_every() * REFRESH_EVERY_RENEWALS;
+        let now = self.now;
+        if self.acting(now) || self.is_coordinator() {
+            return;
+        }
+        let Some(lead) = self.lead.as_mut().filter(|l| !l.releasing) else {
+            return;
+        };
+        if now.saturating_sub(lead.members_read) < every {
+            return;
+        }
+        lead.members_read = now;
+        self.effect(Effect::CollectMembers {
+            purpose: Purpose::LookForHigher,
+        });
     }
 
     /// Counts the acknowledgements in answers (some or all) to announcement `seq` of `term`.
@@ -246,18 +305,8 @@ impl Election {
                 lead.retry_armed = true;
                 self.timer(Timer::ClaimRetry { term }, CLAIM_RETRY_MS);
             }
-        } else if all_in && !lead.warned {
-            lead.warned = true;
-            let acks = lead.acks.live(now) + 1;
-            if let Some(q) = &self.settings.quorum {
-                let (needed, size) = (q.majority(), q.size);
-                self.note(Note::NoQuorum {
-                    term,
-                    acks,
-                    needed,
-                    size,
-                });
-            }
+        } else if all_in {
+            self.warn_no_quorum(term);
         }
     }
 
@@ -306,6 +355,7 @@ impl Election {
         }
         self.on_lease_check(term);
         if self.lead.as_ref().is_some_and(|l| l.term == term) {
+            self.refresh_members_while_claiming();
             self.announce_lead();
             self.timer(Timer::Renew { term }, q.renew_every());
             if !self.acting(self.now) {
@@ -676,6 +726,102 @@ mod tests {
         let r = e.step(3250, Event::Timer(Timer::Renew { term: 1 }));
         assert_eq!(announced(&r).map(|a| a.0), Some(1));
         assert!(r.notes.is_empty(), "said once: {r:?}");
+    }
+
+    /// The trace of `tests/partitions.rs` with node5's cable pulled: node5 led term 1, lost
+    /// its lease, and claimed term 2 in a round whose registry listed only itself. Before the
+    /// fix its claim announced to nobody for good: plugged back, it ignored node4's term-2
+    /// announcements as stale and node4's election messages (its "electing" went nowhere while
+    /// it claimed), and node4 re-elected every renewal, for as long as the test waited.
+    #[test]
+    fn a_claim_made_while_cut_off_reads_the_members_again_and_reaches_them_once_back() {
+        let all = cluster(&[1, 2, 3, 4, 5]);
+        let mut e = node(5, 5);
+        let r = elect(&mut e, 3000, &all);
+        let (term, seq) = announced(&r).unwrap();
+        ack(&mut e, 3001, term, seq, &[3, 4]);
+        assert!(e.is_coordinator());
+        // The cable is pulled: no renewal is answered; it steps down and stands again.
+        let r = e.step(4461, Event::Timer(Timer::LeaseCheck { term: 1 }));
+        assert!(r.effects.contains(&Effect::CollectMembers {
+            purpose: Purpose::Round(2)
+        }));
+        // The registry reaches none of the others: it claims term 2 with nobody to tell, and
+        // says that is no quorum.
+        let r = e.step(
+            4462,
+            Event::Members {
+                purpose: Purpose::Round(2),
+                members: cluster(&[5]),
+            },
+        );
+        assert_eq!(e.term(), 2);
+        assert!(announced(&r).is_none(), "{r:?}");
+        assert_eq!(
+            r.notes.last().unwrap().to_string(),
+            "No quorum for term 2: 1 of 5 acknowledged, 3 needed; not leading"
+        );
+        assert_eq!(
+            e.snapshot(4462).quorum.unwrap().state,
+            QuorumState::NoQuorum
+        );
+        // Renewals read the member list again every half lease (not at every renewal).
+        let r = e.step(4712, Event::Timer(Timer::Renew { term: 2 }));
+        assert!(!r
+            .effects
+            .iter()
+            .any(|e| matches!(e, Effect::CollectMembers { .. })));
+        let r = e.step(5462, Event::Timer(Timer::Renew { term: 2 }));
+        assert!(r.effects.contains(&Effect::CollectMembers {
+            purpose: Purpose::LookForHigher
+        }));
+        // The cable is back: the registry lists everyone, and the next renewal reaches them.
+        e.step(
+            5463,
+            Event::Members {
+                purpose: Purpose::LookForHigher,
+                members: all.clone(),
+            },
+        );
+        let r = e.step(5712, Event::Timer(Timer::Renew { term: 2 }));
+        assert!(
+            r.effects.iter().any(|e| matches!(
+                e,
+                Effect::Announce { to, term: 2, .. } if to == &cluster(&[1, 2, 3, 4])
+            )),
+            "{r:?}"
+        );
+        let (_, seq) = announced(&r).unwrap();
+        // node4 led term 2 meanwhile: refused as stale, node5 elects above it and claims 3.
+        let r = e.step(
+            5713,
+            Event::AnnounceAnswered {
+                term: 2,
+                seq,
+                answers: vec![(member(4), AnnounceAnswer::Stale { term: 2 })],
+            },
+        );
+        let round = match r.rounds.as_slice() {
+            [RoundEdge::Started { round }] => *round,
+            other => panic!("{other:?}"),
+        };
+        let r = e.step(
+            5714,
+            Event::Members {
+                purpose: Purpose::Round(round),
+                members: all,
+            },
+        );
+        assert_eq!(announced(&r).map(|a| a.0), Some(3));
+        // A leader reads no list in its renewals (it does, every health interval).
+        let (term, seq) = announced(&r).unwrap();
+        ack(&mut e, 5715, term, seq, &[3, 4]);
+        assert!(e.is_coordinator());
+        let r = e.step(7000, Event::Timer(Timer::Renew { term: 3 }));
+        assert!(!r
+            .effects
+            .iter()
+            .any(|e| matches!(e, Effect::CollectMembers { .. })));
     }
 
     #[test]
