@@ -226,8 +226,26 @@ fn a_demoted_hook_that_hangs_on_shutdown_is_bounded_by_the_timeout() {
     let pid_file = dir.path().join("sleep.pid");
     let hang = format!("sleep 100 & echo $! > '{}'; wait", pid_file.display());
     let mut c = Cluster::new("hooks-exit", FAST);
-    c.start(1, &["--on-demoted", &hang, "--hook-timeout", "1s"]);
+    c.start(
+        1,
+        &[
+            "--on-elected",
+            "true",
+            "--on-demoted",
+            &hang,
+            "--hook-timeout",
+            "1s",
+        ],
+    );
     c.await_agreement("node1", secs(20));
+    // The demoted hook is owed once the elected one has run (a change still queued when
+    // shutdown begins runs no hook at all, as the README says).
+    wait_for("node1's elected hook", secs(10), || {
+        let log = c.node("node1").log_text();
+        log.contains("on-elected hook finished")
+            .then_some(())
+            .ok_or(log)
+    });
     let started = Instant::now();
     let status = c.node("node1").terminate(secs(20)).expect("node1 exits");
     assert!(status.success(), "{status:?}");

@@ -246,8 +246,8 @@ impl Election {
     /// a claim never ends by itself: without this a node cut off while claiming announces to
     /// nobody for good, even once its links are back, while the others elect in its term and
     /// its "electing" answers to their messages go nowhere (a hang found in
-    /// `tests/partitions.rs` with a pulled cable). The answer only refreshes the list: a
-    /// node that does not lead does nothing else with [`Purpose::LookForHigher`].
+    /// `tests/partitions.rs` with a pulled cable), and members that registered after the
+    /// round read the list (they started at the same time) would never be asked.
     fn refresh_members_while_claiming(&mut self) {
         let Some(q) = self.settings.quorum.as_ref() else {
             return;
@@ -265,7 +265,7 @@ impl Election {
         }
         lead.members_read = now;
         self.effect(Effect::CollectMembers {
-            purpose: Purpose::LookForHigher,
+            purpose: Purpose::Refresh,
         });
     }
 
@@ -358,13 +358,6 @@ impl Election {
             self.refresh_members_while_claiming();
             self.announce_lead();
             self.timer(Timer::Renew { term }, q.renew_every());
-            if !self.acting(self.now) {
-                // Still gathering a majority: members that registered since it read them
-                // (they started at the same time, say) are asked from the next renewal on.
-                self.effect(Effect::CollectMembers {
-                    purpose: Purpose::Refresh,
-                });
-            }
         }
     }
 
@@ -773,13 +766,13 @@ mod tests {
             .any(|e| matches!(e, Effect::CollectMembers { .. })));
         let r = e.step(5462, Event::Timer(Timer::Renew { term: 2 }));
         assert!(r.effects.contains(&Effect::CollectMembers {
-            purpose: Purpose::LookForHigher
+            purpose: Purpose::Refresh
         }));
         // The cable is back: the registry lists everyone, and the next renewal reaches them.
         e.step(
             5463,
             Event::Members {
-                purpose: Purpose::LookForHigher,
+                purpose: Purpose::Refresh,
                 members: all.clone(),
             },
         );
@@ -1252,22 +1245,72 @@ mod tests {
         // Alone in the registry when its round read it: nobody to ask.
         let r = elect(&mut e, 3000, &cluster(&[3]));
         assert!(announced(&r).is_none());
-        let r = e.step(3250, Event::Timer(Timer::Renew { term: 1 }));
+        let r = e.step(4250, Event::Timer(Timer::Renew { term: 1 }));
         assert!(r.effects.contains(&Effect::CollectMembers {
             purpose: Purpose::Refresh
         }));
         e.step(
-            3260,
+            4260,
             Event::Members {
                 purpose: Purpose::Refresh,
                 members: cluster(&[1, 2, 3]),
             },
         );
-        let r = e.step(3500, Event::Timer(Timer::Renew { term: 1 }));
+        let r = e.step(4500, Event::Timer(Timer::Renew { term: 1 }));
         let to = r.effects.iter().find_map(|e| match e {
             Effect::Announce { to, .. } => Some(to.clone()),
             _ => None,
         });
         assert_eq!(to, Some(cluster(&[1, 2])));
+    }
+
+    #[test]
+    fn a_health_check_that_finds_nothing_listening_frees_the_promise_like_a_closed_watch() {
+        // Found by tests/bench/quorum.rs: the check won the race with the closed watch, the
+        // promise was kept, and the next claim waited out a whole lease.
+        let mut f = node(2, 3);
+        announce(&mut f, 3000, 3, 1);
+        let r = f.step(
+            3100,
+            Event::CoordinatorChecked {
+                coordinator: nref(3),
+                answer: CheckAnswer::Unreachable(super::super::event::Unreachable::Refused),
+            },
+        );
+        assert!(r
+            .effects
+            .iter()
+            .any(|e| matches!(e, Effect::CollectMembers { .. })));
+        let r = f.step(
+            3101,
+            Event::Members {
+                purpose: Purpose::Round(1),
+                members: cluster(&[1, 2]),
+            },
+        );
+        assert_eq!(
+            f.phase(),
+            &Phase::Claiming,
+            "no wait for the dead node's promise"
+        );
+        assert!(announced(&r).is_some());
+        // A check that merely timed out frees nothing.
+        let mut g = node(2, 3);
+        announce(&mut g, 3000, 3, 1);
+        g.step(
+            3100,
+            Event::CoordinatorChecked {
+                coordinator: nref(3),
+                answer: CheckAnswer::Unreachable(super::super::event::Unreachable::Timeout),
+            },
+        );
+        g.step(
+            3101,
+            Event::Members {
+                purpose: Purpose::Round(1),
+                members: cluster(&[1, 2]),
+            },
+        );
+        assert_eq!(g.phase(), &Phase::AwaitingPromise);
     }
 }

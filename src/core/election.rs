@@ -15,7 +15,7 @@
 
 use super::event::{
     AnnounceAnswer, CheckAnswer, ElectionAnswer, Event, ProbeAnswer, ProbePurpose, Purpose, Timer,
-    WatchEnd,
+    Unreachable, WatchEnd,
 };
 use super::member::{higher, others, Member, NodeRef};
 use super::quorum::{Millis, Promise, Quorum};
@@ -886,6 +886,10 @@ impl Election {
     /// coordinator for dead started needless elections and terms that fed a failover storm in
     /// a large cluster; the next check decides.
     fn on_coordinator_checked(&mut self, coordinator: &NodeRef, answer: CheckAnswer) {
+        let gone = matches!(
+            answer,
+            CheckAnswer::Unreachable(Unreachable::Refused | Unreachable::Closed)
+        );
         let alive = match answer {
             CheckAnswer::Details {
                 name,
@@ -906,6 +910,12 @@ impl Election {
                 self.verifying = false;
             }
         } else {
+            // Nothing listens there: the process is gone (and its child with it), the same
+            // evidence a closed watch gives. Without this a check that won the race with the
+            // closed watch kept the promise, and the next claim waited out a whole lease.
+            if gone {
+                self.release_promise(coordinator);
+            }
             self.coordinator_failed(coordinator, Detection::HealthCheck);
         }
     }

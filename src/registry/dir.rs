@@ -112,6 +112,11 @@ impl Registry for DirRegistry {
     fn describe(&self) -> String {
         format!("dir {}", self.dir.display())
     }
+
+    /// A stat of the directory while it is unchanged.
+    fn cheap_reads(&self) -> bool {
+        true
+    }
 }
 
 impl DirRegistry {

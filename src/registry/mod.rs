@@ -49,6 +49,11 @@ pub trait Registry: Send + Sync {
     }
     /// Short human name for logs.
     fn describe(&self) -> String;
+    /// Whether reading the members costs next to nothing (a directory whose listing is
+    /// cached until it changes), so a lookup may always read afresh.
+    fn cheap_reads(&self) -> bool {
+        false
+    }
 }
 
 /// Builds the registry the options ask for.
