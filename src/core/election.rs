@@ -396,6 +396,9 @@ impl Election {
 
     /// Ends the round under way, if any: this node won it or accepted a coordinator.
     pub(super) fn end_round(&mut self, won: bool) {
+        // A suspect is skipped in the round right after its failure, not for good: a node
+        // that only looked dead (a partition that healed) must be asked again.
+        self.suspect = None;
         if self.phase != Phase::Idle {
             self.out.rounds.push(RoundEdge::Ended {
                 round: self.round,
@@ -624,6 +627,9 @@ impl Election {
                 self.note(Note::NoAnnouncement {
                     me: self.me.name.clone(),
                 });
+                // Ask everyone above this time, a suspect too: the one that answered OK did
+                // not take over, so the node that leads may be the one skipped.
+                self.suspect = None;
                 self.start_round();
             }
             Timer::Successor { coordinator, term } => {
@@ -2180,6 +2186,44 @@ mod tests {
         let r = members(&mut n7, 1, &ms);
         assert!(
             matches!(&r.effects[..], [Effect::SendElection { to, .. }] if to == &cluster(&[8])),
+            "{r:?}"
+        );
+    }
+
+    #[test]
+    fn a_suspect_is_skipped_for_one_round_only() {
+        // Found by tests/partitions.rs: after a healed partition node2 kept skipping node5
+        // (which it had seen fail) and kept waiting on node3, which followed node5.
+        let ms = cluster(&[1, 2, 3, 5]);
+        let mut e = node(2);
+        e.step(
+            0,
+            Event::Members {
+                purpose: Purpose::LookForHigher,
+                members: ms.clone(),
+            },
+        );
+        announce(&mut e, 5, 1);
+        e.step(
+            0,
+            Event::WatchEnded {
+                coordinator: nref(5),
+                end: WatchEnd::TimedOut,
+            },
+        );
+        e.step(0, Event::Timer(Timer::Ranked));
+        let r = members(&mut e, 1, &ms);
+        assert!(
+            matches!(&r.effects[..], [Effect::SendElection { to, .. }] if to == &cluster(&[3])),
+            "{r:?}"
+        );
+        answered(&mut e, 1, vec![(member("node3", 3), ok())]);
+        // node3 never announces (it follows node5, which lives): the next round asks node5.
+        let r = e.step(0, Event::Timer(Timer::Announcement { round: 1 }));
+        assert!(r.effects.contains(&collect(2)));
+        let r = members(&mut e, 2, &ms);
+        assert!(
+            matches!(&r.effects[..], [Effect::SendElection { to, .. }] if to == &cluster(&[5])),
             "{r:?}"
         );
     }
