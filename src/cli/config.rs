@@ -94,7 +94,7 @@ pub fn parse(
     let startup_delay = f.duration("--startup-delay", Duration::from_secs(15))?;
     let health_interval = f.duration("--health-interval", Duration::from_secs(20))?;
     let timeout = f.duration("--timeout", Duration::from_secs(1))?;
-    let heartbeat = f.duration("--heartbeat", Duration::from_millis(200))?;
+    let heartbeat = f.duration("--heartbeat", Duration::from_millis(250))?;
     if !(MIN_HEARTBEAT..=MAX_HEARTBEAT).contains(&heartbeat) {
         return Err(UsageError(format!(
             "--heartbeat: expected {} ms to {} s",

@@ -238,7 +238,7 @@ fn open_stream(service: &dyn Service, rq: Request) {
         .split('&')
         .find_map(|kv| kv.strip_prefix("beat_ms="))
         .and_then(|v| v.parse::<u64>().ok())
-        .map_or(Duration::from_millis(200), Duration::from_millis);
+        .map_or(Duration::from_millis(250), Duration::from_millis);
     if let Err(answer) = service.accept_stream() {
         service.answered(Route::Watch, answer.status());
         return respond(rq, answer);

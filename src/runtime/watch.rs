@@ -2,7 +2,7 @@
 //! `bully-beat`) on the coordinator, which the coordinator's beat hub writes to every
 //! `--heartbeat`. When the coordinator's process dies its kernel closes the socket at once,
 //! and the follower elects within milliseconds; when it freezes, its host dies or the link is
-//! cut, no socket closes, but the beats stop, and after three missed beats (600 ms by default)
+//! cut, no socket closes, but the beats stop, and after three missed beats (750 ms by default)
 //! the follower elects. The periodic health check stays as the safety net.
 //!
 //! A plain `GET /watch?hold_ms=N` is still served as a long poll (held until leadership

@@ -526,10 +526,11 @@ fn count_dir(path: String) -> f64 {
 }
 
 /// The idle setups, each with its own cluster: (label, nodes, health interval).
-const IDLE_SETUPS: [(&str, usize, &str); 4] = [
+const IDLE_SETUPS: [(&str, usize, &str); 5] = [
     ("alone", 1, "20s"),
     ("4-node cluster", 4, "20s"),
     ("4-node cluster", 4, HEALTH),
+    ("64-node cluster", 64, "20s"),
     ("64-node cluster", 64, HEALTH),
 ];
 
