@@ -62,7 +62,7 @@ fn metrics_parse_and_move_with_elections() {
         value(
             &before,
             "bully_http_requests_total",
-            &[("route", "/nodeDetails"), ("status", "200")]
+            &[("route", "/nodeDetails"), ("code", "200")]
         ) >= 1.0
     );
     let won = value(&before, "bully_elections_won_total", &[]);

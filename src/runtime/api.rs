@@ -66,7 +66,8 @@ impl Api {
         let s = self.node.snapshot();
         Gauges {
             is_coordinator: s.is_coordinator,
-            coordinator_id: s.coordinator.map(|c| c.id),
+            coordinator_id: s.coordinator.as_ref().map(|c| c.id),
+            coordinator: s.coordinator.map(|c| (c.name, c.id)),
             members: self.directory.count(),
             term: s.term,
             watchers: self.leadership.watchers(),
