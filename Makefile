@@ -1,7 +1,7 @@
 # bully: build, run a demo cluster, test, benchmark, cross-build for embedded hosts.
 CARGO ?= cargo
-# `make cross TARGET=...`: the target triple of a cross build.
-TARGET ?= aarch64-unknown-linux-gnu
+# `make cross TARGET=...`: the target triple of a cross build (README "Embedded hosts").
+TARGET ?= aarch64-unknown-linux-musl
 # `make cross-test`: the emulator that runs the aarch64 node.
 QEMU ?= qemu-aarch64-static
 
@@ -48,13 +48,14 @@ static:
 	RUSTFLAGS="-C target-feature=+crt-static" $(CARGO) build --release --locked --target x86_64-unknown-linux-gnu
 	@echo "static: target/x86_64-unknown-linux-gnu/release/bully: $$(stat -c %s target/x86_64-unknown-linux-gnu/release/bully) bytes"
 
-# A static binary for TARGET in target/TARGET/release/bully, e.g. TARGET=aarch64-unknown-linux-gnu
-# (installs the Debian toolchain first when it is missing) or armv7-unknown-linux-gnueabihf
-# (needs rustup; fails here saying why). See README "Embedded hosts".
+# A static binary for TARGET in target/TARGET/release/bully: aarch64-unknown-linux-musl,
+# armv7-unknown-linux-musleabihf, or their -gnu/-gnueabihf twins (static glibc, larger). The
+# standard library is built for the target from source (-Z build-std); the toolchain is
+# installed first when it is missing. See README "Embedded hosts".
 cross:
 	bash tests/support/cross.sh build $(TARGET)
 
-# The Debian bookworm aarch64 cross toolchain and qemu-user; does nothing when installed.
+# The Debian bookworm cross toolchains, musl for both ARMs and qemu-user; quiet when installed.
 cross-setup:
 	bash tests/support/cross.sh setup
 
