@@ -2,8 +2,9 @@
 CARGO ?= cargo
 # `make cross TARGET=...`: the target triple of a cross build (README "Embedded hosts").
 TARGET ?= aarch64-unknown-linux-musl
-# `make cross-test`: the emulator that runs the aarch64 node.
-QEMU ?= qemu-aarch64-static
+# `make cross-test`: the emulators that run the ARM nodes.
+QEMU_AARCH64 ?= qemu-aarch64-static
+QEMU_ARM ?= qemu-arm-static
 
 # `make run-cluster FAST=1`: short timers for a quick demo.
 ifeq ($(FAST),1)
@@ -59,11 +60,15 @@ cross:
 cross-setup:
 	bash tests/support/cross.sh setup
 
-# Two x86_64 nodes and one aarch64 node under qemu-user elect, fail over and hand back; also
-# checks the aarch64 binary is static and within its 2 MiB size limit.
+# The aarch64 and armv7 musl binaries: static, within their size budgets, unwinding; then
+# mixed clusters of an x86_64 node and both ARM nodes under qemu-user elect, fail over after
+# kill -9 and hand back.
 cross-test:
-	bash tests/support/cross.sh build aarch64-unknown-linux-gnu
-	BULLY_CROSS_BIN=$(CURDIR)/target/aarch64-unknown-linux-gnu/release/bully BULLY_CROSS_RUNNER=$(QEMU) \
+	bash tests/support/cross.sh build aarch64-unknown-linux-musl
+	bash tests/support/cross.sh build armv7-unknown-linux-musleabihf
+	BULLY_CROSS_AARCH64=$(CURDIR)/target/aarch64-unknown-linux-musl/release/bully \
+	BULLY_CROSS_ARMV7=$(CURDIR)/target/armv7-unknown-linux-musleabihf/release/bully \
+	BULLY_CROSS_AARCH64_RUNNER=$(QEMU_AARCH64) BULLY_CROSS_ARMV7_RUNNER=$(QEMU_ARM) \
 		$(CARGO) test --test cross -- --ignored --test-threads=1 --nocapture
 
 lint:
