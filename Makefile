@@ -49,10 +49,11 @@ static:
 	RUSTFLAGS="-C target-feature=+crt-static" $(CARGO) build --release --locked --target x86_64-unknown-linux-gnu
 	@echo "static: target/x86_64-unknown-linux-gnu/release/bully: $$(stat -c %s target/x86_64-unknown-linux-gnu/release/bully) bytes"
 
-# A static binary for TARGET in target/TARGET/release/bully: aarch64-unknown-linux-musl,
-# armv7-unknown-linux-musleabihf, or their -gnu/-gnueabihf twins (static glibc, larger). The
-# standard library is built for the target from source (-Z build-std); the toolchain is
-# installed first when it is missing. See README "Embedded hosts".
+# A static binary for TARGET (or several, space-separated) in target/TARGET/release/bully:
+# aarch64-unknown-linux-musl, armv7-unknown-linux-musleabihf, or their -gnu/-gnueabihf twins
+# (static glibc, larger). The standard library is built for the target from source
+# (-Z build-std); the toolchain is installed first when it is missing. See README
+# "Embedded hosts".
 cross:
 	bash tests/support/cross.sh build $(TARGET)
 
@@ -64,8 +65,7 @@ cross-setup:
 # mixed clusters of an x86_64 node and both ARM nodes under qemu-user elect, fail over after
 # kill -9 and hand back.
 cross-test:
-	bash tests/support/cross.sh build aarch64-unknown-linux-musl
-	bash tests/support/cross.sh build armv7-unknown-linux-musleabihf
+	bash tests/support/cross.sh build aarch64-unknown-linux-musl armv7-unknown-linux-musleabihf
 	BULLY_CROSS_AARCH64=$(CURDIR)/target/aarch64-unknown-linux-musl/release/bully \
 	BULLY_CROSS_ARMV7=$(CURDIR)/target/armv7-unknown-linux-musleabihf/release/bully \
 	BULLY_CROSS_AARCH64_RUNNER=$(QEMU_AARCH64) BULLY_CROSS_ARMV7_RUNNER=$(QEMU_ARM) \

@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Cross builds for embedded hosts (README "Embedded hosts").
 #
-#   cross.sh setup          install the Debian bookworm cross toolchains (idempotent)
-#   cross.sh build TARGET   build a static release binary into target/TARGET/release/bully
+#   cross.sh setup            install the Debian bookworm cross toolchains (idempotent)
+#   cross.sh build TARGET...  build static release binaries into target/TARGET/release/bully
 #
 # TARGET: aarch64-unknown-linux-musl, armv7-unknown-linux-musleabihf (the small ones, which
 # `make cross-test` runs), aarch64-unknown-linux-gnu or armv7-unknown-linux-gnueabihf (static
-# glibc, about 600 KiB larger).
+# glibc, 500 to 650 KiB larger).
 #
 # The standard library is compiled for TARGET from its source with cargo's `-Z build-std`,
 # with the release profile (opt-level "z", LTO) and std features chosen for size. Debian's
@@ -151,23 +151,38 @@ has_std_source() {
   [ -f "$sysroot/lib/rustlib/src/rust/library/Cargo.lock" ]
 }
 
+# The C cross compiler that links `$1`, from CARGO_TARGET_<TARGET>_LINKER or target_info.
+linker_of() {
+  local var default
+  var=$(env_prefix "$1")_LINKER
+  read -r _ _ default < <(target_info "$1")
+  echo "${!var:-$default}"
+}
+
+# CARGO_TARGET_<TARGET>: the prefix of cargo's per-target environment settings.
+env_prefix() {
+  echo "CARGO_TARGET_$(echo "$1" | tr 'a-z-' 'A-Z_')"
+}
+
+# Builds every TARGET given in one cargo run, so that the two final LTO links, each on one
+# core, run side by side.
 build() {
-  local target=$1 rustc="" cargo="" r arch triplet linker var need_setup=""
-  target_info "$target" >/dev/null || {
-    echo "cross: unsupported target $target; supported: aarch64-unknown-linux-musl," \
-      "armv7-unknown-linux-musleabihf, aarch64-unknown-linux-gnu, armv7-unknown-linux-gnueabihf" >&2
-    return 2
-  }
-  read -r arch triplet linker < <(target_info "$target")
-  var=CARGO_TARGET_$(echo "$target" | tr 'a-z-' 'A-Z_')_LINKER
-  linker=${!var:-$linker}
-  case "$target" in *-musl*) [ -f "$musl_version_file" ] || need_setup=1 ;; esac
+  local rustc="" cargo="" r t need_setup=""
+  for t in "$@"; do
+    target_info "$t" >/dev/null || {
+      echo "cross: unsupported target $t; supported: aarch64-unknown-linux-musl," \
+        "armv7-unknown-linux-musleabihf, aarch64-unknown-linux-gnu, armv7-unknown-linux-gnueabihf" >&2
+      return 2
+    }
+    command -v "$(linker_of "$t")" >/dev/null || need_setup=1
+    case "$t" in *-musl*) [ -f "$musl_version_file" ] || need_setup=1 ;; esac
+    case "$t" in aarch64-*-musl) [ -f "$(musl_unwinder "$t")" ] || need_setup=1 ;; esac
+  done
   for r in ${RUSTC:-/usr/bin/rustc rustc}; do
     if command -v "$r" >/dev/null && has_std_source "$r"; then rustc=$r; break; fi
   done
-  if [ -z "$rustc" ] || ! command -v "$linker" >/dev/null || [ -n "$need_setup" ] ||
-    { [ "$target" = aarch64-unknown-linux-musl ] && [ ! -f "$(musl_unwinder "$target")" ]; }; then
-    echo "cross: toolchain for $target incomplete; running setup"
+  if [ -z "$rustc" ] || [ -n "$need_setup" ]; then
+    echo "cross: toolchain for $* incomplete; running setup"
     setup
     [ -n "$rustc" ] || { has_std_source /usr/bin/rustc && rustc=/usr/bin/rustc; }
   fi
@@ -175,32 +190,45 @@ build() {
     echo "cross: no rustc with its library source (rust-src) here; see README \"Embedded hosts\"" >&2
     return 1
   }
-  command -v "$linker" >/dev/null || {
-    echo "cross: linker $linker for $target not found (set $var)" >&2
-    return 1
-  }
   # Debian's rustc goes with Debian's cargo; any other with the cargo on PATH.
   if [ -n "${CROSS_CARGO:-}" ]; then cargo=$CROSS_CARGO
   elif [ "$(command -v "$rustc")" = /usr/bin/rustc ]; then cargo=/usr/bin/cargo
   else cargo=cargo
   fi
-  local flags="-C target-feature=+crt-static"
-  case "$target" in *-musl*) flags="$flags $(musl_flags "$target")" ;; esac
-  local bin=target/$target/release/bully
-  [ "${CROSS_MAP:-}" = 1 ] && flags="$flags -C link-arg=-Wl,-Map=$PWD/$bin.map"
-  echo "cross: $("$rustc" --version) via $cargo, linker $linker, std built from source"
+  local settings=(RUSTC="$rustc" RUSTC_BOOTSTRAP=1) targets=() linker flags
+  for t in "$@"; do
+    linker=$(linker_of "$t")
+    command -v "$linker" >/dev/null || {
+      echo "cross: linker $linker for $t not found (set $(env_prefix "$t")_LINKER)" >&2
+      return 1
+    }
+    flags="-C target-feature=+crt-static"
+    case "$t" in *-musl*) flags="$flags $(musl_flags "$t")" ;; esac
+    [ "${CROSS_MAP:-}" = 1 ] && flags="$flags -C link-arg=-Wl,-Map=$PWD/target/$t/release/bully.map"
+    # Per-target flags reach only that target's crates (std included), not build scripts.
+    settings+=("$(env_prefix "$t")_LINKER=$linker" "$(env_prefix "$t")_RUSTFLAGS=$flags")
+    targets+=(--target "$t")
+    echo "cross: $t: linker $linker"
+  done
+  echo "cross: $("$rustc" --version) via $cargo, std built from source"
   # std features for size (measured in the README): backtraces without symbolisation (raw
   # addresses, which an unstripped build of the same commit resolves; a stripped binary has no
   # symbols to show anyway: -130 KiB) and std's size-optimised algorithms; panic-unwind keeps
-  # unwinding. RUSTFLAGS with --target reach only the target's crates, std included.
-  env RUSTC="$rustc" RUSTC_BOOTSTRAP=1 "$var=$linker" RUSTFLAGS="$flags" \
-    "$cargo" build --release --locked --target "$target" -Z build-std=std,panic_unwind \
+  # unwinding. RUSTFLAGS would override the per-target flags, so it is cleared.
+  env -u RUSTFLAGS "${settings[@]}" \
+    "$cargo" build --release --locked "${targets[@]}" -Z build-std=std,panic_unwind \
     -Z build-std-features=panic-unwind,backtrace,backtrace-trace-only,optimize_for_size
-  echo "cross: $bin: $(stat -c %s "$bin") bytes"
+  for t in "$@"; do
+    echo "cross: target/$t/release/bully: $(stat -c %s "target/$t/release/bully") bytes"
+  done
 }
 
 case "${1:-}" in
   setup) setup ;;
-  build) [ -n "${2:-}" ] || { echo "usage: cross.sh build TARGET" >&2; exit 2; }; build "$2" ;;
-  *) echo "usage: cross.sh setup | cross.sh build TARGET" >&2; exit 2 ;;
+  build)
+    [ -n "${2:-}" ] || { echo "usage: cross.sh build TARGET..." >&2; exit 2; }
+    shift
+    build "$@"
+    ;;
+  *) echo "usage: cross.sh setup | cross.sh build TARGET..." >&2; exit 2 ;;
 esac
