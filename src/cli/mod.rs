@@ -5,6 +5,8 @@
 pub mod config;
 pub mod control;
 pub mod flags;
+pub mod logger;
+pub mod output;
 pub mod registry_flags;
 pub mod run;
 pub mod status;
@@ -34,16 +36,16 @@ pub fn main() -> ExitCode {
     }
     match config::parse(args, &env) {
         Ok(Command::Help) => {
-            print!("{USAGE}");
+            output::out(USAGE);
             ExitCode::SUCCESS
         }
         Ok(Command::Version) => {
-            println!("bully {}", env!("CARGO_PKG_VERSION"));
+            output::out(&format!("bully {}\n", env!("CARGO_PKG_VERSION")));
             ExitCode::SUCCESS
         }
         Ok(Command::Run(config)) => run::run(*config),
         Err(e) => {
-            eprintln!("bully: {e}\nTry 'bully --help'.");
+            output::err(&format!("bully: {e}\nTry 'bully --help'."));
             ExitCode::from(2)
         }
     }

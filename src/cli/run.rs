@@ -2,6 +2,7 @@
 //! threads, then serve on the calling thread.
 
 use super::config::Config;
+use super::{logger, output};
 use crate::core::election::Settings;
 use crate::core::member::Member;
 use crate::core::quorum::Quorum;
@@ -33,33 +34,27 @@ use std::sync::Arc;
 
 /// Runs the node until a signal ends the process; returns only when it cannot start.
 pub fn run(config: Config) -> ExitCode {
-    simple_logger::SimpleLogger::new()
-        .with_level(config.log_level)
-        .with_module_level("ureq", log::LevelFilter::Warn)
-        .with_module_level("ureq_proto", log::LevelFilter::Warn)
-        .with_utc_timestamps()
-        .init()
-        .ok();
+    logger::init(config.log_level);
 
     let addr = SocketAddr::new(config.bind, config.port);
     let listener = match server::bind(addr) {
         Ok(l) => l,
         Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
-            eprintln!(
+            output::err(&format!(
                 "bully: port {} is already in use on {}",
                 config.port, config.bind
-            );
+            ));
             return ExitCode::from(1);
         }
         Err(e) => {
-            eprintln!("bully: cannot listen on {addr}: {e}");
+            output::err(&format!("bully: cannot listen on {addr}: {e}"));
             return ExitCode::from(1);
         }
     };
     let registry = match registry::open(&config.registry) {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("bully: {e}");
+            output::err(&format!("bully: {e}"));
             return ExitCode::from(1);
         }
     };
@@ -80,7 +75,7 @@ pub fn run(config: Config) -> ExitCode {
     let (state, persisted) = match StateFile::open(&config.state_dir, &cluster, &me.name) {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("bully: {e}");
+            output::err(&format!("bully: {e}"));
             return ExitCode::from(1);
         }
     };
@@ -128,7 +123,7 @@ pub fn run(config: Config) -> ExitCode {
     let node: Arc<dyn Handle> = match Node::start(parts) {
         Ok(n) => n,
         Err(e) => {
-            eprintln!("bully: cannot start the node's timer thread: {e}");
+            output::err(&format!("bully: cannot start the node's timer thread: {e}"));
             return ExitCode::from(1);
         }
     };
@@ -142,7 +137,7 @@ pub fn run(config: Config) -> ExitCode {
         ) {
             Ok(h) => Some(h),
             Err(e) => {
-                eprintln!("bully: cannot start the hook thread: {e}");
+                output::err(&format!("bully: cannot start the hook thread: {e}"));
                 return ExitCode::from(1);
             }
         }
@@ -200,7 +195,7 @@ pub fn run(config: Config) -> ExitCode {
             config.check.clone(),
             Arc::clone(&metrics),
         ) {
-            eprintln!("bully: cannot start the health check: {e}");
+            output::err(&format!("bully: cannot start the health check: {e}"));
             return ExitCode::from(1);
         }
     }
@@ -208,7 +203,7 @@ pub fn run(config: Config) -> ExitCode {
     if let Err(e) = spawn_named("schedules", move || {
         schedules::run(scheduled, registration, timed)
     }) {
-        eprintln!("bully: cannot start the schedules: {e}");
+        output::err(&format!("bully: cannot start the schedules: {e}"));
         return ExitCode::from(1);
     }
     let (follower, timed) = (Arc::clone(&node), timing);
@@ -224,7 +219,7 @@ pub fn run(config: Config) -> ExitCode {
         ) {
             Ok(b) => b,
             Err(e) => {
-                eprintln!("bully: cannot start the beat thread: {e}");
+                output::err(&format!("bully: cannot start the beat thread: {e}"));
                 return ExitCode::from(1);
             }
         }

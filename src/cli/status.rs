@@ -4,6 +4,7 @@
 //! as a check.
 
 use super::flags::{Flags, UsageError};
+use super::output;
 use super::usage::USAGE;
 use crate::core::member::Member;
 use crate::core::wire::NodeDetails;
@@ -58,31 +59,31 @@ pub fn main(args: Vec<OsString>, env: &dyn Fn(&str) -> Option<String>) -> ExitCo
     let opts = match parse(args, env) {
         Ok(Some(o)) => o,
         Ok(None) => {
-            print!("{USAGE}");
+            output::out(USAGE);
             return ExitCode::SUCCESS;
         }
         Err(e) => {
-            eprintln!("bully status: {e}\nTry 'bully --help'.");
+            output::err(&format!("bully status: {e}\nTry 'bully --help'."));
             return ExitCode::from(2);
         }
     };
     let report = match gather(&opts.registry) {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("bully status: {e}");
+            output::err(&format!("bully status: {e}"));
             return ExitCode::from(1);
         }
     };
     if opts.json {
         match serde_json::to_string_pretty(&report) {
-            Ok(text) => println!("{text}"),
+            Ok(text) => output::out(&format!("{text}\n")),
             Err(e) => {
-                eprintln!("bully status: {e}");
+                output::err(&format!("bully status: {e}"));
                 return ExitCode::from(1);
             }
         }
     } else {
-        print!("{}", report.table());
+        output::out(&report.table());
     }
     if report.agreed {
         ExitCode::SUCCESS

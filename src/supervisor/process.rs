@@ -31,12 +31,18 @@ const TICK: Duration = Duration::from_millis(20);
 /// the command could not start).
 pub fn main(args: Vec<OsString>) -> ExitCode {
     let Ok([what, cmd]) = <[OsString; 2]>::try_from(args) else {
-        eprintln!("bully: {ENTRY} is internal to bully and takes WHAT and CMD");
+        let _ = writeln!(
+            io::stderr(),
+            "bully: {ENTRY} is internal to bully and takes WHAT and CMD"
+        );
         return ExitCode::from(2);
     };
     // SAFETY: fcntl only asks whether descriptor 0 is open.
     if unsafe { libc::fcntl(0, libc::F_GETFD) } < 0 {
-        eprintln!("bully: {ENTRY} needs its control socket on stdin");
+        let _ = writeln!(
+            io::stderr(),
+            "bully: {ENTRY} needs its control socket on stdin"
+        );
         return ExitCode::from(2);
     }
     // SAFETY: descriptor 0 is open (checked above) and nothing else in this process owns it.
@@ -201,7 +207,13 @@ impl Watch {
                 }
             }
             ("kill", "") => self.kill(),
-            _ => eprintln!("bully supervisor of {what:?}: unknown message {line:?}"),
+            _ => {
+                // Never println!: a closed stderr must not panic the supervisor.
+                let _ = writeln!(
+                    io::stderr(),
+                    "bully supervisor of {what:?}: unknown message {line:?}"
+                );
+            }
         }
     }
 
