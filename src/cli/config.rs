@@ -31,6 +31,8 @@ pub struct Config {
     pub log_level: LevelFilter,
     /// Signs and checks every POST; `Debug` shows it redacted.
     pub cluster_key: Option<ClusterKey>,
+    /// `--cluster-key-file`: read again on SIGHUP.
+    pub cluster_key_file: Option<PathBuf>,
     pub hooks: HookOptions,
     /// Quorum mode: the cluster's size.
     pub quorum: Option<usize>,
@@ -121,7 +123,7 @@ pub fn parse(
             },
         )?
         .unwrap_or(LevelFilter::Info);
-    let cluster_key = cluster_key(&mut f)?;
+    let (cluster_key, cluster_key_file) = cluster_key(&mut f)?;
     let hooks = HookOptions {
         on_elected: f.command("--on-elected")?,
         on_demoted: f.command("--on-demoted")?,
@@ -227,6 +229,7 @@ pub fn parse(
         heartbeat,
         log_level,
         cluster_key,
+        cluster_key_file,
         hooks,
         quorum,
         lease,
@@ -247,8 +250,9 @@ fn beside(dir: &Path, what: &str) -> PathBuf {
     dir.with_file_name(format!("{name}-{what}"))
 }
 
-/// `--cluster-key` (or `BULLY_CLUSTER_KEY`) or `--cluster-key-file`; errors never show the key.
-fn cluster_key(f: &mut Flags) -> Result<Option<ClusterKey>, UsageError> {
+/// `--cluster-key` (or `BULLY_CLUSTER_KEY`) or `--cluster-key-file`, and the file when it
+/// came from one; errors never show the key.
+fn cluster_key(f: &mut Flags) -> Result<(Option<ClusterKey>, Option<PathBuf>), UsageError> {
     let key = f.value("--cluster-key")?;
     let file = f.value("--cluster-key-file")?;
     match (key, file) {
@@ -256,12 +260,12 @@ fn cluster_key(f: &mut Flags) -> Result<Option<ClusterKey>, UsageError> {
             "--cluster-key and --cluster-key-file given together: choose one".into(),
         )),
         (Some(k), None) => ClusterKey::new(k.as_bytes())
-            .map(Some)
+            .map(|k| (Some(k), None))
             .map_err(|e| UsageError(format!("--cluster-key: {e}"))),
-        (None, Some(path)) => ClusterKey::from_file(std::path::Path::new(&path))
-            .map(Some)
+        (None, Some(path)) => ClusterKey::from_file(Path::new(&path))
+            .map(|k| (Some(k), Some(PathBuf::from(path))))
             .map_err(|e| UsageError(format!("--cluster-key-file: {e}"))),
-        (None, None) => Ok(None),
+        (None, None) => Ok((None, None)),
     }
 }
 

@@ -6,7 +6,7 @@
 use super::flags::{Flags, UsageError};
 use crate::core::rules::{valid_host, valid_name, NAME_RULE};
 use crate::core::wire::{Maintenance, StepDown};
-use crate::http::auth::ClusterKey;
+use crate::http::auth::{ClusterKey, Keys};
 use crate::http::peer::PeerClient;
 use crate::http::routes::Route;
 use serde::Serialize;
@@ -86,7 +86,7 @@ fn request(
         format!("{host}:{port}")
     };
     Ok(Some((
-        PeerClient::new(timeout).signing(key),
+        PeerClient::new(timeout).signing(key.map(Keys::new)),
         address,
         route,
         body,

@@ -7,7 +7,7 @@ use crate::registry::consul_options::{
     base_url, valid_token, ConsulOptions, DEFAULT_ADDRESS, DEFAULT_CHECK_INTERVAL,
     MIN_CHECK_INTERVAL, MIN_DEREGISTER,
 };
-use crate::registry::{RegistryKind, RegistryOptions};
+use crate::registry::{read_peers_file, RegistryKind, RegistryOptions};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -38,6 +38,18 @@ impl Flags<'_> {
                 .collect();
             (!list.is_empty() && list.iter().all(|p| valid_host_port(p))).then_some(list)
         })?;
+        let peers_file = self.value("--peers-file")?.map(PathBuf::from);
+        let peers = match (peers, &peers_file) {
+            (Some(_), Some(_)) => {
+                return Err(UsageError(
+                    "--peers and --peers-file given together: choose one".into(),
+                ))
+            }
+            (None, Some(f)) => {
+                Some(read_peers_file(f).map_err(|e| UsageError(format!("--peers-file: {e}")))?)
+            }
+            (p, None) => p,
+        };
         let consul = self.value("--consul")?;
         let kind = match (kind, &peers, &consul) {
             (Some(k), _, _) => k,
@@ -52,7 +64,7 @@ impl Flags<'_> {
         };
         if kind == RegistryKind::Static && peers.is_none() {
             return Err(UsageError(
-                "--registry static: expected --peers HOST:PORT,...".into(),
+                "--registry static: expected --peers HOST:PORT,... or --peers-file PATH".into(),
             ));
         }
         let consul = self.consul(consul, kind == RegistryKind::Consul)?;
@@ -61,6 +73,7 @@ impl Flags<'_> {
             cluster,
             dir,
             peers: peers.unwrap_or_default(),
+            peers_file,
             consul,
             timeout,
         })

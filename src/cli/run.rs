@@ -6,7 +6,7 @@ use super::{logger, output};
 use crate::core::election::Settings;
 use crate::core::member::Member;
 use crate::core::quorum::Quorum;
-use crate::http::auth::Verifier;
+use crate::http::auth::{Keys, Verifier};
 use crate::http::peer::PeerClient;
 use crate::http::server;
 use crate::registry;
@@ -22,14 +22,17 @@ use crate::runtime::leadership::Leadership;
 use crate::runtime::metrics::Metrics;
 use crate::runtime::node::{Node, Parts};
 use crate::runtime::registration::Registration;
+use crate::runtime::reload::Reload;
 use crate::runtime::schedules;
-use crate::runtime::shutdown::{self, Leaving};
+use crate::runtime::shutdown::Leaving;
+use crate::runtime::signals;
 use crate::runtime::state_file::StateFile;
 use crate::runtime::timing::Timing;
 use crate::runtime::watch;
 use crate::sync::spawn_named;
 use std::net::SocketAddr;
 use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 /// Runs the node until a signal ends the process; returns only when it cannot start.
@@ -83,6 +86,8 @@ pub fn run(config: Config) -> ExitCode {
     let metrics = Arc::new(Metrics::default());
     let leadership = Arc::new(Leadership::default());
     let fence = Arc::new(Fence::default());
+    let stopping = Arc::new(AtomicBool::new(false));
+    let keys = config.cluster_key.clone().map(Keys::new);
     let settings = Settings {
         quorum: config
             .quorum
@@ -114,11 +119,12 @@ pub fn run(config: Config) -> ExitCode {
         clock: Clock::start(),
         state,
         persisted: persisted.clone(),
-        client: PeerClient::new(config.timeout).signing(config.cluster_key.clone()),
+        client: PeerClient::new(config.timeout).signing(keys.clone()),
         directory: Arc::clone(&directory),
         metrics: Arc::clone(&metrics),
         leadership: Arc::clone(&leadership),
         fence: Arc::clone(&fence),
+        stopping: Arc::clone(&stopping),
     };
     let node: Arc<dyn Handle> = match Node::start(parts) {
         Ok(n) => n,
@@ -186,8 +192,12 @@ pub fn run(config: Config) -> ExitCode {
         registration: Arc::clone(&registration),
         leadership: Arc::clone(&leadership),
     };
-    if let Err(e) = shutdown::install(leaving) {
-        log::warn!("cannot handle SIGINT/SIGTERM ({e}); the registry record stays on exit");
+    let reload = Reload {
+        key_file: config.cluster_key_file.clone().zip(keys.clone()),
+        directory: Arc::clone(&directory),
+    };
+    if let Err(e) = signals::install(leaving, reload, stopping) {
+        log::warn!("cannot handle SIGINT/SIGTERM/SIGHUP ({e}); the registry record stays on exit");
     }
     if config.check.any() {
         if let Err(e) = check::start(
@@ -233,7 +243,7 @@ pub fn run(config: Config) -> ExitCode {
         directory,
         metrics,
         leadership,
-        verifier: config.cluster_key.map(Verifier::new),
+        verifier: keys.clone().map(Verifier::new),
     };
     server::serve(listener, Arc::new(api));
     ExitCode::SUCCESS

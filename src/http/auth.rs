@@ -10,8 +10,8 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Milliseconds since the Unix epoch at which the request was signed.
 pub const TIMESTAMP_HEADER: &str = "X-Bully-Timestamp";
@@ -76,6 +76,64 @@ impl ClusterKey {
             .finalize()
             .into_bytes();
         (timestamp, hex(&tag))
+    }
+}
+
+/// How long a node still accepts the key it replaced on SIGHUP: nodes reloaded one after the
+/// other keep hearing each other meanwhile.
+pub const ROTATION_GRACE: Duration = Duration::from_secs(300);
+
+/// The key in force, shared by the signing client and the verifier and replaced on SIGHUP
+/// (`--cluster-key-file`); clones share it.
+#[derive(Clone, Debug)]
+pub struct Keys(Arc<RwLock<KeyState>>);
+
+#[derive(Debug)]
+struct KeyState {
+    current: ClusterKey,
+    /// The key replaced last, and until when it is still accepted.
+    previous: Option<(ClusterKey, Instant)>,
+}
+
+impl Keys {
+    pub fn new(key: ClusterKey) -> Keys {
+        Keys(Arc::new(RwLock::new(KeyState {
+            current: key,
+            previous: None,
+        })))
+    }
+
+    /// The key to sign with.
+    pub fn current(&self) -> ClusterKey {
+        self.0
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .current
+            .clone()
+    }
+
+    /// Puts `key` in force; `false` when it is the key already in force.
+    pub fn replace(&self, key: ClusterKey) -> bool {
+        let mut s = self.0.write().unwrap_or_else(|e| e.into_inner());
+        if s.current == key {
+            return false;
+        }
+        let old = std::mem::replace(&mut s.current, key);
+        s.previous = Some((old, Instant::now() + ROTATION_GRACE));
+        true
+    }
+
+    /// The keys a signature may be made with: the current one, then the replaced one during
+    /// its grace.
+    fn accepted(&self) -> Vec<ClusterKey> {
+        let s = self.0.read().unwrap_or_else(|e| e.into_inner());
+        let mut keys = vec![s.current.clone()];
+        if let Some((k, until)) = &s.previous {
+            if Instant::now() < *until {
+                keys.push(k.clone());
+            }
+        }
+        keys
     }
 }
 
@@ -158,15 +216,15 @@ impl std::fmt::Display for Refusal {
 
 /// Checks signatures and remembers the ones it accepted until they leave the time window.
 pub struct Verifier {
-    key: ClusterKey,
+    keys: Keys,
     seen: Mutex<HashMap<[u8; 32], u64>>,
     log: RefusalLog,
 }
 
 impl Verifier {
-    pub fn new(key: ClusterKey) -> Verifier {
+    pub fn new(keys: Keys) -> Verifier {
         Verifier {
-            key,
+            keys,
             seen: Mutex::new(HashMap::new()),
             log: RefusalLog::default(),
         }
@@ -208,10 +266,14 @@ impl Verifier {
         if skew_ms.unsigned_abs() > MAX_SKEW.as_millis() as u64 {
             return Err(Refusal::OutOfWindow { skew_ms });
         }
-        self.key
-            .mac(method, path, ts_text, body)
-            .verify_slice(&sig)
-            .map_err(|_| Refusal::BadSignature)?;
+        let signed = self.keys.accepted().iter().any(|k| {
+            k.mac(method, path, ts_text, body)
+                .verify_slice(&sig)
+                .is_ok()
+        });
+        if !signed {
+            return Err(Refusal::BadSignature);
+        }
         let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
         if seen.contains_key(&sig) {
             return Err(Refusal::Replayed);
@@ -282,15 +344,36 @@ mod tests {
 
     #[test]
     fn a_signed_request_passes_once() {
-        let v = Verifier::new(key());
+        let v = Verifier::new(Keys::new(key()));
         let (ts, sig) = signed(b"{}");
         assert_eq!(proxy(&v, &ts, &sig, b"{}"), Ok(()));
         assert_eq!(proxy(&v, &ts, &sig, b"{}"), Err(Refusal::Replayed));
     }
 
     #[test]
+    fn a_replaced_key_is_still_accepted_during_its_grace_and_the_new_one_signs() {
+        let keys = Keys::new(key());
+        let v = Verifier::new(keys.clone());
+        let next = ClusterKey::new(b"the next key, rotated in").unwrap();
+        assert!(!keys.replace(key()), "the same key changes nothing");
+        assert!(keys.replace(next.clone()));
+        assert_eq!(keys.current(), next);
+        let (ts, sig) = key().sign("POST", "/proxy", b"{}");
+        assert_eq!(
+            proxy(&v, &ts, &sig, b"{}"),
+            Ok(()),
+            "the old key, in its grace"
+        );
+        let (ts, sig) = next.sign("POST", "/proxy", b"{}");
+        assert_eq!(proxy(&v, &ts, &sig, b"{}"), Ok(()));
+        let stranger = ClusterKey::new(b"a key nobody was given").unwrap();
+        let (ts, sig) = stranger.sign("POST", "/proxy", b"{}");
+        assert_eq!(proxy(&v, &ts, &sig, b"{}"), Err(Refusal::BadSignature));
+    }
+
+    #[test]
     fn every_signed_field_matters() {
-        let v = Verifier::new(key());
+        let v = Verifier::new(Keys::new(key()));
         let (ts, sig) = signed(b"{}");
         let bad = |m: &str, p: &str, t: &str, b: &[u8]| v.verify(m, p, Some(t), Some(&sig), b);
         assert_eq!(bad("PUT", "/proxy", &ts, b"{}"), Err(Refusal::BadSignature));
@@ -308,7 +391,7 @@ mod tests {
 
     #[test]
     fn missing_malformed_and_old_signatures_are_refused() {
-        let v = Verifier::new(key());
+        let v = Verifier::new(Keys::new(key()));
         let (ts, sig) = signed(b"");
         assert_eq!(
             v.verify("POST", "/proxy", None, Some(&sig), b""),

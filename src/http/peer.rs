@@ -1,7 +1,7 @@
 //! The HTTP client nodes use to reach each other: short, bounded, no pooled connections. It
 //! reports what happened, typed, and leaves judging it to the caller.
 
-use super::auth::{ClusterKey, SIGNATURE_HEADER, TIMESTAMP_HEADER};
+use super::auth::{Keys, SIGNATURE_HEADER, TIMESTAMP_HEADER};
 use super::limits::MAX_ANSWER;
 use crate::core::event::Unreachable;
 use crate::sync::assert_no_state_lock;
@@ -55,8 +55,8 @@ pub type Reply<T> = Result<(u16, Option<T>), PeerError>;
 #[derive(Clone)]
 pub struct PeerClient {
     agent: ureq::Agent,
-    /// Signs every POST when the cluster has a key.
-    key: Option<ClusterKey>,
+    /// Signs every POST when the cluster has a key (the one in force at each call).
+    key: Option<Keys>,
 }
 
 /// A ureq agent for short calls to a server that may be dead, frozen or hostile (peers, and
@@ -98,7 +98,7 @@ impl PeerClient {
     }
 
     /// Signs every POST with `key` (see [`super::auth`]).
-    pub fn signing(mut self, key: Option<ClusterKey>) -> Self {
+    pub fn signing(mut self, key: Option<Keys>) -> Self {
         self.key = key;
         self
     }
@@ -124,8 +124,8 @@ impl PeerClient {
             .post(Self::url(address, path))
             .header("Connection", "close")
             .header("Content-Type", "application/json");
-        if let Some(key) = &self.key {
-            let (timestamp, signature) = key.sign("POST", path, &body);
+        if let Some(keys) = &self.key {
+            let (timestamp, signature) = keys.current().sign("POST", path, &body);
             rq = rq
                 .header(TIMESTAMP_HEADER, timestamp)
                 .header(SIGNATURE_HEADER, signature);

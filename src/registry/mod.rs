@@ -8,7 +8,7 @@ mod static_peers;
 pub use consul::ConsulRegistry;
 pub use consul_options::ConsulOptions;
 pub use dir::DirRegistry;
-pub use static_peers::StaticRegistry;
+pub use static_peers::{read_peers_file, StaticRegistry};
 
 use crate::core::member::Member;
 use std::path::PathBuf;
@@ -28,6 +28,8 @@ pub struct RegistryOptions {
     pub cluster: String,
     pub dir: PathBuf,
     pub peers: Vec<String>,
+    /// `--peers-file`: where `peers` came from, read again on SIGHUP.
+    pub peers_file: Option<PathBuf>,
     pub consul: ConsulOptions,
     /// Per-request timeout for registries that ask over the network.
     pub timeout: Duration,
@@ -54,6 +56,11 @@ pub trait Registry: Send + Sync {
     fn cheap_reads(&self) -> bool {
         false
     }
+    /// SIGHUP: reads again what this registry was configured from, if it can; says what
+    /// changed (`None`: nothing to read again). An error leaves everything as it was.
+    fn reload(&self) -> Result<Option<String>, String> {
+        Ok(None)
+    }
 }
 
 /// Builds the registry the options ask for.
@@ -62,6 +69,7 @@ pub fn open(opts: &RegistryOptions) -> Result<Box<dyn Registry>, String> {
         RegistryKind::Dir => Ok(Box::new(DirRegistry::new(&opts.dir, &opts.cluster))),
         RegistryKind::Static => Ok(Box::new(StaticRegistry::new(
             opts.peers.clone(),
+            opts.peers_file.clone(),
             &opts.cluster,
             opts.timeout,
         ))),

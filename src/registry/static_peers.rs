@@ -1,25 +1,70 @@
-//! A fixed peer list: the members are those listed peers that answer `GET /nodeDetails` for
-//! the same cluster, plus this node.
+//! A peer list: the members are those listed peers that answer `GET /nodeDetails` for the
+//! same cluster, plus this node. The list comes from `--peers` or from `--peers-file`, which
+//! SIGHUP reads again.
 
 use super::Registry;
 use crate::core::member::Member;
+use crate::core::rules::valid_host_port;
 use crate::core::wire::NodeDetails;
 use crate::http::peer::PeerClient;
 use crate::sync::lock;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
 
+/// A peers file larger than this is not a list of peers.
+const MAX_PEERS_FILE: u64 = 1024 * 1024;
+
 pub struct StaticRegistry {
-    peers: Vec<String>,
+    peers: Mutex<Vec<String>>,
+    /// Where the list came from, when it came from a file.
+    file: Option<PathBuf>,
     cluster: String,
     client: PeerClient,
     me: Mutex<Option<Member>>,
 }
 
+/// One `HOST:PORT` per line; blank lines and `#` comments are skipped. The error names the
+/// line.
+pub fn read_peers_file(path: &Path) -> Result<Vec<String>, String> {
+    let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    if meta.len() > MAX_PEERS_FILE {
+        return Err(format!(
+            "{}: larger than {MAX_PEERS_FILE} bytes",
+            path.display()
+        ));
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut peers = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let peer = line.split('#').next().unwrap_or("").trim();
+        if peer.is_empty() {
+            continue;
+        }
+        if !valid_host_port(peer) {
+            return Err(format!(
+                "{} line {}: expected HOST:PORT, got '{peer}'",
+                path.display(),
+                n + 1
+            ));
+        }
+        if !peers.iter().any(|p| p == peer) {
+            peers.push(peer.to_string());
+        }
+    }
+    Ok(peers)
+}
+
 impl StaticRegistry {
-    pub fn new(peers: Vec<String>, cluster: &str, timeout: Duration) -> Self {
+    pub fn new(
+        peers: Vec<String>,
+        file: Option<PathBuf>,
+        cluster: &str,
+        timeout: Duration,
+    ) -> Self {
         StaticRegistry {
-            peers,
+            peers: Mutex::new(peers),
+            file,
             cluster: cluster.to_string(),
             client: PeerClient::new(timeout),
             me: Mutex::new(None),
@@ -56,7 +101,8 @@ impl Registry for StaticRegistry {
     }
 
     fn members(&self) -> Result<Vec<Member>, String> {
-        let mut members: Vec<Member> = PeerClient::fan_out(&self.peers, |p| self.ask(p))
+        let peers = lock(&self.peers).clone();
+        let mut members: Vec<Member> = PeerClient::fan_out(&peers, |p| self.ask(p))
             .into_iter()
             .flatten()
             .collect();
@@ -69,6 +115,85 @@ impl Registry for StaticRegistry {
     }
 
     fn describe(&self) -> String {
-        format!("static [{}]", self.peers.join(", "))
+        match &self.file {
+            Some(f) => format!("static {}", f.display()),
+            None => format!("static [{}]", lock(&self.peers).join(", ")),
+        }
+    }
+
+    /// Reads `--peers-file` again; a file that cannot be read or holds a bad line leaves the
+    /// list as it was.
+    fn reload(&self) -> Result<Option<String>, String> {
+        let Some(file) = &self.file else {
+            return Ok(None);
+        };
+        let fresh = read_peers_file(file)?;
+        let mut peers = lock(&self.peers);
+        let added: Vec<&String> = fresh.iter().filter(|p| !peers.contains(p)).collect();
+        let removed: Vec<&String> = peers.iter().filter(|p| !fresh.contains(p)).collect();
+        let said = if added.is_empty() && removed.is_empty() {
+            format!("peers unchanged ({})", fresh.len())
+        } else {
+            let list = |v: &[&String]| {
+                if v.is_empty() {
+                    "none".to_string()
+                } else {
+                    v.iter().map(|p| p.as_str()).collect::<Vec<_>>().join(", ")
+                }
+            };
+            format!(
+                "peers added: {}; removed: {}; now {}",
+                list(&added),
+                list(&removed),
+                fresh.len()
+            )
+        };
+        *peers = fresh;
+        Ok(Some(said))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_peers_file_is_one_host_port_a_line_and_reloads() {
+        let path = std::env::temp_dir().join(format!("bully-peers-{}", std::process::id()));
+        std::fs::write(
+            &path,
+            "# the others\n10.0.0.1:5000\n\n  h2:5001  # two\nh2:5001\n",
+        )
+        .unwrap();
+        assert_eq!(
+            read_peers_file(&path).unwrap(),
+            vec!["10.0.0.1:5000".to_string(), "h2:5001".into()]
+        );
+        let r = StaticRegistry::new(
+            read_peers_file(&path).unwrap(),
+            Some(path.clone()),
+            "c",
+            Duration::from_secs(1),
+        );
+        assert_eq!(r.reload().unwrap().as_deref(), Some("peers unchanged (2)"));
+        std::fs::write(&path, "h2:5001\nh3:5002\n").unwrap();
+        assert_eq!(
+            r.reload().unwrap().as_deref(),
+            Some("peers added: h3:5002; removed: 10.0.0.1:5000; now 2")
+        );
+        std::fs::write(&path, "h2:5001\nnot a peer\n").unwrap();
+        let e = r.reload().unwrap_err();
+        assert!(
+            e.ends_with("line 2: expected HOST:PORT, got 'not a peer'"),
+            "{e}"
+        );
+        assert_eq!(
+            *lock(&r.peers),
+            vec!["h2:5001".to_string(), "h3:5002".into()]
+        );
+        std::fs::remove_file(&path).unwrap();
+        assert!(r.reload().is_err());
+        let fixed = StaticRegistry::new(vec!["h:1".into()], None, "c", Duration::from_secs(1));
+        assert_eq!(fixed.reload(), Ok(None));
     }
 }

@@ -18,6 +18,7 @@ use crate::core::member::{Member, NodeRef};
 use crate::core::ready::{Change, Effect, Note, Persisted, Reply, RoundEdge};
 use crate::http::peer::PeerClient;
 use crate::sync::{lock, StateLockHeld};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Instant;
@@ -37,6 +38,8 @@ pub struct Node {
     executor: Arc<Executor>,
     /// Wakes the `/watch` requests this node holds as coordinator.
     leadership: Arc<Leadership>,
+    /// Set by the SIGINT/SIGTERM handler itself, a moment before the core hears of it.
+    stopping: Arc<AtomicBool>,
     this: Weak<Node>,
 }
 
@@ -53,6 +56,8 @@ pub struct Parts {
     pub metrics: Arc<Metrics>,
     pub leadership: Arc<Leadership>,
     pub fence: Arc<Fence>,
+    /// Set when SIGINT or SIGTERM arrives (see [`super::signals`]).
+    pub stopping: Arc<AtomicBool>,
 }
 
 impl Node {
@@ -85,6 +90,7 @@ impl Node {
             directory: parts.directory,
             executor: Arc::new(executor),
             leadership: parts.leadership,
+            stopping: parts.stopping,
             this: this.clone(),
         });
         let handle: Weak<dyn Handle> = node.this.clone();
@@ -189,8 +195,14 @@ impl Handle for Node {
         ready.reply
     }
 
+    /// The core's view, except that from the moment SIGINT or SIGTERM arrives the node says
+    /// it does not lead, as the core will once the signal thread has stepped it.
     fn snapshot(&self) -> Snapshot {
-        lock(&self.election).snapshot(self.clock.now())
+        let mut s = lock(&self.election).snapshot(self.clock.now());
+        if self.stopping.load(Ordering::SeqCst) {
+            s.is_coordinator = false;
+        }
+        s
     }
 
     fn subscribe(&self) -> Receiver<Notice> {
