@@ -24,7 +24,9 @@ pub struct Resign {
 
 impl Election {
     /// Whether this node stands for election now: not a witness, not leaving, healthy, not
-    /// in maintenance, not holding back after a step-down or an exited `--exec` child.
+    /// in maintenance, not holding back after a step-down or an exited `--exec` child, and
+    /// held by the registry (the others could not find it, and it would elect itself beside
+    /// them).
     pub(super) fn stands(&self) -> bool {
         self.stands_at(self.now)
     }
@@ -35,6 +37,7 @@ impl Election {
             && self.healthy
             && !self.maintenance
             && !self.exec_failed
+            && self.registered
             && self.held_until.is_none_or(|t| now >= t)
     }
 

@@ -182,6 +182,8 @@ pub struct Election {
     /// The round under way takes over from a coordinator that stepped down for this node: it
     /// asks nobody above.
     pub(super) taking_over: bool,
+    /// The registry holds this node (see [`Event::Registered`]).
+    pub(super) registered: bool,
     /// Numbers announcements, so answers find their send time.
     pub(super) seq: u64,
     /// The time of the step under way.
@@ -230,6 +232,7 @@ impl Election {
             resigning: None,
             after_failure: false,
             taking_over: false,
+            registered: true,
             seq: 0,
             now,
             out: Ready::default(),
@@ -280,6 +283,7 @@ impl Election {
             Event::Startup => self.collect(Purpose::LearnTerms),
             Event::HealthTick => self.on_health_tick(),
             Event::Rejoined => self.on_rejoined(),
+            Event::Registered { ok } => self.on_registered(ok),
             Event::Timer(timer) => self.on_timer(timer),
             Event::Members { purpose, members } => self.on_members(purpose, members),
             Event::TermsAnswered { answers } => self.on_terms_answered(answers),
@@ -1015,6 +1019,31 @@ impl Election {
     fn on_rejoined(&mut self) {
         if self.is_coordinator() {
             self.request_election();
+        }
+    }
+
+    /// The registry stopped or started holding this node. Unregistered, it starts no round
+    /// (the one under way ends) and answers election messages as a node that does not stand,
+    /// so lower nodes do not wait for it; it keeps following (or leading) whom it did.
+    /// Registered again, it elects when it knows no coordinator or leads, as after
+    /// [`Event::Rejoined`].
+    fn on_registered(&mut self, ok: bool) {
+        if ok == self.registered {
+            return;
+        }
+        self.registered = ok;
+        self.note(Note::Registered { ok });
+        if !ok {
+            // A claim in quorum mode ends by its own timers.
+            if self.phase != Phase::Idle && self.phase != Phase::Claiming {
+                self.end_round(false);
+            }
+            return;
+        }
+        if self.is_coordinator() {
+            self.request_election();
+        } else {
+            self.stand_if_needed();
         }
     }
 
@@ -2111,6 +2140,58 @@ mod tests {
             let r = rewin(&mut e, expected, &ms, 0);
             assert!(matches!(&r.effects[..], [Effect::Announce { term, .. }] if *term == expected));
         }
+    }
+
+    #[test]
+    fn a_node_that_cannot_register_starts_no_round_and_lower_nodes_do_not_wait_for_it() {
+        let ms = cluster(&[1, 2, 3]);
+        let mut e = node(2);
+        let r = e.step(0, Event::Registered { ok: false });
+        assert_eq!(r.notes, vec![Note::Registered { ok: false }]);
+        assert!(r.notes[0].is_warning());
+        // No coordinator, yet the health tick and election messages start nothing.
+        assert_eq!(e.step(0, Event::HealthTick), Ready::default());
+        let (reply, r) = proxy(&mut e, &nref(1), 0);
+        assert_eq!(
+            reply,
+            ProxyReply::NotLower,
+            "the lower node must not wait for us"
+        );
+        assert!(r.effects.is_empty() && r.rounds.is_empty(), "{r:?}");
+        let (reply, r) = announce(&mut e, 1, 5);
+        assert_eq!(reply, AnnounceReply::Ok { promise_ms: None });
+        assert!(
+            r.rounds.is_empty(),
+            "a lower announcement is not bullied back: {r:?}"
+        );
+        // It still follows a higher coordinator.
+        announce(&mut e, 3, 6);
+        assert_eq!(e.coordinator(), Some(&nref(3)));
+        assert_eq!(e.step(0, Event::Registered { ok: false }), Ready::default());
+        // Registered again while it follows: nothing to do; the health check goes on.
+        let r = e.step(0, Event::Registered { ok: true });
+        assert_eq!(r.notes, vec![Note::Registered { ok: true }]);
+        assert!(r.effects.is_empty(), "{r:?}");
+
+        // A round under way ends; registered again without a coordinator, it elects.
+        let mut e = node(2);
+        start(&mut e, &ms);
+        let r = e.step(0, Event::Registered { ok: false });
+        assert_eq!(
+            r.rounds,
+            vec![RoundEdge::Ended {
+                round: 1,
+                won: false
+            }]
+        );
+        assert_eq!(e.phase(), &Phase::Idle);
+        assert_eq!(
+            members(&mut e, 1, &ms),
+            Ready::default(),
+            "the old round is over"
+        );
+        let r = e.step(0, Event::Registered { ok: true });
+        assert_eq!(r.effects, vec![collect(2)]);
     }
 
     #[test]

@@ -15,6 +15,9 @@ pub enum Event {
     /// The registry lists this node again after it could not (unreachable, or it lost the
     /// record).
     Rejoined,
+    /// Whether this node holds its registration: `false` when it cannot register (a registry
+    /// that refuses the write, a name another live node holds), `true` once it can again.
+    Registered { ok: bool },
     /// A timer the core started ran out.
     Timer(Timer),
     /// The members the registry listed, read for `purpose`.

@@ -337,6 +337,10 @@ pub enum Note {
     TakingOver {
         from: String,
     },
+    /// This node lost or regained its registration.
+    Registered {
+        ok: bool,
+    },
 }
 
 impl Note {
@@ -351,6 +355,7 @@ impl Note {
                 | Note::LeaseLost { .. }
                 | Note::LeaseExpired { .. }
                 | Note::Health { healthy: false }
+                | Note::Registered { ok: false }
         )
     }
 }
@@ -456,6 +461,11 @@ impl fmt::Display for Note {
             Note::TakingOver { from } => {
                 write!(f, "{from} stepped down for this node: taking over")
             }
+            Note::Registered { ok: false } => write!(
+                f,
+                "Not registered: standing for nothing until the registry holds this node"
+            ),
+            Note::Registered { ok: true } => write!(f, "Registered again: standing for election"),
         }
     }
 }
