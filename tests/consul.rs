@@ -89,19 +89,6 @@ fn hold_agreement(
     }
 }
 
-/// Waits until every running node names itself coordinator, as a node alone must.
-fn await_each_elects_itself(c: &mut Cluster) {
-    for n in &mut c.nodes {
-        let name = n.name.clone();
-        wait_for(&format!("{name} elects itself"), secs(20), || {
-            let c = n.coordinator();
-            (c.as_deref() == Some(name.as_str()))
-                .then_some(())
-                .ok_or(format!("{c:?}"))
-        });
-    }
-}
-
 /// A dev agent and node1..node4 on it, agreed on node4, with four passing instances.
 fn four_nodes(tag: &str) -> (ConsulAgent, Cluster, Vec<Instance>) {
     let agent = ConsulAgent::dev(tag);
@@ -130,7 +117,12 @@ fn four_nodes_register_with_meta_and_an_http_check_and_elect_node4() {
             ("127.0.0.1", n.port as u64),
             "{i:?}"
         );
-        let meta = serde_json::json!({"node_name": n.name, "node_id": n.id.to_string()});
+        // `instance` is random per process: the instance this node registered.
+        let instance = i.meta["instance"].as_str().unwrap_or_default();
+        assert_eq!(instance.len(), 16, "{i:?}");
+        let meta = serde_json::json!({
+            "node_name": n.name, "node_id": n.id.to_string(), "instance": instance,
+        });
         assert_eq!(i.meta, meta, "{i:?}");
         let url = format!("http://127.0.0.1:{}/", n.port);
         assert!(
@@ -229,8 +221,28 @@ fn nodes_on_two_joined_agents_see_each_other_and_agree() {
     c.await_agreement("node3", secs(10));
 }
 
+/// Waits until `n` says it stands for nothing: it knows no coordinator and the registry
+/// does not hold it.
+fn await_unregistered(n: &mut NodeProc) {
+    let name = n.name.clone();
+    wait_for(&format!("{name} to stand for nothing"), secs(20), || {
+        let d = n.details();
+        let log = n.log_text();
+        match d {
+            Some(d)
+                if d["coordinator"].is_null()
+                    && log.contains("Not registered: standing for nothing")
+                    && n.metric("bully_registered") == 0.0 =>
+            {
+                Ok(())
+            }
+            other => Err(format!("{other:?}\n{log}")),
+        }
+    });
+}
+
 #[test]
-fn broken_consul_answers_are_logged_and_the_node_elects_itself() {
+fn broken_consul_answers_are_logged_and_a_node_that_cannot_register_stands_for_nothing() {
     let failing = FakeConsul::start(500, "rpc error: No cluster leader");
     let garbage = FakeConsul::start(200, "{\"Service\": [1, 2,");
     let mut c = Cluster::new("broken", &[FAST, &["--consul-token", "s3cret"]].concat());
@@ -247,7 +259,17 @@ fn broken_consul_answers_are_logged_and_the_node_elects_itself() {
         });
         assert!(n.is_running(), "{name} still runs");
     }
-    await_each_elects_itself(&mut c);
+    // node1's registration gets 500 (Consul has no leader): it stands for nothing. node2
+    // registered, but cannot read the members: alone, it elects itself.
+    await_unregistered(c.node("node1"));
+    assert!(c.node("node1").metric("bully_registry_failures_total") >= 1.0);
+    wait_for("node2 elects itself", secs(20), || {
+        let d = c.node("node2").coordinator();
+        (d.as_deref() == Some("node2"))
+            .then_some(())
+            .ok_or(format!("{d:?}"))
+    });
+    assert!(c.node("node2").metric("bully_registry_failures_total") >= 1.0);
     let seen = failing.seen();
     let register = seen
         .iter()
@@ -286,12 +308,43 @@ fn nodes_started_before_consul_register_when_it_comes_and_agree() {
     for id in [3, 1, 2] {
         start_on(&mut c, id, &agent);
     }
-    // Without a registry each node can only elect itself.
-    await_each_elects_itself(&mut c);
+    // Without a registry no node can register, so none stands: none elects itself (each
+    // would, beside the others, were it to stand).
+    for n in &mut c.nodes {
+        await_unregistered(n);
+    }
     agent.start();
     agent.await_leader();
     await_instances(&c, &agent, "all three registered", secs(30), |s| {
         s.len() == 3
     });
     c.await_agreement("node3", secs(20));
+}
+
+#[test]
+fn a_second_node_with_a_live_name_refuses_to_start_and_the_first_keeps_its_instance() {
+    let agent = ConsulAgent::dev("dupname");
+    let mut c = cluster("dupname");
+    start_on(&mut c, 1, &agent);
+    await_instances(&c, &agent, "node1 registered", secs(30), |s| s.len() == 1);
+    c.await_agreement("node1", secs(20));
+    let port = free_port();
+    let mut args = vec![port.to_string(), "node1".into(), "--id".into(), "9".into()];
+    args.extend(c.common.iter().cloned());
+    args.extend(["--consul".to_string(), agent.url()]);
+    let out = std::process::Command::new(BIN)
+        .args(&args)
+        .output()
+        .expect("run a second node1");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.lines()
+            .last()
+            .is_some_and(|l| l.starts_with("bully: node name 'node1' is taken: a live node")),
+        "{err}"
+    );
+    let seen = agent.instances("dupname").unwrap();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert_eq!(seen[0].port, c.node("node1").port as u64, "{seen:?}");
 }

@@ -82,8 +82,8 @@ pub fn run(config: Config) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let directory = Arc::new(Directory::new(registry));
     let metrics = Arc::new(Metrics::default());
+    let directory = Arc::new(Directory::new(registry, Arc::clone(&metrics)));
     let leadership = Arc::new(Leadership::default());
     let fence = Arc::new(Fence::default());
     let stopping = Arc::new(AtomicBool::new(false));
@@ -184,6 +184,7 @@ pub fn run(config: Config) -> ExitCode {
         me.clone(),
         Arc::clone(&directory),
         Arc::clone(&node),
+        Arc::clone(&metrics),
         timing.health_interval,
     );
     let leaving = Leaving {
@@ -209,10 +210,17 @@ pub fn run(config: Config) -> ExitCode {
             return ExitCode::from(1);
         }
     }
+    // Before the node serves or elects: a registry that refuses the write, or a name a live
+    // node holds, ends it here; one that does not answer is retried.
+    match registration.first() {
+        Ok(registered) => registration.keep_up(registered),
+        Err(e) => {
+            output::err(&format!("bully: {e}"));
+            return ExitCode::from(1);
+        }
+    }
     let (scheduled, timed) = (Arc::clone(&node), timing.clone());
-    if let Err(e) = spawn_named("schedules", move || {
-        schedules::run(scheduled, registration, timed)
-    }) {
+    if let Err(e) = spawn_named("schedules", move || schedules::run(scheduled, timed)) {
         output::err(&format!("bully: cannot start the schedules: {e}"));
         return ExitCode::from(1);
     }

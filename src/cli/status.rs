@@ -9,7 +9,7 @@ use super::usage::USAGE;
 use crate::core::member::Member;
 use crate::core::wire::NodeDetails;
 use crate::http::peer::PeerClient;
-use crate::registry::{self, RegistryOptions};
+use crate::registry::{self, RegistryKind, RegistryOptions};
 use serde::Serialize;
 use std::ffi::OsString;
 use std::process::ExitCode;
@@ -29,6 +29,9 @@ pub struct Report {
     /// still 0 (they agree), but the summary says so.
     pub coordinator_reachable: bool,
     pub members: Vec<Row>,
+    /// `--prune`: the members whose records were removed.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub pruned: Vec<String>,
 }
 
 /// One member: what the registry says, then what the member itself answered (the answer's
@@ -51,6 +54,8 @@ pub struct Row {
 struct Options {
     registry: RegistryOptions,
     json: bool,
+    /// `--prune`: remove the records of the members that did not answer.
+    prune: bool,
 }
 
 /// `bully status ARGS`: exit 0 on agreement, 1 on disagreement or when no member answers (or
@@ -67,7 +72,7 @@ pub fn main(args: Vec<OsString>, env: &dyn Fn(&str) -> Option<String>) -> ExitCo
             return ExitCode::from(2);
         }
     };
-    let report = match gather(&opts.registry) {
+    let report = match gather(&opts.registry, opts.prune) {
         Ok(r) => r,
         Err(e) => {
             output::err(&format!("bully status: {e}"));
@@ -102,6 +107,7 @@ fn parse(
         return Ok(None);
     }
     let json = f.contains("--json");
+    let prune = f.contains("--prune");
     let timeout = f.duration("--timeout", Duration::from_secs(1))?;
     if timeout.is_zero() {
         return Err(UsageError(
@@ -110,18 +116,45 @@ fn parse(
     }
     let registry = f.registry(timeout)?;
     f.finish()?;
-    Ok(Some(Options { registry, json }))
+    if prune && registry.kind != RegistryKind::Dir {
+        return Err(UsageError(
+            "--prune: only the dir registry keeps records to remove (Consul drops an instance \
+             whose check stays critical for --consul-deregister-after; static has no records)"
+                .into(),
+        ));
+    }
+    Ok(Some(Options {
+        registry,
+        json,
+        prune,
+    }))
 }
 
-/// Reads the members and asks each one; an unreadable registry is the only error.
-pub fn gather(opts: &RegistryOptions) -> Result<Report, String> {
+/// Reads the members and asks each one, then with `prune` removes the records of those that
+/// did not answer; an unreadable registry (or a record that cannot be removed) is the only
+/// error.
+pub fn gather(opts: &RegistryOptions, prune: bool) -> Result<Report, String> {
     let registry = registry::open(opts)?;
     let describe = registry.describe();
-    let members = registry
+    let listed = registry
         .members()
         .map_err(|e| format!("registry {describe}: {e}"))?;
     let client = PeerClient::new(opts.timeout);
-    let members = PeerClient::fan_out(&members, |m| ask(&client, &opts.cluster, m));
+    let members = PeerClient::fan_out(&listed, |m| ask(&client, &opts.cluster, m));
+    let mut pruned = Vec::new();
+    if prune {
+        for (m, row) in listed.iter().zip(&members) {
+            if row.reachable {
+                continue;
+            }
+            let removed = registry
+                .prune(m)
+                .map_err(|e| format!("cannot remove the record of {}: {e}", m.name))?;
+            if removed {
+                pruned.push(m.name.clone());
+            }
+        }
+    }
     let coordinator = agreement(&members);
     let coordinator_reachable = coordinator
         .as_ref()
@@ -133,6 +166,7 @@ pub fn gather(opts: &RegistryOptions) -> Result<Report, String> {
         coordinator,
         coordinator_reachable,
         members,
+        pruned,
     })
 }
 
@@ -236,6 +270,12 @@ impl Report {
         }
         out += &self.summary();
         out.push('\n');
+        if !self.pruned.is_empty() {
+            out += &format!(
+                "pruned: removed the records of {} (not reachable)\n",
+                self.pruned.join(", ")
+            );
+        }
         out
     }
 
@@ -332,10 +372,15 @@ mod tests {
             coordinator: Some("node4".into()),
             coordinator_reachable: false,
             members: rows,
+            pruned: vec!["n2".into()],
         };
         let text = report.table();
         let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(lines.len(), 4, "{text}");
+        assert_eq!(lines.len(), 5, "{text}");
+        assert_eq!(
+            lines[4],
+            "pruned: removed the records of n2 (not reachable)"
+        );
         assert!(lines[0].starts_with("NAME   ID  ADDRESS"), "{text}");
         assert!(
             lines[1].contains("node4") && lines[1].ends_with("yes"),

@@ -6,7 +6,7 @@ bully - leader election with the Bully algorithm
 
 USAGE:
     bully PORT NAME [options]
-    bully status [registry options] [--timeout DUR] [--json]
+    bully status [registry options] [--timeout DUR] [--json] [--prune]
     bully step-down [--to NODE] [--port PORT]     (bully step-down --help)
     bully maintenance on|off [--port PORT]        (bully maintenance --help)
 
@@ -18,6 +18,8 @@ OPTIONS (each also read from BULLY_<FLAG>, e.g. BULLY_HEALTH_INTERVAL=500ms; a f
     --registry-dir PATH    where the dir registry lives, one sub-directory per cluster
                            [default: $XDG_RUNTIME_DIR/bully, else /tmp/bully-<uid>]
     --peers LIST           static registry: comma-separated HOST:PORT of the other nodes
+    --peers-file PATH      static registry: one HOST:PORT a line (# comments), read again
+                           on SIGHUP
     --consul URL           consul registry: agent address, http://HOST:PORT or HOST:PORT
                            [default: $CONSUL_HTTP_ADDR, else http://127.0.0.1:8500]
     --consul-token TOKEN   consul ACL token, sent as X-Consul-Token [default: $CONSUL_HTTP_TOKEN]
@@ -72,6 +74,10 @@ OPTIONS (each also read from BULLY_<FLAG>, e.g. BULLY_HEALTH_INTERVAL=500ms; a f
 Durations: 250ms, 15s, 2m, 1h, or a bare number of seconds.
 
 bully status prints one row per registry member with what it reports in GET /nodeDetails
-(registry options and --timeout as above; --json for JSON). Exit code 0 when every reachable
-member names the same coordinator, 1 when they disagree or none is reachable.
+(registry options and --timeout as above; --json for JSON; --prune removes the records of
+the members that do not answer, dir registry only). Exit code 0 when every reachable member
+names the same coordinator, 1 when they disagree or none is reachable.
+
+Signals: SIGINT and SIGTERM leave the cluster and exit 0; SIGHUP reads --cluster-key-file
+and --peers-file again and keeps running.
 ";

@@ -8,7 +8,7 @@
 //! body.
 
 use super::consul_options::ConsulOptions;
-use super::Registry;
+use super::{live_namesake, name_taken, process_token, Registry, RegistryError};
 use crate::core::member::Member;
 use crate::core::rules::{valid_host, valid_name};
 use serde_json::{json, Value};
@@ -27,6 +27,9 @@ pub struct ConsulRegistry {
     opts: ConsulOptions,
     cluster: String,
     agent: ureq::Agent,
+    timeout: Duration,
+    /// In the instance's Meta as `instance`: the instance this process registered.
+    token: String,
 }
 
 /// A bounded answer from Consul.
@@ -42,6 +45,8 @@ impl ConsulRegistry {
             opts,
             cluster: cluster.to_string(),
             agent: crate::http::peer::agent(timeout, timeout),
+            timeout,
+            token: process_token(),
         }
     }
 
@@ -124,9 +129,27 @@ impl ConsulRegistry {
         Self::parse_json(&body, &format!("GET {path}")).map(Some)
     }
 
-    /// The agent's instance under our ID is ours (not a same-named node elsewhere).
+    /// The agent's instance under our ID is this process's (not a same-named node's, nor
+    /// one an earlier run of this node left).
     fn is_mine(&self, service: &Value, me: &Member) -> bool {
-        self.member_of(service, "").as_ref() == Some(me)
+        match service["Meta"]["instance"].as_str() {
+            Some(t) => t == self.token,
+            None => self.member_of(service, "").as_ref() == Some(me),
+        }
+    }
+
+    /// A write the agent did not take: no answer, or a 5xx (no cluster leader yet), may pass;
+    /// a 4xx (an ACL that refuses, a bad request) will not.
+    fn written(sent: Result<Answer, String>, what: &str) -> Result<(), RegistryError> {
+        let answer = sent.map_err(RegistryError::unreachable)?;
+        let status = answer.status;
+        Self::expect_ok(answer, what).map(|_| ()).map_err(|e| {
+            if status >= 500 {
+                RegistryError::unreachable(e)
+            } else {
+                RegistryError::refused(e)
+            }
+        })
     }
 
     /// A member from one service instance as Consul describes it (`/v1/agent/service/<id>`,
@@ -175,8 +198,8 @@ fn shown(body: &[u8]) -> String {
 }
 
 /// The instance's Meta: Consul Meta values are strings.
-fn meta(me: &Member) -> Value {
-    let mut m = json!({"node_name": me.name, "node_id": me.id.to_string()});
+fn meta(me: &Member, token: &str) -> Value {
+    let mut m = json!({"node_name": me.name, "node_id": me.id.to_string(), "instance": token});
     if me.witness {
         m["witness"] = json!("true");
     }
@@ -204,13 +227,13 @@ fn badness(entry: &Value) -> u8 {
 impl Registry for ConsulRegistry {
     /// One instance of the cluster's service, with an HTTP check Consul runs on `GET /`; after
     /// `deregister_after` critical, Consul drops it by itself (a node killed with -9).
-    fn register(&self, me: &Member) -> Result<(), String> {
+    fn register(&self, me: &Member) -> Result<(), RegistryError> {
         let body = json!({
             "ID": self.service_id(me),
             "Name": self.cluster,
             "Address": me.host,
             "Port": me.port,
-            "Meta": meta(me),
+            "Meta": meta(me, &self.token),
             "Check": {
                 "Name": format!("bully {} answers GET /", me.name),
                 "HTTP": format!("http://{}/", me.address()),
@@ -221,7 +244,24 @@ impl Registry for ConsulRegistry {
             },
         });
         let path = "/v1/agent/service/register";
-        Self::expect_ok(self.put(path, Some(&body))?, &format!("PUT {path}")).map(|_| ())
+        Self::written(self.put(path, Some(&body)), &format!("PUT {path}"))
+    }
+
+    /// Any instance of the service, on any agent, under our name but at another address
+    /// that answers as a node of that name. Best effort: when the instances cannot be read,
+    /// the registration itself decides.
+    fn check_name(&self, me: &Member) -> Result<(), RegistryError> {
+        let members = match self.members() {
+            Ok(m) => m,
+            Err(e) => {
+                log::debug!("cannot check whether the name '{}' is free: {e}", me.name);
+                return Ok(());
+            }
+        };
+        match live_namesake(&members, me, &self.cluster, self.timeout) {
+            Some(m) => Err(name_taken(me, &m, &self.describe())),
+            None => Ok(()),
+        }
     }
 
     /// Removes the instance only when it is still ours: a node of the same name may have
@@ -269,16 +309,24 @@ impl Registry for ConsulRegistry {
     }
 
     /// A restarted agent without persisted state (a dev agent) has forgotten the node.
-    fn maintain(&self, me: &Member) -> Result<bool, String> {
-        match self.registered_here(me)? {
+    fn maintain(&self, me: &Member) -> Result<bool, RegistryError> {
+        match self
+            .registered_here(me)
+            .map_err(RegistryError::unreachable)?
+        {
             None => self.register(me).map(|()| true),
             Some(s) if self.is_mine(&s, me) => Ok(false),
-            Some(s) => Err(format!(
-                "service ID {} on this agent belongs to another node ({}); node names must be \
-                 unique within a cluster",
-                self.service_id(me),
-                shown(s.to_string().as_bytes())
-            )),
+            // Another instance under our ID: a namesake's, or one an earlier run of this node
+            // left (same address, it is not answering for us).
+            Some(s) => match self.member_of(&s, "") {
+                Some(m) if m.address() == me.address() => self.register(me).map(|()| true),
+                _ => Err(RegistryError::name_taken(format!(
+                    "service ID {} on this agent belongs to another node ({}); node names must \
+                     be unique within a cluster",
+                    self.service_id(me),
+                    shown(s.to_string().as_bytes())
+                ))),
+            },
         }
     }
 

@@ -2,7 +2,7 @@
 //! same cluster, plus this node. The list comes from `--peers` or from `--peers-file`, which
 //! SIGHUP reads again.
 
-use super::Registry;
+use super::{name_taken, Registry, RegistryError};
 use crate::core::member::Member;
 use crate::core::rules::valid_host_port;
 use crate::core::wire::NodeDetails;
@@ -91,9 +91,26 @@ impl StaticRegistry {
 }
 
 impl Registry for StaticRegistry {
-    fn register(&self, me: &Member) -> Result<(), String> {
+    fn register(&self, me: &Member) -> Result<(), RegistryError> {
         *lock(&self.me) = Some(me.clone());
         Ok(())
+    }
+
+    /// A listed peer that answers under our name.
+    fn check_name(&self, me: &Member) -> Result<(), RegistryError> {
+        let peers = lock(&self.peers).clone();
+        let answering: Vec<Member> = PeerClient::fan_out(&peers, |p| self.ask(p))
+            .into_iter()
+            .flatten()
+            .collect();
+        // `ask` only lists peers that answered for this cluster.
+        match answering
+            .iter()
+            .find(|m| m.name == me.name && m.address() != me.address())
+        {
+            Some(m) => Err(name_taken(me, m, &self.describe())),
+            None => Ok(()),
+        }
     }
 
     fn deregister(&self, _me: &Member) -> Result<(), String> {

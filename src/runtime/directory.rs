@@ -3,11 +3,13 @@
 //! seen, since registries can lose records (a restarted Consul dev agent forgets every
 //! service) while the node behind one runs on.
 
+use super::metrics::Metrics;
+use super::outage::Outage;
 use crate::core::member::{Member, NodeRef};
 use crate::registry::Registry;
 use crate::sync::{assert_no_state_lock, lock};
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 /// Most members remembered by address; a hostile registry cannot make the map grow without
 /// bound.
@@ -15,6 +17,9 @@ const MAX_SEEN: usize = 4096;
 
 pub struct Directory {
     registry: Box<dyn Registry>,
+    metrics: Arc<Metrics>,
+    /// Failed reads, logged quietly while they go on (a registry that is away).
+    outage: Outage,
     /// The last listing the registry gave.
     known: Mutex<Vec<Member>>,
     /// The last record seen of each member, by name.
@@ -22,9 +27,12 @@ pub struct Directory {
 }
 
 impl Directory {
-    pub fn new(registry: Box<dyn Registry>) -> Self {
+    pub fn new(registry: Box<dyn Registry>, metrics: Arc<Metrics>) -> Self {
+        let outage = Outage::new(format!("reading the registry {}", registry.describe()));
         Directory {
             registry,
+            metrics,
+            outage,
             known: Mutex::new(Vec::new()),
             seen: Mutex::new(HashMap::new()),
         }
@@ -39,6 +47,7 @@ impl Directory {
         assert_no_state_lock("a registry read");
         match self.registry.members() {
             Ok(members) => {
+                self.outage.ok();
                 let mut seen = lock(&self.seen);
                 for m in &members {
                     if seen.len() < MAX_SEEN || seen.contains_key(&m.name) {
@@ -50,10 +59,9 @@ impl Directory {
                 members
             }
             Err(e) => {
-                log::warn!(
-                    "registry {}: {e}; using the last known members",
-                    self.registry.describe()
-                );
+                self.metrics.registry_failed("read");
+                self.outage
+                    .failed("read", &format!("{e}; using the last known members"));
                 lock(&self.known).clone()
             }
         }

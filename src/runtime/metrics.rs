@@ -4,7 +4,7 @@
 use crate::sync::lock;
 use std::collections::BTreeMap;
 use std::fmt::Write;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -20,6 +20,10 @@ pub const ELECTION_BUCKETS: [f64; 12] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
 ];
 
+/// Registry calls that can fail, as labels: writing this node's record (registering and its
+/// upkeep), reading the members.
+pub const REGISTRY_OPERATIONS: [&str; 2] = ["register", "read"];
+
 #[derive(Default)]
 pub struct Metrics {
     pub elections_started: AtomicU64,
@@ -28,6 +32,9 @@ pub struct Metrics {
     sent: [AtomicU64; 5],
     received: [AtomicU64; 5],
     failovers: [AtomicU64; 3],
+    registry_failures: [AtomicU64; 2],
+    /// The registry holds this node's record (as far as it knows).
+    pub registered: AtomicBool,
     /// Microseconds from the start of this node's last election round to the moment it knew
     /// the coordinator (won, or accepted an announcement).
     last_election_micros: AtomicU64,
@@ -84,6 +91,12 @@ impl Metrics {
     pub fn failover_detected(&self, how: &str) {
         if let Some(i) = index(&DETECTIONS, how) {
             self.failovers[i].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    pub fn registry_failed(&self, operation: &str) {
+        if let Some(i) = index(&REGISTRY_OPERATIONS, operation) {
+            self.registry_failures[i].fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -162,6 +175,14 @@ impl Metrics {
             &DETECTIONS,
             &self.failovers,
         );
+        labelled(
+            &mut out,
+            "bully_registry_failures_total",
+            "Registry calls that failed, by operation.",
+            "operation",
+            &REGISTRY_OPERATIONS,
+            &self.registry_failures,
+        );
         out +=
             "# HELP bully_http_requests_total HTTP requests answered, by route and status code.\n";
         out += "# TYPE bully_http_requests_total counter\n";
@@ -203,6 +224,11 @@ impl Metrics {
             "Id of the coordinator this node follows; NaN when none is known.",
             g.coordinator_id
                 .map_or_else(|| "NaN".to_string(), |id| id.to_string()),
+        );
+        gauge(
+            "bully_registered",
+            "1 while the registry holds this node's record; a node it does not hold stands for no election.",
+            u8::from(self.registered.load(Ordering::Relaxed)).to_string(),
         );
         gauge(
             "bully_members",
@@ -340,6 +366,20 @@ mod tests {
         )));
         assert!(text.contains("bully_is_coordinator 1\n"));
         assert!(text.contains("bully_coordinator_id 4\n"));
+        m.registry_failed("register");
+        let text = m.render(&Gauges {
+            is_coordinator: false,
+            coordinator_id: None,
+            coordinator: None,
+            members: 0,
+            term: 0,
+            watchers: 0,
+            quorum: None,
+            maintenance: false,
+        });
+        assert!(text.contains("bully_registry_failures_total{operation=\"register\"} 1\n"));
+        assert!(text.contains("bully_registry_failures_total{operation=\"read\"} 0\n"));
+        assert!(text.contains("bully_registered 0\n"));
         assert!(text.contains("# TYPE bully_members gauge\n"));
     }
 }

@@ -13,6 +13,7 @@ pub mod hooks;
 pub mod leadership;
 pub mod metrics;
 pub mod node;
+pub mod outage;
 pub mod registration;
 pub mod reload;
 pub mod schedules;

@@ -1,13 +1,23 @@
-//! Keeping this node in the registry: one attempt before the first election, retries with
-//! backoff while the registry cannot be reached, upkeep every health interval afterwards (a
-//! registry may forget the node), and leaving on shutdown. None of it holds the state lock,
-//! and none of it keeps the HTTP server from serving.
+//! Keeping this node in the registry: the first attempt at start (an error there ends the
+//! node), retries with backoff while the registry cannot be reached, upkeep every health
+//! interval afterwards (a registry may forget the node), and leaving on shutdown. None of it
+//! holds the state lock.
+//!
+//! A node the registry does not hold stands for no election (the core decides that from
+//! [`Event::Registered`]): the others cannot find it, and it would elect itself beside them.
+//! A registry that cannot be reached at all is another matter once registered: its record
+//! stays where it was and the others read no newer listing either, so the node keeps
+//! standing.
 
 use super::directory::Directory;
 use super::handle::Handle;
+use super::metrics::Metrics;
+use super::outage::Outage;
 use crate::core::event::Event;
 use crate::core::member::Member;
+use crate::registry::{Failure, RegistryError};
 use crate::sync::{lock, spawn_named};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -19,8 +29,11 @@ pub struct Registration {
     me: Member,
     directory: Arc<Directory>,
     node: Arc<dyn Handle>,
+    metrics: Arc<Metrics>,
     /// Upkeep runs this often once registered.
     interval: Duration,
+    /// Failed writes, logged quietly while they go on.
+    outage: Outage,
     /// Serialises registry writes, so a SIGTERM never races a registration in flight: leaving
     /// waits for it, then nothing registers again.
     leaving: Mutex<bool>,
@@ -31,13 +44,20 @@ impl Registration {
         me: Member,
         directory: Arc<Directory>,
         node: Arc<dyn Handle>,
+        metrics: Arc<Metrics>,
         interval: Duration,
     ) -> Arc<Registration> {
+        let outage = Outage::new(format!(
+            "registering in {}",
+            directory.registry().describe()
+        ));
         Arc::new(Registration {
             me,
             directory,
             node,
+            metrics,
             interval,
+            outage,
             leaving: Mutex::new(false),
         })
     }
@@ -46,32 +66,39 @@ impl Registration {
         self.directory.registry().describe()
     }
 
-    /// The first attempt, then the upkeep thread. Runs before the first election so that it
-    /// usually finds this node registered.
-    pub fn start(self: &Arc<Self>) {
-        let registered = match self.write(false) {
-            Some(Ok(_)) => {
+    /// The first attempt, before the node serves or elects. `Err` when the node must not
+    /// start: a registry that refuses the write, or a name another live node holds. A
+    /// registry that does not answer is retried by [`Registration::keep_up`]; meanwhile the
+    /// node stands for nothing.
+    pub fn first(&self) -> Result<bool, RegistryError> {
+        match self.attempt() {
+            Some(Ok(())) => {
                 log::info!("Registered in {}", self.describe());
-                true
+                Ok(true)
+            }
+            Some(Err(e)) if e.failure == Failure::Unreachable => {
+                self.failed(&e);
+                self.node.step(Event::Registered { ok: false });
+                Ok(false)
             }
             Some(Err(e)) => {
-                log::error!(
-                    "registering in {} failed: {e}; retrying in {FIRST_RETRY:?} (others cannot \
-                     find this node until it succeeds)",
-                    self.describe()
-                );
-                false
+                self.metrics.registry_failed("register");
+                Err(e)
             }
-            None => return,
-        };
+            None => Ok(false),
+        }
+    }
+
+    /// Starts the thread that retries until registered, then keeps the registration up.
+    pub fn keep_up(self: &Arc<Self>, registered: bool) {
         let this = Arc::clone(self);
         if let Err(e) = spawn_named("registration", move || this.keep(registered)) {
             log::error!("cannot start the registration thread ({e}): no retries, no upkeep");
         }
     }
 
-    /// Forever: retries until registered, then upkeep. A node the registry lists again after
-    /// missing from it tells the election core, which may need to elect again.
+    /// Forever: retries until registered, then upkeep. The core hears when the node gains or
+    /// loses its registration, and when the registry had lost it (it may need to elect).
     fn keep(&self, mut registered: bool) {
         let mut retry = FIRST_RETRY;
         let mut wait = if registered {
@@ -81,43 +108,84 @@ impl Registration {
         };
         loop {
             std::thread::sleep(wait);
-            wait = match self.write(registered) {
+            let outcome = if registered {
+                self.upkeep()
+            } else {
+                self.attempt().map(|r| r.map(|()| true))
+            };
+            wait = match outcome {
                 None => return,
-                Some(Ok(rejoined)) => {
+                Some(Ok(rewritten)) => {
+                    self.outage.ok();
+                    self.metrics.registered.store(true, Ordering::Relaxed);
                     if !registered {
                         log::info!("Registered in {}", self.describe());
-                    } else if rejoined {
+                        self.node.step(Event::Registered { ok: true });
+                    } else if rewritten {
                         log::warn!("{} had lost this node: registered again", self.describe());
-                    }
-                    if rejoined || !registered {
                         self.node.step(Event::Rejoined);
                     }
                     registered = true;
                     retry = FIRST_RETRY;
                     self.interval
                 }
+                // Still registered as far as anyone can tell: the record is where it was.
+                Some(Err(e)) if registered && e.failure == Failure::Unreachable => {
+                    self.failed(&e);
+                    self.interval
+                }
                 Some(Err(e)) => {
-                    retry = (retry * 2).min(MAX_RETRY);
-                    log::warn!("registry {}: {e}; retrying in {retry:?}", self.describe());
+                    self.failed(&e);
+                    if registered {
+                        registered = false;
+                        retry = FIRST_RETRY;
+                        self.node.step(Event::Registered { ok: false });
+                    } else {
+                        retry = (retry * 2).min(MAX_RETRY);
+                    }
                     retry
                 }
             };
         }
     }
 
-    /// Registers (or keeps the registration up) unless the node is leaving; `Ok(true)` when
-    /// the registry did not list this node before.
-    fn write(&self, registered: bool) -> Option<Result<bool, String>> {
+    fn failed(&self, e: &RegistryError) {
+        self.metrics.registry_failed("register");
+        if e.failure != Failure::Unreachable {
+            self.metrics.registered.store(false, Ordering::Relaxed);
+        }
+        let kind = match e.failure {
+            Failure::Unreachable => "unreachable",
+            Failure::Refused => "refused",
+            Failure::NameTaken => "name taken",
+        };
+        self.outage.failed(kind, &e.message);
+    }
+
+    /// Checks the name, then registers, unless the node is leaving.
+    fn attempt(&self) -> Option<Result<(), RegistryError>> {
         let leaving = lock(&self.leaving);
         if *leaving {
             return None;
         }
         let registry = self.directory.registry();
-        Some(if registered {
-            registry.maintain(&self.me)
-        } else {
-            registry.register(&self.me).map(|()| true)
-        })
+        let done = registry
+            .check_name(&self.me)
+            .and_then(|()| registry.register(&self.me));
+        if done.is_ok() {
+            self.metrics.registered.store(true, Ordering::Relaxed);
+        }
+        Some(done)
+    }
+
+    /// Keeps the registration up unless the node is leaving; `Ok(true)` when the record had
+    /// to be written again.
+    fn upkeep(&self) -> Option<Result<bool, RegistryError>> {
+        let leaving = lock(&self.leaving);
+        if *leaving {
+            return None;
+        }
+        Some(self.directory.registry().maintain(&self.me))
     }
 
     /// Leaves the registry for good (SIGINT/SIGTERM), after any write in flight.
@@ -127,5 +195,6 @@ impl Registration {
         if let Err(e) = self.directory.registry().deregister(&self.me) {
             log::warn!("deregistering failed: {e}");
         }
+        self.metrics.registered.store(false, Ordering::Relaxed);
     }
 }
