@@ -280,7 +280,7 @@ impl Election {
     pub fn step(&mut self, now: Millis, event: Event) -> Ready {
         self.now = self.now.max(now);
         match event {
-            Event::Startup => self.collect(Purpose::LearnTerms),
+            Event::Startup => self.on_startup(),
             Event::HealthTick => self.on_health_tick(),
             Event::Rejoined => self.on_rejoined(),
             Event::Registered { ok } => self.on_registered(ok),
@@ -416,6 +416,21 @@ impl Election {
         self.effect(Effect::CollectMembers { purpose });
     }
 
+    /// The startup delay passed: learn the cluster's term, then elect. A node that already
+    /// follows a coordinator ranking above it, or leads, runs no round of its own: it would
+    /// only take a term above the one everyone follows, and the coordinator would elect again
+    /// above that (a demo cluster started at once ended in term 2, not 1).
+    fn on_startup(&mut self) {
+        if !self.settled() {
+            self.collect(Purpose::LearnTerms);
+        }
+    }
+
+    /// Follows a coordinator that ranks above it, or leads: nothing to elect for at start.
+    fn settled(&self) -> bool {
+        self.coordinator.as_ref().is_some_and(|c| *c >= self.me)
+    }
+
     /// Already the coordinator of a term newer than `term`: an election message needs no new
     /// round, the sender just has to learn of us. Only a term above everything the sender has
     /// seen settles it: at an equal term the sender may follow another coordinator, so this
@@ -501,6 +516,10 @@ impl Election {
         }
         if self.phase == Phase::LearningTerms {
             return self.become_coordinator();
+        }
+        // The first election, unless an announcement came while the terms were asked.
+        if self.settled() {
+            return;
         }
         // A node that will not preempt follows the coordinator the others follow, if any,
         // instead of electing itself over it.
@@ -2056,6 +2075,46 @@ mod tests {
         assert_eq!(
             announce(&mut f, 4, MAX_TERM).0,
             AnnounceReply::Ok { promise_ms: None }
+        );
+    }
+
+    #[test]
+    fn a_node_that_already_follows_a_higher_coordinator_runs_no_startup_election() {
+        // Announced to before its startup delay ran out: nothing to elect for.
+        let mut e = node(2);
+        announce(&mut e, 3, 1);
+        assert_eq!(e.step(0, Event::Startup), Ready::default());
+        assert_eq!((e.coordinator(), e.term()), (Some(&nref(3)), 1));
+        // Announced to while it asked the terms: the answers start no round either.
+        let mut e = node(2);
+        e.step(0, Event::Startup);
+        e.step(
+            0,
+            Event::Members {
+                purpose: Purpose::LearnTerms,
+                members: cluster(&[1, 2, 3]),
+            },
+        );
+        announce(&mut e, 3, 1);
+        let answers = vec![(member("node3", 3), details(3, true, 1))];
+        let r = e.step(0, Event::TermsAnswered { answers });
+        assert!(r.effects.is_empty() && r.rounds.is_empty(), "{r:?}");
+        // A node that leads already (a lower node's election made it elect) does not either.
+        let ms = cluster(&[1, 2]);
+        let mut e = leader(2, &ms);
+        assert_eq!(e.step(0, Event::Startup), Ready::default());
+        // One that follows a lower coordinator (taken while it could not register) elects,
+        // to take over.
+        let mut e = node(2);
+        e.step(0, Event::Registered { ok: false });
+        announce(&mut e, 1, 1);
+        e.step(0, Event::Registered { ok: true });
+        assert_eq!(e.coordinator(), Some(&nref(1)));
+        assert_eq!(
+            e.step(0, Event::Startup).effects,
+            vec![Effect::CollectMembers {
+                purpose: Purpose::LearnTerms
+            }]
         );
     }
 
