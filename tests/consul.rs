@@ -348,3 +348,56 @@ fn a_second_node_with_a_live_name_refuses_to_start_and_the_first_keeps_its_insta
     assert_eq!(seen.len(), 1, "{seen:?}");
     assert_eq!(seen[0].port, c.node("node1").port as u64, "{seen:?}");
 }
+
+#[test]
+fn with_consul_away_each_node_logs_the_outage_once_and_counts_every_failure() {
+    let (mut agent, mut c, _) = four_nodes("quiet");
+    let before: Vec<usize> = c.nodes.iter().map(|n| n.log_text().len()).collect();
+    agent.kill();
+    // Twenty health intervals (500 ms) without Consul: each an upkeep and, on the
+    // coordinator, a read of the members.
+    let outage = Instant::now() + secs(10);
+    hold_agreement(&mut c, "node4", secs(20), "Consul away", || {
+        Instant::now() >= outage
+    });
+    for (n, from) in c.nodes.iter().zip(&before) {
+        let log = n.log_text()[*from..].to_string();
+        let warnings: Vec<&str> = log.lines().filter(|l| l.contains(" WARN ")).collect();
+        assert!(
+            !warnings.is_empty() && warnings.len() <= 2,
+            "{}: a warning when the outage starts, at most one per kind of failure, got {}:\n{log}",
+            n.name,
+            warnings.len()
+        );
+        assert!(
+            warnings.iter().all(|w| w.contains("(counted in /metrics")),
+            "{}:\n{log}",
+            n.name
+        );
+        let failures = n.metric("bully_registry_failures_total");
+        assert!(failures >= 10.0, "{}: {failures} failures counted", n.name);
+        assert_eq!(
+            n.metric("bully_registered"),
+            1.0,
+            "{}: still registered",
+            n.name
+        );
+    }
+    agent.start();
+    agent.await_leader();
+    for n in &c.nodes {
+        wait_for(
+            &format!("{} to log the end of the outage", n.name),
+            secs(30),
+            || {
+                let log = n.log_text();
+                if log.contains("works again after") {
+                    Ok(())
+                } else {
+                    Err(log)
+                }
+            },
+        );
+    }
+    c.await_agreement("node4", secs(20));
+}
