@@ -48,6 +48,8 @@ pub struct Config {
     pub no_preempt: bool,
     /// A higher node takes over only once healthy this long.
     pub preempt_delay: Duration,
+    /// What the command line set that does nothing: logged as warnings at start.
+    pub warnings: Vec<String>,
 }
 
 /// A small positive count (`--check-rise`, `--check-fall`).
@@ -72,12 +74,14 @@ pub enum Command {
     Version,
 }
 
-/// Parses the node's command line (without the program name).
+/// Parses the node's command line (without the program name); `variables` are the names of
+/// the `BULLY_*` variables set.
 pub fn parse(
     args: Vec<OsString>,
     env: &dyn Fn(&str) -> Option<String>,
+    variables: &[String],
 ) -> Result<Command, UsageError> {
-    let mut f = Flags::new(args, env);
+    let mut f = Flags::new(args, env, variables);
     if f.contains("-h") || f.contains("--help") {
         return Ok(Command::Help);
     }
@@ -90,24 +94,36 @@ pub fn parse(
     let bind = f
         .parsed("--bind", "an IP address", |v| v.parse::<IpAddr>().ok())?
         .unwrap_or(IpAddr::from([127, 0, 0, 1]));
-    let advertise = f.parsed("--advertise", "a host name or IP address", |v| {
-        valid_host(v).then(|| v.to_string())
-    })?;
+    let advertise = f.parsed(
+        "--advertise",
+        "a host name or IP address the other nodes can reach (not 0.0.0.0 or ::)",
+        |v| {
+            let unspecified = v.parse::<IpAddr>().is_ok_and(|a| a.is_unspecified());
+            (valid_host(v) && !unspecified).then(|| v.to_string())
+        },
+    )?;
     let startup_delay = f.duration("--startup-delay", Duration::from_secs(15))?;
     let health_interval = f.duration("--health-interval", Duration::from_secs(20))?;
     let timeout = f.duration("--timeout", Duration::from_secs(1))?;
     let heartbeat = f.duration("--heartbeat", Duration::from_millis(250))?;
     if !(MIN_HEARTBEAT..=MAX_HEARTBEAT).contains(&heartbeat) {
         return Err(UsageError(format!(
-            "--heartbeat: expected {} ms to {} s",
+            "{}: expected {} ms to {} s",
+            f.source("--heartbeat"),
             MIN_HEARTBEAT.as_millis(),
             MAX_HEARTBEAT.as_secs()
         )));
     }
-    if health_interval.is_zero() || timeout.is_zero() {
-        return Err(UsageError(
-            "--health-interval and --timeout: expected a duration above zero".into(),
-        ));
+    for (flag, d) in [
+        ("--health-interval", health_interval),
+        ("--timeout", timeout),
+    ] {
+        if d.is_zero() {
+            return Err(UsageError(format!(
+                "{}: expected a duration above zero",
+                f.source(flag)
+            )));
+        }
     }
     let log_level = f
         .parsed(
@@ -151,10 +167,29 @@ pub fn parse(
             "--check and --check-url given together: choose one".into(),
         ));
     }
-    if check.interval.is_zero() || check.timeout.is_zero() {
-        return Err(UsageError(
-            "--check-interval and --check-timeout: expected a duration above zero".into(),
-        ));
+    for (flag, d) in [
+        ("--check-interval", check.interval),
+        ("--check-timeout", check.timeout),
+    ] {
+        if d.is_zero() {
+            return Err(UsageError(format!(
+                "{}: expected a duration above zero",
+                f.source(flag)
+            )));
+        }
+    }
+    if check.command.is_none() && check.url.is_none() {
+        for flag in [
+            "--check-interval",
+            "--check-timeout",
+            "--check-rise",
+            "--check-fall",
+        ] {
+            f.unused(
+                flag,
+                "it tunes the health check, and neither --check nor --check-url is set",
+            )?;
+        }
     }
     let no_preempt = f.switch("--no-preempt")?;
     let preempt_delay = f.duration("--preempt-delay", Duration::ZERO)?;
@@ -166,9 +201,16 @@ pub fn parse(
         ));
     }
     if hooks.timeout.is_zero() {
-        return Err(UsageError(
-            "--hook-timeout: expected a duration above zero".into(),
-        ));
+        return Err(UsageError(format!(
+            "{}: expected a duration above zero",
+            f.source("--hook-timeout")
+        )));
+    }
+    if hooks.on_elected.is_none() && hooks.on_demoted.is_none() {
+        f.unused(
+            "--hook-timeout",
+            "it bounds --on-elected and --on-demoted, and neither is set",
+        )?;
     }
     let quorum = f.parsed(
         "--quorum",
@@ -182,17 +224,21 @@ pub fn parse(
     let lease = f.duration("--lease", Duration::from_secs(2))?;
     if lease < MIN_LEASE {
         return Err(UsageError(format!(
-            "--lease: expected {} ms or more",
+            "{}: expected {} ms or more",
+            f.source("--lease"),
             MIN_LEASE.as_millis()
         )));
     }
     let witness = f.switch("--witness")?;
     if witness && quorum.is_none() {
-        return Err(UsageError(
-            "--witness: only means something with --quorum N (a witness votes, and votes \
-             count only in quorum mode)"
-                .into(),
-        ));
+        return Err(UsageError(format!(
+            "{}: only means something with --quorum N (a witness votes, and votes count only \
+             in quorum mode)",
+            f.source("--witness")
+        )));
+    }
+    if quorum.is_none() {
+        f.unused("--lease", "only quorum mode (--quorum N) has a lease")?;
     }
     let state_dir = f.value("--state-dir")?.map(PathBuf::from);
     let registry = f.registry(timeout)?;
@@ -209,7 +255,7 @@ pub fn parse(
             "NAME: expected {NAME_RULE}, got '{name}'"
         )));
     }
-    f.finish()?;
+    let warnings = f.finish()?;
     let advertise = advertise.unwrap_or_else(|| match bind {
         IpAddr::V4(a) if a.is_unspecified() => "127.0.0.1".into(),
         IpAddr::V6(a) if a.is_unspecified() => "::1".into(),
@@ -238,6 +284,7 @@ pub fn parse(
         check,
         no_preempt,
         preempt_delay,
+        warnings,
     })))
 }
 
@@ -261,10 +308,10 @@ fn cluster_key(f: &mut Flags) -> Result<(Option<ClusterKey>, Option<PathBuf>), U
         )),
         (Some(k), None) => ClusterKey::new(k.as_bytes())
             .map(|k| (Some(k), None))
-            .map_err(|e| UsageError(format!("--cluster-key: {e}"))),
+            .map_err(|e| UsageError(format!("{}: {e}", f.source("--cluster-key")))),
         (None, Some(path)) => ClusterKey::from_file(Path::new(&path))
             .map(|k| (Some(k), Some(PathBuf::from(path))))
-            .map_err(|e| UsageError(format!("--cluster-key-file: {e}"))),
+            .map_err(|e| UsageError(format!("{}: {e}", f.source("--cluster-key-file")))),
         (None, None) => Ok((None, None)),
     }
 }
@@ -293,8 +340,9 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
+        let names: Vec<String> = env.iter().map(|(k, _)| k.clone()).collect();
         let lookup = move |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
-        match parse(args.iter().map(OsString::from).collect(), &lookup)? {
+        match parse(args.iter().map(OsString::from).collect(), &lookup, &names)? {
             Command::Run(c) => Ok(*c),
             other => panic!("expected Run, got {other:?}"),
         }
@@ -473,6 +521,96 @@ mod tests {
         assert!(e.0.starts_with("--exec-grace: expected a duration"), "{e}");
         let e = run(&["1", "n", "--exec"], &[]).unwrap_err();
         assert!(e.0.starts_with("--exec"), "{e}");
+    }
+
+    #[test]
+    fn flags_that_do_nothing_are_errors_and_their_variables_warnings() {
+        for (args, error) in [
+            (
+                &["1", "n", "--registry", "dir", "--peers", "h:1"][..],
+                "--peers: only the static registry reads it, and this one is dir",
+            ),
+            (
+                &["1", "n", "--consul-deregister-after", "5m"][..],
+                "--consul-deregister-after: only the consul registry reads it, and this one is dir",
+            ),
+            (
+                &["1", "n", "--peers", "h:1", "--consul-token", "t"][..],
+                "--consul-token: only the consul registry reads it, and this one is static",
+            ),
+            (
+                &["1", "n", "--lease", "1s"][..],
+                "--lease: only quorum mode (--quorum N) has a lease",
+            ),
+            (
+                &["1", "n", "--hook-timeout", "1s", "--exec", "x"][..],
+                "--hook-timeout: it bounds --on-elected and --on-demoted, and neither is set",
+            ),
+        ] {
+            assert_eq!(run(args, &[]).unwrap_err().0, error, "{args:?}");
+        }
+        let env = [
+            ("BULLY_PEERS", "h:1"),
+            ("BULLY_REGISTRY", "consul"),
+            ("BULLY_HEALTHINTERVAL", "1s"),
+            ("BULLY_NODE", "set for hooks"),
+        ];
+        let c = run(&["1", "n"], &env).unwrap();
+        assert_eq!(
+            c.warnings,
+            vec![
+                "BULLY_PEERS is set, but only the static registry reads it, and this one is \
+                 consul; ignored"
+                    .to_string(),
+                "BULLY_HEALTHINTERVAL is not a bully variable (did you mean \
+                 BULLY_HEALTH_INTERVAL?); ignored"
+                    .into(),
+            ]
+        );
+        assert!(run(&["1", "n"], &[]).unwrap().warnings.is_empty());
+    }
+
+    #[test]
+    fn bad_values_name_the_variable_they_came_from() {
+        let e = run(&["1", "n"], &[("BULLY_TIMEOUT", "0")]).unwrap_err();
+        assert_eq!(e.0, "BULLY_TIMEOUT: expected a duration above zero");
+        let e = run(&["1", "n"], &[("BULLY_ID", "x")]).unwrap_err();
+        assert_eq!(
+            e.0,
+            "BULLY_ID: expected an unsigned 64-bit integer, got 'x'"
+        );
+        let e = run(&["1", "n", "--quorum", "3"], &[("BULLY_LEASE", "1ms")]).unwrap_err();
+        assert!(e.0.starts_with("BULLY_LEASE: expected"), "{e}");
+        let e = run(&["1", "n"], &[("BULLY_CLUSTER_KEY", "short")]).unwrap_err();
+        assert!(e.0.starts_with("BULLY_CLUSTER_KEY: expected a key"), "{e}");
+        let e = run(
+            &["1", "n", "--registry", "consul"],
+            &[("BULLY_CONSUL", "https://h")],
+        )
+        .unwrap_err();
+        assert!(
+            e.0.starts_with("BULLY_CONSUL: https is not supported"),
+            "{e}"
+        );
+        let e = run(&["1", "n"], &[("BULLY_ADVERTISE", "0.0.0.0")]).unwrap_err();
+        assert!(
+            e.0.starts_with("BULLY_ADVERTISE: expected a host name"),
+            "{e}"
+        );
+        for unspecified in ["0.0.0.0", "::"] {
+            let e = run(&["1", "n", "--advertise", unspecified], &[]).unwrap_err();
+            assert_eq!(
+                e.0,
+                format!(
+                    "--advertise: expected a host name or IP address the other nodes can \
+                     reach (not 0.0.0.0 or ::), got '{unspecified}'"
+                )
+            );
+        }
+        let e = run(&["1", "n", "--timeuot", "1s"], &[]).unwrap_err();
+        assert_eq!(e.0, "unknown option '--timeuot'; did you mean '--timeout'?");
+        let e = run(&["1", "n", "--bind", "127.0.0.1", "--bind", "::1"], &[]).unwrap_err();
+        assert_eq!(e.0, "--bind: given more than once; give it once");
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! not answer, 2 on a bad command line.
 
 use super::flags::{Flags, UsageError};
+use super::output;
 use crate::core::rules::{valid_host, valid_name, NAME_RULE};
 use crate::core::wire::{Maintenance, StepDown};
 use crate::http::auth::{ClusterKey, Keys};
@@ -26,15 +27,20 @@ one. Exit code 0 when the node does it, 1 when it cannot (it says why) or does n
 ";
 
 /// `bully step-down ARGS` or `bully maintenance ARGS`.
-pub fn main(what: &str, args: Vec<OsString>, env: &dyn Fn(&str) -> Option<String>) -> ExitCode {
-    match request(what, args, env) {
+pub fn main(
+    what: &str,
+    args: Vec<OsString>,
+    env: &dyn Fn(&str) -> Option<String>,
+    variables: &[String],
+) -> ExitCode {
+    match request(what, args, env, variables) {
         Ok(None) => {
-            print!("{HELP}");
+            output::out(HELP);
             ExitCode::SUCCESS
         }
         Ok(Some((client, address, route, body))) => send(&client, &address, route, &body),
         Err(e) => {
-            eprintln!("bully {what}: {e}\nTry 'bully {what} --help'.");
+            output::err(&format!("bully {what}: {e}\nTry 'bully {what} --help'."));
             ExitCode::from(2)
         }
     }
@@ -46,8 +52,9 @@ fn request(
     what: &str,
     args: Vec<OsString>,
     env: &dyn Fn(&str) -> Option<String>,
+    variables: &[String],
 ) -> Result<Option<Request>, UsageError> {
-    let mut f = Flags::new(args, env);
+    let mut f = Flags::new(args, env, variables);
     if f.contains("-h") || f.contains("--help") {
         return Ok(None);
     }
@@ -79,7 +86,9 @@ fn request(
             (Route::Maintenance, json(&Maintenance { on }))
         }
     };
-    f.finish()?;
+    for w in f.finish()? {
+        output::err(&format!("bully {what}: warning: {w}"));
+    }
     let address = if host.contains(':') {
         format!("[{host}]:{port}")
     } else {
@@ -104,10 +113,10 @@ fn key(f: &mut Flags) -> Result<Option<ClusterKey>, UsageError> {
         )),
         (Some(k), None) => ClusterKey::new(k.as_bytes())
             .map(Some)
-            .map_err(|e| UsageError(format!("--cluster-key: {e}"))),
+            .map_err(|e| UsageError(format!("{}: {e}", f.source("--cluster-key")))),
         (None, Some(p)) => ClusterKey::from_file(std::path::Path::new(&p))
             .map(Some)
-            .map_err(|e| UsageError(format!("--cluster-key-file: {e}"))),
+            .map_err(|e| UsageError(format!("{}: {e}", f.source("--cluster-key-file")))),
         (None, None) => Ok(None),
     }
 }
@@ -119,7 +128,7 @@ fn send(client: &PeerClient, address: &str, route: Route, body: &Value) -> ExitC
                 .as_ref()
                 .and_then(|a| a["message"].as_str())
                 .unwrap_or("done");
-            println!("{message}");
+            output::out(&format!("{message}\n"));
             ExitCode::SUCCESS
         }
         Ok((status, answer)) => {
@@ -127,11 +136,11 @@ fn send(client: &PeerClient, address: &str, route: Route, body: &Value) -> ExitC
                 .as_ref()
                 .and_then(|a| a["error"].as_str().map(String::from))
                 .unwrap_or_else(|| format!("answered {status}"));
-            eprintln!("bully: {address}: {why}");
+            output::err(&format!("bully: {address}: {why}"));
             ExitCode::from(1)
         }
         Err(e) => {
-            eprintln!("bully: {address} does not answer: {e}");
+            output::err(&format!("bully: {address} does not answer: {e}"));
             ExitCode::from(1)
         }
     }

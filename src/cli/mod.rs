@@ -24,17 +24,33 @@ pub fn main() -> ExitCode {
         return crate::supervisor::main(args.split_off(1));
     }
     let env = |k: &str| std::env::var(k).ok();
+    let variables: Vec<String> = std::env::vars_os()
+        .filter_map(|(k, _)| k.into_string().ok())
+        .filter(|k| k.starts_with("BULLY_"))
+        .collect();
     if args.first().is_some_and(|a| a == "status") {
         args.remove(0);
-        return status::main(args, &env);
+        return status::main(args, &env, &variables);
     }
     for what in ["step-down", "maintenance"] {
         if args.first().is_some_and(|a| a == what) {
             args.remove(0);
-            return control::main(what, args, &env);
+            return control::main(what, args, &env, &variables);
         }
     }
-    match config::parse(args, &env) {
+    // `bully statu`: a mistyped command, not a port.
+    if let Some(word) = args.first().and_then(|a| a.to_str()) {
+        if word.parse::<u16>().is_err() {
+            let commands = ["status", "step-down", "maintenance"];
+            if let Some(command) = flags::nearest(word, commands.into_iter()) {
+                output::err(&format!(
+                    "bully: unknown command '{word}'; did you mean '{command}'?\nTry 'bully --help'."
+                ));
+                return ExitCode::from(2);
+            }
+        }
+    }
+    match config::parse(args, &env, &variables) {
         Ok(Command::Help) => {
             output::out(USAGE);
             ExitCode::SUCCESS

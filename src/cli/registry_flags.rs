@@ -45,9 +45,10 @@ impl Flags<'_> {
                     "--peers and --peers-file given together: choose one".into(),
                 ))
             }
-            (None, Some(f)) => {
-                Some(read_peers_file(f).map_err(|e| UsageError(format!("--peers-file: {e}")))?)
-            }
+            (None, Some(f)) => Some(
+                read_peers_file(f)
+                    .map_err(|e| UsageError(format!("{}: {e}", self.source("--peers-file"))))?,
+            ),
             (p, None) => p,
         };
         let consul = self.value("--consul")?;
@@ -63,11 +64,38 @@ impl Flags<'_> {
             (None, None, None) => RegistryKind::Dir,
         };
         if kind == RegistryKind::Static && peers.is_none() {
-            return Err(UsageError(
-                "--registry static: expected --peers HOST:PORT,... or --peers-file PATH".into(),
-            ));
+            return Err(UsageError(format!(
+                "{} static: expected --peers HOST:PORT,... or --peers-file PATH",
+                self.source("--registry")
+            )));
         }
         let consul = self.consul(consul, kind == RegistryKind::Consul)?;
+        let here = match kind {
+            RegistryKind::Dir => "dir",
+            RegistryKind::Consul => "consul",
+            RegistryKind::Static => "static",
+        };
+        if kind != RegistryKind::Static {
+            for flag in ["--peers", "--peers-file"] {
+                self.unused(
+                    flag,
+                    &format!("only the static registry reads it, and this one is {here}"),
+                )?;
+            }
+        }
+        if kind != RegistryKind::Consul {
+            for flag in [
+                "--consul",
+                "--consul-token",
+                "--consul-check-interval",
+                "--consul-deregister-after",
+            ] {
+                self.unused(
+                    flag,
+                    &format!("only the consul registry reads it, and this one is {here}"),
+                )?;
+            }
+        }
         Ok(RegistryOptions {
             kind,
             cluster,
@@ -85,14 +113,14 @@ impl Flags<'_> {
         let lookup = self.env;
         let env = |k: &str| lookup(k).filter(|v| !v.is_empty());
         let (source, raw) = match (flag, env("CONSUL_HTTP_ADDR")) {
-            (Some(v), _) => ("--consul", v),
-            (None, Some(v)) => ("CONSUL_HTTP_ADDR", v),
-            (None, None) => ("--consul", DEFAULT_ADDRESS.to_string()),
+            (Some(v), _) => (self.source("--consul"), v),
+            (None, Some(v)) => ("CONSUL_HTTP_ADDR".to_string(), v),
+            (None, None) => ("--consul".to_string(), DEFAULT_ADDRESS.to_string()),
         };
         let (token_source, token) = match (self.value("--consul-token")?, env("CONSUL_HTTP_TOKEN"))
         {
-            (Some(t), _) => ("--consul-token", Some(t)),
-            (None, t) => ("CONSUL_HTTP_TOKEN", t),
+            (Some(t), _) => (self.source("--consul-token"), Some(t)),
+            (None, t) => ("CONSUL_HTTP_TOKEN".to_string(), t),
         };
         let ssl = env("CONSUL_HTTP_SSL")
             .is_some_and(|v| matches!(v.as_str(), "1" | "t" | "T" | "true" | "TRUE" | "True"));
@@ -120,14 +148,16 @@ impl Flags<'_> {
             )));
         }
         if check_interval < MIN_CHECK_INTERVAL {
-            return Err(UsageError(
-                "--consul-check-interval: expected 1s or more (Consul's minimum)".into(),
-            ));
+            return Err(UsageError(format!(
+                "{}: expected 1s or more (Consul's minimum)",
+                self.source("--consul-check-interval")
+            )));
         }
         if deregister_after < MIN_DEREGISTER {
-            return Err(UsageError(
-                "--consul-deregister-after: expected 1m or more (Consul's minimum)".into(),
-            ));
+            return Err(UsageError(format!(
+                "{}: expected 1m or more (Consul's minimum)",
+                self.source("--consul-deregister-after")
+            )));
         }
         Ok(ConsulOptions {
             address,

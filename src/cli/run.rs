@@ -167,6 +167,9 @@ pub fn run(config: Config) -> ExitCode {
         },
         quorum_line
     );
+    for w in &config.warnings {
+        log::warn!("{w}");
+    }
     if persisted.floor > 0 {
         log::info!(
             "Terms up to {} were used before this start; the next claim takes a higher one",

@@ -60,8 +60,12 @@ struct Options {
 
 /// `bully status ARGS`: exit 0 on agreement, 1 on disagreement or when no member answers (or
 /// the registry cannot be read), 2 on a bad command line.
-pub fn main(args: Vec<OsString>, env: &dyn Fn(&str) -> Option<String>) -> ExitCode {
-    let opts = match parse(args, env) {
+pub fn main(
+    args: Vec<OsString>,
+    env: &dyn Fn(&str) -> Option<String>,
+    variables: &[String],
+) -> ExitCode {
+    let opts = match parse(args, env, variables) {
         Ok(Some(o)) => o,
         Ok(None) => {
             output::out(USAGE);
@@ -101,21 +105,26 @@ pub fn main(args: Vec<OsString>, env: &dyn Fn(&str) -> Option<String>) -> ExitCo
 fn parse(
     args: Vec<OsString>,
     env: &dyn Fn(&str) -> Option<String>,
+    variables: &[String],
 ) -> Result<Option<Options>, UsageError> {
-    let mut f = Flags::new(args, env);
+    let mut f = Flags::new(args, env, variables);
     if f.contains("-h") || f.contains("--help") {
         return Ok(None);
     }
-    let json = f.contains("--json");
-    let prune = f.contains("--prune");
+    let json = f.flag("--json")?;
+    let prune = f.flag("--prune")?;
     let timeout = f.duration("--timeout", Duration::from_secs(1))?;
     if timeout.is_zero() {
-        return Err(UsageError(
-            "--timeout: expected a duration above zero".into(),
-        ));
+        return Err(UsageError(format!(
+            "{}: expected a duration above zero",
+            f.source("--timeout")
+        )));
     }
     let registry = f.registry(timeout)?;
-    f.finish()?;
+    let warnings = f.finish()?;
+    for w in warnings {
+        output::err(&format!("bully status: warning: {w}"));
+    }
     if prune && registry.kind != RegistryKind::Dir {
         return Err(UsageError(
             "--prune: only the dir registry keeps records to remove (Consul drops an instance \
@@ -401,16 +410,16 @@ mod tests {
     fn options() {
         let env = |k: &str| (k == "BULLY_TIMEOUT").then(|| "3s".to_string());
         let args = |a: &[&str]| a.iter().map(OsString::from).collect::<Vec<_>>();
-        let o = parse(args(&["--json", "--registry-dir", "r"]), &env)
+        let o = parse(args(&["--json", "--registry-dir", "r"]), &env, &[])
             .unwrap()
             .unwrap();
         assert!(o.json);
         assert_eq!(o.registry.timeout, Duration::from_secs(3));
         assert_eq!(o.registry.dir, std::path::PathBuf::from("r"));
-        assert!(parse(args(&["--help"]), &env).unwrap().is_none());
-        let e = parse(args(&["--bogus"]), &env).err().unwrap();
+        assert!(parse(args(&["--help"]), &env, &[]).unwrap().is_none());
+        let e = parse(args(&["--bogus"]), &env, &[]).err().unwrap();
         assert!(e.0.contains("--bogus"), "{e}");
-        let e = parse(args(&["--timeout", "0"]), &env).err().unwrap();
+        let e = parse(args(&["--timeout", "0"]), &env, &[]).err().unwrap();
         assert!(e.0.starts_with("--timeout"), "{e}");
     }
 }

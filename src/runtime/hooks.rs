@@ -27,6 +27,16 @@ const EXEC_POLL: Duration = Duration::from_millis(250);
 const OUTPUT_DRAIN: Duration = Duration::from_millis(500);
 /// Longer output lines are logged in pieces rather than buffered without bound.
 const MAX_LINE: u64 = 8 * 1024;
+/// The variables every hook and the `--exec` child get: a `bully` they run sees them, and
+/// the command line knows them.
+pub const VARIABLES: [&str; 6] = [
+    "BULLY_NODE",
+    "BULLY_NODE_ID",
+    "BULLY_COORDINATOR",
+    "BULLY_COORDINATOR_ID",
+    "BULLY_TERM",
+    "BULLY_REASON",
+];
 
 /// What follows from leadership, as the command line set it.
 #[derive(Clone, Debug, PartialEq, Eq)]
