@@ -9,7 +9,7 @@ use crate::core::quorum::Quorum;
 use crate::http::auth::{Keys, Verifier};
 use crate::http::peer::PeerClient;
 use crate::http::server;
-use crate::registry;
+use crate::registry::{self, Failure};
 use crate::runtime::api::Api;
 use crate::runtime::beats::Beats;
 use crate::runtime::check;
@@ -38,6 +38,13 @@ use std::sync::Arc;
 /// Runs the node until a signal ends the process; returns only when it cannot start.
 pub fn run(config: Config) -> ExitCode {
     logger::init(config.log_level);
+    // From here on a SIGINT or SIGTERM only marks the node as leaving until the signal thread
+    // takes over, so a node stopped while it starts still leaves cleanly and exits 0.
+    let stopping = Arc::new(AtomicBool::new(false));
+    if let Err(e) = signals::catch_early(Arc::clone(&stopping)) {
+        output::err(&format!("bully: cannot handle SIGINT/SIGTERM/SIGHUP: {e}"));
+        return ExitCode::from(1);
+    }
 
     let addr = SocketAddr::new(config.bind, config.port);
     let listener = match server::bind(addr) {
@@ -68,6 +75,15 @@ pub fn run(config: Config) -> ExitCode {
         port: config.port,
         witness: config.witness,
     };
+    // Before anything of this node's is touched (its state file first): a second node of a
+    // live node's name must not write where that one does. Registering checks again.
+    match registry.check_name(&me) {
+        Err(e) if e.failure != Failure::Unreachable => {
+            output::err(&format!("bully: {e}"));
+            return ExitCode::from(1);
+        }
+        _ => {}
+    }
     let timing = Timing {
         startup_delay: config.startup_delay,
         health_interval: config.health_interval,
@@ -86,7 +102,6 @@ pub fn run(config: Config) -> ExitCode {
     let directory = Arc::new(Directory::new(registry, Arc::clone(&metrics)));
     let leadership = Arc::new(Leadership::default());
     let fence = Arc::new(Fence::default());
-    let stopping = Arc::new(AtomicBool::new(false));
     let keys = config.cluster_key.clone().map(Keys::new);
     let settings = Settings {
         quorum: config

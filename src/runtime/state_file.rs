@@ -87,7 +87,11 @@ impl StateFile {
             maintenance: p.maintenance,
         };
         let body = serde_json::to_vec(&on_disk).map_err(std::io::Error::other)?;
-        let tmp = self.path.with_extension("json.tmp");
+        // Named after this process: another process writing the same file (a second node of
+        // the name, refused moments later) must not rename this one's away.
+        let tmp = self
+            .path
+            .with_extension(format!("json.{}.tmp", std::process::id()));
         {
             let mut f = OpenOptions::new()
                 .write(true)
