@@ -21,8 +21,8 @@ else
 CLUSTER_FLAGS ?=
 endif
 
-.PHONY: all build run-cluster run-cluster-consul test bench bench-anchors bench-quorum lint clean static cross cross-setup \
-	cross-test deb deb-check cargo-deb
+.PHONY: all build run-cluster run-cluster-consul test bench bench-anchors bench-quorum soak lint clean \
+	static cross cross-setup cross-test deb deb-check cargo-deb
 
 all: build
 
@@ -55,6 +55,14 @@ test:
 bench:
 	$(CARGO) build --release
 	$(CARGO) bench --bench cluster -- $(if $(filter 1,$(QUICK)),--quick)
+
+# The hostile soak (tests/support/soak.rs) on the release build: five nodes under kill -9,
+# SIGSTOP/SIGCONT, SIGHUP, SIGTERM, restarts, duplicate starts, closed output pipes and request
+# bursts, then checks that nothing leaked and that the long-lived node's PSS stayed flat.
+# `make soak MINUTES=10` (the default); `make test` runs the same for 60 s.
+soak:
+	$(CARGO) build --release
+	$(CARGO) bench --bench soak -- --minutes $(or $(MINUTES),10)
 
 # keepalived (Debian's package) and bully on the same five hosts in network namespaces, failing
 # over after kill -9, a pulled cable and SIGSTOP of the master; a markdown table on stdout, JSON

@@ -6,6 +6,7 @@ pub mod activity;
 pub mod chaos;
 pub mod consul;
 pub mod netns;
+pub mod soak;
 
 use serde_json::Value;
 use std::io::{Read, Write};
