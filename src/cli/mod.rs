@@ -18,6 +18,7 @@ use usage::USAGE;
 
 /// The program: dispatches on the first argument.
 pub fn main() -> ExitCode {
+    crate::runtime::memory::one_arena();
     let mut args: Vec<_> = std::env::args_os().skip(1).collect();
     // Hidden: bully re-executed as the supervisor of a hook or the --exec child.
     if args.first().is_some_and(|a| a == crate::supervisor::ENTRY) {

@@ -11,6 +11,7 @@ pub mod fence;
 pub mod handle;
 pub mod hooks;
 pub mod leadership;
+pub mod memory;
 pub mod metrics;
 pub mod node;
 pub mod outage;

@@ -1,5 +1,6 @@
 //! The two schedules of the original design: the first election after the startup delay,
-//! then a health tick every interval. Plain `std::thread::sleep`, on one thread.
+//! then a health tick every interval (which also trims the heap now and then). Plain
+//! `std::thread::sleep`, on one thread.
 
 use super::handle::Handle;
 use super::timing::Timing;
@@ -13,5 +14,7 @@ pub fn run(node: Arc<dyn Handle>, timing: Timing) {
     loop {
         std::thread::sleep(timing.health_interval);
         node.step(Event::HealthTick);
+        // Quiet moments between ticks: the heap's free pages go back (see memory.rs).
+        super::memory::trim();
     }
 }
