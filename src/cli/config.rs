@@ -185,10 +185,10 @@ pub fn parse(
             "--check-rise",
             "--check-fall",
         ] {
-            f.unused(
+            f.idle(
                 flag,
                 "it tunes the health check, and neither --check nor --check-url is set",
-            )?;
+            );
         }
     }
     let no_preempt = f.switch("--no-preempt")?;
@@ -207,10 +207,10 @@ pub fn parse(
         )));
     }
     if hooks.on_elected.is_none() && hooks.on_demoted.is_none() {
-        f.unused(
+        f.idle(
             "--hook-timeout",
             "it bounds --on-elected and --on-demoted, and neither is set",
-        )?;
+        );
     }
     let quorum = f.parsed(
         "--quorum",
@@ -238,7 +238,7 @@ pub fn parse(
         )));
     }
     if quorum.is_none() {
-        f.unused("--lease", "only quorum mode (--quorum N) has a lease")?;
+        f.idle("--lease", "only quorum mode (--quorum N) has a lease");
     }
     let state_dir = f.value("--state-dir")?.map(PathBuf::from);
     let registry = f.registry(timeout)?;
@@ -538,17 +538,21 @@ mod tests {
                 &["1", "n", "--peers", "h:1", "--consul-token", "t"][..],
                 "--consul-token: only the consul registry reads it, and this one is static",
             ),
-            (
-                &["1", "n", "--lease", "1s"][..],
-                "--lease: only quorum mode (--quorum N) has a lease",
-            ),
-            (
-                &["1", "n", "--hook-timeout", "1s", "--exec", "x"][..],
-                "--hook-timeout: it bounds --on-elected and --on-demoted, and neither is set",
-            ),
         ] {
             assert_eq!(run(args, &[]).unwrap_err().0, error, "{args:?}");
         }
+        // Options that tune what is not there are warnings however given: one set of options
+        // may serve nodes with and without it.
+        let c = run(&["1", "n", "--lease", "1s", "--hook-timeout", "1s"], &[]).unwrap();
+        assert_eq!(
+            c.warnings,
+            vec![
+                "--hook-timeout is set, but it bounds --on-elected and --on-demoted, and \
+                 neither is set; ignored"
+                    .to_string(),
+                "--lease is set, but only quorum mode (--quorum N) has a lease; ignored".into(),
+            ]
+        );
         let env = [
             ("BULLY_PEERS", "h:1"),
             ("BULLY_REGISTRY", "consul"),

@@ -212,6 +212,18 @@ impl<'a> Flags<'a> {
         }
     }
 
+    /// `flag` does nothing here either, but one set of options may well serve nodes that
+    /// differ (a `--lease` for nodes with and without `--quorum`): a warning however given.
+    pub fn idle(&mut self, flag: &'static str, why: &str) {
+        let source = match self.given.iter().find(|(f, _)| *f == flag).map(|(_, s)| s) {
+            None => return,
+            Some(Source::Flag) => flag.to_string(),
+            Some(Source::Var(v)) => v.clone(),
+        };
+        self.warnings
+            .push(format!("{source} is set, but {why}; ignored"));
+    }
+
     /// Anything left over is a mistake worth naming; so is a `BULLY_*` variable that no
     /// flag reads (a warning: it may be meant for another version of bully).
     pub fn finish(mut self) -> Result<Vec<String>, UsageError> {
