@@ -173,13 +173,19 @@ fn a_frozen_coordinator_is_noticed_by_its_silent_beats() {
     let frozen = std::time::Instant::now();
     let took = c.await_agreement_of(&["node1", "node2", "node3"], "node3", secs(15));
     println!("SIGSTOP of the coordinator: the others agree on node3 after {took:?}");
-    for n in ["node1", "node2", "node3"] {
-        let log = c.node(n).log_text();
-        assert!(
-            log.contains("Coordinator node4 did not answer its watch in time (watch)"),
-            "{n} noticed it otherwise:\n{log}"
-        );
-    }
+    // The silent beats are what noticed it. Which followers' beats ran out first, and which
+    // heard of it from another's election or announcement, is a race the outcome does not
+    // depend on; that the 20 s health check played no part is the time below.
+    let by_watch = "Coordinator node4 did not answer its watch in time (watch)";
+    let logs: Vec<String> = ["node1", "node2", "node3"]
+        .into_iter()
+        .map(|n| c.node(n).log_text())
+        .collect();
+    assert!(
+        logs.iter().any(|l| l.contains(by_watch)),
+        "no node noticed it by its watch:\n{}",
+        logs.join("\n---\n")
+    );
     assert!(
         frozen.elapsed() < secs(10),
         "the 20 s health check is not what noticed it"
