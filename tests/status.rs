@@ -70,7 +70,7 @@ fn members_that_agree_exit_0_with_one_row_each() {
             ],
             "{out}"
         );
-        assert_eq!(cells[5..], ["no", "yes"], "{out}");
+        assert_eq!(cells[5..], ["no", "yes", "off", "yes"], "{out}");
     }
     assert_eq!(
         rows[4],
@@ -87,7 +87,98 @@ fn members_that_agree_exit_0_with_one_row_each() {
         assert_eq!(m["coordinator_id"], 3, "{v}");
         assert_eq!(m["election"], false, "{v}");
         assert!(m["term"].as_u64().is_some_and(|t| t >= 1), "{v}");
+        assert_eq!(
+            (&m["healthy"], &m["maintenance"]),
+            (&true.into(), &false.into())
+        );
+        assert!(m.get("quorum").is_none(), "plain mode: {v}");
     }
+}
+
+#[test]
+fn health_maintenance_and_the_quorum_state_are_shown_per_member() {
+    let mut c = Cluster::new(
+        "status-health",
+        &["--startup-delay", "0", "--health-interval", "200ms"],
+    );
+    c.start(1, &["--check", "false", "--check-interval", "200ms"]);
+    c.start(2, &[]);
+    c.start(3, &[]);
+    c.await_agreement("node3", secs(20));
+    let out = Command::new(BIN)
+        .args([
+            "maintenance",
+            "on",
+            "--port",
+            &c.node("node2").port.to_string(),
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let registry = registry_dir(&c);
+    let (table, v) = wait_for("node1 unhealthy, node2 in maintenance", secs(20), || {
+        let (table, v) = status_both(&registry, 0);
+        let m = &v["members"];
+        if m[0]["healthy"] == false && m[1]["maintenance"] == true {
+            Ok((table, v))
+        } else {
+            Err(table)
+        }
+    });
+    let rows: Vec<Vec<&str>> = table
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(
+        rows[0][5..],
+        ["ELECTION", "HEALTHY", "MAINTENANCE", "REACHABLE"],
+        "{table}"
+    );
+    assert_eq!(rows[1][6..], ["no", "off", "yes"], "{table}");
+    assert_eq!(rows[2][6..], ["yes", "on", "yes"], "{table}");
+    assert_eq!(rows[3][6..], ["yes", "off", "yes"], "{table}");
+    assert!(
+        table.contains("3 of 3 members reachable; unhealthy: node1; in maintenance: node2"),
+        "{table}"
+    );
+    assert_eq!(v["members"][1]["preempts"], false, "{v}");
+    assert_eq!(v["members"][2]["preempts"], true, "{v}");
+
+    // Quorum mode: the state of each member in a column of its own.
+    let mut q = Cluster::new(
+        "status-quorum",
+        &[
+            "--startup-delay",
+            "0",
+            "--health-interval",
+            "200ms",
+            "--quorum",
+            "3",
+        ],
+    );
+    for id in 1..=3 {
+        q.start(id, &[]);
+    }
+    q.await_agreement("node3", secs(30));
+    let registry = registry_dir(&q);
+    let (table, v) = wait_for("node3 leading with a quorum", secs(20), || {
+        let (table, v) = status_both(&registry, 0);
+        let states: Vec<&str> = (0..3)
+            .map(|i| v["members"][i]["quorum"].as_str().unwrap_or("?"))
+            .collect();
+        if states == ["following", "following", "leading"] {
+            Ok((table, v))
+        } else {
+            Err(format!("{states:?}\n{table}"))
+        }
+    });
+    let rows: Vec<Vec<&str>> = table
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(rows[0][8..], ["QUORUM", "REACHABLE"], "{table}");
+    assert_eq!(rows[3][8..], ["leading", "yes"], "{table}");
+    assert_eq!(v["members"][0]["quorum"], "following", "{v}");
 }
 
 #[test]

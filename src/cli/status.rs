@@ -42,6 +42,16 @@ pub struct Row {
     pub coordinator_id: Option<u64>,
     pub term: Option<u64>,
     pub election: Option<bool>,
+    /// Its health check passes (true without one).
+    pub healthy: Option<bool>,
+    /// `bully maintenance on`.
+    pub maintenance: Option<bool>,
+    /// It would take over from a lower coordinator now (false with `--no-preempt`, during
+    /// `--preempt-delay`, unhealthy, in maintenance or after a step-down).
+    pub preempts: Option<bool>,
+    /// Quorum mode: following, claiming, no-quorum, leading or releasing.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quorum: Option<String>,
     /// Why the member counts as unreachable.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -160,6 +170,10 @@ fn ask(client: &PeerClient, cluster: &str, m: &Member) -> Row {
         coordinator_id: None,
         term: None,
         election: None,
+        healthy: None,
+        maintenance: None,
+        preempts: None,
+        quorum: None,
         error: None,
     };
     match answer {
@@ -168,6 +182,10 @@ fn ask(client: &PeerClient, cluster: &str, m: &Member) -> Row {
             row.coordinator_id = d.coordinator_id;
             row.term = Some(d.term);
             row.election = Some(d.election);
+            row.healthy = Some(d.healthy);
+            row.maintenance = Some(d.maintenance);
+            row.preempts = Some(d.preempts);
+            row.quorum = d.quorum.map(|q| q.state);
         }
         Err(e) => row.error = Some(e),
     }
@@ -189,22 +207,30 @@ fn agreement(rows: &[Row]) -> Option<String> {
 }
 
 impl Report {
-    /// Aligned columns, then one line that says what they add up to.
+    /// Aligned columns, then one line that says what they add up to. The QUORUM column
+    /// appears only when a member is in quorum mode.
     pub fn table(&self) -> String {
         let yes_no = |b: bool| if b { "yes" } else { "no" }.to_string();
+        let on_off = |b: bool| if b { "on" } else { "off" }.to_string();
         let dash = || "-".to_string();
-        let mut lines = vec![[
+        let quorum = self.members.iter().any(|r| r.quorum.is_some());
+        let mut head = vec![
             "NAME",
             "ID",
             "ADDRESS",
             "COORDINATOR",
             "TERM",
             "ELECTION",
-            "REACHABLE",
-        ]
-        .map(String::from)];
+            "HEALTHY",
+            "MAINTENANCE",
+        ];
+        if quorum {
+            head.push("QUORUM");
+        }
+        head.push("REACHABLE");
+        let mut lines: Vec<Vec<String>> = vec![head.into_iter().map(String::from).collect()];
         for r in &self.members {
-            lines.push([
+            let mut line = vec![
                 r.name.clone(),
                 r.id.to_string(),
                 r.address.clone(),
@@ -215,10 +241,16 @@ impl Report {
                 },
                 r.term.map_or_else(dash, |t| t.to_string()),
                 r.election.map_or_else(dash, yes_no),
-                yes_no(r.reachable),
-            ]);
+                r.healthy.map_or_else(dash, yes_no),
+                r.maintenance.map_or_else(dash, on_off),
+            ];
+            if quorum {
+                line.push(r.quorum.clone().unwrap_or_else(dash));
+            }
+            line.push(yes_no(r.reachable));
+            lines.push(line);
         }
-        let widths: Vec<usize> = (0..7)
+        let widths: Vec<usize> = (0..lines[0].len())
             .map(|i| lines.iter().map(|l| l[i].len()).max().unwrap_or(0))
             .collect();
         let mut out = String::new();
@@ -234,7 +266,30 @@ impl Report {
             }
         }
         out += &self.summary();
+        out += &self.out_of_the_running();
         out.push('\n');
+        out
+    }
+
+    /// `; unhealthy: a, b; in maintenance: c` for the reachable members that stand for
+    /// nothing, so the summary says why a node is not leading; empty when there are none.
+    fn out_of_the_running(&self) -> String {
+        let names = |f: fn(&Row) -> bool| -> Vec<&str> {
+            self.members
+                .iter()
+                .filter(|r| r.reachable && f(r))
+                .map(|r| r.name.as_str())
+                .collect()
+        };
+        let mut out = String::new();
+        for (what, list) in [
+            ("unhealthy", names(|r| r.healthy == Some(false))),
+            ("in maintenance", names(|r| r.maintenance == Some(true))),
+        ] {
+            if !list.is_empty() {
+                out += &format!("; {what}: {}", list.join(", "));
+            }
+        }
         out
     }
 
@@ -293,6 +348,10 @@ mod tests {
             coordinator_id: coordinator.map(|c| c.1),
             term: reachable.then_some(3),
             election: reachable.then_some(false),
+            healthy: reachable.then_some(true),
+            maintenance: reachable.then_some(false),
+            preempts: reachable.then_some(true),
+            quorum: None,
             error: None,
         }
     }
@@ -348,6 +407,65 @@ mod tests {
             lines[3],
             "agreed: coordinator node4, but it is not a reachable member (gone?); \
              1 of 2 members reachable"
+        );
+    }
+
+    #[test]
+    fn health_maintenance_and_quorum_state_have_columns_and_are_summed_up() {
+        let mut sick = row("node1", Some(("node3", 3)), true);
+        sick.healthy = Some(false);
+        let mut resting = row("node2", Some(("node3", 3)), true);
+        resting.maintenance = Some(true);
+        let mut report = Report {
+            cluster: "bully".into(),
+            registry: "dir x".into(),
+            agreed: true,
+            coordinator: Some("node3".into()),
+            coordinator_reachable: true,
+            members: vec![sick, resting, row("node3", Some(("node3", 3)), true)],
+        };
+        let text = report.table();
+        let lines: Vec<&str> = text.lines().collect();
+        let cells = |i: usize| lines[i].split_whitespace().collect::<Vec<_>>();
+        assert_eq!(
+            cells(0)[5..],
+            ["ELECTION", "HEALTHY", "MAINTENANCE", "REACHABLE"],
+            "{text}"
+        );
+        assert_eq!(cells(1)[5..], ["no", "no", "off", "yes"], "{text}");
+        assert_eq!(cells(2)[5..], ["no", "yes", "on", "yes"], "{text}");
+        assert_eq!(
+            lines[4],
+            "agreed: coordinator node3; 3 of 3 members reachable; unhealthy: node1; \
+             in maintenance: node2"
+        );
+        // Quorum mode adds a column; a member that does not answer shows dashes.
+        for (r, state) in report
+            .members
+            .iter_mut()
+            .zip(["following", "following", "leading"])
+        {
+            r.quorum = Some(state.into());
+        }
+        report.members.push(row("node4", None, false));
+        let text = report.table();
+        let lines: Vec<&str> = text.lines().collect();
+        let cells = |i: usize| lines[i].split_whitespace().collect::<Vec<_>>();
+        assert_eq!(cells(0)[8], "QUORUM", "{text}");
+        assert_eq!(cells(3)[8], "leading", "{text}");
+        assert_eq!(
+            cells(4)[3..],
+            ["-", "-", "-", "-", "-", "-", "no"],
+            "{text}"
+        );
+        let json = serde_json::to_value(&report).unwrap();
+        assert_eq!(json["members"][0]["healthy"], false, "{json}");
+        assert_eq!(json["members"][1]["maintenance"], true, "{json}");
+        assert_eq!(json["members"][2]["quorum"], "leading", "{json}");
+        assert_eq!(
+            json["members"][3]["healthy"],
+            serde_json::Value::Null,
+            "{json}"
         );
     }
 
