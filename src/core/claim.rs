@@ -1214,6 +1214,71 @@ mod tests {
     }
 
     #[test]
+    fn a_restarted_node_that_does_not_preempt_waits_for_a_term_above_its_floor() {
+        // node3 restarts with --no-preempt, floor 5; node2 leads term 3. Following term 3
+        // could acknowledge a term it promised to another before the restart, electing would
+        // preempt: it waits, yields to elections, and follows the next term.
+        let mut e = Election::new(
+            nref(3),
+            Settings {
+                no_preempt: true,
+                ..settings(3, false)
+            },
+            Persisted {
+                floor: 5,
+                maintenance: false,
+            },
+            0,
+        );
+        let follows_2 = CheckAnswer::Details {
+            name: "node1".into(),
+            id: 1,
+            is_coordinator: false,
+            claiming: false,
+            term: 3,
+            follows: Some(nref(2)),
+            preempts: true,
+        };
+        let r = e.step(
+            2001,
+            Event::TermsAnswered {
+                answers: vec![(member(1), follows_2)],
+            },
+        );
+        assert!(r.rounds.is_empty(), "no election: {r:?}");
+        assert_eq!(e.coordinator(), None);
+        let r = e.step(
+            2002,
+            Event::Proxy {
+                from: nref(2),
+                term: 3,
+            },
+        );
+        assert_eq!(
+            r.reply,
+            Some(Reply::Proxy(crate::core::ready::ProxyReply::NotLower))
+        );
+        // Its next health tick asks the terms again rather than electing.
+        let r = e.step(2003, Event::HealthTick);
+        assert_eq!(
+            r.effects,
+            vec![Effect::CollectMembers {
+                purpose: Purpose::LearnTerms
+            }]
+        );
+        // node2's renewal of term 3 is refused; its new term 6 is followed.
+        assert_eq!(
+            announce(&mut e, 2004, 2, 3),
+            AnnounceReply::Stale { term: 5 }
+        );
+        assert!(matches!(
+            announce(&mut e, 2005, 2, 6),
+            AnnounceReply::Ok { .. }
+        ));
+        assert_eq!(e.coordinator(), Some(&nref(2)));
+    }
+
+    #[test]
     fn shutting_down_stops_acting_and_releases_after_the_hooks() {
         let mut e = Election::new(nref(3), settings(3, true), Persisted::default(), 0);
         let r = elect(&mut e, 3000, &cluster(&[1, 2, 3]));

@@ -182,6 +182,11 @@ pub struct Election {
     /// The round under way takes over from a coordinator that stepped down for this node: it
     /// asks nobody above.
     pub(super) taking_over: bool,
+    /// Quorum mode, after a restart: the coordinator this node would follow without
+    /// preempting it, but whose term lies at or below the floor (this node may have promised
+    /// that term to someone else). It waits for that coordinator to take a newer term, which
+    /// its next renewal's refusal makes it do, instead of electing over it.
+    pub(super) follow_later: Option<NodeRef>,
     /// Numbers announcements, so answers find their send time.
     pub(super) seq: u64,
     /// The time of the step under way.
@@ -200,14 +205,21 @@ impl Election {
             until: now + q.lease,
         });
         let settings_health_checked = settings.health_checked;
+        let term = if settings.quorum.is_some() {
+            persisted.floor
+        } else {
+            0
+        };
         let persisted_maintenance = persisted.maintenance;
         Election {
             me,
             settings,
             coordinator: None,
-            // Every term up to the floor may have been granted before the restart: all of
-            // them count as taken, by nobody this node could follow again.
-            term: persisted.floor,
+            // In quorum mode every term up to the floor may have been promised before the
+            // restart: all of them count as taken, by nobody this node could follow again.
+            // Plain mode promises nothing, so it follows any coordinator; its own claims
+            // still start above the floor (`max_term`).
+            term,
             term_leader: None,
             max_term: persisted.floor,
             phase: Phase::Idle,
@@ -230,6 +242,7 @@ impl Election {
             resigning: None,
             after_failure: false,
             taking_over: false,
+            follow_later: None,
             seq: 0,
             now,
             out: Ready::default(),
@@ -371,6 +384,9 @@ impl Election {
         next: Option<NodeRef>,
         reason: Reason,
     ) -> Option<NodeRef> {
+        if next.is_some() {
+            self.follow_later = None;
+        }
         let before = std::mem::replace(&mut self.coordinator, next);
         if before != self.coordinator {
             self.out.changes.push(Change {
@@ -514,6 +530,10 @@ impl Election {
             if let Some((c, term)) = followed {
                 self.on_announce(&c, term);
                 if self.coordinator.is_some() {
+                    return;
+                }
+                if term <= self.term && self.settings.quorum.is_some() {
+                    self.follow_later = Some(c);
                     return;
                 }
             }
@@ -673,7 +693,9 @@ impl Election {
     fn on_proxy(&mut self, from: &NodeRef, term: u64) -> ProxyReply {
         // A node that stands for nothing, or follows a lower coordinator it will not
         // preempt, tells the sender to look elsewhere rather than keep it waiting.
-        let yields = self.coordinator.as_ref().is_some_and(|c| *c < self.me) && !self.preempts();
+        let yields = (self.coordinator.as_ref().is_some_and(|c| *c < self.me)
+            || self.follow_later.is_some())
+            && !self.preempts();
         if *from >= self.me || !self.stands() || yields {
             return ProxyReply::NotLower;
         }
@@ -831,21 +853,30 @@ impl Election {
     }
 
     fn on_probed(&mut self, purpose: ProbePurpose, answers: Vec<(NodeRef, ProbeAnswer)>) {
-        let alive = |node: &NodeRef| {
-            answers.iter().any(|(n, a)| {
-                n == node && matches!(a, ProbeAnswer::Node { .. } | ProbeAnswer::Status(200))
-            })
-        };
         let wants_to_lead = |node: &NodeRef| {
             answers
                 .iter()
-                .any(|(n, a)| n == node && matches!(a, ProbeAnswer::Node { preempts: true }))
+                .any(|(n, a)| n == node && matches!(a, ProbeAnswer::Node { preempts: true, .. }))
+        };
+        // Still leads in its own eyes, or would take over, or answers 200 without saying.
+        let contends = |node: &NodeRef| {
+            answers.iter().any(|(n, a)| {
+                n == node
+                    && matches!(
+                        a,
+                        ProbeAnswer::Node { preempts: true, .. }
+                            | ProbeAnswer::Node { leads: true, .. }
+                            | ProbeAnswer::Status(200)
+                    )
+            })
         };
         match purpose {
-            // A coordinator replaced by a lower one still answers: elect, so it hears of it
-            // and bullies its way back in.
+            // A coordinator replaced by a lower one still answers and leads (it was frozen
+            // or cut off), or would take over: elect, so it hears of it and either bullies
+            // its way back in or learns its successor. One that stepped down, or will not
+            // preempt and leads no more, is left alone.
             ProbePurpose::Previous(previous) => {
-                if !alive(&previous) {
+                if !contends(&previous) {
                     return;
                 }
                 if let Some(c) = self.coordinator.clone().filter(|c| *c < previous) {
@@ -880,6 +911,8 @@ impl Election {
             return;
         }
         match self.coordinator.clone() {
+            // Still waiting for the coordinator to outgrow this node's floor: ask again.
+            None if self.follow_later.is_some() => self.collect(Purpose::LearnTerms),
             None => self.request_election(),
             Some(c) if c == self.me => self.collect(Purpose::LookForHigher),
             Some(c) => self.effect(Effect::CheckCoordinator { coordinator: c }),
@@ -896,6 +929,34 @@ impl Election {
             answer,
             CheckAnswer::Unreachable(Unreachable::Refused | Unreachable::Closed)
         );
+        // It answers as itself but leads no more: it stepped down or was demoted, and its
+        // successor's announcement is normally on its way, as after a watch that says
+        // `demoted`. Electing at once raced `step-down --to`: the highest standing node
+        // could win before the named one announced.
+        let resting = match &answer {
+            CheckAnswer::Details {
+                name,
+                id,
+                is_coordinator: false,
+                claiming,
+                ..
+            } => {
+                coordinator.name == *name
+                    && coordinator.id == *id
+                    && !(*claiming && self.settings.quorum.is_some())
+            }
+            _ => false,
+        };
+        if resting && self.coordinator.as_ref() == Some(coordinator) {
+            self.verifying = false;
+            return self.timer(
+                Timer::Successor {
+                    coordinator: coordinator.clone(),
+                    term: self.term,
+                },
+                self.settings.successor_wait.as_millis() as Millis,
+            );
+        }
         let alive = match answer {
             CheckAnswer::Details {
                 name,
@@ -1547,8 +1608,26 @@ mod tests {
     #[test]
     fn every_check_answer_counts_as_alive_or_down() {
         let alive = [leading(9), CheckAnswer::Busy];
+        // Itself, but no longer leading: wait for the successor's announcement, then elect.
+        let mut e = node(1);
+        announce(&mut e, 9, 1);
+        let r = checked(&mut e, 9, details(9, false, 1));
+        let successor = Timer::Successor {
+            coordinator: nref(9),
+            term: 1,
+        };
+        assert_eq!(
+            r.effects,
+            vec![Effect::StartTimer {
+                timer: successor.clone(),
+                after: e.settings.successor_wait,
+            }]
+        );
+        assert_eq!(e.coordinator(), Some(&nref(9)));
+        let r = e.step(0, Event::Timer(successor));
+        assert_eq!(r.effects, vec![collect(1)]);
+        assert_eq!(e.coordinator(), None);
         let dead = [
-            details(9, false, 1),
             CheckAnswer::Details {
                 name: "node8".into(),
                 id: 9,
@@ -1760,6 +1839,37 @@ mod tests {
             },
         );
         assert_eq!(r, Ready::default());
+        // Alive, but it stepped down (or will not preempt) and leads no more: left alone.
+        let resting = ProbeAnswer::Node {
+            preempts: false,
+            leads: false,
+        };
+        let r = e.step(
+            0,
+            Event::Probed {
+                purpose: purpose.clone(),
+                answers: vec![(nref(4), resting)],
+            },
+        );
+        assert_eq!(r, Ready::default());
+        // Still leading in its own eyes (it was frozen), even without preempting: elect.
+        let stale = ProbeAnswer::Node {
+            preempts: false,
+            leads: true,
+        };
+        for answer in [stale, ProbeAnswer::Status(200)] {
+            let mut e = node(1);
+            announce(&mut e, 4, 1);
+            announce(&mut e, 3, 2);
+            let r = e.step(
+                0,
+                Event::Probed {
+                    purpose: purpose.clone(),
+                    answers: vec![(nref(4), answer)],
+                },
+            );
+            assert_eq!(r.effects, vec![collect(1)]);
+        }
         let r = e.step(
             0,
             Event::Probed {
@@ -1825,7 +1935,13 @@ mod tests {
             (nref(4), ProbeAnswer::Unreachable(Unreachable::Timeout)),
             (nref(5), ProbeAnswer::Status(503)),
             // Alive, but it would not take over (--no-preempt, unhealthy, maintenance).
-            (nref(4), ProbeAnswer::Node { preempts: false }),
+            (
+                nref(4),
+                ProbeAnswer::Node {
+                    preempts: false,
+                    leads: false,
+                },
+            ),
         ];
         let r = e.step(
             0,
@@ -1839,7 +1955,13 @@ mod tests {
             0,
             Event::Probed {
                 purpose: ProbePurpose::Higher,
-                answers: vec![(nref(4), ProbeAnswer::Node { preempts: true })],
+                answers: vec![(
+                    nref(4),
+                    ProbeAnswer::Node {
+                        preempts: true,
+                        leads: false,
+                    },
+                )],
             },
         );
         assert_eq!(r.effects, vec![collect(2)]);
@@ -2188,6 +2310,49 @@ mod tests {
             matches!(&r.effects[..], [Effect::SendElection { to, .. }] if to == &cluster(&[8])),
             "{r:?}"
         );
+    }
+
+    #[test]
+    fn a_restarted_node_follows_the_cluster_term_below_its_floor_and_wins_above_it() {
+        // Plain mode promises nothing: a floor of reserved terms must not make the current
+        // coordinator look stale (a --no-preempt node elected itself; one in maintenance
+        // followed nobody).
+        let settings = Settings {
+            no_preempt: true,
+            ..Settings::for_timeout(Duration::from_secs(1))
+        };
+        let floor = Persisted {
+            floor: 66,
+            maintenance: false,
+        };
+        let mut e = Election::new(nref(5), settings, floor.clone(), 0);
+        let follows_4 = CheckAnswer::Details {
+            name: "node3".into(),
+            id: 3,
+            is_coordinator: false,
+            claiming: false,
+            term: 2,
+            follows: Some(nref(4)),
+            preempts: true,
+        };
+        let r = e.step(
+            0,
+            Event::TermsAnswered {
+                answers: vec![(member("node3", 3), follows_4)],
+            },
+        );
+        assert_eq!((e.coordinator(), e.term()), (Some(&nref(4)), 2), "{r:?}");
+        assert!(r.rounds.is_empty(), "no election: {r:?}");
+        // Its own wins still start above every term it may have used before.
+        let mut e = Election::new(
+            nref(5),
+            Settings::for_timeout(Duration::from_secs(1)),
+            floor,
+            0,
+        );
+        start(&mut e, &cluster(&[4, 5]));
+        assert!(e.is_coordinator());
+        assert_eq!(e.term(), 67);
     }
 
     #[test]

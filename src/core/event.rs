@@ -203,10 +203,11 @@ pub enum CheckAnswer {
 /// What a probe (`GET /nodeDetails`) of a member gave.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ProbeAnswer {
-    /// It answered as a node: alive, and whether it would take over from a lower
-    /// coordinator.
+    /// It answered as a node: alive, whether it would take over from a lower coordinator,
+    /// and whether it says it leads.
     Node {
         preempts: bool,
+        leads: bool,
     },
     /// Another status, or a body that is not node details.
     Status(u16),

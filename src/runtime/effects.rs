@@ -199,6 +199,7 @@ impl Executor {
                         Ok((200, Some(d))) if d.node_name == m.name && d.node_id == m.id => {
                             ProbeAnswer::Node {
                                 preempts: d.preempts,
+                                leads: d.is_coordinator,
                             }
                         }
                         Ok((status, _)) => ProbeAnswer::Status(status),
