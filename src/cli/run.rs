@@ -9,6 +9,7 @@ use crate::http::auth::Verifier;
 use crate::http::peer::PeerClient;
 use crate::http::server;
 use crate::registry;
+use crate::registry::ConsulLock;
 use crate::runtime::api::Api;
 use crate::runtime::beats::Beats;
 use crate::runtime::check;
@@ -88,6 +89,8 @@ pub fn run(config: Config) -> ExitCode {
     let metrics = Arc::new(Metrics::default());
     let leadership = Arc::new(Leadership::default());
     let fence = Arc::new(Fence::default());
+    let consul_lock =
+        config.registry.kind == registry::RegistryKind::Consul && config.registry.consul.lock;
     let settings = Settings {
         quorum: config
             .quorum
@@ -101,6 +104,7 @@ pub fn run(config: Config) -> ExitCode {
         // An exited child keeps the node out of the running as long as a failed check would
         // take to pass again.
         recover_after_ms: (config.check.interval * config.check.rise).as_millis() as u64,
+        lock: consul_lock,
         ..Settings::for_timeout(config.timeout)
     };
     let quorum_line = match &settings.quorum {
@@ -124,6 +128,8 @@ pub fn run(config: Config) -> ExitCode {
         metrics: Arc::clone(&metrics),
         leadership: Arc::clone(&leadership),
         fence: Arc::clone(&fence),
+        lock: consul_lock
+            .then(|| ConsulLock::new(&config.registry.consul, &cluster, &me, config.timeout)),
     };
     let node: Arc<dyn Handle> = match Node::start(parts) {
         Ok(n) => n,
@@ -166,6 +172,13 @@ pub fn run(config: Config) -> ExitCode {
         },
         quorum_line
     );
+    if consul_lock {
+        log::info!(
+            "Leading takes the Consul lock bully/{cluster}/leader (sessions bound to this \
+             node's check, lock-delay {} ms)",
+            config.registry.consul.lock_delay.as_millis()
+        );
+    }
     if persisted.floor > 0 {
         log::info!(
             "Terms up to {} were used before this start; the next claim takes a higher one",

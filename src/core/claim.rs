@@ -107,6 +107,7 @@ impl Election {
         let q = self.settings.quorum.as_ref()?;
         let state = match &self.lead {
             Some(l) if l.releasing => QuorumState::Releasing,
+            Some(_) if self.phase == Phase::AwaitingLock => QuorumState::Claiming,
             Some(_) if self.acting(now) => QuorumState::Leading,
             Some(l) if l.warned => QuorumState::NoQuorum,
             Some(_) => QuorumState::Claiming,
@@ -312,7 +313,7 @@ impl Election {
 
     /// Extends the lease from the acknowledgements held, tells the shell how long the
     /// `--exec` child may run, and starts acting once a majority holds.
-    fn update_lease(&mut self) {
+    pub(super) fn update_lease(&mut self) {
         let Some(q) = self.settings.quorum.clone() else {
             return;
         };
@@ -329,7 +330,7 @@ impl Election {
                 self.timer(Timer::LeaseCheck { term }, check);
             }
         }
-        if !self.acting(now) {
+        if !self.acting(now) || self.awaits_lock() {
             return;
         }
         if self.phase == Phase::Claiming {

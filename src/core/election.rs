@@ -28,6 +28,7 @@ use std::time::Duration;
 
 pub use super::claim::{Lead, QuorumState, QuorumView};
 use super::control::Resign;
+use super::lock::LockState;
 
 /// How much later each rank elects after a coordinator failure all followers saw at once.
 const RANK_STEP_MS: u64 = 2;
@@ -65,6 +66,8 @@ pub struct Settings {
     /// of the running for `recover_after_ms`.
     pub exec_exit_unhealthy: bool,
     pub recover_after_ms: Millis,
+    /// `--consul-lock`: leading also takes holding the leader lock (see `lock.rs`).
+    pub lock: bool,
 }
 
 impl Settings {
@@ -81,6 +84,7 @@ impl Settings {
             health_checked: false,
             exec_exit_unhealthy: false,
             recover_after_ms: 0,
+            lock: false,
         }
     }
 }
@@ -105,6 +109,8 @@ pub enum Phase {
     AwaitingPromise,
     /// Quorum mode: this node announced a term and waits for a majority to acknowledge it.
     Claiming,
+    /// `--consul-lock`: this node would lead, and waits for the leader lock first.
+    AwaitingLock,
 }
 
 /// A read-only view for `/nodeDetails`, the metrics and the watch.
@@ -189,6 +195,8 @@ pub struct Election {
     pub(super) follow_later: Option<NodeRef>,
     /// Numbers announcements, so answers find their send time.
     pub(super) seq: u64,
+    /// `--consul-lock`: the leader lock.
+    pub(super) lock: LockState,
     /// The time of the step under way.
     pub(super) now: Millis,
     /// The output of the step under way.
@@ -244,6 +252,7 @@ impl Election {
             taking_over: false,
             follow_later: None,
             seq: 0,
+            lock: LockState::default(),
             now,
             out: Ready::default(),
         }
@@ -289,6 +298,7 @@ impl Election {
     /// everything that follows from it.
     pub fn step(&mut self, now: Millis, event: Event) -> Ready {
         self.now = self.now.max(now);
+        let let_go = event == Event::LetGo;
         match event {
             Event::Startup => self.collect(Purpose::LearnTerms),
             Event::HealthTick => self.on_health_tick(),
@@ -342,7 +352,9 @@ impl Election {
                 self.on_take_over(&from, term);
                 self.out.reply = Some(Reply::Ok);
             }
+            Event::Lock(answer) => self.on_lock(answer),
         }
+        self.settle_lock(let_go);
         let mut out = std::mem::take(&mut self.out);
         if out.persist.is_some() {
             out.persist = Some(self.persisted.clone());
@@ -394,6 +406,9 @@ impl Election {
                 after: self.coordinator.clone(),
                 term: self.term,
                 reason,
+                lock_index: self
+                    .lock_index()
+                    .filter(|_| self.coordinator.as_ref() == Some(&self.me)),
             });
         }
         before
@@ -630,6 +645,7 @@ impl Election {
             });
             return self.won_round();
         }
+        self.yield_lock();
         self.phase = Phase::AwaitingAnnouncement;
         self.effect(Effect::StartTimer {
             timer: Timer::Announcement { round },
@@ -670,6 +686,7 @@ impl Election {
                     self.request_election();
                 }
             }
+            Timer::LockRetry { attempt } => self.on_lock_retry(attempt),
             Timer::PromiseFree { round } => {
                 if self.phase == Phase::AwaitingPromise && round == self.round {
                     self.become_coordinator();
@@ -1088,6 +1105,9 @@ impl Election {
         if self.settings.quorum.is_some() {
             return self.claim();
         }
+        if self.awaits_lock() {
+            return;
+        }
         self.end_round(true);
         self.verifying = false;
         // Saturating: terms from others are capped at MAX_TERM, so this cannot overflow in
@@ -1309,7 +1329,8 @@ mod tests {
                 before: None,
                 after: Some(nref(4)),
                 term: 1,
-                reason: Reason::Elected
+                reason: Reason::Elected,
+                lock_index: None,
             }]
         );
         assert_eq!(
@@ -1745,7 +1766,8 @@ mod tests {
                 before: Some(nref(3)),
                 after: None,
                 term: 5,
-                reason: Reason::Failover
+                reason: Reason::Failover,
+                lock_index: None,
             }]
         );
         members(&mut e, 1, &cluster(&[1, 2, 3]));

@@ -181,7 +181,11 @@ impl Executor {
                 }
                 return None;
             }
-            Effect::Fence { .. } | Effect::StopLeading { .. } => return None,
+            // The node hands these to their own threads, in order.
+            Effect::Fence { .. }
+            | Effect::StopLeading { .. }
+            | Effect::AcquireLock { .. }
+            | Effect::ReleaseLock => return None,
             Effect::CheckCoordinator { coordinator } => {
                 self.metrics.sent("health", 1);
                 let answer = match self.directory.locate(&coordinator) {
