@@ -1,18 +1,37 @@
 //! `bully status`: an operator's view of a cluster. Reads the members from the registry, asks
 //! each one for `GET /nodeDetails` in parallel, prints what they say, and exits 0 only when
 //! every member that answered names the same coordinator, so scripts and monitoring can use it
-//! as a check.
+//! as a check. `--watch` keeps asking and prints one line per change, as `etcdctl elect -l`.
 
 use super::flags::{Flags, UsageError};
-use super::usage::USAGE;
 use crate::core::member::Member;
 use crate::core::wire::NodeDetails;
 use crate::http::peer::PeerClient;
-use crate::registry::{self, RegistryOptions};
+use crate::registry::{self, RegistryKind, RegistryOptions};
 use serde::Serialize;
 use std::ffi::OsString;
+use std::io::Write;
 use std::process::ExitCode;
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+const HELP: &str = "\
+bully status [registry options] [--timeout DUR] [--json] [--watch [--interval DUR]]
+
+Reads the members of the cluster from its registry, asks each one (GET /nodeDetails) whom it
+follows, and prints a table and a summary. Exit code 0 when every member that answers names
+the same coordinator; 1 when they disagree, none answers or the registry cannot be read; 2 on
+a bad command line.
+
+OPTIONS (each also read from BULLY_<FLAG>; a flag wins):
+    registry options       the ones the nodes run with: --cluster, --registry, --registry-dir,
+                           --peers, --consul, --consul-token (see bully --help)
+    --timeout DUR          per-member request timeout [default: 1s]
+    --json                 the report as one JSON object (with --watch: one per line)
+    --watch                keep asking; print a line at every change of coordinator, term,
+                           agreement or members: TIME COORDINATOR TERM SUMMARY, '-' for none.
+                           Runs until interrupted
+    --interval DUR         with --watch: how often to ask [default: 500ms]
+";
 
 /// What `bully status` found; printed as a table or, with `--json`, as this JSON object.
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
@@ -28,6 +47,9 @@ pub struct Report {
     /// still 0 (they agree), but the summary says so.
     pub coordinator_reachable: bool,
     pub members: Vec<Row>,
+    /// What to check when the registry lists nobody: the options this report read it with.
+    #[serde(skip)]
+    pub hint: String,
 }
 
 /// One member: what the registry says, then what the member itself answered (the answer's
@@ -60,6 +82,8 @@ pub struct Row {
 struct Options {
     registry: RegistryOptions,
     json: bool,
+    /// `--watch`, asking this often.
+    watch: Option<Duration>,
 }
 
 /// `bully status ARGS`: exit 0 on agreement, 1 on disagreement or when no member answers (or
@@ -68,14 +92,17 @@ pub fn main(args: Vec<OsString>, env: &dyn Fn(&str) -> Option<String>) -> ExitCo
     let opts = match parse(args, env) {
         Ok(Some(o)) => o,
         Ok(None) => {
-            print!("{USAGE}");
+            print!("{HELP}");
             return ExitCode::SUCCESS;
         }
         Err(e) => {
-            eprintln!("bully status: {e}\nTry 'bully --help'.");
+            eprintln!("bully status: {e}\nTry 'bully status --help'.");
             return ExitCode::from(2);
         }
     };
+    if let Some(every) = opts.watch {
+        return watch(&opts, every);
+    }
     let report = match gather(&opts.registry) {
         Ok(r) => r,
         Err(e) => {
@@ -83,21 +110,56 @@ pub fn main(args: Vec<OsString>, env: &dyn Fn(&str) -> Option<String>) -> ExitCo
             return ExitCode::from(1);
         }
     };
-    if opts.json {
+    let text = if opts.json {
         match serde_json::to_string_pretty(&report) {
-            Ok(text) => println!("{text}"),
+            Ok(text) => text + "\n",
             Err(e) => {
                 eprintln!("bully status: {e}");
                 return ExitCode::from(1);
             }
         }
     } else {
-        print!("{}", report.table());
-    }
+        report.table()
+    };
+    print!("{text}");
     if report.agreed {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
+    }
+}
+
+/// `--watch`: asks every `every` and prints a line whenever what it sees changes. Ends (exit
+/// 0) when stdout closes, as under `| head`; otherwise runs until a signal ends it.
+fn watch(opts: &Options, every: Duration) -> ExitCode {
+    let mut last = None;
+    loop {
+        let started = Instant::now();
+        let (line, seen) = match gather(&opts.registry) {
+            Ok(r) => {
+                let seen = r.change_key();
+                let line = if opts.json {
+                    serde_json::to_string(&r).unwrap_or_default()
+                } else {
+                    r.watch_line()
+                };
+                (line, seen)
+            }
+            Err(e) => (format!("- - {e}"), e),
+        };
+        if last.as_ref() != Some(&seen) {
+            let line = if opts.json {
+                line
+            } else {
+                format!("{} {line}", utc_now())
+            };
+            let mut out = std::io::stdout().lock();
+            if writeln!(out, "{line}").and_then(|_| out.flush()).is_err() {
+                return ExitCode::SUCCESS;
+            }
+            last = Some(seen);
+        }
+        std::thread::sleep(every.saturating_sub(started.elapsed()));
     }
 }
 
@@ -117,9 +179,40 @@ fn parse(
             "--timeout: expected a duration above zero".into(),
         ));
     }
+    let watching = f.contains("--watch");
+    let interval = f.duration("--interval", Duration::from_millis(500))?;
+    if interval.is_zero() {
+        return Err(UsageError(
+            "--interval: expected a duration above zero".into(),
+        ));
+    }
     let registry = f.registry(timeout)?;
     f.finish()?;
-    Ok(Some(Options { registry, json }))
+    Ok(Some(Options {
+        registry,
+        json,
+        watch: watching.then_some(interval),
+    }))
+}
+
+/// Where the registry looked, and what would make the nodes show up there.
+fn hint(opts: &RegistryOptions) -> String {
+    match opts.kind {
+        RegistryKind::Dir => format!(
+            "no node of cluster '{}' has registered in {}: run bully status with the nodes' \
+             --registry-dir and --cluster (or BULLY_REGISTRY_DIR, BULLY_CLUSTER), as the \
+             same user",
+            opts.cluster,
+            opts.dir.display()
+        ),
+        RegistryKind::Consul => format!(
+            "the agent at {} lists no instance of cluster '{}': run bully status with the \
+             nodes' --consul, --cluster and a token that may read the service (or \
+             CONSUL_HTTP_ADDR, BULLY_CLUSTER, CONSUL_HTTP_TOKEN)",
+            opts.consul.address, opts.cluster
+        ),
+        RegistryKind::Static => "--peers lists nobody".into(),
+    }
 }
 
 /// Reads the members and asks each one; an unreadable registry is the only error.
@@ -142,7 +235,39 @@ pub fn gather(opts: &RegistryOptions) -> Result<Report, String> {
         coordinator,
         coordinator_reachable,
         members,
+        hint: hint(opts),
     })
+}
+
+/// The time now as RFC 3339 in UTC, to the millisecond (`2026-12-01T22:30:00.123Z`).
+fn utc_now() -> String {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    utc(now)
+}
+
+fn utc(since_epoch: Duration) -> String {
+    let secs = since_epoch.as_secs();
+    let (days, rest) = ((secs / 86_400) as i64, secs % 86_400);
+    // Civil date from days since 1970-01-01 (the proleptic Gregorian calendar), after
+    // Howard Hinnant's days_from_civil inverse.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rest / 3600,
+        rest / 60 % 60,
+        rest % 60,
+        since_epoch.subsec_millis()
+    )
 }
 
 /// A member is reachable when it answers `/nodeDetails` as the node the registry lists.
@@ -271,6 +396,36 @@ impl Report {
         out
     }
 
+    /// The coordinator's term: its own answer, else the highest its followers report.
+    fn coordinator_term(&self) -> Option<u64> {
+        let c = self.coordinator.as_ref()?;
+        let own = self.members.iter().find(|r| r.reachable && r.name == *c);
+        own.and_then(|r| r.term).or_else(|| {
+            self.members
+                .iter()
+                .filter(|r| r.reachable)
+                .filter_map(|r| r.term)
+                .max()
+        })
+    }
+
+    /// `--watch`: `COORDINATOR TERM SUMMARY`, '-' where none is agreed on.
+    fn watch_line(&self) -> String {
+        format!(
+            "{} {} {}{}",
+            self.coordinator.as_deref().unwrap_or("-"),
+            self.coordinator_term()
+                .map_or_else(|| "-".to_string(), |t| t.to_string()),
+            self.summary(),
+            self.out_of_the_running()
+        )
+    }
+
+    /// What `--watch` compares: a new line when any of it changes.
+    fn change_key(&self) -> String {
+        self.watch_line()
+    }
+
     /// `; unhealthy: a, b; in maintenance: c` for the reachable members that stand for
     /// nothing, so the summary says why a node is not leading; empty when there are none.
     fn out_of_the_running(&self) -> String {
@@ -302,8 +457,8 @@ impl Report {
         );
         if self.members.is_empty() {
             return format!(
-                "no members in cluster '{}' (registry {})",
-                self.cluster, self.registry
+                "no members in cluster '{}' (registry {}); {}",
+                self.cluster, self.registry, self.hint
             );
         }
         match &self.coordinator {
@@ -390,6 +545,7 @@ mod tests {
             coordinator: Some("node4".into()),
             coordinator_reachable: false,
             members: rows,
+            hint: String::new(),
         };
         let text = report.table();
         let lines: Vec<&str> = text.lines().collect();
@@ -423,6 +579,7 @@ mod tests {
             coordinator: Some("node3".into()),
             coordinator_reachable: true,
             members: vec![sick, resting, row("node3", Some(("node3", 3)), true)],
+            hint: String::new(),
         };
         let text = report.table();
         let lines: Vec<&str> = text.lines().collect();
@@ -484,5 +641,46 @@ mod tests {
         assert!(e.0.contains("--bogus"), "{e}");
         let e = parse(args(&["--timeout", "0"]), &env).err().unwrap();
         assert!(e.0.starts_with("--timeout"), "{e}");
+    }
+
+    #[test]
+    fn watch_lines_name_coordinator_and_term_and_times_are_utc() {
+        let rows = vec![
+            row("node1", Some(("node4", 4)), true),
+            row("node4", Some(("node4", 4)), true),
+        ];
+        let report = Report {
+            cluster: "bully".into(),
+            registry: "dir x".into(),
+            agreed: true,
+            coordinator: Some("node4".into()),
+            coordinator_reachable: true,
+            members: rows,
+            hint: String::new(),
+        };
+        assert_eq!(
+            report.watch_line(),
+            "node4 3 agreed: coordinator node4; 2 of 2 members reachable"
+        );
+        let none = Report {
+            agreed: false,
+            coordinator: None,
+            members: vec![],
+            hint: "look here".into(),
+            ..report
+        };
+        assert_eq!(
+            none.watch_line(),
+            "- - no members in cluster 'bully' (registry dir x); look here"
+        );
+        assert_eq!(utc(Duration::ZERO), "1970-01-01T00:00:00.000Z");
+        assert_eq!(
+            utc(Duration::from_millis(951_782_400_123)),
+            "2000-02-29T00:00:00.123Z"
+        );
+        assert_eq!(
+            utc(Duration::from_secs(1_796_170_245)),
+            "2026-12-02T00:10:45.000Z"
+        );
     }
 }

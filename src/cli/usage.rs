@@ -6,7 +6,7 @@ bully - leader election with the Bully algorithm
 
 USAGE:
     bully PORT NAME [options]
-    bully status [registry options] [--timeout DUR] [--json]
+    bully status [registry options] [--json] [--watch]  (bully status --help)
     bully step-down [--to NODE] [--port PORT]     (bully step-down --help)
     bully maintenance on|off [--port PORT]        (bully maintenance --help)
 
