@@ -5,7 +5,7 @@
 
 use super::election::{Election, Phase};
 use super::event::{AnnounceAnswer, CheckAnswer, Purpose, Timer, Unreachable};
-use super::member::{others, Member, NodeRef};
+use super::member::{others_highest_first, Member, NodeRef};
 use super::quorum::{Acks, Millis, Promise};
 use super::ready::{AnnounceReply, Detection, Effect, Note, Reason};
 
@@ -186,7 +186,7 @@ impl Election {
     /// Announces the term claimed or held to every other member.
     fn announce_lead(&mut self) {
         let now = self.now;
-        let to: Vec<Member> = others(&self.members, &self.me).cloned().collect();
+        let to = others_highest_first(&self.members, &self.me);
         let late = self.late_askers(&to);
         self.seq += 1;
         let seq = self.seq;
@@ -781,7 +781,7 @@ mod tests {
         assert!(
             r.effects.iter().any(|e| matches!(
                 e,
-                Effect::Announce { to, term: 2, .. } if to == &cluster(&[1, 2, 3, 4])
+                Effect::Announce { to, term: 2, .. } if to == &cluster(&[4, 3, 2, 1])
             )),
             "{r:?}"
         );
@@ -1327,7 +1327,7 @@ mod tests {
             Effect::Announce { to, .. } => Some(to.clone()),
             _ => None,
         });
-        assert_eq!(to, Some(cluster(&[1, 2])));
+        assert_eq!(to, Some(cluster(&[2, 1])));
     }
 
     #[test]

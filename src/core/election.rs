@@ -17,7 +17,7 @@ use super::event::{
     AnnounceAnswer, CheckAnswer, ElectionAnswer, Event, ProbeAnswer, ProbePurpose, Purpose, Timer,
     Unreachable, WatchEnd,
 };
-use super::member::{higher, others, Member, NodeRef};
+use super::member::{higher, others, others_highest_first, Member, NodeRef};
 use super::quorum::{Millis, Promise, Quorum};
 use super::ready::{
     AnnounceReply, Change, Detection, Effect, Note, Persisted, ProxyReply, Ready, Reason, Reply,
@@ -1123,9 +1123,7 @@ impl Election {
             name: self.me.name.clone(),
             term: self.term,
         });
-        let to: Vec<Member> = others(&std::mem::take(&mut self.round_members), &self.me)
-            .cloned()
-            .collect();
+        let to = others_highest_first(&std::mem::take(&mut self.round_members), &self.me);
         let late = self.late_askers(&to);
         self.seq += 1;
         self.effect(Effect::Announce {
@@ -1318,7 +1316,7 @@ mod tests {
         assert_eq!(
             r.effects,
             vec![Effect::Announce {
-                to: cluster(&[1, 2, 3]),
+                to: cluster(&[3, 2, 1]),
                 term: 1,
                 seq: 1
             }]
@@ -1399,7 +1397,7 @@ mod tests {
         assert_eq!(
             r.effects,
             vec![Effect::Announce {
-                to: cluster(&[1, 3, 4, 5, 6]),
+                to: cluster(&[6, 5, 4, 3, 1]),
                 term: 1,
                 seq: 1
             }]
@@ -1448,7 +1446,7 @@ mod tests {
         assert_eq!(
             r.effects,
             vec![Effect::Announce {
-                to: cluster(&[1, 2]),
+                to: cluster(&[2, 1]),
                 term: 1,
                 seq: 1
             }]
