@@ -650,6 +650,8 @@ mod tests {
                 token: None,
                 check_interval: Duration::from_secs(10),
                 deregister_after: Duration::from_secs(60),
+                lock: false,
+                lock_delay: Duration::ZERO,
             }
         );
         // CONSUL_HTTP_ADDR with or without a scheme; CONSUL_HTTP_TOKEN.
@@ -723,5 +725,137 @@ mod tests {
         ];
         let c = run(&["1", "n"], &env).unwrap();
         assert_eq!(c.registry.kind, RegistryKind::Dir);
+    }
+
+    /// A file with `text` for one test; removed on drop.
+    struct TokenFile(PathBuf);
+
+    impl TokenFile {
+        fn new(tag: &str, text: &str) -> TokenFile {
+            let p = std::env::temp_dir().join(format!("bully-token-{tag}-{}", std::process::id()));
+            std::fs::write(&p, text).unwrap();
+            TokenFile(p)
+        }
+        fn path(&self) -> String {
+            self.0.display().to_string()
+        }
+    }
+
+    impl Drop for TokenFile {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+
+    #[test]
+    fn consul_http_token_file_is_read_like_consul_and_wins_as_in_consul() {
+        let f = TokenFile::new("wins", "  file-token-1\n\n");
+        let path = f.path();
+        let file = [("CONSUL_HTTP_TOKEN_FILE", path.as_str())];
+        let o = consul_run(&["1", "n", "--registry", "consul"], &file).unwrap();
+        assert_eq!(o.token.as_deref(), Some("file-token-1"));
+        // Consul's CLI uses the file "instead of one specified via the -token argument or
+        // CONSUL_HTTP_TOKEN": so does bully, over --consul-token and BULLY_CONSUL_TOKEN too.
+        let env = [
+            ("CONSUL_HTTP_TOKEN_FILE", path.as_str()),
+            ("CONSUL_HTTP_TOKEN", "env-token"),
+            ("BULLY_CONSUL_TOKEN", "bully-token"),
+        ];
+        let args = ["1", "n", "--registry", "consul", "--consul-token", "flag"];
+        assert_eq!(
+            consul_run(&args, &env).unwrap().token.as_deref(),
+            Some("file-token-1")
+        );
+        // An empty file is no token at all, so the others apply, as in Consul.
+        let empty = TokenFile::new("empty", " \n");
+        let empty_path = empty.path();
+        let env = [
+            ("CONSUL_HTTP_TOKEN_FILE", empty_path.as_str()),
+            ("CONSUL_HTTP_TOKEN", "env-token"),
+        ];
+        let o = consul_run(&["1", "n", "--registry", "consul"], &env).unwrap();
+        assert_eq!(o.token.as_deref(), Some("env-token"));
+    }
+
+    #[test]
+    fn an_unreadable_token_file_names_the_variable_but_not_the_token() {
+        let missing = std::env::temp_dir().join("bully-no-such-token-file");
+        let missing = missing.display().to_string();
+        let env = [("CONSUL_HTTP_TOKEN_FILE", missing.as_str())];
+        let e = run(&["1", "n", "--registry", "consul"], &env).unwrap_err();
+        assert!(
+            e.0.starts_with(&format!("CONSUL_HTTP_TOKEN_FILE: cannot read {missing}")),
+            "{e}"
+        );
+        // A directory cannot be read as a file either.
+        let dir = std::env::temp_dir().display().to_string();
+        let e = run(
+            &["1", "n", "--registry", "consul"],
+            &[("CONSUL_HTTP_TOKEN_FILE", dir.as_str())],
+        )
+        .unwrap_err();
+        assert!(
+            e.0.starts_with("CONSUL_HTTP_TOKEN_FILE: cannot read"),
+            "{e}"
+        );
+        // A token that cannot go into a header is refused under the variable's name.
+        let f = TokenFile::new("bad", "sec ret\n");
+        let path = f.path();
+        let e = run(
+            &["1", "n", "--registry", "consul"],
+            &[("CONSUL_HTTP_TOKEN_FILE", path.as_str())],
+        )
+        .unwrap_err();
+        assert!(e.0.starts_with("CONSUL_HTTP_TOKEN_FILE: expected"), "{e}");
+        assert!(!e.0.contains("sec ret"), "{e}");
+        // Only read when Consul is the registry.
+        assert!(run(&["1", "n"], &env).is_ok());
+    }
+
+    #[test]
+    fn consul_lock_flags() {
+        let o = consul_run(&["1", "n", "--consul", "h:1", "--consul-lock"], &[]).unwrap();
+        assert!(o.lock);
+        assert_eq!(o.lock_delay, Duration::ZERO);
+        let env = [
+            ("BULLY_CONSUL_LOCK", "1"),
+            ("BULLY_CONSUL_LOCK_DELAY", "15s"),
+        ];
+        let o = consul_run(&["1", "n", "--registry", "consul"], &env).unwrap();
+        assert!(o.lock);
+        assert_eq!(o.lock_delay, Duration::from_secs(15));
+        for (args, flag) in [
+            (
+                &["1", "n", "--consul-lock"][..],
+                "--consul-lock: only with the consul",
+            ),
+            (
+                &["1", "n", "--peers", "h:1", "--consul-lock"][..],
+                "--consul-lock: only with the consul",
+            ),
+            (
+                &["1", "n", "--consul", "h:1", "--consul-lock-delay", "1s"][..],
+                "--consul-lock-delay: only means something with --consul-lock",
+            ),
+            (
+                &[
+                    "1",
+                    "n",
+                    "--consul",
+                    "h:1",
+                    "--consul-lock",
+                    "--consul-lock-delay",
+                    "2m",
+                ][..],
+                "--consul-lock-delay: expected 60s or less",
+            ),
+            (
+                &["1", "n", "--consul", "h:1", "--consul-lock-delay", "soon"][..],
+                "--consul-lock-delay: expected a duration",
+            ),
+        ] {
+            let e = run(args, &[]).unwrap_err();
+            assert!(e.0.starts_with(flag), "{args:?}: {e}");
+        }
     }
 }

@@ -17,13 +17,14 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 const HELP: &str = "\
-bully step-down [--to NODE] [--port PORT] [--host HOST] [--cluster-key-file PATH]
-bully maintenance on|off [--port PORT] [--host HOST] [--cluster-key-file PATH]
+bully step-down [--to NODE] [--port PORT] [--host HOST] [--cluster-key-file PATH] [--timeout DUR]
+bully maintenance on|off [--port PORT] [--host HOST] [--cluster-key-file PATH] [--timeout DUR]
 
 Asks the node at HOST:PORT (default 127.0.0.1 and $BULLY_PORT) to hand over leadership (to
 NODE, or the next node), or to stand for election or not (maintenance survives a restart).
 Signed with the cluster key when --cluster-key, --cluster-key-file or BULLY_CLUSTER_KEY gives
-one. Exit code 0 when the node does it, 1 when it cannot (it says why) or does not answer.
+one. Exit code 0 when the node does it, 1 when it cannot (it says why) or does not answer
+within --timeout (default 5s).
 ";
 
 /// `bully step-down ARGS` or `bully maintenance ARGS`.

@@ -9,7 +9,7 @@ use crate::core::quorum::Quorum;
 use crate::http::auth::{Keys, Verifier};
 use crate::http::peer::PeerClient;
 use crate::http::server;
-use crate::registry::{self, Failure};
+use crate::registry::{self, ConsulLock, Failure};
 use crate::runtime::api::Api;
 use crate::runtime::beats::Beats;
 use crate::runtime::check;
@@ -103,6 +103,8 @@ pub fn run(config: Config) -> ExitCode {
     let leadership = Arc::new(Leadership::default());
     let fence = Arc::new(Fence::default());
     let keys = config.cluster_key.clone().map(Keys::new);
+    let consul_lock =
+        config.registry.kind == registry::RegistryKind::Consul && config.registry.consul.lock;
     let settings = Settings {
         quorum: config
             .quorum
@@ -116,6 +118,7 @@ pub fn run(config: Config) -> ExitCode {
         // An exited child keeps the node out of the running as long as a failed check would
         // take to pass again.
         recover_after_ms: (config.check.interval * config.check.rise).as_millis() as u64,
+        lock: consul_lock,
         ..Settings::for_timeout(config.timeout)
     };
     let quorum_line = match &settings.quorum {
@@ -140,6 +143,8 @@ pub fn run(config: Config) -> ExitCode {
         leadership: Arc::clone(&leadership),
         fence: Arc::clone(&fence),
         stopping: Arc::clone(&stopping),
+        lock: consul_lock
+            .then(|| ConsulLock::new(&config.registry.consul, &cluster, &me, config.timeout)),
     };
     let node: Arc<dyn Handle> = match Node::start(parts) {
         Ok(n) => n,
@@ -184,6 +189,13 @@ pub fn run(config: Config) -> ExitCode {
     );
     for w in &config.warnings {
         log::warn!("{w}");
+    }
+    if consul_lock {
+        log::info!(
+            "Leading takes the Consul lock bully/{cluster}/leader (sessions bound to this \
+             node's check, lock-delay {} ms)",
+            config.registry.consul.lock_delay.as_millis()
+        );
     }
     if persisted.floor > 0 {
         log::info!(

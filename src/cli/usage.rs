@@ -6,7 +6,7 @@ bully - leader election with the Bully algorithm
 
 USAGE:
     bully PORT NAME [options]
-    bully status [registry options] [--timeout DUR] [--json] [--prune]
+    bully status [registry options] [--json] [--watch] [--prune]  (bully status --help)
     bully step-down [--to NODE] [--port PORT]     (bully step-down --help)
     bully maintenance on|off [--port PORT]        (bully maintenance --help)
 
@@ -22,12 +22,18 @@ OPTIONS (each also read from BULLY_<FLAG>, e.g. BULLY_HEALTH_INTERVAL=500ms; a f
                            on SIGHUP
     --consul URL           consul registry: agent address, http://HOST:PORT or HOST:PORT
                            [default: $CONSUL_HTTP_ADDR, else http://127.0.0.1:8500]
-    --consul-token TOKEN   consul ACL token, sent as X-Consul-Token [default: $CONSUL_HTTP_TOKEN]
+    --consul-token TOKEN   consul ACL token, sent as X-Consul-Token [default: $CONSUL_HTTP_TOKEN;
+                           the token in the file $CONSUL_HTTP_TOKEN_FILE wins over both]
     --consul-check-interval DUR
                            how often Consul checks GET / on this node, 1s or more [default: 10s]
     --consul-deregister-after DUR
                            Consul drops a node whose check stays critical this long, 1m or
                            more [default: 1m]
+    --consul-lock          consul registry: leading also takes holding Consul's session lock
+                           on bully/<cluster>/leader; hooks get BULLY_CONSUL_LOCK_INDEX
+    --consul-lock-delay DUR
+                           the lock-delay of this node's Consul sessions, at most 60s
+                           [default: 0s]
     --bind ADDR            listen address [default: 127.0.0.1]
     --advertise HOST       address others use to reach this node [default: the bind address;
                            127.0.0.1 when binding 0.0.0.0]

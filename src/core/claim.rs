@@ -5,7 +5,7 @@
 
 use super::election::{Election, Phase};
 use super::event::{AnnounceAnswer, CheckAnswer, Purpose, Timer, Unreachable};
-use super::member::{others, Member, NodeRef};
+use super::member::{others_highest_first, Member, NodeRef};
 use super::quorum::{Acks, Millis, Promise};
 use super::ready::{AnnounceReply, Detection, Effect, Note, Reason};
 
@@ -107,6 +107,7 @@ impl Election {
         let q = self.settings.quorum.as_ref()?;
         let state = match &self.lead {
             Some(l) if l.releasing => QuorumState::Releasing,
+            Some(_) if self.phase == Phase::AwaitingLock => QuorumState::Claiming,
             Some(_) if self.acting(now) => QuorumState::Leading,
             Some(l) if l.warned => QuorumState::NoQuorum,
             Some(_) => QuorumState::Claiming,
@@ -185,7 +186,7 @@ impl Election {
     /// Announces the term claimed or held to every other member.
     fn announce_lead(&mut self) {
         let now = self.now;
-        let to: Vec<Member> = others(&self.members, &self.me).cloned().collect();
+        let to = others_highest_first(&self.members, &self.me);
         let late = self.late_askers(&to);
         self.seq += 1;
         let seq = self.seq;
@@ -312,7 +313,7 @@ impl Election {
 
     /// Extends the lease from the acknowledgements held, tells the shell how long the
     /// `--exec` child may run, and starts acting once a majority holds.
-    fn update_lease(&mut self) {
+    pub(super) fn update_lease(&mut self) {
         let Some(q) = self.settings.quorum.clone() else {
             return;
         };
@@ -329,7 +330,7 @@ impl Election {
                 self.timer(Timer::LeaseCheck { term }, check);
             }
         }
-        if !self.acting(now) {
+        if !self.acting(now) || self.awaits_lock() {
             return;
         }
         if self.phase == Phase::Claiming {
@@ -780,7 +781,7 @@ mod tests {
         assert!(
             r.effects.iter().any(|e| matches!(
                 e,
-                Effect::Announce { to, term: 2, .. } if to == &cluster(&[1, 2, 3, 4])
+                Effect::Announce { to, term: 2, .. } if to == &cluster(&[4, 3, 2, 1])
             )),
             "{r:?}"
         );
@@ -1214,6 +1215,71 @@ mod tests {
     }
 
     #[test]
+    fn a_restarted_node_that_does_not_preempt_waits_for_a_term_above_its_floor() {
+        // node3 restarts with --no-preempt, floor 5; node2 leads term 3. Following term 3
+        // could acknowledge a term it promised to another before the restart, electing would
+        // preempt: it waits, yields to elections, and follows the next term.
+        let mut e = Election::new(
+            nref(3),
+            Settings {
+                no_preempt: true,
+                ..settings(3, false)
+            },
+            Persisted {
+                floor: 5,
+                maintenance: false,
+            },
+            0,
+        );
+        let follows_2 = CheckAnswer::Details {
+            name: "node1".into(),
+            id: 1,
+            is_coordinator: false,
+            claiming: false,
+            term: 3,
+            follows: Some(nref(2)),
+            preempts: true,
+        };
+        let r = e.step(
+            2001,
+            Event::TermsAnswered {
+                answers: vec![(member(1), follows_2)],
+            },
+        );
+        assert!(r.rounds.is_empty(), "no election: {r:?}");
+        assert_eq!(e.coordinator(), None);
+        let r = e.step(
+            2002,
+            Event::Proxy {
+                from: nref(2),
+                term: 3,
+            },
+        );
+        assert_eq!(
+            r.reply,
+            Some(Reply::Proxy(crate::core::ready::ProxyReply::NotLower))
+        );
+        // Its next health tick asks the terms again rather than electing.
+        let r = e.step(2003, Event::HealthTick);
+        assert_eq!(
+            r.effects,
+            vec![Effect::CollectMembers {
+                purpose: Purpose::LearnTerms
+            }]
+        );
+        // node2's renewal of term 3 is refused; its new term 6 is followed.
+        assert_eq!(
+            announce(&mut e, 2004, 2, 3),
+            AnnounceReply::Stale { term: 5 }
+        );
+        assert!(matches!(
+            announce(&mut e, 2005, 2, 6),
+            AnnounceReply::Ok { .. }
+        ));
+        assert_eq!(e.coordinator(), Some(&nref(2)));
+    }
+
+    #[test]
     fn shutting_down_stops_acting_and_releases_after_the_hooks() {
         let mut e = Election::new(nref(3), settings(3, true), Persisted::default(), 0);
         let r = elect(&mut e, 3000, &cluster(&[1, 2, 3]));
@@ -1261,7 +1327,7 @@ mod tests {
             Effect::Announce { to, .. } => Some(to.clone()),
             _ => None,
         });
-        assert_eq!(to, Some(cluster(&[1, 2])));
+        assert_eq!(to, Some(cluster(&[2, 1])));
     }
 
     #[test]

@@ -192,7 +192,12 @@ impl Election {
             from: from.name.clone(),
         });
         self.taking_over = true;
-        if self.phase == Phase::Idle {
+        // A round already under way (the release may have come first) asked the nodes above:
+        // start one that does not.
+        if matches!(
+            self.phase,
+            Phase::Idle | Phase::Collecting | Phase::Electing | Phase::AwaitingAnnouncement
+        ) {
             self.start_round();
         }
     }
@@ -242,15 +247,23 @@ impl Election {
             self.set_coordinator(None, resign.reason);
         }
         let term = self.lead.take().map_or(self.term, |l| l.term);
+        let named = resign.to.is_some();
+        if let Some(next) = resign.to {
+            self.effect(Effect::TakeOver { to: next, term });
+        }
+        // Released, the others elect at once and the highest that stands wins, not the node
+        // named. In plain Bully they need no release: they wait for the named node's
+        // announcement as after any demotion, and elect if it does not come. In quorum mode
+        // their promise must be released for it to gather a majority.
+        if named && self.settings.quorum.is_none() {
+            return;
+        }
         let to: Vec<Member> = others(&self.members, &self.me).cloned().collect();
         self.note(Note::Released {
             to: to.iter().map(|m| m.name.clone()).collect(),
         });
         if !to.is_empty() {
             self.effect(Effect::Release { to, term });
-        }
-        if let Some(next) = resign.to {
-            self.effect(Effect::TakeOver { to: next, term });
         }
     }
 
@@ -508,6 +521,63 @@ mod tests {
             AnnounceReply::Ok { .. }
         ));
         assert_eq!(e.coordinator(), Some(&nref(1)));
+    }
+
+    #[test]
+    fn a_step_down_to_a_named_node_in_plain_bully_releases_nobody() {
+        // Released, the others would elect at once and the highest standing would win.
+        let mut e = leader(node_with(3, |_| {}), &cluster(&[1, 2, 3]));
+        let r = e.step(
+            100,
+            Event::StepDown {
+                to: Some("node1".into()),
+            },
+        );
+        assert!(r.effects.contains(&Effect::TakeOver {
+            to: nref(1),
+            term: 1
+        }));
+        assert!(
+            !r.effects
+                .iter()
+                .any(|e| matches!(e, Effect::Release { .. })),
+            "{:?}",
+            r.effects
+        );
+        assert!(!e.is_coordinator());
+    }
+
+    #[test]
+    fn a_take_over_during_a_round_replaces_it_with_one_that_asks_nobody_above() {
+        let mut n1 = node_with(1, |_| {});
+        n1.step(0, Event::HealthTick);
+        n1.step(
+            0,
+            Event::Members {
+                purpose: Purpose::Round(1),
+                members: cluster(&[1, 2, 3]),
+            },
+        );
+        assert!(!n1.is_coordinator(), "it asked node3 and waits");
+        let r = n1.step(
+            10,
+            Event::TakeOver {
+                from: nref(3),
+                term: 1,
+            },
+        );
+        assert!(r.effects.contains(&Effect::CollectMembers {
+            purpose: Purpose::Round(2)
+        }));
+        let r = n1.step(
+            20,
+            Event::Members {
+                purpose: Purpose::Round(2),
+                members: cluster(&[1, 2, 3]),
+            },
+        );
+        assert!(n1.is_coordinator());
+        assert_eq!(r.changes[0].reason, Reason::StepDown);
     }
 
     #[test]

@@ -17,7 +17,7 @@ use super::event::{
     AnnounceAnswer, CheckAnswer, ElectionAnswer, Event, ProbeAnswer, ProbePurpose, Purpose, Timer,
     Unreachable, WatchEnd,
 };
-use super::member::{higher, others, Member, NodeRef};
+use super::member::{higher, others, others_highest_first, Member, NodeRef};
 use super::quorum::{Millis, Promise, Quorum};
 use super::ready::{
     AnnounceReply, Change, Detection, Effect, Note, Persisted, ProxyReply, Ready, Reason, Reply,
@@ -28,6 +28,7 @@ use std::time::Duration;
 
 pub use super::claim::{Lead, QuorumState, QuorumView};
 use super::control::Resign;
+use super::lock::LockState;
 
 /// How much later each rank elects after a coordinator failure all followers saw at once.
 const RANK_STEP_MS: u64 = 2;
@@ -65,6 +66,8 @@ pub struct Settings {
     /// of the running for `recover_after_ms`.
     pub exec_exit_unhealthy: bool,
     pub recover_after_ms: Millis,
+    /// `--consul-lock`: leading also takes holding the leader lock (see `lock.rs`).
+    pub lock: bool,
 }
 
 impl Settings {
@@ -81,6 +84,7 @@ impl Settings {
             health_checked: false,
             exec_exit_unhealthy: false,
             recover_after_ms: 0,
+            lock: false,
         }
     }
 }
@@ -105,6 +109,8 @@ pub enum Phase {
     AwaitingPromise,
     /// Quorum mode: this node announced a term and waits for a majority to acknowledge it.
     Claiming,
+    /// `--consul-lock`: this node would lead, and waits for the leader lock first.
+    AwaitingLock,
 }
 
 /// A read-only view for `/nodeDetails`, the metrics and the watch.
@@ -184,8 +190,15 @@ pub struct Election {
     pub(super) taking_over: bool,
     /// The registry holds this node (see [`Event::Registered`]).
     pub(super) registered: bool,
+    /// Quorum mode, after a restart: the coordinator this node would follow without
+    /// preempting it, but whose term lies at or below the floor (this node may have promised
+    /// that term to someone else). It waits for that coordinator to take a newer term, which
+    /// its next renewal's refusal makes it do, instead of electing over it.
+    pub(super) follow_later: Option<NodeRef>,
     /// Numbers announcements, so answers find their send time.
     pub(super) seq: u64,
+    /// `--consul-lock`: the leader lock.
+    pub(super) lock: LockState,
     /// The time of the step under way.
     pub(super) now: Millis,
     /// The output of the step under way.
@@ -202,14 +215,21 @@ impl Election {
             until: now + q.lease,
         });
         let settings_health_checked = settings.health_checked;
+        let term = if settings.quorum.is_some() {
+            persisted.floor
+        } else {
+            0
+        };
         let persisted_maintenance = persisted.maintenance;
         Election {
             me,
             settings,
             coordinator: None,
-            // Every term up to the floor may have been granted before the restart: all of
-            // them count as taken, by nobody this node could follow again.
-            term: persisted.floor,
+            // In quorum mode every term up to the floor may have been promised before the
+            // restart: all of them count as taken, by nobody this node could follow again.
+            // Plain mode promises nothing, so it follows any coordinator; its own claims
+            // still start above the floor (`max_term`).
+            term,
             term_leader: None,
             max_term: persisted.floor,
             phase: Phase::Idle,
@@ -233,7 +253,9 @@ impl Election {
             after_failure: false,
             taking_over: false,
             registered: true,
+            follow_later: None,
             seq: 0,
+            lock: LockState::default(),
             now,
             out: Ready::default(),
         }
@@ -279,6 +301,7 @@ impl Election {
     /// everything that follows from it.
     pub fn step(&mut self, now: Millis, event: Event) -> Ready {
         self.now = self.now.max(now);
+        let let_go = event == Event::LetGo;
         match event {
             Event::Startup => self.on_startup(),
             Event::HealthTick => self.on_health_tick(),
@@ -333,7 +356,9 @@ impl Election {
                 self.on_take_over(&from, term);
                 self.out.reply = Some(Reply::Ok);
             }
+            Event::Lock(answer) => self.on_lock(answer),
         }
+        self.settle_lock(let_go);
         let mut out = std::mem::take(&mut self.out);
         if out.persist.is_some() {
             out.persist = Some(self.persisted.clone());
@@ -375,6 +400,9 @@ impl Election {
         next: Option<NodeRef>,
         reason: Reason,
     ) -> Option<NodeRef> {
+        if next.is_some() {
+            self.follow_later = None;
+        }
         let before = std::mem::replace(&mut self.coordinator, next);
         if before != self.coordinator {
             self.out.changes.push(Change {
@@ -382,6 +410,9 @@ impl Election {
                 after: self.coordinator.clone(),
                 term: self.term,
                 reason,
+                lock_index: self
+                    .lock_index()
+                    .filter(|_| self.coordinator.as_ref() == Some(&self.me)),
             });
         }
         before
@@ -539,6 +570,10 @@ impl Election {
                 if self.coordinator.is_some() {
                     return;
                 }
+                if term <= self.term && self.settings.quorum.is_some() {
+                    self.follow_later = Some(c);
+                    return;
+                }
             }
         }
         self.request_election();
@@ -633,6 +668,7 @@ impl Election {
             });
             return self.won_round();
         }
+        self.yield_lock();
         self.phase = Phase::AwaitingAnnouncement;
         self.effect(Effect::StartTimer {
             timer: Timer::Announcement { round },
@@ -673,6 +709,7 @@ impl Election {
                     self.request_election();
                 }
             }
+            Timer::LockRetry { attempt } => self.on_lock_retry(attempt),
             Timer::PromiseFree { round } => {
                 if self.phase == Phase::AwaitingPromise && round == self.round {
                     self.become_coordinator();
@@ -696,7 +733,9 @@ impl Election {
     fn on_proxy(&mut self, from: &NodeRef, term: u64) -> ProxyReply {
         // A node that stands for nothing, or follows a lower coordinator it will not
         // preempt, tells the sender to look elsewhere rather than keep it waiting.
-        let yields = self.coordinator.as_ref().is_some_and(|c| *c < self.me) && !self.preempts();
+        let yields = (self.coordinator.as_ref().is_some_and(|c| *c < self.me)
+            || self.follow_later.is_some())
+            && !self.preempts();
         if *from >= self.me || !self.stands() || yields {
             return ProxyReply::NotLower;
         }
@@ -854,21 +893,30 @@ impl Election {
     }
 
     fn on_probed(&mut self, purpose: ProbePurpose, answers: Vec<(NodeRef, ProbeAnswer)>) {
-        let alive = |node: &NodeRef| {
-            answers.iter().any(|(n, a)| {
-                n == node && matches!(a, ProbeAnswer::Node { .. } | ProbeAnswer::Status(200))
-            })
-        };
         let wants_to_lead = |node: &NodeRef| {
             answers
                 .iter()
-                .any(|(n, a)| n == node && matches!(a, ProbeAnswer::Node { preempts: true }))
+                .any(|(n, a)| n == node && matches!(a, ProbeAnswer::Node { preempts: true, .. }))
+        };
+        // Still leads in its own eyes, or would take over, or answers 200 without saying.
+        let contends = |node: &NodeRef| {
+            answers.iter().any(|(n, a)| {
+                n == node
+                    && matches!(
+                        a,
+                        ProbeAnswer::Node { preempts: true, .. }
+                            | ProbeAnswer::Node { leads: true, .. }
+                            | ProbeAnswer::Status(200)
+                    )
+            })
         };
         match purpose {
-            // A coordinator replaced by a lower one still answers: elect, so it hears of it
-            // and bullies its way back in.
+            // A coordinator replaced by a lower one still answers and leads (it was frozen
+            // or cut off), or would take over: elect, so it hears of it and either bullies
+            // its way back in or learns its successor. One that stepped down, or will not
+            // preempt and leads no more, is left alone.
             ProbePurpose::Previous(previous) => {
-                if !alive(&previous) {
+                if !contends(&previous) {
                     return;
                 }
                 if let Some(c) = self.coordinator.clone().filter(|c| *c < previous) {
@@ -903,6 +951,8 @@ impl Election {
             return;
         }
         match self.coordinator.clone() {
+            // Still waiting for the coordinator to outgrow this node's floor: ask again.
+            None if self.follow_later.is_some() => self.collect(Purpose::LearnTerms),
             None => self.request_election(),
             Some(c) if c == self.me => self.collect(Purpose::LookForHigher),
             Some(c) => self.effect(Effect::CheckCoordinator { coordinator: c }),
@@ -919,6 +969,34 @@ impl Election {
             answer,
             CheckAnswer::Unreachable(Unreachable::Refused | Unreachable::Closed)
         );
+        // It answers as itself but leads no more: it stepped down or was demoted, and its
+        // successor's announcement is normally on its way, as after a watch that says
+        // `demoted`. Electing at once raced `step-down --to`: the highest standing node
+        // could win before the named one announced.
+        let resting = match &answer {
+            CheckAnswer::Details {
+                name,
+                id,
+                is_coordinator: false,
+                claiming,
+                ..
+            } => {
+                coordinator.name == *name
+                    && coordinator.id == *id
+                    && !(*claiming && self.settings.quorum.is_some())
+            }
+            _ => false,
+        };
+        if resting && self.coordinator.as_ref() == Some(coordinator) {
+            self.verifying = false;
+            return self.timer(
+                Timer::Successor {
+                    coordinator: coordinator.clone(),
+                    term: self.term,
+                },
+                self.settings.successor_wait.as_millis() as Millis,
+            );
+        }
         let alive = match answer {
             CheckAnswer::Details {
                 name,
@@ -1075,6 +1153,9 @@ impl Election {
         if self.settings.quorum.is_some() {
             return self.claim();
         }
+        if self.awaits_lock() {
+            return;
+        }
         self.end_round(true);
         self.verifying = false;
         // Saturating: terms from others are capped at MAX_TERM, so this cannot overflow in
@@ -1090,9 +1171,7 @@ impl Election {
             name: self.me.name.clone(),
             term: self.term,
         });
-        let to: Vec<Member> = others(&std::mem::take(&mut self.round_members), &self.me)
-            .cloned()
-            .collect();
+        let to = others_highest_first(&std::mem::take(&mut self.round_members), &self.me);
         let late = self.late_askers(&to);
         self.seq += 1;
         self.effect(Effect::Announce {
@@ -1285,7 +1364,7 @@ mod tests {
         assert_eq!(
             r.effects,
             vec![Effect::Announce {
-                to: cluster(&[1, 2, 3]),
+                to: cluster(&[3, 2, 1]),
                 term: 1,
                 seq: 1
             }]
@@ -1296,7 +1375,8 @@ mod tests {
                 before: None,
                 after: Some(nref(4)),
                 term: 1,
-                reason: Reason::Elected
+                reason: Reason::Elected,
+                lock_index: None,
             }]
         );
         assert_eq!(
@@ -1365,7 +1445,7 @@ mod tests {
         assert_eq!(
             r.effects,
             vec![Effect::Announce {
-                to: cluster(&[1, 3, 4, 5, 6]),
+                to: cluster(&[6, 5, 4, 3, 1]),
                 term: 1,
                 seq: 1
             }]
@@ -1414,7 +1494,7 @@ mod tests {
         assert_eq!(
             r.effects,
             vec![Effect::Announce {
-                to: cluster(&[1, 2]),
+                to: cluster(&[2, 1]),
                 term: 1,
                 seq: 1
             }]
@@ -1595,8 +1675,26 @@ mod tests {
     #[test]
     fn every_check_answer_counts_as_alive_or_down() {
         let alive = [leading(9), CheckAnswer::Busy];
+        // Itself, but no longer leading: wait for the successor's announcement, then elect.
+        let mut e = node(1);
+        announce(&mut e, 9, 1);
+        let r = checked(&mut e, 9, details(9, false, 1));
+        let successor = Timer::Successor {
+            coordinator: nref(9),
+            term: 1,
+        };
+        assert_eq!(
+            r.effects,
+            vec![Effect::StartTimer {
+                timer: successor.clone(),
+                after: e.settings.successor_wait,
+            }]
+        );
+        assert_eq!(e.coordinator(), Some(&nref(9)));
+        let r = e.step(0, Event::Timer(successor));
+        assert_eq!(r.effects, vec![collect(1)]);
+        assert_eq!(e.coordinator(), None);
         let dead = [
-            details(9, false, 1),
             CheckAnswer::Details {
                 name: "node8".into(),
                 id: 9,
@@ -1714,7 +1812,8 @@ mod tests {
                 before: Some(nref(3)),
                 after: None,
                 term: 5,
-                reason: Reason::Failover
+                reason: Reason::Failover,
+                lock_index: None,
             }]
         );
         members(&mut e, 1, &cluster(&[1, 2, 3]));
@@ -1808,6 +1907,37 @@ mod tests {
             },
         );
         assert_eq!(r, Ready::default());
+        // Alive, but it stepped down (or will not preempt) and leads no more: left alone.
+        let resting = ProbeAnswer::Node {
+            preempts: false,
+            leads: false,
+        };
+        let r = e.step(
+            0,
+            Event::Probed {
+                purpose: purpose.clone(),
+                answers: vec![(nref(4), resting)],
+            },
+        );
+        assert_eq!(r, Ready::default());
+        // Still leading in its own eyes (it was frozen), even without preempting: elect.
+        let stale = ProbeAnswer::Node {
+            preempts: false,
+            leads: true,
+        };
+        for answer in [stale, ProbeAnswer::Status(200)] {
+            let mut e = node(1);
+            announce(&mut e, 4, 1);
+            announce(&mut e, 3, 2);
+            let r = e.step(
+                0,
+                Event::Probed {
+                    purpose: purpose.clone(),
+                    answers: vec![(nref(4), answer)],
+                },
+            );
+            assert_eq!(r.effects, vec![collect(1)]);
+        }
         let r = e.step(
             0,
             Event::Probed {
@@ -1873,7 +2003,13 @@ mod tests {
             (nref(4), ProbeAnswer::Unreachable(Unreachable::Timeout)),
             (nref(5), ProbeAnswer::Status(503)),
             // Alive, but it would not take over (--no-preempt, unhealthy, maintenance).
-            (nref(4), ProbeAnswer::Node { preempts: false }),
+            (
+                nref(4),
+                ProbeAnswer::Node {
+                    preempts: false,
+                    leads: false,
+                },
+            ),
         ];
         let r = e.step(
             0,
@@ -1887,7 +2023,13 @@ mod tests {
             0,
             Event::Probed {
                 purpose: ProbePurpose::Higher,
-                answers: vec![(nref(4), ProbeAnswer::Node { preempts: true })],
+                answers: vec![(
+                    nref(4),
+                    ProbeAnswer::Node {
+                        preempts: true,
+                        leads: false,
+                    },
+                )],
             },
         );
         assert_eq!(r.effects, vec![collect(2)]);
@@ -2328,6 +2470,49 @@ mod tests {
             matches!(&r.effects[..], [Effect::SendElection { to, .. }] if to == &cluster(&[8])),
             "{r:?}"
         );
+    }
+
+    #[test]
+    fn a_restarted_node_follows_the_cluster_term_below_its_floor_and_wins_above_it() {
+        // Plain mode promises nothing: a floor of reserved terms must not make the current
+        // coordinator look stale (a --no-preempt node elected itself; one in maintenance
+        // followed nobody).
+        let settings = Settings {
+            no_preempt: true,
+            ..Settings::for_timeout(Duration::from_secs(1))
+        };
+        let floor = Persisted {
+            floor: 66,
+            maintenance: false,
+        };
+        let mut e = Election::new(nref(5), settings, floor.clone(), 0);
+        let follows_4 = CheckAnswer::Details {
+            name: "node3".into(),
+            id: 3,
+            is_coordinator: false,
+            claiming: false,
+            term: 2,
+            follows: Some(nref(4)),
+            preempts: true,
+        };
+        let r = e.step(
+            0,
+            Event::TermsAnswered {
+                answers: vec![(member("node3", 3), follows_4)],
+            },
+        );
+        assert_eq!((e.coordinator(), e.term()), (Some(&nref(4)), 2), "{r:?}");
+        assert!(r.rounds.is_empty(), "no election: {r:?}");
+        // Its own wins still start above every term it may have used before.
+        let mut e = Election::new(
+            nref(5),
+            Settings::for_timeout(Duration::from_secs(1)),
+            floor,
+            0,
+        );
+        start(&mut e, &cluster(&[4, 5]));
+        assert!(e.is_coordinator());
+        assert_eq!(e.term(), 67);
     }
 
     #[test]

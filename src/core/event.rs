@@ -81,6 +81,21 @@ pub enum Event {
     StepDown { to: Option<String> },
     /// `POST /takeover`: the coordinator `from` of `term` stepped down for this node.
     TakeOver { from: NodeRef, term: u64 },
+    /// `--consul-lock`: what came of taking the leader lock, or that a held one was lost.
+    Lock(LockAnswer),
+}
+
+/// `--consul-lock`: the shell's report on the leader lock. `attempt` is the acquisition it
+/// concerns (see [`super::ready::Effect::AcquireLock`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LockAnswer {
+    /// This node holds the lock; `index` is its `LockIndex`, the fencing token.
+    Held { attempt: u64, index: u64 },
+    /// It did not get the lock, and why (for the log).
+    Refused { attempt: u64, why: String },
+    /// The lock it held is no longer its own (its session was invalidated, the key was taken
+    /// or deleted, or Consul could not confirm it), and why.
+    Lost { attempt: u64, why: String },
 }
 
 /// Timers the core starts; each carries what it belongs to, so one that fires after the node
@@ -109,6 +124,8 @@ pub enum Timer {
     StandAgain,
     /// This node's turn to elect after a coordinator failure every follower saw at once.
     Ranked,
+    /// `--consul-lock`: acquisition `attempt` was refused; time to ask again.
+    LockRetry { attempt: u64 },
 }
 
 /// Why the members were read.
@@ -206,10 +223,11 @@ pub enum CheckAnswer {
 /// What a probe (`GET /nodeDetails`) of a member gave.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ProbeAnswer {
-    /// It answered as a node: alive, and whether it would take over from a lower
-    /// coordinator.
+    /// It answered as a node: alive, whether it would take over from a lower coordinator,
+    /// and whether it says it leads.
     Node {
         preempts: bool,
+        leads: bool,
     },
     /// Another status, or a body that is not node details.
     Status(u16),

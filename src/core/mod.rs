@@ -7,6 +7,7 @@ pub mod claim;
 pub mod control;
 pub mod election;
 pub mod event;
+pub mod lock;
 pub mod member;
 pub mod quorum;
 pub mod ready;

@@ -93,6 +93,11 @@ pub enum Effect {
     },
     /// Fire `Event::Timer(timer)` after `after`.
     StartTimer { timer: Timer, after: Duration },
+    /// `--consul-lock`: take the leader lock (acquisition `attempt`) and, once held, watch
+    /// it; answer with `Event::Lock`. Carried out in order with `ReleaseLock`.
+    AcquireLock { attempt: u64 },
+    /// `--consul-lock`: let go of the leader lock and stop watching it. Nothing comes back.
+    ReleaseLock,
 }
 
 /// The answer to a message.
@@ -134,6 +139,8 @@ pub enum Reason {
     Shutdown,
     /// Quorum mode: the coordinator could not renew its lease.
     LostQuorum,
+    /// `--consul-lock`: the coordinator lost the leader lock.
+    LostLock,
 }
 
 impl Reason {
@@ -147,6 +154,7 @@ impl Reason {
             Reason::Maintenance => "maintenance",
             Reason::Shutdown => "shutdown",
             Reason::LostQuorum => "lost-quorum",
+            Reason::LostLock => "lost-lock",
         }
     }
 }
@@ -189,6 +197,9 @@ pub struct Change {
     /// look at the state, which may have moved on by then.
     pub term: u64,
     pub reason: Reason,
+    /// `--consul-lock`: the leader lock's `LockIndex` when this node became coordinator
+    /// holding it (`BULLY_CONSUL_LOCK_INDEX`).
+    pub lock_index: Option<u64>,
 }
 
 impl Change {
@@ -341,6 +352,17 @@ pub enum Note {
     Registered {
         ok: bool,
     },
+    /// `--consul-lock`: nobody above answered; taking the leader lock before leading.
+    AcquiringLock,
+    LockHeld {
+        index: u64,
+    },
+    LockRefused {
+        why: String,
+    },
+    LockLost {
+        why: String,
+    },
 }
 
 impl Note {
@@ -356,6 +378,8 @@ impl Note {
                 | Note::LeaseExpired { .. }
                 | Note::Health { healthy: false }
                 | Note::Registered { ok: false }
+                | Note::LockRefused { .. }
+                | Note::LockLost { .. }
         )
     }
 }
@@ -466,6 +490,15 @@ impl fmt::Display for Note {
                 "Not registered: standing for nothing until the registry holds this node"
             ),
             Note::Registered { ok: true } => write!(f, "Registered again: standing for election"),
+            Note::AcquiringLock => write!(f, "Acquiring the leader lock before leading"),
+            Note::LockHeld { index } => {
+                write!(f, "Holding the leader lock (LockIndex {index})")
+            }
+            Note::LockRefused { why } => write!(
+                f,
+                "Leader lock not acquired: {why}; not leading, asking again every second"
+            ),
+            Note::LockLost { why } => write!(f, "Lost the leader lock: {why}; stepping down"),
         }
     }
 }

@@ -200,14 +200,25 @@ fn dispatch(service: &Arc<dyn Service>, live: &Arc<AtomicUsize>, rq: Request) {
         return;
     }
     let service = Arc::clone(service);
-    let guard = Arc::clone(live);
+    let guard = InFlight(Arc::clone(live));
     let spawned = spawn_named("http", move || {
+        // Dropped also when the handler panics: a panicking request must not use up a slot
+        // for good (after MAX_HANDLERS of them the node would answer only 503).
+        let _guard = guard;
         handle(&*service, route, rq);
-        guard.fetch_sub(1, Ordering::AcqRel);
     });
+    // On failure the closure, and with it the guard, is dropped: the slot comes back.
     if let Err(e) = spawned {
-        live.fetch_sub(1, Ordering::AcqRel);
         log::error!("cannot start a request thread: {e}");
+    }
+}
+
+/// One request thread counted in the `live` total until dropped.
+struct InFlight(Arc<AtomicUsize>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 

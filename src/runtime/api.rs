@@ -7,7 +7,7 @@ use super::handle::Handle;
 use super::leadership::Leadership;
 use super::metrics::{Gauges, Metrics, QuorumGauges};
 use super::watch;
-use crate::core::event::Event;
+use crate::core::event::{Event, Purpose};
 use crate::core::member::Member;
 use crate::core::ready::{AnnounceReply, ControlReply, ProxyReply, Reply};
 use crate::core::wire::{AnnounceAnswer, NodeDetails, ProxyAnswer, QuorumDetails, Refusal};
@@ -141,7 +141,18 @@ impl Service for Api {
                 self.node.step(Event::TakeOver { from, term });
                 Answer::ok(json!({"Response": "OK"}))
             }
-            Call::StepDown { to } => control_answer(self.node.step(Event::StepDown { to })),
+            Call::StepDown { to } => {
+                // `--to` may name a node that joined since the last health tick: the
+                // coordinator reads the registry first, as it does before an election.
+                if to.is_some() {
+                    let members = self.directory.members();
+                    self.node.step(Event::Members {
+                        purpose: Purpose::Refresh,
+                        members,
+                    });
+                }
+                control_answer(self.node.step(Event::StepDown { to }))
+            }
             Call::Maintenance { on } => control_answer(self.node.step(Event::Maintenance { on })),
         }
     }

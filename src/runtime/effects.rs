@@ -181,7 +181,11 @@ impl Executor {
                 }
                 return None;
             }
-            Effect::Fence { .. } | Effect::StopLeading { .. } => return None,
+            // The node hands these to their own threads, in order.
+            Effect::Fence { .. }
+            | Effect::StopLeading { .. }
+            | Effect::AcquireLock { .. }
+            | Effect::ReleaseLock => return None,
             Effect::CheckCoordinator { coordinator } => {
                 self.metrics.sent("health", 1);
                 let answer = match self.directory.locate(&coordinator) {
@@ -199,6 +203,7 @@ impl Executor {
                         Ok((200, Some(d))) if d.node_name == m.name && d.node_id == m.id => {
                             ProbeAnswer::Node {
                                 preempts: d.preempts,
+                                leads: d.is_coordinator,
                             }
                         }
                         Ok((status, _)) => ProbeAnswer::Status(status),

@@ -95,6 +95,7 @@ impl Hooks {
             stopping: Arc::clone(&stopping),
             final_term: Arc::clone(&final_term),
             leading: false,
+            lock_index: None,
             exec: None,
         };
         spawn_named("hooks", move || {
@@ -140,6 +141,8 @@ struct Runner {
     final_term: Arc<AtomicU64>,
     /// The elected hook ran and its demoted hook is still owed.
     leading: bool,
+    /// `--consul-lock`: the `LockIndex` this leadership holds, for its hooks.
+    lock_index: Option<u64>,
     exec: Option<Supervised>,
 }
 
@@ -206,6 +209,7 @@ impl Runner {
         }
         if change.elected(&self.me) && !self.leading {
             self.leading = true;
+            self.lock_index = change.lock_index;
             let env = self.env(Some(&self.me), change.term, change.reason);
             if let Some(cmd) = &self.opts.on_elected {
                 self.hook("on-elected", cmd, &env);
@@ -232,14 +236,15 @@ impl Runner {
     }
 
     /// `BULLY_COORDINATOR` and `BULLY_COORDINATOR_ID` are empty when no coordinator is known
-    /// (this node is shutting down).
+    /// (this node is shutting down). `BULLY_CONSUL_LOCK_INDEX` (`--consul-lock`) is the
+    /// leader lock's `LockIndex` of the leadership the hook is about.
     fn env(
         &self,
         coordinator: Option<&NodeRef>,
         term: u64,
         reason: Reason,
     ) -> Vec<(&'static str, String)> {
-        vec![
+        let mut env = vec![
             ("BULLY_NODE", self.me.name.clone()),
             ("BULLY_NODE_ID", self.me.id.to_string()),
             (
@@ -252,7 +257,11 @@ impl Runner {
             ),
             ("BULLY_TERM", term.to_string()),
             ("BULLY_REASON", reason.label().to_string()),
-        ]
+        ];
+        if let Some(index) = self.lock_index {
+            env.push(("BULLY_CONSUL_LOCK_INDEX", index.to_string()));
+        }
+        env
     }
 
     /// Runs one hook to its end or its timeout; a failure is logged and nothing more.

@@ -5,6 +5,7 @@ pub mod api;
 pub mod beats;
 pub mod check;
 pub mod clock;
+pub mod consul_lock;
 pub mod directory;
 pub mod effects;
 pub mod fence;

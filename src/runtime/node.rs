@@ -4,6 +4,7 @@
 //! ever runs under it.
 
 use super::clock::Clock;
+use super::consul_lock::LockRunner;
 use super::directory::Directory;
 use super::effects::Executor;
 use super::fence::Fence;
@@ -17,6 +18,7 @@ use crate::core::event::Event;
 use crate::core::member::{Member, NodeRef};
 use crate::core::ready::{Change, Effect, Note, Persisted, Reply, RoundEdge};
 use crate::http::peer::PeerClient;
+use crate::registry::ConsulLock;
 use crate::sync::{lock, StateLockHeld};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{channel, Receiver, Sender};
@@ -40,6 +42,8 @@ pub struct Node {
     leadership: Arc<Leadership>,
     /// Set by the SIGINT/SIGTERM handler itself, a moment before the core hears of it.
     stopping: Arc<AtomicBool>,
+    /// `--consul-lock`: takes and releases the leader lock.
+    lock: Option<LockRunner>,
     this: Weak<Node>,
 }
 
@@ -58,6 +62,8 @@ pub struct Parts {
     pub fence: Arc<Fence>,
     /// Set when SIGINT or SIGTERM arrives (see [`super::signals`]).
     pub stopping: Arc<AtomicBool>,
+    /// `--consul-lock`: the leader lock in Consul.
+    pub lock: Option<ConsulLock>,
 }
 
 impl Node {
@@ -91,10 +97,14 @@ impl Node {
             executor: Arc::new(executor),
             leadership: parts.leadership,
             stopping: parts.stopping,
+            lock: parts.lock.map(LockRunner::new),
             this: this.clone(),
         });
         let handle: Weak<dyn Handle> = node.this.clone();
-        timers.run_for(handle)?;
+        timers.run_for(handle.clone())?;
+        if let Some(lock) = &node.lock {
+            lock.run_for(handle)?;
+        }
         Ok(node)
     }
 
@@ -175,14 +185,23 @@ impl Handle for Node {
         for change in &ready.changes {
             self.publish(change);
         }
-        // Letting go is the hook runner's to carry out, in order with the changes.
-        let (stops, effects): (Vec<Effect>, Vec<Effect>) = ready
-            .effects
-            .into_iter()
-            .partition(|e| matches!(e, Effect::StopLeading { .. }));
-        for stop in stops {
-            if let Effect::StopLeading { reason, term } = stop {
-                self.notify(Notice::LetGo { reason, term });
+        // Letting go is the hook runner's to carry out, in order with the changes; the lock
+        // thread's, in order with each other.
+        let (ordered, effects): (Vec<Effect>, Vec<Effect>) =
+            ready.effects.into_iter().partition(|e| {
+                matches!(
+                    e,
+                    Effect::StopLeading { .. } | Effect::AcquireLock { .. } | Effect::ReleaseLock
+                )
+            });
+        for effect in ordered {
+            match effect {
+                Effect::StopLeading { reason, term } => self.notify(Notice::LetGo { reason, term }),
+                lock_effect => {
+                    if let Some(lock) = &self.lock {
+                        lock.submit(&lock_effect);
+                    }
+                }
             }
         }
         drop(publishing);
@@ -221,5 +240,8 @@ impl Handle for Node {
 
     fn flush(&self, within: std::time::Duration) {
         self.executor.flush(within);
+        if let Some(lock) = &self.lock {
+            lock.flush(within);
+        }
     }
 }

@@ -1,7 +1,8 @@
 //! Keeping this node in the registry: the first attempt at start (an error there ends the
 //! node), retries with backoff while the registry cannot be reached, upkeep every health
-//! interval afterwards (a registry may forget the node), and leaving on shutdown. None of it
-//! holds the state lock.
+//! interval afterwards (a registry may forget the node), showing its role (Consul's
+//! `leader`/`follower` tag) after every change of coordinator, and leaving on shutdown. None
+//! of it holds the state lock, and none of it keeps the election from going on.
 //!
 //! A node the registry does not hold stands for no election (the core decides that from
 //! [`Event::Registered`]): the others cannot find it, and it would elect itself beside them.
@@ -10,14 +11,15 @@
 //! standing.
 
 use super::directory::Directory;
-use super::handle::Handle;
+use super::handle::{Handle, Notice};
 use super::metrics::Metrics;
 use super::outage::Outage;
 use crate::core::event::Event;
 use crate::core::member::Member;
-use crate::registry::{Failure, RegistryError};
+use crate::registry::{Failure, RegistryError, Role};
 use crate::sync::{lock, spawn_named};
 use std::sync::atomic::Ordering;
+use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -37,6 +39,8 @@ pub struct Registration {
     /// Serialises registry writes, so a SIGTERM never races a registration in flight: leaving
     /// waits for it, then nothing registers again.
     leaving: Mutex<bool>,
+    /// The coordinator changes, for a registry that shows roles, until its thread starts.
+    changes: Mutex<Option<Receiver<Notice>>>,
 }
 
 impl Registration {
@@ -51,6 +55,11 @@ impl Registration {
             "registering in {}",
             directory.registry().describe()
         ));
+        // Subscribed now, before the server and the schedules start, so no change is missed.
+        let changes = directory
+            .registry()
+            .publishes_role()
+            .then(|| node.subscribe());
         Arc::new(Registration {
             me,
             directory,
@@ -59,6 +68,7 @@ impl Registration {
             interval,
             outage,
             leaving: Mutex::new(false),
+            changes: Mutex::new(changes),
         })
     }
 
@@ -89,8 +99,16 @@ impl Registration {
         }
     }
 
-    /// Starts the thread that retries until registered, then keeps the registration up.
+    /// Starts the thread that retries until registered, then keeps the registration up, and
+    /// for a registry that shows roles the one that shows them (the changes since
+    /// [`Registration::new`] are queued for it).
     pub fn keep_up(self: &Arc<Self>, registered: bool) {
+        if let Some(changes) = lock(&self.changes).take() {
+            let this = Arc::clone(self);
+            if let Err(e) = spawn_named("registry-role", move || this.show_roles(changes)) {
+                log::error!("cannot start the thread that shows this node's role ({e})");
+            }
+        }
         let this = Arc::clone(self);
         if let Err(e) = spawn_named("registration", move || this.keep(registered)) {
             log::error!("cannot start the registration thread ({e}): no retries, no upkeep");
@@ -186,6 +204,43 @@ impl Registration {
             return None;
         }
         Some(self.directory.registry().maintain(&self.me))
+    }
+
+    /// Shows this node's role after each change of coordinator, on its own thread so that a
+    /// slow registry never holds up an election. Changes that queued up meanwhile are read
+    /// at once and only the last one is shown. A write that fails is logged; the upkeep puts
+    /// it right (it registers again when the registry shows another role).
+    fn show_roles(&self, changes: Receiver<Notice>) {
+        let me = self.me.node_ref();
+        while let Ok(first) = changes.recv() {
+            let queued = std::iter::from_fn(|| changes.try_recv().ok());
+            let last = std::iter::once(first)
+                .chain(queued)
+                .filter_map(|n| match n {
+                    Notice::Changed(c) => Some(c),
+                    Notice::LetGo { .. } => None,
+                })
+                .last();
+            let Some(change) = last else {
+                continue;
+            };
+            let role = if change.after.as_ref() == Some(&me) {
+                Role::leader(change.term)
+            } else {
+                Role::follower()
+            };
+            let leaving = lock(&self.leaving);
+            if *leaving {
+                return;
+            }
+            if let Err(e) = self.directory.registry().set_role(&self.me, role) {
+                log::warn!(
+                    "registry {}: showing this node as {} failed: {e}; the upkeep tries again",
+                    self.describe(),
+                    role.tag()
+                );
+            }
+        }
     }
 
     /// Leaves the registry for good (SIGINT/SIGTERM), after any write in flight.
