@@ -1,113 +1,69 @@
-//! The node's log: one line per record on stderr, `2026-01-02T03:04:05.678Z INFO  [target]
-//! message`, in UTC. Written by hand rather than configured: `simple_logger` wrote to stdout
-//! and panicked when the write failed, so a node whose output pipe had gone (`bully ... | tee`,
-//! then `tee` dies) lost the thread that logged, the signal thread first. Here a failed write
-//! is dropped: a log line is never worth the node.
+//! The node's log: simple_logger on stderr, one line per record,
+//! `2026-01-02T03:04:05.678Z INFO  [target] message` in UTC, ureq's chatter below warnings
+//! dropped.
+//!
+//! simple_logger writes each line with `eprintln!`, which panics when the write fails: a
+//! node whose output pipe had gone (`bully ... | tee`, then `tee` dies) lost whichever thread
+//! logged next, the signal thread first, and with it SIGTERM. [`Guarded`] calls it under
+//! `catch_unwind` and drops the line instead: a log line is never worth the node. This relies
+//! on unwinding, which the release profile keeps (`panic = "unwind"`, checked by
+//! `make cross-test`).
 
-use log::{Level, LevelFilter, Log, Metadata, Record};
-use std::io::Write;
-use std::time::{SystemTime, UNIX_EPOCH};
+use log::{LevelFilter, Log, Metadata, Record};
+use simple_logger::SimpleLogger;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 
-/// Crates whose chatter only matters when it is a warning or worse.
-const QUIET_TARGETS: [&str; 2] = ["ureq", "ureq_proto"];
+/// simple_logger behind a guard: a line it cannot write is dropped, never a panic.
+struct Guarded(SimpleLogger);
 
-struct Logger;
-
-static LOGGER: Logger = Logger;
-
-/// Installs the logger at `level`; a second call changes nothing.
-pub fn init(level: LevelFilter) {
-    if log::set_logger(&LOGGER).is_ok() {
-        log::set_max_level(level);
-    }
-}
-
-impl Log for Logger {
+impl Log for Guarded {
     fn enabled(&self, meta: &Metadata) -> bool {
-        let quiet = QUIET_TARGETS
-            .iter()
-            .any(|t| meta.target() == *t || meta.target().starts_with(&format!("{t}::")));
-        !quiet || meta.level() <= Level::Warn
+        self.0.enabled(meta)
     }
 
     fn log(&self, record: &Record) {
-        if !self.enabled(record.metadata()) {
-            return;
+        if self.0.enabled(record.metadata()) {
+            // A failed write (a closed pipe, a full disk) panics inside; the line is lost.
+            let _ = catch_unwind(AssertUnwindSafe(|| self.0.log(record)));
         }
-        let line = format!(
-            "{} {:<5} [{}] {}\n",
-            utc_now(),
-            record.level(),
-            record.target(),
-            record.args()
-        );
-        // One write per line, so lines of different threads do not interleave; errors (a
-        // closed pipe, a full disk) are ignored.
-        let _ = std::io::stderr().lock().write_all(line.as_bytes());
     }
 
-    fn flush(&self) {
-        let _ = std::io::stderr().flush();
+    fn flush(&self) {}
+}
+
+/// simple_logger as the node configures it.
+fn configured(level: LevelFilter) -> SimpleLogger {
+    SimpleLogger::new()
+        .with_level(level)
+        .with_module_level("ureq", LevelFilter::Warn)
+        .with_module_level("ureq_proto", LevelFilter::Warn)
+        .with_utc_timestamps()
+}
+
+/// Installs the logger at `level`; a second call changes nothing.
+pub fn init(level: LevelFilter) {
+    let inner = configured(level);
+    let max = inner.max_level();
+    let logger: &'static Guarded = Box::leak(Box::new(Guarded(inner)));
+    if log::set_logger(logger).is_ok() {
+        log::set_max_level(max);
     }
-}
-
-/// The wall clock as `YYYY-MM-DDTHH:MM:SS.mmmZ`.
-fn utc_now() -> String {
-    let since = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
-    utc(since.as_secs(), since.subsec_millis())
-}
-
-fn utc(secs: u64, millis: u32) -> String {
-    let (days, rest) = (secs / 86_400, secs % 86_400);
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{millis:03}Z",
-        rest / 3600,
-        rest % 3600 / 60,
-        rest % 60
-    )
-}
-
-/// Year, month and day of `days` since 1970-01-01 in the proleptic Gregorian calendar
-/// (Howard Hinnant's `civil_from_days`, for days on or after the epoch).
-fn civil_from_days(days: u64) -> (u64, u64, u64) {
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let doe = z % 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + u64::from(m <= 2);
-    (y, m, d)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn timestamps_are_utc_calendar_dates() {
-        assert_eq!(utc(0, 0), "1970-01-01T00:00:00.000Z");
-        // 2000-02-29 (a leap day in a century year divisible by 400), 12:34:56.
-        assert_eq!(utc(951_827_696, 7), "2000-02-29T12:34:56.007Z");
-        // 2024-12-31 23:59:59, the last second of a leap year.
-        assert_eq!(utc(1_735_689_599, 999), "2024-12-31T23:59:59.999Z");
-        assert_eq!(utc(1_735_689_600, 0), "2025-01-01T00:00:00.000Z");
-        // 2100-03-01: 2100 is not a leap year.
-        assert_eq!(utc(4_107_542_400, 0), "2100-03-01T00:00:00.000Z");
-    }
+    use log::Level;
 
     #[test]
     fn library_chatter_below_warnings_is_dropped() {
+        let logger = Guarded(configured(LevelFilter::Trace));
         let meta = |target, level| Metadata::builder().target(target).level(level).build();
-        assert!(!LOGGER.enabled(&meta("ureq::unversioned", Level::Info)));
-        assert!(!LOGGER.enabled(&meta("ureq_proto", Level::Debug)));
-        assert!(LOGGER.enabled(&meta("ureq", Level::Warn)));
-        assert!(LOGGER.enabled(&meta("ureqx", Level::Info)));
-        assert!(LOGGER.enabled(&meta("bully::election", Level::Trace)));
+        assert!(!logger.enabled(&meta("ureq::unversioned", Level::Info)));
+        assert!(!logger.enabled(&meta("ureq_proto", Level::Debug)));
+        assert!(logger.enabled(&meta("ureq", Level::Warn)));
+        assert!(logger.enabled(&meta("bully::election", Level::Trace)));
+        let quiet = Guarded(configured(LevelFilter::Warn));
+        assert!(!quiet.enabled(&meta("bully::election", Level::Info)));
     }
 }
