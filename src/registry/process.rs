@@ -80,10 +80,14 @@ fn pid_namespace() -> Option<String> {
     Some(link.to_string_lossy().into_owned())
 }
 
-/// Field 22 of `/proc/PID/stat`, counted after the command name (which may hold spaces and
-/// parentheses, so it is skipped up to the last `)`).
+/// Field 22 of the process's stat, counted after the command name (which may hold spaces and
+/// parentheses, so it is skipped up to the last `)`). Read from its main thread's entry,
+/// `/proc/PID/task/PID/stat`, which holds the same start time as `/proc/PID/stat`: qemu-user
+/// (the ARM nodes of `make cross-test`) answers `/proc/PID/stat` of its own process itself,
+/// with the start of whichever thread asks, so an emulated node took its own record for one
+/// of a process that is gone.
 fn start_time(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/stat")).ok()?;
     let rest = &stat[stat.rfind(')')? + 1..];
     rest.split_whitespace().nth(19)?.parse().ok()
 }
