@@ -230,27 +230,90 @@ fn check_binary(arch: &Arch) {
 
 /// Runs the emulated binary so that it panics, and checks that the panic unwound.
 ///
-/// `bully --version` with stdout on /dev/full panics in `println!` (ENOSPC). With unwinding the
-/// panic travels up the main thread's frames to the runtime's catch, which prints it and exits
-/// 101; with `panic = "abort"`, or an unwinder that cannot find the frames ("failed to initiate
-/// panic"), the process dies of SIGABRT instead. This is the binary's own unwinder at work,
-/// the one that keeps a panicking handler thread from taking its node down.
+/// The node logs through simple_logger, whose `eprintln!` panics when the write fails; its
+/// logger catches that panic and drops the line (src/cli/logger.rs). So with stderr on
+/// /dev/full (ENOSPC) and a registry under a regular file, the node logs its start line (a
+/// panic, caught), finds that it cannot register, and exits 1. With `panic = "abort"`, or an
+/// unwinder that cannot find the frames ("failed to initiate panic"), the first line kills it
+/// with SIGABRT instead. That a panic happened is seen in qemu's syscall trace: the panic
+/// hook's message is one more failed write to stderr than the lines the same run writes to
+/// a pipe. This is the binary's own unwinder at work, the one that keeps a panicking handler
+/// thread from taking its node down. (`--version >/dev/full` used to be the trigger; nothing
+/// but the log panics on a failed write any more.)
 fn check_unwinds(arch: &Arch) {
     let (bin, runner) = (arch.binary(), arch.runner());
-    let full = std::fs::File::create("/dev/full").expect("/dev/full");
-    let out = Command::new(&runner)
-        .arg(&bin)
-        .arg("--version")
-        .stdin(Stdio::null())
-        .stdout(full)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {runner}: {e}"));
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let dir = TempDir::new(&format!("unwind-{}", arch.name));
+    let blocker = dir.path().join("file");
+    std::fs::write(&blocker, "").unwrap();
+    let run = |stderr: Stdio, n: usize| {
+        let trace = dir.path().join(format!("strace-{n}"));
+        let state = dir.path().join(format!("state-{n}"));
+        let child = Command::new(&runner)
+            .arg("-strace")
+            .arg("-D")
+            .arg(&trace)
+            .arg(&bin)
+            .arg(free_port().to_string())
+            .arg("node1")
+            .arg("--registry-dir")
+            .arg(blocker.join("registry"))
+            .arg("--state-dir")
+            .arg(&state)
+            .env_remove("RUST_BACKTRACE")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run {runner}: {e}"));
+        let out = wait_with_deadline(child, secs(60), &format!("{runner} {bin}"));
+        let trace = std::fs::read_to_string(&trace).unwrap_or_default();
+        let failed = trace
+            .lines()
+            .filter(|l| l.contains(" write(2,") && l.contains("errno=28"))
+            .count();
+        (out, failed, trace)
+    };
+    let (piped, _, _) = run(Stdio::piped(), 1);
+    let shown = String::from_utf8_lossy(&piped.stderr).into_owned();
     assert!(
-        out.status.code() == Some(101) && stderr.contains("failed printing to stdout"),
-        "{runner} {bin} --version >/dev/full: {:?} (101 after an unwound panic), stderr {stderr:?}",
+        piped.status.code() == Some(1)
+            && shown.lines().next().is_some_and(|l| l.contains(" INFO "))
+            && shown.contains("bully: cannot write to"),
+        "{runner} {bin} with its registry under a file: {:?} (exit 1 after a log line and \
+         the error), stderr {shown:?}",
+        piped.status
+    );
+    let full = std::fs::File::create("/dev/full").expect("/dev/full");
+    let (out, failed, trace) = run(Stdio::from(full), 2);
+    let lines = shown.lines().count();
+    assert!(
+        out.status.code() == Some(1) && failed > lines,
+        "{runner} {bin} 2>/dev/full: {:?} (1 after unwound, caught panics), {failed} failed \
+         writes to stderr (more than its {lines} lines: the panic message), trace:\n{trace}",
         out.status
     );
+}
+
+/// Waits for `child` to exit, at most `within`; kills it and fails after that.
+fn wait_with_deadline(
+    mut child: std::process::Child,
+    within: Duration,
+    what: &str,
+) -> std::process::Output {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        match child.try_wait() {
+            Ok(Some(_)) => return child.wait_with_output().expect("collect the output"),
+            Ok(None) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(50))
+            }
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("{what} did not exit within {within:?}");
+            }
+        }
+    }
 }
 
 /// Fails unless `node`'s process runs `program` (the test really has an emulated node).
