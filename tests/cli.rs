@@ -27,6 +27,7 @@ fn bully(args: &[&str], env: &[(&str, &str)]) -> (i32, String) {
 fn refused(args: &[&str], env: &[(&str, &str)], line: &str) {
     let (code, err) = bully(args, env);
     assert_eq!(code, 2, "{args:?}: {err}");
+    // `bully status` has help of its own.
     let program = if args.first() == Some(&"status") {
         "bully status"
     } else {
@@ -34,7 +35,7 @@ fn refused(args: &[&str], env: &[(&str, &str)], line: &str) {
     };
     assert_eq!(
         err,
-        format!("{program}: {line}\nTry 'bully --help'.\n"),
+        format!("{program}: {line}\nTry '{program} --help'.\n"),
         "{args:?} {env:?}"
     );
 }
@@ -103,6 +104,22 @@ fn every_mistake_is_one_line_naming_it_and_the_hint() {
         &["status", "--timeout", "1s", "--peers-file"],
         &[],
         "--peers-file: expected a value after it",
+    );
+    refused(
+        &["status", "--interval", "1s"],
+        &[],
+        "--interval: it only sets how often --watch asks",
+    );
+    refused(
+        &["status", "--watch", "--watch"],
+        &[],
+        "--watch: given more than once; give it once",
+    );
+    refused(
+        &["status", "--watch", "--prune"],
+        &[],
+        "--prune: removes records once; not with --watch, which would remove those of members \
+         that are only slow to answer",
     );
 }
 
