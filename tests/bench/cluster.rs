@@ -311,12 +311,18 @@ fn startup(n: usize, rng: &mut Rng, keep: Option<usize>) -> Startup {
     let first = Instant::now();
     let c = start_cluster("start", n, &[], rng);
     let last = Instant::now();
-    let took = converge(
-        &all(&c),
-        &format!("node{n}"),
-        last,
-        Duration::from_secs(120),
-    );
+    let last_ms = ms_of_day(std::time::SystemTime::now());
+    let top = format!("node{n}");
+    let polled = converge(&all(&c), &top, last, Duration::from_secs(120));
+    // By the nodes' own logs, as for failovers: the last node's last change of coordinator
+    // (every node's last one names the highest, or the polling would not have ended).
+    let logged = all(&c)
+        .iter()
+        .map(|p| last_learned_at(&p.log_text(), &top).map(|at| ms_between(last_ms, at)))
+        .collect::<Option<Vec<i64>>>()
+        .and_then(|d| d.into_iter().max())
+        .map(|d| Duration::from_millis(d.max(0) as u64));
+    let took = logged.unwrap_or(polled);
     if let Some(i) = keep {
         keep_logs(&c, &format!("startup-{n}-{i}"));
     }
@@ -326,8 +332,9 @@ fn startup(n: usize, rng: &mut Rng, keep: Option<usize>) -> Startup {
         from_last: took.as_secs_f64(),
     };
     eprintln!(
-        "startup N={n}: {:.0} ms after the last start",
-        r.from_last * 1e3
+        "startup N={n}: {:.0} ms after the last start by the logs, {:.0} ms polled",
+        r.from_last * 1e3,
+        polled.as_secs_f64() * 1e3
     );
     r
 }
@@ -395,16 +402,40 @@ fn ms_of_day(t: std::time::SystemTime) -> u64 {
     ms % DAY_MS
 }
 
-/// When a node's log first names `coordinator` at or after `after` (milliseconds of the day,
-/// within the next hour): `2026-12-01T23:34:39.711Z INFO  [...] Coordinator is: node63 (term 9)`.
+/// The millisecond of the day a log line was written:
+/// `2026-12-01T23:34:39.711Z INFO  [...] Coordinator is: node63 (term 9)`.
+fn logged_ms(line: &str) -> Option<u64> {
+    let time = line.get(11..23)?; // HH:MM:SS.mmm
+    let num = |r: std::ops::Range<usize>| time.get(r)?.parse::<u64>().ok();
+    Some(((num(0..2)? * 60 + num(3..5)?) * 60 + num(6..8)?) * 1000 + num(9..12)?)
+}
+
+/// Milliseconds from `from` to `to` (both of the day); negative when `to` came first.
+fn ms_between(from: u64, to: u64) -> i64 {
+    let d = ((to + DAY_MS - from) % DAY_MS) as i64;
+    if d > (DAY_MS / 2) as i64 {
+        d - DAY_MS as i64
+    } else {
+        d
+    }
+}
+
+/// When a node's log first names `coordinator` at or after `after` (milliseconds of the day).
 fn learned_at(log: &str, coordinator: &str, after: u64) -> Option<u64> {
     let needle = format!("Coordinator is: {coordinator} (");
-    log.lines().filter(|l| l.contains(&needle)).find_map(|l| {
-        let time = l.get(11..23)?; // HH:MM:SS.mmm
-        let num = |r: std::ops::Range<usize>| time.get(r)?.parse::<u64>().ok();
-        let at = ((num(0..2)? * 60 + num(3..5)?) * 60 + num(6..8)?) * 1000 + num(9..12)?;
-        ((at + DAY_MS - after) % DAY_MS < 3_600_000).then_some(at)
-    })
+    log.lines()
+        .filter(|l| l.contains(&needle))
+        .filter_map(logged_ms)
+        .find(|&at| ms_between(after, at) >= 0)
+}
+
+/// When a node's log last names a coordinator, if that one is `coordinator`.
+fn last_learned_at(log: &str, coordinator: &str) -> Option<u64> {
+    let last = log.lines().rfind(|l| l.contains("Coordinator is: "))?;
+    if !last.contains(&format!("Coordinator is: {coordinator} (")) {
+        return None;
+    }
+    logged_ms(last)
 }
 
 /// Takes the coordinator (node`n`) down `kills` times at a random phase of the health checks,
@@ -472,10 +503,10 @@ fn failover(
         }
         let logged = alive
             .iter()
-            .map(|p| learned_at(&p.log_text(), &next, t0_ms))
-            .collect::<Option<Vec<u64>>>()
-            .and_then(|at| at.into_iter().max())
-            .map(|last| (last + DAY_MS - t0_ms) % DAY_MS);
+            .map(|p| learned_at(&p.log_text(), &next, t0_ms).map(|at| ms_between(t0_ms, at)))
+            .collect::<Option<Vec<i64>>>()
+            .and_then(|d| d.into_iter().max())
+            .map(|d| d.max(0) as u64);
         r.times
             .push(logged.map_or(took.as_secs_f64(), |ms| ms as f64 / 1e3));
         r.polled.push(took.as_secs_f64());
