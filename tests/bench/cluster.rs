@@ -551,6 +551,22 @@ struct Idle {
     threads: f64,
     fds: f64,
     cpu_s_per_min: f64,
+    /// The same from the scheduler's nanosecond counts of the threads alive through the
+    /// window (`/proc/PID/task/*/schedstat`): exact where the tick-sampled figure is mostly
+    /// rounding, but blind to threads that ended meanwhile (a request's handler).
+    cpu_us_per_s: f64,
+}
+
+/// Nanoseconds on a CPU of the threads `pid` has now.
+fn cpu_ns(pid: u32) -> u64 {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .map(|d| {
+            d.flatten()
+                .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
+                .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+                .sum()
+        })
+        .unwrap_or(0)
 }
 
 /// utime + stime of a process, in clock ticks.
@@ -634,11 +650,17 @@ fn idle(window: Duration) -> IdleRun {
         .iter()
         .map(|c| pids(c).into_iter().map(cpu_ticks).sum())
         .collect();
+    let start_ns: Vec<u64> = clusters
+        .iter()
+        .map(|c| pids(c).into_iter().map(cpu_ns).sum())
+        .collect();
     let t0 = Instant::now();
     std::thread::sleep(window);
     let minutes = t0.elapsed().as_secs_f64() / 60.0;
     let hz = clock_ticks_per_second();
-    for ((c, (setup, n, health)), start) in clusters.iter().zip(&IDLE_SETUPS).zip(&start) {
+    for (((c, (setup, n, health)), start), start_ns) in
+        clusters.iter().zip(&IDLE_SETUPS).zip(&start).zip(&start_ns)
+    {
         let pids = pids(c);
         let mean = |f: &dyn Fn(u32) -> f64| pids.iter().map(|&p| f(p)).sum::<f64>() / *n as f64;
         let ticks = pids.iter().map(|&p| cpu_ticks(p)).sum::<u64>() - start;
@@ -650,6 +672,14 @@ fn idle(window: Duration) -> IdleRun {
             threads: mean(&|p| count_dir(format!("/proc/{p}/task"))),
             fds: mean(&|p| count_dir(format!("/proc/{p}/fd"))),
             cpu_s_per_min: ticks as f64 / hz / *n as f64 / minutes,
+            cpu_us_per_s: pids
+                .iter()
+                .map(|&p| cpu_ns(p))
+                .sum::<u64>()
+                .saturating_sub(*start_ns) as f64
+                / 1e3
+                / *n as f64
+                / (minutes * 60.0),
         });
     }
     drop(clusters);
@@ -836,13 +866,13 @@ impl Report {
                 self.idle.window.as_secs(),
                 pct(self.idle.others)
             );
-            o += "| setup | PSS | VmRSS | threads | fds | CPU s / min |\n";
-            o += "| --- | ---: | ---: | ---: | ---: | ---: |\n";
+            o += "| setup | PSS | VmRSS | threads | fds | CPU s / min | CPU µs / s (schedstat) |\n";
+            o += "| --- | ---: | ---: | ---: | ---: | ---: | ---: |\n";
             for i in &self.idle.rows {
                 let _ = writeln!(
                     o,
-                    "| {} | {:.0} KiB | {:.0} KiB | {:.1} | {:.1} | {:.3} |",
-                    i.setup, i.pss_kb, i.rss_kb, i.threads, i.fds, i.cpu_s_per_min
+                    "| {} | {:.0} KiB | {:.0} KiB | {:.1} | {:.1} | {:.3} | {:.0} |",
+                    i.setup, i.pss_kb, i.rss_kb, i.threads, i.fds, i.cpu_s_per_min, i.cpu_us_per_s
                 );
             }
         }
@@ -897,6 +927,7 @@ impl Report {
                     "threads": i.threads,
                     "fds": i.fds,
                     "cpu_seconds_per_minute": i.cpu_s_per_min,
+                    "cpu_microseconds_per_second_schedstat": i.cpu_us_per_s,
                 })).collect::<Vec<_>>(),
             },
         })
