@@ -25,6 +25,9 @@ use std::time::Duration;
 /// Longest a coordinator holds a watch before answering "still leading".
 const MAX_HOLD: Duration = Duration::from_secs(5);
 
+/// How often a node with nothing to watch looks again without being told of a change.
+const IDLE_RECHECK: Duration = Duration::from_secs(30);
+
 /// The first pause after a watch the coordinator was too busy to take.
 const FIRST_BUSY_PAUSE: Duration = Duration::from_millis(100);
 
@@ -102,9 +105,13 @@ pub fn follow(node: Arc<dyn Handle>, timing: Timing) {
         let coordinator = match now.coordinator {
             Some(c) if !now.is_coordinator => c,
             _ => {
-                // Nothing to watch: wait for the next change of coordinator.
-                let _ = changes.recv_timeout(Duration::from_secs(1));
-                continue;
+                // Nothing to watch: wait for the next change of coordinator, which every
+                // change publishes (the timeout is only a safety net; a lone node or a
+                // coordinator would otherwise wake every second for nothing).
+                match changes.recv_timeout(IDLE_RECHECK) {
+                    Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
+                    _ => continue,
+                }
             }
         };
         let Some(member) = node.locate(&coordinator) else {
