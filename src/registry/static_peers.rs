@@ -1,7 +1,9 @@
 //! A peer list: the members are those listed peers that answer `GET /nodeDetails` for the
 //! same cluster, plus this node. The list comes from `--peers` or from `--peers-file`, which
-//! SIGHUP reads again.
+//! SIGHUP reads again. A peer that answered before and is slow now is listed as it last
+//! answered (see [`PeerAnswers`]), so a frozen peer does not hold up every list.
 
+use super::peer_answers::PeerAnswers;
 use super::{name_taken, Registry, RegistryError};
 use crate::core::member::Member;
 use crate::core::rules::valid_host_port;
@@ -9,7 +11,7 @@ use crate::core::wire::NodeDetails;
 use crate::http::peer::PeerClient;
 use crate::sync::lock;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// A peers file larger than this is not a list of peers.
@@ -19,9 +21,16 @@ pub struct StaticRegistry {
     peers: Mutex<Vec<String>>,
     /// Where the list came from, when it came from a file.
     file: Option<PathBuf>,
+    asker: Arc<Asker>,
+    answers: PeerAnswers,
+    timeout: Duration,
+    me: Mutex<Option<Member>>,
+}
+
+/// Asks one peer who it is.
+struct Asker {
     cluster: String,
     client: PeerClient,
-    me: Mutex<Option<Member>>,
 }
 
 /// One `HOST:PORT` per line; blank lines and `#` comments are skipped. The error names the
@@ -65,12 +74,18 @@ impl StaticRegistry {
         StaticRegistry {
             peers: Mutex::new(peers),
             file,
-            cluster: cluster.to_string(),
-            client: PeerClient::new(timeout),
+            asker: Arc::new(Asker {
+                cluster: cluster.to_string(),
+                client: PeerClient::new(timeout),
+            }),
+            answers: PeerAnswers::default(),
+            timeout,
             me: Mutex::new(None),
         }
     }
+}
 
+impl Asker {
     fn ask(&self, address: &str) -> Option<Member> {
         let (status, details) = self
             .client
@@ -96,10 +111,11 @@ impl Registry for StaticRegistry {
         Ok(())
     }
 
-    /// A listed peer that answers under our name.
+    /// A listed peer that answers under our name: every peer is asked afresh and waited for,
+    /// not taken as it last answered.
     fn check_name(&self, me: &Member) -> Result<(), RegistryError> {
         let peers = lock(&self.peers).clone();
-        let answering: Vec<Member> = PeerClient::fan_out(&peers, |p| self.ask(p))
+        let answering: Vec<Member> = PeerClient::fan_out(&peers, |p| self.asker.ask(p))
             .into_iter()
             .flatten()
             .collect();
@@ -119,10 +135,10 @@ impl Registry for StaticRegistry {
 
     fn members(&self) -> Result<Vec<Member>, String> {
         let peers = lock(&self.peers).clone();
-        let mut members: Vec<Member> = PeerClient::fan_out(&peers, |p| self.ask(p))
-            .into_iter()
-            .flatten()
-            .collect();
+        let asker = Arc::clone(&self.asker);
+        let mut members = self
+            .answers
+            .collect(&peers, self.timeout, move |p| asker.ask(p));
         if let Some(me) = lock(&self.me).clone() {
             members.retain(|m| m.name != me.name);
             members.push(me);
