@@ -207,3 +207,62 @@ fn a_closed_output_pipe_changes_no_exit_code() {
         .unwrap();
     assert_eq!(status.code(), Some(2));
 }
+
+/// Starts node1 alone with `env` and `extra` flags; returns its log once it leads.
+fn lone_node_log(tag: &str, env: &[(&str, &str)], extra: &[&str]) -> String {
+    let mut c = Cluster::new(tag, &["--startup-delay", "0"]);
+    let port = free_port();
+    let log = c.dir.path().join("node1.log");
+    let mut child = Command::new(BIN)
+        .arg(port.to_string())
+        .arg("node1")
+        .args(&c.common)
+        .args(extra)
+        .envs(env.iter().copied())
+        .env_remove("BULLY_LOG_LEVEL")
+        .env_remove("XDG_RUNTIME_DIR")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let text = wait_for("node1 leading", secs(20), || {
+        let t = std::fs::read_to_string(&log).unwrap_or_default();
+        if t.contains("Coordinator is: node1") {
+            Ok(t)
+        } else {
+            Err(t)
+        }
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    c.nodes.clear();
+    text
+}
+
+#[test]
+fn the_level_comes_from_rust_log_unless_log_level_names_one() {
+    // Warnings only, but the election's own lines.
+    let log = lone_node_log("rustlog", &[("RUST_LOG", "warn,bully::election=info")], &[]);
+    assert!(!log.contains("Registered in"), "{log}");
+    assert!(log.contains("Starting election in: node1"), "{log}");
+    // --log-level wins over RUST_LOG.
+    let log = lone_node_log(
+        "rustlog2",
+        &[("RUST_LOG", "error")],
+        &["--log-level", "info"],
+    );
+    assert!(log.contains("Registered in"), "{log}");
+    refused(
+        &["5001", "n"],
+        &[("RUST_LOG", "loud")],
+        "RUST_LOG: expected error, warn, info, debug, trace or off, or a list like \
+         info,bully::runtime=debug, got 'loud'",
+    );
+    refused(
+        &["5001", "n", "--log-level", "bully=loud"],
+        &[],
+        "--log-level: expected error, warn, info, debug, trace or off, or a list like \
+         info,bully::runtime=debug, got 'bully=loud'",
+    );
+}

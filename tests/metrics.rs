@@ -50,14 +50,10 @@ fn metrics_parse_and_move_with_elections() {
 
     let before = scrape(p2);
     assert_eq!(value(&before, "bully_is_coordinator", &[]), 0.0);
-    assert!(value(&before, "bully_elections_started_total", &[]) >= 1.0);
-    assert!(
-        value(
-            &before,
-            "bully_messages_received_total",
-            &[("kind", "announce")]
-        ) >= 1.0
-    );
+    // node2 may have learned node3 without an election of its own (a node that already
+    // follows a higher coordinator runs no startup election) and from node3's answer to its
+    // /proxy rather than an announcement: what is certain is one change of coordinator.
+    assert!(value(&before, "bully_coordinator_changes_total", &[]) >= 1.0);
     assert!(
         value(
             &before,
@@ -66,6 +62,7 @@ fn metrics_parse_and_move_with_elections() {
         ) >= 1.0
     );
     let won = value(&before, "bully_elections_won_total", &[]);
+    let started = value(&before, "bully_elections_started_total", &[]);
     let changes = value(&before, "bully_coordinator_changes_total", &[]);
 
     c.node("node3").kill9();
@@ -73,6 +70,7 @@ fn metrics_parse_and_move_with_elections() {
     let after = scrape(p2);
     assert_eq!(value(&after, "bully_is_coordinator", &[]), 1.0);
     assert_eq!(value(&after, "bully_elections_won_total", &[]), won + 1.0);
+    assert!(value(&after, "bully_elections_started_total", &[]) >= started + 1.0);
     assert!(value(&after, "bully_coordinator_changes_total", &[]) >= changes + 1.0);
     let detected = |how| {
         value(

@@ -2,12 +2,12 @@
 //! `BULLY_*` variable, into the [`Config`] a node runs with.
 
 use super::flags::{Flags, UsageError};
+use super::logger::LogSpec;
 use crate::core::rules::{valid_host, valid_name, NAME_RULE};
 use crate::http::auth::ClusterKey;
 use crate::registry::RegistryOptions;
 use crate::runtime::check::CheckOptions;
 use crate::runtime::hooks::HookOptions;
-use log::LevelFilter;
 use std::ffi::OsString;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -28,7 +28,7 @@ pub struct Config {
     pub timeout: Duration,
     /// How often the coordinator beats on each follower's watch stream.
     pub heartbeat: Duration,
-    pub log_level: LevelFilter,
+    pub log: LogSpec,
     /// Signs and checks every POST; `Debug` shows it redacted.
     pub cluster_key: Option<ClusterKey>,
     /// `--cluster-key-file`: read again on SIGHUP.
@@ -125,20 +125,19 @@ pub fn parse(
             )));
         }
     }
-    let log_level = f
-        .parsed(
-            "--log-level",
-            "error, warn, info, debug or trace",
-            |v| match v.to_ascii_lowercase().as_str() {
-                "error" => Some(LevelFilter::Error),
-                "warn" => Some(LevelFilter::Warn),
-                "info" => Some(LevelFilter::Info),
-                "debug" => Some(LevelFilter::Debug),
-                "trace" => Some(LevelFilter::Trace),
-                _ => None,
-            },
-        )?
-        .unwrap_or(LevelFilter::Info);
+    // `--log-level` (or `BULLY_LOG_LEVEL`) first, else `RUST_LOG` as Rust programs read it.
+    let log = match f.parsed("--log-level", LogSpec::EXPECTS, LogSpec::parse)? {
+        Some(spec) => spec,
+        None => match (f.env)("RUST_LOG").filter(|v| !v.trim().is_empty()) {
+            Some(v) => LogSpec::parse(&v).ok_or_else(|| {
+                UsageError(format!(
+                    "RUST_LOG: expected {}, got '{v}'",
+                    LogSpec::EXPECTS
+                ))
+            })?,
+            None => LogSpec::default(),
+        },
+    };
     let (cluster_key, cluster_key_file) = cluster_key(&mut f)?;
     let hooks = HookOptions {
         on_elected: f.command("--on-elected")?,
@@ -273,7 +272,7 @@ pub fn parse(
         health_interval,
         timeout,
         heartbeat,
-        log_level,
+        log,
         cluster_key,
         cluster_key_file,
         hooks,

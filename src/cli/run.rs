@@ -37,7 +37,7 @@ use std::sync::Arc;
 
 /// Runs the node until a signal ends the process; returns only when it cannot start.
 pub fn run(config: Config) -> ExitCode {
-    logger::init(config.log_level);
+    logger::init(&config.log);
     // From here on a SIGINT or SIGTERM only marks the node as leaving until the signal thread
     // takes over, so a node stopped while it starts still leaves cleanly and exits 0.
     let stopping = Arc::new(AtomicBool::new(false));

@@ -42,7 +42,8 @@ OPTIONS (each also read from BULLY_<FLAG>, e.g. BULLY_HEALTH_INTERVAL=500ms; a f
     --timeout DUR          per-request timeout to peers [default: 1s]
     --heartbeat DUR        the coordinator beats on each follower's watch this often; three
                            missed beats and the follower elects [default: 250ms]
-    --log-level LEVEL      error | warn | info | debug | trace [default: info]
+    --log-level LEVEL      error | warn | info | debug | trace | off, or a list like
+                           info,bully::runtime=debug; unset, RUST_LOG is read [default: info]
     --cluster-key KEY      sign every POST with HMAC-SHA256 and refuse unsigned ones; set it
                            whenever a node listens beyond loopback (at least 16 bytes)
     --cluster-key-file PATH
