@@ -1,12 +1,13 @@
 # bully: build, run a demo cluster, test, benchmark, cross-build for embedded hosts, package for Debian.
 CARGO ?= cargo
-# `make cross TARGET=...`: the target triple of a cross build.
-TARGET ?= aarch64-unknown-linux-gnu
+# `make cross TARGET=...`: the target triple of a cross build (README "Embedded hosts").
+TARGET ?= aarch64-unknown-linux-musl
 # Installs a Debian package quietly; refreshes the package lists once if the first try fails.
 APT_INSTALL = sh -c 'export DEBIAN_FRONTEND=noninteractive; i="apt-get install -y -qq --no-install-recommends $$0"; \
 	$$i >/dev/null 2>&1 || { apt-get update -qq >/dev/null 2>&1; $$i >/dev/null; }'
-# `make cross-test`: the emulator that runs the aarch64 node.
-QEMU ?= qemu-aarch64-static
+# `make cross-test`: the emulators that run the ARM nodes.
+QEMU_AARCH64 ?= qemu-aarch64-static
+QEMU_ARM ?= qemu-arm-static
 # `make deb`: the cargo-deb release it installs from crates.io when missing (pinned: the
 # package layout follows its version).
 CARGO_DEB_VERSION ?= 3.8.0
@@ -20,7 +21,7 @@ else
 CLUSTER_FLAGS ?=
 endif
 
-.PHONY: all build run-cluster run-cluster-consul test bench bench-anchors lint clean static cross cross-setup \
+.PHONY: all build run-cluster run-cluster-consul test bench bench-anchors bench-quorum lint clean static cross cross-setup \
 	cross-test deb deb-check cargo-deb
 
 all: build
@@ -65,32 +66,47 @@ bench-anchors:
 	$(CARGO) build --release
 	$(CARGO) bench --bench anchors -- $(if $(RUNS),--runs $(RUNS)) $(if $(ONLY),--only $(ONLY))
 
+# Quorum mode (five nodes, 1 s lease): failover after kill -9 and SIGSTOP on loopback, after a
+# partition and a pulled cable on hosts in network namespaces, and the Jepsen-style checker of
+# tests/partitions.rs with and without --quorum (BULLY_CHAOS_SECS, default 60); a markdown table
+# on stdout, JSON in target/bench/quorum.json. The namespace parts need root and nftables
+# (installed when missing). `make bench-quorum QUICK=1`: fewer runs, a 30 s checker.
+bench-quorum:
+	-@[ "$$(id -u)" != 0 ] || command -v nft >/dev/null || $(APT_INSTALL) nftables
+	$(CARGO) build --release
+	$(CARGO) bench --bench quorum -- $(if $(filter 1,$(QUICK)),--quick)
+
 # A static x86_64 binary: target/x86_64-unknown-linux-gnu/release/bully. `--target` keeps
 # crt-static off build scripts and proc macros, which cannot be static.
 static:
 	RUSTFLAGS="-C target-feature=+crt-static" $(CARGO) build --release --locked --target x86_64-unknown-linux-gnu
 	@echo "static: target/x86_64-unknown-linux-gnu/release/bully: $$(stat -c %s target/x86_64-unknown-linux-gnu/release/bully) bytes"
 
-# A static binary for TARGET in target/TARGET/release/bully, e.g. TARGET=aarch64-unknown-linux-gnu
-# (installs the Debian toolchain first when it is missing) or armv7-unknown-linux-gnueabihf
-# (needs rustup; fails here saying why). See README "Embedded hosts".
+# A static binary for TARGET (or several, space-separated) in target/TARGET/release/bully:
+# aarch64-unknown-linux-musl, armv7-unknown-linux-musleabihf, or their -gnu/-gnueabihf twins
+# (static glibc, larger). The standard library is built for the target from source
+# (-Z build-std); the toolchain is installed first when it is missing. See README
+# "Embedded hosts".
 cross:
 	bash tests/support/cross.sh build $(TARGET)
 
-# The Debian bookworm aarch64 cross toolchain and qemu-user; does nothing when installed.
+# The Debian bookworm cross toolchains, musl for both ARMs and qemu-user; quiet when installed.
 cross-setup:
 	bash tests/support/cross.sh setup
 
-# Two x86_64 nodes and one aarch64 node under qemu-user elect, fail over and hand back; also
-# checks the aarch64 binary is static and within its 2 MiB size limit.
+# The aarch64 and armv7 musl binaries: static, within their size budgets, unwinding; then
+# mixed clusters of an x86_64 node and both ARM nodes under qemu-user elect, fail over after
+# kill -9 and hand back.
 cross-test:
-	bash tests/support/cross.sh build aarch64-unknown-linux-gnu
-	BULLY_CROSS_BIN=$(CURDIR)/target/aarch64-unknown-linux-gnu/release/bully BULLY_CROSS_RUNNER=$(QEMU) \
+	bash tests/support/cross.sh build aarch64-unknown-linux-musl armv7-unknown-linux-musleabihf
+	BULLY_CROSS_AARCH64=$(CURDIR)/target/aarch64-unknown-linux-musl/release/bully \
+	BULLY_CROSS_ARMV7=$(CURDIR)/target/armv7-unknown-linux-musleabihf/release/bully \
+	BULLY_CROSS_AARCH64_RUNNER=$(QEMU_AARCH64) BULLY_CROSS_ARMV7_RUNNER=$(QEMU_ARM) \
 		$(CARGO) test --test cross -- --ignored --test-threads=1 --nocapture
 
 # target/debian/bully_<version>_<arch>.deb: /usr/bin/bully, the systemd unit bully@.service,
 # /etc/default/bully and bully(8) (README "Installing the Debian package").
-# `make deb TARGET=aarch64-unknown-linux-gnu` packages the static cross build (arm64).
+# `make deb TARGET=aarch64-unknown-linux-musl` packages the static cross build (arm64).
 deb: cargo-deb
 ifeq ($(DEB_TARGET),)
 	$(CARGO) build --release --locked

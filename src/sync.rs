@@ -48,12 +48,11 @@ pub fn assert_no_state_lock(what: &str) {
     );
 }
 
-#[cfg(test)]
+#[cfg(all(test, debug_assertions))]
 mod tests {
     use super::*;
 
     #[test]
-    #[cfg(debug_assertions)]
     fn io_under_the_state_lock_panics() {
         assert_no_state_lock("a call");
         let held = StateLockHeld::enter();

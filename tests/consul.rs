@@ -1,9 +1,14 @@
-//! The Consul registry against real Consul agents (and, for broken answers, a fake one).
+//! The Consul registry against real Consul agents (and, for broken answers, a fake one):
+//! registration, the `leader`/`follower` tags through Consul's HTTP API and its DNS, ACL tokens
+//! from `CONSUL_HTTP_TOKEN_FILE`, and `--consul-lock`.
 
 mod support;
 
+use serde_json::Value;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-use support::consul::{ConsulAgent, FakeConsul, Instance};
+use support::consul::{ConsulAgent, DnsKind, FakeConsul, Instance, Record};
 use support::*;
 
 const FAST: &[&str] = &[
@@ -130,8 +135,10 @@ fn four_nodes_register_with_meta_and_an_http_check_and_elect_node4() {
             ("127.0.0.1", n.port as u64),
             "{i:?}"
         );
-        let meta = serde_json::json!({"node_name": n.name, "node_id": n.id.to_string()});
-        assert_eq!(i.meta, meta, "{i:?}");
+        assert_eq!(i.meta["node_name"], n.name.as_str(), "{i:?}");
+        assert_eq!(i.meta["node_id"], n.id.to_string().as_str(), "{i:?}");
+        // Only the leader's Meta carries a term.
+        assert_eq!(i.meta["term"].is_string(), n.name == "node4", "{i:?}");
         let url = format!("http://127.0.0.1:{}/", n.port);
         assert!(
             i.check_output.contains(&url),
@@ -207,6 +214,18 @@ fn an_agent_restart_keeps_the_coordinator_and_the_nodes_register_again() {
             n.name
         );
     }
+    // Registered again with the role each had: the coordinator as the leader.
+    await_instances(&c, &agent, "the tags back", secs(10), |s| {
+        s.len() == 4
+            && s.iter().all(|i| {
+                let tag = if i.id == "restart-node4" {
+                    "leader"
+                } else {
+                    "follower"
+                };
+                i.tags == [tag]
+            })
+    });
 }
 
 #[test]
@@ -294,4 +313,478 @@ fn nodes_started_before_consul_register_when_it_comes_and_agree() {
         s.len() == 3
     });
     c.await_agreement("node3", secs(20));
+}
+
+/// The term `node`'s `--on-elected` hook last got (`BULLY_TERM`), from the lines the hooks
+/// appended to `elected` (`NODE TERM`).
+fn elected_term(elected: &Path, node: &str) -> u64 {
+    let text = std::fs::read_to_string(elected).unwrap_or_default();
+    let last = text.lines().rfind(|l| l.split(' ').next() == Some(node));
+    last.and_then(|l| l.split(' ').nth(1)?.parse().ok())
+        .unwrap_or_else(|| panic!("no election of {node} in:\n{text}"))
+}
+
+/// What Consul's HTTP API and DNS say the leader of `service` is: the instances tagged
+/// `leader` that pass, and the ports of `leader.<service>.service.consul`'s SRV records.
+fn leader_views(agent: &ConsulAgent, service: &str) -> Result<(Vec<String>, Vec<u16>), String> {
+    let http = agent.passing_with_tag(service, "leader")?;
+    let dns = agent.dns(&format!("leader.{service}.service.consul"), DnsKind::Srv)?;
+    Ok((http, dns.srv_ports()))
+}
+
+/// Waits until Consul's HTTP API and DNS both name only `node` as the leader; returns how
+/// long that took.
+fn await_leader_in_consul(
+    c: &mut Cluster,
+    agent: &ConsulAgent,
+    service: &str,
+    node: &str,
+) -> Duration {
+    let started = Instant::now();
+    let port = c.node(node).port;
+    let want = (vec![format!("{service}-{node}")], vec![port]);
+    if let Err(seen) = poll(secs(20), || match leader_views(agent, service) {
+        Ok(v) if v == want => Ok(()),
+        other => Err(format!("{other:?}")),
+    }) {
+        panic!(
+            "Consul did not name {node} (port {port}) as the only leader within 20s; last \
+             (HTTP ?tag=leader&passing, DNS SRV ports): {seen}\n{}\n{}",
+            c.log_tails(),
+            agent.log_tail()
+        );
+    }
+    started.elapsed()
+}
+
+#[test]
+fn consul_dns_and_the_health_api_name_the_leader_and_follow_a_kill9() {
+    let agent = ConsulAgent::dev("tags");
+    let out = TempDir::new("tags-hooks");
+    let elected = out.path().join("elected");
+    let hook = format!("echo \"$BULLY_NODE $BULLY_TERM\" >> {}", elected.display());
+    let mut c = Cluster::new(
+        "tags",
+        &[FAST, &["--cluster", "tags", "--on-elected", &hook]].concat(),
+    );
+    for id in 1..=4 {
+        start_on(&mut c, id, &agent);
+    }
+    c.await_agreement("node4", secs(30));
+    await_leader_in_consul(&mut c, &agent, "tags", "node4");
+    // The others are followers; the leader's Meta carries the term it was elected in.
+    wait_for("three followers passing", secs(20), || {
+        let followers = agent.passing_with_tag("tags", "follower")?;
+        (followers == ["tags-node1", "tags-node2", "tags-node3"])
+            .then_some(())
+            .ok_or(format!("{followers:?}"))
+    });
+    let term = elected_term(&elected, "node4");
+    let seen = await_instances(&c, &agent, "node4's term in its Meta", secs(10), |s| {
+        s.iter().all(|i| {
+            let want = (i.id == "tags-node4").then(|| term.to_string());
+            i.meta["term"].as_str() == want.as_deref()
+        })
+    });
+    assert!(
+        seen.iter().all(|i| i.check_status == "passing"),
+        "{seen:#?}"
+    );
+    // DNS: one A record (every node is on 127.0.0.1) and one SRV record, node4's port.
+    let a = agent.dns("leader.tags.service.consul", DnsKind::A).unwrap();
+    assert_eq!(
+        (a.rcode, &a.records[..]),
+        (0, &[Record::A([127, 0, 0, 1].into())][..])
+    );
+    let srv = agent
+        .dns("leader.tags.service.consul", DnsKind::Srv)
+        .unwrap();
+    assert_eq!(srv.srv_ports(), [c.node("node4").port]);
+    // The service itself names the members (over UDP Consul answers with 3 records at most).
+    let all = agent.dns("tags.service.consul", DnsKind::Srv).unwrap();
+    let ports: Vec<u16> = c.nodes.iter().map(|n| n.port).collect();
+    assert!(
+        all.srv_ports().len() >= 3 && all.srv_ports().iter().all(|p| ports.contains(p)),
+        "{all:?}"
+    );
+    let none = agent
+        .dns("leader.nosuchcluster.service.consul", DnsKind::A)
+        .unwrap();
+    assert_eq!(none.rcode, 3, "NXDOMAIN: {none:?}");
+
+    // kill -9: the nodes elect node3 in milliseconds, node3 tags itself leader at once, and
+    // node4's instance stops passing at its next check (--consul-check-interval 1s).
+    c.node("node4").kill9();
+    let killed = Instant::now();
+    c.await_agreement("node3", secs(10));
+    await_leader_in_consul(&mut c, &agent, "tags", "node3");
+    let moved = killed.elapsed();
+    eprintln!("leader tag moved from node4 to node3 {moved:?} after kill -9 (HTTP and DNS)");
+    assert!(moved < secs(15), "{moved:?}");
+    let followers = agent.passing_with_tag("tags", "follower").unwrap();
+    assert_eq!(followers, ["tags-node1", "tags-node2"]);
+    let next = wait_for("node3's on-elected hook", secs(10), || {
+        let seen = std::fs::read_to_string(&elected).unwrap_or_default();
+        let lines: Vec<&str> = seen.lines().collect();
+        (lines.last().is_some_and(|l| l.starts_with("node3 ")))
+            .then(|| elected_term(&elected, "node3"))
+            .ok_or(seen)
+    });
+    assert!(next > term, "node3's term {next} after node4's {term}");
+    await_instances(&c, &agent, "node3's term in its Meta", secs(10), |s| {
+        s.iter()
+            .any(|i| i.id == "tags-node3" && i.meta["term"] == next.to_string().as_str())
+    });
+}
+
+/// A node started by hand, for environment variables the harness does not pass; killed on
+/// drop.
+struct EnvNode {
+    child: Child,
+    port: u16,
+    log: std::path::PathBuf,
+}
+
+impl EnvNode {
+    fn start(c: &Cluster, id: u64, args: &[&str], env: &[(&str, &str)]) -> EnvNode {
+        let port = free_port();
+        let name = format!("node{id}");
+        let log = c.dir.path().join(format!("{name}.log"));
+        let out = std::fs::File::create(&log).unwrap();
+        let child = Command::new(BIN)
+            .arg(port.to_string())
+            .arg(&name)
+            .args(["--id", &id.to_string()])
+            .args(&c.common)
+            .args(args)
+            .env_remove("CONSUL_HTTP_TOKEN")
+            .env_remove("CONSUL_HTTP_TOKEN_FILE")
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .unwrap();
+        EnvNode { child, port, log }
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for EnvNode {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn the_token_in_consul_http_token_file_registers_with_acls_on() {
+    const MASTER: &str = "bully-test-master-token-0001";
+    let acl = format!(
+        r#"acl {{ enabled = true, default_policy = "deny", tokens {{ master = "{MASTER}" }} }}"#
+    );
+    let agent = ConsulAgent::dev_with("acl", &["-hcl", &acl]);
+    let c = cluster("acl");
+    let file = c.dir.path().join("consul-token");
+    std::fs::write(&file, format!("{MASTER}\n")).unwrap();
+    let file = file.display().to_string();
+    let consul = agent.url();
+    // The file wins over CONSUL_HTTP_TOKEN, as in Consul's CLI: with the variable's (wrong)
+    // token alone node1 is refused; node2 registers with the file's.
+    let without = EnvNode::start(
+        &c,
+        1,
+        &["--consul", &consul],
+        &[("CONSUL_HTTP_TOKEN", "not-the-token")],
+    );
+    let with = EnvNode::start(
+        &c,
+        2,
+        &["--consul", &consul],
+        &[
+            ("CONSUL_HTTP_TOKEN_FILE", &file),
+            ("CONSUL_HTTP_TOKEN", "not-the-token"),
+        ],
+    );
+    wait_for("node2 registered with the file's token", secs(30), || {
+        let (status, body) = agent.get_as(MASTER, "/v1/health/service/acl");
+        let ids: Vec<String> = serde_json::from_str::<Vec<Value>>(&body)
+            .map_err(|e| format!("{status} {body} ({e})"))?
+            .iter()
+            .map(|e| e["Service"]["ID"].as_str().unwrap_or("").to_string())
+            .collect();
+        (ids == ["acl-node2"]).then_some(()).ok_or(format!(
+            "{ids:?}\n{}\n{}",
+            with.log_text(),
+            agent.log_tail()
+        ))
+    });
+    wait_for("node1 refused by the ACLs", secs(20), || {
+        let log = without.log_text();
+        log.contains("Consul answered 403").then_some(()).ok_or(log)
+    });
+    // node2 reads the members with its token too: it finds itself and elects itself.
+    wait_for("node2 elects itself", secs(20), || {
+        let d = get_json(with.port, "/nodeDetails").ok_or("no answer")?;
+        (d["coordinator"] == "node2")
+            .then_some(())
+            .ok_or(d.to_string())
+    });
+    assert!(
+        !with.log_text().contains("Consul answered 403"),
+        "{}",
+        with.log_text()
+    );
+
+    // A file that cannot be read stops the node at once with one line naming the variable.
+    let missing = c
+        .dir
+        .path()
+        .join("no-such-token-file")
+        .display()
+        .to_string();
+    let out = Command::new(BIN)
+        .args(["5999", "node9", "--consul", &consul])
+        .env("CONSUL_HTTP_TOKEN_FILE", &missing)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!("CONSUL_HTTP_TOKEN_FILE: cannot read {missing}")),
+        "{stderr}"
+    );
+}
+
+/// A cluster `tag` on Consul with `--consul-lock`, each node's `--on-elected` hook appending
+/// `NODE LOCK_INDEX REASON` to `elected`.
+fn lock_cluster(tag: &str, elected: &Path, extra: &[&str]) -> Cluster {
+    let hook = format!(
+        "echo \"$BULLY_NODE $BULLY_CONSUL_LOCK_INDEX $BULLY_REASON\" >> {}",
+        elected.display()
+    );
+    let mut args: Vec<&str> = vec!["--cluster", tag, "--consul-lock", "--on-elected", &hook];
+    args.extend_from_slice(extra);
+    Cluster::new(tag, &[FAST, &args].concat())
+}
+
+/// The lines the `--on-elected` hooks wrote, as (node, lock index, reason).
+fn elections(elected: &Path) -> Vec<(String, u64, String)> {
+    std::fs::read_to_string(elected)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split(' ').collect();
+            let index = f.get(1).and_then(|i| i.parse().ok()).unwrap_or(0);
+            (f[0].to_string(), index, f.get(2).unwrap_or(&"").to_string())
+        })
+        .collect()
+}
+
+/// Waits until the last `--on-elected` hook that ran was `node`'s, with `index` and
+/// `reason`; every hook before it got a lower LockIndex.
+fn await_last_election(elected: &Path, node: &str, index: u64, reason: &str) {
+    let want = (node.to_string(), index, reason.to_string());
+    wait_for(
+        &format!("{node}'s hook saw LockIndex {index}"),
+        secs(10),
+        || {
+            let seen = elections(elected);
+            (seen.last() == Some(&want))
+                .then_some(())
+                .ok_or(format!("{seen:?}"))
+        },
+    );
+    let seen = elections(elected);
+    assert!(
+        seen.windows(2).all(|w| w[0].1 < w[1].1),
+        "every leadership had a higher LockIndex than the one before: {seen:?}"
+    );
+}
+
+/// Waits until the lock's key names `node`'s session; returns the LockIndex and session.
+fn await_lock_holder(c: &Cluster, agent: &ConsulAgent, tag: &str, node: &str) -> (u64, String) {
+    let name = format!("bully {tag} {node}");
+    match poll(secs(30), || {
+        let (index, session) = agent.lock_key(&format!("bully/{tag}/leader"))?;
+        let session = session.ok_or(format!("free at LockIndex {index}"))?;
+        let holder = agent.session_name(&session);
+        if holder.as_deref() == Some(name.as_str()) {
+            Ok((index, session))
+        } else {
+            Err(format!("held by {holder:?} at LockIndex {index}"))
+        }
+    }) {
+        Ok(v) => v,
+        Err(seen) => panic!(
+            "{node} does not hold the lock within 30s: {seen}\n{}\n{}",
+            c.log_tails(),
+            agent.log_tail()
+        ),
+    }
+}
+
+#[test]
+fn with_consul_lock_the_coordinator_holds_the_lock_and_a_kill9_hands_it_on_with_a_higher_index() {
+    let agent = ConsulAgent::dev("lock");
+    let out = TempDir::new("lock-hooks");
+    let elected = out.path().join("elected");
+    let mut c = lock_cluster("lock", &elected, &[]);
+    for id in 1..=3 {
+        start_on(&mut c, id, &agent);
+    }
+    c.await_agreement("node3", secs(30));
+    let (first, session) = await_lock_holder(&c, &agent, "lock", "node3");
+    let d = c.node("node3").details().unwrap();
+    assert_eq!(d["is_coordinator"], true, "{d}");
+    // (A node started before node3 may have led, with the lock, until node3 came.)
+    await_last_election(&elected, "node3", first, "elected");
+    assert!(
+        c.node("node3")
+            .log_text()
+            .contains(&format!("Holding the leader lock (LockIndex {first})")),
+        "{}",
+        c.node("node3").log_text()
+    );
+
+    // kill -9: node3's session goes with its check (critical within --consul-check-interval,
+    // 1s), the lock is free at once (lock-delay 0), node2 takes it and only then leads.
+    c.node("node3").kill9();
+    let killed = Instant::now();
+    let (second, _) = await_lock_holder(&c, &agent, "lock", "node2");
+    let taken = killed.elapsed();
+    c.await_agreement("node2", secs(20));
+    let agreed = killed.elapsed();
+    eprintln!(
+        "--consul-lock failover after kill -9: node2 held the lock after {taken:?}, all agreed \
+         after {agreed:?} (check interval 1s)"
+    );
+    assert!(second > first, "LockIndex {second} after {first}");
+    assert_eq!(
+        agent.session_name(&session),
+        None,
+        "node3's session is gone"
+    );
+    await_last_election(&elected, "node2", second, "failover");
+    let log = c.node("node2").log_text();
+    assert!(
+        log.contains("Leader lock not acquired: bully/lock/leader is held by session"),
+        "{log}"
+    );
+
+    // SIGTERM: node2 lets go of the lock itself (no session has to end), node1 takes it.
+    let status = c.node("node2").terminate(secs(10)).expect("node2 exits");
+    assert!(status.success(), "{status:?}");
+    let (third, _) = await_lock_holder(&c, &agent, "lock", "node1");
+    assert!(third > second, "LockIndex {third} after {second}");
+    assert!(
+        c.node("node2")
+            .log_text()
+            .contains("Released the leader lock bully/lock/leader"),
+        "{}",
+        c.node("node2").log_text()
+    );
+    c.await_agreement("node1", secs(20));
+}
+
+#[test]
+fn with_the_lock_held_by_a_foreign_session_no_node_leads_and_they_say_so() {
+    let agent = ConsulAgent::dev("foreign");
+    // (Right after its start the agent may not have registered its own node yet.)
+    let session = wait_for("a session of the test's own", secs(30), || {
+        let (status, body) = agent.put(
+            "/v1/session/create",
+            r#"{"Name": "someone else", "LockDelay": "0s"}"#,
+        );
+        let v: Value = serde_json::from_str(&body).map_err(|e| format!("{status} {body} {e}"))?;
+        v["ID"].as_str().map(String::from).ok_or(body)
+    });
+    let (status, body) = agent.put(
+        &format!("/v1/kv/bully/foreign/leader?acquire={session}"),
+        "{}",
+    );
+    assert_eq!((status, body.trim()), (200, "true"));
+
+    let out = TempDir::new("foreign-hooks");
+    let elected = out.path().join("elected");
+    let mut c = lock_cluster("foreign", &elected, &[]);
+    for id in 1..=3 {
+        start_on(&mut c, id, &agent);
+    }
+    let expected = format!(
+        "Leader lock not acquired: bully/foreign/leader is held by session {session} (\"someone \
+         else\" on node"
+    );
+    wait_for("node3 says why it does not lead", secs(30), || {
+        let log = c.node("node3").log_text();
+        log.contains(&expected).then_some(()).ok_or(log)
+    });
+    // For a while (several retries, health intervals and announcement waits) no node leads.
+    let end = Instant::now() + secs(6);
+    while Instant::now() < end {
+        for n in &c.nodes {
+            let d = n.details().unwrap_or_default();
+            if d["is_coordinator"] == true || !d["coordinator"].is_null() {
+                panic!(
+                    "{} leads or follows someone: {d}\n{}",
+                    n.name,
+                    c.log_tails()
+                );
+            }
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(elections(&elected), [], "no hook ran");
+    // The others say so too: the lock is held elsewhere (a node that found no one above it
+    // when it elected, before node3 registered), or no one took over.
+    let held = format!("bully/foreign/leader is held by session {session}");
+    for name in ["node1", "node2"] {
+        let log = c.node(name).log_text();
+        let no_announcement = format!("No announcement arrived in: {name}");
+        assert!(
+            log.contains(&held) || log.contains(&no_announcement),
+            "{name}: {log}"
+        );
+    }
+    // The lock's own holder lets go: node3 takes it within its next try and leads.
+    let (status, body) = agent.put(
+        &format!("/v1/kv/bully/foreign/leader?release={session}"),
+        "{}",
+    );
+    assert_eq!((status, body.trim()), (200, "true"));
+    let released = Instant::now();
+    c.await_agreement("node3", secs(20));
+    eprintln!(
+        "node3 led {:?} after the foreign session released the lock",
+        released.elapsed()
+    );
+    let (index, _) = await_lock_holder(&c, &agent, "foreign", "node3");
+    await_last_election(&elected, "node3", index, "elected");
+}
+
+#[test]
+fn in_quorum_mode_the_lock_is_taken_once_the_majority_holds() {
+    let agent = ConsulAgent::dev("qlock");
+    let out = TempDir::new("qlock-hooks");
+    let elected = out.path().join("elected");
+    let mut c = lock_cluster("qlock", &elected, &["--quorum", "3", "--lease", "1s"]);
+    for id in 1..=3 {
+        start_on(&mut c, id, &agent);
+    }
+    c.await_agreement("node3", secs(30));
+    let (index, _) = await_lock_holder(&c, &agent, "qlock", "node3");
+    await_last_election(&elected, "node3", index, "elected");
+    let d = c.node("node3").details().unwrap();
+    assert_eq!(
+        (&d["is_coordinator"], &d["quorum"]["state"]),
+        (&true.into(), &"leading".into()),
+        "{d}"
+    );
+    c.node("node3").kill9();
+    let (next, _) = await_lock_holder(&c, &agent, "qlock", "node2");
+    c.await_agreement("node2", secs(20));
+    await_last_election(&elected, "node2", next, "failover");
 }

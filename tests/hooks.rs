@@ -226,8 +226,26 @@ fn a_demoted_hook_that_hangs_on_shutdown_is_bounded_by_the_timeout() {
     let pid_file = dir.path().join("sleep.pid");
     let hang = format!("sleep 100 & echo $! > '{}'; wait", pid_file.display());
     let mut c = Cluster::new("hooks-exit", FAST);
-    c.start(1, &["--on-demoted", &hang, "--hook-timeout", "1s"]);
+    c.start(
+        1,
+        &[
+            "--on-elected",
+            "true",
+            "--on-demoted",
+            &hang,
+            "--hook-timeout",
+            "1s",
+        ],
+    );
     c.await_agreement("node1", secs(20));
+    // The demoted hook is owed once the elected one has run (a change still queued when
+    // shutdown begins runs no hook at all, as the README says).
+    wait_for("node1's elected hook", secs(10), || {
+        let log = c.node("node1").log_text();
+        log.contains("on-elected hook finished")
+            .then_some(())
+            .ok_or(log)
+    });
     let started = Instant::now();
     let status = c.node("node1").terminate(secs(20)).expect("node1 exits");
     assert!(status.success(), "{status:?}");
@@ -258,13 +276,15 @@ fn the_exec_child_runs_only_on_the_coordinator() {
     c.start(2, &["--exec", &polite]);
     c.await_agreement("node2", secs(20));
     await_gone(first, "node1's exec child after demotion", secs(20), &c);
-    assert!(
-        c.node("node1")
-            .log_text()
-            .contains("(--exec-grace): SIGKILL"),
-        "{}",
-        c.log_tails()
-    );
+    // The child is gone as soon as the supervisor kills it; the node logs why just after.
+    wait_for("node1 to log the SIGKILL after the grace", secs(10), || {
+        let log = c.node("node1").log_text();
+        if log.contains("(--exec-grace): SIGKILL") {
+            Ok(())
+        } else {
+            Err(c.log_tails())
+        }
+    });
     let second = await_pid(&pids("node2"), secs(10), &c);
     assert!(alive(second));
     assert_eq!(

@@ -62,7 +62,7 @@ fn metrics_parse_and_move_with_elections() {
         value(
             &before,
             "bully_http_requests_total",
-            &[("route", "/nodeDetails"), ("status", "200")]
+            &[("route", "/nodeDetails"), ("code", "200")]
         ) >= 1.0
     );
     let won = value(&before, "bully_elections_won_total", &[]);
@@ -94,4 +94,57 @@ fn metrics_parse_and_move_with_elections() {
             )
     );
     assert!(value(&after, "bully_term", &[]) > value(&before, "bully_term", &[]));
+}
+
+/// README's Metrics table lists every series a node serves, each with the type it declares,
+/// and nothing it does not serve (quorum mode and a health check add theirs).
+#[test]
+fn readme_lists_every_series_with_its_type() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+        .expect("README.md");
+    let section = readme
+        .split("\n## Metrics\n")
+        .nth(1)
+        .and_then(|s| s.split("\n## ").next())
+        .expect("a Metrics section");
+    // `| `a`, `b{x}` | type | ...`: every name in the first cell has the row's type.
+    let mut documented = std::collections::BTreeMap::new();
+    for row in section.lines().filter(|l| l.starts_with("| `bully_")) {
+        let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+        // The quoted names: every other piece between backticks.
+        for name in cells[1].split('`').skip(1).step_by(2) {
+            let name = name.split('{').next().unwrap_or(name);
+            documented.insert(name.to_string(), cells[2].to_string());
+        }
+    }
+    let mut c = Cluster::new(
+        "metrics-readme",
+        &[
+            "--startup-delay",
+            "0",
+            "--health-interval",
+            "200ms",
+            "--quorum",
+            "1",
+        ],
+    );
+    c.start(1, &["--check", "true", "--check-interval", "200ms"]);
+    c.await_agreement("node1", secs(30));
+    let port = c.node("node1").port;
+    let (status, body) = send(port, "GET", "/metrics", b"");
+    assert_eq!(status, 200, "{body}");
+    let mut served = std::collections::BTreeMap::new();
+    for line in body.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let mut words = rest.split_whitespace();
+            let (Some(name), Some(kind)) = (words.next(), words.next()) else {
+                panic!("bad TYPE line: {line}");
+            };
+            served.insert(name.to_string(), kind.to_string());
+        }
+    }
+    assert_eq!(
+        served, documented,
+        "served (left) and README's Metrics table (right) differ"
+    );
 }

@@ -6,6 +6,7 @@ mod support;
 use serde_json::Value;
 use std::path::Path;
 use std::process::Command;
+use std::time::Duration;
 use support::*;
 
 /// Runs `bully status ARGS`; returns the exit code, stdout and stderr.
@@ -70,7 +71,7 @@ fn members_that_agree_exit_0_with_one_row_each() {
             ],
             "{out}"
         );
-        assert_eq!(cells[5..], ["no", "yes"], "{out}");
+        assert_eq!(cells[5..], ["no", "yes", "off", "yes"], "{out}");
     }
     assert_eq!(
         rows[4],
@@ -87,7 +88,98 @@ fn members_that_agree_exit_0_with_one_row_each() {
         assert_eq!(m["coordinator_id"], 3, "{v}");
         assert_eq!(m["election"], false, "{v}");
         assert!(m["term"].as_u64().is_some_and(|t| t >= 1), "{v}");
+        assert_eq!(
+            (&m["healthy"], &m["maintenance"]),
+            (&true.into(), &false.into())
+        );
+        assert!(m.get("quorum").is_none(), "plain mode: {v}");
     }
+}
+
+#[test]
+fn health_maintenance_and_the_quorum_state_are_shown_per_member() {
+    let mut c = Cluster::new(
+        "status-health",
+        &["--startup-delay", "0", "--health-interval", "200ms"],
+    );
+    c.start(1, &["--check", "false", "--check-interval", "200ms"]);
+    c.start(2, &[]);
+    c.start(3, &[]);
+    c.await_agreement("node3", secs(20));
+    let out = Command::new(BIN)
+        .args([
+            "maintenance",
+            "on",
+            "--port",
+            &c.node("node2").port.to_string(),
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let registry = registry_dir(&c);
+    let (table, v) = wait_for("node1 unhealthy, node2 in maintenance", secs(20), || {
+        let (table, v) = status_both(&registry, 0);
+        let m = &v["members"];
+        if m[0]["healthy"] == false && m[1]["maintenance"] == true {
+            Ok((table, v))
+        } else {
+            Err(table)
+        }
+    });
+    let rows: Vec<Vec<&str>> = table
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(
+        rows[0][5..],
+        ["ELECTION", "HEALTHY", "MAINTENANCE", "REACHABLE"],
+        "{table}"
+    );
+    assert_eq!(rows[1][6..], ["no", "off", "yes"], "{table}");
+    assert_eq!(rows[2][6..], ["yes", "on", "yes"], "{table}");
+    assert_eq!(rows[3][6..], ["yes", "off", "yes"], "{table}");
+    assert!(
+        table.contains("3 of 3 members reachable; unhealthy: node1; in maintenance: node2"),
+        "{table}"
+    );
+    assert_eq!(v["members"][1]["preempts"], false, "{v}");
+    assert_eq!(v["members"][2]["preempts"], true, "{v}");
+
+    // Quorum mode: the state of each member in a column of its own.
+    let mut q = Cluster::new(
+        "status-quorum",
+        &[
+            "--startup-delay",
+            "0",
+            "--health-interval",
+            "200ms",
+            "--quorum",
+            "3",
+        ],
+    );
+    for id in 1..=3 {
+        q.start(id, &[]);
+    }
+    q.await_agreement("node3", secs(30));
+    let registry = registry_dir(&q);
+    let (table, v) = wait_for("node3 leading with a quorum", secs(20), || {
+        let (table, v) = status_both(&registry, 0);
+        let states: Vec<&str> = (0..3)
+            .map(|i| v["members"][i]["quorum"].as_str().unwrap_or("?"))
+            .collect();
+        if states == ["following", "following", "leading"] {
+            Ok((table, v))
+        } else {
+            Err(format!("{states:?}\n{table}"))
+        }
+    });
+    let rows: Vec<Vec<&str>> = table
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(rows[0][8..], ["QUORUM", "REACHABLE"], "{table}");
+    assert_eq!(rows[3][8..], ["leading", "yes"], "{table}");
+    assert_eq!(v["members"][0]["quorum"], "following", "{v}");
 }
 
 #[test]
@@ -174,4 +266,153 @@ fn write_record(registry: &Path, name: &str, id: u64, port: u16) {
     std::fs::create_dir_all(&dir).unwrap();
     let record = serde_json::json!({"name": name, "id": id, "host": "127.0.0.1", "port": port});
     std::fs::write(dir.join(format!("{name}.json")), record.to_string()).unwrap();
+}
+
+/// The lines `bully status --watch` printed so far, read on a thread of their own.
+struct Watcher {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Watcher {
+    fn start(registry: &str) -> Watcher {
+        let mut child = Command::new(BIN)
+            .args(["status", "--registry-dir", registry, "--watch"])
+            .args(["--interval", "100ms", "--timeout", "500ms"])
+            .env_remove("XDG_RUNTIME_DIR")
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("run bully status --watch");
+        let out = child.stdout.take().expect("stdout");
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        Watcher {
+            child,
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Waits for a line whose coordinator column is `coordinator`; returns it.
+    fn await_coordinator(&mut self, coordinator: &str, within: Duration) -> String {
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if line.split(' ').nth(1) == Some(coordinator) {
+                        return line;
+                    }
+                }
+                Err(_) => panic!(
+                    "no line naming {coordinator} within {within:?}; saw:\n{}",
+                    self.seen.join("\n")
+                ),
+            }
+        }
+    }
+}
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn watch_prints_a_line_at_each_change_and_only_then() {
+    let mut c = Cluster::new(
+        "status-watch",
+        &["--startup-delay", "0", "--health-interval", "200ms"],
+    );
+    c.start(1, &[]);
+    c.start(2, &[]);
+    c.await_agreement("node2", secs(20));
+    let registry = registry_dir(&c);
+    let mut w = Watcher::start(&registry);
+    let first = w.await_coordinator("node2", secs(20));
+    // TIME COORDINATOR TERM SUMMARY, the time in UTC.
+    let cells: Vec<&str> = first.splitn(4, ' ').collect();
+    assert!(
+        cells[0].len() == 24 && cells[0].ends_with('Z') && cells[0].as_bytes()[10] == b'T',
+        "{first}"
+    );
+    let term: u64 = cells[2]
+        .parse()
+        .unwrap_or_else(|_| panic!("a term: {first}"));
+    assert_eq!(
+        cells[3], "agreed: coordinator node2; 2 of 2 members reachable",
+        "{first}"
+    );
+    // Nothing changes for a while: no new line (each poll asks both nodes again).
+    std::thread::sleep(Duration::from_millis(1500));
+    let idle: Vec<String> = w.lines.try_iter().collect();
+    assert!(idle.is_empty(), "lines without a change: {idle:?}");
+
+    // A killed node's record stays behind: listed, not reachable.
+    c.node("node2").kill9();
+    let after = w.await_coordinator("node1", secs(30));
+    let new_term: u64 = after
+        .split(' ')
+        .nth(2)
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(0);
+    assert!(
+        new_term > term,
+        "the failover's term: {after}\nsaw: {:?}",
+        w.seen
+    );
+    assert!(
+        after.ends_with("agreed: coordinator node1; 1 of 2 members reachable"),
+        "{after}\nsaw: {:?}",
+        w.seen
+    );
+}
+
+#[test]
+fn status_has_help_of_its_own_and_hints_at_the_registry_it_read() {
+    let (code, out, err) = status(&["--help"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("bully status [registry options]"), "{out}");
+    for flag in [
+        "--watch",
+        "--interval",
+        "--json",
+        "--timeout",
+        "--registry-dir",
+    ] {
+        assert!(out.contains(flag), "{flag} in:\n{out}");
+    }
+    assert!(
+        !out.contains("--startup-delay"),
+        "node flags are not status flags:\n{out}"
+    );
+
+    let (code, _, err) = status(&["--watch", "--interval", "0s"]);
+    assert_eq!(code, 2, "{err}");
+    assert_eq!(
+        err.lines().next(),
+        Some("bully status: --interval: expected a duration above zero"),
+        "{err}"
+    );
+
+    let dir = TempDir::new("status-hint");
+    let registry = dir.path().join("registry").display().to_string();
+    let (code, out, _) = status(&["--registry-dir", &registry, "--cluster", "web"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("no node of cluster 'web' has registered in"),
+        "{out}"
+    );
+    assert!(out.contains("--registry-dir and --cluster"), "{out}");
 }

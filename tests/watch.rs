@@ -49,7 +49,8 @@ fn watched_cluster(tag: &str, n: u64) -> Cluster {
 fn kill_9_of_the_coordinator_fails_over_through_the_watch() {
     let mut c = watched_cluster("watch-kill", 4);
     c.node("node4").kill9();
-    c.await_agreement("node3", secs(2));
+    // The health check runs once a minute here: agreement within seconds is the watch.
+    c.await_agreement("node3", secs(10));
     let p1 = c.node("node1").port;
     assert!(metric(p1, "bully_failovers_detected_total{detected_by=\"watch\"}") >= 1.0);
     assert_eq!(
@@ -156,4 +157,95 @@ fn a_hundred_follower_restarts_leave_no_threads_or_sockets_behind() {
     );
     assert!(seen.0 <= threads0 + 3);
     c.await_agreement("node2", secs(10));
+}
+
+/// A frozen coordinator closes no socket: the beats stop, and the followers elect after three
+/// missed beats, long before the (default, 20 s) health check would look.
+#[test]
+fn a_frozen_coordinator_is_noticed_by_its_silent_beats() {
+    let mut c = Cluster::new("watch-beats", &["--startup-delay", "0"]);
+    for id in 1..=4 {
+        c.start(id, &[]);
+    }
+    c.await_agreement("node4", secs(20));
+    await_watchers(c.node("node4").port, 3);
+    c.node("node4").signal("STOP");
+    let frozen = std::time::Instant::now();
+    let took = c.await_agreement_of(&["node1", "node2", "node3"], "node3", secs(15));
+    println!("SIGSTOP of the coordinator: the others agree on node3 after {took:?}");
+    // The highest survivor elects as soon as its beats stop; the ones below wait in rank
+    // order, so each either saw its own beats stop or heard node3's announcement first.
+    let beats = "Coordinator node4 did not answer its watch in time (watch)";
+    let log3 = c.node("node3").log_text();
+    assert!(log3.contains(beats), "node3 noticed it otherwise:\n{log3}");
+    for n in ["node1", "node2"] {
+        let log = c.node(n).log_text();
+        let after_freeze = log.rsplit("Coordinator is: node4").next().unwrap_or("");
+        assert!(
+            after_freeze.contains(beats) || after_freeze.contains("Coordinator is: node3"),
+            "{n} noticed it otherwise:\n{log}"
+        );
+    }
+    assert!(
+        frozen.elapsed() < secs(10),
+        "the 20 s health check is not what noticed it"
+    );
+    c.node("node4").signal("CONT");
+    c.await_agreement("node4", secs(20));
+}
+
+/// One thread on the coordinator serves every follower's stream: its thread count does not
+/// grow with the followers.
+#[test]
+fn the_beat_hub_holds_every_stream_on_one_thread() {
+    let mut c = Cluster::new("watch-hub", &["--startup-delay", "0"]);
+    c.start(9, &[]);
+    c.await_agreement("node9", secs(20));
+    let alone = c.node("node9").steady_threads();
+    for id in 1..=6 {
+        c.start(id, &[]);
+    }
+    c.await_agreement("node9", secs(20));
+    await_watchers(c.node("node9").port, 6);
+    let with_six = c.node("node9").steady_threads();
+    assert!(
+        with_six <= alone + 2,
+        "{alone} threads alone, {with_six} with six followers: {}",
+        c.node("node9").thread_names()
+    );
+    // A raw stream gets beats at the interval it asked for, then `shutdown` on SIGTERM.
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", c.node("node9").port)).unwrap();
+    use std::io::{BufRead, Write};
+    s.write_all(
+        b"GET /watch?beat_ms=50 HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: bully-beat\r\n\r\n",
+    )
+    .unwrap();
+    s.set_read_timeout(Some(secs(5))).unwrap();
+    let mut r = std::io::BufReader::new(s);
+    let mut line = String::new();
+    r.read_line(&mut line).unwrap();
+    assert!(line.starts_with("HTTP/1.1 101"), "{line}");
+    while line != "\r\n" {
+        line.clear();
+        r.read_line(&mut line).unwrap();
+    }
+    let started = std::time::Instant::now();
+    for _ in 0..5 {
+        line.clear();
+        r.read_line(&mut line).unwrap();
+        assert!(line.starts_with("beat "), "{line:?}");
+    }
+    let five = started.elapsed();
+    assert!(five < secs(3), "five beats at 50 ms took {five:?}");
+    c.node("node9").signal("TERM");
+    let end = loop {
+        line.clear();
+        if r.read_line(&mut line).unwrap_or(0) == 0 {
+            break String::new();
+        }
+        if !line.starts_with("beat ") {
+            break line.trim().to_string();
+        }
+    };
+    assert_eq!(end, "shutdown");
 }

@@ -5,6 +5,7 @@ use super::flags::{Flags, UsageError};
 use crate::core::rules::{valid_host, valid_name, NAME_RULE};
 use crate::http::auth::ClusterKey;
 use crate::registry::RegistryOptions;
+use crate::runtime::check::CheckOptions;
 use crate::runtime::hooks::HookOptions;
 use log::LevelFilter;
 use std::ffi::OsString;
@@ -25,6 +26,8 @@ pub struct Config {
     pub startup_delay: Duration,
     pub health_interval: Duration,
     pub timeout: Duration,
+    /// How often the coordinator beats on each follower's watch stream.
+    pub heartbeat: Duration,
     pub log_level: LevelFilter,
     /// Signs and checks every POST; `Debug` shows it redacted.
     pub cluster_key: Option<ClusterKey>,
@@ -37,7 +40,22 @@ pub struct Config {
     pub witness: bool,
     /// Where the terms this node used are kept across restarts.
     pub state_dir: PathBuf,
+    /// The health check.
+    pub check: CheckOptions,
+    /// A higher node follows a live coordinator instead of taking over.
+    pub no_preempt: bool,
+    /// A higher node takes over only once healthy this long.
+    pub preempt_delay: Duration,
 }
+
+/// A small positive count (`--check-rise`, `--check-fall`).
+fn count(v: &str) -> Option<u32> {
+    v.parse().ok().filter(|n| (1..=100).contains(n))
+}
+
+/// Bounds on `--heartbeat`, those the coordinator's beat hub accepts.
+const MIN_HEARTBEAT: Duration = crate::runtime::beats::MIN_BEAT;
+const MAX_HEARTBEAT: Duration = crate::runtime::beats::MAX_BEAT;
 
 /// The shortest `--lease`: renewals go out eight times a lease and must get a round trip in.
 const MIN_LEASE: Duration = Duration::from_millis(200);
@@ -76,6 +94,14 @@ pub fn parse(
     let startup_delay = f.duration("--startup-delay", Duration::from_secs(15))?;
     let health_interval = f.duration("--health-interval", Duration::from_secs(20))?;
     let timeout = f.duration("--timeout", Duration::from_secs(1))?;
+    let heartbeat = f.duration("--heartbeat", Duration::from_millis(250))?;
+    if !(MIN_HEARTBEAT..=MAX_HEARTBEAT).contains(&heartbeat) {
+        return Err(UsageError(format!(
+            "--heartbeat: expected {} ms to {} s",
+            MIN_HEARTBEAT.as_millis(),
+            MAX_HEARTBEAT.as_secs()
+        )));
+    }
     if health_interval.is_zero() || timeout.is_zero() {
         return Err(UsageError(
             "--health-interval and --timeout: expected a duration above zero".into(),
@@ -102,7 +128,41 @@ pub fn parse(
         timeout: f.duration("--hook-timeout", Duration::from_secs(30))?,
         exec: f.command("--exec")?,
         exec_grace: f.duration("--exec-grace", Duration::from_secs(10))?,
+        exit_unhealthy: f.switch("--exec-exit-unhealthy")?,
     };
+    let check = CheckOptions {
+        command: f.command("--check")?,
+        url: f.parsed("--check-url", "an http:// URL", |v| {
+            v.starts_with("http://").then(|| v.to_string())
+        })?,
+        interval: f.duration("--check-interval", Duration::from_secs(2))?,
+        timeout: f.duration("--check-timeout", Duration::from_secs(1))?,
+        rise: f
+            .parsed("--check-rise", "a count from 1 to 100", count)?
+            .unwrap_or(2),
+        fall: f
+            .parsed("--check-fall", "a count from 1 to 100", count)?
+            .unwrap_or(3),
+    };
+    if check.command.is_some() && check.url.is_some() {
+        return Err(UsageError(
+            "--check and --check-url given together: choose one".into(),
+        ));
+    }
+    if check.interval.is_zero() || check.timeout.is_zero() {
+        return Err(UsageError(
+            "--check-interval and --check-timeout: expected a duration above zero".into(),
+        ));
+    }
+    let no_preempt = f.switch("--no-preempt")?;
+    let preempt_delay = f.duration("--preempt-delay", Duration::ZERO)?;
+    if no_preempt && !preempt_delay.is_zero() {
+        return Err(UsageError(
+            "--no-preempt and --preempt-delay given together: a node that never preempts has \
+             no delay to wait"
+                .into(),
+        ));
+    }
     if hooks.timeout.is_zero() {
         return Err(UsageError(
             "--hook-timeout: expected a duration above zero".into(),
@@ -164,6 +224,7 @@ pub fn parse(
         startup_delay,
         health_interval,
         timeout,
+        heartbeat,
         log_level,
         cluster_key,
         hooks,
@@ -171,6 +232,9 @@ pub fn parse(
         lease,
         witness,
         state_dir,
+        check,
+        no_preempt,
+        preempt_delay,
     })))
 }
 
@@ -440,6 +504,8 @@ mod tests {
                 token: None,
                 check_interval: Duration::from_secs(10),
                 deregister_after: Duration::from_secs(60),
+                lock: false,
+                lock_delay: Duration::ZERO,
             }
         );
         // CONSUL_HTTP_ADDR with or without a scheme; CONSUL_HTTP_TOKEN.
@@ -513,5 +579,137 @@ mod tests {
         ];
         let c = run(&["1", "n"], &env).unwrap();
         assert_eq!(c.registry.kind, RegistryKind::Dir);
+    }
+
+    /// A file with `text` for one test; removed on drop.
+    struct TokenFile(PathBuf);
+
+    impl TokenFile {
+        fn new(tag: &str, text: &str) -> TokenFile {
+            let p = std::env::temp_dir().join(format!("bully-token-{tag}-{}", std::process::id()));
+            std::fs::write(&p, text).unwrap();
+            TokenFile(p)
+        }
+        fn path(&self) -> String {
+            self.0.display().to_string()
+        }
+    }
+
+    impl Drop for TokenFile {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+
+    #[test]
+    fn consul_http_token_file_is_read_like_consul_and_wins_as_in_consul() {
+        let f = TokenFile::new("wins", "  file-token-1\n\n");
+        let path = f.path();
+        let file = [("CONSUL_HTTP_TOKEN_FILE", path.as_str())];
+        let o = consul_run(&["1", "n", "--registry", "consul"], &file).unwrap();
+        assert_eq!(o.token.as_deref(), Some("file-token-1"));
+        // Consul's CLI uses the file "instead of one specified via the -token argument or
+        // CONSUL_HTTP_TOKEN": so does bully, over --consul-token and BULLY_CONSUL_TOKEN too.
+        let env = [
+            ("CONSUL_HTTP_TOKEN_FILE", path.as_str()),
+            ("CONSUL_HTTP_TOKEN", "env-token"),
+            ("BULLY_CONSUL_TOKEN", "bully-token"),
+        ];
+        let args = ["1", "n", "--registry", "consul", "--consul-token", "flag"];
+        assert_eq!(
+            consul_run(&args, &env).unwrap().token.as_deref(),
+            Some("file-token-1")
+        );
+        // An empty file is no token at all, so the others apply, as in Consul.
+        let empty = TokenFile::new("empty", " \n");
+        let empty_path = empty.path();
+        let env = [
+            ("CONSUL_HTTP_TOKEN_FILE", empty_path.as_str()),
+            ("CONSUL_HTTP_TOKEN", "env-token"),
+        ];
+        let o = consul_run(&["1", "n", "--registry", "consul"], &env).unwrap();
+        assert_eq!(o.token.as_deref(), Some("env-token"));
+    }
+
+    #[test]
+    fn an_unreadable_token_file_names_the_variable_but_not_the_token() {
+        let missing = std::env::temp_dir().join("bully-no-such-token-file");
+        let missing = missing.display().to_string();
+        let env = [("CONSUL_HTTP_TOKEN_FILE", missing.as_str())];
+        let e = run(&["1", "n", "--registry", "consul"], &env).unwrap_err();
+        assert!(
+            e.0.starts_with(&format!("CONSUL_HTTP_TOKEN_FILE: cannot read {missing}")),
+            "{e}"
+        );
+        // A directory cannot be read as a file either.
+        let dir = std::env::temp_dir().display().to_string();
+        let e = run(
+            &["1", "n", "--registry", "consul"],
+            &[("CONSUL_HTTP_TOKEN_FILE", dir.as_str())],
+        )
+        .unwrap_err();
+        assert!(
+            e.0.starts_with("CONSUL_HTTP_TOKEN_FILE: cannot read"),
+            "{e}"
+        );
+        // A token that cannot go into a header is refused under the variable's name.
+        let f = TokenFile::new("bad", "sec ret\n");
+        let path = f.path();
+        let e = run(
+            &["1", "n", "--registry", "consul"],
+            &[("CONSUL_HTTP_TOKEN_FILE", path.as_str())],
+        )
+        .unwrap_err();
+        assert!(e.0.starts_with("CONSUL_HTTP_TOKEN_FILE: expected"), "{e}");
+        assert!(!e.0.contains("sec ret"), "{e}");
+        // Only read when Consul is the registry.
+        assert!(run(&["1", "n"], &env).is_ok());
+    }
+
+    #[test]
+    fn consul_lock_flags() {
+        let o = consul_run(&["1", "n", "--consul", "h:1", "--consul-lock"], &[]).unwrap();
+        assert!(o.lock);
+        assert_eq!(o.lock_delay, Duration::ZERO);
+        let env = [
+            ("BULLY_CONSUL_LOCK", "1"),
+            ("BULLY_CONSUL_LOCK_DELAY", "15s"),
+        ];
+        let o = consul_run(&["1", "n", "--registry", "consul"], &env).unwrap();
+        assert!(o.lock);
+        assert_eq!(o.lock_delay, Duration::from_secs(15));
+        for (args, flag) in [
+            (
+                &["1", "n", "--consul-lock"][..],
+                "--consul-lock: only with the consul",
+            ),
+            (
+                &["1", "n", "--peers", "h:1", "--consul-lock"][..],
+                "--consul-lock: only with the consul",
+            ),
+            (
+                &["1", "n", "--consul", "h:1", "--consul-lock-delay", "1s"][..],
+                "--consul-lock-delay: only means something with --consul-lock",
+            ),
+            (
+                &[
+                    "1",
+                    "n",
+                    "--consul",
+                    "h:1",
+                    "--consul-lock",
+                    "--consul-lock-delay",
+                    "2m",
+                ][..],
+                "--consul-lock-delay: expected 60s or less",
+            ),
+            (
+                &["1", "n", "--consul", "h:1", "--consul-lock-delay", "soon"][..],
+                "--consul-lock-delay: expected a duration",
+            ),
+        ] {
+            let e = run(args, &[]).unwrap_err();
+            assert!(e.0.starts_with(flag), "{args:?}: {e}");
+        }
     }
 }

@@ -3,6 +3,7 @@
 //! crate reads arguments or the environment's `BULLY_*` variables.
 
 pub mod config;
+pub mod control;
 pub mod flags;
 pub mod registry_flags;
 pub mod run;
@@ -24,6 +25,12 @@ pub fn main() -> ExitCode {
     if args.first().is_some_and(|a| a == "status") {
         args.remove(0);
         return status::main(args, &env);
+    }
+    for what in ["step-down", "maintenance"] {
+        if args.first().is_some_and(|a| a == what) {
+            args.remove(0);
+            return control::main(what, args, &env);
+        }
     }
     match config::parse(args, &env) {
         Ok(Command::Help) => {

@@ -1,11 +1,11 @@
 //! The registry options, shared by a node and `bully status`: which registry, which cluster,
 //! and each back end's settings, with Consul's read the way Consul's own CLI reads them.
 
-use super::flags::{Flags, UsageError};
+use super::flags::{parse_duration, Flags, UsageError};
 use crate::core::rules::{valid_host_port, valid_name, NAME_RULE};
 use crate::registry::consul_options::{
-    base_url, valid_token, ConsulOptions, DEFAULT_ADDRESS, DEFAULT_CHECK_INTERVAL,
-    MIN_CHECK_INTERVAL, MIN_DEREGISTER,
+    base_url, token_from_file, valid_token, ConsulOptions, DEFAULT_ADDRESS, DEFAULT_CHECK_INTERVAL,
+    MAX_LOCK_DELAY, MIN_CHECK_INTERVAL, MIN_DEREGISTER,
 };
 use crate::registry::{RegistryKind, RegistryOptions};
 use std::path::PathBuf;
@@ -66,8 +66,10 @@ impl Flags<'_> {
         })
     }
 
-    /// The Consul options: `--consul`, else `CONSUL_HTTP_ADDR`, else the local agent;
-    /// `--consul-token`, else `CONSUL_HTTP_TOKEN`. Checked only when Consul is `used`.
+    /// The Consul options: `--consul`, else `CONSUL_HTTP_ADDR`, else the local agent; the
+    /// token in `CONSUL_HTTP_TOKEN_FILE`'s file, else `--consul-token`, else
+    /// `CONSUL_HTTP_TOKEN` (Consul's CLI lets the file win over both, and so does this).
+    /// Checked only when Consul is `used`.
     fn consul(&mut self, flag: Option<String>, used: bool) -> Result<ConsulOptions, UsageError> {
         let lookup = self.env;
         let env = |k: &str| lookup(k).filter(|v| !v.is_empty());
@@ -83,16 +85,41 @@ impl Flags<'_> {
         };
         let ssl = env("CONSUL_HTTP_SSL")
             .is_some_and(|v| matches!(v.as_str(), "1" | "t" | "T" | "true" | "TRUE" | "True"));
+        let token_file = env("CONSUL_HTTP_TOKEN_FILE");
         let check_interval = self.duration("--consul-check-interval", DEFAULT_CHECK_INTERVAL)?;
         let deregister_after = self.duration("--consul-deregister-after", MIN_DEREGISTER)?;
+        let lock = self.switch("--consul-lock")?;
+        let lock_delay = self.parsed(
+            "--consul-lock-delay",
+            "a duration like 250ms, 15s, 2m or a number of seconds",
+            parse_duration,
+        )?;
         if !used {
+            if lock {
+                return Err(UsageError(
+                    "--consul-lock: only with the consul registry (--registry consul or \
+                     --consul URL)"
+                        .into(),
+                ));
+            }
             return Ok(ConsulOptions {
                 address: raw,
                 token,
                 check_interval,
                 deregister_after,
+                lock,
+                lock_delay: lock_delay.unwrap_or(Duration::ZERO),
             });
         }
+        let (token_source, token) = match token_file {
+            Some(path) => match token_from_file(std::path::Path::new(&path)) {
+                Ok(Some(t)) => ("CONSUL_HTTP_TOKEN_FILE", Some(t)),
+                // An empty file counts as none, as in Consul.
+                Ok(None) => (token_source, token),
+                Err(e) => return Err(UsageError(format!("CONSUL_HTTP_TOKEN_FILE: {e}"))),
+            },
+            None => (token_source, token),
+        };
         let address = base_url(&raw).map_err(|e| UsageError(format!("{source}: {e}")))?;
         if ssl {
             return Err(UsageError(
@@ -116,11 +143,24 @@ impl Flags<'_> {
                 "--consul-deregister-after: expected 1m or more (Consul's minimum)".into(),
             ));
         }
+        if !lock && lock_delay.is_some() {
+            return Err(UsageError(
+                "--consul-lock-delay: only means something with --consul-lock".into(),
+            ));
+        }
+        let lock_delay = lock_delay.unwrap_or(Duration::ZERO);
+        if lock_delay > MAX_LOCK_DELAY {
+            return Err(UsageError(
+                "--consul-lock-delay: expected 60s or less (Consul's maximum)".into(),
+            ));
+        }
         Ok(ConsulOptions {
             address,
             token,
             check_interval,
             deregister_after,
+            lock,
+            lock_delay,
         })
     }
 }

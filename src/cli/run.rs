@@ -9,12 +9,16 @@ use crate::http::auth::Verifier;
 use crate::http::peer::PeerClient;
 use crate::http::server;
 use crate::registry;
+use crate::registry::ConsulLock;
 use crate::runtime::api::Api;
+use crate::runtime::beats::Beats;
+use crate::runtime::check;
 use crate::runtime::clock::Clock;
 use crate::runtime::directory::Directory;
 use crate::runtime::fence::Fence;
 use crate::runtime::handle::Handle;
 use crate::runtime::hooks::Hooks;
+use crate::runtime::leadership::Leadership;
 use crate::runtime::metrics::Metrics;
 use crate::runtime::node::{Node, Parts};
 use crate::runtime::registration::Registration;
@@ -22,7 +26,7 @@ use crate::runtime::schedules;
 use crate::runtime::shutdown::{self, Leaving};
 use crate::runtime::state_file::StateFile;
 use crate::runtime::timing::Timing;
-use crate::runtime::watch::{self, Leadership};
+use crate::runtime::watch;
 use crate::sync::spawn_named;
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -71,6 +75,7 @@ pub fn run(config: Config) -> ExitCode {
         startup_delay: config.startup_delay,
         health_interval: config.health_interval,
         timeout: config.timeout,
+        heartbeat: config.heartbeat,
     };
     let cluster = config.registry.cluster.clone();
     let (state, persisted) = match StateFile::open(&config.state_dir, &cluster, &me.name) {
@@ -84,12 +89,22 @@ pub fn run(config: Config) -> ExitCode {
     let metrics = Arc::new(Metrics::default());
     let leadership = Arc::new(Leadership::default());
     let fence = Arc::new(Fence::default());
+    let consul_lock =
+        config.registry.kind == registry::RegistryKind::Consul && config.registry.consul.lock;
     let settings = Settings {
         quorum: config
             .quorum
             .map(|n| Quorum::new(n, config.lease, config.hooks.exec_grace)),
         witness: config.witness,
         has_hooks: config.hooks.any(),
+        no_preempt: config.no_preempt,
+        preempt_delay_ms: config.preempt_delay.as_millis() as u64,
+        health_checked: config.check.any(),
+        exec_exit_unhealthy: config.hooks.exit_unhealthy,
+        // An exited child keeps the node out of the running as long as a failed check would
+        // take to pass again.
+        recover_after_ms: (config.check.interval * config.check.rise).as_millis() as u64,
+        lock: consul_lock,
         ..Settings::for_timeout(config.timeout)
     };
     let quorum_line = match &settings.quorum {
@@ -113,6 +128,8 @@ pub fn run(config: Config) -> ExitCode {
         metrics: Arc::clone(&metrics),
         leadership: Arc::clone(&leadership),
         fence: Arc::clone(&fence),
+        lock: consul_lock
+            .then(|| ConsulLock::new(&config.registry.consul, &cluster, &me, config.timeout)),
     };
     let node: Arc<dyn Handle> = match Node::start(parts) {
         Ok(n) => n,
@@ -155,6 +172,13 @@ pub fn run(config: Config) -> ExitCode {
         },
         quorum_line
     );
+    if consul_lock {
+        log::info!(
+            "Leading takes the Consul lock bully/{cluster}/leader (sessions bound to this \
+             node's check, lock-delay {} ms)",
+            config.registry.consul.lock_delay.as_millis()
+        );
+    }
     if persisted.floor > 0 {
         log::info!(
             "Terms up to {} were used before this start; the next claim takes a higher one",
@@ -183,6 +207,16 @@ pub fn run(config: Config) -> ExitCode {
     if let Err(e) = shutdown::install(leaving) {
         log::warn!("cannot handle SIGINT/SIGTERM ({e}); the registry record stays on exit");
     }
+    if config.check.any() {
+        if let Err(e) = check::start(
+            Arc::clone(&node),
+            config.check.clone(),
+            Arc::clone(&metrics),
+        ) {
+            eprintln!("bully: cannot start the health check: {e}");
+            return ExitCode::from(1);
+        }
+    }
     let (scheduled, timed) = (Arc::clone(&node), timing.clone());
     if let Err(e) = spawn_named("schedules", move || {
         schedules::run(scheduled, registration, timed)
@@ -194,7 +228,22 @@ pub fn run(config: Config) -> ExitCode {
     if let Err(e) = spawn_named("watch", move || watch::follow(follower, timed)) {
         log::warn!("cannot start the coordinator watch ({e}); relying on the health check");
     }
+    let beats = {
+        let node = Arc::clone(&node);
+        match Beats::start(
+            Arc::clone(&leadership),
+            move || node.snapshot(),
+            watch::asks_to_be_followed,
+        ) {
+            Ok(b) => b,
+            Err(e) => {
+                eprintln!("bully: cannot start the beat thread: {e}");
+                return ExitCode::from(1);
+            }
+        }
+    };
     let api = Api {
+        beats,
         witness: config.witness,
         me,
         cluster,

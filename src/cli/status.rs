@@ -1,18 +1,37 @@
 //! `bully status`: an operator's view of a cluster. Reads the members from the registry, asks
 //! each one for `GET /nodeDetails` in parallel, prints what they say, and exits 0 only when
 //! every member that answered names the same coordinator, so scripts and monitoring can use it
-//! as a check.
+//! as a check. `--watch` keeps asking and prints one line per change, as `etcdctl elect -l`.
 
 use super::flags::{Flags, UsageError};
-use super::usage::USAGE;
 use crate::core::member::Member;
 use crate::core::wire::NodeDetails;
 use crate::http::peer::PeerClient;
-use crate::registry::{self, RegistryOptions};
+use crate::registry::{self, RegistryKind, RegistryOptions};
 use serde::Serialize;
 use std::ffi::OsString;
+use std::io::Write;
 use std::process::ExitCode;
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+const HELP: &str = "\
+bully status [registry options] [--timeout DUR] [--json] [--watch [--interval DUR]]
+
+Reads the members of the cluster from its registry, asks each one (GET /nodeDetails) whom it
+follows, and prints a table and a summary. Exit code 0 when every member that answers names
+the same coordinator; 1 when they disagree, none answers or the registry cannot be read; 2 on
+a bad command line.
+
+OPTIONS (each also read from BULLY_<FLAG>; a flag wins):
+    registry options       the ones the nodes run with: --cluster, --registry, --registry-dir,
+                           --peers, --consul, --consul-token (see bully --help)
+    --timeout DUR          per-member request timeout [default: 1s]
+    --json                 the report as one JSON object (with --watch: one per line)
+    --watch                keep asking; print a line at every change of coordinator, term,
+                           agreement or members: TIME COORDINATOR TERM SUMMARY, '-' for none.
+                           Runs until interrupted
+    --interval DUR         with --watch: how often to ask [default: 500ms]
+";
 
 /// What `bully status` found; printed as a table or, with `--json`, as this JSON object.
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
@@ -28,6 +47,9 @@ pub struct Report {
     /// still 0 (they agree), but the summary says so.
     pub coordinator_reachable: bool,
     pub members: Vec<Row>,
+    /// What to check when the registry lists nobody: the options this report read it with.
+    #[serde(skip)]
+    pub hint: String,
 }
 
 /// One member: what the registry says, then what the member itself answered (the answer's
@@ -42,6 +64,16 @@ pub struct Row {
     pub coordinator_id: Option<u64>,
     pub term: Option<u64>,
     pub election: Option<bool>,
+    /// Its health check passes (true without one).
+    pub healthy: Option<bool>,
+    /// `bully maintenance on`.
+    pub maintenance: Option<bool>,
+    /// It would take over from a lower coordinator now (false with `--no-preempt`, during
+    /// `--preempt-delay`, unhealthy, in maintenance or after a step-down).
+    pub preempts: Option<bool>,
+    /// Quorum mode: following, claiming, no-quorum, leading or releasing.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quorum: Option<String>,
     /// Why the member counts as unreachable.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -50,6 +82,8 @@ pub struct Row {
 struct Options {
     registry: RegistryOptions,
     json: bool,
+    /// `--watch`, asking this often.
+    watch: Option<Duration>,
 }
 
 /// `bully status ARGS`: exit 0 on agreement, 1 on disagreement or when no member answers (or
@@ -58,14 +92,17 @@ pub fn main(args: Vec<OsString>, env: &dyn Fn(&str) -> Option<String>) -> ExitCo
     let opts = match parse(args, env) {
         Ok(Some(o)) => o,
         Ok(None) => {
-            print!("{USAGE}");
+            print!("{HELP}");
             return ExitCode::SUCCESS;
         }
         Err(e) => {
-            eprintln!("bully status: {e}\nTry 'bully --help'.");
+            eprintln!("bully status: {e}\nTry 'bully status --help'.");
             return ExitCode::from(2);
         }
     };
+    if let Some(every) = opts.watch {
+        return watch(&opts, every);
+    }
     let report = match gather(&opts.registry) {
         Ok(r) => r,
         Err(e) => {
@@ -73,21 +110,56 @@ pub fn main(args: Vec<OsString>, env: &dyn Fn(&str) -> Option<String>) -> ExitCo
             return ExitCode::from(1);
         }
     };
-    if opts.json {
+    let text = if opts.json {
         match serde_json::to_string_pretty(&report) {
-            Ok(text) => println!("{text}"),
+            Ok(text) => text + "\n",
             Err(e) => {
                 eprintln!("bully status: {e}");
                 return ExitCode::from(1);
             }
         }
     } else {
-        print!("{}", report.table());
-    }
+        report.table()
+    };
+    print!("{text}");
     if report.agreed {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
+    }
+}
+
+/// `--watch`: asks every `every` and prints a line whenever what it sees changes. Ends (exit
+/// 0) when stdout closes, as under `| head`; otherwise runs until a signal ends it.
+fn watch(opts: &Options, every: Duration) -> ExitCode {
+    let mut last = None;
+    loop {
+        let started = Instant::now();
+        let (line, seen) = match gather(&opts.registry) {
+            Ok(r) => {
+                let seen = r.change_key();
+                let line = if opts.json {
+                    serde_json::to_string(&r).unwrap_or_default()
+                } else {
+                    r.watch_line()
+                };
+                (line, seen)
+            }
+            Err(e) => (format!("- - {e}"), e),
+        };
+        if last.as_ref() != Some(&seen) {
+            let line = if opts.json {
+                line
+            } else {
+                format!("{} {line}", utc_now())
+            };
+            let mut out = std::io::stdout().lock();
+            if writeln!(out, "{line}").and_then(|_| out.flush()).is_err() {
+                return ExitCode::SUCCESS;
+            }
+            last = Some(seen);
+        }
+        std::thread::sleep(every.saturating_sub(started.elapsed()));
     }
 }
 
@@ -107,9 +179,40 @@ fn parse(
             "--timeout: expected a duration above zero".into(),
         ));
     }
+    let watching = f.contains("--watch");
+    let interval = f.duration("--interval", Duration::from_millis(500))?;
+    if interval.is_zero() {
+        return Err(UsageError(
+            "--interval: expected a duration above zero".into(),
+        ));
+    }
     let registry = f.registry(timeout)?;
     f.finish()?;
-    Ok(Some(Options { registry, json }))
+    Ok(Some(Options {
+        registry,
+        json,
+        watch: watching.then_some(interval),
+    }))
+}
+
+/// Where the registry looked, and what would make the nodes show up there.
+fn hint(opts: &RegistryOptions) -> String {
+    match opts.kind {
+        RegistryKind::Dir => format!(
+            "no node of cluster '{}' has registered in {}: run bully status with the nodes' \
+             --registry-dir and --cluster (or BULLY_REGISTRY_DIR, BULLY_CLUSTER), as the \
+             same user",
+            opts.cluster,
+            opts.dir.display()
+        ),
+        RegistryKind::Consul => format!(
+            "the agent at {} lists no instance of cluster '{}': run bully status with the \
+             nodes' --consul, --cluster and a token that may read the service (or \
+             CONSUL_HTTP_ADDR, BULLY_CLUSTER, CONSUL_HTTP_TOKEN)",
+            opts.consul.address, opts.cluster
+        ),
+        RegistryKind::Static => "--peers lists nobody".into(),
+    }
 }
 
 /// Reads the members and asks each one; an unreadable registry is the only error.
@@ -132,7 +235,39 @@ pub fn gather(opts: &RegistryOptions) -> Result<Report, String> {
         coordinator,
         coordinator_reachable,
         members,
+        hint: hint(opts),
     })
+}
+
+/// The time now as RFC 3339 in UTC, to the millisecond (`2026-12-01T22:30:00.123Z`).
+fn utc_now() -> String {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    utc(now)
+}
+
+fn utc(since_epoch: Duration) -> String {
+    let secs = since_epoch.as_secs();
+    let (days, rest) = ((secs / 86_400) as i64, secs % 86_400);
+    // Civil date from days since 1970-01-01 (the proleptic Gregorian calendar), after
+    // Howard Hinnant's days_from_civil inverse.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rest / 3600,
+        rest / 60 % 60,
+        rest % 60,
+        since_epoch.subsec_millis()
+    )
 }
 
 /// A member is reachable when it answers `/nodeDetails` as the node the registry lists.
@@ -160,6 +295,10 @@ fn ask(client: &PeerClient, cluster: &str, m: &Member) -> Row {
         coordinator_id: None,
         term: None,
         election: None,
+        healthy: None,
+        maintenance: None,
+        preempts: None,
+        quorum: None,
         error: None,
     };
     match answer {
@@ -168,6 +307,10 @@ fn ask(client: &PeerClient, cluster: &str, m: &Member) -> Row {
             row.coordinator_id = d.coordinator_id;
             row.term = Some(d.term);
             row.election = Some(d.election);
+            row.healthy = Some(d.healthy);
+            row.maintenance = Some(d.maintenance);
+            row.preempts = Some(d.preempts);
+            row.quorum = d.quorum.map(|q| q.state);
         }
         Err(e) => row.error = Some(e),
     }
@@ -189,22 +332,30 @@ fn agreement(rows: &[Row]) -> Option<String> {
 }
 
 impl Report {
-    /// Aligned columns, then one line that says what they add up to.
+    /// Aligned columns, then one line that says what they add up to. The QUORUM column
+    /// appears only when a member is in quorum mode.
     pub fn table(&self) -> String {
         let yes_no = |b: bool| if b { "yes" } else { "no" }.to_string();
+        let on_off = |b: bool| if b { "on" } else { "off" }.to_string();
         let dash = || "-".to_string();
-        let mut lines = vec![[
+        let quorum = self.members.iter().any(|r| r.quorum.is_some());
+        let mut head = vec![
             "NAME",
             "ID",
             "ADDRESS",
             "COORDINATOR",
             "TERM",
             "ELECTION",
-            "REACHABLE",
-        ]
-        .map(String::from)];
+            "HEALTHY",
+            "MAINTENANCE",
+        ];
+        if quorum {
+            head.push("QUORUM");
+        }
+        head.push("REACHABLE");
+        let mut lines: Vec<Vec<String>> = vec![head.into_iter().map(String::from).collect()];
         for r in &self.members {
-            lines.push([
+            let mut line = vec![
                 r.name.clone(),
                 r.id.to_string(),
                 r.address.clone(),
@@ -215,10 +366,16 @@ impl Report {
                 },
                 r.term.map_or_else(dash, |t| t.to_string()),
                 r.election.map_or_else(dash, yes_no),
-                yes_no(r.reachable),
-            ]);
+                r.healthy.map_or_else(dash, yes_no),
+                r.maintenance.map_or_else(dash, on_off),
+            ];
+            if quorum {
+                line.push(r.quorum.clone().unwrap_or_else(dash));
+            }
+            line.push(yes_no(r.reachable));
+            lines.push(line);
         }
-        let widths: Vec<usize> = (0..7)
+        let widths: Vec<usize> = (0..lines[0].len())
             .map(|i| lines.iter().map(|l| l[i].len()).max().unwrap_or(0))
             .collect();
         let mut out = String::new();
@@ -234,7 +391,60 @@ impl Report {
             }
         }
         out += &self.summary();
+        out += &self.out_of_the_running();
         out.push('\n');
+        out
+    }
+
+    /// The coordinator's term: its own answer, else the highest its followers report.
+    fn coordinator_term(&self) -> Option<u64> {
+        let c = self.coordinator.as_ref()?;
+        let own = self.members.iter().find(|r| r.reachable && r.name == *c);
+        own.and_then(|r| r.term).or_else(|| {
+            self.members
+                .iter()
+                .filter(|r| r.reachable)
+                .filter_map(|r| r.term)
+                .max()
+        })
+    }
+
+    /// `--watch`: `COORDINATOR TERM SUMMARY`, '-' where none is agreed on.
+    fn watch_line(&self) -> String {
+        format!(
+            "{} {} {}{}",
+            self.coordinator.as_deref().unwrap_or("-"),
+            self.coordinator_term()
+                .map_or_else(|| "-".to_string(), |t| t.to_string()),
+            self.summary(),
+            self.out_of_the_running()
+        )
+    }
+
+    /// What `--watch` compares: a new line when any of it changes.
+    fn change_key(&self) -> String {
+        self.watch_line()
+    }
+
+    /// `; unhealthy: a, b; in maintenance: c` for the reachable members that stand for
+    /// nothing, so the summary says why a node is not leading; empty when there are none.
+    fn out_of_the_running(&self) -> String {
+        let names = |f: fn(&Row) -> bool| -> Vec<&str> {
+            self.members
+                .iter()
+                .filter(|r| r.reachable && f(r))
+                .map(|r| r.name.as_str())
+                .collect()
+        };
+        let mut out = String::new();
+        for (what, list) in [
+            ("unhealthy", names(|r| r.healthy == Some(false))),
+            ("in maintenance", names(|r| r.maintenance == Some(true))),
+        ] {
+            if !list.is_empty() {
+                out += &format!("; {what}: {}", list.join(", "));
+            }
+        }
         out
     }
 
@@ -247,8 +457,8 @@ impl Report {
         );
         if self.members.is_empty() {
             return format!(
-                "no members in cluster '{}' (registry {})",
-                self.cluster, self.registry
+                "no members in cluster '{}' (registry {}); {}",
+                self.cluster, self.registry, self.hint
             );
         }
         match &self.coordinator {
@@ -293,6 +503,10 @@ mod tests {
             coordinator_id: coordinator.map(|c| c.1),
             term: reachable.then_some(3),
             election: reachable.then_some(false),
+            healthy: reachable.then_some(true),
+            maintenance: reachable.then_some(false),
+            preempts: reachable.then_some(true),
+            quorum: None,
             error: None,
         }
     }
@@ -331,6 +545,7 @@ mod tests {
             coordinator: Some("node4".into()),
             coordinator_reachable: false,
             members: rows,
+            hint: String::new(),
         };
         let text = report.table();
         let lines: Vec<&str> = text.lines().collect();
@@ -352,6 +567,66 @@ mod tests {
     }
 
     #[test]
+    fn health_maintenance_and_quorum_state_have_columns_and_are_summed_up() {
+        let mut sick = row("node1", Some(("node3", 3)), true);
+        sick.healthy = Some(false);
+        let mut resting = row("node2", Some(("node3", 3)), true);
+        resting.maintenance = Some(true);
+        let mut report = Report {
+            cluster: "bully".into(),
+            registry: "dir x".into(),
+            agreed: true,
+            coordinator: Some("node3".into()),
+            coordinator_reachable: true,
+            members: vec![sick, resting, row("node3", Some(("node3", 3)), true)],
+            hint: String::new(),
+        };
+        let text = report.table();
+        let lines: Vec<&str> = text.lines().collect();
+        let cells = |i: usize| lines[i].split_whitespace().collect::<Vec<_>>();
+        assert_eq!(
+            cells(0)[5..],
+            ["ELECTION", "HEALTHY", "MAINTENANCE", "REACHABLE"],
+            "{text}"
+        );
+        assert_eq!(cells(1)[5..], ["no", "no", "off", "yes"], "{text}");
+        assert_eq!(cells(2)[5..], ["no", "yes", "on", "yes"], "{text}");
+        assert_eq!(
+            lines[4],
+            "agreed: coordinator node3; 3 of 3 members reachable; unhealthy: node1; \
+             in maintenance: node2"
+        );
+        // Quorum mode adds a column; a member that does not answer shows dashes.
+        for (r, state) in report
+            .members
+            .iter_mut()
+            .zip(["following", "following", "leading"])
+        {
+            r.quorum = Some(state.into());
+        }
+        report.members.push(row("node4", None, false));
+        let text = report.table();
+        let lines: Vec<&str> = text.lines().collect();
+        let cells = |i: usize| lines[i].split_whitespace().collect::<Vec<_>>();
+        assert_eq!(cells(0)[8], "QUORUM", "{text}");
+        assert_eq!(cells(3)[8], "leading", "{text}");
+        assert_eq!(
+            cells(4)[3..],
+            ["-", "-", "-", "-", "-", "-", "no"],
+            "{text}"
+        );
+        let json = serde_json::to_value(&report).unwrap();
+        assert_eq!(json["members"][0]["healthy"], false, "{json}");
+        assert_eq!(json["members"][1]["maintenance"], true, "{json}");
+        assert_eq!(json["members"][2]["quorum"], "leading", "{json}");
+        assert_eq!(
+            json["members"][3]["healthy"],
+            serde_json::Value::Null,
+            "{json}"
+        );
+    }
+
+    #[test]
     fn options() {
         let env = |k: &str| (k == "BULLY_TIMEOUT").then(|| "3s".to_string());
         let args = |a: &[&str]| a.iter().map(OsString::from).collect::<Vec<_>>();
@@ -366,5 +641,46 @@ mod tests {
         assert!(e.0.contains("--bogus"), "{e}");
         let e = parse(args(&["--timeout", "0"]), &env).err().unwrap();
         assert!(e.0.starts_with("--timeout"), "{e}");
+    }
+
+    #[test]
+    fn watch_lines_name_coordinator_and_term_and_times_are_utc() {
+        let rows = vec![
+            row("node1", Some(("node4", 4)), true),
+            row("node4", Some(("node4", 4)), true),
+        ];
+        let report = Report {
+            cluster: "bully".into(),
+            registry: "dir x".into(),
+            agreed: true,
+            coordinator: Some("node4".into()),
+            coordinator_reachable: true,
+            members: rows,
+            hint: String::new(),
+        };
+        assert_eq!(
+            report.watch_line(),
+            "node4 3 agreed: coordinator node4; 2 of 2 members reachable"
+        );
+        let none = Report {
+            agreed: false,
+            coordinator: None,
+            members: vec![],
+            hint: "look here".into(),
+            ..report
+        };
+        assert_eq!(
+            none.watch_line(),
+            "- - no members in cluster 'bully' (registry dir x); look here"
+        );
+        assert_eq!(utc(Duration::ZERO), "1970-01-01T00:00:00.000Z");
+        assert_eq!(
+            utc(Duration::from_millis(951_782_400_123)),
+            "2000-02-29T00:00:00.123Z"
+        );
+        assert_eq!(
+            utc(Duration::from_secs(1_796_170_245)),
+            "2026-12-02T00:10:45.000Z"
+        );
     }
 }

@@ -6,7 +6,9 @@ bully - leader election with the Bully algorithm
 
 USAGE:
     bully PORT NAME [options]
-    bully status [registry options] [--timeout DUR] [--json]
+    bully status [registry options] [--json] [--watch]  (bully status --help)
+    bully step-down [--to NODE] [--port PORT]     (bully step-down --help)
+    bully maintenance on|off [--port PORT]        (bully maintenance --help)
 
 OPTIONS (each also read from BULLY_<FLAG>, e.g. BULLY_HEALTH_INTERVAL=500ms; a flag wins):
     --id N                 election priority, unsigned 64-bit; higher wins [default: random]
@@ -18,18 +20,26 @@ OPTIONS (each also read from BULLY_<FLAG>, e.g. BULLY_HEALTH_INTERVAL=500ms; a f
     --peers LIST           static registry: comma-separated HOST:PORT of the other nodes
     --consul URL           consul registry: agent address, http://HOST:PORT or HOST:PORT
                            [default: $CONSUL_HTTP_ADDR, else http://127.0.0.1:8500]
-    --consul-token TOKEN   consul ACL token, sent as X-Consul-Token [default: $CONSUL_HTTP_TOKEN]
+    --consul-token TOKEN   consul ACL token, sent as X-Consul-Token [default: $CONSUL_HTTP_TOKEN;
+                           the token in the file $CONSUL_HTTP_TOKEN_FILE wins over both]
     --consul-check-interval DUR
                            how often Consul checks GET / on this node, 1s or more [default: 10s]
     --consul-deregister-after DUR
                            Consul drops a node whose check stays critical this long, 1m or
                            more [default: 1m]
+    --consul-lock          consul registry: leading also takes holding Consul's session lock
+                           on bully/<cluster>/leader; hooks get BULLY_CONSUL_LOCK_INDEX
+    --consul-lock-delay DUR
+                           the lock-delay of this node's Consul sessions, at most 60s
+                           [default: 0s]
     --bind ADDR            listen address [default: 127.0.0.1]
     --advertise HOST       address others use to reach this node [default: the bind address;
                            127.0.0.1 when binding 0.0.0.0]
     --startup-delay DUR    first election after this long [default: 15s]
     --health-interval DUR  how often a follower checks the coordinator [default: 20s]
     --timeout DUR          per-request timeout to peers [default: 1s]
+    --heartbeat DUR        the coordinator beats on each follower's watch this often; three
+                           missed beats and the follower elects [default: 250ms]
     --log-level LEVEL      error | warn | info | debug | trace [default: info]
     --cluster-key KEY      sign every POST with HMAC-SHA256 and refuse unsigned ones; set it
                            whenever a node listens beyond loopback (at least 16 bytes)
@@ -48,6 +58,18 @@ OPTIONS (each also read from BULLY_<FLAG>, e.g. BULLY_HEALTH_INTERVAL=500ms; a f
                            never gives two leaders [default: off]
     --lease DUR            quorum mode: how long an acknowledgement holds [default: 2s]
     --witness              quorum mode: vote, but never stand for election
+    --check CMD            health check: sh -c CMD, exit 0 is healthy; an unhealthy node does
+                           not stand for election and a coordinator steps down
+    --check-url URL        health check: GET URL, a 2xx is healthy
+    --check-interval DUR   how often the check runs [default: 2s]
+    --check-timeout DUR    a check still running after this long is killed and fails [default: 1s]
+    --check-rise N         passes in a row before a node counts as healthy [default: 2]
+    --check-fall N         failures in a row before it counts as unhealthy [default: 3]
+    --exec-exit-unhealthy  an --exec child that exits by itself makes the node step down
+    --no-preempt           a higher node that (re)joins follows a live coordinator instead of
+                           taking over
+    --preempt-delay DUR    a higher node takes over only once it has been up and healthy this
+                           long, at every rejoin [default: 0]
     --state-dir PATH       where the terms this node used are kept across restarts
                            [default: beside the registry dir, e.g. /tmp/bully-<uid>-state]
     -h, --help             print this help

@@ -4,10 +4,10 @@
 //! All of it is part of [`Election`]; this file keeps it apart from plain Bully.
 
 use super::election::{Election, Phase};
-use super::event::{AnnounceAnswer, CheckAnswer, Timer, Unreachable};
-use super::member::{others, Member, NodeRef};
+use super::event::{AnnounceAnswer, CheckAnswer, Purpose, Timer, Unreachable};
+use super::member::{others_highest_first, Member, NodeRef};
 use super::quorum::{Acks, Millis, Promise};
-use super::ready::{AnnounceReply, Detection, Effect, Note};
+use super::ready::{AnnounceReply, Detection, Effect, Note, Reason};
 
 /// How soon a node claiming a term asks again the members that were still promised to
 /// another coordinator: their promise is usually released (its coordinator died or handed
@@ -15,22 +15,28 @@ use super::ready::{AnnounceReply, Detection, Effect, Note};
 const CLAIM_RETRY_MS: Millis = 25;
 /// Send times remembered per term, to date the answers that come back.
 const SENT_KEPT: usize = 32;
+/// Renewals between two readings of the member list while a claim lacks a majority (every
+/// half lease).
+const REFRESH_EVERY_RENEWALS: Millis = 4;
 
 /// The term this node claims, leads or hands over, with what holds it up.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Lead {
-    pub term: u64,
+    pub(super) term: u64,
     acks: Acks,
     /// Until when a majority's promises hold (this node's clock); `None` before a majority
     /// acknowledged. Kept across a term bump until the new term has its own.
     lease_until: Option<Millis>,
-    /// Stopped acting for a higher node; renewing until the hooks let go, then releasing.
-    releasing: bool,
+    /// Letting go (for a higher node, a step-down, ...): renewing until the hooks let go,
+    /// then releasing.
+    pub(super) releasing: bool,
     /// The announcements out for this term, whose answers come back one by one.
     sent: Vec<Sent>,
     retry_armed: bool,
     /// "No quorum" was logged for this term.
     warned: bool,
+    /// When the member list was last read for this claim.
+    members_read: Millis,
 }
 
 /// One announcement: when it was handed to the shell, how many answers are still due, and
@@ -94,13 +100,14 @@ impl Election {
         };
         self.lead
             .as_ref()
-            .is_some_and(|l| !l.releasing && l.lease_until.is_some_and(|u| now + q.stop_margin < u))
+            .is_some_and(|l| l.lease_until.is_some_and(|u| now + q.stop_margin < u))
     }
 
     pub(super) fn quorum_view(&self, now: Millis) -> Option<QuorumView> {
         let q = self.settings.quorum.as_ref()?;
         let state = match &self.lead {
             Some(l) if l.releasing => QuorumState::Releasing,
+            Some(_) if self.phase == Phase::AwaitingLock => QuorumState::Claiming,
             Some(_) if self.acting(now) => QuorumState::Leading,
             Some(l) if l.warned => QuorumState::NoQuorum,
             Some(_) => QuorumState::Claiming,
@@ -164,6 +171,7 @@ impl Election {
             sent: Vec::new(),
             retry_armed: false,
             warned: false,
+            members_read: now,
         });
         self.note(Note::Claiming {
             term: self.term,
@@ -178,7 +186,8 @@ impl Election {
     /// Announces the term claimed or held to every other member.
     fn announce_lead(&mut self) {
         let now = self.now;
-        let to: Vec<Member> = others(&self.members, &self.me).cloned().collect();
+        let to = others_highest_first(&self.members, &self.me);
+        let late = self.late_askers(&to);
         self.seq += 1;
         let seq = self.seq;
         let Some(lead) = self.lead.as_mut() else {
@@ -187,18 +196,78 @@ impl Election {
         lead.sent.push(Sent {
             seq,
             at: now,
-            due: to.len(),
+            due: to.len() + late.len(),
             promised: false,
         });
         if lead.sent.len() > SENT_KEPT {
             lead.sent.remove(0);
         }
         let term = lead.term;
+        if !late.is_empty() {
+            self.effect(Effect::AnnounceTo {
+                nodes: late,
+                term,
+                seq,
+            });
+        }
         if to.is_empty() {
-            // Nobody else: a cluster of one, or no member known yet.
-            return self.update_lease();
+            // Nobody else: a cluster of one, or no member known yet (none answered the
+            // registry). No answer will come to say there is no quorum, so say it now.
+            self.update_lease();
+            if !self.acting(now) {
+                self.warn_no_quorum(term);
+            }
+            return;
         }
         self.effect(Effect::Announce { to, term, seq });
+    }
+
+    /// Logs once per term that a claim has no majority (the `no-quorum` state).
+    fn warn_no_quorum(&mut self, term: u64) {
+        let now = self.now;
+        let Some(lead) = self.lead.as_mut().filter(|l| l.term == term && !l.warned) else {
+            return;
+        };
+        lead.warned = true;
+        let acks = lead.acks.live(now) + 1;
+        if let Some(q) = &self.settings.quorum {
+            let (needed, size) = (q.majority(), q.size);
+            self.note(Note::NoQuorum {
+                term,
+                acks,
+                needed,
+                size,
+            });
+        }
+    }
+
+    /// A claim without a majority reads the member list again every half lease. The round's
+    /// list holds only the members that answered the registry then (a static peer list or
+    /// Consul lists those it reaches), and the list is read again only by a new round, which
+    /// a claim never ends by itself: without this a node cut off while claiming announces to
+    /// nobody for good, even once its links are back, while the others elect in its term and
+    /// its "electing" answers to their messages go nowhere (a hang found in
+    /// `tests/partitions.rs` with a pulled cable), and members that registered after the
+    /// round read the list (they started at the same time) would never be asked.
+    fn refresh_members_while_claiming(&mut self) {
+        let Some(q) = self.settings.quorum.as_ref() else {
+            return;
+        };
+        let every = q.renew_every() * REFRESH_EVERY_RENEWALS;
+        let now = self.now;
+        if self.acting(now) || self.is_coordinator() {
+            return;
+        }
+        let Some(lead) = self.lead.as_mut().filter(|l| !l.releasing) else {
+            return;
+        };
+        if now.saturating_sub(lead.members_read) < every {
+            return;
+        }
+        lead.members_read = now;
+        self.effect(Effect::CollectMembers {
+            purpose: Purpose::Refresh,
+        });
     }
 
     /// Counts the acknowledgements in answers (some or all) to announcement `seq` of `term`.
@@ -237,24 +306,14 @@ impl Election {
                 lead.retry_armed = true;
                 self.timer(Timer::ClaimRetry { term }, CLAIM_RETRY_MS);
             }
-        } else if all_in && !lead.warned {
-            lead.warned = true;
-            let acks = lead.acks.live(now) + 1;
-            if let Some(q) = &self.settings.quorum {
-                let (needed, size) = (q.majority(), q.size);
-                self.note(Note::NoQuorum {
-                    term,
-                    acks,
-                    needed,
-                    size,
-                });
-            }
+        } else if all_in {
+            self.warn_no_quorum(term);
         }
     }
 
     /// Extends the lease from the acknowledgements held, tells the shell how long the
     /// `--exec` child may run, and starts acting once a majority holds.
-    fn update_lease(&mut self) {
+    pub(super) fn update_lease(&mut self) {
         let Some(q) = self.settings.quorum.clone() else {
             return;
         };
@@ -271,7 +330,7 @@ impl Election {
                 self.timer(Timer::LeaseCheck { term }, check);
             }
         }
-        if !self.acting(now) {
+        if !self.acting(now) || self.awaits_lock() {
             return;
         }
         if self.phase == Phase::Claiming {
@@ -279,7 +338,8 @@ impl Election {
         }
         if self.coordinator.as_ref() != Some(&self.me) {
             let me = self.me.clone();
-            self.set_coordinator(Some(me));
+            let reason = self.win_reason();
+            self.set_coordinator(Some(me), reason);
             self.note(Note::CoordinatorIs {
                 name: self.me.name.clone(),
                 term: self.term,
@@ -296,6 +356,7 @@ impl Election {
         }
         self.on_lease_check(term);
         if self.lead.as_ref().is_some_and(|l| l.term == term) {
+            self.refresh_members_while_claiming();
             self.announce_lead();
             self.timer(Timer::Renew { term }, q.renew_every());
         }
@@ -326,7 +387,8 @@ impl Election {
         }
         self.note(Note::LeaseLost { term });
         self.lead = None;
-        self.set_coordinator(None);
+        self.resigning = None;
+        self.set_coordinator(None, Reason::LostQuorum);
         if self.phase != Phase::Idle {
             self.phase = Phase::Idle;
         }
@@ -362,20 +424,13 @@ impl Election {
             })
     }
 
-    /// A higher node claims leadership: stop acting now, keep renewing (so no follower
-    /// acknowledges anyone while the `--exec` child stops), and release the followers once the
-    /// hooks let go.
+    /// A higher node claims leadership: keep renewing (so no follower acknowledges anyone
+    /// while the `--exec` child stops) and release the followers once the hooks let go.
     fn hand_over(&mut self, to: &NodeRef) {
         self.note(Note::HandingOver {
             to: to.name.clone(),
         });
-        if let Some(lead) = self.lead.as_mut() {
-            lead.releasing = true;
-        }
-        self.set_coordinator(None);
-        if !self.settings.has_hooks {
-            self.on_let_go();
-        }
+        self.resign(Reason::Preempted, None);
     }
 
     /// Accepting `coordinator` for `term`: recorded on disk, and in quorum mode promised for
@@ -450,53 +505,11 @@ impl Election {
             });
         }
         if self.coordinator.as_ref() == Some(from) && term >= self.term {
-            self.set_coordinator(None);
+            self.set_coordinator(None, Reason::StepDown);
             self.request_election();
         }
         if self.phase == Phase::Claiming && !self.acting(self.now) {
             self.announce_lead();
-        }
-    }
-
-    /// The hooks let go (the `--exec` child stopped and `--on-demoted` ran): a node handing
-    /// over or shutting down releases its followers.
-    pub(super) fn on_let_go(&mut self) {
-        let Some(lead) = self.lead.take() else {
-            return;
-        };
-        if !lead.releasing {
-            self.lead = Some(lead);
-            return;
-        }
-        let to: Vec<Member> = others(&self.members, &self.me).cloned().collect();
-        self.note(Note::Released {
-            to: to.iter().map(|m| m.name.clone()).collect(),
-        });
-        self.effect(Effect::Release {
-            to,
-            term: lead.term,
-        });
-    }
-
-    /// SIGINT/SIGTERM: stand for nothing more, stop acting, and release the followers once
-    /// the hooks let go.
-    pub(super) fn on_shutting_down(&mut self) {
-        if self.leaving {
-            return;
-        }
-        self.leaving = true;
-        self.note(Note::ShuttingDown);
-        if self.phase != Phase::Idle {
-            self.end_round(false);
-        }
-        if let Some(lead) = self.lead.as_mut() {
-            lead.releasing = true;
-        }
-        if self.coordinator.as_ref() == Some(&self.me) {
-            self.set_coordinator(None);
-        }
-        if !self.settings.has_hooks {
-            self.on_let_go();
         }
     }
 }
@@ -652,7 +665,10 @@ mod tests {
         let r = elect(&mut e, 3000, &cluster(&[1, 2, 3, 4, 5]));
         assert_eq!(
             r.persist,
-            Some(Persisted { floor: 65 }),
+            Some(Persisted {
+                floor: 65,
+                maintenance: false
+            }),
             "on disk, with terms reserved ahead, before the announcement goes out"
         );
         assert_eq!(
@@ -707,6 +723,102 @@ mod tests {
         let r = e.step(3250, Event::Timer(Timer::Renew { term: 1 }));
         assert_eq!(announced(&r).map(|a| a.0), Some(1));
         assert!(r.notes.is_empty(), "said once: {r:?}");
+    }
+
+    /// The trace of `tests/partitions.rs` with node5's cable pulled: node5 led term 1, lost
+    /// its lease, and claimed term 2 in a round whose registry listed only itself. Before the
+    /// fix its claim announced to nobody for good: plugged back, it ignored node4's term-2
+    /// announcements as stale and node4's election messages (its "electing" went nowhere while
+    /// it claimed), and node4 re-elected every renewal, for as long as the test waited.
+    #[test]
+    fn a_claim_made_while_cut_off_reads_the_members_again_and_reaches_them_once_back() {
+        let all = cluster(&[1, 2, 3, 4, 5]);
+        let mut e = node(5, 5);
+        let r = elect(&mut e, 3000, &all);
+        let (term, seq) = announced(&r).unwrap();
+        ack(&mut e, 3001, term, seq, &[3, 4]);
+        assert!(e.is_coordinator());
+        // The cable is pulled: no renewal is answered; it steps down and stands again.
+        let r = e.step(4461, Event::Timer(Timer::LeaseCheck { term: 1 }));
+        assert!(r.effects.contains(&Effect::CollectMembers {
+            purpose: Purpose::Round(2)
+        }));
+        // The registry reaches none of the others: it claims term 2 with nobody to tell, and
+        // says that is no quorum.
+        let r = e.step(
+            4462,
+            Event::Members {
+                purpose: Purpose::Round(2),
+                members: cluster(&[5]),
+            },
+        );
+        assert_eq!(e.term(), 2);
+        assert!(announced(&r).is_none(), "{r:?}");
+        assert_eq!(
+            r.notes.last().unwrap().to_string(),
+            "No quorum for term 2: 1 of 5 acknowledged, 3 needed; not leading"
+        );
+        assert_eq!(
+            e.snapshot(4462).quorum.unwrap().state,
+            QuorumState::NoQuorum
+        );
+        // Renewals read the member list again every half lease (not at every renewal).
+        let r = e.step(4712, Event::Timer(Timer::Renew { term: 2 }));
+        assert!(!r
+            .effects
+            .iter()
+            .any(|e| matches!(e, Effect::CollectMembers { .. })));
+        let r = e.step(5462, Event::Timer(Timer::Renew { term: 2 }));
+        assert!(r.effects.contains(&Effect::CollectMembers {
+            purpose: Purpose::Refresh
+        }));
+        // The cable is back: the registry lists everyone, and the next renewal reaches them.
+        e.step(
+            5463,
+            Event::Members {
+                purpose: Purpose::Refresh,
+                members: all.clone(),
+            },
+        );
+        let r = e.step(5712, Event::Timer(Timer::Renew { term: 2 }));
+        assert!(
+            r.effects.iter().any(|e| matches!(
+                e,
+                Effect::Announce { to, term: 2, .. } if to == &cluster(&[4, 3, 2, 1])
+            )),
+            "{r:?}"
+        );
+        let (_, seq) = announced(&r).unwrap();
+        // node4 led term 2 meanwhile: refused as stale, node5 elects above it and claims 3.
+        let r = e.step(
+            5713,
+            Event::AnnounceAnswered {
+                term: 2,
+                seq,
+                answers: vec![(member(4), AnnounceAnswer::Stale { term: 2 })],
+            },
+        );
+        let round = match r.rounds.as_slice() {
+            [RoundEdge::Started { round }] => *round,
+            other => panic!("{other:?}"),
+        };
+        let r = e.step(
+            5714,
+            Event::Members {
+                purpose: Purpose::Round(round),
+                members: all,
+            },
+        );
+        assert_eq!(announced(&r).map(|a| a.0), Some(3));
+        // A leader reads no list in its renewals (it does, every health interval).
+        let (term, seq) = announced(&r).unwrap();
+        ack(&mut e, 5715, term, seq, &[3, 4]);
+        assert!(e.is_coordinator());
+        let r = e.step(7000, Event::Timer(Timer::Renew { term: 3 }));
+        assert!(!r
+            .effects
+            .iter()
+            .any(|e| matches!(e, Effect::CollectMembers { .. })));
     }
 
     #[test]
@@ -825,7 +937,8 @@ mod tests {
             reply,
             AnnounceReply::Promised { to: Some(ref n), .. } if n == "node3"
         ));
-        assert!(!e.snapshot(3100).is_coordinator);
+        // Its child is still stopping: it still leads (and says so) until the hooks let go.
+        assert!(e.snapshot(3100).is_coordinator);
         assert_eq!(
             e.snapshot(3100).quorum.unwrap().state,
             QuorumState::Releasing
@@ -853,6 +966,8 @@ mod tests {
                 term: 1
             }]
         );
+        assert!(!e.snapshot(3400).is_coordinator);
+        assert_eq!(r.changes[0].reason, Reason::Preempted);
         // Free now: it acknowledges the higher node.
         assert!(matches!(
             announce(&mut e, 3410, 4, 2),
@@ -920,6 +1035,8 @@ mod tests {
             is_coordinator: true,
             claiming: false,
             term: 1,
+            follows: None,
+            preempts: false,
         };
         let r = f.step(
             3101,
@@ -1033,11 +1150,25 @@ mod tests {
 
     #[test]
     fn a_restart_never_reuses_a_term() {
-        let mut e = Election::new(nref(3), settings(1, false), Persisted { floor: 41 }, 0);
+        let mut e = Election::new(
+            nref(3),
+            settings(1, false),
+            Persisted {
+                floor: 41,
+                maintenance: false,
+            },
+            0,
+        );
         let r = elect(&mut e, 2001, &cluster(&[3]));
         assert_eq!(e.term(), 42);
         assert!(announced(&r).is_none(), "nobody to tell");
-        assert_eq!(r.persist, Some(Persisted { floor: 42 + 64 }));
+        assert_eq!(
+            r.persist,
+            Some(Persisted {
+                floor: 42 + 64,
+                maintenance: false
+            })
+        );
         // A cluster of one leads at once.
         assert!(e.is_coordinator());
         // The next terms are reserved: no write until they run out.
@@ -1063,7 +1194,15 @@ mod tests {
         assert_eq!(e.term(), 51);
         assert_eq!(r.persist, None);
         // A follower that restarts refuses every term up to its floor, whoever announces it.
-        let mut f = Election::new(nref(1), settings(3, false), Persisted { floor: 5 }, 0);
+        let mut f = Election::new(
+            nref(1),
+            settings(3, false),
+            Persisted {
+                floor: 5,
+                maintenance: false,
+            },
+            0,
+        );
         assert_eq!(
             announce(&mut f, 2001, 4, 5),
             AnnounceReply::Stale { term: 5 }
@@ -1079,24 +1218,168 @@ mod tests {
     }
 
     #[test]
+    fn a_restarted_node_that_does_not_preempt_waits_for_a_term_above_its_floor() {
+        // node3 restarts with --no-preempt, floor 5; node2 leads term 3. Following term 3
+        // could acknowledge a term it promised to another before the restart, electing would
+        // preempt: it waits, yields to elections, and follows the next term.
+        let mut e = Election::new(
+            nref(3),
+            Settings {
+                no_preempt: true,
+                ..settings(3, false)
+            },
+            Persisted {
+                floor: 5,
+                maintenance: false,
+            },
+            0,
+        );
+        let follows_2 = CheckAnswer::Details {
+            name: "node1".into(),
+            id: 1,
+            is_coordinator: false,
+            claiming: false,
+            term: 3,
+            follows: Some(nref(2)),
+            preempts: true,
+        };
+        let r = e.step(
+            2001,
+            Event::TermsAnswered {
+                answers: vec![(member(1), follows_2)],
+            },
+        );
+        assert!(r.rounds.is_empty(), "no election: {r:?}");
+        assert_eq!(e.coordinator(), None);
+        let r = e.step(
+            2002,
+            Event::Proxy {
+                from: nref(2),
+                term: 3,
+            },
+        );
+        assert_eq!(
+            r.reply,
+            Some(Reply::Proxy(crate::core::ready::ProxyReply::NotLower))
+        );
+        // Its next health tick asks the terms again rather than electing.
+        let r = e.step(2003, Event::HealthTick);
+        assert_eq!(
+            r.effects,
+            vec![Effect::CollectMembers {
+                purpose: Purpose::LearnTerms
+            }]
+        );
+        // node2's renewal of term 3 is refused; its new term 6 is followed.
+        assert_eq!(
+            announce(&mut e, 2004, 2, 3),
+            AnnounceReply::Stale { term: 5 }
+        );
+        assert!(matches!(
+            announce(&mut e, 2005, 2, 6),
+            AnnounceReply::Ok { .. }
+        ));
+        assert_eq!(e.coordinator(), Some(&nref(2)));
+    }
+
+    #[test]
     fn shutting_down_stops_acting_and_releases_after_the_hooks() {
         let mut e = Election::new(nref(3), settings(3, true), Persisted::default(), 0);
         let r = elect(&mut e, 3000, &cluster(&[1, 2, 3]));
         let (term, seq) = announced(&r).unwrap();
         ack(&mut e, 3001, term, seq, &[2]);
         let r = e.step(3100, Event::ShuttingDown);
-        assert!(!e.snapshot(3100).is_coordinator);
-        assert_eq!(r.changes.len(), 1);
+        // Its child is still stopping: it still leads, says so, and keeps its followers.
+        assert!(e.snapshot(3100).is_coordinator);
+        assert!(e.snapshot(3100).leaving);
+        assert!(r.changes.is_empty());
         assert!(!r
             .effects
             .iter()
             .any(|e| matches!(e, Effect::Release { .. })));
         let r = e.step(3200, Event::LetGo);
+        assert!(!e.snapshot(3200).is_coordinator);
+        assert_eq!(r.changes.len(), 1);
         assert!(r
             .effects
             .iter()
             .any(|e| matches!(e, Effect::Release { .. })));
         // Standing for nothing: no elections, election messages sent elsewhere.
         assert_eq!(e.step(3300, Event::HealthTick), Ready::default());
+    }
+
+    #[test]
+    fn a_claimant_finds_members_that_registered_after_it_read_them() {
+        let mut e = node(3, 3);
+        // Alone in the registry when its round read it: nobody to ask.
+        let r = elect(&mut e, 3000, &cluster(&[3]));
+        assert!(announced(&r).is_none());
+        let r = e.step(4250, Event::Timer(Timer::Renew { term: 1 }));
+        assert!(r.effects.contains(&Effect::CollectMembers {
+            purpose: Purpose::Refresh
+        }));
+        e.step(
+            4260,
+            Event::Members {
+                purpose: Purpose::Refresh,
+                members: cluster(&[1, 2, 3]),
+            },
+        );
+        let r = e.step(4500, Event::Timer(Timer::Renew { term: 1 }));
+        let to = r.effects.iter().find_map(|e| match e {
+            Effect::Announce { to, .. } => Some(to.clone()),
+            _ => None,
+        });
+        assert_eq!(to, Some(cluster(&[2, 1])));
+    }
+
+    #[test]
+    fn a_health_check_that_finds_nothing_listening_frees_the_promise_like_a_closed_watch() {
+        // Found by tests/bench/quorum.rs: the check won the race with the closed watch, the
+        // promise was kept, and the next claim waited out a whole lease.
+        let mut f = node(2, 3);
+        announce(&mut f, 3000, 3, 1);
+        let r = f.step(
+            3100,
+            Event::CoordinatorChecked {
+                coordinator: nref(3),
+                answer: CheckAnswer::Unreachable(super::super::event::Unreachable::Refused),
+            },
+        );
+        assert!(r
+            .effects
+            .iter()
+            .any(|e| matches!(e, Effect::CollectMembers { .. })));
+        let r = f.step(
+            3101,
+            Event::Members {
+                purpose: Purpose::Round(1),
+                members: cluster(&[1, 2]),
+            },
+        );
+        assert_eq!(
+            f.phase(),
+            &Phase::Claiming,
+            "no wait for the dead node's promise"
+        );
+        assert!(announced(&r).is_some());
+        // A check that merely timed out frees nothing.
+        let mut g = node(2, 3);
+        announce(&mut g, 3000, 3, 1);
+        g.step(
+            3100,
+            Event::CoordinatorChecked {
+                coordinator: nref(3),
+                answer: CheckAnswer::Unreachable(super::super::event::Unreachable::Timeout),
+            },
+        );
+        g.step(
+            3101,
+            Event::Members {
+                purpose: Purpose::Round(1),
+                members: cluster(&[1, 2]),
+            },
+        );
+        assert_eq!(g.phase(), &Phase::AwaitingPromise);
     }
 }

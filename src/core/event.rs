@@ -67,6 +67,32 @@ pub enum Event {
     LetGo,
     /// SIGINT or SIGTERM: stop acting, stand for nothing, release what was promised.
     ShuttingDown,
+    /// The health check (`--check`, `--check-url`) changed its verdict, after its rise or fall.
+    Health { healthy: bool },
+    /// This node's `--exec` child exited by itself (`--exec-exit-unhealthy` counts that as
+    /// unhealthy).
+    ExecExited,
+    /// `bully maintenance on|off`: stand for election, or not.
+    Maintenance { on: bool },
+    /// `bully step-down [--to NODE]`: hand over, to `to` if named.
+    StepDown { to: Option<String> },
+    /// `POST /takeover`: the coordinator `from` of `term` stepped down for this node.
+    TakeOver { from: NodeRef, term: u64 },
+    /// `--consul-lock`: what came of taking the leader lock, or that a held one was lost.
+    Lock(LockAnswer),
+}
+
+/// `--consul-lock`: the shell's report on the leader lock. `attempt` is the acquisition it
+/// concerns (see [`super::ready::Effect::AcquireLock`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LockAnswer {
+    /// This node holds the lock; `index` is its `LockIndex`, the fencing token.
+    Held { attempt: u64, index: u64 },
+    /// It did not get the lock, and why (for the log).
+    Refused { attempt: u64, why: String },
+    /// The lock it held is no longer its own (its session was invalidated, the key was taken
+    /// or deleted, or Consul could not confirm it), and why.
+    Lost { attempt: u64, why: String },
 }
 
 /// Timers the core starts; each carries what it belongs to, so one that fires after the node
@@ -76,7 +102,9 @@ pub enum Timer {
     /// A higher member answered the election message of `round`: its announcement is due.
     Announcement { round: u64 },
     /// The watched coordinator said it stopped leading: its successor's announcement is due.
-    Successor { coordinator: NodeRef },
+    /// (`term` is the one it was coordinator of: a timer left from an earlier spell of the
+    /// same node must not drop it now.)
+    Successor { coordinator: NodeRef, term: u64 },
     /// Quorum mode: time to renew the claim or lease of `term`.
     Renew { term: u64 },
     /// Quorum mode: some members were still promised to another coordinator; ask again.
@@ -87,6 +115,14 @@ pub enum Timer {
     PromiseExpiry { coordinator: NodeRef },
     /// Quorum mode: round `round` waits for this node's own promise to run out.
     PromiseFree { round: u64 },
+    /// `--preempt-delay` has passed since this node became healthy: it may take over.
+    PreemptReady,
+    /// A step-down's hold, or an exited `--exec` child's, is over: stand again.
+    StandAgain,
+    /// This node's turn to elect after a coordinator failure every follower saw at once.
+    Ranked,
+    /// `--consul-lock`: acquisition `attempt` was refused; time to ask again.
+    LockRetry { attempt: u64 },
 }
 
 /// Why the members were read.
@@ -98,6 +134,8 @@ pub enum Purpose {
     LookForHigher,
     /// Before the first election: to ask the others which term they follow.
     LearnTerms,
+    /// Quorum mode: a node claiming a term looks for members that registered since.
+    Refresh,
 }
 
 /// Why members were probed (`GET /`).
@@ -163,6 +201,10 @@ pub enum CheckAnswer {
         is_coordinator: bool,
         claiming: bool,
         term: u64,
+        /// The coordinator it follows.
+        follows: Option<NodeRef>,
+        /// It stands for election and would take over from a lower coordinator.
+        preempts: bool,
     },
     /// `503`: too many requests in flight.
     Busy,
@@ -175,9 +217,16 @@ pub enum CheckAnswer {
     NotLocated,
 }
 
-/// What `GET /` on a member gave.
+/// What a probe (`GET /nodeDetails`) of a member gave.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ProbeAnswer {
+    /// It answered as a node: alive, whether it would take over from a lower coordinator,
+    /// and whether it says it leads.
+    Node {
+        preempts: bool,
+        leads: bool,
+    },
+    /// Another status, or a body that is not node details.
     Status(u16),
     Unreachable(Unreachable),
     NotLocated,

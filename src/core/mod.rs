@@ -4,8 +4,10 @@
 //! feeds what happened back in as [`event::Event`]s.
 
 pub mod claim;
+pub mod control;
 pub mod election;
 pub mod event;
+pub mod lock;
 pub mod member;
 pub mod quorum;
 pub mod ready;

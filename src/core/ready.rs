@@ -32,6 +32,8 @@ pub struct Ready {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Persisted {
     pub floor: u64,
+    /// `bully maintenance on`: survives a restart until turned off.
+    pub maintenance: bool,
 }
 
 /// How far ahead a node reserves terms when it writes its floor: a write (and fsync) every
@@ -61,6 +63,13 @@ pub enum Effect {
         term: u64,
         seq: u64,
     },
+    /// Like `Announce`, to nodes the core knows by name only (they asked it during its round
+    /// but registered after it read the members): the shell finds their addresses.
+    AnnounceTo {
+        nodes: Vec<NodeRef>,
+        term: u64,
+        seq: u64,
+    },
     /// Tell each of `to` that this node, coordinator of `term`, stopped acting
     /// (`POST /release`). Nothing comes back.
     Release { to: Vec<Member>, term: u64 },
@@ -70,6 +79,11 @@ pub enum Effect {
     /// Quorum mode: the `--exec` child may run until `until` (this node's clock) and must be
     /// killed then, whatever happens to this process meanwhile.
     Fence { until: u64 },
+    /// Let go of leadership while still coordinator: stop the `--exec` child and run
+    /// `--on-demoted` (with `reason`), then step `Event::LetGo`.
+    StopLeading { reason: Reason, term: u64 },
+    /// Ask `to` to take over (`POST /takeover`): this node stepped down for it.
+    TakeOver { to: NodeRef, term: u64 },
     /// Ask the coordinator whether it still leads; answer with `Event::CoordinatorChecked`.
     CheckCoordinator { coordinator: NodeRef },
     /// `GET /` on each of `nodes`; answer with `Event::Probed`.
@@ -79,6 +93,11 @@ pub enum Effect {
     },
     /// Fire `Event::Timer(timer)` after `after`.
     StartTimer { timer: Timer, after: Duration },
+    /// `--consul-lock`: take the leader lock (acquisition `attempt`) and, once held, watch
+    /// it; answer with `Event::Lock`. Carried out in order with `ReleaseLock`.
+    AcquireLock { attempt: u64 },
+    /// `--consul-lock`: let go of the leader lock and stop watching it. Nothing comes back.
+    ReleaseLock,
 }
 
 /// The answer to a message.
@@ -88,6 +107,56 @@ pub enum Reply {
     Announce(AnnounceReply),
     /// Taken; nothing to say but OK.
     Ok,
+    /// The answer to an operator's request (`step-down`, `maintenance`).
+    Control(ControlReply),
+}
+
+/// What an operator's request came to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ControlReply {
+    /// Done (or under way: a step-down completes once the hooks let go).
+    Done { message: String },
+    /// This node cannot do it, and why.
+    Refused { message: String },
+}
+
+/// Why leadership changed, for the hooks (`BULLY_REASON`) and the logs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reason {
+    /// Won an election, or followed a coordinator that did.
+    Elected,
+    /// The coordinator before failed, and this is its successor.
+    Failover,
+    /// The coordinator was asked to step down (`bully step-down`).
+    StepDown,
+    /// The coordinator's health check failed.
+    Unhealthy,
+    /// A higher node took over.
+    Preempted,
+    /// The coordinator went into maintenance (`bully maintenance on`).
+    Maintenance,
+    /// The coordinator shut down.
+    Shutdown,
+    /// Quorum mode: the coordinator could not renew its lease.
+    LostQuorum,
+    /// `--consul-lock`: the coordinator lost the leader lock.
+    LostLock,
+}
+
+impl Reason {
+    pub fn label(self) -> &'static str {
+        match self {
+            Reason::Elected => "elected",
+            Reason::Failover => "failover",
+            Reason::StepDown => "step-down",
+            Reason::Unhealthy => "unhealthy",
+            Reason::Preempted => "preempted",
+            Reason::Maintenance => "maintenance",
+            Reason::Shutdown => "shutdown",
+            Reason::LostQuorum => "lost-quorum",
+            Reason::LostLock => "lost-lock",
+        }
+    }
 }
 
 /// The answer to an election message (`/proxy`) from another node.
@@ -127,6 +196,10 @@ pub struct Change {
     /// The term followed (or led) right after the change, so a subscriber needs no second
     /// look at the state, which may have moved on by then.
     pub term: u64,
+    pub reason: Reason,
+    /// `--consul-lock`: the leader lock's `LockIndex` when this node became coordinator
+    /// holding it (`BULLY_CONSUL_LOCK_INDEX`).
+    pub lock_index: Option<u64>,
 }
 
 impl Change {
@@ -262,6 +335,30 @@ pub enum Note {
         ms: u64,
     },
     ShuttingDown,
+    /// Stopping the leader's work before handing over.
+    LettingGo {
+        reason: Reason,
+    },
+    Health {
+        healthy: bool,
+    },
+    Maintenance {
+        on: bool,
+    },
+    TakingOver {
+        from: String,
+    },
+    /// `--consul-lock`: nobody above answered; taking the leader lock before leading.
+    AcquiringLock,
+    LockHeld {
+        index: u64,
+    },
+    LockRefused {
+        why: String,
+    },
+    LockLost {
+        why: String,
+    },
 }
 
 impl Note {
@@ -275,6 +372,9 @@ impl Note {
                 | Note::NoQuorum { .. }
                 | Note::LeaseLost { .. }
                 | Note::LeaseExpired { .. }
+                | Note::Health { healthy: false }
+                | Note::LockRefused { .. }
+                | Note::LockLost { .. }
         )
     }
 }
@@ -359,6 +459,36 @@ impl fmt::Display for Note {
                 to.as_deref().unwrap_or("nobody (just started)")
             ),
             Note::ShuttingDown => write!(f, "Shutting down: standing for nothing"),
+            Note::LettingGo { reason } => write!(
+                f,
+                "Stepping down ({}): stopping the leader's work before handing over",
+                reason.label()
+            ),
+            Note::Health { healthy: true } => {
+                write!(f, "Health check passes: standing for election")
+            }
+            Note::Health { healthy: false } => {
+                write!(f, "Health check fails: not standing for election")
+            }
+            Note::Maintenance { on: true } => {
+                write!(
+                    f,
+                    "Maintenance on: not standing for election until it is turned off"
+                )
+            }
+            Note::Maintenance { on: false } => write!(f, "Maintenance off: standing for election"),
+            Note::TakingOver { from } => {
+                write!(f, "{from} stepped down for this node: taking over")
+            }
+            Note::AcquiringLock => write!(f, "Acquiring the leader lock before leading"),
+            Note::LockHeld { index } => {
+                write!(f, "Holding the leader lock (LockIndex {index})")
+            }
+            Note::LockRefused { why } => write!(
+                f,
+                "Leader lock not acquired: {why}; not leading, asking again every second"
+            ),
+            Note::LockLost { why } => write!(f, "Lost the leader lock: {why}; stepping down"),
         }
     }
 }

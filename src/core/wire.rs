@@ -22,6 +22,19 @@ pub struct Announcement {
     pub term: u64,
 }
 
+/// `POST /step-down`: hand over, to `to` if named.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, Default)]
+pub struct StepDown {
+    #[serde(default)]
+    pub to: Option<String>,
+}
+
+/// `POST /maintenance`: turn maintenance on or off.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Maintenance {
+    pub on: bool,
+}
+
 /// The answer to `POST /proxy`: `{"Response":"OK"}`, and when the answering node is the
 /// coordinator, its own announcement (`coordinator`, `node_id`, `term`) as well.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, Default)]
@@ -94,6 +107,16 @@ pub struct NodeDetails {
     /// A witness votes in quorum mode but never stands for election.
     #[serde(default)]
     pub witness: bool,
+    /// It stands for election and would take over from a lower coordinator now (false with
+    /// `--no-preempt`, during `--preempt-delay`, when unhealthy or in maintenance).
+    #[serde(default = "yes")]
+    pub preempts: bool,
+    /// Its health check passes (true without one).
+    #[serde(default = "yes")]
+    pub healthy: bool,
+    /// `bully maintenance on`.
+    #[serde(default)]
+    pub maintenance: bool,
     /// Quorum mode only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quorum: Option<QuorumDetails>,
@@ -125,4 +148,8 @@ impl Announcement {
     pub fn coordinator(&self) -> NodeRef {
         NodeRef::new(self.coordinator.clone(), self.node_id)
     }
+}
+
+fn yes() -> bool {
+    true
 }

@@ -7,3 +7,4 @@ pub mod limits;
 pub mod peer;
 pub mod routes;
 pub mod server;
+pub mod stream;

@@ -19,13 +19,17 @@ pub enum Route {
     Response,
     Announce,
     Release,
+    TakeOver,
+    /// Operator requests: local, or signed with the cluster key.
+    StepDown,
+    Maintenance,
     /// Any other path: `404`.
     Unknown,
 }
 
 impl Route {
     /// Every route but [`Route::Unknown`].
-    pub const ALL: [Route; 8] = [
+    pub const ALL: [Route; 11] = [
         Route::Health,
         Route::NodeDetails,
         Route::Metrics,
@@ -34,6 +38,9 @@ impl Route {
         Route::Response,
         Route::Announce,
         Route::Release,
+        Route::TakeOver,
+        Route::StepDown,
+        Route::Maintenance,
     ];
 
     /// The route of a request target, and its query (empty when none).
@@ -56,6 +63,9 @@ impl Route {
             Route::Response => "/response",
             Route::Announce => "/announce",
             Route::Release => "/release",
+            Route::TakeOver => "/takeover",
+            Route::StepDown => "/step-down",
+            Route::Maintenance => "/maintenance",
             Route::Unknown => "other",
         }
     }
@@ -65,11 +75,23 @@ impl Route {
         self.path()
     }
 
+    /// An operator's request rather than a peer's: taken from this host only, unless the
+    /// cluster has a key (then its signature is what counts).
+    pub fn is_operator(self) -> bool {
+        matches!(self, Route::StepDown | Route::Maintenance)
+    }
+
     /// The method the route takes; `None` for an unknown path.
     pub fn method(self) -> Option<Method> {
         match self {
             Route::Health | Route::NodeDetails | Route::Metrics | Route::Watch => Some(Method::Get),
-            Route::Proxy | Route::Response | Route::Announce | Route::Release => Some(Method::Post),
+            Route::Proxy
+            | Route::Response
+            | Route::Announce
+            | Route::Release
+            | Route::TakeOver
+            | Route::StepDown
+            | Route::Maintenance => Some(Method::Post),
             Route::Unknown => None,
         }
     }

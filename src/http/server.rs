@@ -9,13 +9,13 @@ use super::limits::{BACKLOG, IO_TIMEOUT, MAX_BODY, MAX_CONNECTIONS, MAX_HANDLERS
 use super::routes::{Method, Route};
 use crate::core::member::NodeRef;
 use crate::core::rules::{valid_name, valid_term, MAX_TERM, NAME_RULE};
-use crate::core::wire::{Announcement, ElectionMessage};
+use crate::core::wire::{Announcement, ElectionMessage, Maintenance, StepDown};
 use crate::sync::spawn_named;
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 use std::io::Read;
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -50,6 +50,19 @@ pub enum Call {
     Release {
         from: NodeRef,
         term: u64,
+    },
+    /// `from`, coordinator of `term`, stepped down for this node.
+    TakeOver {
+        from: NodeRef,
+        term: u64,
+    },
+    /// An operator asks this coordinator to step down (for `to`, if named).
+    StepDown {
+        to: Option<String>,
+    },
+    /// An operator turns maintenance on or off.
+    Maintenance {
+        on: bool,
     },
 }
 
@@ -86,9 +99,18 @@ impl Answer {
 }
 
 /// What the node behind the server provides.
+/// A connection taken over after `101 Switching Protocols`.
+pub trait UpgradedIo: Read + std::io::Write + Send {}
+impl<T: Read + std::io::Write + Send> UpgradedIo for T {}
+
 pub trait Service: Send + Sync + 'static {
     /// Answers a checked request. May block (a held watch); each call has its own thread.
     fn answer(&self, call: Call) -> Answer;
+    /// `GET /watch` asking for a beat stream: `Ok` to switch protocols, else the answer to
+    /// send instead (409 on a node that is not the coordinator, 503 at the cap).
+    fn accept_stream(&self) -> Result<(), Answer>;
+    /// Takes over the switched connection (its socket is `fd`), beating every `every`.
+    fn take_stream(&self, io: Box<dyn UpgradedIo>, fd: RawFd, every: Duration);
     /// Checks signatures when the cluster has a key.
     fn verifier(&self) -> Option<&Verifier>;
     /// Counts an answered request for the metrics.
@@ -156,7 +178,16 @@ fn dispatch(service: &Arc<dyn Service>, live: &Arc<AtomicUsize>, rq: Request) {
     let (route, _) = Route::parse(rq.url());
     if route == Route::Watch && *rq.method() == tiny_http::Method::Get {
         let service = Arc::clone(service);
-        if let Err(e) = spawn_named("watch", move || handle(&*service, route, rq)) {
+        let stream = rq
+            .headers()
+            .get("Upgrade")
+            .is_some_and(|v| v.as_str().eq_ignore_ascii_case(super::stream::PROTOCOL));
+        let spawned = if stream {
+            spawn_named("watch", move || open_stream(&*service, rq))
+        } else {
+            spawn_named("watch", move || handle(&*service, route, rq))
+        };
+        if let Err(e) = spawned {
             log::error!("cannot start a watch thread: {e}");
         }
         return;
@@ -169,14 +200,25 @@ fn dispatch(service: &Arc<dyn Service>, live: &Arc<AtomicUsize>, rq: Request) {
         return;
     }
     let service = Arc::clone(service);
-    let guard = Arc::clone(live);
+    let guard = InFlight(Arc::clone(live));
     let spawned = spawn_named("http", move || {
+        // Dropped also when the handler panics: a panicking request must not use up a slot
+        // for good (after MAX_HANDLERS of them the node would answer only 503).
+        let _guard = guard;
         handle(&*service, route, rq);
-        guard.fetch_sub(1, Ordering::AcqRel);
     });
+    // On failure the closure, and with it the guard, is dropped: the slot comes back.
     if let Err(e) = spawned {
-        live.fetch_sub(1, Ordering::AcqRel);
         log::error!("cannot start a request thread: {e}");
+    }
+}
+
+/// One request thread counted in the `live` total until dropped.
+struct InFlight(Arc<AtomicUsize>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -197,6 +239,30 @@ fn handle(service: &dyn Service, route: Route, mut rq: Request) {
     };
     service.answered(route, answer.status());
     respond(rq, answer);
+}
+
+/// `GET /watch` with `Upgrade: bully-beat`: switch protocols and hand the connection to the
+/// node's beat hub, or answer as a plain request would be.
+fn open_stream(service: &dyn Service, rq: Request) {
+    let (_, query) = Route::parse(rq.url());
+    let every = query
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("beat_ms="))
+        .and_then(|v| v.parse::<u64>().ok())
+        .map_or(Duration::from_millis(250), Duration::from_millis);
+    if let Err(answer) = service.accept_stream() {
+        service.answered(Route::Watch, answer.status());
+        return respond(rq, answer);
+    }
+    let fd = rq.socket_fd();
+    let switch = Response::empty(101).with_header(header("Connection", "Upgrade"));
+    match rq.upgrade(super::stream::PROTOCOL, switch) {
+        Ok(io) => {
+            service.answered(Route::Watch, 101);
+            service.take_stream(Box::new(io), fd, every);
+        }
+        Err(e) => log::debug!("could not switch a watch to a beat stream: {e}"),
+    }
 }
 
 /// Everything a request must pass before the node sees it: a known route and its method,
@@ -247,16 +313,44 @@ fn check(service: &dyn Service, route: Route, rq: &mut Request) -> Result<Call, 
                 }
             })
         }
-        Route::Announce | Route::Release => {
+        Route::Announce | Route::Release | Route::TakeOver => {
             let msg: Announcement = read_signed_json(service, rq)?;
             let from = msg.coordinator();
             check_sender(&from.name, msg.term)?;
             let term = msg.term;
-            Ok(if route == Route::Announce {
-                Call::Announce { from, term }
-            } else {
-                Call::Release { from, term }
+            Ok(match route {
+                Route::Announce => Call::Announce { from, term },
+                Route::Release => Call::Release { from, term },
+                _ => Call::TakeOver { from, term },
             })
+        }
+        Route::StepDown | Route::Maintenance => {
+            // Without a cluster key only this host may ask; with one, the signature checked
+            // while reading the body is what counts.
+            let local = rq.remote_addr().is_some_and(|a| a.ip().is_loopback());
+            if service.verifier().is_none() && !local {
+                return Err(Answer::error(
+                    403,
+                    format!(
+                        "{} is taken from this host only, unless the cluster has a key and the \
+                         request is signed with it",
+                        route.path()
+                    ),
+                ));
+            }
+            if route == Route::StepDown {
+                let msg: StepDown = read_signed_json(service, rq)?;
+                if msg.to.as_deref().is_some_and(|n| !valid_name(n)) {
+                    return Err(Answer::error(
+                        400,
+                        format!("to: node name must be {NAME_RULE}"),
+                    ));
+                }
+                Ok(Call::StepDown { to: msg.to })
+            } else {
+                let msg: Maintenance = read_signed_json(service, rq)?;
+                Ok(Call::Maintenance { on: msg.on })
+            }
         }
         Route::Unknown => Err(Answer::error(404, "no route")),
     }

@@ -1,17 +1,20 @@
 //! Consul as the registry, through the local agent's HTTP API: one service per cluster, one
 //! instance per node with an HTTP check on its `GET /`, and members read from the catalog's
 //! health endpoint, which is cluster-wide, so nodes on different hosts (each host with its own
-//! agent) see each other.
+//! agent) see each other. The coordinator's instance is tagged `leader` and every other one
+//! `follower`, with the term in its Meta, so Consul's DNS and health API name the leader.
 //!
 //! Every answer is untrusted: bodies are size-limited, entries that do not make a valid member
 //! are skipped, and a non-2xx status becomes an error carrying the status and the start of the
 //! body.
 
 use super::consul_options::ConsulOptions;
-use super::Registry;
+use super::{Registry, Role};
 use crate::core::member::Member;
 use crate::core::rules::{valid_host, valid_name};
+use crate::sync::lock;
 use serde_json::{json, Value};
+use std::sync::Mutex;
 use std::time::Duration;
 
 /// Largest answer read from Consul: the health list of a large cluster, with room to spare.
@@ -24,49 +27,57 @@ const CHECK_TIMEOUT: &str = "1s";
 const MIN_TIMEOUT: Duration = Duration::from_secs(1);
 
 pub struct ConsulRegistry {
+    client: ConsulClient,
     opts: ConsulOptions,
     cluster: String,
+    /// What the instance shows of this node's part (tag and Meta `term`), for every write.
+    role: Mutex<Role>,
+}
+
+/// One Consul agent over plain HTTP, the token on every request, every answer bounded.
+pub(super) struct ConsulClient {
+    address: String,
+    token: Option<String>,
     agent: ureq::Agent,
 }
 
-/// A bounded answer from Consul.
-struct Answer {
-    status: u16,
-    body: Vec<u8>,
+/// A bounded answer from Consul, with its `X-Consul-Index` (the index blocking queries wait
+/// on) when it had a valid one.
+pub(super) struct Answer {
+    pub status: u16,
+    pub body: Vec<u8>,
+    pub index: Option<u64>,
 }
 
-impl ConsulRegistry {
-    pub fn new(opts: ConsulOptions, cluster: &str, timeout: Duration) -> Self {
+impl ConsulClient {
+    /// Each call is bounded by `timeout` (at least 1 s); the wait for the answer's head by
+    /// `response`, which is longer for blocking queries.
+    pub(super) fn new(opts: &ConsulOptions, timeout: Duration, response: Duration) -> Self {
         let timeout = timeout.max(MIN_TIMEOUT);
-        ConsulRegistry {
-            opts,
-            cluster: cluster.to_string(),
-            agent: crate::http::peer::agent(timeout, timeout),
+        ConsulClient {
+            address: opts.address.clone(),
+            token: opts.token.clone(),
+            agent: crate::http::peer::agent(timeout, response.max(timeout)),
         }
     }
 
-    /// The instance ID: unique per agent, and readable in the Consul UI.
-    fn service_id(&self, me: &Member) -> String {
-        format!("{}-{}", self.cluster, me.name)
-    }
-
     fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.opts.address)
+        format!("{}{path}", self.address)
     }
 
     fn authorised<B>(&self, rq: ureq::RequestBuilder<B>) -> ureq::RequestBuilder<B> {
-        match &self.opts.token {
+        match &self.token {
             Some(t) => rq.header("X-Consul-Token", t),
             None => rq,
         }
     }
 
-    fn get(&self, path: &str) -> Result<Answer, String> {
+    pub(super) fn get(&self, path: &str) -> Result<Answer, String> {
         let sent = self.authorised(self.agent.get(self.url(path))).call();
         Self::read(sent, "GET", path)
     }
 
-    fn put(&self, path: &str, body: Option<&Value>) -> Result<Answer, String> {
+    pub(super) fn put(&self, path: &str, body: Option<&Value>) -> Result<Answer, String> {
         let rq = self.authorised(self.agent.put(self.url(path)));
         let sent = match body {
             Some(b) => rq.send_json(b),
@@ -82,51 +93,87 @@ impl ConsulRegistry {
     ) -> Result<Answer, String> {
         let mut resp = sent.map_err(|e| format!("{method} {path}: {e}"))?;
         let status = resp.status().as_u16();
+        let index = resp
+            .headers()
+            .get("X-Consul-Index")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok());
         let body = resp
             .body_mut()
             .with_config()
             .limit(MAX_ANSWER)
             .read_to_vec()
             .map_err(|e| format!("{method} {path}: reading the answer: {e}"))?;
-        Ok(Answer { status, body })
+        Ok(Answer {
+            status,
+            body,
+            index,
+        })
     }
+}
 
-    /// The 2xx answer's body, else an error naming the status and the start of the body.
-    fn expect_ok(answer: Answer, what: &str) -> Result<Vec<u8>, String> {
-        if (200..300).contains(&answer.status) {
-            Ok(answer.body)
-        } else {
-            Err(format!(
-                "{what}: Consul answered {}: {}",
-                answer.status,
-                shown(&answer.body)
-            ))
+/// The 2xx answer's body, else an error naming the status and the start of the body.
+pub(super) fn expect_ok(answer: Answer, what: &str) -> Result<Vec<u8>, String> {
+    if (200..300).contains(&answer.status) {
+        Ok(answer.body)
+    } else {
+        Err(format!(
+            "{what}: Consul answered {}: {}",
+            answer.status,
+            shown(&answer.body)
+        ))
+    }
+}
+
+pub(super) fn parse_json(body: &[u8], what: &str) -> Result<Value, String> {
+    serde_json::from_slice(body).map_err(|e| {
+        format!(
+            "{what}: Consul's answer is not the expected JSON ({e}): {}",
+            shown(body)
+        )
+    })
+}
+
+/// The instance ID of node `name`: unique per agent, and readable in the Consul UI.
+pub(super) fn service_id(cluster: &str, name: &str) -> String {
+    format!("{cluster}-{name}")
+}
+
+impl ConsulRegistry {
+    pub fn new(opts: ConsulOptions, cluster: &str, timeout: Duration) -> Self {
+        ConsulRegistry {
+            client: ConsulClient::new(&opts, timeout, timeout),
+            opts,
+            cluster: cluster.to_string(),
+            role: Mutex::new(Role::default()),
         }
     }
 
-    fn parse_json(body: &[u8], what: &str) -> Result<Value, String> {
-        serde_json::from_slice(body).map_err(|e| {
-            format!(
-                "{what}: Consul's answer is not the expected JSON ({e}): {}",
-                shown(body)
-            )
-        })
+    fn service_id(&self, me: &Member) -> String {
+        service_id(&self.cluster, &me.name)
     }
 
     /// What the local agent has under this node's service ID: `None` when it has nothing.
     fn registered_here(&self, me: &Member) -> Result<Option<Value>, String> {
         let path = format!("/v1/agent/service/{}", self.service_id(me));
-        let answer = self.get(&path)?;
+        let answer = self.client.get(&path)?;
         if answer.status == 404 {
             return Ok(None);
         }
-        let body = Self::expect_ok(answer, &format!("GET {path}"))?;
-        Self::parse_json(&body, &format!("GET {path}")).map(Some)
+        let body = expect_ok(answer, &format!("GET {path}"))?;
+        parse_json(&body, &format!("GET {path}")).map(Some)
     }
 
     /// The agent's instance under our ID is ours (not a same-named node elsewhere).
     fn is_mine(&self, service: &Value, me: &Member) -> bool {
         self.member_of(service, "").as_ref() == Some(me)
+    }
+
+    /// The agent's instance shows `role`: its tag, and the leader's Meta `term`.
+    fn shows(service: &Value, role: Role) -> bool {
+        let term = role.leader.then(|| role.term.to_string());
+        service["Tags"] == json!([role.tag()])
+            && service["Meta"]["term"].as_str() == term.as_deref()
     }
 
     /// A member from one service instance as Consul describes it (`/v1/agent/service/<id>`,
@@ -158,7 +205,7 @@ impl ConsulRegistry {
 }
 
 /// The start of an unexpected body, on one line, for an error message.
-fn shown(body: &[u8]) -> String {
+pub(super) fn shown(body: &[u8]) -> String {
     let text = String::from_utf8_lossy(body);
     let mut out: String = text
         .chars()
@@ -174,9 +221,14 @@ fn shown(body: &[u8]) -> String {
     out
 }
 
-/// The instance's Meta: Consul Meta values are strings.
-fn meta(me: &Member) -> Value {
+/// The instance's Meta: Consul Meta values are strings. The leader's carries the term it
+/// became coordinator in (a coordinator that moves to a higher term keeps it, as its hooks'
+/// `BULLY_TERM` does).
+fn meta(me: &Member, role: Role) -> Value {
     let mut m = json!({"node_name": me.name, "node_id": me.id.to_string()});
+    if role.leader {
+        m["term"] = json!(role.term.to_string());
+    }
     if me.witness {
         m["witness"] = json!("true");
     }
@@ -184,7 +236,7 @@ fn meta(me: &Member) -> Value {
 }
 
 /// Consul reads Go durations; whole milliseconds say any of ours exactly.
-fn go_duration(d: Duration) -> String {
+pub(super) fn go_duration(d: Duration) -> String {
     format!("{}ms", d.as_millis())
 }
 
@@ -202,15 +254,19 @@ fn badness(entry: &Value) -> u8 {
 }
 
 impl Registry for ConsulRegistry {
-    /// One instance of the cluster's service, with an HTTP check Consul runs on `GET /`; after
-    /// `deregister_after` critical, Consul drops it by itself (a node killed with -9).
+    /// One instance of the cluster's service, tagged `leader` or `follower` with the term in
+    /// its Meta, and an HTTP check Consul runs on `GET /`; after `deregister_after` critical,
+    /// Consul drops it by itself (a node killed with -9). Registering again over an instance
+    /// keeps its check's status (Consul 1.8 and later), so a new tag costs no health.
     fn register(&self, me: &Member) -> Result<(), String> {
+        let role = *lock(&self.role);
         let body = json!({
             "ID": self.service_id(me),
             "Name": self.cluster,
             "Address": me.host,
             "Port": me.port,
-            "Meta": meta(me),
+            "Tags": [role.tag()],
+            "Meta": meta(me, role),
             "Check": {
                 "Name": format!("bully {} answers GET /", me.name),
                 "HTTP": format!("http://{}/", me.address()),
@@ -221,7 +277,7 @@ impl Registry for ConsulRegistry {
             },
         });
         let path = "/v1/agent/service/register";
-        Self::expect_ok(self.put(path, Some(&body))?, &format!("PUT {path}")).map(|_| ())
+        expect_ok(self.client.put(path, Some(&body))?, &format!("PUT {path}")).map(|_| ())
     }
 
     /// Removes the instance only when it is still ours: a node of the same name may have
@@ -232,7 +288,7 @@ impl Registry for ConsulRegistry {
             _ => return Ok(()),
         }
         let path = format!("/v1/agent/service/deregister/{}", self.service_id(me));
-        Self::expect_ok(self.put(&path, None)?, &format!("PUT {path}")).map(|_| ())
+        expect_ok(self.client.put(&path, None)?, &format!("PUT {path}")).map(|_| ())
     }
 
     /// Every instance, whatever its check says: a just-registered node is critical until its
@@ -242,8 +298,8 @@ impl Registry for ConsulRegistry {
     fn members(&self) -> Result<Vec<Member>, String> {
         let path = format!("/v1/health/service/{}", self.cluster);
         let what = format!("GET {path}");
-        let body = Self::expect_ok(self.get(&path)?, &what)?;
-        let entries = match Self::parse_json(&body, &what)? {
+        let body = expect_ok(self.client.get(&path)?, &what)?;
+        let entries = match parse_json(&body, &what)? {
             Value::Array(entries) => entries,
             _ => return Err(format!("{what}: expected a JSON array: {}", shown(&body))),
         };
@@ -268,11 +324,24 @@ impl Registry for ConsulRegistry {
         Ok(members)
     }
 
-    /// A restarted agent without persisted state (a dev agent) has forgotten the node.
+    /// A restarted agent without persisted state (a dev agent) has forgotten the node; an
+    /// instance that shows another role (a tag update that failed) is registered again.
     fn maintain(&self, me: &Member) -> Result<bool, String> {
         match self.registered_here(me)? {
             None => self.register(me).map(|()| true),
-            Some(s) if self.is_mine(&s, me) => Ok(false),
+            Some(s) if self.is_mine(&s, me) => {
+                let role = *lock(&self.role);
+                if !Self::shows(&s, role) {
+                    self.register(me)?;
+                    log::info!(
+                        "Consul showed this node with another role: registered again as {} \
+                         (term {})",
+                        role.tag(),
+                        role.term
+                    );
+                }
+                Ok(false)
+            }
             Some(s) => Err(format!(
                 "service ID {} on this agent belongs to another node ({}); node names must be \
                  unique within a cluster",
@@ -280,6 +349,27 @@ impl Registry for ConsulRegistry {
                 shown(s.to_string().as_bytes())
             )),
         }
+    }
+
+    /// Registers the instance again with the new tag and term when the agent has it; when
+    /// it does not (not registered yet, or the agent restarted), the next registration
+    /// carries them.
+    fn set_role(&self, me: &Member, role: Role) -> Result<(), String> {
+        {
+            let mut current = lock(&self.role);
+            if *current == role {
+                return Ok(());
+            }
+            *current = role;
+        }
+        match self.registered_here(me)? {
+            Some(s) if self.is_mine(&s, me) && !Self::shows(&s, role) => self.register(me),
+            _ => Ok(()),
+        }
+    }
+
+    fn publishes_role(&self) -> bool {
+        true
     }
 
     fn describe(&self) -> String {
@@ -297,6 +387,8 @@ mod tests {
             token: None,
             check_interval: Duration::from_secs(10),
             deregister_after: Duration::from_secs(60),
+            lock: false,
+            lock_delay: Duration::ZERO,
         };
         ConsulRegistry::new(opts, "alpha", Duration::from_secs(1))
     }
@@ -361,5 +453,33 @@ mod tests {
         assert_eq!(badness(&e), 2);
         assert_eq!(badness(&json!({"Checks": [{"Status": "passing"}]})), 0);
         assert_eq!(badness(&json!({"Checks": "nonsense"})), 0);
+    }
+
+    #[test]
+    fn an_instance_shows_its_role_in_its_tag_and_meta() {
+        let me = Member {
+            name: "node4".into(),
+            id: 4,
+            host: "h".into(),
+            port: 1,
+            witness: false,
+        };
+        let leader = Role::leader(7);
+        assert_eq!(
+            meta(&me, leader),
+            json!({"node_name": "node4", "node_id": "4", "term": "7"})
+        );
+        assert_eq!(
+            meta(&me, Role::follower()),
+            json!({"node_name": "node4", "node_id": "4"})
+        );
+        let s = json!({"Tags": ["leader"], "Meta": meta(&me, leader)});
+        assert!(ConsulRegistry::shows(&s, leader));
+        assert!(!ConsulRegistry::shows(&s, Role::follower()));
+        assert!(!ConsulRegistry::shows(&s, Role::leader(8)));
+        assert!(!ConsulRegistry::shows(&json!({"Tags": null}), leader));
+        let f = json!({"Tags": ["follower"], "Meta": meta(&me, Role::follower())});
+        assert!(ConsulRegistry::shows(&f, Role::follower()));
+        assert_eq!(Role::follower().tag(), "follower");
     }
 }

@@ -14,6 +14,13 @@ pub struct ConsulOptions {
     pub token: Option<String>,
     pub check_interval: Duration,
     pub deregister_after: Duration,
+    /// `--consul-lock`: leading also takes holding the session lock on
+    /// `bully/<cluster>/leader`.
+    pub lock: bool,
+    /// `--consul-lock-delay`: the lock-delay of this node's sessions: after one ends
+    /// without releasing the lock (its check failed), Consul refuses the lock to everyone
+    /// this long.
+    pub lock_delay: Duration,
 }
 
 /// Consul's CLI default, used when neither `--consul` nor `CONSUL_HTTP_ADDR` is set.
@@ -24,6 +31,17 @@ pub const DEFAULT_CHECK_INTERVAL: Duration = Duration::from_secs(10);
 pub const MIN_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 /// Consul clamps shorter `DeregisterCriticalServiceAfter` values to this.
 pub const MIN_DEREGISTER: Duration = Duration::from_secs(60);
+/// Consul refuses sessions with a longer lock-delay.
+pub const MAX_LOCK_DELAY: Duration = Duration::from_secs(60);
+
+/// The token in `CONSUL_HTTP_TOKEN_FILE`'s file, as Consul reads it: white space around it
+/// dropped, and an empty file the same as none (`Ok(None)`).
+pub fn token_from_file(path: &std::path::Path) -> Result<Option<String>, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let token = text.trim();
+    Ok((!token.is_empty()).then(|| token.to_string()))
+}
 
 /// `http://host[:port]` or a bare `host[:port]` (as `CONSUL_HTTP_ADDR` is often written)
 /// becomes a base URL without a trailing slash.

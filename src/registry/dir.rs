@@ -12,8 +12,11 @@ use std::time::{Duration, SystemTime};
 /// Larger files are not member records and are skipped unread.
 const MAX_RECORD: u64 = 4096;
 /// A listing is reused only when read this long after the directory last changed: a change
-/// within the same timestamp granule (up to 2 s on some file systems) could not be told apart.
-const SETTLED: Duration = Duration::from_secs(2);
+/// within the same timestamp granule could not be told apart. Linux file systems with
+/// nanosecond timestamps (ext4, xfs, btrfs, tmpfs) stamp at the kernel's coarse clock, a
+/// jiffy (at most 10 ms); others (FAT, some network file systems) to the second or two.
+const SETTLED_FINE: Duration = Duration::from_millis(50);
+const SETTLED_COARSE: Duration = Duration::from_secs(2);
 /// Read again after this long whatever the directory's timestamp says.
 const MAX_AGE: Duration = Duration::from_secs(10);
 
@@ -35,10 +38,17 @@ struct Listing {
 
 impl Listing {
     fn still_valid(&self, mtime: SystemTime) -> bool {
+        // A timestamp with a fraction of a second comes from a fine-grained file system
+        // (whole seconds by chance once in a billion: then merely the slow path).
+        let fine = self
+            .mtime
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .is_ok_and(|d| d.subsec_nanos() != 0);
+        let needed = if fine { SETTLED_FINE } else { SETTLED_COARSE };
         let settled = self
             .read_at
             .duration_since(self.mtime)
-            .is_ok_and(|d| d >= SETTLED);
+            .is_ok_and(|d| d >= needed);
         let young = self.read_at.elapsed().is_ok_and(|d| d < MAX_AGE);
         mtime == self.mtime && settled && young
     }
@@ -111,6 +121,11 @@ impl Registry for DirRegistry {
 
     fn describe(&self) -> String {
         format!("dir {}", self.dir.display())
+    }
+
+    /// A stat of the directory while it is unchanged.
+    fn cheap_reads(&self) -> bool {
+        true
     }
 }
 

@@ -1,11 +1,13 @@
 //! Where nodes find each other. One small trait, several back ends; the node never cares which.
 
 mod consul;
+pub mod consul_lock;
 pub mod consul_options;
 mod dir;
 mod static_peers;
 
 pub use consul::ConsulRegistry;
+pub use consul_lock::ConsulLock;
 pub use consul_options::ConsulOptions;
 pub use dir::DirRegistry;
 pub use static_peers::StaticRegistry;
@@ -33,6 +35,34 @@ pub struct RegistryOptions {
     pub timeout: Duration,
 }
 
+/// This node's part in the election as a registry shows it to the world (Consul: the tag
+/// `leader` or `follower` of its instance, and for the leader the Meta `term`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Role {
+    /// It is the coordinator.
+    pub leader: bool,
+    /// The term it became coordinator in (its hooks' `BULLY_TERM`); 0 for a follower.
+    pub term: u64,
+}
+
+impl Role {
+    pub fn follower() -> Role {
+        Role::default()
+    }
+
+    pub fn leader(term: u64) -> Role {
+        Role { leader: true, term }
+    }
+
+    pub fn tag(self) -> &'static str {
+        if self.leader {
+            "leader"
+        } else {
+            "follower"
+        }
+    }
+}
+
 /// A service registry for one cluster.
 pub trait Registry: Send + Sync {
     /// Make this node known. Called once at start; may be called again to re-register.
@@ -47,8 +77,22 @@ pub trait Registry: Send + Sync {
     fn maintain(&self, _me: &Member) -> Result<bool, String> {
         Ok(false)
     }
+    /// Shows `role` from now on, in this write and every later one; never called under the
+    /// state lock. Only called when [`Registry::publishes_role`] says so.
+    fn set_role(&self, _me: &Member, _role: Role) -> Result<(), String> {
+        Ok(())
+    }
+    /// Whether the registry shows each node's role (so a thread follows the changes).
+    fn publishes_role(&self) -> bool {
+        false
+    }
     /// Short human name for logs.
     fn describe(&self) -> String;
+    /// Whether reading the members costs next to nothing (a directory whose listing is
+    /// cached until it changes), so a lookup may always read afresh.
+    fn cheap_reads(&self) -> bool {
+        false
+    }
 }
 
 /// Builds the registry the options ask for.

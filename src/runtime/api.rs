@@ -1,19 +1,24 @@
 //! The node's HTTP API: each checked request becomes an event for the core (or a read of its
 //! state), and the core's reply becomes the JSON the original design answered with.
 
+use super::beats::Beats;
 use super::directory::Directory;
 use super::handle::Handle;
+use super::leadership::Leadership;
 use super::metrics::{Gauges, Metrics, QuorumGauges};
-use super::watch::{self, Leadership};
-use crate::core::event::Event;
+use super::watch;
+use crate::core::event::{Event, Purpose};
 use crate::core::member::Member;
-use crate::core::ready::{AnnounceReply, ProxyReply, Reply};
+use crate::core::ready::{AnnounceReply, ControlReply, ProxyReply, Reply};
 use crate::core::wire::{AnnounceAnswer, NodeDetails, ProxyAnswer, QuorumDetails, Refusal};
 use crate::http::auth::Verifier;
+use crate::http::limits::MAX_WATCHERS;
 use crate::http::routes::Route;
-use crate::http::server::{Answer, Call, Service};
+use crate::http::server::{Answer, Call, Service, UpgradedIo};
 use serde_json::json;
+use std::os::fd::RawFd;
 use std::sync::Arc;
+use std::time::Duration;
 
 pub struct Api {
     pub me: Member,
@@ -23,6 +28,7 @@ pub struct Api {
     pub directory: Arc<Directory>,
     pub metrics: Arc<Metrics>,
     pub leadership: Arc<Leadership>,
+    pub beats: Arc<Beats>,
     pub verifier: Option<Verifier>,
 }
 
@@ -41,6 +47,9 @@ impl Api {
             term: s.term,
             host: self.me.host.clone(),
             witness: self.witness,
+            preempts: s.preempts,
+            healthy: s.healthy,
+            maintenance: s.maintenance,
             quorum: s.quorum.map(|q| QuorumDetails {
                 state: q.state.label().to_string(),
                 size: q.size,
@@ -57,10 +66,12 @@ impl Api {
         let s = self.node.snapshot();
         Gauges {
             is_coordinator: s.is_coordinator,
-            coordinator_id: s.coordinator.map(|c| c.id),
+            coordinator_id: s.coordinator.as_ref().map(|c| c.id),
+            coordinator: s.coordinator.map(|c| (c.name, c.id)),
             members: self.directory.count(),
             term: s.term,
             watchers: self.leadership.watchers(),
+            maintenance: s.maintenance,
             quorum: s.quorum.map(|q| QuorumGauges {
                 acks: q.acks,
                 size: q.size,
@@ -125,7 +136,49 @@ impl Service for Api {
                 self.node.step(Event::Release { from, term });
                 Answer::ok(json!({"Response": "OK"}))
             }
+            Call::TakeOver { from, term } => {
+                self.metrics.received("release");
+                self.node.step(Event::TakeOver { from, term });
+                Answer::ok(json!({"Response": "OK"}))
+            }
+            Call::StepDown { to } => {
+                // `--to` may name a node that joined since the last health tick: the
+                // coordinator reads the registry first, as it does before an election.
+                if to.is_some() {
+                    let members = self.directory.members();
+                    self.node.step(Event::Members {
+                        purpose: Purpose::Refresh,
+                        members,
+                    });
+                }
+                control_answer(self.node.step(Event::StepDown { to }))
+            }
+            Call::Maintenance { on } => control_answer(self.node.step(Event::Maintenance { on })),
         }
+    }
+
+    fn accept_stream(&self) -> Result<(), Answer> {
+        let s = self.node.snapshot();
+        if s.leaving && !watch::asks_to_be_followed(&s) {
+            return Err(watch::shutting_down());
+        }
+        if !watch::asks_to_be_followed(&s) {
+            return Err(Answer::Json {
+                status: 409,
+                body: json!({
+                    "error": "this node is not the coordinator",
+                    "coordinator": s.coordinator.map(|c| c.name),
+                }),
+            });
+        }
+        if self.leadership.watchers() >= MAX_WATCHERS {
+            return Err(Answer::error(503, "too many watches; use the health check"));
+        }
+        Ok(())
+    }
+
+    fn take_stream(&self, io: Box<dyn UpgradedIo>, fd: RawFd, every: Duration) {
+        self.beats.add(io, fd, every);
     }
 
     fn verifier(&self) -> Option<&Verifier> {
@@ -173,5 +226,17 @@ fn announce_answer(reply: Option<Reply>) -> Answer {
             Answer::ok(serde_json::to_value(body).unwrap_or_else(|_| json!({"Response": "OK"})))
         }
         _ => Answer::ok(json!({"Response": "OK"})),
+    }
+}
+
+/// The JSON for an operator's request: 200 when done (or under way), 409 with the reason
+/// when this node cannot do it.
+fn control_answer(reply: Option<Reply>) -> Answer {
+    match reply {
+        Some(Reply::Control(ControlReply::Done { message })) => {
+            Answer::ok(json!({"Response": "OK", "message": message}))
+        }
+        Some(Reply::Control(ControlReply::Refused { message })) => Answer::error(409, message),
+        _ => Answer::error(500, "no answer from the election"),
     }
 }

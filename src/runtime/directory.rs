@@ -65,9 +65,15 @@ impl Directory {
     }
 
     /// Where `node` is: in the last listing, else in a fresh one, else where it was last seen.
+    /// A registry that is cheap to read is read afresh first: a node restarted on another port
+    /// under its old name is then found where it is now, not where it was.
     pub fn locate(&self, node: &NodeRef) -> Option<Member> {
         let find = |ms: &[Member]| ms.iter().find(|m| m.is(node)).cloned();
-        if let Some(m) = find(&lock(&self.known)) {
+        if self.registry.cheap_reads() {
+            if let Some(m) = find(&self.members()) {
+                return Some(m);
+            }
+        } else if let Some(m) = find(&lock(&self.known)) {
             return Some(m);
         }
         find(&self.members()).or_else(|| {

@@ -147,6 +147,13 @@ impl Executor {
                 });
                 return None;
             }
+            Effect::AnnounceTo { nodes, term, seq } => {
+                let to: Vec<Member> = nodes
+                    .iter()
+                    .filter_map(|n| self.directory.locate(n))
+                    .collect();
+                return self.run(Effect::Announce { to, term, seq }, node);
+            }
             Effect::Release { to, term } => {
                 let msg = Announcement::from_node(&self.me, term);
                 self.metrics.sent("release", to.len());
@@ -166,7 +173,19 @@ impl Executor {
                     answer,
                 }
             }
-            Effect::Fence { .. } => return None,
+            Effect::TakeOver { to, term } => {
+                let msg = Announcement::from_node(&self.me, term);
+                if let Some(m) = self.directory.locate(&to) {
+                    let answer = self.post::<_, Value>(&m, Route::TakeOver, &msg, "release");
+                    logged(&m, "/takeover", &answer);
+                }
+                return None;
+            }
+            // The node hands these to their own threads, in order.
+            Effect::Fence { .. }
+            | Effect::StopLeading { .. }
+            | Effect::AcquireLock { .. }
+            | Effect::ReleaseLock => return None,
             Effect::CheckCoordinator { coordinator } => {
                 self.metrics.sent("health", 1);
                 let answer = match self.directory.locate(&coordinator) {
@@ -180,7 +199,13 @@ impl Executor {
             }
             Effect::Probe { purpose, nodes } => {
                 let answers = PeerClient::fan_out(&nodes, |n| match self.directory.locate(n) {
-                    Some(m) => match self.get::<Value>(&m, Route::Health) {
+                    Some(m) => match self.get::<NodeDetails>(&m, Route::NodeDetails) {
+                        Ok((200, Some(d))) if d.node_name == m.name && d.node_id == m.id => {
+                            ProbeAnswer::Node {
+                                preempts: d.preempts,
+                                leads: d.is_coordinator,
+                            }
+                        }
                         Ok((status, _)) => ProbeAnswer::Status(status),
                         Err(e) => ProbeAnswer::Unreachable(e.kind),
                     },
@@ -282,6 +307,11 @@ fn parse<T: DeserializeOwned>(body: Option<Value>) -> Option<T> {
 fn check_answer(answer: Reply<NodeDetails>) -> CheckAnswer {
     match answer {
         Ok((200, Some(d))) => CheckAnswer::Details {
+            follows: match (&d.coordinator, d.coordinator_id) {
+                (Some(name), Some(id)) => Some(NodeRef::new(name.clone(), id)),
+                _ => None,
+            },
+            preempts: d.preempts,
             name: d.node_name,
             id: d.node_id,
             is_coordinator: d.is_coordinator,

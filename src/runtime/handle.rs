@@ -5,9 +5,19 @@
 use crate::core::election::Snapshot;
 use crate::core::event::Event;
 use crate::core::member::{Member, NodeRef};
-use crate::core::ready::{Change, Reply};
+use crate::core::ready::{Change, Reason, Reply};
 use std::sync::mpsc::Receiver;
 use std::time::Duration;
+
+/// What subscribers hear, in the order it happened.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Notice {
+    /// The coordinator this node knows changed.
+    Changed(Change),
+    /// This node, still coordinator, lets go of leadership for `reason`: stop its work and
+    /// run `--on-demoted`, then step `Event::LetGo`.
+    LetGo { reason: Reason, term: u64 },
+}
 
 pub trait Handle: Send + Sync {
     /// Applies `event` to the core and carries out what follows; returns the reply for a
@@ -15,8 +25,8 @@ pub trait Handle: Send + Sync {
     fn step(&self, event: Event) -> Option<Reply>;
     /// The core's state now.
     fn snapshot(&self) -> Snapshot;
-    /// Every later change of coordinator, in order.
-    fn subscribe(&self) -> Receiver<Change>;
+    /// Every later change of coordinator (and request to let go), in order.
+    fn subscribe(&self) -> Receiver<Notice>;
     /// Ends every subscription: each receiver gets the changes already sent, then sees the
     /// channel closed (shutdown, so no hook starts for a change after it).
     fn close_subscriptions(&self);

@@ -9,10 +9,10 @@
 //! them outlives the node.
 
 use super::fence::Fence;
-use super::handle::Handle;
+use super::handle::{Handle, Notice};
 use crate::core::event::Event;
 use crate::core::member::NodeRef;
-use crate::core::ready::Change;
+use crate::core::ready::{Change, Reason};
 use crate::supervisor::{Killed, Supervised};
 use crate::sync::spawn_named;
 use std::io::{BufRead, BufReader, Read};
@@ -38,6 +38,9 @@ pub struct HookOptions {
     pub exec: Option<String>,
     /// On demotion or exit the exec child gets SIGTERM, then SIGKILL after this long.
     pub exec_grace: Duration,
+    /// `--exec-exit-unhealthy`: an exec child that exits by itself takes the node out of the
+    /// running (the core decides; this only tells it).
+    pub exit_unhealthy: bool,
 }
 
 impl HookOptions {
@@ -82,6 +85,7 @@ impl Hooks {
             stopping: Arc::clone(&stopping),
             final_term: Arc::clone(&final_term),
             leading: false,
+            lock_index: None,
             exec: None,
         };
         spawn_named("hooks", move || {
@@ -127,13 +131,15 @@ struct Runner {
     final_term: Arc<AtomicU64>,
     /// The elected hook ran and its demoted hook is still owed.
     leading: bool,
+    /// `--consul-lock`: the `LockIndex` this leadership holds, for its hooks.
+    lock_index: Option<u64>,
     exec: Option<Supervised>,
 }
 
 impl Runner {
     /// Handles changes until the node closes the subscription (shutdown), then lets go of
     /// leadership if it still holds it.
-    fn run(mut self, changes: Receiver<Change>) {
+    fn run(mut self, changes: Receiver<Notice>) {
         loop {
             let next = if self.exec.is_some() {
                 changes.recv_timeout(EXEC_POLL)
@@ -143,7 +149,17 @@ impl Runner {
             match next {
                 // Changes still queued when shutdown began are skipped: leave() runs the one
                 // demoted hook that is owed.
-                Ok(change) if !self.stopping.load(Ordering::SeqCst) => self.handle(&change),
+                Ok(Notice::Changed(change)) if !self.stopping.load(Ordering::SeqCst) => {
+                    self.handle(&change)
+                }
+                Ok(Notice::LetGo { reason, term }) if !self.stopping.load(Ordering::SeqCst) => {
+                    // Still coordinator, letting go (step-down, unhealthy, maintenance, a
+                    // higher node): stop the work now, then tell the node it may hand over.
+                    if std::mem::take(&mut self.leading) {
+                        self.let_go(None, term, reason);
+                    }
+                    self.node.step(Event::LetGo);
+                }
                 Ok(_) | Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => break,
             }
@@ -151,7 +167,11 @@ impl Runner {
             self.push_fence();
         }
         if std::mem::take(&mut self.leading) {
-            self.let_go(None, self.final_term.load(Ordering::SeqCst));
+            self.let_go(
+                None,
+                self.final_term.load(Ordering::SeqCst),
+                Reason::Shutdown,
+            );
         }
         self.node.step(Event::LetGo);
     }
@@ -172,14 +192,15 @@ impl Runner {
     fn handle(&mut self, change: &Change) {
         if change.demoted(&self.me) {
             if std::mem::take(&mut self.leading) {
-                self.let_go(change.after.as_ref(), change.term);
+                self.let_go(change.after.as_ref(), change.term, change.reason);
             }
             // A node handing over (quorum mode) releases its followers only now.
             self.node.step(Event::LetGo);
         }
         if change.elected(&self.me) && !self.leading {
             self.leading = true;
-            let env = self.env(Some(&self.me), change.term);
+            self.lock_index = change.lock_index;
+            let env = self.env(Some(&self.me), change.term, change.reason);
             if let Some(cmd) = &self.opts.on_elected {
                 self.hook("on-elected", cmd, &env);
             }
@@ -194,20 +215,26 @@ impl Runner {
     }
 
     /// Stops the exec child, then runs the demoted hook.
-    fn let_go(&mut self, coordinator: Option<&NodeRef>, term: u64) {
+    fn let_go(&mut self, coordinator: Option<&NodeRef>, term: u64, reason: Reason) {
         if let Some(child) = self.exec.take() {
             self.stop_exec(child);
         }
         if let Some(cmd) = &self.opts.on_demoted {
-            let env = self.env(coordinator, term);
+            let env = self.env(coordinator, term, reason);
             self.hook("on-demoted", cmd, &env);
         }
     }
 
     /// `BULLY_COORDINATOR` and `BULLY_COORDINATOR_ID` are empty when no coordinator is known
-    /// (this node is shutting down).
-    fn env(&self, coordinator: Option<&NodeRef>, term: u64) -> Vec<(&'static str, String)> {
-        vec![
+    /// (this node is shutting down). `BULLY_CONSUL_LOCK_INDEX` (`--consul-lock`) is the
+    /// leader lock's `LockIndex` of the leadership the hook is about.
+    fn env(
+        &self,
+        coordinator: Option<&NodeRef>,
+        term: u64,
+        reason: Reason,
+    ) -> Vec<(&'static str, String)> {
+        let mut env = vec![
             ("BULLY_NODE", self.me.name.clone()),
             ("BULLY_NODE_ID", self.me.id.to_string()),
             (
@@ -219,7 +246,12 @@ impl Runner {
                 coordinator.map(|c| c.id.to_string()).unwrap_or_default(),
             ),
             ("BULLY_TERM", term.to_string()),
-        ]
+            ("BULLY_REASON", reason.label().to_string()),
+        ];
+        if let Some(index) = self.lock_index {
+            env.push(("BULLY_CONSUL_LOCK_INDEX", index.to_string()));
+        }
+        env
     }
 
     /// Runs one hook to its end or its timeout; a failure is logged and nothing more.
@@ -255,6 +287,15 @@ impl Runner {
     fn reap_exec(&mut self) {
         let Some(child) = &mut self.exec else { return };
         if let Some(s) = child.try_wait() {
+            if self.opts.exit_unhealthy {
+                log::warn!(
+                    "exec child {} exited by itself ({s}); --exec-exit-unhealthy: stepping down",
+                    child.pid()
+                );
+                self.exec = None;
+                self.node.step(Event::ExecExited);
+                return;
+            }
             log::warn!(
                 "exec child {} exited by itself ({s}); still coordinator, not restarting it",
                 child.pid()

@@ -14,6 +14,12 @@ pub const MESSAGE_KINDS: [&str; 5] = ["proxy", "response", "announce", "release"
 /// How a failed coordinator was noticed, as labels.
 pub const DETECTIONS: [&str; 3] = ["health_check", "watch", "lease"];
 
+/// Upper bounds (seconds) of the election duration histogram's buckets: from a round on
+/// loopback (a millisecond) to one that waited out timeouts.
+pub const ELECTION_BUCKETS: [f64; 12] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
+];
+
 #[derive(Default)]
 pub struct Metrics {
     pub elections_started: AtomicU64,
@@ -25,18 +31,31 @@ pub struct Metrics {
     /// Microseconds from the start of this node's last election round to the moment it knew
     /// the coordinator (won, or accepted an announcement).
     last_election_micros: AtomicU64,
+    /// Rounds by duration: one count per bucket of [`ELECTION_BUCKETS`] (the round falls in
+    /// the first whose bound it does not pass), then the ones above the last.
+    election_buckets: [AtomicU64; 13],
+    election_micros_sum: AtomicU64,
     http: Mutex<BTreeMap<(&'static str, u16), u64>>,
+    /// A health check is configured.
+    pub checks: std::sync::atomic::AtomicBool,
+    /// Its verdict: 1 healthy, 0 not.
+    pub check_up: AtomicU64,
+    /// Checks that failed (timed out included).
+    pub check_failures: AtomicU64,
 }
 
 /// The gauges, read from the node when the page is rendered.
 pub struct Gauges {
     pub is_coordinator: bool,
     pub coordinator_id: Option<u64>,
+    /// The coordinator's name and id, for `bully_coordinator_info`.
+    pub coordinator: Option<(String, u64)>,
     pub members: usize,
     pub term: u64,
     pub watchers: usize,
     /// Quorum mode: acknowledgements held (this node included), cluster size, lease left.
     pub quorum: Option<QuorumGauges>,
+    pub maintenance: bool,
 }
 
 pub struct QuorumGauges {
@@ -69,8 +88,16 @@ impl Metrics {
     }
 
     pub fn election_finished(&self, took: Duration) {
-        self.last_election_micros
-            .store(took.as_micros() as u64, Ordering::Relaxed);
+        let micros = took.as_micros() as u64;
+        self.last_election_micros.store(micros, Ordering::Relaxed);
+        self.election_micros_sum
+            .fetch_add(micros, Ordering::Relaxed);
+        let secs = took.as_secs_f64();
+        let bucket = ELECTION_BUCKETS
+            .iter()
+            .position(|b| secs <= *b)
+            .unwrap_or(ELECTION_BUCKETS.len());
+        self.election_buckets[bucket].fetch_add(1, Ordering::Relaxed);
     }
 
     /// `route` must be one of a fixed set of names, so the label set stays bounded whatever
@@ -104,6 +131,13 @@ impl Metrics {
             "Times the coordinator this node follows changed.",
             load(&self.coordinator_changes),
         );
+        if self.checks.load(Ordering::Relaxed) {
+            counter(
+                "bully_check_failures_total",
+                "Health checks that failed or timed out.",
+                load(&self.check_failures),
+            );
+        }
         labelled(
             &mut out,
             "bully_messages_sent_total",
@@ -128,12 +162,29 @@ impl Metrics {
             &DETECTIONS,
             &self.failovers,
         );
-        out += "# HELP bully_http_requests_total HTTP requests answered, by route and status.\n";
+        out +=
+            "# HELP bully_http_requests_total HTTP requests answered, by route and status code.\n";
         out += "# TYPE bully_http_requests_total counter\n";
-        for ((route, status), n) in lock(&self.http).iter() {
+        for ((route, code), n) in lock(&self.http).iter() {
             let _ = writeln!(
                 out,
-                "bully_http_requests_total{{route=\"{route}\",status=\"{status}\"}} {n}"
+                "bully_http_requests_total{{route=\"{route}\",code=\"{code}\"}} {n}"
+            );
+        }
+        self.render_histogram(&mut out);
+        let _ = write!(
+            out,
+            "# HELP bully_build_info The running version.\n# TYPE bully_build_info gauge\n\
+             bully_build_info{{version=\"{}\"}} 1\n",
+            env!("CARGO_PKG_VERSION")
+        );
+        if let Some((name, id)) = &g.coordinator {
+            // Ids go up to 2^64 - 1, past what a float gauge holds exactly: as a label.
+            let _ = write!(
+                out,
+                "# HELP bully_coordinator_info The coordinator this node follows (or is).\n\
+                 # TYPE bully_coordinator_info gauge\n\
+                 bully_coordinator_info{{name=\"{name}\",id=\"{id}\"}} 1\n"
             );
         }
         let mut gauge = |name: &str, help: &str, value: String| {
@@ -168,6 +219,18 @@ impl Metrics {
             "Election term this node is in.",
             g.term.to_string(),
         );
+        gauge(
+            "bully_maintenance",
+            "1 while this node is in maintenance (bully maintenance on).",
+            u8::from(g.maintenance).to_string(),
+        );
+        if self.checks.load(Ordering::Relaxed) {
+            gauge(
+                "bully_check_up",
+                "1 while the health check passes (after its rise and fall).",
+                load(&self.check_up).to_string(),
+            );
+        }
         if let Some(q) = &g.quorum {
             gauge(
                 "bully_quorum_size",
@@ -191,6 +254,28 @@ impl Metrics {
             format!("{:.6}", load(&self.last_election_micros) as f64 / 1e6),
         );
         out
+    }
+}
+
+impl Metrics {
+    /// `bully_election_duration_seconds`: cumulative buckets, sum and count.
+    fn render_histogram(&self, out: &mut String) {
+        let name = "bully_election_duration_seconds";
+        let _ = write!(
+            out,
+            "# HELP {name} Election rounds of this node, from their start to knowing the \
+             coordinator.\n# TYPE {name} histogram\n"
+        );
+        let mut total = 0;
+        for (i, bound) in ELECTION_BUCKETS.iter().enumerate() {
+            total += self.election_buckets[i].load(Ordering::Relaxed);
+            let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {total}");
+        }
+        total += self.election_buckets[ELECTION_BUCKETS.len()].load(Ordering::Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {total}");
+        let sum = self.election_micros_sum.load(Ordering::Relaxed) as f64 / 1e6;
+        let _ = writeln!(out, "{name}_sum {sum:.6}");
+        let _ = writeln!(out, "{name}_count {total}");
     }
 }
 
@@ -224,17 +309,35 @@ mod tests {
         m.sent("bogus", 3);
         m.http_request("/proxy", 200);
         m.http_request("/proxy", 200);
+        m.election_finished(Duration::from_millis(3));
+        m.election_finished(Duration::from_secs(20));
         let text = m.render(&Gauges {
             is_coordinator: true,
             coordinator_id: Some(4),
+            coordinator: Some(("node4".into(), u64::MAX)),
             members: 4,
             term: 7,
             watchers: 3,
             quorum: None,
+            maintenance: false,
         });
         assert!(text.contains("bully_elections_started_total 2\n"), "{text}");
         assert!(text.contains("bully_messages_sent_total{kind=\"proxy\"} 3\n"));
-        assert!(text.contains("bully_http_requests_total{route=\"/proxy\",status=\"200\"} 2\n"));
+        assert!(text.contains("bully_http_requests_total{route=\"/proxy\",code=\"200\"} 2\n"));
+        assert!(
+            text.contains("bully_coordinator_info{name=\"node4\",id=\"18446744073709551615\"} 1\n")
+        );
+        assert!(
+            text.contains("bully_election_duration_seconds_bucket{le=\"0.0025\"} 0\n"),
+            "{text}"
+        );
+        assert!(text.contains("bully_election_duration_seconds_bucket{le=\"0.005\"} 1\n"));
+        assert!(text.contains("bully_election_duration_seconds_bucket{le=\"+Inf\"} 2\n"));
+        assert!(text.contains("bully_election_duration_seconds_count 2\n"));
+        assert!(text.contains(&format!(
+            "bully_build_info{{version=\"{}\"}} 1\n",
+            env!("CARGO_PKG_VERSION")
+        )));
         assert!(text.contains("bully_is_coordinator 1\n"));
         assert!(text.contains("bully_coordinator_id 4\n"));
         assert!(text.contains("# TYPE bully_members gauge\n"));

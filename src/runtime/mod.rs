@@ -2,12 +2,16 @@
 //! carries out what the core's steps return. It makes no protocol decision of its own.
 
 pub mod api;
+pub mod beats;
+pub mod check;
 pub mod clock;
+pub mod consul_lock;
 pub mod directory;
 pub mod effects;
 pub mod fence;
 pub mod handle;
 pub mod hooks;
+pub mod leadership;
 pub mod metrics;
 pub mod node;
 pub mod registration;

@@ -4,19 +4,21 @@
 //! ever runs under it.
 
 use super::clock::Clock;
+use super::consul_lock::LockRunner;
 use super::directory::Directory;
 use super::effects::Executor;
 use super::fence::Fence;
-use super::handle::Handle;
+use super::handle::{Handle, Notice};
+use super::leadership::Leadership;
 use super::metrics::Metrics;
 use super::state_file::StateFile;
 use super::timers::Timers;
-use super::watch::Leadership;
 use crate::core::election::{Election, Settings, Snapshot};
 use crate::core::event::Event;
 use crate::core::member::{Member, NodeRef};
-use crate::core::ready::{Change, Note, Persisted, Reply, RoundEdge};
+use crate::core::ready::{Change, Effect, Note, Persisted, Reply, RoundEdge};
 use crate::http::peer::PeerClient;
+use crate::registry::ConsulLock;
 use crate::sync::{lock, StateLockHeld};
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::{Arc, Mutex, Weak};
@@ -27,7 +29,9 @@ pub struct Node {
     election: Mutex<Election>,
     /// Terms used or acknowledged go here before anyone hears of them.
     state: StateFile,
-    subscribers: Mutex<Vec<Sender<Change>>>,
+    subscribers: Mutex<Vec<Sender<Notice>>>,
+    /// Held from the end of a step until its changes are published.
+    publishing: Mutex<()>,
     /// When the current election round started, for `bully_last_election_seconds`.
     round_started: Mutex<Option<Instant>>,
     metrics: Arc<Metrics>,
@@ -35,6 +39,8 @@ pub struct Node {
     executor: Arc<Executor>,
     /// Wakes the `/watch` requests this node holds as coordinator.
     leadership: Arc<Leadership>,
+    /// `--consul-lock`: takes and releases the leader lock.
+    lock: Option<LockRunner>,
     this: Weak<Node>,
 }
 
@@ -51,6 +57,8 @@ pub struct Parts {
     pub metrics: Arc<Metrics>,
     pub leadership: Arc<Leadership>,
     pub fence: Arc<Fence>,
+    /// `--consul-lock`: the leader lock in Consul.
+    pub lock: Option<ConsulLock>,
 }
 
 impl Node {
@@ -77,25 +85,34 @@ impl Node {
             )),
             state: parts.state,
             subscribers: Mutex::new(Vec::new()),
+            publishing: Mutex::new(()),
             round_started: Mutex::new(None),
             metrics: parts.metrics,
             directory: parts.directory,
             executor: Arc::new(executor),
             leadership: parts.leadership,
+            lock: parts.lock.map(LockRunner::new),
             this: this.clone(),
         });
         let handle: Weak<dyn Handle> = node.this.clone();
-        timers.run_for(handle)?;
+        timers.run_for(handle.clone())?;
+        if let Some(lock) = &node.lock {
+            lock.run_for(handle)?;
+        }
         Ok(node)
     }
 
-    /// Sends a change to every subscriber and wakes the held watches. Called under the state
-    /// lock, so subscribers see changes in the order they happened.
+    /// Sends a change to every subscriber and wakes the held watches. Called under the
+    /// publishing lock, so subscribers see changes in the order they happened.
     fn publish(&self, change: &Change) {
         use std::sync::atomic::Ordering::Relaxed;
         self.metrics.coordinator_changes.fetch_add(1, Relaxed);
-        lock(&self.subscribers).retain(|tx| tx.send(change.clone()).is_ok());
+        self.notify(Notice::Changed(change.clone()));
         self.leadership.bump();
+    }
+
+    fn notify(&self, notice: Notice) {
+        lock(&self.subscribers).retain(|tx| tx.send(notice.clone()).is_ok());
     }
 
     /// Times rounds for `bully_last_election_seconds` and counts them: a round that restarts
@@ -135,17 +152,20 @@ impl Node {
 
 impl Handle for Node {
     fn step(&self, event: Event) -> Option<Reply> {
-        let ready = {
+        let (ready, publishing) = {
             let mut election = lock(&self.election);
             let _held = StateLockHeld::enter();
             let ready = election.step(self.clock.now(), event);
-            for change in &ready.changes {
-                self.publish(change);
-            }
-            ready
+            // Taken before the state lock is let go: changes are published in the order the
+            // steps made them, yet after their term is on disk.
+            (ready, lock(&self.publishing))
         };
-        // On disk before anyone hears of the term: a node that cannot make sure of that must
-        // not go on, or a restart could hand the same term out twice.
+        self.count_rounds(&ready.rounds);
+        for note in &ready.notes {
+            self.log(note);
+        }
+        // On disk before anyone hears of the term (the hooks included): a node that cannot
+        // make sure of that must not go on, or a restart could hand the same term out twice.
         if let Some(p) = &ready.persist {
             if let Err(e) = self.state.save(p) {
                 log::error!(
@@ -156,14 +176,33 @@ impl Handle for Node {
                 std::process::exit(1);
             }
         }
-        self.count_rounds(&ready.rounds);
-        for note in &ready.notes {
-            self.log(note);
+        for change in &ready.changes {
+            self.publish(change);
         }
-        if !ready.effects.is_empty() {
+        // Letting go is the hook runner's to carry out, in order with the changes; the lock
+        // thread's, in order with each other.
+        let (ordered, effects): (Vec<Effect>, Vec<Effect>) =
+            ready.effects.into_iter().partition(|e| {
+                matches!(
+                    e,
+                    Effect::StopLeading { .. } | Effect::AcquireLock { .. } | Effect::ReleaseLock
+                )
+            });
+        for effect in ordered {
+            match effect {
+                Effect::StopLeading { reason, term } => self.notify(Notice::LetGo { reason, term }),
+                lock_effect => {
+                    if let Some(lock) = &self.lock {
+                        lock.submit(&lock_effect);
+                    }
+                }
+            }
+        }
+        drop(publishing);
+        if !effects.is_empty() {
             if let Some(this) = self.this.upgrade() {
                 let handle: Arc<dyn Handle> = this;
-                self.executor.execute(ready.effects, &handle);
+                self.executor.execute(effects, &handle);
             }
         }
         ready.reply
@@ -173,7 +212,7 @@ impl Handle for Node {
         lock(&self.election).snapshot(self.clock.now())
     }
 
-    fn subscribe(&self) -> Receiver<Change> {
+    fn subscribe(&self) -> Receiver<Notice> {
         let (tx, rx) = channel();
         lock(&self.subscribers).push(tx);
         rx
@@ -189,5 +228,8 @@ impl Handle for Node {
 
     fn flush(&self, within: std::time::Duration) {
         self.executor.flush(within);
+        if let Some(lock) = &self.lock {
+            lock.flush(within);
+        }
     }
 }

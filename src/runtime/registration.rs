@@ -1,13 +1,16 @@
 //! Keeping this node in the registry: one attempt before the first election, retries with
 //! backoff while the registry cannot be reached, upkeep every health interval afterwards (a
-//! registry may forget the node), and leaving on shutdown. None of it holds the state lock,
-//! and none of it keeps the HTTP server from serving.
+//! registry may forget the node), showing its role (Consul's `leader`/`follower` tag) after
+//! every change of coordinator, and leaving on shutdown. None of it holds the state lock, and
+//! none of it keeps the HTTP server or the election from going on.
 
 use super::directory::Directory;
-use super::handle::Handle;
+use super::handle::{Handle, Notice};
 use crate::core::event::Event;
 use crate::core::member::Member;
+use crate::registry::Role;
 use crate::sync::{lock, spawn_named};
+use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -24,6 +27,8 @@ pub struct Registration {
     /// Serialises registry writes, so a SIGTERM never races a registration in flight: leaving
     /// waits for it, then nothing registers again.
     leaving: Mutex<bool>,
+    /// The coordinator changes, for a registry that shows roles, until its thread starts.
+    changes: Mutex<Option<Receiver<Notice>>>,
 }
 
 impl Registration {
@@ -33,12 +38,18 @@ impl Registration {
         node: Arc<dyn Handle>,
         interval: Duration,
     ) -> Arc<Registration> {
+        // Subscribed now, before the server and the schedules start, so no change is missed.
+        let changes = directory
+            .registry()
+            .publishes_role()
+            .then(|| node.subscribe());
         Arc::new(Registration {
             me,
             directory,
             node,
             interval,
             leaving: Mutex::new(false),
+            changes: Mutex::new(changes),
         })
     }
 
@@ -49,6 +60,12 @@ impl Registration {
     /// The first attempt, then the upkeep thread. Runs before the first election so that it
     /// usually finds this node registered.
     pub fn start(self: &Arc<Self>) {
+        if let Some(changes) = lock(&self.changes).take() {
+            let this = Arc::clone(self);
+            if let Err(e) = spawn_named("registry-role", move || this.show_roles(changes)) {
+                log::error!("cannot start the thread that shows this node's role ({e})");
+            }
+        }
         let registered = match self.write(false) {
             Some(Ok(_)) => {
                 log::info!("Registered in {}", self.describe());
@@ -118,6 +135,43 @@ impl Registration {
         } else {
             registry.register(&self.me).map(|()| true)
         })
+    }
+
+    /// Shows this node's role after each change of coordinator, on its own thread so that a
+    /// slow registry never holds up an election. Changes that queued up meanwhile are read
+    /// at once and only the last one is shown. A write that fails is logged; the upkeep puts
+    /// it right (it registers again when the registry shows another role).
+    fn show_roles(&self, changes: Receiver<Notice>) {
+        let me = self.me.node_ref();
+        while let Ok(first) = changes.recv() {
+            let queued = std::iter::from_fn(|| changes.try_recv().ok());
+            let last = std::iter::once(first)
+                .chain(queued)
+                .filter_map(|n| match n {
+                    Notice::Changed(c) => Some(c),
+                    Notice::LetGo { .. } => None,
+                })
+                .last();
+            let Some(change) = last else {
+                continue;
+            };
+            let role = if change.after.as_ref() == Some(&me) {
+                Role::leader(change.term)
+            } else {
+                Role::follower()
+            };
+            let leaving = lock(&self.leaving);
+            if *leaving {
+                return;
+            }
+            if let Err(e) = self.directory.registry().set_role(&self.me, role) {
+                log::warn!(
+                    "registry {}: showing this node as {} failed: {e}; the upkeep tries again",
+                    self.describe(),
+                    role.tag()
+                );
+            }
+        }
     }
 
     /// Leaves the registry for good (SIGINT/SIGTERM), after any write in flight.

@@ -3,8 +3,8 @@
 
 use super::handle::Handle;
 use super::hooks::Hooks;
+use super::leadership::Leadership;
 use super::registration::Registration;
-use super::watch::Leadership;
 use crate::core::event::Event;
 use crate::sync::spawn_named;
 use signal_hook::consts::{SIGINT, SIGTERM};

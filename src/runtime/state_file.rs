@@ -18,6 +18,9 @@ struct OnDisk {
     version: u32,
     /// No term at or below it may be claimed or acknowledged again.
     floor: u64,
+    /// `bully maintenance on`, kept until turned off.
+    #[serde(default)]
+    maintenance: bool,
 }
 
 pub struct StateFile {
@@ -63,10 +66,15 @@ impl StateFile {
     /// Makes `p` durable; returns once it (or a later state) is on disk.
     pub fn save(&self, p: &Persisted) -> std::io::Result<()> {
         let mut written = lock(&self.written);
-        if p.floor <= written.floor {
+        // The floor only moves up (two steps may persist out of order); maintenance is the
+        // last one asked for.
+        let merged = Persisted {
+            floor: written.floor.max(p.floor),
+            maintenance: p.maintenance,
+        };
+        if merged == *written {
             return Ok(());
         }
-        let merged = p.clone();
         self.write(&merged)?;
         *written = merged;
         Ok(())
@@ -76,6 +84,7 @@ impl StateFile {
         let on_disk = OnDisk {
             version: 1,
             floor: p.floor,
+            maintenance: p.maintenance,
         };
         let body = serde_json::to_vec(&on_disk).map_err(std::io::Error::other)?;
         let tmp = self.path.with_extension("json.tmp");
@@ -104,7 +113,10 @@ fn parse(bytes: &[u8]) -> Result<Persisted, String> {
     if d.floor > MAX_TERM + TERM_RESERVE + 1 {
         return Err(format!("floor {} is beyond any term", d.floor));
     }
-    Ok(Persisted { floor: d.floor })
+    Ok(Persisted {
+        floor: d.floor,
+        maintenance: d.maintenance,
+    })
 }
 
 #[cfg(test)]
@@ -122,12 +134,26 @@ mod tests {
         let d = dir("reopen");
         let (f, p) = StateFile::open(&d, "c", "n1").unwrap();
         assert_eq!(p, Persisted::default());
-        f.save(&Persisted { floor: 7 }).unwrap();
-        // An older state saved late does not win.
-        f.save(&Persisted { floor: 3 }).unwrap();
+        f.save(&Persisted {
+            floor: 7,
+            maintenance: true,
+        })
+        .unwrap();
+        // An older floor saved late does not win.
+        f.save(&Persisted {
+            floor: 3,
+            maintenance: true,
+        })
+        .unwrap();
         drop(f);
         let (_, p) = StateFile::open(&d, "c", "n1").unwrap();
-        assert_eq!(p, Persisted { floor: 7 });
+        assert_eq!(
+            p,
+            Persisted {
+                floor: 7,
+                maintenance: true
+            }
+        );
         fs::remove_dir_all(&d).unwrap();
     }
 

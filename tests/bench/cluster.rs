@@ -81,7 +81,9 @@ impl Plan {
                     (128, 3, HEALTH, Fault::Kill),
                     (4, 30, DEFAULT_HEALTH, Fault::Kill),
                     (16, 10, DEFAULT_HEALTH, Fault::Kill),
-                    (4, 3, DEFAULT_HEALTH, Fault::Stop),
+                    (64, 20, DEFAULT_HEALTH, Fault::Kill),
+                    (128, 10, DEFAULT_HEALTH, Fault::Kill),
+                    (4, 20, DEFAULT_HEALTH, Fault::Stop),
                 ],
                 idle_window: Duration::from_secs(60),
             }
@@ -109,12 +111,27 @@ impl Plan {
                 .collect();
         }
         if let Some(v) = value("--failover") {
+            // N:RUNS[:INTERVAL][:stop], e.g. 128:10, 128:10:20s or 4:3:20s:stop.
             self.failover = list(v)
                 .iter()
-                .map(|nk| {
-                    let (n, k) = nk.split_once(':').unwrap_or_else(|| bad("--failover"));
-                    match (n.parse(), k.parse()) {
-                        (Ok(n), Ok(k)) if n >= 2 => (n, k, HEALTH, Fault::Kill),
+                .map(|spec| {
+                    let parts: Vec<&str> = spec.split(':').collect();
+                    let (n, k) = match (parts.first(), parts.get(1)) {
+                        (Some(n), Some(k)) => (n.parse(), k.parse()),
+                        _ => bad("--failover"),
+                    };
+                    let interval = match parts.get(2).copied() {
+                        None | Some("200ms") => HEALTH,
+                        Some("20s") => DEFAULT_HEALTH,
+                        Some(_) => bad("--failover (interval 200ms or 20s)"),
+                    };
+                    let fault = match parts.get(3).copied() {
+                        None | Some("kill") => Fault::Kill,
+                        Some("stop") => Fault::Stop,
+                        Some(_) => bad("--failover (kill or stop)"),
+                    };
+                    match (n, k) {
+                        (Ok(n), Ok(k)) if n >= 2 => (n, k, interval, fault),
                         _ => bad("--failover"),
                     }
                 })
@@ -509,10 +526,11 @@ fn count_dir(path: String) -> f64 {
 }
 
 /// The idle setups, each with its own cluster: (label, nodes, health interval).
-const IDLE_SETUPS: [(&str, usize, &str); 4] = [
+const IDLE_SETUPS: [(&str, usize, &str); 5] = [
     ("alone", 1, "20s"),
     ("4-node cluster", 4, "20s"),
     ("4-node cluster", 4, HEALTH),
+    ("64-node cluster", 64, "20s"),
     ("64-node cluster", 64, HEALTH),
 ];
 

@@ -1,16 +1,18 @@
 //! What leader work looked like, from the outside: every `--exec` child of a test appends a
 //! timestamp (nanoseconds of the shared wall clock, which all namespaces of one machine read
-//! alike) every 20 ms to a file of its own, named after its node and pid. Each file is one
-//! child's active interval, first to last line; two intervals that overlap mean two leaders
-//! did the work at once.
+//! alike) every 20 ms to a file of its own, named after its node, start and pid. Each file is
+//! one child's active interval, first to last line; two intervals that overlap mean two
+//! leaders did the work at once.
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 
-/// The `--exec` command: one file per child under `dir`.
+/// The `--exec` command: one file per child under `dir`, named after its node, its start
+/// time and its pid (pids alone repeat: with a pid_max of 32768 and a fork per beat they wrap
+/// within minutes, and a reused name would merge two children into one interval).
 pub fn worker(dir: &Path) -> String {
     format!(
-        "f='{}'/$BULLY_NODE.$$.work; while :; do date +%s%N >> \"$f\"; sleep 0.02; done",
+        "f='{}'/$BULLY_NODE.$(date +%s%N).$$.work; while :; do date +%s%N >> \"$f\"; sleep 0.02; done",
         dir.display()
     )
 }
@@ -92,7 +94,8 @@ pub fn longest_gap_ms(all: &[Interval], from: u128, to: u128) -> f64 {
     let mut gap = 0u128;
     for i in all {
         if i.start > covered_to {
-            gap = gap.max(i.start.min(to) - covered_to);
+            // A child that started after `to` ends the search's window, not a gap.
+            gap = gap.max(i.start.min(to).saturating_sub(covered_to));
         }
         covered_to = covered_to.max(i.end);
     }
@@ -126,6 +129,106 @@ pub fn describe(all: &[Interval]) -> String {
         .join("\n")
 }
 
+/// Like [`describe`], with times from `base` (ns), so they line up with a fault log.
+pub fn describe_since(all: &[Interval], base: u128) -> String {
+    let ms = |t: u128| (t as f64 - base as f64) / 1e6;
+    all.iter()
+        .map(|i| {
+            format!(
+                "{} {:.0}..{:.0} ms ({} beats)",
+                i.node,
+                ms(i.start),
+                ms(i.end),
+                i.beats
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// How much of `from..to` (ns) some child was active, in ms.
+pub fn covered_ms(all: &[Interval], from: u128, to: u128) -> f64 {
+    let mut spans: Vec<(u128, u128)> = all
+        .iter()
+        .map(|i| (i.start.max(from), i.end.min(to)))
+        .filter(|(a, b)| a < b)
+        .collect();
+    spans.sort();
+    let (mut total, mut reach) = (0u128, from);
+    for (a, b) in spans {
+        let a = a.max(reach);
+        if b > a {
+            total += b - a;
+            reach = b;
+        }
+    }
+    total as f64 / 1e6
+}
+
+/// Waits (up to `within`) until no worker file under `dir` grows any more: every child has
+/// stopped writing. Returns whether they did.
+pub fn await_still(dir: &Path, within: std::time::Duration) -> bool {
+    let sizes = || -> Vec<(PathBuf, u64)> {
+        let mut v: Vec<(PathBuf, u64)> = std::fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| (e.path(), e.metadata().map_or(0, |m| m.len())))
+            .collect();
+        v.sort();
+        v
+    };
+    let end = std::time::Instant::now() + within;
+    let mut last = sizes();
+    while std::time::Instant::now() < end {
+        // Longer than a worker's beat, so a live one always shows growth.
+        std::thread::sleep(std::time::Duration::from_millis(150));
+        let now = sizes();
+        if now == last {
+            return true;
+        }
+        last = now;
+    }
+    false
+}
+
+/// Whether process `pid` exists and is not a zombie.
+pub fn pid_alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        !s.rsplit_once(')')
+            .is_some_and(|(_, r)| r.trim_start().starts_with('Z'))
+    })
+}
+
+/// The pids of the `--exec` children (`sh -c CMD`, the supervisors' children) of the bully
+/// process `pid`.
+pub fn exec_children(pid: u32) -> Vec<u32> {
+    // Children are listed per thread that forked them: look at every thread's.
+    let children = |p: u32| -> Vec<u32> {
+        std::fs::read_dir(format!("/proc/{p}/task"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .flat_map(|t| {
+                std::fs::read_to_string(t.path().join("children"))
+                    .unwrap_or_default()
+                    .split_whitespace()
+                    .filter_map(|s| s.parse().ok())
+                    .collect::<Vec<u32>>()
+            })
+            .collect()
+    };
+    children(pid)
+        .into_iter()
+        .filter(|s| {
+            std::fs::read_to_string(format!("/proc/{s}/cmdline"))
+                .unwrap_or_default()
+                .contains("__supervise\0exec")
+        })
+        .flat_map(children)
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -146,5 +249,9 @@ mod tests {
         assert_eq!(overlaps(&all).len(), 1);
         assert_eq!(overlap_ms(&all), 10.0);
         assert_eq!(longest_gap_ms(&all, 0, 500 * 1_000_000), 100.0);
+        // A window that ends inside the first interval, with others after it: no gap.
+        assert_eq!(longest_gap_ms(&all, 0, 50 * 1_000_000), 0.0);
+        // 0..200 and 300..400 covered, within 50..350.
+        assert_eq!(covered_ms(&all, 50_000_000, 350_000_000), 200.0);
     }
 }

@@ -25,7 +25,8 @@ version=$(awk -F'"' '/^\[package\]/ {p=1} p && /^version *=/ {print $2; exit}' C
 case "$target" in
   "") arch=$(dpkg --print-architecture) ;;
   x86_64-unknown-linux-gnu) arch=amd64 ;;
-  aarch64-unknown-linux-gnu) arch=arm64 ;;
+  aarch64-unknown-linux-gnu|aarch64-unknown-linux-musl) arch=arm64 ;;
+  armv7-unknown-linux-gnueabihf|armv7-unknown-linux-musleabihf) arch=armhf ;;
   *) fail "no Debian architecture known for $target" ;;
 esac
 deb=target/debian/bully_${version}_${arch}.deb

@@ -39,7 +39,7 @@ pub fn skip(why: &str) {
 }
 
 /// Why namespaces cannot be made here, if they cannot.
-fn missing() -> Option<String> {
+pub fn missing() -> Option<String> {
     // SAFETY: geteuid has no preconditions and cannot fail.
     if unsafe { libc::geteuid() } != 0 {
         return Some("not root".into());
@@ -469,6 +469,19 @@ impl NetCluster {
         port: u16,
         common: &[&str],
     ) -> NetCluster {
+        NetCluster::start_each(net, tag, program, port, common, |_| Vec::new())
+    }
+
+    /// Like [`NetCluster::start_program`], with `extra(i)` added to the arguments of the node
+    /// on host `i` (e.g. `--witness` for one of them).
+    pub fn start_each(
+        net: &Net,
+        tag: &str,
+        program: &str,
+        port: u16,
+        common: &[&str],
+        extra: impl Fn(usize) -> Vec<String>,
+    ) -> NetCluster {
         let dir = TempDir::new(tag);
         let nodes = net
             .hosts()
@@ -491,6 +504,7 @@ impl NetCluster {
                         .to_string(),
                 ];
                 args.extend(common.iter().map(|s| s.to_string()));
+                args.extend(extra(h.index));
                 let log = dir.path().join(format!("{name}.log"));
                 let proc = NodeProc::start_via(
                     &h.launcher(program),
@@ -573,6 +587,50 @@ impl NetCluster {
             })
     }
 
+    /// Like [`NetCluster::agreement_since`], and then until `expected` is the only node on
+    /// `hosts` that says it leads (one handing over may take a moment more to stop saying so).
+    pub fn sole_coordinator_since(
+        &self,
+        hosts: &[usize],
+        expected: &str,
+        t0: Instant,
+        within: Duration,
+    ) -> Result<Duration, String> {
+        let agreed = self.agreement_since(hosts, expected, t0, within)?;
+        let rest = within
+            .saturating_sub(t0.elapsed())
+            .max(Duration::from_secs(5));
+        super::poll(rest, || {
+            let leading: Vec<&str> = hosts
+                .iter()
+                .map(|&i| &self.nodes[i])
+                .filter(|n| n.details().is_some_and(|d| d["is_coordinator"] == true))
+                .map(|n| n.proc.name.as_str())
+                .collect();
+            (leading == [expected])
+                .then_some(agreed)
+                .ok_or_else(|| format!("all name {expected}, but these say they lead: {leading:?}"))
+        })
+    }
+
+    /// Waits until every node on `hosts` names `expected` and only it says it leads; panics
+    /// with the logs otherwise.
+    pub fn await_sole_coordinator(
+        &self,
+        hosts: &[usize],
+        expected: &str,
+        within: Duration,
+    ) -> Duration {
+        self.sole_coordinator_since(hosts, expected, Instant::now(), within)
+            .unwrap_or_else(|seen| {
+                panic!(
+                    "nodes {hosts:?}: no sole coordinator {expected} within {within:?}; last \
+                     seen {seen}\n{}",
+                    self.log_tails()
+                )
+            })
+    }
+
     /// The last lines of every node's log, for failure messages.
     pub fn log_tails(&self) -> String {
         let mut out = String::new();
@@ -589,4 +647,170 @@ impl NetCluster {
         }
         out
     }
+}
+
+/// What one node said in one answer to `GET /nodeDetails`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Seen {
+    pub coordinator: Option<String>,
+    pub is_coordinator: bool,
+    pub term: u64,
+    /// `quorum.state` (`following`, `leading`, ...); None in plain mode.
+    pub state: Option<String>,
+}
+
+impl Seen {
+    fn from_details(d: &Value) -> Seen {
+        Seen {
+            coordinator: d["coordinator"].as_str().map(String::from),
+            is_coordinator: d["is_coordinator"] == Value::Bool(true),
+            term: d["term"].as_u64().unwrap_or(0),
+            state: d["quorum"]["state"].as_str().map(String::from),
+        }
+    }
+}
+
+/// One look at one node: when its answer came (ns of the wall clock, as the workers of
+/// `activity` write), and what it said; None when it did not answer (dead, frozen).
+#[derive(Clone, Debug)]
+pub struct Sample {
+    pub at: u128,
+    pub node: usize,
+    pub seen: Option<Seen>,
+}
+
+/// Looks at every node's `/nodeDetails` over and over while a test runs: one thread per
+/// host, inside that host's namespace, so partitions and pulled cables never hide a node
+/// from the test (it asks the node from its own host). A frozen node costs its thread one
+/// time-out per look, not the others.
+pub struct Sampler {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    samples: std::sync::Arc<Mutex<Vec<Sample>>>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Sampler {
+    /// Starts looking at the nodes of `c`, each every `every` (plus the time it takes).
+    pub fn start(c: &NetCluster, every: Duration) -> Sampler {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let samples = std::sync::Arc::new(Mutex::new(Vec::new()));
+        let threads = c
+            .nodes
+            .iter()
+            .map(|n| {
+                let (stop, samples) = (stop.clone(), samples.clone());
+                let (ns, node) = (n.host.ns.clone(), n.host.index);
+                let to = SocketAddr::V4(SocketAddrV4::new(n.host.addr, n.proc.port));
+                std::thread::spawn(move || {
+                    in_namespace(&ns, || {
+                        while !stop.load(Ordering::Relaxed) {
+                            let (status, body) = http_get(to, "/nodeDetails", every.max(MIN_LOOK));
+                            let seen = (status == 200)
+                                .then(|| serde_json::from_str::<Value>(&body).ok())
+                                .flatten()
+                                .map(|d| Seen::from_details(&d));
+                            let at = super::activity::now_ns();
+                            samples.lock().unwrap().push(Sample { at, node, seen });
+                            std::thread::sleep(every);
+                        }
+                    })
+                })
+            })
+            .collect();
+        Sampler {
+            stop,
+            samples,
+            threads,
+        }
+    }
+
+    /// The samples so far, in the order they came.
+    pub fn samples(&self) -> Vec<Sample> {
+        self.samples.lock().unwrap().clone()
+    }
+
+    /// Stops looking; every sample taken.
+    pub fn finish(mut self) -> Vec<Sample> {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+        self.samples()
+    }
+}
+
+impl Drop for Sampler {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// The time-out of one look: a frozen node's kernel still accepts the connection, and only
+/// the answer never comes.
+const MIN_LOOK: Duration = Duration::from_millis(300);
+
+/// `GET path` of `to` on the calling thread (which must be in a namespace that reaches it).
+fn http_get(to: SocketAddr, path: &str, within: Duration) -> (u16, String) {
+    let Ok(mut s) = TcpStream::connect_timeout(&to, within) else {
+        return (0, "connect failed".into());
+    };
+    let _ = s.set_read_timeout(Some(within));
+    let _ = s.set_write_timeout(Some(within));
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {to}\r\nConnection: close\r\n\r\n");
+    if s.write_all(req.as_bytes()).is_err() {
+        return (0, "write failed".into());
+    }
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf);
+    parse_response(&buf)
+}
+
+/// Each node's claims to lead, from samples: a run of answers with `is_coordinator` true is
+/// one interval (first to last such answer), in the shape of `activity`'s, so its overlap
+/// analysis applies. `names[i]` names the node on host `i`.
+pub fn claims(samples: &[Sample], names: &[String]) -> Vec<super::activity::Interval> {
+    let mut open: Vec<Option<super::activity::Interval>> = vec![None; names.len()];
+    let mut out = Vec::new();
+    let mut sorted: Vec<&Sample> = samples.iter().collect();
+    sorted.sort_by_key(|s| s.at);
+    for s in sorted {
+        let leads = s.seen.as_ref().is_some_and(|v| v.is_coordinator);
+        match (&mut open[s.node], leads) {
+            (Some(iv), true) => {
+                iv.end = s.at;
+                iv.beats += 1;
+            }
+            (slot @ None, true) => {
+                *slot = Some(super::activity::Interval {
+                    node: names[s.node].clone(),
+                    file: Default::default(),
+                    start: s.at,
+                    end: s.at,
+                    beats: 1,
+                })
+            }
+            (slot, false) => out.extend(slot.take()),
+        }
+    }
+    out.extend(open.into_iter().flatten());
+    out.sort_by_key(|i| i.start);
+    out
+}
+
+/// The terms that more than one node claimed to lead in, from samples, with who claimed them.
+pub fn shared_terms(samples: &[Sample], names: &[String]) -> Vec<(u64, Vec<String>)> {
+    let mut by_term = std::collections::BTreeMap::<u64, std::collections::BTreeSet<String>>::new();
+    for s in samples {
+        if let Some(v) = s.seen.as_ref().filter(|v| v.is_coordinator) {
+            by_term
+                .entry(v.term)
+                .or_default()
+                .insert(names[s.node].clone());
+        }
+    }
+    by_term
+        .into_iter()
+        .filter(|(_, who)| who.len() > 1)
+        .map(|(t, who)| (t, who.into_iter().collect()))
+        .collect()
 }

@@ -24,6 +24,8 @@ use crate::{Request, Response, StatusCode};
 pub struct ClientConnection {
     // address of the client
     remote_addr: IoResult<Option<SocketAddr>>,
+    /// bully patch 10: the connection's socket, handed to each request.
+    socket_fd: std::os::fd::RawFd,
 
     // sequence of Readers to the stream, so that the data is not read in
     //  the wrong order
@@ -94,6 +96,7 @@ impl ClientConnection {
     ) -> ClientConnection 
     {
         let remote_addr = read_socket.peer_addr();
+        let socket_fd = read_socket.raw_fd();
 
         let mut source = SequentialReaderBuilder::new(BufReader::with_capacity(1024, read_socket));
         let first_header = source.next().unwrap();
@@ -103,6 +106,7 @@ impl ClientConnection {
             source,
             sink: SequentialWriterBuilder::new(BufWriter::with_capacity(1024, write_socket)),
             remote_addr,
+            socket_fd,
             next_header_source: first_header,
             no_more_requests: false,
             max_head,
@@ -242,6 +246,7 @@ impl ClientConnection {
                 version.clone(),
                 headers,
                 remote_addr,
+                self.socket_fd,
                 data_source,
                 writer,
             )

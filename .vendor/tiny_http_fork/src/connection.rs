@@ -153,6 +153,19 @@ impl Connection
         }
     }
 
+    /// bully patch 10: the socket's descriptor, for options such as a send timeout on a
+    /// connection handed over by `Request::upgrade`.
+    pub(crate)
+    fn raw_fd(&self) -> std::os::fd::RawFd
+    {
+        match self
+        {
+            Self::Tcp(s) => s.as_raw_fd(),
+            #[cfg(unix)]
+            Self::Unix(s) => s.as_raw_fd(),
+        }
+    }
+
     pub(crate) 
     fn try_clone(&self) -> std::io::Result<Self> 
     {

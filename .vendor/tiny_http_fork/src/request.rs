@@ -52,6 +52,9 @@ pub struct Request
 
     remote_addr: Option<SocketAddr>,
 
+    /// bully patch 10: the connection's socket.
+    socket_fd: std::os::fd::RawFd,
+
     method: Method,
 
     path: String,
@@ -104,6 +107,7 @@ pub fn new_request<R, W>(
     version: HTTPVersion,
     headers: Headers,
     remote_addr: Option<SocketAddr>,
+    socket_fd: std::os::fd::RawFd,
     mut source_data: R,
     writer: W,
 ) -> Result<Request, RequestCreationError>
@@ -262,6 +266,7 @@ where
             data_reader: Some(reader),
             response_writer: Some(Box::new(writer) as Box<dyn Write + Send + 'static>),
             remote_addr,
+            socket_fd,
             method,
             path,
             http_version: version,
@@ -315,6 +320,14 @@ impl Request {
         self.body_length
     }
 
+    /// bully patch 10: the descriptor of the connection's socket, valid while this request
+    /// (or the stream `upgrade` returns) lives: lets the caller set socket options, such as
+    /// a send timeout on an upgraded connection.
+    pub fn socket_fd(&self) -> std::os::fd::RawFd
+    {
+        self.socket_fd
+    }
+
     /// Returns the address of the client that sent this request.
     ///
     /// The address is always `Some` for TCP listeners, but always `None` for UNIX listeners
@@ -324,7 +337,7 @@ impl Request {
     /// this function will return the address of the proxy and not the address of the actual
     /// user.
     #[inline]
-    pub 
+    pub
     fn remote_addr(&self) -> Option<&SocketAddr> 
     {
         self.remote_addr.as_ref()

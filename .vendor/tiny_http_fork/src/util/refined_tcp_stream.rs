@@ -35,6 +35,11 @@ impl RefinedTcpStream {
         Ok((read, write))
     }
 
+    /// bully patch 10: the socket's descriptor.
+    pub(crate) fn raw_fd(&self) -> std::os::fd::RawFd {
+        self.stream.raw_fd()
+    }
+
     pub(crate) fn peer_addr(&mut self) -> IoResult<Option<SocketAddr>> {
         self.stream.peer_addr()
     }

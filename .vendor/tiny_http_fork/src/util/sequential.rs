@@ -157,9 +157,14 @@ where
             {
                 self.next.send(reader).ok();
             }
+            // bully patch 11: a reader still waiting for its turn is dropped without waiting.
+            // With one request per connection (patch 6) no request ever follows, so there is
+            // nobody to hand the stream on to; waiting held the connection's thread until the
+            // previous request's body reader went, which for a connection handed over by
+            // `Request::upgrade` (bully's beat streams) is as long as the stream lives.
             SequentialReaderInner::Waiting(recv) => 
             {
-                if let Ok(reader) = recv.recv() 
+                if let Ok(reader) = recv.try_recv() 
                 {
                     self.next.send(reader).ok();
                 }
