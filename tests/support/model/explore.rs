@@ -62,7 +62,11 @@ impl Report {
             self.depth,
             time::ms(self.reached),
             self.elapsed.as_secs_f64(),
-            if self.complete { ", complete" } else { ", INCOMPLETE (state cap)" },
+            if self.complete {
+                ", complete"
+            } else {
+                ", INCOMPLETE (state cap)"
+            },
             self.liveness_checked,
             time::ms(self.slowest_agreement),
             self.found.len(),
@@ -106,11 +110,16 @@ pub fn explore(run: &Run) -> Report {
     // Liveness: for states on fair runs, the real time agreement came.
     let mut agreed_at: HashMap<u64, u64> = HashMap::new();
     let mut stop = false;
+    // MODEL_PROGRESS=1: a line per level, to size new bounds.
+    let progress = std::env::var_os("MODEL_PROGRESS").is_some();
     while !frontier.is_empty() && !stop {
         let mut next = Vec::new();
         for (fp, w) in frontier {
             report.reached = report.reached.max(w.t);
-            if let Some(within) = run.agree_within_ms.filter(|_| report.failed(AGREEMENT).is_none()) {
+            if let Some(within) = run
+                .agree_within_ms
+                .filter(|_| report.failed(AGREEMENT).is_none())
+            {
                 report.liveness_checked += 1;
                 match recovers(spec, &w, within * UNITS_PER_MS, &mut agreed_at) {
                     Ok(took) => report.slowest_agreement = report.slowest_agreement.max(took),
@@ -173,7 +182,7 @@ pub fn explore(run: &Run) -> Report {
         if !next.is_empty() {
             report.depth += 1;
         }
-        if std::env::var_os("MODEL_PROGRESS").is_some() && report.depth % 1 == 0 {
+        if progress {
             eprintln!(
                 "  {}: depth {}, {} states, frontier {}, {:.0?}",
                 run.name,
@@ -182,11 +191,6 @@ pub fn explore(run: &Run) -> Report {
                 next.len(),
                 start.elapsed()
             );
-            if std::env::var_os("MODEL_SAMPLE").is_some() {
-                if let Some((_, w)) = next.last() {
-                    eprintln!("{}", w.dump(spec));
-                }
-            }
         }
         frontier = next;
     }

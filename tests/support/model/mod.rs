@@ -46,7 +46,13 @@ pub fn extreme_rates(n: usize) -> Vec<Vec<Rate>> {
     (0..1u32 << n)
         .map(|bits| {
             (0..n)
-                .map(|i| if bits >> i & 1 == 1 { Rate::Fast } else { Rate::Slow })
+                .map(|i| {
+                    if bits >> i & 1 == 1 {
+                        Rate::Fast
+                    } else {
+                        Rate::Slow
+                    }
+                })
                 .collect()
         })
         .collect()
@@ -57,8 +63,11 @@ pub fn extreme_rates(n: usize) -> Vec<Vec<Rate>> {
 pub fn settled(spec: &Spec, rates: &[Rate], faults: Faults) -> World {
     let mut w = World::fresh(spec, rates, Faults::default());
     while !(w.agreed(spec) && w.quiet()) {
-        let a = w.fair_action(spec, u64::MAX).expect("a fault-free start moves on");
-        w.apply(spec, a).expect("a fault-free start keeps every property");
+        let a = w
+            .fair_action(spec, u64::MAX)
+            .expect("a fault-free start moves on");
+        w.apply(spec, a)
+            .expect("a fault-free start keeps every property");
     }
     w.left = faults;
     w

@@ -123,18 +123,24 @@ pub enum Req {
     Announce { term: u64 },
     /// `POST /release`.
     Release { term: u64 },
-    /// `GET /nodeDetails`.
+    /// `POST /takeover`.
+    TakeOver { term: u64 },
+    /// `GET /nodeDetails` (also what a probe asks).
     Details,
-    /// `GET /`.
-    Health,
 }
 
 /// What an answer is for, so the sender can step the event it belongs to.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Tag {
     /// One answer of a fan-out that is stepped as one event once all are in.
-    Slot { batch: u32, slot: usize },
-    Announce { term: u64, seq: u64 },
+    Slot {
+        batch: u32,
+        slot: usize,
+    },
+    Announce {
+        term: u64,
+        seq: u64,
+    },
     Check(usize),
     Gone(usize),
     /// A release: nothing comes back.
@@ -159,15 +165,18 @@ pub enum Ans {
         is_coordinator: bool,
         claiming: bool,
         term: u64,
+        /// The coordinator it follows (a node index).
+        follows: Option<usize>,
+        preempts: bool,
     },
-    /// `GET /` 200.
-    Alive,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Body {
     /// The registry read for `CollectMembers`: local, never lost.
     Members(Purpose),
+    /// The hook runner's `LetGo` after `StopLeading`: local, never lost.
+    LetGo,
     Request(Req, Tag),
     Reply(Ans, Tag),
 }
@@ -194,7 +203,7 @@ impl Msg {
     /// refusals are the sender's own client reporting.
     pub fn on_wire(&self) -> bool {
         match &self.body {
-            Body::Members(_) => false,
+            Body::Members(_) | Body::LetGo => false,
             Body::Request(..) => true,
             Body::Reply(a, _) => !matches!(a, Ans::Timeout | Ans::Refused),
         }
@@ -290,7 +299,10 @@ impl Live {
         let e = Election::new(
             spec.refs[i].clone(),
             spec.settings[i].clone(),
-            Persisted { floor },
+            Persisted {
+                floor,
+                maintenance: false,
+            },
             0,
         );
         Live {
@@ -554,15 +566,16 @@ impl World {
                 node.down_since = Some(self.t);
                 // Its answers and registry reads die with it; its requests already sent
                 // still arrive.
-                self.net.retain(|m| {
-                    m.to != i || matches!(m.body, Body::Request(..)) && m.from != i
-                });
+                self.net
+                    .retain(|m| m.to != i || matches!(m.body, Body::Request(..)) && m.from != i);
                 self.wake_watchers(spec, i);
             }
             Action::Restart(i) => {
                 let node = &mut self.nodes[i];
                 node.down_since = None;
-                node.live = Some(Arc::new(Live::start(spec, i, node.floor, self.t, node.rate)));
+                node.live = Some(Arc::new(Live::start(
+                    spec, i, node.floor, self.t, node.rate,
+                )));
             }
             Action::Partition(side) => {
                 self.left.partitions -= 1;
@@ -586,7 +599,12 @@ impl World {
         self.carry_out(spec, i, ready)
     }
 
-    fn carry_out(&mut self, spec: &Spec, i: usize, ready: Ready) -> Result<Option<Reply>, Violation> {
+    fn carry_out(
+        &mut self,
+        spec: &Spec,
+        i: usize,
+        ready: Ready,
+    ) -> Result<Option<Reply>, Violation> {
         if let Some(p) = &ready.persist {
             let node = &mut self.nodes[i];
             node.floor = node.floor.max(p.floor);
@@ -648,6 +666,21 @@ impl World {
                     self.send(i, Self::index_of(spec, m), body);
                 }
             }
+            Effect::AnnounceTo { nodes, term, seq } => {
+                for n in &nodes {
+                    let tag = Tag::Announce { term, seq };
+                    let body = Body::Request(Req::Announce { term }, tag);
+                    self.send(i, spec.index(&n.name), body);
+                }
+            }
+            Effect::StopLeading { .. } => self.send(i, i, Body::LetGo),
+            Effect::TakeOver { to, term } => {
+                let body = Body::Request(Req::TakeOver { term }, Tag::None);
+                self.send(i, spec.index(&to.name), body);
+            }
+            Effect::AcquireLock { .. } | Effect::ReleaseLock => {
+                panic!("the model runs no --consul-lock")
+            }
             Effect::Release { to, term } => {
                 for m in &to {
                     let body = Body::Request(Req::Release { term }, Tag::None);
@@ -664,7 +697,7 @@ impl World {
             }
             Effect::Probe { purpose, nodes } => {
                 let ts = nodes.iter().map(|n| spec.index(&n.name)).collect();
-                self.fan_out(spec, i, Join::Probe(purpose), ts, Req::Health)?
+                self.fan_out(spec, i, Join::Probe(purpose), ts, Req::Details)?
             }
             // The supervisor's deadline: what it bounds is what `is_coordinator` says, which
             // the properties read directly.
@@ -702,7 +735,11 @@ impl World {
         }
         l.batches.push(batch);
         for (slot, to) in targets.into_iter().enumerate() {
-            self.send(i, to, Body::Request(req.clone(), Tag::Slot { batch: id, slot }));
+            self.send(
+                i,
+                to,
+                Body::Request(req.clone(), Tag::Slot { batch: id, slot }),
+            );
         }
         Ok(())
     }
@@ -710,7 +747,9 @@ impl World {
     /// A message lost on the wire: the sender's client reports a timeout once it runs out.
     fn lose(&mut self, spec: &Spec, m: Msg) {
         let (asker, answerer, tag) = match m.body {
-            Body::Request(Req::Release { .. }, _) | Body::Members(_) => return,
+            Body::Request(Req::Release { .. } | Req::TakeOver { .. }, _)
+            | Body::Members(_)
+            | Body::LetGo => return,
             Body::Request(_, tag) => (m.from, m.to, tag),
             Body::Reply(_, tag) => (m.to, m.from, tag),
         };
@@ -742,13 +781,19 @@ impl World {
                 let members = spec.members.clone();
                 self.step(spec, m.to, Event::Members { purpose, members })?;
             }
+            Body::LetGo => {
+                self.step(spec, m.to, Event::LetGo)?;
+            }
             Body::Request(req, tag) => {
                 let answer = if self.nodes[m.to].live.is_none() {
                     Some(Ans::Refused)
                 } else {
                     self.serve(spec, m.from, m.to, req.clone())?
                 };
-                if let (Some(answer), false) = (answer, matches!(req, Req::Release { .. })) {
+                if let (Some(answer), false) = (
+                    answer,
+                    matches!(req, Req::Release { .. } | Req::TakeOver { .. }),
+                ) {
                     self.net.push(Msg {
                         from: m.to,
                         to: m.from,
@@ -782,7 +827,9 @@ impl World {
             Req::Proxy { term } => {
                 match self.step(spec, j, Event::Proxy { from: sender, term })? {
                     Some(Reply::Proxy(ProxyReply::Ok)) => Ans::ProxyOk(None),
-                    Some(Reply::Proxy(ProxyReply::Coordinator { term })) => Ans::ProxyOk(Some(term)),
+                    Some(Reply::Proxy(ProxyReply::Coordinator { term })) => {
+                        Ans::ProxyOk(Some(term))
+                    }
                     Some(Reply::Proxy(ProxyReply::NotLower)) => Ans::NotLower,
                     other => panic!("/proxy answered with {other:?}"),
                 }
@@ -803,6 +850,10 @@ impl World {
                 self.step(spec, j, Event::Release { from: sender, term })?;
                 return Ok(None);
             }
+            Req::TakeOver { term } => {
+                self.step(spec, j, Event::TakeOver { from: sender, term })?;
+                return Ok(None);
+            }
             Req::Details => {
                 let s = self.snapshot(j).expect("running");
                 Ans::Details {
@@ -811,9 +862,10 @@ impl World {
                         matches!(q.state, QuorumState::Claiming | QuorumState::NoQuorum)
                     }),
                     term: s.term,
+                    follows: s.coordinator.map(|c| spec.index(&c.name)),
+                    preempts: s.preempts,
                 }
             }
-            Req::Health => Ans::Alive,
         }))
     }
 
@@ -890,18 +942,14 @@ impl World {
         }
         if let Some(c) = s.coordinator.filter(|c| *c != spec.refs[i]) {
             let c = spec.index(&c.name);
-            self.hist.following(&spec.props, &spec.names, i, c, s.term)?;
+            self.hist
+                .following(&spec.props, &spec.names, i, c, s.term)?;
         }
         Ok(())
     }
 
     /// The properties of a moment: (a) and (a').
     pub fn check_now(&self, spec: &Spec) -> Result<(), Violation> {
-        if let Some(cap) = std::env::var("TERMCAP").ok().and_then(|v| v.parse::<u64>().ok()) {
-            if (0..self.nodes.len()).any(|i| self.snapshot(i).is_some_and(|s| s.term > cap)) {
-                return Err(Violation { property: "termcap", detail: String::new() });
-            }
-        }
         let leaders: Vec<usize> = (0..self.nodes.len())
             .filter(|&i| self.snapshot(i).is_some_and(|s| s.is_coordinator))
             .collect();
@@ -909,7 +957,11 @@ impl World {
             let names: Vec<&str> = leaders.iter().map(|&i| spec.names[i].as_str()).collect();
             return Err(Violation {
                 property: ONE_LEADER_AT_A_TIME,
-                detail: format!("{} all act as coordinator at {}", names.join(", "), time::ms(self.t)),
+                detail: format!(
+                    "{} all act as coordinator at {}",
+                    names.join(", "),
+                    time::ms(self.t)
+                ),
             });
         }
         let Some(q) = spec.quorum.as_ref().filter(|_| spec.props.bound_majority) else {
@@ -1012,17 +1064,31 @@ impl World {
 
     /// Everything of the state, for debugging the model.
     pub fn dump(&self, spec: &Spec) -> String {
-        let mut out = format!("t = {}, cut {:b}, left {:?}\n", time::ms(self.t), self.cut, self.left);
+        let mut out = format!(
+            "t = {}, cut {:b}, left {:?}\n",
+            time::ms(self.t),
+            self.cut,
+            self.left
+        );
         for line in self.summary(spec) {
             out.push_str(&format!("  {line}\n"));
         }
         for (i, n) in self.nodes.iter().enumerate() {
             if let Some(l) = &n.live {
-                out.push_str(&format!("  {} timers {:?} batches {}\n", spec.names[i], l.timers, l.batches.len()));
+                out.push_str(&format!(
+                    "  {} timers {:?} batches {}\n",
+                    spec.names[i],
+                    l.timers,
+                    l.batches.len()
+                ));
             }
         }
         for m in &self.net {
-            out.push_str(&format!("  msg {} due {}\n", self.describe(spec, m), time::ms(m.due)));
+            out.push_str(&format!(
+                "  msg {} due {}\n",
+                self.describe(spec, m),
+                time::ms(m.due)
+            ));
         }
         out
     }
@@ -1070,13 +1136,14 @@ impl World {
         let held = if m.held { " (delayed)" } else { "" };
         match &m.body {
             Body::Members(p) => format!("{a}'s registry read for {p:?}{held}"),
+            Body::LetGo => format!("{a}'s hooks let go{held}"),
             Body::Request(r, _) => {
                 let r = match r {
                     Req::Proxy { term } => format!("POST /proxy (term {term})"),
                     Req::Announce { term } => format!("POST /announce (term {term})"),
                     Req::Release { term } => format!("POST /release (term {term})"),
                     Req::Details => "GET /nodeDetails".to_string(),
-                    Req::Health => "GET /".to_string(),
+                    Req::TakeOver { term } => format!("POST /takeover (term {term})"),
                 };
                 format!("{a} -> {b} {r}{held}")
             }
@@ -1137,12 +1204,16 @@ impl Ans {
                 is_coordinator,
                 claiming,
                 term,
+                follows,
+                preempts,
             } => CheckAnswer::Details {
                 name: spec.members[j].name.clone(),
                 id: spec.members[j].id,
                 is_coordinator,
                 claiming,
                 term,
+                follows: follows.map(|f| spec.refs[f].clone()),
+                preempts,
             },
             _ => CheckAnswer::Unreachable(self.unreachable()),
         }
@@ -1175,7 +1246,14 @@ impl Ans {
 
     fn probe(&self) -> ProbeAnswer {
         match self {
-            Ans::Alive => ProbeAnswer::Status(200),
+            Ans::Details {
+                preempts,
+                is_coordinator,
+                ..
+            } => ProbeAnswer::Node {
+                preempts: *preempts,
+                leads: *is_coordinator,
+            },
             _ => ProbeAnswer::Unreachable(self.unreachable()),
         }
     }
@@ -1267,4 +1345,3 @@ fn multiset<T: Hash>(items: &[T]) -> (usize, u64) {
     });
     (items.len(), sum)
 }
-
