@@ -477,7 +477,7 @@ fn deep_quorum_three_nodes() {
                 crashes: 1,
                 ..faults()
             },
-            150,
+            80,
         ),
         (
             "deep quorum-3 partition",
