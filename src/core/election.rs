@@ -38,6 +38,12 @@ const MAX_RANK_WAIT_MS: u64 = 250;
 const MAX_ASKERS: usize = 4096;
 /// How many of the highest members a (re)started node asks for their term.
 const TERMS_ASKED: usize = 3;
+/// Plain mode: how often a coordinator announces again to members that were too busy to take
+/// its announcement or did not answer in time, and the wait before the first (it grows by as
+/// much each time). A follower without a watch has nothing else to learn it from before its
+/// next health check.
+const REANNOUNCE_TRIES: u32 = 3;
+const REANNOUNCE_STEP_MS: u64 = 200;
 
 /// How a node takes part, and the waits it asks the shell to time.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -195,6 +201,10 @@ pub struct Election {
     pub(super) follow_later: Option<NodeRef>,
     /// Numbers announcements, so answers find their send time.
     pub(super) seq: u64,
+    /// Plain mode: members that missed this term's announcement (busy, or no answer in
+    /// time), and how often it was sent again.
+    pub(super) missed_announcement: Vec<Member>,
+    pub(super) reannounced: u32,
     /// `--consul-lock`: the leader lock.
     pub(super) lock: LockState,
     /// The time of the step under way.
@@ -251,6 +261,8 @@ impl Election {
             after_failure: false,
             taking_over: false,
             follow_later: None,
+            missed_announcement: Vec::new(),
+            reannounced: 0,
             seq: 0,
             lock: LockState::default(),
             now,
@@ -686,6 +698,7 @@ impl Election {
                     self.request_election();
                 }
             }
+            Timer::Reannounce { term } => self.reannounce(term),
             Timer::LockRetry { attempt } => self.on_lock_retry(attempt),
             Timer::PromiseFree { round } => {
                 if self.phase == Phase::AwaitingPromise && round == self.round {
@@ -841,6 +854,8 @@ impl Election {
     ) {
         if self.settings.quorum.is_some() {
             self.count_acks(term, seq, &answers);
+        } else {
+            self.note_missed(term, &answers);
         }
         let highest = answers
             .iter()
@@ -869,6 +884,46 @@ impl Election {
         } else {
             self.request_election();
         }
+    }
+
+    /// Plain mode: members that were busy or slow to answer this term's announcement get it
+    /// again a little later, a few times at most.
+    fn note_missed(&mut self, term: u64, answers: &[(Member, AnnounceAnswer)]) {
+        if !self.is_coordinator() || term != self.term || self.reannounced >= REANNOUNCE_TRIES {
+            return;
+        }
+        let missed: Vec<Member> = answers
+            .iter()
+            .filter(|(_, a)| {
+                matches!(
+                    a,
+                    AnnounceAnswer::Busy | AnnounceAnswer::Unreachable(Unreachable::Timeout)
+                )
+            })
+            .map(|(m, _)| m.clone())
+            .collect();
+        if missed.is_empty() {
+            return;
+        }
+        self.reannounced += 1;
+        self.missed_announcement = missed;
+        self.timer(
+            Timer::Reannounce { term },
+            REANNOUNCE_STEP_MS * u64::from(self.reannounced),
+        );
+    }
+
+    fn reannounce(&mut self, term: u64) {
+        let to = std::mem::take(&mut self.missed_announcement);
+        if !self.is_coordinator() || term != self.term || to.is_empty() {
+            return;
+        }
+        self.seq += 1;
+        self.effect(Effect::Announce {
+            to,
+            term,
+            seq: self.seq,
+        });
     }
 
     fn on_probed(&mut self, purpose: ProbePurpose, answers: Vec<(NodeRef, ProbeAnswer)>) {
@@ -1127,6 +1182,8 @@ impl Election {
         });
         let to = others_highest_first(&std::mem::take(&mut self.round_members), &self.me);
         let late = self.late_askers(&to);
+        self.missed_announcement.clear();
+        self.reannounced = 0;
         self.seq += 1;
         self.effect(Effect::Announce {
             to,
@@ -1783,6 +1840,62 @@ mod tests {
     }
 
     #[test]
+    fn members_too_busy_or_slow_for_the_announcement_get_it_again_three_times_at_most() {
+        let mut e = leader(4, &cluster(&[1, 2, 3, 4]));
+        let term = e.term();
+        let mut seq = 1;
+        for attempt in 1..=3u64 {
+            let answers = vec![
+                (
+                    member("node3", 3),
+                    AnnounceAnswer::Accepted { promise_ms: None },
+                ),
+                (member("node2", 2), AnnounceAnswer::Busy),
+                (
+                    member("node1", 1),
+                    AnnounceAnswer::Unreachable(Unreachable::Timeout),
+                ),
+            ];
+            let r = e.step(0, Event::AnnounceAnswered { term, seq, answers });
+            assert_eq!(
+                r.effects,
+                vec![Effect::StartTimer {
+                    timer: Timer::Reannounce { term },
+                    after: Duration::from_millis(200 * attempt),
+                }]
+            );
+            let r = e.step(0, Event::Timer(Timer::Reannounce { term }));
+            seq += 1;
+            assert_eq!(
+                r.effects,
+                vec![Effect::Announce {
+                    to: vec![member("node2", 2), member("node1", 1)],
+                    term,
+                    seq,
+                }]
+            );
+        }
+        let answers = vec![(member("node2", 2), AnnounceAnswer::Busy)];
+        let r = e.step(0, Event::AnnounceAnswered { term, seq, answers });
+        assert!(r.effects.is_empty(), "{r:?}");
+        // Refused connections are nodes that are gone: nobody to announce to again.
+        let mut e = leader(4, &cluster(&[1, 4]));
+        let answers = vec![(
+            member("node1", 1),
+            AnnounceAnswer::Unreachable(Unreachable::Refused),
+        )];
+        let r = e.step(
+            0,
+            Event::AnnounceAnswered {
+                term: e.term(),
+                seq: 1,
+                answers,
+            },
+        );
+        assert!(r.effects.is_empty(), "{r:?}");
+    }
+
+    #[test]
     fn a_refused_announcement_makes_the_coordinator_elect_above_the_refusing_term() {
         let mut e = leader(4, &cluster(&[1, 2, 4]));
         assert_eq!(e.term(), 1);
@@ -1808,7 +1921,8 @@ mod tests {
             matches!(&r.effects[..], [Effect::Announce { term: 8, .. }]),
             "{r:?}"
         );
-        // A refusal from an older term than ours, or none at all, changes nothing.
+        // A refusal from an older term than ours, or none at all, changes nothing (a busy
+        // member gets the announcement again: see `members_too_busy_or_slow_...`).
         for answers in [
             vec![(member("node1", 1), AnnounceAnswer::Stale { term: 3 })],
             vec![
@@ -1816,7 +1930,6 @@ mod tests {
                     member("node1", 1),
                     AnnounceAnswer::Accepted { promise_ms: None },
                 ),
-                (member("node2", 2), AnnounceAnswer::Busy),
                 (member("node3", 3), AnnounceAnswer::Refused { status: 400 }),
                 (
                     member("node5", 5),

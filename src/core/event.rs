@@ -123,6 +123,8 @@ pub enum Timer {
     Ranked,
     /// `--consul-lock`: acquisition `attempt` was refused; time to ask again.
     LockRetry { attempt: u64 },
+    /// Plain mode: announce `term` again to the members that missed it.
+    Reannounce { term: u64 },
 }
 
 /// Why the members were read.

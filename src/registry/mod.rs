@@ -4,6 +4,7 @@ mod consul;
 pub mod consul_lock;
 pub mod consul_options;
 mod dir;
+mod peer_answers;
 mod static_peers;
 
 pub use consul::ConsulRegistry;

@@ -1,31 +1,46 @@
 //! A fixed peer list: the members are those listed peers that answer `GET /nodeDetails` for
-//! the same cluster, plus this node.
+//! the same cluster, plus this node. A peer that answered before and is slow now is listed as
+//! it last answered (see [`PeerAnswers`]), so a frozen peer does not hold up every list.
 
+use super::peer_answers::PeerAnswers;
 use super::Registry;
 use crate::core::member::Member;
 use crate::core::wire::NodeDetails;
 use crate::http::peer::PeerClient;
 use crate::sync::lock;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 pub struct StaticRegistry {
     peers: Vec<String>,
+    asker: Arc<Asker>,
+    answers: PeerAnswers,
+    timeout: Duration,
+    me: Mutex<Option<Member>>,
+}
+
+/// Asks one peer who it is.
+struct Asker {
     cluster: String,
     client: PeerClient,
-    me: Mutex<Option<Member>>,
 }
 
 impl StaticRegistry {
     pub fn new(peers: Vec<String>, cluster: &str, timeout: Duration) -> Self {
         StaticRegistry {
             peers,
-            cluster: cluster.to_string(),
-            client: PeerClient::new(timeout),
+            asker: Arc::new(Asker {
+                cluster: cluster.to_string(),
+                client: PeerClient::new(timeout),
+            }),
+            answers: PeerAnswers::default(),
+            timeout,
             me: Mutex::new(None),
         }
     }
+}
 
+impl Asker {
     fn ask(&self, address: &str) -> Option<Member> {
         let (status, details) = self
             .client
@@ -56,10 +71,10 @@ impl Registry for StaticRegistry {
     }
 
     fn members(&self) -> Result<Vec<Member>, String> {
-        let mut members: Vec<Member> = PeerClient::fan_out(&self.peers, |p| self.ask(p))
-            .into_iter()
-            .flatten()
-            .collect();
+        let asker = Arc::clone(&self.asker);
+        let mut members = self
+            .answers
+            .collect(&self.peers, self.timeout, move |p| asker.ask(p));
         if let Some(me) = lock(&self.me).clone() {
             members.retain(|m| m.name != me.name);
             members.push(me);

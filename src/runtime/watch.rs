@@ -25,6 +25,12 @@ use std::time::Duration;
 /// Longest a coordinator holds a watch before answering "still leading".
 const MAX_HOLD: Duration = Duration::from_secs(5);
 
+/// How often a node with nothing to watch looks again without being told of a change.
+const IDLE_RECHECK: Duration = Duration::from_secs(30);
+
+/// The first pause after a watch the coordinator was too busy to take.
+const FIRST_BUSY_PAUSE: Duration = Duration::from_millis(100);
+
 /// `GET /watch` on the coordinator: held until leadership changes, the node shuts down, or
 /// the hold ends. Returns the status and body to answer with.
 pub fn serve(
@@ -92,14 +98,20 @@ pub fn asks_to_be_followed(s: &Snapshot) -> bool {
 /// node is coordinator and telling the core how each stream ended.
 pub fn follow(node: Arc<dyn Handle>, timing: Timing) {
     let changes = node.subscribe();
+    // Watches refused in a row as busy.
+    let mut busy: u32 = 0;
     loop {
         let now = node.snapshot();
         let coordinator = match now.coordinator {
             Some(c) if !now.is_coordinator => c,
             _ => {
-                // Nothing to watch: wait for the next change of coordinator.
-                let _ = changes.recv_timeout(Duration::from_secs(1));
-                continue;
+                // Nothing to watch: wait for the next change of coordinator, which every
+                // change publishes (the timeout is only a safety net; a lone node or a
+                // coordinator would otherwise wake every second for nothing).
+                match changes.recv_timeout(IDLE_RECHECK) {
+                    Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
+                    _ => continue,
+                }
             }
         };
         let Some(member) = node.locate(&coordinator) else {
@@ -135,14 +147,27 @@ pub fn follow(node: Arc<dyn Handle>, timing: Timing) {
             WatchEnd::Demoted | WatchEnd::NotCoordinator | WatchEnd::Leading => {
                 wait_for_change(&changes, timing.timeout);
             }
+            // A busy coordinator (its handlers full while every follower opens its watch at
+            // once) is asked again soon, then less and less often: a follower without a
+            // watch would notice its coordinator's crash only at the next health check.
             WatchEnd::Busy | WatchEnd::Other { .. } => {
-                wait_for_change(&changes, timing.health_interval);
+                busy = busy.saturating_add(1);
+                wait_for_change(&changes, busy_pause(busy, timing.health_interval));
             }
             WatchEnd::ShuttingDown | WatchEnd::TimedOut | WatchEnd::Closed => {}
+        }
+        if !matches!(end, WatchEnd::Busy | WatchEnd::Other { .. }) {
+            busy = 0;
         }
         // Drop notifications that arrived meanwhile; the loop reads the state afresh.
         while changes.try_recv().is_ok() {}
     }
+}
+
+/// 100 ms after the first busy answer, doubling up to the health interval.
+fn busy_pause(busy: u32, health_interval: Duration) -> Duration {
+    let pause = FIRST_BUSY_PAUSE.saturating_mul(1 << busy.saturating_sub(1).min(16));
+    pause.min(health_interval)
 }
 
 fn wait_for_change(changes: &Receiver<Notice>, within: Duration) {
@@ -164,5 +189,19 @@ fn watch_end(end: StreamEnd) -> WatchEnd {
         StreamEnd::Refused { status: 409, .. } => WatchEnd::NotCoordinator,
         StreamEnd::Refused { status: 503, .. } => WatchEnd::Busy,
         StreamEnd::Refused { status, .. } => WatchEnd::Other { status },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn busy_pauses_double_up_to_the_health_interval() {
+        let health = Duration::from_secs(20);
+        let ms = |n| busy_pause(n, health).as_millis();
+        assert_eq!([ms(1), ms(2), ms(3), ms(8)], [100, 200, 400, 12_800]);
+        assert_eq!(ms(9), 20_000);
+        assert_eq!(ms(u32::MAX), 20_000);
     }
 }
