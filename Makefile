@@ -21,8 +21,8 @@ else
 CLUSTER_FLAGS ?=
 endif
 
-.PHONY: all build run-cluster run-cluster-consul test bench bench-anchors bench-quorum soak lint clean \
-	static cross cross-setup cross-test deb deb-check cargo-deb
+.PHONY: all build run-cluster run-cluster-consul test verify bench bench-anchors bench-quorum soak lint \
+	clean static cross cross-setup cross-test deb deb-check cargo-deb
 
 all: build
 
@@ -48,6 +48,11 @@ test:
 	-@[ "$$(id -u)" != 0 ] || command -v nft >/dev/null || $(APT_INSTALL) nftables
 	$(CARGO) build --release
 	$(CARGO) test --no-fail-fast
+
+# The deep model checks of the election core (tests/model.rs, README "Correctness"): more
+# faults at once, longer runs, every extreme clock rate; a release build, several minutes.
+verify:
+	$(CARGO) test --release --test model -- --ignored --test-threads=1 --nocapture
 
 # Real clusters of the release binary on loopback: startup, failover, messages, idle memory
 # and CPU, binary size; a markdown table on stdout, JSON in target/bench/results.json.

@@ -438,9 +438,12 @@ impl Election {
     pub(super) fn promise_to(&mut self, coordinator: &NodeRef, term: u64) -> Option<u64> {
         self.use_term(term);
         let lease = self.settings.quorum.as_ref()?.lease;
+        // One millisecond more than granted: `now` is rounded down, so the announcement came
+        // up to a millisecond after it, and a promise counted from it would end that much
+        // early, which the coordinator's 2 % drift margin does not cover (tests/model.rs).
         self.promise = Some(Promise {
             to: Some(coordinator.clone()),
-            until: self.now + lease,
+            until: self.now + lease + 1,
         });
         self.timer(
             Timer::PromiseExpiry {
@@ -833,7 +836,7 @@ mod tests {
             announce(&mut f, 4000, 4, 2),
             AnnounceReply::Promised {
                 to: Some("node3".into()),
-                remaining_ms: 1000,
+                remaining_ms: 1001,
                 term: 1
             }
         );
@@ -847,7 +850,7 @@ mod tests {
         assert!(matches!(
             announce(&mut f, 6000, 4, 2),
             AnnounceReply::Promised {
-                remaining_ms: 500,
+                remaining_ms: 501,
                 ..
             }
         ));
@@ -885,6 +888,80 @@ mod tests {
                 promise_ms: Some(_)
             }
         ));
+    }
+
+    /// tests/model.rs found it (`replay_a_promise_counted_from_a_rounded_clock_outlives_the_lease`):
+    /// the announcement came up to a millisecond after the clock reading it is stepped at, so
+    /// a promise of exactly one lease from that reading could end before the coordinator's
+    /// lease (counted from its send time, less the drift margin) on a slow leader's clock.
+    #[test]
+    fn a_promise_lasts_a_millisecond_more_than_the_lease_for_the_rounded_clock() {
+        let mut f = node(1, 3);
+        assert_eq!(
+            announce(&mut f, 3000, 3, 1),
+            AnnounceReply::Ok {
+                promise_ms: Some(LEASE)
+            }
+        );
+        let view = f.snapshot(3000).quorum.unwrap();
+        assert_eq!(view.promise_ms_left, Some(LEASE + 1));
+        // Still bound at the very millisecond the granted lease ends.
+        assert!(matches!(
+            announce(&mut f, 3000 + LEASE, 4, 2),
+            AnnounceReply::Promised {
+                remaining_ms: 1,
+                ..
+            }
+        ));
+    }
+
+    /// tests/model.rs found it (`replay_a_refused_old_renewal_does_not_bump_the_term_again`): a
+    /// leader that took term 2 (bullying back an election message) still had a renewal of term 1
+    /// in flight; node1, already following term 2, refused it naming term 2. That refusal says
+    /// node1 follows us, yet it was read as a node ahead and the leader took term 3, and again
+    /// for each renewal in flight.
+    #[test]
+    fn a_refusal_of_an_older_renewal_naming_our_own_term_is_no_news() {
+        let mut e = leader();
+        let r = e.step(
+            3100,
+            Event::Proxy {
+                from: nref(2),
+                term: 1,
+            },
+        );
+        assert_eq!(
+            r.reply,
+            Some(Reply::Proxy(super::super::ready::ProxyReply::Ok))
+        );
+        let r = e.step(
+            3100,
+            Event::Members {
+                purpose: Purpose::Round(2),
+                members: cluster(&[1, 2, 3]),
+            },
+        );
+        assert_eq!(announced(&r), Some((2, 2)));
+        let r = e.step(
+            3101,
+            Event::AnnounceAnswered {
+                term: 1,
+                seq: 1,
+                answers: vec![(member(1), AnnounceAnswer::Stale { term: 2 })],
+            },
+        );
+        assert!(r.effects.is_empty() && r.notes.is_empty(), "{r:?}");
+        assert_eq!(e.term(), 2);
+        // A refusal naming a term above ours still is news.
+        let r = e.step(
+            3102,
+            Event::AnnounceAnswered {
+                term: 2,
+                seq: 2,
+                answers: vec![(member(1), AnnounceAnswer::Stale { term: 5 })],
+            },
+        );
+        assert!(!r.notes.is_empty(), "{r:?}");
     }
 
     #[test]

@@ -892,7 +892,9 @@ impl Election {
         self.saw_term(refused);
         let claiming =
             self.phase == Phase::Claiming && self.lead.as_ref().is_some_and(|l| l.term == term);
-        if !(self.is_coordinator() || claiming) || refused < self.term {
+        // A refusal of an older announcement naming our own term: the refuser follows us.
+        let follows_us = refused == self.term && term < self.term;
+        if !(self.is_coordinator() || claiming) || refused < self.term || follows_us {
             return;
         }
         self.note(Note::AnnouncementRefused {
