@@ -3,13 +3,16 @@
 //! a clock, sleeps or starts a thread; the shell in [`crate::runtime`] does all of that and
 //! feeds what happened back in as [`event::Event`]s.
 
+mod announce;
 pub mod claim;
 pub mod control;
 pub mod election;
 pub mod event;
+mod failure;
 pub mod lock;
 pub mod member;
 pub mod quorum;
 pub mod ready;
+mod round;
 pub mod rules;
 pub mod wire;

@@ -1,0 +1,316 @@
+//! An election round, plain Bully's part: what starts one (the startup delay, election
+//! messages from lower nodes), the members it reads and the terms it learns, the one message to
+//! the highest member above, and the answers that end it. Part of [`Election`].
+
+use super::election::{Election, Phase};
+use super::event::{CheckAnswer, ElectionAnswer, ProbePurpose, Purpose, Timer};
+use super::member::{higher, others, Member, NodeRef};
+use super::ready::{Effect, Note, ProxyReply, RoundEdge};
+
+/// Most election messages remembered per round, to announce to their senders.
+const MAX_ASKERS: usize = 4096;
+/// How many of the highest members a (re)started node asks for their term.
+const TERMS_ASKED: usize = 3;
+
+impl Election {
+    /// The startup delay passed: learn the cluster's term, then elect. A node that already
+    /// follows a coordinator ranking above it, or leads, runs no round of its own: it would
+    /// only take a term above the one everyone follows, and the coordinator would elect again
+    /// above that (a demo cluster started at once ended in term 2, not 1).
+    pub(super) fn on_startup(&mut self) {
+        if !self.settled() {
+            self.collect(Purpose::LearnTerms);
+        }
+    }
+
+    /// Follows a coordinator that ranks above it, or leads: nothing to elect for at start.
+    pub(super) fn settled(&self) -> bool {
+        self.coordinator.as_ref().is_some_and(|c| *c >= self.me)
+    }
+
+    /// Already the coordinator of a term newer than `term`: an election message needs no new
+    /// round, the sender just has to learn of us. Only a term above everything the sender has
+    /// seen settles it: at an equal term the sender may follow another coordinator, so this
+    /// node elects above it instead.
+    pub(super) fn leads_at(&self, term: u64) -> bool {
+        self.phase == Phase::Idle && self.is_coordinator() && self.term > term
+    }
+
+    /// Start a round unless one is already running: however many triggers arrive (timers,
+    /// election messages from several lower nodes), one round runs at a time.
+    pub(super) fn request_election(&mut self) {
+        if self.phase != Phase::Idle || !self.stands() {
+            return;
+        }
+        self.start_round();
+    }
+
+    /// A new round, from idle or in place of one that came to nothing.
+    pub(super) fn start_round(&mut self) {
+        self.round += 1;
+        self.askers.clear();
+        self.phase = Phase::Collecting;
+        self.out
+            .rounds
+            .push(RoundEdge::Started { round: self.round });
+        self.note(Note::ElectionStarted {
+            me: self.me.name.clone(),
+        });
+        self.collect(Purpose::Round(self.round));
+    }
+
+    pub(super) fn on_members(&mut self, purpose: Purpose, members: Vec<Member>) {
+        self.members.clone_from(&members);
+        match purpose {
+            Purpose::Round(round) => self.members_collected(round, members),
+            Purpose::LookForHigher => {
+                if !self.is_coordinator() || self.phase != Phase::Idle {
+                    return;
+                }
+                let nodes: Vec<NodeRef> =
+                    higher(&members, &self.me).map(Member::node_ref).collect();
+                if !nodes.is_empty() {
+                    self.effect(Effect::Probe {
+                        purpose: ProbePurpose::Higher,
+                        nodes,
+                    });
+                }
+            }
+            Purpose::Refresh => {}
+            Purpose::LearnTerms => {
+                // Any follower knows the term: ask a few of the highest, not everybody (N
+                // nodes starting together asked N² questions).
+                let mut members: Vec<Member> = others(&members, &self.me).cloned().collect();
+                members.sort_by_key(|m| std::cmp::Reverse(m.node_ref()));
+                members.truncate(TERMS_ASKED);
+                if members.is_empty() {
+                    self.request_election();
+                } else {
+                    self.effect(Effect::AskTerms { members });
+                }
+            }
+        }
+    }
+
+    /// The terms the others follow: read before the first election, so that a (re)started
+    /// node's first win takes a term no one has used yet, and before a coordinator takes a
+    /// new term. Only answers from the member asked count.
+    pub(super) fn on_terms_answered(&mut self, answers: Vec<(Member, CheckAnswer)>) {
+        let highest = answers
+            .iter()
+            .filter_map(|(m, a)| match a {
+                CheckAnswer::Details { name, id, term, .. } if *name == m.name && *id == m.id => {
+                    Some(*term)
+                }
+                _ => None,
+            })
+            .max();
+        if let Some(term) = highest {
+            if self.phase != Phase::LearningTerms {
+                self.note(Note::TermsLearned { term });
+            }
+            self.saw_term(term);
+        }
+        if self.phase == Phase::LearningTerms {
+            return self.become_coordinator();
+        }
+        // The first election, unless an announcement came while the terms were asked.
+        if self.settled() {
+            return;
+        }
+        // A node that will not preempt follows the coordinator the others follow, if any,
+        // instead of electing itself over it.
+        if !self.preempts() && self.coordinator.is_none() {
+            let followed = answers.iter().find_map(|(m, a)| match a {
+                CheckAnswer::Details {
+                    name,
+                    id,
+                    follows: Some(c),
+                    term,
+                    ..
+                } if *name == m.name && *id == m.id && *c != self.me => Some((c.clone(), *term)),
+                _ => None,
+            });
+            if let Some((c, term)) = followed {
+                self.on_announce(&c, term);
+                if self.coordinator.is_some() {
+                    return;
+                }
+                if term <= self.term && self.settings.quorum.is_some() {
+                    self.follow_later = Some(c);
+                    return;
+                }
+            }
+        }
+        self.request_election();
+    }
+
+    /// The members above this node that stand, but a suspect, highest first.
+    pub(super) fn candidates_above(&self, members: &[Member]) -> Vec<Member> {
+        let suspect = self.suspect.as_ref();
+        let mut above: Vec<Member> = higher(members, &self.me)
+            .filter(|m| suspect.is_none_or(|s| !m.is(s)))
+            .cloned()
+            .collect();
+        above.sort_by_key(|m| std::cmp::Reverse(m.node_ref()));
+        above
+    }
+
+    /// The registry answered: message the highest member above (but a suspect), the others
+    /// only if it does not answer; or win at once when there is none. One message where the
+    /// original sent one to every higher node: in a large cluster every survivor of a crash
+    /// elects at once, and N² messages took seconds.
+    pub(super) fn members_collected(&mut self, round: u64, members: Vec<Member>) {
+        if self.phase != Phase::Collecting || round != self.round {
+            return;
+        }
+        let mut above = if self.taking_over {
+            Vec::new()
+        } else {
+            self.candidates_above(&members)
+        };
+        above.reverse();
+        self.note(Note::HigherNodes {
+            names: above.iter().map(|m| m.name.clone()).collect(),
+        });
+        self.round_members = members;
+        let Some(top) = above.pop() else {
+            return self.won_round();
+        };
+        above.reverse();
+        self.rest = above;
+        self.phase = Phase::Electing;
+        self.effect(Effect::SendElection {
+            round,
+            to: vec![top],
+            term: self.max_term,
+        });
+    }
+
+    /// Nobody above answered. A node that already leads in plain Bully first learns the
+    /// others' terms, so a successor elected while it was frozen is not given a twin.
+    pub(super) fn won_round(&mut self) {
+        if self.settings.quorum.is_none() && self.coordinator.as_ref() == Some(&self.me) {
+            let members: Vec<Member> = others(&self.round_members, &self.me).cloned().collect();
+            if !members.is_empty() {
+                self.phase = Phase::LearningTerms;
+                self.effect(Effect::AskTerms { members });
+                return;
+            }
+        }
+        self.become_coordinator();
+    }
+
+    /// The election messages of `round` came back. An answer in which the member names itself
+    /// coordinator is its announcement; any OK means a higher node lives and takes over.
+    pub(super) fn on_election_answered(
+        &mut self,
+        round: u64,
+        answers: Vec<(Member, ElectionAnswer)>,
+    ) {
+        let mut ok = 0;
+        for (member, answer) in &answers {
+            if let ElectionAnswer::Ok { claim } = answer {
+                ok += 1;
+                let claims_itself =
+                    |c: &&super::event::Claim| member.is(&NodeRef::new(&c.name, c.id));
+                if let Some(c) = claim.as_ref().filter(claims_itself) {
+                    self.on_announce(&member.node_ref(), c.term);
+                }
+            }
+        }
+        if self.phase != Phase::Electing || round != self.round {
+            return;
+        }
+        if ok == 0 && !self.rest.is_empty() {
+            // The highest did not answer: ask every other member above at once.
+            let to = std::mem::take(&mut self.rest);
+            self.effect(Effect::SendElection {
+                round,
+                to,
+                term: self.max_term,
+            });
+            return;
+        }
+        if ok == 0 {
+            self.note(Note::NoHigherAnswered {
+                me: self.me.name.clone(),
+            });
+            return self.won_round();
+        }
+        self.yield_lock();
+        self.phase = Phase::AwaitingAnnouncement;
+        self.effect(Effect::StartTimer {
+            timer: Timer::Announcement { round },
+            after: self.settings.announce_wait,
+        });
+    }
+
+    /// Hearing from a node clears a suspicion of it.
+    pub(super) fn heard_from(&mut self, node: &NodeRef) {
+        if self.suspect.as_ref() == Some(node) {
+            self.suspect = None;
+        }
+    }
+
+    /// `POST /proxy`: an election message from `from`, who has seen `term`. A lower sender is
+    /// told OK. Messages are coalesced: a coordinator answers with its own announcement; a
+    /// follower of a higher coordinator only checks that coordinator (once, however many
+    /// messages arrive); otherwise one local election runs per round. A node that does not
+    /// stand (a witness, or one shutting down) tells the sender to look elsewhere.
+    pub(super) fn on_proxy(&mut self, from: &NodeRef, term: u64) -> ProxyReply {
+        // A node that stands for nothing, or follows a lower coordinator it will not
+        // preempt, tells the sender to look elsewhere rather than keep it waiting.
+        let yields = (self.coordinator.as_ref().is_some_and(|c| *c < self.me)
+            || self.follow_later.is_some())
+            && !self.preempts();
+        if *from >= self.me || !self.stands() || yields {
+            return ProxyReply::NotLower;
+        }
+        self.heard_from(from);
+        self.saw_term(term);
+        if self.leads_at(term) {
+            return ProxyReply::Coordinator { term: self.term };
+        }
+        if self.phase != Phase::Idle
+            && self.askers.len() < MAX_ASKERS
+            && !self.askers.contains(from)
+        {
+            self.askers.push(from.clone());
+        }
+        self.lower_node_is_electing();
+        ProxyReply::Ok
+    }
+
+    /// The askers this node's announcement would miss: not among `to`.
+    pub(super) fn late_askers(&mut self, to: &[Member]) -> Vec<NodeRef> {
+        std::mem::take(&mut self.askers)
+            .into_iter()
+            .filter(|a| !to.iter().any(|m| m.is(a)))
+            .collect()
+    }
+
+    /// `POST /response`: the original's comparison step; a higher node takes over the
+    /// election. Coalesced like `/proxy`: a coordinator that already leads starts nothing, so a
+    /// flood of these cannot become a storm of elections.
+    pub(super) fn on_response(&mut self, from: &NodeRef, term: u64) {
+        self.saw_term(term);
+        if self.me > *from && !self.leads_at(term) {
+            self.lower_node_is_electing();
+        }
+    }
+
+    pub(super) fn lower_node_is_electing(&mut self) {
+        match &self.coordinator {
+            Some(c) if self.phase == Phase::Idle && *c > self.me => {
+                if self.verifying {
+                    return;
+                }
+                self.verifying = true;
+                let coordinator = c.clone();
+                self.effect(Effect::CheckCoordinator { coordinator });
+            }
+            _ => self.request_election(),
+        }
+    }
+}
