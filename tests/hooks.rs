@@ -506,3 +506,37 @@ fn many_supervised_commands_leave_nothing_behind() {
     let threads = c.nodes[0].await_threads_back_to(base_threads, secs(30));
     println!("node1: {fds} descriptors (baseline {base_fds}), {threads} threads (baseline {base_threads})");
 }
+
+/// A node runs with glibc's cache of exited threads' stacks off (it re-executes itself with
+/// the tunable, see src/runtime/memory.rs), and its `--exec` child gets the user's
+/// `GLIBC_TUNABLES` back, not the node's.
+#[test]
+fn the_node_turns_the_stack_cache_off_for_itself_only() {
+    if !cfg!(target_env = "gnu") {
+        eprintln!("skipped: glibc only");
+        return;
+    }
+    let dir = TempDir::new("hooks-tunables");
+    let env_file = dir.path().join("child.env");
+    let exec = format!(
+        "env > {}.tmp && mv {0}.tmp {0}; exec sleep 600",
+        env_file.display()
+    );
+    let mut c = Cluster::new("hooks-tunables", &with_fast(&["--exec".to_string(), exec]));
+    c.start(1, &[]);
+    c.await_agreement("node1", secs(20));
+    let pid = c.node("node1").pid().expect("node1 runs");
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+    let environ = String::from_utf8_lossy(&environ);
+    assert!(
+        environ
+            .split('\0')
+            .any(|v| v == "GLIBC_TUNABLES=glibc.pthread.stack_cache_size=0"),
+        "{environ}"
+    );
+    let child_env = wait_for("the child's environment", secs(20), || {
+        std::fs::read_to_string(&env_file).map_err(|e| e.to_string())
+    });
+    assert!(!child_env.contains("GLIBC_TUNABLES"), "{child_env}");
+    assert!(child_env.contains("BULLY_TERM="), "{child_env}");
+}

@@ -18,8 +18,16 @@ use usage::USAGE;
 
 /// The program: dispatches on the first argument.
 pub fn main() -> ExitCode {
-    crate::runtime::memory::one_arena();
     let mut args: Vec<_> = std::env::args_os().skip(1).collect();
+    // A node (`bully PORT ...`) runs for long and meets bursts; the commands do not.
+    if args
+        .first()
+        .and_then(|a| a.to_str())
+        .is_some_and(|a| a.parse::<u16>().is_ok())
+    {
+        crate::runtime::memory::without_stack_cache();
+    }
+    crate::runtime::memory::one_arena();
     // Hidden: bully re-executed as the supervisor of a hook or the --exec child.
     if args.first().is_some_and(|a| a == crate::supervisor::ENTRY) {
         return crate::supervisor::main(args.split_off(1));

@@ -32,7 +32,7 @@ use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Child, ChildStderr, ChildStdout, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-mod process;
+pub mod process;
 pub use process::main;
 
 /// The hidden subcommand `main` dispatches before parsing any flag.

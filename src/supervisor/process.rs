@@ -10,6 +10,21 @@ use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Child, Command, ExitCode, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+/// The glibc tunable a node sets for itself (see `runtime::memory`), appended to whatever the
+/// user had.
+pub const NO_STACK_CACHE: &str = "glibc.pthread.stack_cache_size=0";
+
+/// `GLIBC_TUNABLES` as the user gave it: the node's own addition is not the user's command's
+/// business.
+pub fn tunables_for_commands(current: Option<String>) -> Option<String> {
+    let current = current?;
+    let user = current
+        .strip_suffix(NO_STACK_CACHE)
+        .map(|rest| rest.strip_suffix(':').unwrap_or(rest))
+        .unwrap_or(&current);
+    (!user.is_empty()).then(|| user.to_string())
+}
+
 /// Signals the supervisor ignores, so only the node decides when the command stops: Ctrl-C
 /// (and Ctrl-Z) in a terminal reach the node's whole process group, systemd's stop sends
 /// SIGTERM to every process of the unit. The command gets them back at their defaults.
@@ -59,6 +74,10 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
     }
     let me = std::process::id() as libc::pid_t;
     let mut command = Command::new("sh");
+    match tunables_for_commands(std::env::var("GLIBC_TUNABLES").ok()) {
+        Some(v) => command.env("GLIBC_TUNABLES", v),
+        None => command.env_remove("GLIBC_TUNABLES"),
+    };
     command
         .arg("-c")
         .arg(&cmd)
@@ -243,4 +262,24 @@ fn signal_group(pgid: libc::pid_t, sig: libc::c_int) {
 /// Reports go to the node; when it is gone there is nobody to tell.
 fn report(control: &mut File, line: &str) {
     let _ = control.write_all(format!("{line}\n").as_bytes());
+}
+
+#[cfg(test)]
+mod tunable_tests {
+    use super::*;
+
+    #[test]
+    fn commands_get_the_users_tunables_back() {
+        let ours = NO_STACK_CACHE.to_string();
+        assert_eq!(tunables_for_commands(None), None);
+        assert_eq!(tunables_for_commands(Some(ours.clone())), None);
+        assert_eq!(
+            tunables_for_commands(Some(format!("glibc.malloc.check=3:{ours}"))),
+            Some("glibc.malloc.check=3".to_string())
+        );
+        assert_eq!(
+            tunables_for_commands(Some("glibc.malloc.check=3".into())),
+            Some("glibc.malloc.check=3".to_string())
+        );
+    }
 }
