@@ -725,6 +725,35 @@ mod tests {
         assert!(r.notes.is_empty(), "said once: {r:?}");
     }
 
+    /// Found by `make bench-quorum`: node5, frozen past its lease and woken, first heard
+    /// node4's announcement, before its late lease check: it re-won as a coordinator that had
+    /// never stopped, so no change of coordinator ran its `--exec` child again (the supervisor
+    /// had killed it when the lease ended). A lapsed lease now ends before any event.
+    #[test]
+    fn a_lease_that_ran_out_while_frozen_ends_before_the_first_event_after_it() {
+        let all = cluster(&[1, 2, 3, 4, 5]);
+        let mut e = node(5, 5);
+        let r = elect(&mut e, 3000, &all);
+        let (term, seq) = announced(&r).unwrap();
+        ack(&mut e, 3001, term, seq, &[3, 4]);
+        assert!(e.is_coordinator());
+        let r = e.step(
+            9000,
+            Event::Announce {
+                from: NodeRef::new("node4", 4),
+                term: 2,
+            },
+        );
+        assert!(
+            r.changes
+                .iter()
+                .any(|c| c.after.is_none() && c.reason == Reason::LostQuorum),
+            "{r:?}"
+        );
+        assert!(r.notes.contains(&Note::LeaseLost { term: 1 }), "{r:?}");
+        assert!(!e.is_coordinator());
+    }
+
     /// The trace of `tests/partitions.rs` with node5's cable pulled: node5 led term 1, lost
     /// its lease, and claimed term 2 in a round whose registry listed only itself. Before the
     /// fix its claim announced to nobody for good: plugged back, it ignored node4's term-2

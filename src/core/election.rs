@@ -299,6 +299,13 @@ impl Election {
     pub fn step(&mut self, now: Millis, event: Event) -> Ready {
         self.now = self.now.max(now);
         let let_go = event == Event::LetGo;
+        // A lease that ran out while this node could not step (frozen: its timers come late)
+        // ends before anything else is handled, as its lease check would have ended it.
+        if let Some(term) = self.lead.as_ref().map(|l| l.term) {
+            if !matches!(event, Event::Timer(Timer::LeaseCheck { .. })) {
+                self.on_lease_check(term);
+            }
+        }
         match event {
             Event::Startup => self.on_startup(),
             Event::HealthTick => self.on_health_tick(),
