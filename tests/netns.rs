@@ -188,6 +188,20 @@ fn cleanup_leaves_no_namespace_nor_process_behind_even_after_a_panic() {
 
     // A process left running on a host dies with the net.
     let mut sleeper = net.host(1).command("sleep").arg("600").spawn().unwrap();
+    // `ip netns exec` enters the namespace and then execs: until then the process is not in
+    // it, and a drop in between would miss it (CI saw that once).
+    let host1 = net.host(1).ns().to_string();
+    wait_for("the sleeper inside host1", secs(10), || {
+        let out = std::process::Command::new("ip")
+            .args(["netns", "pids", &host1])
+            .output()
+            .map_err(|e| e.to_string())?;
+        let pids = String::from_utf8_lossy(&out.stdout).into_owned();
+        pids.split_whitespace()
+            .any(|p| p == sleeper.id().to_string())
+            .then_some(())
+            .ok_or(pids)
+    });
     let ours = net.namespaces();
     assert_eq!(ours.len(), 3, "two hosts and the bridge: {ours:?}");
     assert!(ours.iter().all(|n| namespaces().contains(n)), "{ours:?}");
