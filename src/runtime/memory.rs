@@ -54,8 +54,11 @@ pub fn without_stack_cache() {
         };
         let mut args = std::env::args_os();
         let name = args.next().unwrap_or_default();
-        // exec returns only on failure.
-        let _ = std::process::Command::new("/proc/self/exe")
+        // The program's own path rather than /proc/self/exe, whose name ("exe") the kernel
+        // would give the process (in ps, and as its journal identifier). exec returns only on
+        // failure.
+        let program = std::env::current_exe().unwrap_or_else(|_| "/proc/self/exe".into());
+        let _ = std::process::Command::new(program)
             .arg0(name)
             .args(args)
             .env("GLIBC_TUNABLES", value)

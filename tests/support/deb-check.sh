@@ -309,7 +309,7 @@ HOOKS
   poll 30 "exit 2 on a bad setting" sh -c "[ \"\$(nsenter -t $sd -a systemctl show -P ExecMainStatus bully@check.service)\" = 2 ]"
   sleep 7
   [ "$(prop bully@check.service ActiveState)" = failed ] || fail "live: a node that exited 2 was restarted"
-  grep -q -- '--timeout: expected a duration' "$live/node.log" || fail "live: no line naming the bad setting"
+  grep -q -- 'BULLY_TIMEOUT: expected a duration' "$live/node.log" || fail "live: no line naming the bad setting"
   ok "live: a bad setting exits 2, named in the log, and is not restarted"
   stop_live
 }
