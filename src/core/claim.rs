@@ -518,7 +518,8 @@ impl Election {
 mod tests {
     use super::super::election::{Election, Phase, Settings};
     use super::super::event::{AnnounceAnswer, CheckAnswer, Event, Purpose, Timer, WatchEnd};
-    use super::super::member::{Member, NodeRef};
+    use super::super::fixtures::{cluster, elect, member, nref};
+    use super::super::member::NodeRef;
     use super::super::quorum::Quorum;
     use super::super::ready::{
         AnnounceReply, Detection, Effect, Note, Persisted, Ready, Reply, RoundEdge,
@@ -527,24 +528,6 @@ mod tests {
     use std::time::Duration;
 
     const LEASE: u64 = 2000;
-
-    fn nref(id: u64) -> NodeRef {
-        NodeRef::new(format!("node{id}"), id)
-    }
-
-    fn member(id: u64) -> Member {
-        Member {
-            name: format!("node{id}"),
-            id,
-            host: "10.0.0.1".into(),
-            port: 5000 + id as u16,
-            witness: false,
-        }
-    }
-
-    fn cluster(ids: &[u64]) -> Vec<Member> {
-        ids.iter().map(|&i| member(i)).collect()
-    }
 
     fn settings(size: usize, hooks: bool) -> Settings {
         Settings {
@@ -562,24 +545,6 @@ mod tests {
     /// one lease has passed).
     fn node(id: u64, size: usize) -> Election {
         Election::new(nref(id), settings(size, false), Persisted::default(), 0)
-    }
-
-    /// Runs a round at `now` that finds `ms` and nobody above answering.
-    fn elect(e: &mut Election, now: u64, ms: &[Member]) -> Ready {
-        let r = e.step(now, Event::HealthTick);
-        let round = match r.effects.as_slice() {
-            [Effect::CollectMembers {
-                purpose: Purpose::Round(round),
-            }] => *round,
-            other => panic!("expected a round, got {other:?}"),
-        };
-        e.step(
-            now,
-            Event::Members {
-                purpose: Purpose::Round(round),
-                members: ms.to_vec(),
-            },
-        )
     }
 
     fn announced(r: &Ready) -> Option<(u64, u64)> {

@@ -289,27 +289,12 @@ impl Election {
 mod tests {
     use super::super::election::{Election, Settings};
     use super::super::event::{CheckAnswer, Event, Purpose, Timer};
-    use super::super::member::{Member, NodeRef};
+    use super::super::fixtures::{cluster, nref};
+    use super::super::member::Member;
     use super::super::ready::{
         AnnounceReply, ControlReply, Effect, Persisted, ProxyReply, Ready, Reason, Reply,
     };
     use std::time::Duration;
-
-    fn nref(id: u64) -> NodeRef {
-        NodeRef::new(format!("node{id}"), id)
-    }
-
-    fn cluster(ids: &[u64]) -> Vec<Member> {
-        ids.iter()
-            .map(|&i| Member {
-                name: format!("node{i}"),
-                id: i,
-                host: "h".into(),
-                port: 5000 + i as u16,
-                witness: false,
-            })
-            .collect()
-    }
 
     fn node_with(id: u64, f: impl FnOnce(&mut Settings)) -> Election {
         let mut s = Settings::for_timeout(Duration::from_secs(1));

@@ -502,27 +502,16 @@ mod tests {
         AnnounceAnswer, CheckAnswer, Claim, ElectionAnswer, ProbeAnswer, ProbePurpose, Unreachable,
         WatchEnd,
     };
+    use crate::core::fixtures::{self, cluster, elect, nref};
     use crate::core::member::others;
     use crate::core::ready::{AnnounceReply, Detection, ProxyReply};
 
+    /// `member(id)` of the fixtures under another name.
     fn member(name: &str, id: u64) -> Member {
         Member {
             name: name.into(),
-            id,
-            host: "127.0.0.1".into(),
-            port: 5000 + id as u16,
-            witness: false,
+            ..fixtures::member(id)
         }
-    }
-
-    fn cluster(ids: &[u64]) -> Vec<Member> {
-        ids.iter()
-            .map(|&i| member(&format!("node{i}"), i))
-            .collect()
-    }
-
-    fn nref(id: u64) -> NodeRef {
-        NodeRef::new(format!("node{id}"), id)
     }
 
     fn node(id: u64) -> Election {
@@ -581,23 +570,10 @@ mod tests {
         e.step(0, Event::TermsAnswered { answers })
     }
 
-    /// Starts a round with a health tick (no coordinator is known) and answers its member
-    /// collection with `ms`; returns what followed.
-    fn start(e: &mut Election, ms: &[Member]) -> Ready {
-        let r = e.step(0, Event::HealthTick);
-        let round = match r.effects.as_slice() {
-            [Effect::CollectMembers {
-                purpose: Purpose::Round(round),
-            }] => *round,
-            other => panic!("expected CollectMembers, got {other:?}"),
-        };
-        members(e, round, ms)
-    }
-
     /// A node that won an election among `ms`.
     fn leader(id: u64, ms: &[Member]) -> Election {
         let mut e = node(id);
-        start(&mut e, ms);
+        elect(&mut e, 0, ms);
         assert!(e.is_coordinator());
         e
     }
@@ -671,7 +647,7 @@ mod tests {
     #[test]
     fn highest_id_wins_at_once_and_announces_to_the_others() {
         let mut e = node(4);
-        let r = start(&mut e, &cluster(&[1, 2, 3, 4]));
+        let r = elect(&mut e, 0, &cluster(&[1, 2, 3, 4]));
         assert_eq!(
             r.effects,
             vec![Effect::Announce {
@@ -740,7 +716,7 @@ mod tests {
     #[test]
     fn no_ok_from_higher_nodes_makes_this_node_coordinator_whatever_else_they_said() {
         let mut e = node(2);
-        start(&mut e, &cluster(&[1, 2, 3, 4, 5, 6]));
+        elect(&mut e, 0, &cluster(&[1, 2, 3, 4, 5, 6]));
         let gone = ElectionAnswer::Unreachable(Unreachable::Closed);
         answered(&mut e, 1, vec![(member("node6", 6), gone)]);
         let answers = vec![
@@ -767,7 +743,7 @@ mod tests {
     #[test]
     fn an_ok_waits_for_the_announcement_and_a_missing_one_restarts_the_round() {
         let mut e = node(1);
-        start(&mut e, &cluster(&[1, 2]));
+        elect(&mut e, 0, &cluster(&[1, 2]));
         let r = answered(&mut e, 1, vec![(member("node2", 2), ok())]);
         assert_eq!(
             r.effects,
@@ -793,7 +769,7 @@ mod tests {
         let mut low = node(1);
         let mut high = node(3);
         let ms = cluster(&[1, 2, 3]);
-        let r = start(&mut low, &ms);
+        let r = elect(&mut low, 0, &ms);
         assert!(
             matches!(&r.effects[..], [Effect::SendElection { to, .. }] if to == &cluster(&[3]))
         );
@@ -833,7 +809,7 @@ mod tests {
     #[test]
     fn an_ok_that_claims_coordinator_is_its_announcement_but_only_for_itself() {
         let mut e = node(1);
-        start(&mut e, &cluster(&[1, 2, 3]));
+        elect(&mut e, 0, &cluster(&[1, 2, 3]));
         let claim = |name: &str, id, term| ElectionAnswer::Ok {
             claim: Some(Claim {
                 name: name.into(),
@@ -853,7 +829,7 @@ mod tests {
         assert_eq!(e.coordinator(), None);
         assert!(matches!(&r.effects[..], [Effect::StartTimer { .. }]));
         let mut e = node(1);
-        start(&mut e, &cluster(&[1, 3]));
+        elect(&mut e, 0, &cluster(&[1, 3]));
         let r = answered(&mut e, 1, vec![(member("node3", 3), claim("node3", 3, 7))]);
         assert_eq!(e.coordinator(), Some(&nref(3)));
         assert_eq!(e.term(), 7);
@@ -1065,14 +1041,14 @@ mod tests {
             Persisted::default(),
             0,
         );
-        let r = start(&mut e, &[member("a", 7), member("b", 7)]);
+        let r = elect(&mut e, 0, &[member("a", 7), member("b", 7)]);
         assert!(matches!(&r.effects[..], [Effect::Announce { .. }]));
     }
 
     #[test]
     fn stale_answers_from_an_abandoned_round_are_ignored() {
         let mut e = node(1);
-        start(&mut e, &cluster(&[1, 2]));
+        elect(&mut e, 0, &cluster(&[1, 2]));
         announce(&mut e, 2, 1);
         let r = answered(&mut e, 1, vec![]);
         assert_eq!(r, Ready::default());
@@ -1743,7 +1719,7 @@ mod tests {
 
         // A round under way ends; registered again without a coordinator, it elects.
         let mut e = node(2);
-        start(&mut e, &ms);
+        elect(&mut e, 0, &ms);
         let r = e.step(0, Event::Registered { ok: false });
         assert_eq!(
             r.rounds,
@@ -1770,7 +1746,7 @@ mod tests {
             Ready::default(),
             "before any election"
         );
-        start(&mut e, &cluster(&[3]));
+        elect(&mut e, 0, &cluster(&[3]));
         assert!(e.is_coordinator());
         assert_eq!(e.step(0, Event::Rejoined).effects, vec![collect(2)]);
         // Now it sees node4, which takes over as the algorithm requires.
@@ -1877,7 +1853,7 @@ mod tests {
             floor,
             0,
         );
-        start(&mut e, &cluster(&[4, 5]));
+        elect(&mut e, 0, &cluster(&[4, 5]));
         assert!(e.is_coordinator());
         assert_eq!(e.term(), 67);
     }

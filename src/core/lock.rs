@@ -165,27 +165,12 @@ impl Election {
 mod tests {
     use super::super::election::{Election, Phase, Settings};
     use super::super::event::{Event, LockAnswer, Purpose, Timer};
-    use super::super::member::{Member, NodeRef};
+    use super::super::fixtures::{cluster, elect, nref};
+
     use super::super::quorum::Quorum;
     use super::super::ready::{Effect, Note, Persisted, Ready, Reason};
     use super::LOCK_RETRY_MS;
     use std::time::Duration;
-
-    fn nref(id: u64) -> NodeRef {
-        NodeRef::new(format!("node{id}"), id)
-    }
-
-    fn cluster(ids: &[u64]) -> Vec<Member> {
-        ids.iter()
-            .map(|&i| Member {
-                name: format!("node{i}"),
-                id: i,
-                host: "h".into(),
-                port: 5000 + i as u16,
-                witness: false,
-            })
-            .collect()
-    }
 
     fn node_with(id: u64, f: impl FnOnce(&mut Settings)) -> Election {
         let mut s = Settings::for_timeout(Duration::from_secs(1));
@@ -196,25 +181,6 @@ mod tests {
 
     fn node(id: u64) -> Election {
         node_with(id, |_| {})
-    }
-
-    /// Runs a round that finds `ms` (nobody above answering needs no message when `id` is
-    /// the highest).
-    fn elect(e: &mut Election, now: u64, ms: &[Member]) -> Ready {
-        let r = e.step(now, Event::HealthTick);
-        let round = match r.effects.as_slice() {
-            [Effect::CollectMembers {
-                purpose: Purpose::Round(round),
-            }] => *round,
-            other => panic!("expected a round, got {other:?}"),
-        };
-        e.step(
-            now,
-            Event::Members {
-                purpose: Purpose::Round(round),
-                members: ms.to_vec(),
-            },
-        )
     }
 
     fn lock(e: &mut Election, answer: LockAnswer) -> Ready {

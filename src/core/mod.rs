@@ -9,6 +9,8 @@ pub mod control;
 pub mod election;
 pub mod event;
 mod failure;
+#[cfg(test)]
+mod fixtures;
 pub mod lock;
 pub mod member;
 pub mod quorum;
