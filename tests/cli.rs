@@ -125,32 +125,15 @@ fn every_mistake_is_one_line_naming_it_and_the_hint() {
 
 #[test]
 fn variables_that_do_nothing_are_warnings_in_the_log() {
-    let mut c = Cluster::new("cliwarn", &["--startup-delay", "0"]);
-    let port = free_port();
-    let log = c.dir.path().join("node1.log");
-    let mut args = c.common.clone();
-    args.extend(["--id".to_string(), "1".into()]);
-    let mut child = Command::new(BIN)
-        .arg(port.to_string())
-        .arg("node1")
-        .args(&args)
-        .env("BULLY_HEALTHINTERVAL", "1s")
-        .env("BULLY_PEERS", "127.0.0.1:1")
-        .env("BULLY_REGISTRY", "dir")
-        .env_remove("XDG_RUNTIME_DIR")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let text = wait_for("the warnings", secs(20), || {
-        let t = std::fs::read_to_string(&log).unwrap_or_default();
-        if t.contains("Coordinator is: node1") {
-            Ok(t)
-        } else {
-            Err(t)
-        }
-    });
+    let text = lone_node_log(
+        "cliwarn",
+        &[
+            ("BULLY_HEALTHINTERVAL", "1s"),
+            ("BULLY_PEERS", "127.0.0.1:1"),
+            ("BULLY_REGISTRY", "dir"),
+        ],
+        &["--id", "1"],
+    );
     let warnings: Vec<&str> = text.lines().filter(|l| l.contains(" WARN ")).collect();
     assert_eq!(warnings.len(), 2, "{text}");
     assert!(
@@ -167,9 +150,6 @@ fn variables_that_do_nothing_are_warnings_in_the_log() {
         ),
         "{text}"
     );
-    let _ = child.kill();
-    let _ = child.wait();
-    c.nodes.clear();
 }
 
 /// The write end of a pipe whose read end is already closed.
