@@ -8,6 +8,7 @@ pub mod flags;
 pub mod logger;
 pub mod output;
 pub mod registry_flags;
+pub mod report;
 pub mod run;
 pub mod status;
 pub mod usage;
