@@ -8,6 +8,7 @@
 pub mod cli;
 pub mod core;
 pub mod http;
+pub mod monotonic;
 pub mod registry;
 pub mod runtime;
 pub mod supervisor;

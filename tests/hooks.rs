@@ -540,3 +540,53 @@ fn the_node_turns_the_stack_cache_off_for_itself_only() {
     assert!(!child_env.contains("GLIBC_TUNABLES"), "{child_env}");
     assert!(child_env.contains("BULLY_TERM="), "{child_env}");
 }
+
+/// `--exec-grace` holds for a plain command: a script run by `sh -c` that traps SIGTERM and
+/// cleans up for a second gets to finish when the node shuts down, though dash itself dies of
+/// the SIGTERM at once.
+#[test]
+fn a_plain_exec_command_gets_its_grace_on_shutdown() {
+    let dir = TempDir::new("hooks-grace");
+    let d = dir.path().display();
+    let script = dir.path().join("slowstop.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\ntrap 'sleep 1; echo cleaned > \"{d}/cleaned\"; exit 0' TERM\n\
+             touch \"{d}/ready\"\nwhile :; do sleep 0.05; done\n"
+        ),
+    )
+    .unwrap();
+    let made = std::process::Command::new("chmod")
+        .arg("+x")
+        .arg(&script)
+        .status();
+    assert!(made.is_ok_and(|s| s.success()));
+    let exec = [
+        "--exec".to_string(),
+        script.display().to_string(),
+        "--exec-grace".to_string(),
+        "10s".to_string(),
+    ];
+    let mut c = Cluster::new("hooks-grace", &with_fast(&exec));
+    c.start(1, &[]);
+    c.await_agreement("node1", secs(20));
+    let ready = dir.path().join("ready");
+    wait_for("the exec child to be ready", secs(20), || {
+        ready.exists().then_some(()).ok_or_else(|| c.log_tails())
+    });
+    let asked = std::time::Instant::now();
+    let status = c.node("node1").terminate(secs(30)).expect("node1 exits");
+    let took = asked.elapsed();
+    assert!(status.success(), "{status:?}");
+    let cleaned = std::fs::read_to_string(dir.path().join("cleaned")).unwrap_or_default();
+    let log = c.node("node1").log_text();
+    println!("node1 left {took:?} after SIGTERM");
+    assert_eq!(
+        cleaned.trim(),
+        "cleaned",
+        "the cleanup did not finish\n{log}"
+    );
+    assert!(!log.contains("SIGKILL"), "{log}");
+    assert!(took >= Duration::from_millis(900), "{took:?}");
+}

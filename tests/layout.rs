@@ -194,6 +194,7 @@ fn layers_only_point_down() {
         "http",
         "core",
         "sync",
+        "monotonic",
     ];
     let rank = |m: &str| {
         let top = m.split("::").next().unwrap_or(m);

@@ -156,6 +156,7 @@ fn plain3() -> Spec {
         one_coordinator_per_term: false,
         granted_terms_increase: false,
         followed_terms_never_go_back: true,
+        work_is_fenced: false,
     };
     plain_spec(&[1, 2, 3], props)
 }
@@ -316,6 +317,28 @@ fn default_mode_two_coordinators_can_share_a_term() {
             .any(|a| matches!(a, Action::Partition(_))),
         "the shared term needs the partition: {shared:?}"
     );
+}
+
+/// (g) is sharp: a fence that reaches the supervisor 5 ms late (5 % of the lease) and is
+/// counted from its arrival, as the relative deadlines before issue 21 were, lets a child
+/// outlive the promises its lease rests on. The checker must find that, from the start.
+#[test]
+fn quorum_a_stretched_fence_is_caught() {
+    let mut spec = quorum3();
+    spec.stretch_fence_ms = 5;
+    let mut check = Check::new(
+        "quorum-3 stretched fence",
+        spec,
+        Start::Fresh,
+        faults(),
+        250,
+    );
+    check.stop_at_first = true;
+    let report = check.run();
+    let found = report
+        .failed(props::WORK_IS_FENCED)
+        .expect("a stretched fence outlives the majority's promises");
+    assert!(found.detail.contains("its fence at"), "{}", found.detail);
 }
 
 // ---- replays of the counterexamples found while building the model (all fixed) ----

@@ -342,3 +342,97 @@ fn two_workers_and_a_witness_fail_over_and_the_witness_never_leads() {
     );
     assert_no_overlap(&c);
 }
+
+/// Shell that SIGSTOPs the node this command runs under, once per cluster (the first to get
+/// here makes `DIR/frozen` and writes its name there): the command's parent is its
+/// supervisor, whose parent is the node.
+fn freeze_own_node_once(dir: &std::path::Path) -> String {
+    let mark = dir.join("frozen");
+    format!(
+        "if mkdir '{m}' 2>/dev/null; then echo \"$BULLY_NODE\" > '{m}/who'; \
+         kill -STOP \"$(cut -d' ' -f4 /proc/$PPID/stat)\"; fi",
+        m = mark.display()
+    )
+}
+
+/// Five nodes whose first coordinator is frozen, by `how`, at the moment it wins; it stays
+/// frozen for three leases and is then woken. Whoever works meanwhile, no two `--exec`
+/// children are ever active at once. Returns the cluster and the frozen node's name.
+fn freeze_at_the_win(tag: &str, how: &str) -> (Cluster, String) {
+    let mut c = cluster(tag, 5, false);
+    let work = work_dir(&c);
+    std::fs::create_dir_all(&work).unwrap();
+    let freeze = freeze_own_node_once(c.dir.path());
+    let worker = activity::worker(&work);
+    let (hook, exec) = match how {
+        "hook" => (freeze, worker),
+        _ => (String::new(), format!("{freeze}; {worker}")),
+    };
+    c.common.extend(["--exec".to_string(), exec]);
+    if !hook.is_empty() {
+        c.common.extend(["--on-elected".to_string(), hook]);
+    }
+    for id in 1..=5 {
+        c.start(id, &[]);
+    }
+    let who_file = c.dir.path().join("frozen/who");
+    let frozen = wait_for("a coordinator frozen at its win", secs(30), || {
+        std::fs::read_to_string(&who_file)
+            .ok()
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| "none yet".into())
+    });
+    let since = Instant::now();
+    // Another takes over once the frozen one's lease has run out, and works.
+    wait_for("a worker other than the frozen node's", secs(30), || {
+        let others = intervals(&work)
+            .into_iter()
+            .filter(|i| i.node != frozen && i.beats >= 3)
+            .count();
+        (others > 0)
+            .then_some(())
+            .ok_or_else(|| format!("{others} so far\n{}", c.log_tails()))
+    });
+    let left = Duration::from_secs(3).saturating_sub(since.elapsed());
+    std::thread::sleep(left);
+    c.node(&frozen).signal("CONT");
+    println!("{frozen} frozen at its win for {:?}", since.elapsed());
+    c.await_agreement("node5", secs(30));
+    // The highest node works again: the cluster did not just go idle.
+    wait_for("node5's worker", secs(20), || {
+        let last = intervals(&work).into_iter().rfind(|i| i.node == "node5");
+        last.filter(|i| i.beats >= 3)
+            .map(|_| ())
+            .ok_or_else(|| "none".into())
+    });
+    assert_no_overlap(&c);
+    (c, frozen)
+}
+
+/// Frozen between its win and its child's start (by its `--on-elected` hook): woken three
+/// leases later, it must not start the child of a leadership whose lease is over.
+#[test]
+fn a_node_frozen_right_after_its_win_starts_no_child_once_woken() {
+    let (mut c, frozen) = freeze_at_the_win("q-win-hook", "hook");
+    let log = c.node(&frozen).log_text();
+    assert!(
+        log.contains("exec child not started: the lease of term"),
+        "{frozen} did not refuse the stale start\n{}",
+        c.log_tails()
+    );
+}
+
+/// Frozen by its own `--exec` child the moment that started: the child's supervisor had the
+/// fence before the child ran, so the child dies at the lease's end, not at the thaw.
+#[test]
+fn a_node_frozen_right_after_its_child_starts_has_that_child_fenced() {
+    let (c, frozen) = freeze_at_the_win("q-win-exec", "exec");
+    let first = intervals(&work_dir(&c))
+        .into_iter()
+        .find(|i| i.node == frozen)
+        .expect("the frozen node's child worked");
+    let ran_ms = (first.end - first.start) as f64 / 1e6;
+    println!("{frozen}'s child ran {ran_ms:.0} ms into a 3 s freeze (lease 1 s)");
+    assert!(ran_ms < 1500.0, "{frozen}'s child ran {ran_ms:.0} ms");
+}

@@ -1,6 +1,7 @@
 //! `bully __supervise` driven directly over its control socket, as the node drives it: the
-//! deadline that fences a frozen node, SIGTERM with a grace, and what the command inherits.
-//! The supervisor and its command are real processes; the test plays the node.
+//! fence that holds a frozen node's command from before it starts, SIGTERM with a grace that
+//! holds for any command, and what the command inherits. The supervisor and its command are
+//! real processes; the test plays the node.
 
 mod support;
 
@@ -27,10 +28,28 @@ struct Sup {
 impl Sup {
     /// Starts `bully __supervise test CMD`, its output (the command's) to `DIR/out`.
     fn start(dir: &Path, cmd: &str) -> Sup {
+        Sup::fenced(dir, cmd, None)
+    }
+
+    /// Starts `bully __supervise test CMD FENCE`: the fence in force from the start.
+    fn fenced(dir: &Path, cmd: &str, fence: Option<u64>) -> Sup {
+        let (mut s, first) = Sup::spawn(dir, cmd, fence);
+        s.pid = first
+            .as_deref()
+            .and_then(|l| l.strip_prefix("pid "))
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("first report: {first:?}"));
+        s.started = Instant::now();
+        s
+    }
+
+    /// Starts the supervisor and reads its first report, whatever it says.
+    fn spawn(dir: &Path, cmd: &str, fence: Option<u64>) -> (Sup, Option<String>) {
         let (ours, theirs) = UnixStream::pair().unwrap();
         let out = std::fs::File::create(dir.join("out")).unwrap();
         let process = Command::new(BIN)
             .args(["__supervise", "test", cmd])
+            .args(fence.map(|f| f.to_string()))
             .stdin(Stdio::from(OwnedFd::from(theirs)))
             .stdout(out.try_clone().unwrap())
             .stderr(out)
@@ -44,13 +63,7 @@ impl Sup {
             started: Instant::now(),
         };
         let first = s.report(secs(20));
-        s.pid = first
-            .as_deref()
-            .and_then(|l| l.strip_prefix("pid "))
-            .and_then(|p| p.parse().ok())
-            .unwrap_or_else(|| panic!("first report: {first:?}"));
-        s.started = Instant::now();
-        s
+        (s, first)
     }
 
     fn send(&mut self, msg: &str) {
@@ -185,6 +198,11 @@ fn fds(pid: u32) -> Vec<String> {
     v
 }
 
+/// A point `ms` from now on the host's monotonic clock, as the node names fences.
+fn in_ms(ms: u64) -> u64 {
+    bully::monotonic::now_ms() + ms
+}
+
 /// A SIGSTOPped node is, to its supervisor, a peer that keeps its socket open and says nothing
 /// more; the supervisor is not stopped with it. So it SIGKILLs the command at the last
 /// deadline, and the signals that reach a node's whole process group from a terminal or
@@ -193,7 +211,7 @@ fn fds(pid: u32) -> Vec<String> {
 fn a_silent_node_is_fenced_at_its_deadline() {
     let dir = TempDir::new("sup-deadline");
     let mut s = Sup::start(dir.path(), "sleep 1000 & wait");
-    s.send("deadline 1500");
+    s.send(&format!("fence {}", in_ms(1500)));
     let sent = Instant::now();
     for sig in ["TSTP", "INT", "TERM", "HUP"] {
         signal(s.process.id(), sig);
@@ -214,18 +232,18 @@ fn a_silent_node_is_fenced_at_its_deadline() {
     assert!(s.reaped(secs(10)).success());
 }
 
-/// A node that keeps pushing its deadline forward keeps its command; `deadline none` lifts it.
+/// A node that keeps pushing its fence forward keeps its command; `fence none` lifts it.
 #[test]
 fn deadlines_pushed_forward_keep_the_command_running() {
     let dir = TempDir::new("sup-renew");
-    let mut s = Sup::start(dir.path(), "exec sleep 1000");
+    let mut s = Sup::fenced(dir.path(), "exec sleep 1000", Some(in_ms(800)));
     let end = Instant::now() + Duration::from_millis(2500);
     while Instant::now() < end {
-        s.send("deadline 800");
+        s.send(&format!("fence {}", in_ms(800)));
         std::thread::sleep(Duration::from_millis(100));
         assert!(alive(s.pid), "killed though renewed");
     }
-    s.send("deadline none");
+    s.send("fence none");
     std::thread::sleep(Duration::from_millis(1500));
     assert!(alive(s.pid), "killed though the deadline was lifted");
     assert_eq!(s.report(Duration::ZERO), None);
@@ -235,6 +253,144 @@ fn deadlines_pushed_forward_keep_the_command_running() {
     assert_eq!(reports.len(), 1, "{reports:?}");
     assert_eq!(status.signal(), Some(9), "{status:?}");
     assert!(!alive(s.pid));
+}
+
+/// The fence given at start holds before the node says anything: a node frozen right after
+/// it started the command (or before it could send a first deadline) still has it fenced.
+#[test]
+fn a_fence_given_at_start_holds_with_no_message() {
+    let dir = TempDir::new("sup-fence-start");
+    let fence = in_ms(1500);
+    let mut s = Sup::fenced(dir.path(), "sleep 1000 & wait", Some(fence));
+    let (reports, status) = s.until_exit(secs(20));
+    let late = bully::monotonic::now_ms().saturating_sub(fence);
+    println!("killed {late} ms after the fence; reports {reports:?}");
+    assert_eq!(reports[0], "sigkill deadline", "{reports:?}");
+    assert_eq!(status.signal(), Some(9), "{status:?}");
+    assert!(bully::monotonic::now_ms() >= fence);
+    assert!(late < 5000, "killed {late} ms after the fence");
+    assert!(!alive(s.pid));
+}
+
+/// A fence that has passed when the command would start starts nothing: the supervisor says
+/// `error 62` (ETIME) and exits 1, and the command never ran. This is the node woken from a
+/// freeze that still handles the "elected" of a leadership whose lease is over.
+#[test]
+fn a_fence_that_passed_starts_nothing() {
+    let dir = TempDir::new("sup-fence-passed");
+    let ran = dir.path().join("ran");
+    let cmd = format!("touch '{}'", ran.display());
+    let (mut s, first) = Sup::spawn(dir.path(), &cmd, Some(in_ms(0).saturating_sub(1)));
+    let first = first.unwrap_or_default();
+    assert!(first.starts_with("error 62 "), "first report: {first:?}");
+    let status = s.reaped(secs(10));
+    assert_eq!(status.code(), Some(1), "{status:?}");
+    assert!(!ran.exists(), "the command ran though its fence had passed");
+    // A fence still ahead starts it.
+    let mut s = Sup::fenced(dir.path(), &cmd, Some(in_ms(60_000)));
+    let (_, status) = s.until_exit(secs(20));
+    assert!(status.success(), "{status:?}");
+    assert!(ran.exists());
+}
+
+/// A fence names an instant, not a duration: one that waited 700 ms on the way (in a frozen
+/// node, in the socket) still ends the command when it was meant to, not 700 ms later.
+#[test]
+fn a_fence_that_arrives_late_is_not_stretched() {
+    let dir = TempDir::new("sup-fence-late");
+    let mut s = Sup::start(dir.path(), "exec sleep 1000");
+    let fence = in_ms(1200);
+    std::thread::sleep(Duration::from_millis(700));
+    s.send(&format!("fence {fence}"));
+    let (reports, _) = s.until_exit(secs(20));
+    let killed = bully::monotonic::now_ms();
+    println!("killed {} ms after the fence", killed.saturating_sub(fence));
+    assert_eq!(reports[0], "sigkill deadline", "{reports:?}");
+    // A relative deadline would have ended it at fence + 700 ms; allow a loaded machine
+    // 400 ms of lateness, well under that.
+    assert!(killed < fence + 400, "killed {} ms late", killed - fence);
+}
+
+/// A script that traps SIGTERM and cleans up for a second: `cleaned` once it has.
+fn slow_stop_script(dir: &Path) -> String {
+    let script = dir.join("slowstop.sh");
+    let text = format!(
+        "#!/bin/sh\ntrap 'sleep 1; echo cleaned > \"{d}/cleaned\"; exit 0' TERM\n\
+         touch \"{d}/ready\"\nwhile :; do sleep 0.05; done\n",
+        d = dir.display()
+    );
+    std::fs::write(&script, text).unwrap();
+    let made = Command::new("chmod").arg("+x").arg(&script).status();
+    assert!(made.is_ok_and(|s| s.success()));
+    script.display().to_string()
+}
+
+/// `term GRACE` gives the whole group its grace, whatever the command line looks like: a
+/// script run by `sh -c`, a foreground program under a shell that dies of the SIGTERM at once
+/// (dash does), and `exec CMD`. Each cleans up for a second inside a 10 s grace, and nothing
+/// is SIGKILLed.
+#[test]
+fn the_grace_holds_for_any_command() {
+    for form in ["plain", "foreground", "exec"] {
+        let dir = TempDir::new(&format!("sup-grace-{form}"));
+        let script = slow_stop_script(dir.path());
+        let cmd = match form {
+            "plain" => script.clone(),
+            // `; true` keeps sh in front: it cannot exec the script.
+            "foreground" => format!("{script}; true"),
+            _ => format!("exec {script}"),
+        };
+        let mut s = Sup::start(dir.path(), &cmd);
+        await_file(&dir.path().join("ready"));
+        s.send("term 10000");
+        let sent = Instant::now();
+        let (reports, status) = s.until_exit(secs(30));
+        let took = sent.elapsed();
+        println!("{form}: {cmd:?} stopped after {took:?}: {reports:?} ({status:?})");
+        assert!(
+            !reports.iter().any(|r| r.starts_with("sigkill")),
+            "{form}: {reports:?}"
+        );
+        let cleaned = std::fs::read_to_string(dir.path().join("cleaned")).unwrap_or_default();
+        assert_eq!(
+            cleaned.trim(),
+            "cleaned",
+            "{form}: the cleanup did not finish"
+        );
+        assert!(took >= Duration::from_millis(900), "{form}: {took:?}");
+        assert!(took < secs(10), "{form}: {took:?}");
+    }
+}
+
+/// The grace ends in SIGKILL for what is left of the group even after `sh` is gone.
+#[test]
+fn the_grace_ends_in_sigkill_for_the_rest_of_the_group() {
+    let dir = TempDir::new("sup-grace-rest");
+    let ready = dir.path().join("ready");
+    let cmd = format!(
+        "sh -c \"trap '' TERM; touch '{}'; while :; do sleep 0.05; done\"; true",
+        ready.display()
+    );
+    let mut s = Sup::start(dir.path(), &cmd);
+    await_file(&ready);
+    s.send("term 700");
+    let sent = Instant::now();
+    let (reports, _) = s.until_exit(secs(20));
+    let took = sent.elapsed();
+    println!("stubborn grandchild killed {took:?} after term 700; reports {reports:?}");
+    assert_eq!(reports[0], "sigkill grace", "{reports:?}");
+    assert!(took >= Duration::from_millis(700), "{took:?}");
+    assert!(took < secs(10), "{took:?}");
+    assert!(!group_alive(s.pid), "the group outlived its grace");
+}
+
+/// Whether any process of group `pgid` is still there.
+fn group_alive(pgid: u32) -> bool {
+    Command::new("kill")
+        .args(["-0", "--", &format!("-{pgid}")])
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
 }
 
 /// `term GRACE`: a command that ignores SIGTERM is SIGKILLed once the grace ran out.

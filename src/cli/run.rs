@@ -101,7 +101,8 @@ pub fn run(config: Config) -> ExitCode {
     let metrics = Arc::new(Metrics::default());
     let directory = Arc::new(Directory::new(registry, Arc::clone(&metrics)));
     let leadership = Arc::new(Leadership::default());
-    let fence = Arc::new(Fence::default());
+    let clock = Clock::start();
+    let fence = Arc::new(Fence::new(clock, config.quorum.is_some()));
     let keys = config.cluster_key.clone().map(Keys::new);
     let consul_lock =
         config.registry.kind == registry::RegistryKind::Consul && config.registry.consul.lock;
@@ -134,7 +135,7 @@ pub fn run(config: Config) -> ExitCode {
     let parts = Parts {
         me: me.node_ref(),
         settings,
-        clock: Clock::start(),
+        clock,
         state,
         persisted: persisted.clone(),
         client: PeerClient::new(config.timeout).signing(keys.clone()),

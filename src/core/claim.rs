@@ -103,6 +103,11 @@ impl Election {
             .is_some_and(|l| l.lease_until.is_some_and(|u| now + q.stop_margin < u))
     }
 
+    /// Quorum mode: the end of the lease this node holds as coordinator (or claims with).
+    pub(super) fn lease_until(&self) -> Option<Millis> {
+        self.lead.as_ref().and_then(|l| l.lease_until)
+    }
+
     pub(super) fn quorum_view(&self, now: Millis) -> Option<QuorumView> {
         let q = self.settings.quorum.as_ref()?;
         let state = match &self.lead {

@@ -417,6 +417,9 @@ impl Election {
                 lock_index: self
                     .lock_index()
                     .filter(|_| self.coordinator.as_ref() == Some(&self.me)),
+                fence: self
+                    .lease_until()
+                    .filter(|_| self.coordinator.as_ref() == Some(&self.me)),
             });
         }
         before
@@ -664,6 +667,7 @@ mod tests {
                 term: 1,
                 reason: Reason::Elected,
                 lock_index: None,
+                fence: None,
             }]
         );
         assert_eq!(
@@ -1101,6 +1105,7 @@ mod tests {
                 term: 5,
                 reason: Reason::Failover,
                 lock_index: None,
+                fence: None,
             }]
         );
         members(&mut e, 1, &cluster(&[1, 2, 3]));

@@ -200,6 +200,11 @@ pub struct Change {
     /// `--consul-lock`: the leader lock's `LockIndex` when this node became coordinator
     /// holding it (`BULLY_CONSUL_LOCK_INDEX`).
     pub lock_index: Option<u64>,
+    /// Quorum mode, when this node became coordinator: the end of the lease a majority
+    /// granted it, in the node's clock. The `--exec` child's supervisor gets it before the
+    /// child starts, so no instant of the child's life is unfenced, and a change handled
+    /// after its lease ended starts nothing.
+    pub fence: Option<u64>,
 }
 
 impl Change {

@@ -80,7 +80,7 @@ fn run(node: &dyn Handle, opts: &CheckOptions, metrics: &Metrics) {
 
 /// Runs `sh -c cmd` under a supervisor; killed with its group at `timeout`.
 fn command_passes(cmd: &str, timeout: Duration) -> bool {
-    let mut child = match Supervised::spawn("check", cmd, &[]) {
+    let mut child = match Supervised::spawn("check", cmd, &[], None) {
         Ok(c) => c,
         Err(e) => {
             log::warn!("health check could not start: {e}");

@@ -3,7 +3,6 @@
 //! an event. HTTP answers are translated into the core's answer types here, without judging
 //! them.
 
-use super::clock::Clock;
 use super::directory::Directory;
 use super::fence::Fence;
 use super::handle::Handle;
@@ -41,7 +40,6 @@ pub struct Executor {
     directory: Arc<Directory>,
     metrics: Arc<Metrics>,
     timers: Timers,
-    clock: Clock,
     fence: Arc<Fence>,
     /// Effects under way, so shutdown can let the last releases go out.
     in_flight: Arc<AtomicUsize>,
@@ -54,7 +52,6 @@ impl Executor {
         directory: Arc<Directory>,
         metrics: Arc<Metrics>,
         timers: Timers,
-        clock: Clock,
         fence: Arc<Fence>,
     ) -> Self {
         Executor {
@@ -63,7 +60,6 @@ impl Executor {
             directory,
             metrics,
             timers,
-            clock,
             fence,
             in_flight: Arc::new(AtomicUsize::new(0)),
         }
@@ -86,7 +82,7 @@ impl Executor {
                     continue;
                 }
                 Effect::Fence { until } => {
-                    self.fence.extend(self.clock.instant(until));
+                    self.fence.extend(until);
                     continue;
                 }
                 _ => {}

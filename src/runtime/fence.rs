@@ -1,21 +1,45 @@
 //! The fence around the `--exec` child in quorum mode: the end of the lease, the latest
-//! instant the child may still run. The core moves it forward with every renewal; the hook
-//! runner hands it to the child's supervisor, which kills the child when it passes even if
-//! this process is frozen and can move it no more.
+//! instant the child may still run, as a point on the host's monotonic clock. The core moves
+//! it forward with every renewal; the hook runner hands it to the child's supervisor, which
+//! kills the child when its own reading of that clock passes it, even if this process is
+//! frozen and can move it no more. Being absolute, a deadline that arrives late still names
+//! the same instant.
 
+use super::clock::Clock;
+use crate::monotonic::MonoMs;
 use crate::sync::lock;
 use std::sync::Mutex;
-use std::time::Instant;
 
-#[derive(Default)]
 pub struct Fence {
-    until: Mutex<Option<Instant>>,
+    clock: Clock,
+    /// Quorum mode: no `--exec` child runs without a fence.
+    enforced: bool,
+    until: Mutex<Option<MonoMs>>,
 }
 
 impl Fence {
-    /// Moves the fence to `until`, never back: an answer that arrives late cannot shorten a
-    /// lease that a newer one extended.
-    pub fn extend(&self, until: Instant) {
+    pub fn new(clock: Clock, enforced: bool) -> Fence {
+        Fence {
+            clock,
+            enforced,
+            until: Mutex::new(None),
+        }
+    }
+
+    /// Whether the `--exec` child may only run fenced (quorum mode).
+    pub fn enforced(&self) -> bool {
+        self.enforced
+    }
+
+    /// The core time `ms` as a deadline on the host's monotonic clock.
+    pub fn at(&self, ms: u64) -> MonoMs {
+        self.clock.monotonic(ms)
+    }
+
+    /// Moves the fence to the core time `until`, never back: an answer that arrives late
+    /// cannot shorten a lease that a newer one extended.
+    pub fn extend(&self, until: u64) {
+        let until = self.at(until);
         let mut held = lock(&self.until);
         if held.is_none_or(|h| until > h) {
             *held = Some(until);
@@ -23,7 +47,7 @@ impl Fence {
     }
 
     /// The current fence; `None` outside quorum mode.
-    pub fn until(&self) -> Option<Instant> {
+    pub fn until(&self) -> Option<MonoMs> {
         *lock(&self.until)
     }
 }

@@ -13,6 +13,7 @@ use super::handle::{Handle, Notice};
 use crate::core::event::Event;
 use crate::core::member::NodeRef;
 use crate::core::ready::{Change, Reason};
+use crate::monotonic::MonoMs;
 use crate::supervisor::{Killed, Supervised};
 use crate::sync::spawn_named;
 use std::io::{BufRead, BufReader, Read};
@@ -134,7 +135,7 @@ struct Runner {
     /// Quorum mode: the end of the lease, which the exec child's supervisor enforces.
     fence: Arc<Fence>,
     /// The fence last handed to the supervisor.
-    fenced: Option<Instant>,
+    fenced: Option<MonoMs>,
     me: NodeRef,
     opts: HookOptions,
     stopping: Arc<AtomicBool>,
@@ -193,8 +194,8 @@ impl Runner {
         let Some(until) = self.fence.until() else {
             return;
         };
-        if self.fenced != Some(until) {
-            child.set_deadline(Some(until.saturating_duration_since(Instant::now())));
+        if self.fenced.is_none_or(|f| until > f) {
+            child.set_fence(Some(until));
             self.fenced = Some(until);
         }
     }
@@ -214,13 +215,42 @@ impl Runner {
             if let Some(cmd) = &self.opts.on_elected {
                 self.hook("on-elected", cmd, &env);
             }
-            if let Some(cmd) = &self.opts.exec {
+            if let Some(cmd) = self.opts.exec.clone() {
                 if !self.stopping.load(Ordering::SeqCst) {
-                    self.exec = start_exec(cmd, &env);
-                    self.fenced = None;
-                    self.push_fence();
+                    self.start_exec(&cmd, &env, change);
                 }
             }
+        }
+    }
+
+    /// Starts the exec child. In quorum mode its supervisor holds the fence before the child
+    /// starts: the end of the lease this leadership was granted (or a later one of this node
+    /// already known), and the child is not started at all once that has passed (this node
+    /// was held up between winning and now, and another may lead already).
+    fn start_exec(&mut self, cmd: &str, env: &[(&'static str, String)], change: &Change) {
+        let fence = match (change.fence.map(|f| self.fence.at(f)), self.fence.until()) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+        if self.fence.enforced() && fence.is_none() {
+            log::error!(
+                "exec child not started: term {} has no lease to fence it with",
+                change.term
+            );
+            return;
+        }
+        match spawn("exec", cmd, env, fence) {
+            Ok((child, _)) => {
+                log::info!("exec child {} started: {cmd}", child.pid());
+                self.exec = Some(child);
+                self.fenced = fence;
+            }
+            Err(e) if Supervised::fenced_out(&e) => log::warn!(
+                "exec child not started: the lease of term {} ended before it could start \
+                 (this node was held up)",
+                change.term
+            ),
+            Err(e) => log::error!("exec could not start: {e}"),
         }
     }
 
@@ -267,7 +297,7 @@ impl Runner {
     /// Runs one hook to its end or its timeout; a failure is logged and nothing more.
     fn hook(&self, what: &'static str, cmd: &str, env: &[(&'static str, String)]) {
         let started = Instant::now();
-        let (mut child, output) = match spawn(what, cmd, env) {
+        let (mut child, output) = match spawn(what, cmd, env, None) {
             Ok(c) => c,
             Err(e) => {
                 log::error!("{what} hook could not start: {e}");
@@ -334,27 +364,15 @@ impl Runner {
     }
 }
 
-fn start_exec(cmd: &str, env: &[(&'static str, String)]) -> Option<Supervised> {
-    match spawn("exec", cmd, env) {
-        Ok((child, _)) => {
-            log::info!("exec child {} started: {cmd}", child.pid());
-            Some(child)
-        }
-        Err(e) => {
-            log::error!("exec could not start: {e}");
-            None
-        }
-    }
-}
-
 /// Starts `sh -c cmd` as the leader of a new process group under its supervisor, its output
 /// logged line by line.
 fn spawn(
     what: &'static str,
     cmd: &str,
     env: &[(&'static str, String)],
+    fence: Option<MonoMs>,
 ) -> std::io::Result<(Supervised, Output)> {
-    let mut child = Supervised::spawn(what, cmd, env)?;
+    let mut child = Supervised::spawn(what, cmd, env, fence)?;
     let (stdout, stderr) = child.take_output();
     let output = Output::log(what, stdout, stderr);
     Ok((child, output))

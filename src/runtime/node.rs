@@ -76,7 +76,6 @@ impl Node {
             Arc::clone(&parts.directory),
             Arc::clone(&parts.metrics),
             timers.clone(),
-            parts.clock,
             parts.fence,
         );
         let now = parts.clock.now();

@@ -6,7 +6,10 @@
 //! - `kill -9` of the node (or a crash) closes the control socket: the supervisor sees EOF and
 //!   SIGKILLs the command's whole process group at once.
 //! - A frozen node (SIGSTOP) sends nothing, but its supervisor is not frozen: it SIGKILLs the
-//!   group when the last deadline the node sent runs out.
+//!   group when the last deadline the node sent runs out. Deadlines are points on the host's
+//!   monotonic clock, not durations, so a message that waited in a frozen node or in the
+//!   socket names the same instant it was meant to; and the first one is an argument of the
+//!   supervisor, in force before the command starts, which does not start once it has passed.
 //! - The supervisor dying takes `sh` with it (PR_SET_PDEATHSIG). The supervisor has no such
 //!   signal itself: it must outlive the node to kill the group on EOF.
 //! - When the command ends, by itself or killed, what is left of its group is killed too.
@@ -18,12 +21,13 @@
 //!
 //! The protocol is one text line per message over a socket pair on the supervisor's stdin, one
 //! descriptor for both directions, so its stdout and stderr stay the command's own and the node
-//! logs them directly. The node sends `deadline MS` / `deadline none`, `term GRACE_MS` and
-//! `kill`; the supervisor answers `pid N` (the command started) or `error ERRNO TEXT` (it could
+//! logs them directly. The node sends `fence MONO_MS` / `fence none` (MONO_MS on the host's
+//! monotonic clock), `term GRACE_MS` and `kill`; the supervisor answers `pid N` (the command started) or `error ERRNO TEXT` (it could
 //! not), `sigkill deadline` / `sigkill grace` when it SIGKILLs the group on its own, and last
 //! `exit RAW`, the command's wait status. This module is the node's side; `process.rs` is the
 //! supervisor's.
 
+use crate::monotonic::MonoMs;
 use std::io::{self, Read, Write};
 use std::net::Shutdown;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -71,13 +75,22 @@ enum Report {
 
 impl Supervised {
     /// Starts `sh -c cmd` with `env` added under a new supervisor; `what` names it in `ps`.
-    /// Returns once the command runs; its output is on [`Supervised::take_output`].
-    pub fn spawn(what: &str, cmd: &str, env: &[(&str, String)]) -> io::Result<Supervised> {
+    /// With a `fence` (a point on the host's monotonic clock) the supervisor holds that
+    /// deadline before the command starts, and fails with `ETIME` instead of starting it once
+    /// the deadline has passed ([`Supervised::fenced_out`]). Returns once the command runs;
+    /// its output is on [`Supervised::take_output`].
+    pub fn spawn(
+        what: &str,
+        cmd: &str,
+        env: &[(&str, String)],
+        fence: Option<MonoMs>,
+    ) -> io::Result<Supervised> {
         let (ours, theirs) = UnixStream::pair()?;
         // /proc/self/exe rather than a path: still this binary after an upgrade replaced it.
         let process = Command::new("/proc/self/exe")
             .arg0("bully")
             .args([ENTRY, what, cmd])
+            .args(fence.map(|f| f.to_string()))
             .envs(env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::from(OwnedFd::from(theirs)))
             .stdout(Stdio::piped())
@@ -130,13 +143,17 @@ impl Supervised {
         self.killed
     }
 
-    /// The command's group is SIGKILLed once `within` has passed on the supervisor's monotonic
-    /// clock without a newer deadline; `None` clears it. Truncated to whole milliseconds, so a
-    /// deadline is never later than asked.
-    pub fn set_deadline(&mut self, within: Option<Duration>) {
-        match within {
-            Some(d) => self.send(&format!("deadline {}\n", d.as_millis())),
-            None => self.send("deadline none\n"),
+    /// Whether `spawn` failed because the fence had passed before the command could start.
+    pub fn fenced_out(e: &io::Error) -> bool {
+        e.raw_os_error() == Some(libc::ETIME)
+    }
+
+    /// The command's group is SIGKILLed once the host's monotonic clock reaches `at`, unless
+    /// a newer fence came first; `None` clears it.
+    pub fn set_fence(&mut self, at: Option<MonoMs>) {
+        match at {
+            Some(at) => self.send(&format!("fence {at}\n")),
+            None => self.send("fence none\n"),
         }
     }
 

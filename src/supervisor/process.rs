@@ -2,6 +2,7 @@
 //! node and `sh -c CMD` (see the parent module for what it guarantees and its protocol).
 
 use super::{pollfd, readable, retry, take_line, ENTRY};
+use crate::monotonic::{self, MonoMs};
 use std::ffi::OsString;
 use std::fs::File;
 use std::io::{self, Read, Write};
@@ -41,14 +42,26 @@ const SHIELDED: [libc::c_int; 7] = [
 /// How often the supervisor looks at its command when the kernel has no pidfd (before 5.3).
 const TICK: Duration = Duration::from_millis(20);
 
-/// `bully __supervise WHAT CMD`, with the control socket on stdin: runs `sh -c CMD` and
-/// supervises it as the module documentation says, then exits 0 (2 on bad arguments, 1 when
-/// the command could not start).
+/// `bully __supervise WHAT CMD [FENCE]`, with the control socket on stdin: runs `sh -c CMD`
+/// and supervises it as the module documentation says, then exits 0 (2 on bad arguments, 1
+/// when the command could not start). `FENCE`, milliseconds on the host's monotonic clock, is
+/// the command's first deadline: in force before the command starts, and the command is not
+/// started at all once it has passed.
 pub fn main(args: Vec<OsString>) -> ExitCode {
-    let Ok([what, cmd]) = <[OsString; 2]>::try_from(args) else {
+    let parsed = match <[OsString; 2]>::try_from(args) {
+        Ok([what, cmd]) => Some((what, cmd, None)),
+        Err(args) => match <[OsString; 3]>::try_from(args) {
+            Ok([what, cmd, fence]) => fence
+                .to_str()
+                .and_then(|f| f.parse::<MonoMs>().ok())
+                .map(|f| (what, cmd, Some(f))),
+            Err(_) => None,
+        },
+    };
+    let Some((what, cmd, fence)) = parsed else {
         let _ = writeln!(
             io::stderr(),
-            "bully: {ENTRY} is internal to bully and takes WHAT and CMD"
+            "bully: {ENTRY} is internal to bully and takes WHAT, CMD and a deadline"
         );
         return ExitCode::from(2);
     };
@@ -84,8 +97,8 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
         .stdin(Stdio::null())
         .process_group(0);
     // SAFETY: between fork and exec the closure only makes async-signal-safe calls (signal,
-    // prctl, getppid) and allocates nothing.
-    unsafe { command.pre_exec(move || start_child(me)) };
+    // prctl, getppid, clock_gettime) and allocates nothing.
+    unsafe { command.pre_exec(move || start_child(me, fence)) };
     let child = match command.spawn() {
         Ok(c) => c,
         Err(e) => {
@@ -95,8 +108,7 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
         }
     };
     report(&mut control, &format!("pid {}", child.id()));
-    Watch::new(child.id() as libc::pid_t).run(&mut control, &what);
-    let status = finish(child);
+    let status = Watch::new(child, fence).run(&mut control, &what);
     report(&mut control, &format!("exit {}", status.into_raw()));
     ExitCode::SUCCESS
 }
@@ -104,8 +116,9 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
 /// In the command, between fork and exec: the shielded signals back at their defaults, and
 /// SIGKILL when the supervisor dies. The signal follows the thread that forked, which is the
 /// supervisor's only thread; checking the parent after prctl closes the race with a
-/// supervisor that died just before.
-fn start_child(supervisor: libc::pid_t) -> io::Result<()> {
+/// supervisor that died just before. Last, the fence: a command whose deadline passed before
+/// it could start fails with `ETIME` instead (the last instant before it would run).
+fn start_child(supervisor: libc::pid_t, fence: Option<MonoMs>) -> io::Result<()> {
     // SAFETY: async-signal-safe calls only.
     unsafe {
         for sig in SHIELDED {
@@ -119,50 +132,67 @@ fn start_child(supervisor: libc::pid_t) -> io::Result<()> {
             return Err(io::Error::from_raw_os_error(libc::ESRCH));
         }
     }
+    if fence.is_some_and(monotonic::passed) {
+        return Err(io::Error::from_raw_os_error(libc::ETIME));
+    }
     Ok(())
-}
-
-/// Kills what is left of the group while `sh` is still an unreaped zombie (so its group id
-/// cannot have been reused), then reaps it.
-fn finish(mut child: Child) -> ExitStatus {
-    signal_group(child.id() as libc::pid_t, libc::SIGKILL);
-    child
-        .wait()
-        .unwrap_or_else(|_| ExitStatus::from_raw(0xff00))
 }
 
 /// The supervisor's state while its command runs.
 struct Watch {
+    child: Child,
     pid: libc::pid_t,
-    deadline: Option<Instant>,
+    /// The fence: SIGKILL for the group when the host's monotonic clock reaches it.
+    deadline: Option<MonoMs>,
     grace_end: Option<Instant>,
     killed: bool,
+    /// Watches `sh` for its exit, while it runs (kernels before 5.3 have none: then a tick).
     pidfd: Option<OwnedFd>,
+    /// `sh`'s status once it was reaped while the rest of its group had its grace.
+    reaped: Option<ExitStatus>,
 }
 
 impl Watch {
-    fn new(pid: libc::pid_t) -> Watch {
+    fn new(child: Child, fence: Option<MonoMs>) -> Watch {
+        let pid = child.id() as libc::pid_t;
         // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
         let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
         Watch {
+            child,
             pid,
-            deadline: None,
+            deadline: fence,
             grace_end: None,
             killed: false,
             // SAFETY: a descriptor pidfd_open just returned, owned by nothing else.
             pidfd: (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd as libc::c_int) }),
+            reaped: None,
         }
     }
 
-    /// Until `sh` has exited (it stays unreaped): follows the node's messages, fires the
-    /// deadline and the grace, and kills the group when the node is gone.
-    fn run(mut self, control: &mut File, what: &OsString) {
+    /// Until the command is over: follows the node's messages, fires the deadline and the
+    /// grace, and kills the group when the node is gone. The command is over when `sh` has
+    /// exited, except during a graceful stop: then what `sh` started (its foreground program,
+    /// a trapping script) gets the rest of its grace, however quickly `sh` itself died of
+    /// the SIGTERM. Returns `sh`'s exit status once nothing of the group is left.
+    fn run(mut self, control: &mut File, what: &OsString) -> ExitStatus {
         let mut open = true;
         let mut unread = Vec::new();
-        while !self.exited() {
+        loop {
+            if self.reaped.is_none() && self.exited() {
+                if self.grace_end.is_none() || self.killed {
+                    return self.finish();
+                }
+                // sh is gone, the group may not be: reap sh and wait for the rest. The group's
+                // id stays taken while any member lives, so signalling it cannot reach another.
+                self.reaped = Some(self.reap());
+                self.pidfd = None;
+            }
+            if self.reaped.is_some() && !group_alive(self.pid) {
+                return self.reaped.unwrap_or_else(|| ExitStatus::from_raw(0xff00));
+            }
             let now = Instant::now();
             self.fire(now, control);
-            let wake = [self.deadline, self.grace_end]
+            let wake = [self.deadline_instant(now), self.grace_end]
                 .into_iter()
                 .flatten()
                 .min()
@@ -199,11 +229,30 @@ impl Watch {
         }
     }
 
+    /// The deadline as an `Instant`, to sleep until (rounded up: waking early only loops).
+    fn deadline_instant(&self, now: Instant) -> Option<Instant> {
+        let left = self.deadline?.saturating_sub(monotonic::now_ms());
+        Some(now + Duration::from_millis(left + 1))
+    }
+
+    /// Kills what is left of the group while `sh` is still an unreaped zombie (so its group
+    /// id cannot have been reused), then reaps it.
+    fn finish(mut self) -> ExitStatus {
+        signal_group(self.pid, libc::SIGKILL);
+        self.reap()
+    }
+
+    fn reap(&mut self) -> ExitStatus {
+        self.child
+            .wait()
+            .unwrap_or_else(|_| ExitStatus::from_raw(0xff00))
+    }
+
     fn fire(&mut self, now: Instant, control: &mut File) {
         if self.killed {
             return;
         }
-        let why = if self.deadline.is_some_and(|d| d <= now) {
+        let why = if self.deadline.is_some_and(monotonic::passed) {
             "deadline"
         } else if self.grace_end.is_some_and(|g| g <= now) {
             "grace"
@@ -217,8 +266,8 @@ impl Watch {
     fn on_message(&mut self, line: &str, now: Instant, what: &OsString) {
         let ms = |v: &str| v.parse().ok().map(Duration::from_millis);
         match line.split_once(' ').unwrap_or((line, "")) {
-            ("deadline", "none") => self.deadline = None,
-            ("deadline", v) if ms(v).is_some() => self.deadline = ms(v).map(|d| now + d),
+            ("fence", "none") => self.deadline = None,
+            ("fence", v) if v.parse::<MonoMs>().is_ok() => self.deadline = v.parse().ok(),
             ("term", v) if ms(v).is_some() => {
                 if self.grace_end.is_none() && !self.killed {
                     signal_group(self.pid, libc::SIGTERM);
@@ -251,6 +300,13 @@ impl Watch {
                 && info.si_pid() == self.pid
         }
     }
+}
+
+/// Whether any process of the group lives (an unreaped zombie counts).
+fn group_alive(pgid: libc::pid_t) -> bool {
+    // SAFETY: signal 0 only checks that the group exists and may be signalled.
+    let r = unsafe { libc::kill(-pgid, 0) };
+    r == 0 || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
 }
 
 fn signal_group(pgid: libc::pid_t, sig: libc::c_int) {

@@ -15,6 +15,11 @@ pub const GRANTED_TERMS_INCREASE: &str = "terms_granted_to_leaders_strictly_incr
 /// (d) No node follows a coordinator of an older term than one it followed, nor two
 /// coordinators in one term.
 pub const FOLLOWED_TERMS_NEVER_GO_BACK: &str = "a_node_never_follows_an_older_term";
+/// (g) Quorum mode, the leader's work: an `--exec` child runs only while its supervisor's
+/// fence (the deadline it got before the child started, and every later one) lies inside
+/// promises a majority made: each other member of that majority is bound to the child's node
+/// until at least the fence, on real time. So no two children ever run at once.
+pub const WORK_IS_FENCED: &str = "a_child_runs_only_inside_a_lease_a_majority_granted";
 /// (e) Liveness: after the last fault, the cluster agrees on its highest standing node.
 pub const AGREEMENT: &str = "eventually_agreement_on_the_highest_node";
 
@@ -26,6 +31,7 @@ pub struct Props {
     pub one_coordinator_per_term: bool,
     pub granted_terms_increase: bool,
     pub followed_terms_never_go_back: bool,
+    pub work_is_fenced: bool,
 }
 
 impl Props {
@@ -36,6 +42,7 @@ impl Props {
             one_coordinator_per_term: true,
             granted_terms_increase: true,
             followed_terms_never_go_back: true,
+            work_is_fenced: true,
         }
     }
 }

@@ -7,8 +7,14 @@
 //! leading (`watch.rs`). The network reorders freely and loses, duplicates and delays within a
 //! fault budget; a node crashes (losing all but the floor its last persist wrote) and
 //! restarts with a fresh clock; each node's clock runs at its own rate within the drift bound.
+//! Each node's `--exec` child is played as `hooks.rs` and its supervisor run it: started on the
+//! "elected" change with the change's fence, fenced further by every `Fence` effect, stopped
+//! before the hooks step `LetGo` and with a crash of its node, and otherwise left running to
+//! its fence, as a runner frozen for good would leave it.
 
-use super::props::{History, Props, Violation, LEADER_HAS_A_BOUND_MAJORITY, ONE_LEADER_AT_A_TIME};
+use super::props::{
+    History, Props, Violation, LEADER_HAS_A_BOUND_MAJORITY, ONE_LEADER_AT_A_TIME, WORK_IS_FENCED,
+};
 use super::time::{self, Clock, Rate};
 use bully::core::election::{Election, QuorumState, Settings, Snapshot};
 use bully::core::event::{
@@ -17,7 +23,7 @@ use bully::core::event::{
 };
 use bully::core::member::{Member, NodeRef};
 use bully::core::quorum::Quorum;
-use bully::core::ready::{AnnounceReply, Effect, Persisted, ProxyReply, Ready, Reply};
+use bully::core::ready::{AnnounceReply, Change, Effect, Persisted, ProxyReply, Ready, Reply};
 use std::fmt::Write as _;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
@@ -45,6 +51,9 @@ pub struct Spec {
     pub props: Props,
     /// The highest node that stands for election: the one the cluster must agree on.
     pub highest: usize,
+    /// A planted fault, to show that (g) catches it: each fence reaches the supervisor this
+    /// many real ms late and is counted from its arrival (the relative deadlines of before).
+    pub stretch_fence_ms: u64,
 }
 
 impl Spec {
@@ -72,6 +81,9 @@ impl Spec {
             .map(|i| Settings {
                 quorum: quorum.clone(),
                 witness: witness == Some(i),
+                // Quorum mode's nodes run an `--exec` child (see `start_work`): their hooks
+                // let go before they release their followers.
+                has_hooks: quorum.is_some(),
                 ..Settings::for_timeout(Duration::from_millis(timing.timeout_ms))
             })
             .collect();
@@ -88,6 +100,7 @@ impl Spec {
             quorum,
             props,
             highest,
+            stretch_fence_ms: 0,
         }
     }
 
@@ -261,6 +274,9 @@ pub struct Node {
     pub live: Option<Arc<Live>>,
     /// When it crashed, while it is down.
     pub down_since: Option<u64>,
+    /// Its `--exec` child, while one may run: the real time its supervisor's fence ends it
+    /// (`u64::MAX` without one).
+    pub work: Option<u64>,
 }
 
 /// One state of the whole cluster.
@@ -338,6 +354,7 @@ impl World {
                     floor: 0,
                     inc: 0,
                     live: Some(Arc::new(Live::start(spec, i, 0, 0, rate))),
+                    work: None,
                     down_since: None,
                 })
                 .collect(),
@@ -562,6 +579,8 @@ impl World {
                 self.left.crashes -= 1;
                 let node = &mut self.nodes[i];
                 node.live = None;
+                // Its supervisor sees the socket close and kills the child at once.
+                node.work = None;
                 node.inc += 1;
                 node.down_since = Some(self.t);
                 // Its answers and registry reads die with it; its requests already sent
@@ -612,12 +631,42 @@ impl World {
         for effect in ready.effects {
             self.effect(spec, i, effect)?;
         }
+        for change in &ready.changes {
+            self.start_work(spec, i, change)?;
+        }
         if !ready.changes.is_empty() {
             self.live_mut(i).watch = true;
             self.wake_watchers(spec, i);
         }
         self.observe(spec, i)?;
         Ok(ready.reply)
+    }
+
+    /// The hook runner on an "elected" change: the child starts under the change's fence.
+    /// Started at the change, the earliest the shell could; a later start only shortens it.
+    fn start_work(&mut self, spec: &Spec, i: usize, change: &Change) -> Result<(), Violation> {
+        if spec.quorum.is_none() || !change.elected(&spec.refs[i]) {
+            return Ok(());
+        }
+        let Some(fence) = change.fence else {
+            return Err(Violation {
+                property: WORK_IS_FENCED,
+                detail: format!(
+                    "{} is elected in term {} with no fence for its child",
+                    spec.names[i], change.term
+                ),
+            });
+        };
+        let until = self.fence_end(spec, i, fence);
+        let node = &mut self.nodes[i];
+        node.work = Some(node.work.map_or(until, |w| w.max(until)));
+        Ok(())
+    }
+
+    /// The real time a supervisor ends the child at, given fence `ms` of node `i`'s clock.
+    fn fence_end(&self, spec: &Spec, i: usize, ms: u64) -> u64 {
+        let clock = self.nodes[i].live.as_ref().expect("running").clock;
+        clock.when(ms) + spec.stretch_fence_ms * time::UNITS_PER_MS
     }
 
     /// Node `c`'s leadership changed or it died: every watch held on it ends and is renewed.
@@ -699,9 +748,13 @@ impl World {
                 let ts = nodes.iter().map(|n| spec.index(&n.name)).collect();
                 self.fan_out(spec, i, Join::Probe(purpose), ts, Req::Details)?
             }
-            // The supervisor's deadline: what it bounds is what `is_coordinator` says, which
-            // the properties read directly.
-            Effect::Fence { .. } => {}
+            // The supervisor's deadline, moved forward for a child that runs.
+            Effect::Fence { until } => {
+                let end = self.fence_end(spec, i, until);
+                if let Some(w) = self.nodes[i].work.as_mut() {
+                    *w = (*w).max(end);
+                }
+            }
             Effect::StartTimer { timer, after } => {
                 let t = self.t;
                 let l = self.live_mut(i);
@@ -782,6 +835,8 @@ impl World {
                 self.step(spec, m.to, Event::Members { purpose, members })?;
             }
             Body::LetGo => {
+                // The hooks stop the child before they let go.
+                self.nodes[m.to].work = None;
                 self.step(spec, m.to, Event::LetGo)?;
             }
             Body::Request(req, tag) => {
@@ -964,6 +1019,7 @@ impl World {
                 ),
             });
         }
+        self.check_work(spec)?;
         let Some(q) = spec.quorum.as_ref().filter(|_| spec.props.bound_majority) else {
             return Ok(());
         };
@@ -984,6 +1040,61 @@ impl World {
             }
         }
         Ok(())
+    }
+
+    /// (g): every child still inside its fence has a majority bound to its node until the
+    /// fence ends.
+    fn check_work(&self, spec: &Spec) -> Result<(), Violation> {
+        let Some(q) = spec.quorum.as_ref().filter(|_| spec.props.work_is_fenced) else {
+            return Ok(());
+        };
+        let working: Vec<(usize, u64)> = (0..self.nodes.len())
+            .filter_map(|i| {
+                self.nodes[i]
+                    .work
+                    .filter(|&end| self.t < end)
+                    .map(|e| (i, e))
+            })
+            .collect();
+        for &(l, end) in &working {
+            let bound = (0..self.nodes.len())
+                .filter(|&f| f != l && self.bound_until(spec, f, l, end))
+                .count();
+            if bound < q.needed_from_others() {
+                let fence = if end == u64::MAX {
+                    "no fence".to_string()
+                } else {
+                    format!("its fence at {}", time::ms(end))
+                };
+                return Err(Violation {
+                    property: WORK_IS_FENCED,
+                    detail: format!(
+                        "{}'s child runs at {} with {fence}, {bound} other node(s) bound to it \
+                         that long, {} needed",
+                        spec.names[l],
+                        time::ms(self.t),
+                        q.needed_from_others()
+                    ),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether node `f` acknowledges nobody but `l` until real time `end`: promised to it (or
+    /// quiet after a restart) until then, or down.
+    fn bound_until(&self, spec: &Spec, f: usize, l: usize, end: u64) -> bool {
+        let Some(live) = &self.nodes[f].live else {
+            return true;
+        };
+        let now = live.clock.at(self.t);
+        let Some(q) = live.e.snapshot(now).quorum else {
+            return false;
+        };
+        let (Some(to), Some(left)) = (q.promised_to, q.promise_ms_left) else {
+            return false;
+        };
+        (to == spec.names[l] || to == "(restart)") && live.clock.when(now + left) >= end
     }
 
     /// Whether node `f` would acknowledge nobody but `l` now: promised to it, quiet after a
@@ -1013,7 +1124,7 @@ impl World {
         let mut h = Fp::default();
         (self.t, self.cut, self.left, &self.hist).hash(&mut h);
         for n in &self.nodes {
-            (n.rate, n.floor, n.inc, n.down_since).hash(&mut h);
+            (n.rate, n.floor, n.inc, n.down_since, n.work).hash(&mut h);
             match &n.live {
                 None => 0u8.hash(&mut h),
                 Some(l) => {
