@@ -13,3 +13,4 @@ pub mod registry;
 pub mod runtime;
 pub mod supervisor;
 pub mod sync;
+pub mod vip;

@@ -190,6 +190,7 @@ fn layers_only_point_down() {
         "cli",
         "runtime",
         "supervisor",
+        "vip",
         "registry",
         "http",
         "core",
