@@ -48,6 +48,12 @@ pub struct Config {
     pub no_preempt: bool,
     /// A higher node takes over only once healthy this long.
     pub preempt_delay: Duration,
+    /// `--vip ADDR/PREFIX` (repeatable): the addresses the coordinator holds, fenced like
+    /// its `--exec` child.
+    pub vips: Vec<(IpAddr, u8)>,
+    /// `--vip-dev`: their interface; else the one of the route to each prefix, or of
+    /// `--bind` (resolved at start, see `cli::vips`).
+    pub vip_dev: Option<String>,
     /// What the command line set that does nothing: logged as warnings at start.
     pub warnings: Vec<String>,
 }
@@ -190,6 +196,18 @@ pub fn parse(
             );
         }
     }
+    let vips = f.repeated(
+        "--vip",
+        "an address with its prefix, like 10.0.0.100/24",
+        crate::vip::parse,
+    )?;
+    let vip_dev = f.value("--vip-dev")?;
+    if vips.is_empty() {
+        f.idle(
+            "--vip-dev",
+            "it names the interface of --vip, and no --vip is set",
+        );
+    }
     let no_preempt = f.switch("--no-preempt")?;
     let preempt_delay = f.duration("--preempt-delay", Duration::ZERO)?;
     if no_preempt && !preempt_delay.is_zero() {
@@ -283,6 +301,8 @@ pub fn parse(
         check,
         no_preempt,
         preempt_delay,
+        vips,
+        vip_dev,
         warnings,
     })))
 }

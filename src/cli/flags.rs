@@ -136,6 +136,52 @@ impl<'a> Flags<'a> {
         }
     }
 
+    /// A flag that may be given several times (`--vip A --vip B`); without it, its
+    /// `BULLY_` variable as a list separated by commas or white space. Each value is checked
+    /// by `parse`, whose error follows the flag's (or variable's) name.
+    pub fn repeated<T>(
+        &mut self,
+        flag: &'static str,
+        expects: &str,
+        parse: impl Fn(&str) -> Result<T, String>,
+    ) -> Result<Vec<T>, UsageError> {
+        self.asked.push(flag);
+        let given: Vec<String> = match self.args.values_from_str::<_, String>(flag) {
+            Ok(v) => v,
+            Err(pico_args::Error::OptionWithoutAValue(_)) => {
+                return Err(UsageError(format!("{flag}: expected {expects} after it")))
+            }
+            Err(e) => return Err(UsageError(format!("{flag}: {e}"))),
+        };
+        let (values, source) = if given.is_empty() {
+            let var = env_name(flag);
+            let v = (self.env)(&var).unwrap_or_default();
+            let list = v
+                .split(|c: char| c == ',' || c.is_whitespace())
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect();
+            (list, Source::Var(var))
+        } else {
+            (given, Source::Flag)
+        };
+        if values.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.given.push((flag, source));
+        values
+            .iter()
+            .map(|v| {
+                if v.starts_with("--") && v.len() > 2 {
+                    return Err(UsageError(format!(
+                        "{flag}: expected {expects} after it, got the option '{v}'"
+                    )));
+                }
+                parse(v).map_err(|e| UsageError(format!("{}: {e}", self.source(flag))))
+            })
+            .collect()
+    }
+
     /// The flag's value, else its `BULLY_` variable's.
     pub fn value(&mut self, flag: &'static str) -> Result<Option<String>, UsageError> {
         self.raw(flag, "a value")

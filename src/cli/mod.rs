@@ -12,6 +12,7 @@ pub mod report;
 pub mod run;
 pub mod status;
 pub mod usage;
+pub mod vips;
 
 use config::Command;
 use std::process::ExitCode;

@@ -2,7 +2,9 @@
 //! coordinator, and how that prints (the table, the summary line, one line per change for
 //! `--watch`, JSON).
 
+use crate::core::wire::VipDetails;
 use serde::Serialize;
+use std::collections::BTreeMap;
 
 /// What `bully status` found; printed as a table or, with `--json`, as this JSON object.
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
@@ -51,6 +53,9 @@ pub struct Row {
     /// Why the member counts as unreachable.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// `--vip`: its virtual IPs and whether it holds them now.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub vips: Vec<VipDetails>,
 }
 
 /// The coordinator every reachable member names; `None` when they differ, when one names
@@ -129,11 +134,36 @@ impl Report {
         out += &self.summary();
         out += &self.out_of_the_running();
         out.push('\n');
+        out += &self.vip_lines();
         if !self.pruned.is_empty() {
             out += &format!(
                 "pruned: removed the records of {} (not reachable)\n",
                 self.pruned.join(", ")
             );
+        }
+        out
+    }
+
+    /// `vip ADDR: held by NODE` for each virtual IP a reachable member has, and who holds
+    /// it now ("nobody", or every holder when there are several).
+    fn vip_lines(&self) -> String {
+        let mut holders: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+        for r in self.members.iter().filter(|r| r.reachable) {
+            for v in &r.vips {
+                let entry = holders.entry(v.address.as_str()).or_default();
+                if v.held {
+                    entry.push(r.name.as_str());
+                }
+            }
+        }
+        let mut out = String::new();
+        for (address, by) in holders {
+            let by = if by.is_empty() {
+                "nobody".to_string()
+            } else {
+                by.join(", ")
+            };
+            out += &format!("vip {address}: held by {by}\n");
         }
         out
     }

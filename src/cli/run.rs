@@ -2,7 +2,7 @@
 //! threads, then serve on the calling thread.
 
 use super::config::Config;
-use super::{logger, output};
+use super::{logger, output, vips};
 use crate::core::election::Settings;
 use crate::core::member::Member;
 use crate::core::quorum::Quorum;
@@ -28,6 +28,7 @@ use crate::runtime::shutdown::Leaving;
 use crate::runtime::signals;
 use crate::runtime::state_file::StateFile;
 use crate::runtime::timing::Timing;
+use crate::runtime::vips::Vips;
 use crate::runtime::watch;
 use crate::sync::spawn_named;
 use std::net::SocketAddr;
@@ -46,6 +47,13 @@ pub fn run(config: Config) -> ExitCode {
         return ExitCode::from(1);
     }
 
+    let vips = match vips::resolve(&config) {
+        Ok(v) => Arc::new(Vips::new(v)),
+        Err(r) => {
+            output::err(&format!("bully: {}", r.line));
+            return ExitCode::from(r.code);
+        }
+    };
     let addr = SocketAddr::new(config.bind, config.port);
     let listener = match server::bind(addr) {
         Ok(l) => l,
@@ -111,7 +119,7 @@ pub fn run(config: Config) -> ExitCode {
             .quorum
             .map(|n| Quorum::new(n, config.lease, config.hooks.exec_grace)),
         witness: config.witness,
-        has_hooks: config.hooks.any(),
+        has_hooks: config.hooks.any() || !vips.is_empty(),
         no_preempt: config.no_preempt,
         preempt_delay_ms: config.preempt_delay.as_millis() as u64,
         health_checked: config.check.any(),
@@ -155,12 +163,13 @@ pub fn run(config: Config) -> ExitCode {
         }
     };
     // Subscribed before anything can change the coordinator, so no transition is missed.
-    let hooks = if config.hooks.any() {
+    let hooks = if config.hooks.any() || !vips.is_empty() {
         match Hooks::start(
             Arc::clone(&node),
             me.node_ref(),
             config.hooks.clone(),
             Arc::clone(&fence),
+            Arc::clone(&vips),
         ) {
             Ok(h) => Some(h),
             Err(e) => {
@@ -190,6 +199,19 @@ pub fn run(config: Config) -> ExitCode {
     );
     for w in &config.warnings {
         log::warn!("{w}");
+    }
+    if !vips.is_empty() {
+        vips::remove_leftovers(vips.list());
+        let list: Vec<String> = vips.list().iter().map(|v| v.to_string()).collect();
+        log::info!(
+            "Holds {} while it leads{}",
+            list.join(", "),
+            if config.quorum.is_some() {
+                ", fenced by its lease"
+            } else {
+                " (not fenced without --quorum)"
+            }
+        );
     }
     if consul_lock {
         log::info!(
@@ -283,6 +305,7 @@ pub fn run(config: Config) -> ExitCode {
         metrics,
         leadership,
         verifier: keys.clone().map(Verifier::new),
+        vips,
     };
     server::serve(listener, Arc::new(api));
     ExitCode::SUCCESS

@@ -306,6 +306,7 @@ fn ask(client: &PeerClient, cluster: &str, m: &Member) -> Row {
         preempts: None,
         quorum: None,
         error: None,
+        vips: Vec::new(),
     };
     match answer {
         Ok(d) => {
@@ -317,6 +318,7 @@ fn ask(client: &PeerClient, cluster: &str, m: &Member) -> Row {
             row.maintenance = Some(d.maintenance);
             row.preempts = Some(d.preempts);
             row.quorum = d.quorum.map(|q| q.state);
+            row.vips = d.vips;
         }
         Err(e) => row.error = Some(e),
     }
@@ -342,6 +344,7 @@ mod tests {
             preempts: reachable.then_some(true),
             quorum: None,
             error: None,
+            vips: Vec::new(),
         }
     }
 

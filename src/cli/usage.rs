@@ -53,9 +53,14 @@ OPTIONS (each also read from BULLY_<FLAG>, e.g. BULLY_HEALTH_INTERVAL=500ms; a f
                            on SIGINT/SIGTERM before exiting
     --hook-timeout DUR     kill a hook and its children after this long [default: 30s]
     --exec CMD             keep CMD (sh -c) running only while this node is coordinator
-    --exec-grace DUR       on demotion or exit the --exec child gets SIGTERM, then SIGKILL
-                           after this long (in quorum mode at most until the lease ends)
-                           [default: 10s]
+    --exec-grace DUR       on demotion or exit the --exec child's process group gets SIGTERM,
+                           then SIGKILL after this long (in quorum mode at most until the
+                           lease ends) [default: 10s]
+    --vip ADDR/PREFIX      hold this virtual IP (IPv4 or IPv6) only while coordinator, with
+                           gratuitous ARP or neighbour advertisements; fenced like --exec.
+                           Repeatable. Needs CAP_NET_ADMIN and CAP_NET_RAW
+    --vip-dev DEV          the interface for --vip [default: the one with an address in the
+                           prefix, else the one of --bind]
     --quorum N             quorum mode: N is the cluster's size; a node leads only while a
                            majority (N/2+1, itself included) acknowledges it, so a partition
                            never gives two leaders [default: off]

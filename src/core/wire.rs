@@ -120,6 +120,18 @@ pub struct NodeDetails {
     /// Quorum mode only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quorum: Option<QuorumDetails>,
+    /// `--vip`: the addresses this node holds while it leads, and whether it holds them now.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub vips: Vec<VipDetails>,
+}
+
+/// One virtual IP of a node, as `/nodeDetails` shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VipDetails {
+    /// `ADDR/PREFIX`.
+    pub address: String,
+    pub dev: String,
+    pub held: bool,
 }
 
 impl ElectionMessage {

@@ -6,6 +6,7 @@ use super::directory::Directory;
 use super::handle::Handle;
 use super::leadership::Leadership;
 use super::metrics::{Gauges, Metrics, QuorumGauges};
+use super::vips::Vips;
 use super::watch;
 use crate::core::event::{Event, Purpose};
 use crate::core::member::Member;
@@ -30,6 +31,7 @@ pub struct Api {
     pub leadership: Arc<Leadership>,
     pub beats: Arc<Beats>,
     pub verifier: Option<Verifier>,
+    pub vips: Arc<Vips>,
 }
 
 impl Api {
@@ -59,6 +61,7 @@ impl Api {
                 promised_to: q.promised_to,
                 promise_ms_left: q.promise_ms_left,
             }),
+            vips: self.vips.details(),
         }
     }
 
@@ -72,6 +75,12 @@ impl Api {
             term: s.term,
             watchers: self.leadership.watchers(),
             maintenance: s.maintenance,
+            vips: self
+                .vips
+                .details()
+                .into_iter()
+                .map(|v| (v.address, v.dev, v.held))
+                .collect(),
             quorum: s.quorum.map(|q| QuorumGauges {
                 acks: q.acks,
                 size: q.size,

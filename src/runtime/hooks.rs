@@ -1,20 +1,23 @@
-//! What follows from leadership: the `--on-elected` and `--on-demoted` hooks and the `--exec`
-//! child.
+//! What follows from leadership: the `--on-elected` and `--on-demoted` hooks, the `--exec`
+//! child and the virtual IPs (`--vip`).
 //!
 //! One thread consumes the node's coordinator changes in the order they happened, so a hook
 //! never holds up an election and hooks never run out of order: every "elected" is followed by
 //! exactly one "demoted" (at the latest on shutdown) before the next "elected". Every command
 //! runs through `sh -c` as the leader of its own process group under a [`Supervised`]
 //! process, so a timeout or a demotion stops the children it started as well, and none of
-//! them outlives the node.
+//! them outlives the node. The virtual IPs are held by a supervisor of their own (see
+//! `supervisor::holder`), fenced like the `--exec` child: they go up first when this node
+//! wins, before the `--on-elected` hook, and go first when it lets go, before the child stops.
 
 use super::fence::Fence;
 use super::handle::{Handle, Notice};
+use super::vips::Vips;
 use crate::core::event::Event;
 use crate::core::member::NodeRef;
 use crate::core::ready::{Change, Reason};
 use crate::monotonic::MonoMs;
-use crate::supervisor::{Killed, Supervised};
+use crate::supervisor::{holder, Killed, Supervised};
 use crate::sync::spawn_named;
 use std::io::{BufRead, BufReader, Read};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -81,6 +84,7 @@ impl Hooks {
         me: NodeRef,
         opts: HookOptions,
         fence: Arc<Fence>,
+        vips: Arc<Vips>,
     ) -> std::io::Result<Hooks> {
         let changes = node.subscribe();
         let stopping = Arc::new(AtomicBool::new(false));
@@ -90,7 +94,6 @@ impl Hooks {
         let runner = Runner {
             node: Arc::clone(&node),
             fence,
-            fenced: None,
             me,
             opts,
             stopping: Arc::clone(&stopping),
@@ -98,6 +101,8 @@ impl Hooks {
             leading: false,
             lock_index: None,
             exec: None,
+            vips,
+            holder: None,
         };
         spawn_named("hooks", move || {
             runner.run(changes);
@@ -134,8 +139,6 @@ struct Runner {
     node: Arc<dyn Handle>,
     /// Quorum mode: the end of the lease, which the exec child's supervisor enforces.
     fence: Arc<Fence>,
-    /// The fence last handed to the supervisor.
-    fenced: Option<MonoMs>,
     me: NodeRef,
     opts: HookOptions,
     stopping: Arc<AtomicBool>,
@@ -145,6 +148,9 @@ struct Runner {
     /// `--consul-lock`: the `LockIndex` this leadership holds, for its hooks.
     lock_index: Option<u64>,
     exec: Option<Supervised>,
+    /// `--vip`: the addresses, and their holder while it holds them.
+    vips: Arc<Vips>,
+    holder: Option<Supervised>,
 }
 
 impl Runner {
@@ -152,7 +158,7 @@ impl Runner {
     /// leadership if it still holds it.
     fn run(mut self, changes: Receiver<Notice>) {
         loop {
-            let next = if self.exec.is_some() {
+            let next = if self.exec.is_some() || self.holder.is_some() {
                 changes.recv_timeout(EXEC_POLL)
             } else {
                 changes.recv().map_err(|_| RecvTimeoutError::Disconnected)
@@ -175,6 +181,7 @@ impl Runner {
                 Err(RecvTimeoutError::Disconnected) => break,
             }
             self.reap_exec();
+            self.reap_holder();
             self.push_fence();
         }
         if std::mem::take(&mut self.leading) {
@@ -190,14 +197,35 @@ impl Runner {
     /// Hands the exec child's supervisor the latest end of the lease: past it the child is
     /// killed even if this process can no longer say so (frozen, cut off).
     fn push_fence(&mut self) {
-        let Some(child) = &mut self.exec else { return };
+        if self.exec.is_none() && self.holder.is_none() {
+            return;
+        }
         let Some(until) = self.fence.until() else {
             return;
         };
-        if self.fenced.is_none_or(|f| until > f) {
-            child.set_fence(Some(until));
-            self.fenced = Some(until);
+        for child in [&mut self.exec, &mut self.holder].into_iter().flatten() {
+            if child.fence().is_none_or(|f| until > f) {
+                child.set_fence(Some(until));
+            }
         }
+    }
+
+    /// The fence a child of this leadership starts under: the lease the win was granted
+    /// with, or a later one of this node's already known. `Err` in quorum mode when there is
+    /// none (nothing may start then).
+    fn start_fence(&self, change: &Change) -> Result<Option<MonoMs>, ()> {
+        let fence = match (change.fence.map(|f| self.fence.at(f)), self.fence.until()) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+        if self.fence.enforced() && fence.is_none() {
+            log::error!(
+                "leader's work not started: term {} has no lease to fence it with",
+                change.term
+            );
+            return Err(());
+        }
+        Ok(fence)
     }
 
     fn handle(&mut self, change: &Change) {
@@ -212,6 +240,9 @@ impl Runner {
             self.leading = true;
             self.lock_index = change.lock_index;
             let env = self.env(Some(&self.me), change.term, change.reason);
+            if !self.vips.is_empty() && !self.stopping.load(Ordering::SeqCst) {
+                self.hold_vips(change);
+            }
             if let Some(cmd) = &self.opts.on_elected {
                 self.hook("on-elected", cmd, &env);
             }
@@ -228,22 +259,13 @@ impl Runner {
     /// already known), and the child is not started at all once that has passed (this node
     /// was held up between winning and now, and another may lead already).
     fn start_exec(&mut self, cmd: &str, env: &[(&'static str, String)], change: &Change) {
-        let fence = match (change.fence.map(|f| self.fence.at(f)), self.fence.until()) {
-            (Some(a), Some(b)) => Some(a.max(b)),
-            (a, b) => a.or(b),
-        };
-        if self.fence.enforced() && fence.is_none() {
-            log::error!(
-                "exec child not started: term {} has no lease to fence it with",
-                change.term
-            );
+        let Ok(fence) = self.start_fence(change) else {
             return;
-        }
+        };
         match spawn("exec", cmd, env, fence) {
             Ok((child, _)) => {
                 log::info!("exec child {} started: {cmd}", child.pid());
                 self.exec = Some(child);
-                self.fenced = fence;
             }
             Err(e) if Supervised::fenced_out(&e) => log::warn!(
                 "exec child not started: the lease of term {} ended before it could start \
@@ -254,8 +276,53 @@ impl Runner {
         }
     }
 
-    /// Stops the exec child, then runs the demoted hook.
+    /// Adds the virtual IPs under the same fence as the exec child would get.
+    fn hold_vips(&mut self, change: &Change) {
+        let Ok(fence) = self.start_fence(change) else {
+            return;
+        };
+        let spec = holder::spec(self.vips.list());
+        match spawn(holder::WHAT, &spec, &[], fence) {
+            Ok((child, _)) => {
+                log::info!("holding {spec} (holder {})", child.pid());
+                self.holder = Some(child);
+                self.vips.set_held(true);
+            }
+            Err(e) if Supervised::fenced_out(&e) => log::warn!(
+                "virtual IPs not added: the lease of term {} ended before they could be \
+                 (this node was held up)",
+                change.term
+            ),
+            Err(e) => log::error!("cannot add the virtual IPs {spec}: {e}"),
+        }
+    }
+
+    /// Releases the virtual IPs at once (no grace: clients should reach the next leader).
+    fn release_vips(&mut self) {
+        if let Some(mut h) = self.holder.take() {
+            let s = h.kill();
+            self.vips.set_held(false);
+            if h.killed() == Some(Killed::Deadline) {
+                log::warn!("virtual IPs were released by the fence (the lease ran out)");
+            } else {
+                log::info!("released the virtual IPs ({s})");
+            }
+        }
+    }
+
+    /// The holder gave the addresses up by itself: the fence passed before this node noticed.
+    fn reap_holder(&mut self) {
+        let Some(h) = &mut self.holder else { return };
+        if let Some(s) = h.try_wait() {
+            log::warn!("virtual IPs released by their holder itself ({s}): the lease ran out");
+            self.holder = None;
+            self.vips.set_held(false);
+        }
+    }
+
+    /// Releases the virtual IPs, stops the exec child, then runs the demoted hook.
     fn let_go(&mut self, coordinator: Option<&NodeRef>, term: u64, reason: Reason) {
+        self.release_vips();
         if let Some(child) = self.exec.take() {
             self.stop_exec(child);
         }

@@ -63,6 +63,8 @@ pub struct Gauges {
     /// Quorum mode: acknowledgements held (this node included), cluster size, lease left.
     pub quorum: Option<QuorumGauges>,
     pub maintenance: bool,
+    /// `--vip`: each address (`ADDR/PREFIX`), its device, and whether this node holds it.
+    pub vips: Vec<(String, String, bool)>,
 }
 
 pub struct QuorumGauges {
@@ -274,6 +276,23 @@ impl Metrics {
                 format!("{:.3}", q.lease_ms_left.unwrap_or(0) as f64 / 1e3),
             );
         }
+        if !g.vips.is_empty() {
+            out += "# HELP bully_vip_held 1 while this node holds the virtual IP (--vip).\n";
+            out += "# TYPE bully_vip_held gauge\n";
+            for (address, dev, held) in &g.vips {
+                let _ = writeln!(
+                    out,
+                    "bully_vip_held{{address=\"{address}\",dev=\"{dev}\"}} {}",
+                    u8::from(*held)
+                );
+            }
+        }
+        let mut gauge = |name: &str, help: &str, value: String| {
+            let _ = write!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}\n"
+            );
+        };
         gauge(
             "bully_last_election_seconds",
             "Time from the start of this node's last election round to knowing the coordinator.",
@@ -346,6 +365,7 @@ mod tests {
             watchers: 3,
             quorum: None,
             maintenance: false,
+            vips: Vec::new(),
         });
         assert!(text.contains("bully_elections_started_total 2\n"), "{text}");
         assert!(text.contains("bully_messages_sent_total{kind=\"proxy\"} 3\n"));
@@ -376,6 +396,7 @@ mod tests {
             watchers: 0,
             quorum: None,
             maintenance: false,
+            vips: Vec::new(),
         });
         assert!(text.contains("bully_registry_failures_total{operation=\"register\"} 1\n"));
         assert!(text.contains("bully_registry_failures_total{operation=\"read\"} 0\n"));

@@ -24,4 +24,5 @@ pub mod signals;
 pub mod state_file;
 pub mod timers;
 pub mod timing;
+pub mod vips;
 pub mod watch;

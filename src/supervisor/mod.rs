@@ -36,6 +36,7 @@ use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Child, ChildStderr, ChildStdout, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+pub mod holder;
 pub mod process;
 pub use process::main;
 
@@ -65,6 +66,8 @@ pub struct Supervised {
     unread: Vec<u8>,
     ended: Option<ExitStatus>,
     killed: Option<Killed>,
+    /// The last fence the supervisor was given.
+    fence: Option<MonoMs>,
 }
 
 enum Report {
@@ -103,6 +106,7 @@ impl Supervised {
             unread: Vec::new(),
             ended: None,
             killed: None,
+            fence,
         };
         let line = match s.read_line(Instant::now() + START_WAIT) {
             Report::Line(l) => l,
@@ -148,9 +152,15 @@ impl Supervised {
         e.raw_os_error() == Some(libc::ETIME)
     }
 
+    /// The last fence given (at the start or since).
+    pub fn fence(&self) -> Option<MonoMs> {
+        self.fence
+    }
+
     /// The command's group is SIGKILLed once the host's monotonic clock reaches `at`, unless
     /// a newer fence came first; `None` clears it.
     pub fn set_fence(&mut self, at: Option<MonoMs>) {
+        self.fence = at;
         match at {
             Some(at) => self.send(&format!("fence {at}\n")),
             None => self.send("fence none\n"),

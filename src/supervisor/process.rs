@@ -85,6 +85,9 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
         libc::signal(libc::SIGCHLD, libc::SIG_DFL);
         libc::prctl(libc::PR_SET_NAME, c"bully-supervise".as_ptr());
     }
+    if what == super::holder::WHAT {
+        return super::holder::run(&cmd, fence, &mut control);
+    }
     let me = std::process::id() as libc::pid_t;
     let mut command = Command::new("sh");
     match tunables_for_commands(std::env::var("GLIBC_TUNABLES").ok()) {
@@ -316,7 +319,7 @@ fn signal_group(pgid: libc::pid_t, sig: libc::c_int) {
 }
 
 /// Reports go to the node; when it is gone there is nobody to tell.
-fn report(control: &mut File, line: &str) {
+pub(super) fn report(control: &mut File, line: &str) {
     let _ = control.write_all(format!("{line}\n").as_bytes());
 }
 

@@ -287,6 +287,31 @@ HOOKS
   grep -q 'on-demoted hook finished' "$live/node.log" || fail "live: no on-demoted hook on stop"
   ok "live: virtual-IP hook refused without vip.conf; with it ip and arping work, systemctl stop removes the address, exit 0"
 
+  # The built-in virtual IP (--vip): refused without vip.conf (one line, exit 1), held with
+  # it, and removed by systemctl stop.
+  rm -f "$live/units/bully@check.service.d/vip.conf"
+  cat >"$live/units/bully@check.service.d/hooks.conf" <<'HOOKS'
+[Service]
+Environment="BULLY_VIP=10.0.0.100/24" "BULLY_VIP_DEV=veth0"
+HOOKS
+  in_ns systemctl daemon-reload
+  : >"$live/node.log"
+  in_ns systemctl restart bully@check.service || true
+  poll 30 "--vip refused without vip.conf" grep -q -- '--vip: needs CAP_NET_ADMIN' "$live/node.log"
+  in_ns systemctl stop bully@check.service || true
+  [ "$(prop bully@check.service ExecMainStatus)" = 1 ] || fail "live: --vip without capabilities did not exit 1"
+  no_vip || fail "live: --vip added the address without vip.conf"
+  cp "$vip/etc/systemd/system/bully@vip.service.d/vip.conf" "$live/units/bully@check.service.d/"
+  in_ns systemctl daemon-reload
+  : >"$live/node.log"
+  in_ns systemctl restart bully@check.service
+  poll 30 "--vip holds 10.0.0.100 with vip.conf" sh -c "nsenter -t $sd -a ip -o -4 addr show dev veth0 | grep -q 10.0.0.100/24"
+  poll 30 "bully status shows the address held" details_have 5200 '"held": true'
+  in_ns systemctl stop bully@check.service
+  no_vip || fail "live: --vip: systemctl stop did not remove 10.0.0.100"
+  grep -q 'removed 10.0.0.100/24 on veth0' "$live/node.log" || fail "live: --vip: no removal in the log"
+  ok "live: --vip refused without vip.conf (exit 1); with it the node holds 10.0.0.100, systemctl stop removes it"
+
   # systemctl stop while a hook runs: the node waits for it, then runs on-demoted; systemd
   # must not kill either (it would with KillMode=control-group).
   cat >"$live/units/bully@check.service.d/hooks.conf" <<'HOOKS'
