@@ -51,6 +51,27 @@ fn assert_never_two(all: &[Interval], c: &NetCluster) {
     );
 }
 
+/// Three nodes on `net` holding `--vip ADDR/24` (`.100` of the net), fast timers and `extra`,
+/// with every host watched; returns once node3 leads and its host alone holds the address.
+fn settled(net: &Net, tag: &str, port: u16, extra: &[&str]) -> (NetCluster, HoldWatch, String) {
+    let vip = IpAddr::V4(net.addr(100));
+    let flag = format!("{vip}/24");
+    let mut args = vec![
+        "--startup-delay",
+        "1s",
+        "--health-interval",
+        "1s",
+        "--vip",
+        &flag,
+    ];
+    args.extend_from_slice(extra);
+    let c = NetCluster::start(net, tag, port, &args);
+    let w = HoldWatch::start(net.hosts(), names(3), vip, LOOK);
+    c.await_agreement(&[0, 1, 2], "node3", secs(60));
+    await_holder(&w, 3, Some(2), "node3's host to hold the address", &c);
+    (c, w, flag)
+}
+
 /// Plain mode: the leader's host holds the address, `/nodeDetails`, `/metrics` and
 /// `bully status` say so; `kill -9` of the leader takes it off that host at once (its holder
 /// sees the node's socket close) and the next leader's host gets it; the restarted higher
@@ -60,24 +81,7 @@ fn the_vip_follows_the_leader_and_leaves_with_kill_9() {
     let Some(net) = Net::new("vip", 3) else {
         return;
     };
-    let vip = IpAddr::V4(net.addr(100));
-    let flag = format!("{vip}/24");
-    let mut c = NetCluster::start(
-        &net,
-        "vip-plain",
-        7100,
-        &[
-            "--startup-delay",
-            "1s",
-            "--health-interval",
-            "1s",
-            "--vip",
-            &flag,
-        ],
-    );
-    let w = HoldWatch::start(net.hosts(), names(3), vip, LOOK);
-    c.await_agreement(&[0, 1, 2], "node3", secs(60));
-    await_holder(&w, 3, Some(2), "node3's host to hold the address", &c);
+    let (mut c, w, flag) = settled(&net, "vip-plain", 7100, &[]);
     let e = vip_entry(&c, 2);
     assert_eq!(e["address"], Value::from(flag.clone()), "{e}");
     assert_eq!(e["dev"], Value::from("eth0"), "{e}");
@@ -132,28 +136,12 @@ fn in_quorum_mode_two_hosts_never_hold_the_vip_at_once() {
     let Some(net) = Net::new("vipq", 3) else {
         return;
     };
-    let vip = IpAddr::V4(net.addr(100));
-    let flag = format!("{vip}/24");
-    let mut c = NetCluster::start(
+    let (mut c, w, _) = settled(
         &net,
         "vip-quorum",
         7200,
-        &[
-            "--startup-delay",
-            "1s",
-            "--health-interval",
-            "1s",
-            "--quorum",
-            "3",
-            "--lease",
-            "1s",
-            "--vip",
-            &flag,
-        ],
+        &["--quorum", "3", "--lease", "1s"],
     );
-    let w = HoldWatch::start(net.hosts(), names(3), vip, LOOK);
-    c.await_agreement(&[0, 1, 2], "node3", secs(60));
-    await_holder(&w, 3, Some(2), "node3's host to hold the address", &c);
 
     // Frozen: its holder is not, and gives the address up at the lease's end.
     c.node(2).proc.signal("STOP");

@@ -240,60 +240,54 @@ impl Runner {
             self.leading = true;
             self.lock_index = change.lock_index;
             let env = self.env(Some(&self.me), change.term, change.reason);
-            if !self.vips.is_empty() && !self.stopping.load(Ordering::SeqCst) {
-                self.hold_vips(change);
+            if !self.vips.is_empty() {
+                let spec = holder::spec(self.vips.list());
+                self.holder =
+                    self.start_fenced("virtual IP holder", holder::WHAT, &spec, &[], change);
+                self.vips.set_held(self.holder.is_some());
             }
             if let Some(cmd) = &self.opts.on_elected {
                 self.hook("on-elected", cmd, &env);
             }
             if let Some(cmd) = self.opts.exec.clone() {
-                if !self.stopping.load(Ordering::SeqCst) {
-                    self.start_exec(&cmd, &env, change);
-                }
+                self.exec = self.start_fenced("exec child", "exec", &cmd, &env, change);
             }
         }
     }
 
-    /// Starts the exec child. In quorum mode its supervisor holds the fence before the child
-    /// starts: the end of the lease this leadership was granted (or a later one of this node
-    /// already known), and the child is not started at all once that has passed (this node
-    /// was held up between winning and now, and another may lead already).
-    fn start_exec(&mut self, cmd: &str, env: &[(&'static str, String)], change: &Change) {
-        let Ok(fence) = self.start_fence(change) else {
-            return;
-        };
-        match spawn("exec", cmd, env, fence) {
-            Ok((child, _)) => {
-                log::info!("exec child {} started: {cmd}", child.pid());
-                self.exec = Some(child);
-            }
-            Err(e) if Supervised::fenced_out(&e) => log::warn!(
-                "exec child not started: the lease of term {} ended before it could start \
-                 (this node was held up)",
-                change.term
-            ),
-            Err(e) => log::error!("exec could not start: {e}"),
+    /// Starts the leader's work (`label` in the log) under the fence of this leadership: in
+    /// quorum mode its supervisor holds the fence before the work starts, and the work does
+    /// not start at all once the fence has passed (this node was held up between winning and
+    /// now, and another may lead already). Nothing starts once the node is shutting down.
+    fn start_fenced(
+        &self,
+        label: &str,
+        what: &'static str,
+        cmd: &str,
+        env: &[(&'static str, String)],
+        change: &Change,
+    ) -> Option<Supervised> {
+        if self.stopping.load(Ordering::SeqCst) {
+            return None;
         }
-    }
-
-    /// Adds the virtual IPs under the same fence as the exec child would get.
-    fn hold_vips(&mut self, change: &Change) {
-        let Ok(fence) = self.start_fence(change) else {
-            return;
-        };
-        let spec = holder::spec(self.vips.list());
-        match spawn(holder::WHAT, &spec, &[], fence) {
+        let fence = self.start_fence(change).ok()?;
+        match spawn(what, cmd, env, fence) {
             Ok((child, _)) => {
-                log::info!("holding {spec} (holder {})", child.pid());
-                self.holder = Some(child);
-                self.vips.set_held(true);
+                log::info!("{label} {} started: {cmd}", child.pid());
+                Some(child)
             }
-            Err(e) if Supervised::fenced_out(&e) => log::warn!(
-                "virtual IPs not added: the lease of term {} ended before they could be \
-                 (this node was held up)",
-                change.term
-            ),
-            Err(e) => log::error!("cannot add the virtual IPs {spec}: {e}"),
+            Err(e) if Supervised::fenced_out(&e) => {
+                log::warn!(
+                    "{label} not started: the lease of term {} ended before it could start \
+                     (this node was held up)",
+                    change.term
+                );
+                None
+            }
+            Err(e) => {
+                log::error!("{label} could not start: {e}");
+                None
+            }
         }
     }
 
