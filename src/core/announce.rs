@@ -55,6 +55,7 @@ impl Election {
         self.end_round(false);
         self.lead = None;
         self.resigning = None;
+        self.handed_to = None;
         self.term = term;
         self.term_leader = Some(coordinator.clone());
         let promise_ms = self.promise_to(coordinator, term);

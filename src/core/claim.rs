@@ -435,6 +435,9 @@ impl Election {
         self.note(Note::HandingOver {
             to: to.name.clone(),
         });
+        let lease = self.settings.quorum.as_ref().map_or(0, |q| q.lease);
+        let wait = self.settings.announce_wait.as_millis() as u64;
+        self.handed_to = Some((to.clone(), self.now + lease + wait));
         self.resign(Reason::Preempted, None);
     }
 
@@ -1048,6 +1051,76 @@ mod tests {
                 promise_ms: Some(_)
             }
         ));
+    }
+
+    /// After a partition heals the peer list can still lack the node that is claiming: the
+    /// node that handed over to it must not win a round over it at once (it did, every 28 ms
+    /// for 600 ms, until the list caught up). It waits for that node's announcement once;
+    /// if none comes, it elects as usual.
+    #[test]
+    fn after_handing_over_a_round_waits_for_the_higher_node_the_list_lacks() {
+        let mut e = Election::new(nref(3), settings(3, true), Persisted::default(), 0);
+        let r = elect(&mut e, 3000, &cluster(&[1, 2, 3]));
+        let (term, seq) = announced(&r).unwrap();
+        ack(&mut e, 3001, term, seq, &[2]);
+        announce(&mut e, 3100, 4, 2);
+        e.step(3200, Event::LetGo);
+        // node1, released, elects and asks node3: node3's round lists no node4.
+        e.step(
+            3210,
+            Event::Proxy {
+                from: nref(1),
+                term: 2,
+            },
+        );
+        let round = match e.phase() {
+            Phase::Collecting => e.round,
+            other => panic!("expected a round, got {other:?}"),
+        };
+        let r = e.step(
+            3211,
+            Event::Members {
+                purpose: Purpose::Round(round),
+                members: cluster(&[1, 2, 3]),
+            },
+        );
+        assert!(!e.is_coordinator(), "it won over node4: {r:?}");
+        assert!(announced(&r).is_none());
+        assert_eq!(e.phase(), &Phase::AwaitingAnnouncement);
+        assert!(r
+            .notes
+            .iter()
+            .any(|n| matches!(n, Note::AwaitingHandedTo { name } if name == "node4")));
+        // node4's announcement comes: followed.
+        assert!(matches!(
+            announce(&mut e, 3300, 4, 3),
+            AnnounceReply::Ok { .. }
+        ));
+        assert_eq!(e.snapshot(3300).coordinator, Some(nref(4)));
+    }
+
+    #[test]
+    fn a_wait_for_the_node_handed_over_to_is_given_once() {
+        let mut e = Election::new(nref(3), settings(3, true), Persisted::default(), 0);
+        let r = elect(&mut e, 3000, &cluster(&[1, 2, 3]));
+        let (term, seq) = announced(&r).unwrap();
+        ack(&mut e, 3001, term, seq, &[2]);
+        announce(&mut e, 3100, 4, 2);
+        e.step(3200, Event::LetGo);
+        let r = elect(&mut e, 3210, &cluster(&[1, 2, 3]));
+        assert!(announced(&r).is_none());
+        // node4 never announces (it died): the wait ends and the next round is won.
+        let round = e.round;
+        e.step(3210 + 4000, Event::Timer(Timer::Announcement { round }));
+        let round = e.round;
+        let r = e.step(
+            7300,
+            Event::Members {
+                purpose: Purpose::Round(round),
+                members: cluster(&[1, 2, 3]),
+            },
+        );
+        assert!(announced(&r).is_some(), "{r:?}");
     }
 
     #[test]

@@ -154,6 +154,11 @@ pub struct Election {
     /// A coordinator whose watch closed or timed out, or whose lease ran out: the next round
     /// does not wait on it. Cleared when it is heard from again.
     pub(super) suspect: Option<NodeRef>,
+    /// Quorum mode: the higher node this one handed over to, and until when (ms) the next
+    /// round waits for its announcement even if the member list lacks it. A peer list answers
+    /// from what it last saw: right after a partition heals it can still leave out the node
+    /// that is claiming, and a round without it won at once, over and over (tests/quorum.rs).
+    pub(super) handed_to: Option<(NodeRef, u64)>,
     /// What is on disk (or about to be).
     pub(super) persisted: Persisted,
     /// Quorum mode: this node's promise as a follower.
@@ -235,6 +240,7 @@ impl Election {
             members: Vec::new(),
             verifying: false,
             suspect: None,
+            handed_to: None,
             persisted,
             promise,
             lead: None,

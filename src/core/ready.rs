@@ -261,6 +261,10 @@ pub enum Note {
     HigherNodes {
         names: Vec<String>,
     },
+    /// Quorum mode: the node handed over to is not in the member list yet.
+    AwaitingHandedTo {
+        name: String,
+    },
     CoordinatorIs {
         name: String,
         term: u64,
@@ -394,6 +398,10 @@ impl fmt::Display for Note {
         match self {
             Note::ElectionStarted { me } => write!(f, "Starting election in: {me}"),
             Note::HigherNodes { names } => write!(f, "higher nodes: [{}]", names.join(", ")),
+            Note::AwaitingHandedTo { name } => write!(
+                f,
+                "{name}, handed over to a moment ago, is not listed yet: waiting for its announcement"
+            ),
             Note::CoordinatorIs { name, term } => {
                 write!(f, "Coordinator is: {name} (term {term})")
             }

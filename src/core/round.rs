@@ -174,6 +174,9 @@ impl Election {
             names: above.iter().map(|m| m.name.clone()).collect(),
         });
         self.round_members = members;
+        if self.awaits_handed_to(&above) {
+            return self.await_announcement();
+        }
         let Some(top) = above.pop() else {
             return self.won_round();
         };
@@ -238,12 +241,34 @@ impl Election {
             });
             return self.won_round();
         }
+        self.await_announcement();
+    }
+
+    /// A higher node lives: wait for its announcement, and elect again if it does not come.
+    fn await_announcement(&mut self) {
         self.yield_lock();
         self.phase = Phase::AwaitingAnnouncement;
         self.effect(Effect::StartTimer {
-            timer: Timer::Announcement { round },
+            timer: Timer::Announcement { round: self.round },
             after: self.settings.announce_wait,
         });
+    }
+
+    /// This node handed over to a higher one a moment ago, and the member list does not show
+    /// it: the higher node is claiming, so this round waits for its announcement once rather
+    /// than winning over it.
+    fn awaits_handed_to(&mut self, above: &[Member]) -> bool {
+        let Some((to, until)) = self.handed_to.take() else {
+            return false;
+        };
+        let suspect = self.suspect.as_ref() == Some(&to);
+        if self.now >= until || suspect || above.iter().any(|m| m.is(&to)) {
+            return false;
+        }
+        self.note(Note::AwaitingHandedTo {
+            name: to.name.clone(),
+        });
+        true
     }
 
     /// Hearing from a node clears a suspicion of it.

@@ -2,8 +2,9 @@
 //! (`--lease 1s --health-interval 500ms --timeout 500ms --exec-grace 200ms`, five nodes, an
 //! `--exec` worker that writes a timestamp every 20 ms). Failover after `kill -9` and after
 //! SIGSTOP of the coordinator on loopback, after a partition that leaves the coordinator in
-//! a minority and after a pulled cable on hosts of their own (network namespaces, root), and
-//! the Jepsen-style checker of `tests/partitions.rs` in both modes. Prints a markdown table
+//! a minority and after a pulled cable on hosts of their own (network namespaces, root); the
+//! longest time with no worker while the coordinator's link is one-way (it hears nobody) or
+//! slowed to 8 kbit/s; and the Jepsen-style checker of `tests/partitions.rs` in both modes. Prints a markdown table
 //! and writes `target/bench/quorum.json`.
 //!
 //! Each failover is timed from the fault to: the next coordinator saying it leads (a
@@ -31,6 +32,10 @@ enum Fault {
     /// {4,5} | {1,2,3}.
     Partition,
     Cable,
+    /// node5 hears nobody; the others still get its packets.
+    Deaf,
+    /// node5's link slowed to 8 kbit/s both ways.
+    Slow,
 }
 
 impl Fault {
@@ -40,6 +45,8 @@ impl Fault {
             Fault::Stop => "SIGSTOP",
             Fault::Partition => "partition {4,5} / {1,2,3}",
             Fault::Cable => "pulled cable",
+            Fault::Deaf => "one-way: node5 hears nobody",
+            Fault::Slow => "node5's link at 8 kbit/s",
         }
     }
 
@@ -49,6 +56,8 @@ impl Fault {
             Fault::Stop => "sigstop",
             Fault::Partition => "partition",
             Fault::Cable => "cable",
+            Fault::Deaf => "deaf",
+            Fault::Slow => "slow",
         }
     }
 
@@ -60,10 +69,12 @@ impl Fault {
         }
     }
 
-    /// The target of the issue: p99 within 100 ms for kill -9, within lease + 1 s otherwise.
+    /// The target of the issue: p99 within 100 ms for kill -9, within lease + 1 s otherwise;
+    /// for a one-way fault, a worker again within lease + 1.5 s.
     fn target_ms(self) -> f64 {
         match self {
             Fault::Kill => 100.0,
+            Fault::Deaf | Fault::Slow => 2500.0,
             _ => 2000.0,
         }
     }
@@ -111,12 +122,15 @@ impl Five for Hosts {
     fn inflict(&mut self, f: Fault) {
         match f {
             Fault::Cable => self.net.pull_cable(4),
+            Fault::Deaf => self.net.deafen(4),
+            Fault::Slow => self.net.slow_link(4, "8kbit"),
             _ => self.net.partition(&[&[3, 4], &[0, 1, 2]]),
         }
     }
     fn recover(&mut self, f: Fault) {
         match f {
             Fault::Cable => self.net.plug_cable(4),
+            Fault::Slow => self.net.fast_link(4),
             _ => self.net.heal(),
         }
     }
@@ -339,6 +353,84 @@ fn namespaces(fault: Fault, runs: usize, rng: &mut Rng) -> Option<Failover> {
     Some(r)
 }
 
+/// How long a link fault lasts in each run.
+const LINK_FAULT: Duration = Duration::from_secs(8);
+
+/// What runs of a link fault saw, in ms.
+struct Held {
+    fault: Fault,
+    /// The longest stretch with no worker running, per run.
+    gaps: Vec<f64>,
+    /// All the time with no worker running, per run.
+    idle: Vec<f64>,
+    overlap_ms: f64,
+}
+
+/// `runs` times: node5 leads, gets a bad link (one-way or slow) for [`LINK_FAULT`], gets it
+/// back and leads again. Whoever leads meanwhile, a worker must run: measured from the
+/// workers' own files.
+fn link_fault(fault: Fault, runs: usize, rng: &mut Rng) -> Option<Held> {
+    let net = Net::new(&format!("benchq{}", fault.key()), 5)?;
+    let work = TempDir::new("benchq-work");
+    let f = flags(work.path());
+    let refs: Vec<&str> = f.iter().map(String::as_str).collect();
+    let c = NetCluster::start(&net, &format!("benchq-{}", fault.key()), 7300, &refs);
+    let mut five = Hosts { net, c };
+    let all = [0, 1, 2, 3, 4];
+    settle(&five, &all, 4, Instant::now(), Duration::from_secs(60)).expect("node5 leads at first");
+    first_beat_after(work.path(), "node5", 0, Duration::from_secs(20)).expect("node5's child");
+    let mut h = Held {
+        fault,
+        gaps: vec![],
+        idle: vec![],
+        overlap_ms: 0.0,
+    };
+    for run in 0..runs {
+        std::thread::sleep(Duration::from_millis(200 + rng.below(300) as u64));
+        let t0 = now_ns();
+        five.inflict(fault);
+        std::thread::sleep(LINK_FAULT);
+        let t1 = now_ns();
+        five.recover(fault);
+        let back = Instant::now();
+        if let Err(e) = settle(&five, &all, 4, back, Duration::from_secs(60)) {
+            panic!(
+                "{} run {run}: node5 not back: {e}\n{}",
+                fault.label(),
+                five.tails()
+            );
+        }
+        if first_beat_after(work.path(), "node5", t1, Duration::from_secs(10)).is_none() {
+            panic!(
+                "{} run {run}: node5's child not back\n{}",
+                fault.label(),
+                five.tails()
+            );
+        }
+        let intervals = activity::intervals(work.path());
+        let gap = activity::longest_gap_ms(&intervals, t0, t1);
+        let idle = (t1 - t0) as f64 / 1e6 - activity::covered_ms(&intervals, t0, t1);
+        if verbose() {
+            eprintln!(
+                "  {} run {run}: longest time with no worker {gap:.0} ms, {idle:.0} ms in all \
+                 (wall clock at the fault: {t0})",
+                fault.label()
+            );
+        }
+        h.gaps.push(gap);
+        h.idle.push(idle);
+    }
+    h.overlap_ms = activity::overlap_ms(&activity::intervals(work.path()));
+    keep_logs(five.c.dir.path(), fault.key());
+    eprintln!(
+        "{}: longest time with no worker p50 {:.0} ms, max {:.0} ms",
+        fault.label(),
+        percentile(&h.gaps, 50.0),
+        percentile(&h.gaps, 100.0)
+    );
+    Some(h)
+}
+
 /// Nearest-rank percentile (so p99 of fewer than 100 samples is the maximum).
 fn percentile(samples: &[f64], p: f64) -> f64 {
     let mut s = samples.to_vec();
@@ -385,7 +477,7 @@ fn main() {
         let i = args.iter().position(|a| a == flag)?;
         args.get(i + 1).cloned()
     };
-    // `--only kill9,sigstop,partition,cable,checker` runs those parts; `--runs N` sets the
+    // `--only kill9,sigstop,partition,cable,deaf,slow,checker` runs those parts; `--runs N` sets the
     // runs of each failover.
     let only = value("--only");
     let wanted = |key: &str| {
@@ -412,10 +504,16 @@ fn main() {
     }
     let missing = netns::missing();
     let mut chaos_runs = Vec::new();
+    let mut held = Vec::new();
     if missing.is_none() {
         for fault in [Fault::Partition, Fault::Cable] {
             if wanted(fault.key()) {
                 failovers.extend(namespaces(fault, cuts, &mut rng));
+            }
+        }
+        for fault in [Fault::Deaf, Fault::Slow] {
+            if wanted(fault.key()) {
+                held.extend(link_fault(fault, stops, &mut rng));
             }
         }
     }
@@ -445,8 +543,10 @@ fn main() {
         began.elapsed().as_secs(),
         loadavg()
     );
-    out += "| fault | where | runs | leads p50 | leads p99 | all agree p99 | new child p50 | new child p99 | old child's last beat, max | overlap | target (p99) |\n";
-    out += "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n";
+    if !failovers.is_empty() {
+        out += "| fault | where | runs | leads p50 | leads p99 | all agree p99 | new child p50 | new child p99 | old child's last beat, max | overlap | target (p99) |\n";
+        out += "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n";
+    }
     for f in &failovers {
         out += &format!(
             "| {} | {} | {} | {:.0} ms | {:.0} ms | {:.0} ms | {:.0} ms | {:.0} ms | {:.0} ms | {:.0} ms | {:.0} ms |\n",
@@ -462,6 +562,27 @@ fn main() {
             f.overlap_ms,
             f.fault.target_ms()
         );
+    }
+    if !held.is_empty() {
+        out += &format!(
+            "\n**Link faults**: node5, the coordinator, keeps a bad link for {} s; the other \
+             four are a majority connected both ways, so a worker must run again soon.\n\n\
+             | fault | runs | longest time with no worker p50 | max | no worker in all, max | overlap | target |\n\
+             | --- | ---: | ---: | ---: | ---: | ---: | ---: |\n",
+            LINK_FAULT.as_secs()
+        );
+        for h in &held {
+            out += &format!(
+                "| {} | {} | {:.0} ms | {:.0} ms | {:.0} ms | {:.0} ms | {:.0} ms |\n",
+                h.fault.label(),
+                h.gaps.len(),
+                percentile(&h.gaps, 50.0),
+                percentile(&h.gaps, 100.0),
+                percentile(&h.idle, 100.0),
+                h.overlap_ms,
+                h.fault.target_ms()
+            );
+        }
     }
     if let Some(why) = &missing {
         out += &format!("\n(no namespace figures: {why})\n");
@@ -503,6 +624,15 @@ fn main() {
             "old_child_last_beat_ms": stats(&f.last_beat),
             "overlap_ms": f.overlap_ms,
             "target_p99_ms": f.fault.target_ms(),
+        })).collect::<Vec<_>>(),
+        "link_faults": held.iter().map(|h| json!({
+            "fault": h.fault.key(),
+            "runs": h.gaps.len(),
+            "fault_seconds": LINK_FAULT.as_secs(),
+            "longest_gap_ms": stats(&h.gaps),
+            "idle_ms": stats(&h.idle),
+            "overlap_ms": h.overlap_ms,
+            "target_ms": h.fault.target_ms(),
         })).collect::<Vec<_>>(),
         "checker": chaos_runs.iter().map(|o| json!({
             "mode": o.mode(),

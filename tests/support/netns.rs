@@ -309,6 +309,27 @@ impl Net {
         }
     }
 
+    /// Host `i` hears nobody: it drops every packet from the other hosts, while they still
+    /// get its packets (a one-way fault, as a broken switch port or a firewall rule makes).
+    /// New connections fail both ways; data on connections already open still reaches the
+    /// others. Replaces any earlier partition; [`Net::heal`] ends it.
+    pub fn deafen(&self, i: usize) {
+        let h = &self.hosts[i];
+        let others: Vec<String> = self
+            .hosts
+            .iter()
+            .filter(|o| o.index != i)
+            .map(|o| o.addr.to_string())
+            .collect();
+        self.heal();
+        let rules = format!(
+            "table inet bullynet {{\n chain input {{\n  type filter hook input priority 0; policy accept;\n  ip saddr {{ {} }} drop\n }}\n}}\n",
+            others.join(", ")
+        );
+        run(h.command("nft").args(["-f", "-"]), Some(&rules))
+            .unwrap_or_else(|e| panic!("deafen host {i}: {e}"));
+    }
+
     /// Removes every partition rule.
     pub fn heal(&self) {
         for h in &self.hosts {
@@ -328,6 +349,62 @@ impl Net {
 
     pub fn plug_cable(&self, i: usize) {
         self.cable(i, "up");
+    }
+
+    /// Slows host `i`'s link to `rate` (tc's notation, e.g. `8kbit`) both ways: a token
+    /// bucket on its veth end and on the bridge's, packets queued up to 5 s then dropped.
+    pub fn slow_link(&self, i: usize, rate: &str) {
+        let h = &self.hosts[i];
+        let tbf = [
+            "root", "tbf", "rate", rate, "burst", "1600", "latency", "5s",
+        ];
+        run(
+            h.command("tc")
+                .args(["qdisc", "replace", "dev", "eth0"])
+                .args(tbf),
+            None,
+        )
+        .unwrap_or_else(|e| panic!("slow link of host {i}: {e}"));
+        run(
+            Command::new("ip")
+                .args([
+                    "netns",
+                    "exec",
+                    &self.bridge_ns,
+                    "tc",
+                    "qdisc",
+                    "replace",
+                    "dev",
+                    &h.port,
+                ])
+                .args(tbf),
+            None,
+        )
+        .unwrap_or_else(|e| panic!("slow link of host {i} (bridge side): {e}"));
+    }
+
+    /// Gives host `i`'s link its full speed back.
+    pub fn fast_link(&self, i: usize) {
+        let h = &self.hosts[i];
+        let _ = run(
+            h.command("tc")
+                .args(["qdisc", "del", "dev", "eth0", "root"]),
+            None,
+        );
+        let _ = run(
+            Command::new("ip").args([
+                "netns",
+                "exec",
+                &self.bridge_ns,
+                "tc",
+                "qdisc",
+                "del",
+                "dev",
+                &h.port,
+                "root",
+            ]),
+            None,
+        );
     }
 
     fn cable(&self, i: usize, state: &str) {
