@@ -8,6 +8,7 @@ pub mod consul;
 pub mod holders;
 pub mod netns;
 pub mod soak;
+pub mod vip_client;
 
 use serde_json::Value;
 use std::io::{Read, Write};

@@ -242,6 +242,40 @@ impl Net {
         Some(net)
     }
 
+    /// One more namespace on the bridge, at `.250`, that runs no node: a client of the
+    /// cluster's services. It is in no partition (every host keeps hearing it) and has no
+    /// cable to pull; it goes with the net.
+    pub fn add_client(&mut self) -> Host {
+        let host = Host {
+            index: 249,
+            ns: format!("{}-client", self.name),
+            addr: Ipv4Addr::new(10, 77, self.subnet, 250),
+            port: "pc".into(),
+        };
+        let _guard = SETUP.lock().unwrap_or_else(|e| e.into_inner());
+        ip(&["netns", "add", &host.ns]).unwrap_or_else(|e| panic!("{e}"));
+        self.made.push(host.ns.clone());
+        let bridge = format!(
+            "link add {} type veth peer name {HOST_DEV} netns {}\nlink set {} master {BRIDGE} up\n",
+            host.port, host.ns, host.port
+        );
+        run(
+            Command::new("ip").args(["-n", &self.bridge_ns, "-batch", "-"]),
+            Some(&bridge),
+        )
+        .unwrap_or_else(|e| panic!("client's cable: {e}"));
+        let script = format!(
+            "link set lo up\naddr add {}/24 dev {HOST_DEV}\nlink set {HOST_DEV} up\n",
+            host.addr
+        );
+        run(
+            Command::new("ip").args(["-n", &host.ns, "-batch", "-"]),
+            Some(&script),
+        )
+        .unwrap_or_else(|e| panic!("client set-up: {e}"));
+        host
+    }
+
     pub fn host(&self, i: usize) -> &Host {
         &self.hosts[i]
     }
