@@ -190,6 +190,10 @@ fn the_schedule_is_fixed_by_its_seed_and_covers_every_fault() {
         Fault::Restart(0),
         Fault::Pull(0),
         Fault::Plug(0),
+        Fault::FreezeAtWin {
+            in_child: false,
+            ms: 0,
+        },
     ] {
         assert!(
             a.iter().any(|(_, f)| kinds(f) == kinds(&want)),
@@ -211,7 +215,8 @@ fn the_schedule_is_fixed_by_its_seed_and_covers_every_fault() {
 }
 
 /// The Jepsen-style checker: [`chaos::run`] in quorum mode must never have two children at
-/// work at once, nor two nodes leading in one term, and must settle on node5 after the heal.
+/// work at once, two hosts holding the VIP, nor two nodes leading in one term (also with
+/// nodes frozen at the moment they win), and must settle on node5 after the heal.
 /// The same faults in default mode, on hosts of their own at the same time, are reported.
 /// `BULLY_CHAOS_SECS` runs longer, `BULLY_CHAOS_SEED` through other faults.
 #[test]
@@ -242,6 +247,16 @@ fn chaos_of_random_faults_never_has_two_children_working_at_once_in_quorum_mode(
     assert!(
         q.shared_terms.is_empty(),
         "quorum mode: two nodes claimed to lead in one term\n{}",
+        q.report()
+    );
+    assert!(
+        q.vip_pairs.is_empty(),
+        "quorum mode: two hosts held the VIP at once\n{}",
+        q.report()
+    );
+    assert!(
+        q.freezes > 0,
+        "quorum mode: no node was frozen at its win\n{}",
         q.report()
     );
     assert_eq!(

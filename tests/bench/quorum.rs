@@ -490,7 +490,14 @@ fn main() {
         Some(n) => (n, n, n),
         None => (kills, stops, cuts),
     };
-    let chaos_secs = if quick { 30 } else { chaos::run_secs() };
+    // The issue's schedule: at least 120 s of faults (`BULLY_CHAOS_SECS` sets another).
+    let chaos_secs = if quick {
+        30
+    } else if std::env::var("BULLY_CHAOS_SECS").is_ok() {
+        chaos::run_secs()
+    } else {
+        120
+    };
     let began = Instant::now();
     let load_before = loadavg();
     let mut rng = Rng::new(0x0b0b_1e18);
@@ -590,19 +597,23 @@ fn main() {
     if !chaos_runs.is_empty() {
         out += &format!(
             "\n**Checker**: {chaos_secs} s of random faults (seed {:#x}), five hosts.\n\n\
-             | mode | faults | children | two at once | no child running | longest gap | terms led by two |\n\
-             | --- | ---: | ---: | ---: | ---: | ---: | ---: |\n",
+             | mode | faults | frozen at the win | children | two at once | no child running | longest gap | VIP on two hosts | client unanswered | longest | terms led by two |\n\
+             | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n",
             chaos_runs[0].seed
         );
         for o in &chaos_runs {
             out += &format!(
-                "| {} | {} | {} | {:.1} s | {:.1} s | {:.1} s | {} |\n",
+                "| {} | {} | {} | {} | {:.1} s | {:.1} s | {:.1} s | {:.1} s | {:.1} s | {:.1} s | {} |\n",
                 o.mode(),
                 o.faults,
+                o.freezes,
                 o.intervals.len(),
                 o.overlap_ms / 1e3,
                 o.idle_ms / 1e3,
                 o.longest_gap_ms / 1e3,
+                o.vip_overlap_ms / 1e3,
+                o.client_idle_ms / 1e3,
+                o.client_longest_ms / 1e3,
                 o.shared_terms.len()
             );
         }
@@ -644,6 +655,11 @@ fn main() {
             "idle_ms": o.idle_ms,
             "longest_gap_ms": o.longest_gap_ms,
             "terms_led_by_two": o.shared_terms.len(),
+            "frozen_at_the_win": o.freezes,
+            "vip_two_hosts_ms": o.vip_overlap_ms,
+            "vip_holdings": o.vip_holdings.len(),
+            "client_unanswered_ms": o.client_idle_ms,
+            "client_longest_outage_ms": o.client_longest_ms,
             "fault_log": o.fault_log,
         })).collect::<Vec<_>>(),
     });

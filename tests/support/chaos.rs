@@ -1,16 +1,22 @@
 //! A Jepsen-style run: five bully nodes, each on a host of its own, each with an `--exec`
-//! worker, under random faults from a fixed seed (partitions of every shape, heals,
-//! SIGSTOP/SIGCONT, kill -9 and restart, pulled cables); then everything is healed and the
-//! cluster must settle on one coordinator. The workers' files tell whether two leaders ever
-//! worked at once; samples of every node's `/nodeDetails` tell whether two nodes ever claimed
-//! one term. Shared by `tests/partitions.rs` (which asserts) and `make bench-quorum` (which
+//! worker and `--vip`, under random faults from a fixed seed (partitions of every shape,
+//! heals, SIGSTOP/SIGCONT, kill -9 and restart, pulled cables, and a node frozen at the moment
+//! it wins: by its `--on-elected` hook or by its child's first instruction); then everything
+//! is healed and the cluster must settle on one coordinator. The workers' files tell whether
+//! two leaders ever worked at once; samples of every node's `/nodeDetails` tell whether two
+//! nodes ever claimed one term; every host is looked at every 5 ms for the VIP (two holders at
+//! once?), and a client on a host of its own connects to the VIP every 10 ms (how long did
+//! nobody answer?). Shared by `tests/partitions.rs` (which asserts) and `make bench-quorum` (which
 //! reports the figures).
 #![allow(dead_code)]
 
 use super::activity::{self, Interval};
+use super::holders::HoldWatch;
 use super::netns::{self, Net, NetCluster, Sampler};
+use super::vip_client::{self, NameServers, VipClient};
 use super::{secs, Rng, TempDir, BIN};
 use std::fmt;
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -69,6 +75,13 @@ pub enum Fault {
     Restart(usize),
     Pull(usize),
     Plug(usize),
+    /// The next node to win freezes itself (SIGSTOP) at that moment and is woken after
+    /// `ms`: from its `--on-elected` hook (before its child starts), or from its `--exec`
+    /// child's first instruction (`in_child`).
+    FreezeAtWin {
+        in_child: bool,
+        ms: u64,
+    },
 }
 
 impl fmt::Display for Fault {
@@ -92,6 +105,11 @@ impl fmt::Display for Fault {
             Fault::Restart(i) => write!(f, "restart {}", n(i)),
             Fault::Pull(i) => write!(f, "pull the cable of {}", n(i)),
             Fault::Plug(i) => write!(f, "plug back {}", n(i)),
+            Fault::FreezeAtWin { in_child, ms } => write!(
+                f,
+                "freeze the next winner for {ms} ms from its {}",
+                if *in_child { "child" } else { "hook" }
+            ),
         }
     }
 }
@@ -129,7 +147,11 @@ pub fn schedule(seed: u64, secs: u64) -> Vec<(Duration, Fault)> {
             partitioned = false;
             Fault::Heal
         } else {
-            match rng.below(10) {
+            match rng.below(12) {
+                10 | 11 => Fault::FreezeAtWin {
+                    in_child: rng.chance(50),
+                    ms: 1500 + rng.below(2000) as u64,
+                },
                 k @ 4..=9 if downs.len() < MAX_DOWN => {
                     let i = *rng.pick(&ups);
                     let (d, f) = match k {
@@ -206,6 +228,18 @@ pub struct Outcome {
     pub log_tails: String,
     /// Where the logs and worker files were kept (quorum mode, when something went wrong).
     pub kept: Option<PathBuf>,
+    /// Every host's holding of the VIP, looked at every 5 ms.
+    pub vip_holdings: Vec<Interval>,
+    /// Pairs of hosts that held the VIP at once, with how long (ms).
+    pub vip_pairs: Vec<(Interval, Interval, f64)>,
+    /// Time during which two or more hosts held the VIP (ms).
+    pub vip_overlap_ms: f64,
+    /// The client's longest stretch with no answer from the VIP in the faults' window (ms).
+    pub client_longest_ms: f64,
+    /// All the client's stretches of over 50 ms with no answer in that window, summed (ms).
+    pub client_idle_ms: f64,
+    /// Nodes frozen at their win.
+    pub freezes: usize,
 }
 
 impl Outcome {
@@ -220,20 +254,27 @@ impl Outcome {
     /// A few lines for the test's output and the benchmark's log.
     pub fn summary(&self) -> String {
         format!(
-            "{} mode, {} s of faults from seed {:#x}: {} faults, {} children, overlap {:.0} ms \
-             ({} pairs), no child running for {:.1} s of {:.1} s (longest gap {:.1} s); {} \
-             samples, terms claimed by two nodes: {:?}, two nodes saying they lead for {:.0} ms; \
-             after the heal all named {} within {:.1} s",
+            "{} mode, {} s of faults from seed {:#x}: {} faults ({} nodes frozen at their \
+             win), {} children, overlap {:.0} ms ({} pairs), no child running for {:.1} s of \
+             {:.1} s (longest gap {:.1} s); VIP: {} holdings, two hosts at once for {:.0} ms, \
+             the client unanswered for {:.1} s in all (longest {:.1} s); {} samples, terms \
+             claimed by two nodes: {:?}, two nodes saying they lead for {:.0} ms; after the \
+             heal all named {} within {:.1} s",
             self.mode(),
             self.secs,
             self.seed,
             self.faults,
+            self.freezes,
             self.intervals.len(),
             self.overlap_ms,
             self.overlaps.len(),
             self.idle_ms / 1e3,
             self.window_ms / 1e3,
             self.longest_gap_ms / 1e3,
+            self.vip_holdings.len(),
+            self.vip_overlap_ms,
+            self.client_idle_ms / 1e3,
+            self.client_longest_ms / 1e3,
             self.samples,
             self.shared_terms,
             self.claims_overlap_ms,
@@ -259,12 +300,27 @@ impl Outcome {
                 )
             })
             .collect();
+        let vip_pairs: Vec<String> = self
+            .vip_pairs
+            .iter()
+            .map(|(a, b, ms)| {
+                format!(
+                    "{} and {} for {ms:.1} ms from {:.0} ms",
+                    a.node,
+                    b.node,
+                    (b.start as f64 - self.t0 as f64) / 1e6
+                )
+            })
+            .collect();
         format!(
-            "{}\noverlaps:\n{}\nchildren (ms from the start):\n{}\nfaults (ms from the \
-             start):\n{}\nlogs kept in: {}\n{}",
+            "{}\noverlaps:\n{}\nVIP held by two hosts:\n{}\nchildren (ms from the \
+             start):\n{}\nVIP holdings:\n{}\nfaults (ms from the start):\n{}\nlogs kept \
+             in: {}\n{}",
             self.summary(),
             overlaps.join("\n"),
+            vip_pairs.join("\n"),
             activity::describe_since(&self.intervals, self.t0),
+            activity::describe_since(&self.vip_holdings, self.t0),
             self.fault_log,
             self.kept
                 .as_ref()
@@ -293,23 +349,153 @@ pub fn apply(net: &Net, c: &mut NetCluster, fault: &Fault) {
         Fault::Restart(i) => c.node(*i).proc.restart(),
         Fault::Pull(i) => net.pull_cable(*i),
         Fault::Plug(i) => net.plug_cable(*i),
+        // Armed by the run itself (see [`Freezer`]).
+        Fault::FreezeAtWin { .. } => {}
     }
 }
+
+/// Freezes the next winner: the schedule arms it (a file per kind in `dir`); the node's
+/// `--on-elected` hook or its child's first instruction takes the file (one `mv` wins),
+/// writes who it is and SIGSTOPs its node; the run wakes it after the armed time.
+struct Freezer {
+    dir: TempDir,
+    /// The armed time per kind (hook, child).
+    armed_ms: [u64; 2],
+    /// The frozen node's host and when to wake it.
+    frozen: Vec<(usize, Instant)>,
+    taken: usize,
+}
+
+impl Freezer {
+    fn new() -> Freezer {
+        Freezer {
+            dir: TempDir::new("chaos-freeze"),
+            armed_ms: [0; 2],
+            frozen: Vec::new(),
+            taken: 0,
+        }
+    }
+
+    fn kind(in_child: bool) -> &'static str {
+        if in_child {
+            "child"
+        } else {
+            "hook"
+        }
+    }
+
+    /// Shell that freezes the node it runs under (its parent is the supervisor, whose
+    /// parent is the node) if a freeze of `kind` is armed.
+    fn script(&self, in_child: bool) -> String {
+        let d = self.dir.path().display();
+        let k = Freezer::kind(in_child);
+        format!(
+            "if mv '{d}/arm-{k}' '{d}/taken-{k}.$$' 2>/dev/null; then \
+             echo \"$BULLY_NODE {k}\" > '{d}/who.$$'; mv '{d}/who.$$' '{d}/who-$$'; \
+             kill -STOP \"$(cut -d' ' -f4 /proc/$PPID/stat)\"; fi"
+        )
+    }
+
+    fn arm(&mut self, in_child: bool, ms: u64) {
+        self.armed_ms[usize::from(in_child)] = ms;
+        let k = Freezer::kind(in_child);
+        let _ = std::fs::write(self.dir.path().join(format!("arm-{k}")), "");
+    }
+
+    /// Sees new freezes (logged in `log` at `t0`-relative ms) and wakes the nodes whose
+    /// time is up, unless the schedule stopped them too.
+    fn poll(&mut self, c: &NetCluster, stopped: &[bool], t0: u128, log: &mut Vec<String>) {
+        for e in std::fs::read_dir(self.dir.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if !name.starts_with("who-") {
+                continue;
+            }
+            let text = std::fs::read_to_string(e.path()).unwrap_or_default();
+            let _ = std::fs::remove_file(e.path());
+            let mut words = text.split_whitespace();
+            let (Some(node), Some(kind)) = (words.next(), words.next()) else {
+                continue;
+            };
+            let Some(i) = node
+                .strip_prefix("node")
+                .and_then(|n| n.parse::<usize>().ok())
+                .map(|n| n - 1)
+            else {
+                continue;
+            };
+            let ms = self.armed_ms[usize::from(kind == "child")];
+            self.frozen
+                .push((i, Instant::now() + Duration::from_millis(ms)));
+            self.taken += 1;
+            log.push(format!(
+                "{:8.0} {node} froze itself at its win from its {kind} for {ms} ms",
+                (activity::now_ns() - t0) as f64 / 1e6
+            ));
+        }
+        let now = Instant::now();
+        let (due, left): (Vec<_>, Vec<_>) = self.frozen.iter().partition(|(_, at)| *at <= now);
+        self.frozen = left;
+        for (i, _) in due {
+            if !stopped[i] {
+                c.nodes[i].proc.signal("CONT");
+            }
+            log.push(format!(
+                "{:8.0} SIGCONT node{} (frozen at its win)",
+                (activity::now_ns() - t0) as f64 / 1e6,
+                i + 1
+            ));
+        }
+    }
+
+    /// No more freezes; wakes every node still frozen.
+    fn end(&mut self, c: &NetCluster) {
+        for k in ["hook", "child"] {
+            let _ = std::fs::remove_file(self.dir.path().join(format!("arm-{k}")));
+        }
+        for (i, _) in self.frozen.drain(..) {
+            c.nodes[i].proc.signal("CONT");
+        }
+    }
+}
+
+/// The port every host's name server answers on (the VIP client's).
+const NAME_PORT: u16 = 7190;
 
 /// Runs the faults of `schedule(seed, length)` (seconds) on five fresh hosts, with `--quorum 5` or
 /// without; None (after one line) when this machine cannot make hosts.
 pub fn run(quorum: bool, length: u64, seed: u64) -> Option<Outcome> {
     let tag = if quorum { "chaosq" } else { "chaosd" };
-    let net = Net::new(tag, NODES)?;
+    let mut net = Net::new(tag, NODES)?;
+    let client = net.add_client();
     let work = TempDir::new(&format!("{tag}-work"));
-    let worker = activity::worker(work.path());
+    let mut freezer = Freezer::new();
+    let exec = format!(
+        "{}; {}",
+        freezer.script(true),
+        activity::worker(work.path())
+    );
+    let hook = freezer.script(false);
+    let vip = net.addr(100);
+    let vip_flag = format!("{vip}/24");
     let size = NODES.to_string();
     let mut common: Vec<&str> = TIMERS.to_vec();
     if quorum {
         common.extend(["--quorum", &size]);
     }
-    common.extend(["--exec", &worker]);
+    common.extend(["--exec", &exec, "--on-elected", &hook, "--vip", &vip_flag]);
     let mut c = NetCluster::start_each(&net, tag, BIN, PORT, &common, |_| Vec::new());
+    let names = names(NODES);
+    let _servers = NameServers::start(net.hosts(), &names, NAME_PORT);
+    let holds = HoldWatch::start(
+        net.hosts(),
+        names.clone(),
+        IpAddr::V4(vip),
+        Duration::from_millis(5),
+    );
     let all: Vec<usize> = (0..NODES).collect();
     let top = format!("node{NODES}");
     c.await_agreement(&all, &top, secs(60));
@@ -318,6 +504,14 @@ pub fn run(quorum: bool, length: u64, seed: u64) -> Option<Outcome> {
             .then_some(())
             .ok_or_else(|| "no child has written yet".to_string())
     });
+    let vip_client = VipClient::start(&client, vip, NAME_PORT, Duration::from_millis(10));
+    if vip_client.await_answer(&top, 0, secs(20)).is_none() {
+        panic!(
+            "the VIP client never heard {top}: {:?}\n{}",
+            vip_client.answers().last(),
+            c.log_tails()
+        );
+    }
 
     let sampler = Sampler::start(&c, Duration::from_millis(40));
     let plan = schedule(seed, length);
@@ -327,27 +521,43 @@ pub fn run(quorum: bool, length: u64, seed: u64) -> Option<Outcome> {
     let mut stopped = [false; NODES];
     let mut dead = [false; NODES];
     let mut unplugged = [false; NODES];
+    // Waits for the next fault's time, seeing to the freezes meanwhile.
+    let until = |at: Duration,
+                 c: &NetCluster,
+                 freezer: &mut Freezer,
+                 stopped: &[bool],
+                 log: &mut Vec<String>| loop {
+        freezer.poll(c, stopped, t0, log);
+        let Some(left) = at.checked_sub(start.elapsed()) else {
+            return;
+        };
+        std::thread::sleep(left.min(Duration::from_millis(10)));
+    };
     for (at, fault) in &plan {
-        if let Some(wait) = at.checked_sub(start.elapsed()) {
-            std::thread::sleep(wait);
-        }
+        until(*at, &c, &mut freezer, &stopped, &mut log);
         let applied = (activity::now_ns() - t0) as f64 / 1e6;
         apply(&net, &mut c, fault);
         match *fault {
             Fault::Stop(i) | Fault::Cont(i) => stopped[i] = matches!(fault, Fault::Stop(_)),
             Fault::Kill(i) | Fault::Restart(i) => dead[i] = matches!(fault, Fault::Kill(_)),
             Fault::Pull(i) | Fault::Plug(i) => unplugged[i] = matches!(fault, Fault::Pull(_)),
+            Fault::FreezeAtWin { in_child, ms } => freezer.arm(in_child, ms),
             _ => {}
         }
         log.push(format!("{applied:8.0} {fault}"));
     }
-    if let Some(wait) = Duration::from_secs(length).checked_sub(start.elapsed()) {
-        std::thread::sleep(wait);
-    }
+    until(
+        Duration::from_secs(length),
+        &c,
+        &mut freezer,
+        &stopped,
+        &mut log,
+    );
 
     // Heal everything, then one coordinator for all.
     let healed = activity::now_ns();
     let heal_start = Instant::now();
+    freezer.end(&c);
     net.heal();
     for i in 0..NODES {
         if stopped[i] {
@@ -364,18 +574,38 @@ pub fn run(quorum: bool, length: u64, seed: u64) -> Option<Outcome> {
         "{:8.0} heal everything",
         (healed - t0) as f64 / 1e6
     ));
+    log.sort_by(|a, b| {
+        let ms = |l: &str| {
+            l.split_whitespace()
+                .next()
+                .and_then(|t| t.parse::<f64>().ok())
+        };
+        ms(a)
+            .partial_cmp(&ms(b))
+            .unwrap_or(std::cmp::Ordering::Equal)
+    });
     let settled = c.sole_coordinator_since(&all, &top, heal_start, secs(90));
+    if settled.is_ok() {
+        // The settled coordinator's host answers the client again.
+        vip_client.await_answer(&top, healed, secs(20));
+    }
     let samples = sampler.finish();
+    let answers = vip_client.finish();
     let log_tails = c.log_tails();
     for n in &mut c.nodes {
         n.proc.kill9();
     }
     activity::await_still(work.path(), secs(10));
+    let vip_holdings = holds.finish();
 
     let intervals = activity::intervals(work.path());
     let overlaps = activity::overlaps(&intervals);
-    let names = names(NODES);
     let shared_terms = netns::shared_terms(&samples, &names);
+    let client_idle_ms = vip_client::outages(&answers, 50.0)
+        .iter()
+        .filter(|(from, ms)| *from < healed && *from + (*ms * 1e6) as u128 > t0)
+        .map(|(_, ms)| ms)
+        .sum();
     let mut out = Outcome {
         quorum,
         secs: length,
@@ -399,8 +629,17 @@ pub fn run(quorum: bool, length: u64, seed: u64) -> Option<Outcome> {
         t0,
         log_tails,
         kept: None,
+        vip_pairs: activity::overlaps(&vip_holdings),
+        vip_overlap_ms: activity::overlap_ms(&vip_holdings),
+        vip_holdings,
+        client_longest_ms: vip_client::outage_ms(&answers, t0, healed),
+        client_idle_ms,
+        freezes: freezer.taken,
     };
-    let bad = !out.overlaps.is_empty() || !out.shared_terms.is_empty() || settled.is_err();
+    let bad = !out.overlaps.is_empty()
+        || !out.shared_terms.is_empty()
+        || !out.vip_pairs.is_empty()
+        || settled.is_err();
     if quorum && bad {
         out.kept = keep(&[c.dir.path(), work.path()], tag);
     }
