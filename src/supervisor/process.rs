@@ -88,6 +88,11 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
     if what == super::holder::WHAT {
         return super::holder::run(&cmd, fence, &mut control);
     }
+    // The command's orphans (a trapping script whose `sh` died of the SIGTERM) become ours, so
+    // we reap them as they exit: reparented to an init that reaps late (a container's), they
+    // stayed zombies of the group, which looked alive for seconds after its cleanup ended.
+    // SAFETY: prctl with an integer argument.
+    unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1) };
     let me = std::process::id() as libc::pid_t;
     let mut command = Command::new("sh");
     match tunables_for_commands(std::env::var("GLIBC_TUNABLES").ok()) {
@@ -189,6 +194,9 @@ impl Watch {
                 // id stays taken while any member lives, so signalling it cannot reach another.
                 self.reaped = Some(self.reap());
                 self.pidfd = None;
+            }
+            if self.reaped.is_some() {
+                reap_orphans();
             }
             if self.reaped.is_some() && !group_alive(self.pid) {
                 return self.reaped.unwrap_or_else(|| ExitStatus::from_raw(0xff00));
@@ -301,6 +309,18 @@ impl Watch {
             let flags = libc::WEXITED | libc::WNOHANG | libc::WNOWAIT;
             libc::waitid(libc::P_PID, self.pid as libc::id_t, &mut info, flags) == 0
                 && info.si_pid() == self.pid
+        }
+    }
+}
+
+/// Reaps every child that has exited: once `sh` is reaped, the only children left are the
+/// command's orphans (this process is their subreaper).
+fn reap_orphans() {
+    loop {
+        // SAFETY: waitpid with a null status pointer, not blocking.
+        let pid = unsafe { libc::waitpid(-1, std::ptr::null_mut(), libc::WNOHANG) };
+        if pid <= 0 {
+            return;
         }
     }
 }

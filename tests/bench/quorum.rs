@@ -4,7 +4,8 @@
 //! SIGSTOP of the coordinator on loopback, after a partition that leaves the coordinator in
 //! a minority and after a pulled cable on hosts of their own (network namespaces, root); the
 //! longest time with no worker while the coordinator's link is one-way (it hears nobody) or
-//! slowed to 8 kbit/s; and the Jepsen-style checker of `tests/partitions.rs` in both modes. Prints a markdown table
+//! slowed to 8 kbit/s; whether a trapping `--exec` script gets its whole grace on SIGTERM;
+//! and the Jepsen-style checker of `tests/partitions.rs` in both modes. Prints a markdown table
 //! and writes `target/bench/quorum.json`.
 //!
 //! Each failover is timed from the fault to: the next coordinator saying it leads (a
@@ -353,6 +354,90 @@ fn namespaces(fault: Fault, runs: usize, rng: &mut Rng) -> Option<Failover> {
     Some(r)
 }
 
+/// The `--exec` forms a user writes for a script that traps SIGTERM to clean up.
+const GRACE_FORMS: [(&str, &str); 3] = [
+    ("script", "{s}"),
+    ("script; true", "{s}; true"),
+    ("exec script", "exec {s}"),
+];
+
+/// What the grace runs saw, per form: runs, runs whose cleanup finished with no SIGKILL, and
+/// the time from SIGTERM to the node's exit (ms).
+struct Grace {
+    form: &'static str,
+    runs: usize,
+    whole: usize,
+    exits: Vec<f64>,
+}
+
+/// `runs` times per form: a node leads with a trapping `--exec` script (cleanup 2 s,
+/// `--exec-grace 5s`) and is stopped with SIGTERM; the cleanup must finish, with no SIGKILL.
+fn grace(runs: usize) -> Vec<Grace> {
+    let dir = TempDir::new("benchq-grace");
+    let d = dir.path().display();
+    let script = dir.path().join("slowstop.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\ntrap 'sleep 2; echo cleaned > \"{d}/cleaned\"; exit 0' TERM\n\
+             touch \"{d}/ready\"\nwhile :; do sleep 0.05; done\n"
+        ),
+    )
+    .expect("script");
+    std::process::Command::new("chmod")
+        .arg("+x")
+        .arg(&script)
+        .status()
+        .expect("chmod");
+    let (ready, cleaned) = (dir.path().join("ready"), dir.path().join("cleaned"));
+    GRACE_FORMS
+        .iter()
+        .map(|&(form, pattern)| {
+            let exec = pattern.replace("{s}", &script.display().to_string());
+            let flags = [
+                "--startup-delay",
+                "0",
+                "--exec",
+                &exec,
+                "--exec-grace",
+                "5s",
+            ];
+            let mut g = Grace {
+                form,
+                runs,
+                whole: 0,
+                exits: vec![],
+            };
+            for run in 0..runs {
+                let _ = std::fs::remove_file(&ready);
+                let _ = std::fs::remove_file(&cleaned);
+                let mut c = Cluster::new("benchq-grace", &flags);
+                c.start(1, &[]);
+                c.await_agreement("node1", Duration::from_secs(30));
+                support::wait_for(
+                    "the exec child to be ready",
+                    Duration::from_secs(30),
+                    || ready.exists().then_some(()).ok_or_else(|| c.log_tails()),
+                );
+                let asked = Instant::now();
+                let status = c.node("node1").terminate(Duration::from_secs(30));
+                let took = asked.elapsed().as_secs_f64() * 1e3;
+                let log = c.node("node1").log_text();
+                let done = std::fs::read_to_string(&cleaned).is_ok_and(|t| t.trim() == "cleaned")
+                    && !log.contains("SIGKILL")
+                    && status.is_some_and(|s| s.success());
+                if verbose() || !done {
+                    eprintln!("  grace, {form}, run {run}: whole {done}, exit after {took:.0} ms");
+                }
+                g.whole += usize::from(done);
+                g.exits.push(took);
+            }
+            eprintln!("grace, {form}: {} of {} whole", g.whole, g.runs);
+            g
+        })
+        .collect()
+}
+
 /// How long a link fault lasts in each run.
 const LINK_FAULT: Duration = Duration::from_secs(8);
 
@@ -477,7 +562,7 @@ fn main() {
         let i = args.iter().position(|a| a == flag)?;
         args.get(i + 1).cloned()
     };
-    // `--only kill9,sigstop,partition,cable,deaf,slow,checker` runs those parts; `--runs N` sets the
+    // `--only kill9,sigstop,partition,cable,deaf,slow,grace,checker` runs those parts; `--runs N` sets the
     // runs of each failover.
     let only = value("--only");
     let wanted = |key: &str| {
@@ -509,6 +594,11 @@ fn main() {
     if wanted(Fault::Stop.key()) {
         failovers.push(loopback(Fault::Stop, stops, &mut rng));
     }
+    let graces = if wanted("grace") {
+        grace(if quick { 3 } else { 10 })
+    } else {
+        Vec::new()
+    };
     let missing = netns::missing();
     let mut chaos_runs = Vec::new();
     let mut held = Vec::new();
@@ -591,19 +681,36 @@ fn main() {
             );
         }
     }
+    if !graces.is_empty() {
+        out += "\n**Grace**: a node with an `--exec` script that traps SIGTERM and cleans up \
+                for 2 s, `--exec-grace 5s`, stopped with SIGTERM.\n\n\
+                | `--exec` | runs | cleanup finished, no SIGKILL | exit after p50 | max |\n\
+                | --- | ---: | ---: | ---: | ---: |\n";
+        for g in &graces {
+            out += &format!(
+                "| `{}` | {} | {} of {} | {:.0} ms | {:.0} ms |\n",
+                g.form,
+                g.runs,
+                g.whole,
+                g.runs,
+                percentile(&g.exits, 50.0),
+                percentile(&g.exits, 100.0)
+            );
+        }
+    }
     if let Some(why) = &missing {
         out += &format!("\n(no namespace figures: {why})\n");
     }
     if !chaos_runs.is_empty() {
         out += &format!(
             "\n**Checker**: {chaos_secs} s of random faults (seed {:#x}), five hosts.\n\n\
-             | mode | faults | frozen at the win | children | two at once | no child running | longest gap | VIP on two hosts | client unanswered | longest | terms led by two |\n\
-             | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n",
+             | mode | faults | frozen at the win | children | two at once | no child running | longest gap | a majority stood | longest with no child then | VIP on two hosts | client unanswered | longest | terms led by two |\n\
+             | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n",
             chaos_runs[0].seed
         );
         for o in &chaos_runs {
             out += &format!(
-                "| {} | {} | {} | {} | {:.1} s | {:.1} s | {:.1} s | {:.1} s | {:.1} s | {:.1} s | {} |\n",
+                "| {} | {} | {} | {} | {:.1} s | {:.1} s | {:.1} s | {:.1} s | {:.1} s | {:.1} s | {:.1} s | {:.1} s | {} |\n",
                 o.mode(),
                 o.faults,
                 o.freezes,
@@ -611,6 +718,8 @@ fn main() {
                 o.overlap_ms / 1e3,
                 o.idle_ms / 1e3,
                 o.longest_gap_ms / 1e3,
+                o.majority_ms / 1e3,
+                o.majority_wait_ms / 1e3,
                 o.vip_overlap_ms / 1e3,
                 o.client_idle_ms / 1e3,
                 o.client_longest_ms / 1e3,
@@ -645,6 +754,12 @@ fn main() {
             "overlap_ms": h.overlap_ms,
             "target_ms": h.fault.target_ms(),
         })).collect::<Vec<_>>(),
+        "grace": graces.iter().map(|g| json!({
+            "exec": g.form,
+            "runs": g.runs,
+            "whole": g.whole,
+            "exit_ms": stats(&g.exits),
+        })).collect::<Vec<_>>(),
         "checker": chaos_runs.iter().map(|o| json!({
             "mode": o.mode(),
             "seconds": o.secs,
@@ -656,6 +771,8 @@ fn main() {
             "longest_gap_ms": o.longest_gap_ms,
             "terms_led_by_two": o.shared_terms.len(),
             "frozen_at_the_win": o.freezes,
+            "majority_stood_ms": o.majority_ms,
+            "longest_without_child_while_a_majority_stood_ms": o.majority_wait_ms,
             "vip_two_hosts_ms": o.vip_overlap_ms,
             "vip_holdings": o.vip_holdings.len(),
             "client_unanswered_ms": o.client_idle_ms,

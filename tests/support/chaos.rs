@@ -240,6 +240,65 @@ pub struct Outcome {
     pub client_idle_ms: f64,
     /// Nodes frozen at their win.
     pub freezes: usize,
+    /// Time in the faults' window during which some majority of nodes was up (not frozen,
+    /// dead or unplugged) and connected both ways (ms).
+    pub majority_ms: f64,
+    /// The longest stretch with no child running while such a majority stood (ms): the
+    /// liveness figure (target: lease + 1.5 s).
+    pub majority_wait_ms: f64,
+}
+
+/// When some majority of nodes is up and connected both ways, from the faults as applied.
+struct Standing {
+    groups: Option<Vec<Vec<usize>>>,
+    /// Windows (start, end) in ns of the wall clock; the last may be open.
+    windows: Vec<(u128, Option<u128>)>,
+}
+
+impl Standing {
+    fn new() -> Standing {
+        Standing {
+            groups: None,
+            windows: Vec::new(),
+        }
+    }
+
+    fn see(&mut self, fault: &Fault) {
+        match fault {
+            Fault::Partition(g) => self.groups = Some(g.clone()),
+            Fault::Heal => self.groups = None,
+            _ => {}
+        }
+    }
+
+    /// Records whether a majority stands now, given which nodes are `up`.
+    fn update(&mut self, now: u128, up: &[bool]) {
+        let all: Vec<usize> = (0..up.len()).collect();
+        let groups = self.groups.clone().unwrap_or_else(|| vec![all]);
+        let stands = groups
+            .iter()
+            .any(|g| g.iter().filter(|&&i| up[i]).count() * 2 > up.len());
+        match self.windows.last_mut() {
+            Some((_, end @ None)) if !stands => *end = Some(now),
+            Some((_, Some(_))) | None if stands => self.windows.push((now, None)),
+            _ => {}
+        }
+    }
+
+    /// (total ms, longest stretch with no child) over the windows, cut at `to`.
+    fn figures(&self, intervals: &[Interval], to: u128) -> (f64, f64) {
+        let mut total = 0.0;
+        let mut wait: f64 = 0.0;
+        for &(a, b) in &self.windows {
+            let b = b.unwrap_or(to).min(to);
+            if b <= a {
+                continue;
+            }
+            total += (b - a) as f64 / 1e6;
+            wait = wait.max(activity::longest_gap_ms(intervals, a, b));
+        }
+        (total, wait)
+    }
 }
 
 impl Outcome {
@@ -256,7 +315,8 @@ impl Outcome {
         format!(
             "{} mode, {} s of faults from seed {:#x}: {} faults ({} nodes frozen at their \
              win), {} children, overlap {:.0} ms ({} pairs), no child running for {:.1} s of \
-             {:.1} s (longest gap {:.1} s); VIP: {} holdings, two hosts at once for {:.0} ms, \
+             {:.1} s (longest gap {:.1} s; with a majority up and connected for {:.1} s, \
+             the longest with no child {:.1} s); VIP: {} holdings, two hosts at once for {:.0} ms, \
              the client unanswered for {:.1} s in all (longest {:.1} s); {} samples, terms \
              claimed by two nodes: {:?}, two nodes saying they lead for {:.0} ms; after the \
              heal all named {} within {:.1} s",
@@ -271,6 +331,8 @@ impl Outcome {
             self.idle_ms / 1e3,
             self.window_ms / 1e3,
             self.longest_gap_ms / 1e3,
+            self.majority_ms / 1e3,
+            self.majority_wait_ms / 1e3,
             self.vip_holdings.len(),
             self.vip_overlap_ms,
             self.client_idle_ms / 1e3,
@@ -451,6 +513,10 @@ impl Freezer {
         }
     }
 
+    fn is_frozen(&self, i: usize) -> bool {
+        self.frozen.iter().any(|(f, _)| *f == i)
+    }
+
     /// No more freezes; wakes every node still frozen.
     fn end(&mut self, c: &NetCluster) {
         for k in ["hook", "child"] {
@@ -522,19 +588,38 @@ pub fn run(quorum: bool, length: u64, seed: u64) -> Option<Outcome> {
     let mut dead = [false; NODES];
     let mut unplugged = [false; NODES];
     // Waits for the next fault's time, seeing to the freezes meanwhile.
+    let mut standing = Standing::new();
+    standing.update(t0, &[true; NODES]);
     let until = |at: Duration,
                  c: &NetCluster,
                  freezer: &mut Freezer,
+                 standing: &mut Standing,
+                 down: &[bool],
                  stopped: &[bool],
                  log: &mut Vec<String>| loop {
         freezer.poll(c, stopped, t0, log);
+        let up: Vec<bool> = (0..NODES)
+            .map(|i| !down[i] && !freezer.is_frozen(i))
+            .collect();
+        standing.update(activity::now_ns(), &up);
         let Some(left) = at.checked_sub(start.elapsed()) else {
             return;
         };
         std::thread::sleep(left.min(Duration::from_millis(10)));
     };
     for (at, fault) in &plan {
-        until(*at, &c, &mut freezer, &stopped, &mut log);
+        let down: Vec<bool> = (0..NODES)
+            .map(|i| stopped[i] || dead[i] || unplugged[i])
+            .collect();
+        until(
+            *at,
+            &c,
+            &mut freezer,
+            &mut standing,
+            &down,
+            &stopped,
+            &mut log,
+        );
         let applied = (activity::now_ns() - t0) as f64 / 1e6;
         apply(&net, &mut c, fault);
         match *fault {
@@ -544,12 +629,18 @@ pub fn run(quorum: bool, length: u64, seed: u64) -> Option<Outcome> {
             Fault::FreezeAtWin { in_child, ms } => freezer.arm(in_child, ms),
             _ => {}
         }
+        standing.see(fault);
         log.push(format!("{applied:8.0} {fault}"));
     }
+    let down: Vec<bool> = (0..NODES)
+        .map(|i| stopped[i] || dead[i] || unplugged[i])
+        .collect();
     until(
         Duration::from_secs(length),
         &c,
         &mut freezer,
+        &mut standing,
+        &down,
         &stopped,
         &mut log,
     );
@@ -606,7 +697,10 @@ pub fn run(quorum: bool, length: u64, seed: u64) -> Option<Outcome> {
         .filter(|(from, ms)| *from < healed && *from + (*ms * 1e6) as u128 > t0)
         .map(|(_, ms)| ms)
         .sum();
+    let (majority_ms, majority_wait_ms) = standing.figures(&intervals, healed);
     let mut out = Outcome {
+        majority_ms,
+        majority_wait_ms,
         quorum,
         secs: length,
         seed,
