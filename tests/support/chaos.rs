@@ -241,7 +241,8 @@ pub struct Outcome {
     /// Nodes frozen at their win.
     pub freezes: usize,
     /// Time in the faults' window during which some majority of nodes was up (not frozen,
-    /// dead or unplugged) and connected both ways (ms).
+    /// dead or unplugged, and past its startup delay if restarted) and connected both ways
+    /// (ms). A restarted node's first lease, in which it acknowledges nobody, counts as up.
     pub majority_ms: f64,
     /// The longest stretch with no child running while such a majority stood (ms): the
     /// liveness figure (target: lease + 1.5 s).
@@ -285,19 +286,32 @@ impl Standing {
         }
     }
 
-    /// (total ms, longest stretch with no child) over the windows, cut at `to`.
-    fn figures(&self, intervals: &[Interval], to: u128) -> (f64, f64) {
+    /// (total ms, longest stretch with no child, where it began in ns) over the windows, cut
+    /// at `to`.
+    fn figures(&self, intervals: &[Interval], to: u128) -> (f64, f64, u128) {
         let mut total = 0.0;
-        let mut wait: f64 = 0.0;
+        let (mut wait, mut at) = (0u128, 0u128);
         for &(a, b) in &self.windows {
             let b = b.unwrap_or(to).min(to);
             if b <= a {
                 continue;
             }
             total += (b - a) as f64 / 1e6;
-            wait = wait.max(activity::longest_gap_ms(intervals, a, b));
+            let mut covered = a;
+            for i in intervals {
+                let gap_end = i.start.min(b);
+                if gap_end > covered && gap_end - covered > wait {
+                    (wait, at) = (gap_end - covered, covered);
+                }
+                if i.start < b {
+                    covered = covered.max(i.end);
+                }
+            }
+            if b > covered && b - covered > wait {
+                (wait, at) = (b - covered, covered);
+            }
         }
-        (total, wait)
+        (total, wait as f64 / 1e6, at)
     }
 }
 
@@ -528,6 +542,9 @@ impl Freezer {
     }
 }
 
+/// The `--startup-delay` of [`TIMERS`].
+const STARTUP_DELAY: Duration = Duration::from_secs(1);
+
 /// The port every host's name server answers on (the VIP client's).
 const NAME_PORT: u16 = 7190;
 
@@ -587,19 +604,27 @@ pub fn run(quorum: bool, length: u64, seed: u64) -> Option<Outcome> {
     let mut stopped = [false; NODES];
     let mut dead = [false; NODES];
     let mut unplugged = [false; NODES];
-    // Waits for the next fault's time, seeing to the freezes meanwhile.
+    // A restarted node takes part only after its `--startup-delay` (1 s): up from then.
+    let mut starting: [Option<Instant>; NODES] = [None; NODES];
     let mut standing = Standing::new();
     standing.update(t0, &[true; NODES]);
+    // Waits for the next fault's time, seeing to the freezes and to whether a majority
+    // stands meanwhile.
     let until = |at: Duration,
                  c: &NetCluster,
                  freezer: &mut Freezer,
                  standing: &mut Standing,
                  down: &[bool],
+                 starting: &[Option<Instant>],
                  stopped: &[bool],
                  log: &mut Vec<String>| loop {
         freezer.poll(c, stopped, t0, log);
         let up: Vec<bool> = (0..NODES)
-            .map(|i| !down[i] && !freezer.is_frozen(i))
+            .map(|i| {
+                !down[i]
+                    && !freezer.is_frozen(i)
+                    && starting[i].is_none_or(|s| s.elapsed() >= STARTUP_DELAY)
+            })
             .collect();
         standing.update(activity::now_ns(), &up);
         let Some(left) = at.checked_sub(start.elapsed()) else {
@@ -617,6 +642,7 @@ pub fn run(quorum: bool, length: u64, seed: u64) -> Option<Outcome> {
             &mut freezer,
             &mut standing,
             &down,
+            &starting,
             &stopped,
             &mut log,
         );
@@ -624,7 +650,10 @@ pub fn run(quorum: bool, length: u64, seed: u64) -> Option<Outcome> {
         apply(&net, &mut c, fault);
         match *fault {
             Fault::Stop(i) | Fault::Cont(i) => stopped[i] = matches!(fault, Fault::Stop(_)),
-            Fault::Kill(i) | Fault::Restart(i) => dead[i] = matches!(fault, Fault::Kill(_)),
+            Fault::Kill(i) | Fault::Restart(i) => {
+                dead[i] = matches!(fault, Fault::Kill(_));
+                starting[i] = (!dead[i]).then(Instant::now);
+            }
             Fault::Pull(i) | Fault::Plug(i) => unplugged[i] = matches!(fault, Fault::Pull(_)),
             Fault::FreezeAtWin { in_child, ms } => freezer.arm(in_child, ms),
             _ => {}
@@ -641,6 +670,7 @@ pub fn run(quorum: bool, length: u64, seed: u64) -> Option<Outcome> {
         &mut freezer,
         &mut standing,
         &down,
+        &starting,
         &stopped,
         &mut log,
     );
@@ -697,7 +727,21 @@ pub fn run(quorum: bool, length: u64, seed: u64) -> Option<Outcome> {
         .filter(|(from, ms)| *from < healed && *from + (*ms * 1e6) as u128 > t0)
         .map(|(_, ms)| ms)
         .sum();
-    let (majority_ms, majority_wait_ms) = standing.figures(&intervals, healed);
+    let (majority_ms, majority_wait_ms, wait_at) = standing.figures(&intervals, healed);
+    log.push(format!(
+        "{:8.0} (the longest stretch with no child while a majority stood, {majority_wait_ms:.0} ms, began)",
+        (wait_at.max(t0) - t0) as f64 / 1e6
+    ));
+    log.sort_by(|a, b| {
+        let ms = |l: &str| {
+            l.split_whitespace()
+                .next()
+                .and_then(|t| t.parse::<f64>().ok())
+        };
+        ms(a)
+            .partial_cmp(&ms(b))
+            .unwrap_or(std::cmp::Ordering::Equal)
+    });
     let mut out = Outcome {
         majority_ms,
         majority_wait_ms,
