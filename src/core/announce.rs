@@ -189,7 +189,9 @@ impl Election {
         self.use_term(self.term);
         let me = self.me.clone();
         let reason = self.win_reason();
-        self.set_coordinator(Some(me), reason);
+        if self.set_coordinator(Some(me), reason).as_ref() == Some(&self.me) {
+            self.effect(Effect::LeadingAgain { term: self.term });
+        }
         self.note(Note::CoordinatorIs {
             name: self.me.name.clone(),
             term: self.term,

@@ -774,6 +774,36 @@ mod tests {
         assert!(r.effects.contains(&collect(2)));
     }
 
+    /// A split healed: the lower side's coordinator announces itself to the higher one,
+    /// which still leads, so it wins again in a new term, and says so: clients may have
+    /// learnt the other host for its virtual IPs. A first win says nothing of the kind.
+    #[test]
+    fn a_leader_that_wins_again_after_a_split_announces_its_work_again() {
+        let mut e = node(3);
+        let r = elect(&mut e, 0, &cluster(&[1, 2, 3]));
+        assert!(e.is_coordinator());
+        assert!(!r
+            .effects
+            .iter()
+            .any(|x| matches!(x, Effect::LeadingAgain { .. })));
+        e.step(
+            100,
+            Event::Announce {
+                from: nref(2),
+                term: 5,
+            },
+        );
+        let round = e.round;
+        let r = rewin(&mut e, round, &cluster(&[1, 2, 3]), 5);
+        assert!(e.is_coordinator());
+        assert!(
+            r.effects
+                .iter()
+                .any(|x| matches!(x, Effect::LeadingAgain { term } if *term == e.term)),
+            "{r:?}"
+        );
+    }
+
     #[test]
     fn a_lower_nodes_election_is_taken_over() {
         let mut low = node(1);
@@ -925,7 +955,13 @@ mod tests {
         assert_eq!(r.effects, vec![collect(2)]);
         let r = rewin(&mut e, 2, &cluster(&[1, 4]), 1);
         assert!(
-            matches!(&r.effects[..], [Effect::Announce { term: 10, .. }]),
+            matches!(
+                &r.effects[..],
+                [
+                    Effect::LeadingAgain { term: 10 },
+                    Effect::Announce { term: 10, .. }
+                ]
+            ),
             "{r:?}"
         );
         // Still the coordinator throughout: no change, but the round is won.
@@ -1205,7 +1241,13 @@ mod tests {
         );
         let r = rewin(&mut e, 2, &cluster(&[1, 4]), 7);
         assert!(
-            matches!(&r.effects[..], [Effect::Announce { term: 8, .. }]),
+            matches!(
+                &r.effects[..],
+                [
+                    Effect::LeadingAgain { term: 8 },
+                    Effect::Announce { term: 8, .. }
+                ]
+            ),
             "{r:?}"
         );
         // A refusal from an older term than ours, or none at all, changes nothing (a busy
@@ -1693,7 +1735,12 @@ mod tests {
             );
             assert!(e.snapshot(0).election);
             let r = rewin(&mut e, expected, &ms, 0);
-            assert!(matches!(&r.effects[..], [Effect::Announce { term, .. }] if *term == expected));
+            // The first win announces; later ones, by a node leading already, also say so.
+            let announced = r.effects.iter().find_map(|x| match x {
+                Effect::Announce { term, .. } => Some(*term),
+                _ => None,
+            });
+            assert_eq!(announced, Some(expected), "{r:?}");
         }
     }
 

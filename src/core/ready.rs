@@ -82,6 +82,10 @@ pub enum Effect {
     /// Let go of leadership while still coordinator: stop the `--exec` child and run
     /// `--on-demoted` (with `reason`), then step `Event::LetGo`.
     StopLeading { reason: Reason, term: u64 },
+    /// This node led already and won again, in `term`: others may have led meanwhile (a split
+    /// healed), and clients may have learnt their host for the virtual IPs; announce them
+    /// again (plain mode).
+    LeadingAgain { term: u64 },
     /// Ask `to` to take over (`POST /takeover`): this node stepped down for it.
     TakeOver { to: NodeRef, term: u64 },
     /// Ask the coordinator whether it still leads; answer with `Event::CoordinatorChecked`.

@@ -180,6 +180,7 @@ impl Executor {
             // The node hands these to their own threads, in order.
             Effect::Fence { .. }
             | Effect::StopLeading { .. }
+            | Effect::LeadingAgain { .. }
             | Effect::AcquireLock { .. }
             | Effect::ReleaseLock => return None,
             Effect::CheckCoordinator { coordinator } => {

@@ -17,6 +17,8 @@ pub enum Notice {
     /// This node, still coordinator, lets go of leadership for `reason`: stop its work and
     /// run `--on-demoted`, then step `Event::LetGo`.
     LetGo { reason: Reason, term: u64 },
+    /// This node, leading already, won again in `term`: announce the virtual IPs again.
+    LeadingAgain { term: u64 },
 }
 
 pub trait Handle: Send + Sync {

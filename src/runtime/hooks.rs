@@ -169,6 +169,14 @@ impl Runner {
                 Ok(Notice::Changed(change)) if !self.stopping.load(Ordering::SeqCst) => {
                     self.handle(&change)
                 }
+                Ok(Notice::LeadingAgain { term }) if !self.stopping.load(Ordering::SeqCst) => {
+                    if let Some(holder) = self.holder.as_mut().filter(|_| self.leading) {
+                        log::info!(
+                            "announcing the virtual IPs again: leading again in term {term}"
+                        );
+                        holder.announce_again();
+                    }
+                }
                 Ok(Notice::LetGo { reason, term }) if !self.stopping.load(Ordering::SeqCst) => {
                     // Still coordinator, letting go (step-down, unhealthy, maintenance, a
                     // higher node): stop the work now, then tell the node it may hand over.

@@ -190,12 +190,16 @@ impl Handle for Node {
             ready.effects.into_iter().partition(|e| {
                 matches!(
                     e,
-                    Effect::StopLeading { .. } | Effect::AcquireLock { .. } | Effect::ReleaseLock
+                    Effect::StopLeading { .. }
+                        | Effect::LeadingAgain { .. }
+                        | Effect::AcquireLock { .. }
+                        | Effect::ReleaseLock
                 )
             });
         for effect in ordered {
             match effect {
                 Effect::StopLeading { reason, term } => self.notify(Notice::LetGo { reason, term }),
+                Effect::LeadingAgain { term } => self.notify(Notice::LeadingAgain { term }),
                 lock_effect => {
                     if let Some(lock) = &self.lock {
                         lock.submit(&lock_effect);

@@ -218,7 +218,7 @@ impl Registration {
                 .chain(queued)
                 .filter_map(|n| match n {
                     Notice::Changed(c) => Some(c),
-                    Notice::LetGo { .. } => None,
+                    Notice::LetGo { .. } | Notice::LeadingAgain { .. } => None,
                 })
                 .last();
             let Some(change) = last else {

@@ -122,7 +122,7 @@ impl Holding {
     /// Announces and follows the node's messages until it is time to let go; returns the
     /// report that says why when the holder decided that itself (the fence).
     fn hold(&mut self, control: &mut File) -> Option<&'static str> {
-        let started = Instant::now();
+        let mut started = Instant::now();
         let mut next = 0;
         let mut unread = Vec::new();
         loop {
@@ -160,6 +160,11 @@ impl Holding {
                 match line.split_once(' ').unwrap_or((&line, "")) {
                     ("fence", "none") => self.deadline = None,
                     ("fence", v) if v.parse::<MonoMs>().is_ok() => self.deadline = v.parse().ok(),
+                    // Leading again after a split: clients may have learnt another host.
+                    ("announce", "") => {
+                        started = Instant::now();
+                        next = 0;
+                    }
                     // Letting go: the addresses go at once; a grace is for commands.
                     ("term", _) | ("kill", "") => return None,
                     _ => say(&format!("unknown message {line:?}")),

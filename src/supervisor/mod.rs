@@ -202,6 +202,11 @@ impl Supervised {
         }
     }
 
+    /// A virtual IP holder announces its addresses again, on its schedule from the start.
+    pub fn announce_again(&mut self) {
+        self.send("announce\n");
+    }
+
     /// Write errors are left to the next read, which then sees the supervisor gone.
     fn send(&mut self, msg: &str) {
         if self.ended.is_none() {

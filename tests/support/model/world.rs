@@ -723,6 +723,8 @@ impl World {
                 }
             }
             Effect::StopLeading { .. } => self.send(i, i, Body::LetGo),
+            // Only the virtual IPs' announcements, which the model has none of.
+            Effect::LeadingAgain { .. } => {}
             Effect::TakeOver { to, term } => {
                 let body = Body::Request(Req::TakeOver { term }, Tag::None);
                 self.send(i, spec.index(&to.name), body);
