@@ -69,15 +69,19 @@ soak:
 	$(CARGO) build --release
 	$(CARGO) bench --bench soak -- --minutes $(or $(MINUTES),10)
 
-# keepalived (Debian's package) and bully on the same five hosts in network namespaces, failing
-# over after kill -9, a pulled cable and SIGSTOP of the master; a markdown table on stdout, JSON
-# in target/bench/anchors.json. Needs root; installs keepalived and nftables when missing.
-# `make bench-anchors RUNS=10`; `ONLY=bully` re-measures bully beside the last keepalived figures.
+# keepalived (Debian's package), bully and bully --quorum 5, all holding one VIP, on the same
+# five hosts in network namespaces, failing over after kill -9, a pulled cable, SIGSTOP of the
+# master and a 5 s partition of its side; besides the failover, a client's outage (it connects
+# to the VIP every 10 ms) and the time two hosts held the VIP at once. Markdown tables on
+# stdout, JSON in target/bench/anchors.json. Needs root; installs keepalived and nftables when
+# missing. `make bench-anchors RUNS=10`; `ONLY=bully-quorum` (or keepalived, bully, a comma
+# list) re-measures those beside the last figures of the others; `FAULTS=kill,partition`.
 bench-anchors:
 	-@command -v keepalived >/dev/null || $(APT_INSTALL) keepalived
 	-@command -v nft >/dev/null || $(APT_INSTALL) nftables
 	$(CARGO) build --release
-	$(CARGO) bench --bench anchors -- $(if $(RUNS),--runs $(RUNS)) $(if $(ONLY),--only $(ONLY))
+	$(CARGO) bench --bench anchors -- $(if $(RUNS),--runs $(RUNS)) $(if $(ONLY),--only $(ONLY)) \
+		$(if $(FAULTS),--faults $(FAULTS))
 
 # Quorum mode (five nodes, 1 s lease): failover after kill -9 and SIGSTOP on loopback, after a
 # partition and a pulled cable on hosts in network namespaces, and the Jepsen-style checker of

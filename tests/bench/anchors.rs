@@ -1,30 +1,66 @@
 //! `make bench-anchors`: the failover of keepalived (VRRP, Debian's package), the tool users
-//! of small clusters run today, beside bully's, on the same five hosts in network namespaces
-//! and the same faults of the master: kill -9, a pulled cable, SIGSTOP. Prints a markdown
-//! table and writes `target/bench/anchors.json`.
+//! of small clusters run today, beside bully's in plain mode and in quorum mode, on the same
+//! five hosts in network namespaces and the same faults of the master (host5): kill -9, a
+//! pulled cable, SIGSTOP, and a partition of its side. Measured as users will see it: a client
+//! connects to the VIP every 10 ms. Prints markdown tables and writes
+//! `target/bench/anchors.json`.
 //!
-//! keepalived: unicast VRRP over the bridge, priorities 1 to 5, its default `advert_int 1`,
-//! a VIP on the private subnet; failover ends when the next master (priority 4) holds the VIP.
-//! bully: static peers, default flags but `--startup-delay 1s`; failover ends when all four
-//! survivors name node4. After every run the faulted master is killed, its cable plugged back
-//! and it is started again, so every run begins from the same state: a fresh master that has
-//! taken over.
+//! The systems, each holding the same VIP (`.200/24` of the hosts' subnet):
+//! - keepalived: unicast VRRP over the bridge, priorities 1 to 5, its default `advert_int 1`.
+//! - bully: static peers, default flags but `--startup-delay 1s`, and `--vip ADDR/24`.
+//! - bully-quorum: the same with `--quorum 5` and its default `--lease` (read from `bully
+//!   --help`: 2 s), so the VIP is fenced by the lease.
+//!
+//! The faults, and what "failover" means (the end of the first table's figure):
+//! - kill -9, cable, SIGSTOP of the master: keepalived's failover ends when host4 (priority 4)
+//!   holds the VIP; bully's when node1..node4 all name node4. kill -9 and SIGSTOP take every
+//!   process of the keepalived daemon, and bully's node process only: its VIP holder is a
+//!   process of its own (`bully __supervise vip`), the fence that outlives a frozen node.
+//! - partition: hosts {4,5} | {1,2,3} (nft drops between the sides; the client is in neither)
+//!   for a fixed 5 s, then healed. Failover = the side without the master has a master of its
+//!   own: keepalived's host3 holds the VIP, bully's node1..node3 name node3. In quorum mode that
+//!   is the real failover (host5's side is a minority, its lease ends and its holder lets go);
+//!   keepalived and plain bully keep the VIP on host5 too, so it is a second holder. After the
+//!   heal every system goes back to host5 ("settled": the VIP on host5 alone from then on,
+//!   from the holders' looks).
+//!
+//! Beside the failover, per run:
+//! - the client outage: a client at `.250` on the bridge (`Net::add_client`) connects to the
+//!   VIP every 10 ms (30 ms time-out) and every host answers its name on a TCP port (threads
+//!   of this benchmark, so a service that outlives the daemon's fault: a killed or frozen
+//!   daemon's host that keeps the VIP and its cable still answers). The outage is the longest
+//!   stretch between two answered tries (`vip_client::outage_ms`) in the run's window: from
+//!   the fault until 1 s after the new master's host answered the client (host4; for the
+//!   partition host5 again, once the VIP is on it alone after the heal).
+//! - two holders: how long two hosts held the VIP at once in that window, from every host
+//!   looking every 5 ms (`HoldWatch`). A master that keeps the VIP after its fault (keepalived
+//!   killed or frozen, plain bully frozen or cut off) is still a holder when the window closes;
+//!   such runs are counted, and their figure is a lower bound.
+//!
+//! After every kill, cable or SIGSTOP run the faulted master is killed, "rebooted" (keepalived:
+//! the VIP it left is removed), its cable plugged back and it is started again; every run
+//! begins from the same state: host5's master alone holds the VIP and answers the client.
 //!
 //! A `[[bench]]` with `harness = false`: `cargo bench --bench anchors -- [--runs N]
-//! [--only bully|keepalived] [--faults kill,cable,stop] [--verbose]`. `--only bully` re-measures
-//! bully alone and keeps keepalived's figures from the last `anchors.json`. Needs root,
-//! `ip netns` and nft; without them it prints one line and exits 0.
+//! [--only keepalived|bully|bully-quorum[,...]] [--faults kill,cable,stop,partition]
+//! [--verbose]`. `--only` re-measures those systems and keeps the others' figures from the last
+//! `anchors.json` (older files without the client's figures are read too). `--verbose` keeps
+//! the logs and prints what the client and the holders saw in every run. Needs root, `ip netns`
+//! and nft; without them it prints one line and exits 0.
 
 #[path = "../support/mod.rs"]
 mod support;
 
 use serde_json::{json, Value};
 use std::fmt::Write as _;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+use support::activity::{describe_since, now_ns, overlap_ms, Interval};
+use support::holders::HoldWatch;
 use support::netns::{Host, Net, NetCluster};
+use support::vip_client::{self, Answer, NameServers, VipClient};
 use support::{Rng, TempDir, BIN};
 
 const HOSTS: usize = 5;
@@ -32,9 +68,28 @@ const HOSTS: usize = 5;
 const MASTER: usize = 4;
 const NEXT: usize = 3;
 const SURVIVORS: [usize; 4] = [0, 1, 2, 3];
+/// The partition: the master's side and the other one, whose highest host (host3) is its
+/// master while the partition lasts.
+const MASTER_SIDE: [usize; 2] = [3, 4];
+const OTHER_SIDE: [usize; 3] = [0, 1, 2];
+const OTHER_MASTER: usize = 2;
+/// How long the partition is held before the heal.
+const PARTITION_HOLD: Duration = Duration::from_secs(5);
 const BULLY_PORT: u16 = 5000;
+/// Where every host answers its name (to the client of the VIP).
+const NAME_PORT: u16 = 7000;
 /// keepalived's default advertisement interval, in seconds.
 const ADVERT_INT: f64 = 1.0;
+/// `--quorum N` of bully-quorum: every host.
+const QUORUM: usize = HOSTS;
+/// How often the client tries the VIP, and how often every host looks whether it holds it.
+const CLIENT_EVERY: Duration = Duration::from_millis(10);
+const LOOK: Duration = Duration::from_millis(5);
+/// How long a run's window stays open after the new master's host answered the client: a
+/// lower host that takes the VIP a moment later, or the client sent elsewhere, shows in it.
+const TAIL: Duration = Duration::from_secs(1);
+/// Deadline of every wait for a state.
+const WITHIN: Duration = Duration::from_secs(60);
 /// Quiet time after the cluster has settled, before the random phase and the fault: every
 /// backup has heard the master, every follower holds its watch.
 const SETTLE: Duration = Duration::from_millis(1500);
@@ -47,16 +102,19 @@ enum Fault {
     Cable,
     /// SIGSTOP of the master's process(es).
     Stop,
+    /// Hosts {4,5} cut off from {1,2,3} for `PARTITION_HOLD`, then healed.
+    Partition,
 }
 
 impl Fault {
-    const ALL: [Fault; 3] = [Fault::Kill, Fault::Cable, Fault::Stop];
+    const ALL: [Fault; 4] = [Fault::Kill, Fault::Cable, Fault::Stop, Fault::Partition];
 
     fn key(self) -> &'static str {
         match self {
             Fault::Kill => "kill",
             Fault::Cable => "cable",
             Fault::Stop => "stop",
+            Fault::Partition => "partition",
         }
     }
 
@@ -65,14 +123,52 @@ impl Fault {
             Fault::Kill => "kill -9 of the master",
             Fault::Cable => "master's cable pulled",
             Fault::Stop => "SIGSTOP of the master",
+            Fault::Partition => "partition {4,5} / {1,2,3}, 5 s",
+        }
+    }
+
+    /// The host that takes the VIP at failover.
+    fn taker(self) -> usize {
+        if self == Fault::Partition {
+            OTHER_MASTER
+        } else {
+            NEXT
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum System {
+    Keepalived,
+    Bully,
+    /// bully with `--quorum 5` and its default lease.
+    Quorum,
+}
+
+impl System {
+    const ALL: [System; 3] = [System::Keepalived, System::Bully, System::Quorum];
+
+    /// Its key in the JSON and in `--only`.
+    fn key(self) -> &'static str {
+        match self {
+            System::Keepalived => "keepalived",
+            System::Bully => "bully",
+            System::Quorum => "bully-quorum",
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            System::Keepalived => "keepalived",
+            System::Bully => "bully",
+            System::Quorum => "bully --quorum 5",
         }
     }
 }
 
 struct Args {
     runs: usize,
-    keepalived: bool,
-    bully: bool,
+    systems: Vec<System>,
     faults: Vec<Fault>,
     verbose: bool,
 }
@@ -91,12 +187,22 @@ impl Args {
             Ok(n) if n >= 1 => n,
             _ => bad("--runs"),
         });
-        let (keepalived, bully) = match value("--only").as_deref() {
-            None => (true, true),
-            Some("bully") => (false, true),
-            Some("keepalived") => (true, false),
-            Some(_) => bad("--only"),
-        };
+        let systems = value("--only").map_or(System::ALL.to_vec(), |v| {
+            let picked: Vec<System> = v
+                .split(',')
+                .filter(|s| !s.is_empty())
+                .map(|s| {
+                    *System::ALL
+                        .iter()
+                        .find(|x| x.key() == s)
+                        .unwrap_or_else(|| bad("--only"))
+                })
+                .collect();
+            if picked.is_empty() {
+                bad("--only")
+            }
+            picked
+        });
         let faults = value("--faults").map_or(Fault::ALL.to_vec(), |v| {
             v.split(',')
                 .filter(|f| !f.is_empty())
@@ -110,8 +216,7 @@ impl Args {
         });
         Args {
             runs,
-            keepalived,
-            bully,
+            systems,
             faults,
             verbose: args.iter().any(|a| a == "--verbose"),
         }
@@ -125,53 +230,56 @@ fn main() {
         return;
     }
     let args = Args::parse(&args);
-    let Some(net) = Net::new("anchors", HOSTS) else {
+    let Some(mut net) = Net::new("anchors", HOSTS) else {
         return;
     };
+    let client = net.add_client();
+    let servers = NameServers::start(net.hosts(), &host_names(), NAME_PORT);
     let began = Instant::now();
     let loadavg = loadavg();
+    let lease = default_lease();
     let mut rng = Rng::new(0x5eed_a4c4);
     let json_path = target_dir().join("bench").join("anchors.json");
 
-    let keepalived = if !args.keepalived {
-        earlier(&json_path, "keepalived")
-    } else if let Some(version) = keepalived_version() {
-        let faults = args
-            .faults
-            .iter()
-            .map(|&f| keepalived_runs(&net, f, &args, &mut rng))
-            .collect();
-        Some(Measured {
-            version,
-            faults,
-            earlier: false,
-        })
-    } else {
-        eprintln!("keepalived is not installed (`make bench-anchors` installs it): bully only");
-        None
-    };
-    let bully = if args.bully {
-        let faults = args
-            .faults
-            .iter()
-            .map(|&f| bully_runs(&net, f, &args, &mut rng))
-            .collect();
-        Some(Measured {
-            version: bully_version(),
-            faults,
-            earlier: false,
-        })
-    } else {
-        earlier(&json_path, "bully")
-    };
+    let mut systems = Vec::new();
+    for system in System::ALL {
+        let measured = if !args.systems.contains(&system) {
+            earlier(&json_path, system.key())
+        } else {
+            let version = match system {
+                System::Keepalived => keepalived_version(),
+                _ => Some(bully_version()),
+            };
+            match version {
+                Some(version) => {
+                    let faults = args
+                        .faults
+                        .iter()
+                        .map(|&f| series(&net, &client, system, f, &args, &mut rng))
+                        .collect();
+                    Some(Measured {
+                        version,
+                        faults,
+                        earlier: false,
+                    })
+                }
+                None => {
+                    eprintln!("keepalived is not installed (`make bench-anchors` installs it)");
+                    None
+                }
+            }
+        };
+        systems.push((system, measured));
+    }
+    drop(servers);
     drop(net);
 
     let report = Report {
         runs: args.runs,
         loadavg,
+        lease,
         seconds: began.elapsed().as_secs_f64(),
-        keepalived,
-        bully,
+        systems,
     };
     print!("{}", report.markdown());
     let written = std::fs::create_dir_all(json_path.parent().unwrap())
@@ -182,29 +290,51 @@ fn main() {
     }
 }
 
-/// One system's runs of one fault.
-struct Runs {
-    fault: Fault,
-    /// Failover times, seconds.
-    times: Vec<f64>,
-    /// keepalived: the runs in which a lower backup took the VIP too, beside the next master.
-    doubled: Option<usize>,
+/// `host1` .. `host5`: what each host answers the client, and the holders' names.
+fn host_names() -> Vec<String> {
+    (1..=HOSTS).map(|i| format!("host{i}")).collect()
 }
 
-/// One system's failover times per fault.
+/// One system's runs of one fault.
+#[derive(Default)]
+struct Runs {
+    fault: Option<Fault>,
+    /// Failover times, seconds (partition runs in which the other side found no master of its
+    /// own within the partition are left out and counted in `missed`).
+    times: Vec<f64>,
+    missed: usize,
+    /// The runs in which a host other than the old master and the one taking over held the
+    /// VIP too (keepalived: a lower backup that timed out a moment after the next master).
+    doubled: Option<usize>,
+    /// Per run: the client's outage, ms (empty in an older JSON).
+    outages: Vec<f64>,
+    /// Per run: the time two hosts held the VIP at once in the run's window, ms.
+    two: Vec<f64>,
+    /// The runs whose window closed with two hosts still holding the VIP.
+    still_two: usize,
+    /// Two holders over the whole series, ms: the runs and the restarts between them.
+    series_two: Option<f64>,
+    /// Partition: seconds from the heal until the VIP was on host5 alone for good.
+    settled: Vec<f64>,
+}
+
+/// One system's figures per fault.
 struct Measured {
     version: String,
     faults: Vec<Runs>,
-    /// Taken from an earlier `anchors.json` (`--only` measured the other system).
+    /// Taken from an earlier `anchors.json` (`--only` measured other systems).
     earlier: bool,
 }
 
 impl Measured {
+    fn runs(&self, f: Fault) -> Option<&Runs> {
+        self.faults.iter().find(|r| r.fault == Some(f))
+    }
+
     fn times(&self, f: Fault) -> Option<&[f64]> {
-        self.faults
-            .iter()
-            .find(|r| r.fault == f)
+        self.runs(f)
             .map(|r| r.times.as_slice())
+            .filter(|t| !t.is_empty())
     }
 
     fn json(&self) -> Value {
@@ -212,27 +342,61 @@ impl Measured {
             "version": self.version,
             "faults": self.faults.iter().map(|r| {
                 let mut v = stats(&r.times);
+                if r.missed > 0 {
+                    v["runs_without_failover"] = json!(r.missed);
+                }
                 if let Some(d) = r.doubled {
                     v["runs_with_two_masters"] = json!(d);
                 }
-                (r.fault.key().to_string(), v)
+                if !r.outages.is_empty() {
+                    v["client_outage_ms"] = json!({
+                        "p50": percentile(&r.outages, 50.0),
+                        "p99": percentile(&r.outages, 99.0),
+                        "max": percentile(&r.outages, 100.0),
+                        "samples": r.outages,
+                    });
+                }
+                if !r.two.is_empty() {
+                    v["two_holders_ms"] = json!({
+                        "sum": r.two.iter().sum::<f64>(),
+                        "worst": percentile(&r.two, 100.0),
+                        "samples": r.two,
+                        "runs_still_two_at_end": r.still_two,
+                        "whole_series": r.series_two,
+                    });
+                }
+                if !r.settled.is_empty() {
+                    v["settled_after_heal"] = stats(&r.settled);
+                }
+                (r.fault.map_or("", Fault::key).to_string(), v)
             }).collect::<serde_json::Map<_, _>>(),
         })
     }
 
+    /// Tolerates older files: without the client's and the holders' figures, or the
+    /// partition.
     fn from_json(v: &Value) -> Option<Measured> {
+        let floats = |v: &Value| -> Vec<f64> {
+            v.as_array()
+                .map(|a| a.iter().filter_map(Value::as_f64).collect())
+                .unwrap_or_default()
+        };
+        let count = |v: &Value| v.as_u64().unwrap_or(0) as usize;
         let faults = Fault::ALL
             .iter()
             .filter_map(|&f| {
                 let r = &v["faults"][f.key()];
+                r["samples"].as_array()?;
                 Some(Runs {
-                    fault: f,
-                    times: r["samples"]
-                        .as_array()?
-                        .iter()
-                        .filter_map(Value::as_f64)
-                        .collect(),
+                    fault: Some(f),
+                    times: floats(&r["samples"]),
+                    missed: count(&r["runs_without_failover"]),
                     doubled: r["runs_with_two_masters"].as_u64().map(|d| d as usize),
+                    outages: floats(&r["client_outage_ms"]["samples"]),
+                    two: floats(&r["two_holders_ms"]["samples"]),
+                    still_two: count(&r["two_holders_ms"]["runs_still_two_at_end"]),
+                    series_two: r["two_holders_ms"]["whole_series"].as_f64(),
+                    settled: floats(&r["settled_after_heal"]["samples"]),
                 })
             })
             .collect();
@@ -249,6 +413,272 @@ fn earlier(path: &Path, system: &str) -> Option<Measured> {
     let text = std::fs::read_to_string(path).ok()?;
     let v: Value = serde_json::from_str(&text).ok()?;
     Measured::from_json(&v[system])
+}
+
+// ---- the runs, for every system alike ----
+
+/// What the runs need of a system on the five hosts.
+trait Subject {
+    /// Waits until host5's daemon is the master all the others follow, by the system's own
+    /// view; Err with what was seen after `within`.
+    fn await_master(&self, net: &Net, within: Duration) -> Result<(), String>;
+    fn inflict(&mut self, net: &Net, fault: Fault);
+    /// The time from `t0` until failover (see the module's comment); Err with what was seen
+    /// once `within` has passed since `t0`.
+    fn failover(
+        &self,
+        net: &Net,
+        fault: Fault,
+        t0: Instant,
+        within: Duration,
+    ) -> Result<Duration, String>;
+    /// After a kill, cable or SIGSTOP run: the master killed, rebooted, its cable plugged
+    /// back, started again.
+    fn restart_master(&mut self, net: &Net, fault: Fault);
+    /// The last lines of every log, for failure messages.
+    fn logs(&self) -> String;
+    fn dir(&self) -> &Path;
+}
+
+/// The hosts that hold the VIP by their latest look.
+fn holding(watch: &HoldWatch) -> Vec<usize> {
+    (0..HOSTS).filter(|&h| watch.holds_now(h)).collect()
+}
+
+/// Waits until host5's master is followed, holds the VIP alone and answers the client;
+/// panics with what was seen otherwise. Returns when the VIP was seen on host5 alone (ns).
+fn await_fresh(
+    net: &Net,
+    subject: &dyn Subject,
+    watch: &HoldWatch,
+    client: &VipClient,
+    what: &str,
+) -> u128 {
+    subject
+        .await_master(net, WITHIN)
+        .unwrap_or_else(|seen| panic!("{what}: host5 is not the master: {seen}"));
+    let sole = support::poll(WITHIN, || {
+        let h = holding(watch);
+        (h == [MASTER])
+            .then(now_ns)
+            .ok_or_else(|| format!("the VIP is on {}", names(&h)))
+    })
+    .unwrap_or_else(|seen| panic!("{what}: not on host5 alone: {seen}\n{}", subject.logs()));
+    if client.await_answer("host5", sole, WITHIN).is_none() {
+        panic!(
+            "{what}: host5 holds the VIP alone, but the client got no answer from it within \
+             {WITHIN:?}; it saw: {}\n{}",
+            client_seen(&client.answers(), sole, sole),
+            subject.logs()
+        );
+    }
+    sole
+}
+
+/// `runs` runs of `fault` on `system`, started afresh on the hosts of `net`.
+fn series(
+    net: &Net,
+    client_host: &Host,
+    system: System,
+    fault: Fault,
+    args: &Args,
+    rng: &mut Rng,
+) -> Runs {
+    let vip = net.addr(200);
+    for h in net.hosts() {
+        forget_vip(h, vip);
+    }
+    let mut subject: Box<dyn Subject> = match system {
+        System::Keepalived => Box::new(KeepalivedHosts::start(net, vip)),
+        System::Bully => Box::new(BullyHosts::start(net, vip, false)),
+        System::Quorum => Box::new(BullyHosts::start(net, vip, true)),
+    };
+    let watch = HoldWatch::start(net.hosts(), host_names(), IpAddr::V4(vip), LOOK);
+    let client = VipClient::start(client_host, vip, NAME_PORT, CLIENT_EVERY);
+    let who = format!("{}, {}", system.label(), fault.label());
+    await_fresh(net, &*subject, &watch, &client, &who);
+    let mut r = Runs {
+        fault: Some(fault),
+        doubled: Some(0),
+        ..Runs::default()
+    };
+    for run in 1..=args.runs {
+        std::thread::sleep(SETTLE + Duration::from_millis(rng.below(1000) as u64));
+        let t0 = Instant::now();
+        let t0_ns = now_ns();
+        subject.inflict(net, fault);
+        let took = if fault == Fault::Partition {
+            let took = subject.failover(net, fault, t0, PARTITION_HOLD);
+            std::thread::sleep(PARTITION_HOLD.saturating_sub(t0.elapsed()));
+            net.heal();
+            took.map_err(|seen| {
+                eprintln!("{who}, run {run}: no failover within the partition; last seen {seen}")
+            })
+            .ok()
+        } else {
+            Some(
+                subject
+                    .failover(net, fault, t0, WITHIN)
+                    .unwrap_or_else(|seen| {
+                        panic!("{who}: no failover within {WITHIN:?}; last seen {seen}")
+                    }),
+            )
+        };
+        let heal_ns = now_ns();
+        // The new master's host answers the client: host4, or host5 again after the heal
+        // once it holds the VIP alone.
+        let (answered, settled) = if fault == Fault::Partition {
+            let sole = await_fresh(net, &*subject, &watch, &client, &who);
+            // The heal's end, from the looks: host5's last taking of the VIP or another
+            // host's last letting go, whichever came later.
+            let end = watch
+                .intervals()
+                .iter()
+                .filter(|iv| iv.end >= heal_ns && iv.start <= sole)
+                .map(|iv| if iv.node == "host5" { iv.start } else { iv.end })
+                .max()
+                .unwrap_or(heal_ns)
+                .max(heal_ns);
+            (
+                client.await_answer("host5", sole, Duration::ZERO),
+                Some((end - heal_ns) as f64 / 1e9),
+            )
+        } else {
+            (client.await_answer("host4", t0_ns, WITHIN), None)
+        };
+        if answered.is_none() {
+            panic!(
+                "{who}, run {run}: the client got no answer from host{} within {WITHIN:?}; it \
+                 saw (from the fault): {}\nholders: {}\n{}",
+                if fault == Fault::Partition { 5 } else { 4 },
+                client_seen(&client.answers(), t0_ns, t0_ns),
+                names(&holding(&watch)),
+                subject.logs()
+            );
+        }
+        std::thread::sleep(TAIL);
+        let end_ns = now_ns();
+        let answers = client.answers();
+        let outage = vip_client::outage_ms(&answers, t0_ns, end_ns);
+        let held = clip(&watch.intervals(), t0_ns, end_ns);
+        let two = overlap_ms(&held);
+        let still_two = holding(&watch).len() >= 2;
+        let expected = [host_name(MASTER), host_name(fault.taker())];
+        let mut others: Vec<&str> = held
+            .iter()
+            .map(|iv| iv.node.as_str())
+            .filter(|n| !expected.iter().any(|e| e == n))
+            .collect();
+        others.sort();
+        others.dedup();
+        eprintln!(
+            "{who}, run {run}: failover {}; client outage {outage:.0} ms; two holders \
+             {two:.0} ms{}{}{}",
+            took.map_or("none".into(), |t| ms(t.as_secs_f64())),
+            if still_two {
+                " (still two at the end)"
+            } else {
+                ""
+            },
+            settled.map_or(String::new(), |s| format!(
+                "; settled {} after the heal",
+                ms(s)
+            )),
+            if others.is_empty() {
+                String::new()
+            } else {
+                format!("; {} took it too", others.join(", "))
+            }
+        );
+        if args.verbose {
+            eprintln!(
+                "  client: {}\n  holders (ms from the fault):\n    {}",
+                client_seen(&answers, t0_ns.saturating_sub(100_000_000), t0_ns),
+                describe_since(
+                    &clip(
+                        &watch.intervals(),
+                        t0_ns.saturating_sub(100_000_000),
+                        end_ns
+                    ),
+                    t0_ns
+                )
+                .replace('\n', "\n    ")
+            );
+        }
+        match took {
+            Some(t) => r.times.push(t.as_secs_f64()),
+            None => r.missed += 1,
+        }
+        r.outages.push(outage);
+        r.two.push(two);
+        r.still_two += usize::from(still_two);
+        if let Some(d) = r.doubled.as_mut() {
+            *d += usize::from(!others.is_empty());
+        }
+        r.settled.extend(settled);
+        if fault != Fault::Partition {
+            subject.restart_master(net, fault);
+            await_fresh(net, &*subject, &watch, &client, &who);
+        }
+    }
+    drop(client);
+    let all = watch.finish();
+    r.series_two = Some(overlap_ms(&all));
+    if args.verbose {
+        keep_logs(subject.dir(), &format!("{}-{}", system.key(), fault.key()));
+    }
+    summary(&who, &r);
+    drop(subject);
+    for h in net.hosts() {
+        forget_vip(h, vip);
+    }
+    r
+}
+
+fn host_name(i: usize) -> String {
+    format!("host{}", i + 1)
+}
+
+/// The intervals cut to `from..to` (ns), those outside dropped.
+fn clip(all: &[Interval], from: u128, to: u128) -> Vec<Interval> {
+    all.iter()
+        .filter(|iv| iv.end >= from && iv.start <= to)
+        .map(|iv| Interval {
+            start: iv.start.max(from),
+            end: iv.end.min(to),
+            ..iv.clone()
+        })
+        .collect()
+}
+
+/// What the client saw from `since` (ns): each run of like answers with its times from
+/// `base` (ns) and its number of tries, e.g. `host5 -95..-9 ms (9), none 2..2 ms (1)`.
+fn client_seen(answers: &[Answer], since: u128, base: u128) -> String {
+    let mut runs: Vec<(Option<&str>, u128, u128, usize)> = Vec::new();
+    for (at, name) in answers.iter().filter(|(at, _)| *at >= since) {
+        match runs.last_mut() {
+            Some(r) if r.0 == name.as_deref() => {
+                r.2 = *at;
+                r.3 += 1;
+            }
+            _ => runs.push((name.as_deref(), *at, *at, 1)),
+        }
+    }
+    let ms = |t: u128| (t as f64 - base as f64) / 1e6;
+    let text: Vec<String> = runs
+        .iter()
+        .map(|(n, a, b, k)| {
+            format!(
+                "{} {:.0}..{:.0} ms ({k})",
+                n.unwrap_or("none"),
+                ms(*a),
+                ms(*b)
+            )
+        })
+        .collect();
+    let skip = text.len().saturating_sub(40);
+    let cut = if skip > 0 { "..., " } else { "" };
+    format!("{cut}{}", text[skip..].join(", "))
 }
 
 // ---- keepalived ----
@@ -393,6 +823,104 @@ impl Drop for Keepalived {
     }
 }
 
+/// keepalived on every host of a net, sharing one directory of configurations and logs.
+struct KeepalivedHosts {
+    /// Before `dir`: the daemons stop before their directory goes.
+    daemons: Vec<Keepalived>,
+    dir: TempDir,
+    vip: Ipv4Addr,
+}
+
+impl KeepalivedHosts {
+    fn start(net: &Net, vip: Ipv4Addr) -> KeepalivedHosts {
+        let dir = TempDir::new("anchors-keepalived");
+        let daemons = net
+            .hosts()
+            .iter()
+            .map(|h| Keepalived::start(h, net, vip, dir.path()))
+            .collect();
+        KeepalivedHosts { daemons, dir, vip }
+    }
+}
+
+impl Subject for KeepalivedHosts {
+    /// host5's daemon is MASTER and only its host holds the VIP.
+    fn await_master(&self, net: &Net, within: Duration) -> Result<(), String> {
+        support::poll(within, || {
+            let h = holders(net, self.vip);
+            (h == [MASTER] && self.daemons[MASTER].is_master())
+                .then_some(())
+                .ok_or_else(|| {
+                    format!(
+                        "the VIP is on {}, host5's daemon is{} MASTER\n{}",
+                        names(&h),
+                        if self.daemons[MASTER].is_master() {
+                            ""
+                        } else {
+                            " not"
+                        },
+                        self.logs()
+                    )
+                })
+        })
+    }
+
+    fn inflict(&mut self, net: &Net, fault: Fault) {
+        match fault {
+            Fault::Kill => self.daemons[MASTER].kill9(),
+            Fault::Cable => net.pull_cable(MASTER),
+            Fault::Stop => {
+                let pids = self.daemons[MASTER].pids();
+                self.daemons[MASTER].signal(&pids, libc::SIGSTOP);
+            }
+            Fault::Partition => net.partition(&[&MASTER_SIDE, &OTHER_SIDE]),
+        }
+    }
+
+    /// The host taking over (host4; host3 in the partition) holds the VIP.
+    fn failover(
+        &self,
+        net: &Net,
+        fault: Fault,
+        t0: Instant,
+        within: Duration,
+    ) -> Result<Duration, String> {
+        let taker = net.host(fault.taker());
+        loop {
+            if taker.holds(self.vip) {
+                return Ok(t0.elapsed());
+            }
+            if t0.elapsed() > within {
+                return Err(format!(
+                    "the VIP on {}\n{}",
+                    names(&holders(net, self.vip)),
+                    self.logs()
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    /// Kills what is left of the master, "reboots" it (drops the VIP it may still hold),
+    /// plugs its cable back, starts it again.
+    fn restart_master(&mut self, net: &Net, fault: Fault) {
+        self.daemons[MASTER].kill9();
+        forget_vip(net.host(MASTER), self.vip);
+        if fault == Fault::Cable {
+            net.plug_cable(MASTER);
+        }
+        self.daemons[MASTER].restart();
+    }
+
+    fn logs(&self) -> String {
+        keepalived_logs(self.dir.path())
+    }
+
+    fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
 /// The hosts that hold `vip` now.
 fn holders(net: &Net, vip: Ipv4Addr) -> Vec<usize> {
     net.hosts()
@@ -412,26 +940,6 @@ fn forget_vip(host: &Host, vip: Ipv4Addr) {
         .status();
 }
 
-/// Waits until the master's daemon is MASTER and only its host holds the VIP; panics with
-/// the logs after `within`.
-fn await_master(net: &Net, vip: Ipv4Addr, master: &Keepalived, dir: &Path, within: Duration) {
-    let end = Instant::now() + within;
-    loop {
-        let h = holders(net, vip);
-        if h == [MASTER] && master.is_master() {
-            return;
-        }
-        if Instant::now() > end {
-            panic!(
-                "keepalived: the VIP is on {}, not on host5 alone, after {within:?}\n{}",
-                names(&h),
-                keepalived_logs(dir)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 fn keepalived_logs(dir: &Path) -> String {
     let mut out = String::new();
     for i in 0..HOSTS {
@@ -448,106 +956,6 @@ fn keepalived_logs(dir: &Path) -> String {
     out
 }
 
-fn keepalived_runs(net: &Net, fault: Fault, args: &Args, rng: &mut Rng) -> Runs {
-    let dir = TempDir::new("anchors-keepalived");
-    let vip = net.addr(200);
-    for h in net.hosts() {
-        forget_vip(h, vip);
-    }
-    let mut daemons: Vec<Keepalived> = net
-        .hosts()
-        .iter()
-        .map(|h| Keepalived::start(h, net, vip, dir.path()))
-        .collect();
-    await_master(
-        net,
-        vip,
-        &daemons[MASTER],
-        dir.path(),
-        Duration::from_secs(60),
-    );
-    let next = net.host(NEXT);
-    let mut times = Vec::new();
-    let mut doubled = 0;
-    for run in 1..=args.runs {
-        std::thread::sleep(SETTLE + Duration::from_millis(rng.below(1000) as u64));
-        let t0 = Instant::now();
-        match fault {
-            Fault::Kill => daemons[MASTER].kill9(),
-            Fault::Cable => net.pull_cable(MASTER),
-            Fault::Stop => {
-                let pids = daemons[MASTER].pids();
-                daemons[MASTER].signal(&pids, libc::SIGSTOP);
-            }
-        }
-        let took = loop {
-            if next.holds(vip) {
-                break t0.elapsed();
-            }
-            if t0.elapsed() > Duration::from_secs(60) {
-                panic!(
-                    "keepalived, {}: host4 did not take the VIP within 60 s\n{}",
-                    fault.label(),
-                    keepalived_logs(dir.path())
-                );
-            }
-            std::thread::sleep(Duration::from_millis(2));
-        };
-        // Lower backups time out only milliseconds after host NEXT (their skews differ by
-        // 1/256 s per priority step): watch a moment longer for a second master.
-        let mut others: Vec<usize> = Vec::new();
-        let watch = Instant::now();
-        while watch.elapsed() < Duration::from_millis(500) {
-            for h in holders(net, vip) {
-                if h != NEXT && h != MASTER && !others.contains(&h) {
-                    others.push(h);
-                }
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        doubled += usize::from(!others.is_empty());
-        eprintln!(
-            "keepalived, {}, run {run}: host4 holds the VIP after {}{}",
-            fault.label(),
-            ms(took.as_secs_f64()),
-            if others.is_empty() {
-                String::new()
-            } else {
-                format!(" ({} took it too)", names(&others))
-            }
-        );
-        times.push(took.as_secs_f64());
-        // Back to a fresh master: kill what is left of it, "reboot" (drop the VIP it may still
-        // hold), plug its cable back, start it again.
-        daemons[MASTER].kill9();
-        forget_vip(net.host(MASTER), vip);
-        if fault == Fault::Cable {
-            net.plug_cable(MASTER);
-        }
-        daemons[MASTER].restart();
-        await_master(
-            net,
-            vip,
-            &daemons[MASTER],
-            dir.path(),
-            Duration::from_secs(60),
-        );
-    }
-    if args.verbose {
-        keep_logs(dir.path(), &format!("keepalived-{}", fault.key()));
-    }
-    summary("keepalived", fault, &times);
-    drop(daemons);
-    for h in net.hosts() {
-        forget_vip(h, vip);
-    }
-    Runs {
-        fault,
-        times,
-        doubled: Some(doubled),
-    }
-}
-
 fn keepalived_version() -> Option<String> {
     let out = Command::new("keepalived").arg("--version").output().ok()?;
     let text =
@@ -562,60 +970,91 @@ fn names(hosts: &[usize]) -> String {
     if hosts.is_empty() {
         return "no host".into();
     }
-    let names: Vec<String> = hosts.iter().map(|i| format!("host{}", i + 1)).collect();
+    let names: Vec<String> = hosts.iter().map(|&i| host_name(i)).collect();
     names.join(", ")
 }
 
 // ---- bully ----
 
-fn bully_runs(net: &Net, fault: Fault, args: &Args, rng: &mut Rng) -> Runs {
-    let mut c = NetCluster::start(net, "anchors-bully", BULLY_PORT, &["--startup-delay", "1s"]);
-    let all: Vec<usize> = (0..HOSTS).collect();
-    c.await_agreement(&all, "node5", Duration::from_secs(60));
-    let mut times = Vec::new();
-    for run in 1..=args.runs {
-        std::thread::sleep(SETTLE + Duration::from_millis(rng.below(1000) as u64));
-        let pid = c.node(MASTER).proc.pid().expect("node5 runs") as i32;
-        let t0 = Instant::now();
-        match fault {
-            Fault::Kill => c.node(MASTER).proc.kill9(),
-            Fault::Cable => net.pull_cable(MASTER),
-            // SAFETY: kill(2) on the node process this benchmark started.
-            Fault::Stop => unsafe {
-                libc::kill(pid, libc::SIGSTOP);
-            },
+/// bully on every host of a net, holding the VIP; in quorum mode with `--quorum 5`.
+struct BullyHosts {
+    c: NetCluster,
+}
+
+impl BullyHosts {
+    fn start(net: &Net, vip: Ipv4Addr, quorum: bool) -> BullyHosts {
+        let vip = format!("{vip}/24");
+        let n = QUORUM.to_string();
+        let mut flags = vec!["--startup-delay", "1s", "--vip", &vip];
+        if quorum {
+            flags.extend(["--quorum", &n]);
         }
-        let took = c
-            .agreement_since(&SURVIVORS, "node4", t0, Duration::from_secs(90))
-            .unwrap_or_else(|seen| {
-                panic!(
-                    "bully, {}: the survivors did not agree on node4 within 90 s; last seen \
-                     {seen}\n{}",
-                    fault.label(),
-                    c.log_tails()
-                )
-            });
-        eprintln!(
-            "bully, {}, run {run}: node1..node4 name node4 after {}",
-            fault.label(),
-            ms(took.as_secs_f64())
-        );
-        times.push(took.as_secs_f64());
-        c.node(MASTER).proc.kill9();
+        let tag = if quorum {
+            "anchors-quorum"
+        } else {
+            "anchors-bully"
+        };
+        BullyHosts {
+            c: NetCluster::start(net, tag, BULLY_PORT, &flags),
+        }
+    }
+}
+
+impl Subject for BullyHosts {
+    /// All five name node5.
+    fn await_master(&self, _: &Net, within: Duration) -> Result<(), String> {
+        let all: Vec<usize> = (0..HOSTS).collect();
+        self.c
+            .agreement_since(&all, "node5", Instant::now(), within)
+            .map(drop)
+            .map_err(|seen| format!("{seen}\n{}", self.logs()))
+    }
+
+    fn inflict(&mut self, net: &Net, fault: Fault) {
+        match fault {
+            Fault::Kill => self.c.node(MASTER).proc.kill9(),
+            Fault::Cable => net.pull_cable(MASTER),
+            Fault::Stop => {
+                let pid = self.c.node(MASTER).proc.pid().expect("node5 runs") as i32;
+                // SAFETY: kill(2) on the node process this benchmark started.
+                unsafe { libc::kill(pid, libc::SIGSTOP) };
+            }
+            Fault::Partition => net.partition(&[&MASTER_SIDE, &OTHER_SIDE]),
+        }
+    }
+
+    /// node1..node4 name node4; in the partition node1..node3 name node3.
+    fn failover(
+        &self,
+        _: &Net,
+        fault: Fault,
+        t0: Instant,
+        within: Duration,
+    ) -> Result<Duration, String> {
+        let (hosts, leader): (&[usize], &str) = if fault == Fault::Partition {
+            (&OTHER_SIDE, "node3")
+        } else {
+            (&SURVIVORS, "node4")
+        };
+        self.c
+            .agreement_since(hosts, leader, t0, within)
+            .map_err(|seen| format!("{seen}\n{}", self.logs()))
+    }
+
+    fn restart_master(&mut self, net: &Net, fault: Fault) {
+        self.c.node(MASTER).proc.kill9();
         if fault == Fault::Cable {
             net.plug_cable(MASTER);
         }
-        c.node(MASTER).proc.restart();
-        c.await_agreement(&all, "node5", Duration::from_secs(60));
+        self.c.node(MASTER).proc.restart();
     }
-    if args.verbose {
-        keep_logs(c.dir.path(), &format!("bully-{}", fault.key()));
+
+    fn logs(&self) -> String {
+        self.c.log_tails()
     }
-    summary("bully", fault, &times);
-    Runs {
-        fault,
-        times,
-        doubled: None,
+
+    fn dir(&self) -> &Path {
+        self.c.dir.path()
     }
 }
 
@@ -625,6 +1064,31 @@ fn bully_version() -> String {
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
         .unwrap_or_else(|_| "bully".into())
+}
+
+/// `--lease`'s default, in seconds, as `bully --help` gives it.
+fn default_lease() -> f64 {
+    let help = Command::new(BIN)
+        .arg("--help")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    let lease = help
+        .lines()
+        .find(|l| l.trim_start().starts_with("--lease "))
+        .and_then(|l| l.split_once("[default: "))
+        .and_then(|(_, rest)| rest.split_once(']'))
+        .and_then(|(d, _)| {
+            if let Some(ms) = d.strip_suffix("ms") {
+                ms.parse::<f64>().ok().map(|m| m / 1e3)
+            } else {
+                d.strip_suffix('s').and_then(|s| s.parse::<f64>().ok())
+            }
+        });
+    lease.unwrap_or_else(|| {
+        eprintln!("cannot read --lease's default from `bully --help`: taking 2 s");
+        2.0
+    })
 }
 
 /// Copies the logs in `dir` to `target/bench/anchors-logs/<what>-<file>` (`--verbose`).
@@ -642,29 +1106,53 @@ fn keep_logs(dir: &Path, what: &str) {
 
 // ---- report ----
 
-fn summary(system: &str, fault: Fault, times: &[f64]) {
+fn summary(who: &str, r: &Runs) {
     eprintln!(
-        "{system}, {}: p50 {}, max {}",
-        fault.label(),
-        ms(percentile(times, 50.0)),
-        ms(percentile(times, 100.0))
+        "{who}: failover p50 {}, max {}; client outage p50 {:.0} ms, p99 {:.0} ms; two holders \
+         {:.0} ms in all",
+        ms(percentile(&r.times, 50.0)),
+        ms(percentile(&r.times, 100.0)),
+        percentile(&r.outages, 50.0),
+        percentile(&r.outages, 99.0),
+        r.two.iter().sum::<f64>()
     );
+}
+
+/// What bully is to reach for `fault`: the client's p99 outage in ms (none for the
+/// partition), and whether two holders must be 0 ms.
+fn target(system: System, fault: Fault, lease: f64) -> Option<(Option<f64>, bool)> {
+    let outage = match (system, fault) {
+        (System::Keepalived, _) => return None,
+        (_, Fault::Kill) => Some(100.0),
+        (System::Bully, Fault::Cable | Fault::Stop) => Some(1000.0),
+        (System::Quorum, Fault::Cable | Fault::Stop) => Some((lease + 1.0) * 1e3),
+        (_, Fault::Partition) => None,
+    };
+    Some((outage, system == System::Quorum))
 }
 
 struct Report {
     runs: usize,
     loadavg: String,
+    /// bully's default lease, seconds.
+    lease: f64,
     seconds: f64,
-    keepalived: Option<Measured>,
-    bully: Option<Measured>,
+    systems: Vec<(System, Option<Measured>)>,
 }
 
 impl Report {
+    fn measured(&self, s: System) -> Option<&Measured> {
+        self.systems
+            .iter()
+            .find(|(k, _)| *k == s)
+            .and_then(|(_, m)| m.as_ref())
+    }
+
     fn markdown(&self) -> String {
         let mut out = String::new();
-        let name = |m: &Option<Measured>, default: &str| {
-            m.as_ref().map_or(default.to_string(), |m| {
-                let runs = m.faults.first().map_or(0, |r| r.times.len());
+        let name = |s: System| {
+            self.measured(s).map_or("not measured".to_string(), |m| {
+                let runs = m.faults.first().map_or(0, |r| r.times.len() + r.missed);
                 let when = if m.earlier {
                     ", from an earlier run"
                 } else {
@@ -673,80 +1161,261 @@ impl Report {
                 format!("{}, {runs} runs per fault{when}", m.version)
             })
         };
+        let lease = ms(self.lease);
         let _ = writeln!(
             out,
-            "\n## Failover beside keepalived: {HOSTS} hosts in network namespaces\n\nkeepalived ({}): unicast VRRP, priorities 1-5, advert_int {ADVERT_INT} s, \
-             failover = fault to host4 (priority 4) holding the VIP.\nbully ({}): static peers, default \
-             flags but --startup-delay 1s, failover = fault to node1..node4 naming node4.\n\
+            "\n## Failover beside keepalived: {HOSTS} hosts in network namespaces\n\n\
+             keepalived ({}): unicast VRRP, priorities 1-5, advert_int {ADVERT_INT} s, a VIP; \
+             failover = fault to host4 (priority 4) holding the VIP.\n\
+             bully ({}): static peers, default flags but --startup-delay 1s, --vip on the same \
+             VIP; failover = fault to node1..node4 naming node4.\n\
+             bully --quorum 5 ({}): the same with --quorum 5 and the default lease, {lease}.\n\
+             Partition {{4,5}} / {{1,2,3}} for 5 s: failover = the side without the master has \
+             one of its own (keepalived: host3 holds the VIP; bully: node1..node3 name node3); \
+             keepalived and plain bully keep the VIP on host5 too.\n\
              Load average {}; {:.0} s in all.\n",
-            name(&self.keepalived, "keepalived not measured"),
-            name(&self.bully, "bully not measured"),
+            name(System::Keepalived),
+            name(System::Bully),
+            name(System::Quorum),
             self.loadavg,
             self.seconds
         );
-        out += "| fault | keepalived p50 | keepalived max | bully p50 | bully max | bully / keepalived (p50) |\n";
-        out += "| --- | ---: | ---: | ---: | ---: | ---: |\n";
+        out += "| fault | keepalived p50 | keepalived max | bully p50 | bully max | \
+                bully --quorum 5 p50 | bully --quorum 5 max | bully / keepalived (p50) | \
+                quorum / keepalived (p50) |\n";
+        out += "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n";
         for f in Fault::ALL {
-            let k = self.keepalived.as_ref().and_then(|m| m.times(f));
-            let b = self.bully.as_ref().and_then(|m| m.times(f));
-            if k.is_none() && b.is_none() {
+            let t = |s: System| self.measured(s).and_then(|m| m.times(f));
+            let (k, b, q) = (t(System::Keepalived), t(System::Bully), t(System::Quorum));
+            if k.is_none() && b.is_none() && q.is_none() {
                 continue;
             }
             let cell = |t: Option<&[f64]>, p: f64| t.map_or("-".into(), |t| ms(percentile(t, p)));
-            let ratio = match (k, b) {
-                (Some(k), Some(b)) => ratio(percentile(b, 50.0) / percentile(k, 50.0)),
+            let ratio = |x: Option<&[f64]>| match (k, x) {
+                (Some(k), Some(x)) => ratio(percentile(x, 50.0) / percentile(k, 50.0)),
                 _ => "-".into(),
             };
             let _ = writeln!(
                 out,
-                "| {} | {} | {} | {} | {} | {ratio} |",
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                 f.label(),
                 cell(k, 50.0),
                 cell(k, 100.0),
                 cell(b, 50.0),
-                cell(b, 100.0)
+                cell(b, 100.0),
+                cell(q, 50.0),
+                cell(q, 100.0),
+                ratio(b),
+                ratio(q)
             );
         }
-        if let Some(k) = &self.keepalived {
-            let doubled: Vec<String> = k
-                .faults
-                .iter()
-                .filter(|r| r.doubled.unwrap_or(0) > 0)
-                .map(|r| {
-                    format!(
-                        "{} in {} of {}",
-                        r.fault.label(),
-                        r.doubled.unwrap_or(0),
-                        r.times.len()
+        let mut notes = Vec::new();
+        for (s, m) in &self.systems {
+            let Some(m) = m else { continue };
+            for r in &m.faults {
+                let f = r.fault.map_or("", Fault::label);
+                let n = r.times.len() + r.missed;
+                if r.missed > 0 {
+                    notes.push(format!(
+                        "{}, {f}: no failover within the partition in {} of {n} runs",
+                        s.label(),
+                        r.missed
+                    ));
+                }
+                if r.doubled.unwrap_or(0) > 0 {
+                    notes.push(format!(
+                        "{}, {f}: a third host took the VIP too (beside the old master and \
+                         the one taking over) in {} of {n} runs",
+                        s.label(),
+                        r.doubled.unwrap_or(0)
+                    ));
+                }
+                if !r.settled.is_empty() {
+                    notes.push(format!(
+                        "{}, {f}: the VIP on host5 alone for good {} (p50), {} (max) after \
+                         the heal",
+                        s.label(),
+                        ms(percentile(&r.settled, 50.0)),
+                        ms(percentile(&r.settled, 100.0))
+                    ));
+                }
+            }
+        }
+        if !notes.is_empty() {
+            out += "\n";
+            for n in notes {
+                let _ = writeln!(out, "- {n}.");
+            }
+        }
+        out += &self.outage_table();
+        out += "\nReproduce: `make bench-anchors` (root; `RUNS=N`, `ONLY=bully-quorum` or a list \
+                re-measures those systems beside the last figures of the others).\n";
+        out
+    }
+
+    fn outage_table(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "\n### Client outage (connect to the VIP every 10 ms)\n\n\
+             A client at .250 on the bridge, in no partition, connects to the VIP every 10 ms \
+             (30 ms time-out); every host answers its name (threads of the benchmark, not of \
+             the daemons: a host whose daemon was killed or frozen and that keeps the VIP and \
+             its cable still answers, as a service that outlives its daemon would). Outage = the longest stretch \
+             between two answers, from the fault until 1 s after the new master's host \
+             answered (host4; after the partition host5, once it holds the VIP alone). Two \
+             holders = time two hosts held the VIP at once in that window, looked at from \
+             every host every 5 ms: the sum over the runs and the worst run; \"≥\" when two \
+             still held it as the window closed (the old master keeps it). Targets, bully: \
+             kill -9 p99 ≤ 100 ms; cable or SIGSTOP p99 ≤ 1 s (plain), ≤ lease + 1 s = {} \
+             (quorum); two holders 0 ms in quorum mode.\n",
+            ms(self.lease + 1.0)
+        );
+        out += "| fault | system | runs | p50 | p99 | max | two holders (sum) | \
+                two holders (worst run) | target |\n";
+        out += "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |\n";
+        let mut missed = Vec::new();
+        let mut older = Vec::new();
+        for f in Fault::ALL {
+            for (s, m) in &self.systems {
+                let Some(r) = m.as_ref().and_then(|m| m.runs(f)) else {
+                    continue;
+                };
+                if r.outages.is_empty() {
+                    older.push(format!("{}, {}", s.label(), f.label()));
+                    continue;
+                }
+                let o = &r.outages;
+                let cell = |p: f64| {
+                    if o.is_empty() {
+                        "-".to_string()
+                    } else {
+                        format!("{:.0} ms", percentile(o, p))
+                    }
+                };
+                let lower = if r.still_two > 0 { "≥ " } else { "" };
+                let (sum, worst) = if r.two.is_empty() {
+                    ("-".to_string(), "-".to_string())
+                } else {
+                    (
+                        format!("{lower}{:.0} ms", r.two.iter().sum::<f64>()),
+                        format!("{lower}{:.0} ms", percentile(&r.two, 100.0)),
                     )
-                })
-                .collect();
-            if !doubled.is_empty() {
+                };
+                let goal = match target(*s, f, self.lease) {
+                    None => "".to_string(),
+                    Some((outage, zero_two)) => {
+                        let mut parts = Vec::new();
+                        if let Some(limit) = outage {
+                            let met = percentile(o, 99.0) <= limit;
+                            parts.push(format!(
+                                "p99 ≤ {}: {}",
+                                ms(limit / 1e3),
+                                if met { "met" } else { "**missed**" }
+                            ));
+                            if !met {
+                                missed.push(format!("{}, {}: outage p99", s.label(), f.label()));
+                            }
+                        }
+                        if zero_two {
+                            let met = r.two.iter().all(|&t| t == 0.0);
+                            parts.push(format!(
+                                "two holders 0 ms: {}",
+                                if met { "met" } else { "**missed**" }
+                            ));
+                            if !met {
+                                missed.push(format!("{}, {}: two holders", s.label(), f.label()));
+                            }
+                        }
+                        parts.join("; ")
+                    }
+                };
                 let _ = writeln!(
                     out,
-                    "\nkeepalived had two masters for a moment (a lower backup took the VIP too): {}.",
-                    doubled.join("; ")
+                    "| {} | {} | {} | {} | {} | {} | {sum} | {worst} | {goal} |",
+                    f.label(),
+                    s.label(),
+                    o.len(),
+                    cell(50.0),
+                    cell(99.0),
+                    cell(100.0),
                 );
             }
         }
-        out += "\nReproduce: `make bench-anchors` (root; `RUNS=N`, `ONLY=bully` re-measures bully \
-                beside the last keepalived figures).\n";
+        let mut notes: Vec<String> = Vec::new();
+        if !older.is_empty() {
+            notes.push(format!(
+                "no client figures in the earlier run's JSON for: {}",
+                older.join("; ")
+            ));
+        }
+        for (s, m) in &self.systems {
+            let Some(m) = m else { continue };
+            for r in &m.faults {
+                if r.still_two > 0 {
+                    notes.push(format!(
+                        "{}, {}: two hosts still held the VIP as the window closed in {} of {} \
+                         runs",
+                        s.label(),
+                        r.fault.map_or("", Fault::label),
+                        r.still_two,
+                        r.two.len()
+                    ));
+                }
+            }
+            let series: Vec<String> = m
+                .faults
+                .iter()
+                .filter_map(|r| {
+                    r.series_two
+                        .map(|t| format!("{} {t:.0} ms", r.fault.map_or("", Fault::key)))
+                })
+                .collect();
+            if !series.is_empty() {
+                notes.push(format!(
+                    "{}: two holders over each whole series, restarts of the master included: {}",
+                    s.label(),
+                    series.join(", ")
+                ));
+            }
+        }
+        if missed.is_empty() {
+            notes.push("every target met".into());
+        } else {
+            notes.push(format!("targets missed: {}", missed.join("; ")));
+        }
+        out += "\n";
+        for n in notes {
+            let _ = writeln!(out, "- {n}.");
+        }
         out
     }
 
     fn json(&self) -> Value {
-        json!({
+        let mut v = json!({
             "hosts": HOSTS,
             "runs": self.runs,
             "loadavg": self.loadavg,
             "seconds": self.seconds,
-            "keepalived": self.keepalived.as_ref().map(|m| {
+            "client_every_ms": CLIENT_EVERY.as_millis() as u64,
+            "holders_look_ms": LOOK.as_millis() as u64,
+            "partition_s": PARTITION_HOLD.as_secs_f64(),
+        });
+        for (s, m) in &self.systems {
+            v[s.key()] = m.as_ref().map_or(Value::Null, |m| {
                 let mut v = m.json();
-                v["advert_int"] = json!(ADVERT_INT);
+                match s {
+                    System::Keepalived => v["advert_int"] = json!(ADVERT_INT),
+                    System::Bully => {}
+                    System::Quorum => {
+                        v["quorum"] = json!(QUORUM);
+                        v["lease_s"] = json!(self.lease);
+                    }
+                }
                 v
-            }),
-            "bully": self.bully.as_ref().map(Measured::json),
-        })
+            });
+        }
+        v
     }
 }
 
