@@ -127,6 +127,7 @@ enum Down {
 /// `--quorum` go through exactly the same faults.
 pub fn schedule(seed: u64, secs: u64) -> Vec<(Duration, Fault)> {
     let mut rng = Rng::new(seed);
+    let mut freezes = Rng::new(seed ^ 0x00f2_ee2e);
     let mut down: [Option<Down>; NODES] = [None; NODES];
     let mut partitioned = false;
     let mut out = Vec::new();
@@ -147,11 +148,7 @@ pub fn schedule(seed: u64, secs: u64) -> Vec<(Duration, Fault)> {
             partitioned = false;
             Fault::Heal
         } else {
-            match rng.below(12) {
-                10 | 11 => Fault::FreezeAtWin {
-                    in_child: rng.chance(50),
-                    ms: 1500 + rng.below(2000) as u64,
-                },
+            match rng.below(10) {
                 k @ 4..=9 if downs.len() < MAX_DOWN => {
                     let i = *rng.pick(&ups);
                     let (d, f) = match k {
@@ -169,7 +166,17 @@ pub fn schedule(seed: u64, secs: u64) -> Vec<(Duration, Fault)> {
             }
         };
         out.push((t, fault));
-        t += Duration::from_millis(800 + rng.below(2700) as u64);
+        let gap = Duration::from_millis(800 + rng.below(2700) as u64);
+        // Freezes at the next win come from a stream of their own, so the other faults stay
+        // those the seed always gave.
+        if freezes.chance(20) {
+            let freeze = Fault::FreezeAtWin {
+                in_child: freezes.chance(50),
+                ms: 1500 + freezes.below(2000) as u64,
+            };
+            out.push((t + gap / 2, freeze));
+        }
+        t += gap;
     }
     out
 }
