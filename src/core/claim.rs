@@ -1053,18 +1053,25 @@ mod tests {
         ));
     }
 
-    /// After a partition heals the peer list can still lack the node that is claiming: the
-    /// node that handed over to it must not win a round over it at once (it did, every 28 ms
-    /// for 600 ms, until the list caught up). It waits for that node's announcement once;
-    /// if none comes, it elects as usual.
-    #[test]
-    fn after_handing_over_a_round_waits_for_the_higher_node_the_list_lacks() {
+    /// node3 of {1,2,3}, with hooks, led term 1 and handed over to node4 at 3100; its hooks
+    /// let go at 3200.
+    fn handed_over_to_node4() -> Election {
         let mut e = Election::new(nref(3), settings(3, true), Persisted::default(), 0);
         let r = elect(&mut e, 3000, &cluster(&[1, 2, 3]));
         let (term, seq) = announced(&r).unwrap();
         ack(&mut e, 3001, term, seq, &[2]);
         announce(&mut e, 3100, 4, 2);
         e.step(3200, Event::LetGo);
+        e
+    }
+
+    /// After a partition heals the peer list can still lack the node that is claiming: the
+    /// node that handed over to it must not win a round over it at once (it did, every 28 ms
+    /// for 600 ms, until the list caught up). It waits for that node's announcement once;
+    /// if none comes, it elects as usual.
+    #[test]
+    fn after_handing_over_a_round_waits_for_the_higher_node_the_list_lacks() {
+        let mut e = handed_over_to_node4();
         // node1, released, elects and asks node3: node3's round lists no node4.
         e.step(
             3210,
@@ -1101,12 +1108,7 @@ mod tests {
 
     #[test]
     fn a_wait_for_the_node_handed_over_to_is_given_once() {
-        let mut e = Election::new(nref(3), settings(3, true), Persisted::default(), 0);
-        let r = elect(&mut e, 3000, &cluster(&[1, 2, 3]));
-        let (term, seq) = announced(&r).unwrap();
-        ack(&mut e, 3001, term, seq, &[2]);
-        announce(&mut e, 3100, 4, 2);
-        e.step(3200, Event::LetGo);
+        let mut e = handed_over_to_node4();
         let r = elect(&mut e, 3210, &cluster(&[1, 2, 3]));
         assert!(announced(&r).is_none());
         // node4 never announces (it died): the wait ends and the next round is won.

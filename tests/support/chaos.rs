@@ -256,6 +256,37 @@ pub struct Outcome {
     pub majority_wait_ms: f64,
 }
 
+/// How the schedule left each node: stopped, dead or unplugged, and when a restarted one
+/// started.
+#[derive(Default)]
+struct Nodes {
+    stopped: [bool; NODES],
+    dead: [bool; NODES],
+    unplugged: [bool; NODES],
+    starting: [Option<Instant>; NODES],
+}
+
+impl Nodes {
+    fn see(&mut self, fault: &Fault) {
+        match *fault {
+            Fault::Stop(i) | Fault::Cont(i) => self.stopped[i] = matches!(fault, Fault::Stop(_)),
+            Fault::Kill(i) | Fault::Restart(i) => {
+                self.dead[i] = matches!(fault, Fault::Kill(_));
+                self.starting[i] = (!self.dead[i]).then(Instant::now);
+            }
+            Fault::Pull(i) | Fault::Plug(i) => self.unplugged[i] = matches!(fault, Fault::Pull(_)),
+            _ => {}
+        }
+    }
+
+    /// Up as far as the schedule goes: not stopped, dead or unplugged, and past its
+    /// `--startup-delay` if restarted (a restarted node takes part only from then).
+    fn up(&self, i: usize) -> bool {
+        !(self.stopped[i] || self.dead[i] || self.unplugged[i])
+            && self.starting[i].is_none_or(|s| s.elapsed() >= STARTUP_DELAY)
+    }
+}
+
 /// When some majority of nodes is up and connected both ways, from the faults as applied.
 struct Standing {
     groups: Option<Vec<Vec<usize>>>,
@@ -608,11 +639,7 @@ pub fn run(quorum: bool, length: u64, seed: u64) -> Option<Outcome> {
     let t0 = activity::now_ns();
     let start = Instant::now();
     let mut log = Vec::new();
-    let mut stopped = [false; NODES];
-    let mut dead = [false; NODES];
-    let mut unplugged = [false; NODES];
-    // A restarted node takes part only after its `--startup-delay` (1 s): up from then.
-    let mut starting: [Option<Instant>; NODES] = [None; NODES];
+    let mut nodes = Nodes::default();
     let mut standing = Standing::new();
     standing.update(t0, &[true; NODES]);
     // Waits for the next fault's time, seeing to the freezes and to whether a majority
@@ -621,17 +648,11 @@ pub fn run(quorum: bool, length: u64, seed: u64) -> Option<Outcome> {
                  c: &NetCluster,
                  freezer: &mut Freezer,
                  standing: &mut Standing,
-                 down: &[bool],
-                 starting: &[Option<Instant>],
-                 stopped: &[bool],
+                 nodes: &Nodes,
                  log: &mut Vec<String>| loop {
-        freezer.poll(c, stopped, t0, log);
+        freezer.poll(c, &nodes.stopped, t0, log);
         let up: Vec<bool> = (0..NODES)
-            .map(|i| {
-                !down[i]
-                    && !freezer.is_frozen(i)
-                    && starting[i].is_none_or(|s| s.elapsed() >= STARTUP_DELAY)
-            })
+            .map(|i| nodes.up(i) && !freezer.is_frozen(i))
             .collect();
         standing.update(activity::now_ns(), &up);
         let Some(left) = at.checked_sub(start.elapsed()) else {
@@ -640,45 +661,22 @@ pub fn run(quorum: bool, length: u64, seed: u64) -> Option<Outcome> {
         std::thread::sleep(left.min(Duration::from_millis(10)));
     };
     for (at, fault) in &plan {
-        let down: Vec<bool> = (0..NODES)
-            .map(|i| stopped[i] || dead[i] || unplugged[i])
-            .collect();
-        until(
-            *at,
-            &c,
-            &mut freezer,
-            &mut standing,
-            &down,
-            &starting,
-            &stopped,
-            &mut log,
-        );
+        until(*at, &c, &mut freezer, &mut standing, &nodes, &mut log);
         let applied = (activity::now_ns() - t0) as f64 / 1e6;
         apply(&net, &mut c, fault);
-        match *fault {
-            Fault::Stop(i) | Fault::Cont(i) => stopped[i] = matches!(fault, Fault::Stop(_)),
-            Fault::Kill(i) | Fault::Restart(i) => {
-                dead[i] = matches!(fault, Fault::Kill(_));
-                starting[i] = (!dead[i]).then(Instant::now);
-            }
-            Fault::Pull(i) | Fault::Plug(i) => unplugged[i] = matches!(fault, Fault::Pull(_)),
-            Fault::FreezeAtWin { in_child, ms } => freezer.arm(in_child, ms),
-            _ => {}
+        nodes.see(fault);
+        if let Fault::FreezeAtWin { in_child, ms } = *fault {
+            freezer.arm(in_child, ms);
         }
         standing.see(fault);
         log.push(format!("{applied:8.0} {fault}"));
     }
-    let down: Vec<bool> = (0..NODES)
-        .map(|i| stopped[i] || dead[i] || unplugged[i])
-        .collect();
     until(
         Duration::from_secs(length),
         &c,
         &mut freezer,
         &mut standing,
-        &down,
-        &starting,
-        &stopped,
+        &nodes,
         &mut log,
     );
 
@@ -688,13 +686,13 @@ pub fn run(quorum: bool, length: u64, seed: u64) -> Option<Outcome> {
     freezer.end(&c);
     net.heal();
     for i in 0..NODES {
-        if stopped[i] {
+        if nodes.stopped[i] {
             c.node(i).proc.signal("CONT");
         }
-        if dead[i] {
+        if nodes.dead[i] {
             c.node(i).proc.restart();
         }
-        if unplugged[i] {
+        if nodes.unplugged[i] {
             net.plug_cable(i);
         }
     }
@@ -702,16 +700,6 @@ pub fn run(quorum: bool, length: u64, seed: u64) -> Option<Outcome> {
         "{:8.0} heal everything",
         (healed - t0) as f64 / 1e6
     ));
-    log.sort_by(|a, b| {
-        let ms = |l: &str| {
-            l.split_whitespace()
-                .next()
-                .and_then(|t| t.parse::<f64>().ok())
-        };
-        ms(a)
-            .partial_cmp(&ms(b))
-            .unwrap_or(std::cmp::Ordering::Equal)
-    });
     let settled = c.sole_coordinator_since(&all, &top, heal_start, secs(90));
     if settled.is_ok() {
         // The settled coordinator's host answers the client again.

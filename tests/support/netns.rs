@@ -217,10 +217,7 @@ impl Net {
             };
             ip(&["netns", "add", &host.ns]).unwrap_or_else(|e| panic!("{e}"));
             net.made.push(host.ns.clone());
-            bridge += &format!(
-                "link add {} type veth peer name {HOST_DEV} netns {}\nlink set {} master {BRIDGE} up\n",
-                host.port, host.ns, host.port
-            );
+            bridge += &host.cable();
             net.hosts.push(host);
         }
         run(
@@ -229,15 +226,7 @@ impl Net {
         )
         .unwrap_or_else(|e| panic!("bridge set-up: {e}"));
         for h in &net.hosts {
-            let script = format!(
-                "link set lo up\naddr add {}/24 dev {HOST_DEV}\nlink set {HOST_DEV} up\n",
-                h.addr
-            );
-            run(
-                Command::new("ip").args(["-n", &h.ns, "-batch", "-"]),
-                Some(&script),
-            )
-            .unwrap_or_else(|e| panic!("host set-up: {e}"));
+            h.bring_up();
         }
         Some(net)
     }
@@ -255,24 +244,12 @@ impl Net {
         let _guard = SETUP.lock().unwrap_or_else(|e| e.into_inner());
         ip(&["netns", "add", &host.ns]).unwrap_or_else(|e| panic!("{e}"));
         self.made.push(host.ns.clone());
-        let bridge = format!(
-            "link add {} type veth peer name {HOST_DEV} netns {}\nlink set {} master {BRIDGE} up\n",
-            host.port, host.ns, host.port
-        );
         run(
             Command::new("ip").args(["-n", &self.bridge_ns, "-batch", "-"]),
-            Some(&bridge),
+            Some(&host.cable()),
         )
         .unwrap_or_else(|e| panic!("client's cable: {e}"));
-        let script = format!(
-            "link set lo up\naddr add {}/24 dev {HOST_DEV}\nlink set {HOST_DEV} up\n",
-            host.addr
-        );
-        run(
-            Command::new("ip").args(["-n", &host.ns, "-batch", "-"]),
-            Some(&script),
-        )
-        .unwrap_or_else(|e| panic!("client set-up: {e}"));
+        host.bring_up();
         host
     }
 
@@ -330,16 +307,7 @@ impl Net {
                 .filter(|o| group_of[o.index] != group_of[h.index])
                 .map(|o| o.addr.to_string())
                 .collect();
-            // add + delete + define in one transaction: replaces the table atomically.
-            let mut rules = "add table inet bullynet\ndelete table inet bullynet\n".to_string();
-            if !others.is_empty() {
-                rules += &format!(
-                    "table inet bullynet {{\n chain input {{\n  type filter hook input priority 0; policy accept;\n  ip saddr {{ {} }} drop\n }}\n}}\n",
-                    others.join(", ")
-                );
-            }
-            run(h.command("nft").args(["-f", "-"]), Some(&rules))
-                .unwrap_or_else(|e| panic!("partition on host {}: {e}", h.index));
+            drop_from(h, &others);
         }
     }
 
@@ -348,30 +316,21 @@ impl Net {
     /// New connections fail both ways; data on connections already open still reaches the
     /// others. Replaces any earlier partition; [`Net::heal`] ends it.
     pub fn deafen(&self, i: usize) {
-        let h = &self.hosts[i];
-        let others: Vec<String> = self
-            .hosts
-            .iter()
-            .filter(|o| o.index != i)
-            .map(|o| o.addr.to_string())
-            .collect();
-        self.heal();
-        let rules = format!(
-            "table inet bullynet {{\n chain input {{\n  type filter hook input priority 0; policy accept;\n  ip saddr {{ {} }} drop\n }}\n}}\n",
-            others.join(", ")
-        );
-        run(h.command("nft").args(["-f", "-"]), Some(&rules))
-            .unwrap_or_else(|e| panic!("deafen host {i}: {e}"));
+        for h in &self.hosts {
+            let others: Vec<String> = self
+                .hosts
+                .iter()
+                .filter(|o| h.index == i && o.index != i)
+                .map(|o| o.addr.to_string())
+                .collect();
+            drop_from(h, &others);
+        }
     }
 
     /// Removes every partition rule.
     pub fn heal(&self) {
         for h in &self.hosts {
-            run(
-                h.command("nft").args(["-f", "-"]),
-                Some("add table inet bullynet\ndelete table inet bullynet\n"),
-            )
-            .unwrap_or_else(|e| panic!("heal on host {}: {e}", h.index));
+            drop_from(h, &[]);
         }
     }
 
@@ -457,6 +416,20 @@ impl Net {
     }
 }
 
+/// Makes `h` drop every packet from the addresses `from` (none: drops nothing), replacing
+/// its earlier rules in one transaction (add + delete + define).
+fn drop_from(h: &Host, from: &[String]) {
+    let mut rules = "add table inet bullynet\ndelete table inet bullynet\n".to_string();
+    if !from.is_empty() {
+        rules += &format!(
+            "table inet bullynet {{\n chain input {{\n  type filter hook input priority 0; policy accept;\n  ip saddr {{ {} }} drop\n }}\n}}\n",
+            from.join(", ")
+        );
+    }
+    run(h.command("nft").args(["-f", "-"]), Some(&rules))
+        .unwrap_or_else(|e| panic!("packet filter on host {}: {e}", h.index));
+}
+
 impl Drop for Net {
     fn drop(&mut self) {
         let _guard = SETUP.lock().unwrap_or_else(|e| e.into_inner());
@@ -467,6 +440,28 @@ impl Drop for Net {
 }
 
 impl Host {
+    /// The `ip -batch` lines, run in the bridge's namespace, that plug this host in: its veth
+    /// pair, one end on the bridge, the other as the host's `eth0`.
+    fn cable(&self) -> String {
+        format!(
+            "link add {} type veth peer name {HOST_DEV} netns {}\nlink set {} master {BRIDGE} up\n",
+            self.port, self.ns, self.port
+        )
+    }
+
+    /// Gives the host its address and brings its links up.
+    fn bring_up(&self) {
+        let script = format!(
+            "link set lo up\naddr add {}/24 dev {HOST_DEV}\nlink set {HOST_DEV} up\n",
+            self.addr
+        );
+        run(
+            Command::new("ip").args(["-n", &self.ns, "-batch", "-"]),
+            Some(&script),
+        )
+        .unwrap_or_else(|e| panic!("set-up of {}: {e}", self.ns));
+    }
+
     pub fn addr(&self) -> Ipv4Addr {
         self.addr
     }

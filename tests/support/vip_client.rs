@@ -116,21 +116,23 @@ impl VipClient {
         }
     }
 
+    /// Stops trying; every answer.
     pub fn finish(mut self) -> Vec<Answer> {
+        self.stop_trying();
+        self.answers()
+    }
+
+    fn stop_trying(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
-        self.answers()
     }
 }
 
 impl Drop for VipClient {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+        self.stop_trying();
     }
 }
 
