@@ -76,9 +76,17 @@ pub fn run(config: Config) -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    let cluster = config.registry.cluster.clone();
+    // Without --id, the id drawn at the first start is kept in the state file: a restart keeps
+    // the node's rank (a new id at every start made restarts take or give up leadership).
+    let stored_id = StateFile::stored_id(&config.state_dir, &cluster, &config.name);
+    let id = match (config.id_is_random, stored_id) {
+        (true, Some(id)) => id,
+        _ => config.id,
+    };
     let me = Member {
         name: config.name.clone(),
-        id: config.id,
+        id,
         host: config.advertise.clone(),
         port: config.port,
         witness: config.witness,
@@ -98,13 +106,17 @@ pub fn run(config: Config) -> ExitCode {
         timeout: config.timeout,
         heartbeat: config.heartbeat,
     };
-    let cluster = config.registry.cluster.clone();
-    let (state, persisted) = match StateFile::open(&config.state_dir, &cluster, &me.name) {
+    let (state, persisted) = match StateFile::open(&config.state_dir, &cluster, &me.name, me.id) {
         Ok(s) => s,
         Err(e) => {
             output::err(&format!("bully: {e}"));
             return ExitCode::from(1);
         }
+    };
+    let id_origin = match (config.id_is_random, stored_id) {
+        (false, _) => String::new(),
+        (true, Some(_)) => format!(" (kept in {})", state.path().display()),
+        (true, None) => format!(" (drawn now, kept in {})", state.path().display()),
     };
     let metrics = Arc::new(Metrics::default());
     let directory = Arc::new(Directory::new(registry, Arc::clone(&metrics)));
@@ -185,7 +197,7 @@ pub fn run(config: Config) -> ExitCode {
         "Node {} with id {}{} on {} (advertised {}), cluster '{}', registry {}, {}{}",
         me.name,
         me.id,
-        if config.id_is_random { " (random)" } else { "" },
+        id_origin,
         addr,
         me.address(),
         cluster,

@@ -639,10 +639,10 @@ mod tests {
         assert_eq!(
             r.persist,
             Some(Persisted {
-                floor: 65,
+                floor: 1,
                 maintenance: false
             }),
-            "on disk, with terms reserved ahead, before the announcement goes out"
+            "on disk before the announcement goes out"
         );
         assert_eq!(
             r.notes.last().unwrap().to_string(),
@@ -1313,13 +1313,13 @@ mod tests {
         assert_eq!(
             r.persist,
             Some(Persisted {
-                floor: 42 + 64,
+                floor: 42,
                 maintenance: false
             })
         );
         // A cluster of one leads at once.
         assert!(e.is_coordinator());
-        // The next terms are reserved: no write until they run out.
+        // Every new term is written before it is used: no jump after a restart.
         let r = e.step(
             2002,
             Event::AnnounceAnswered {
@@ -1340,7 +1340,13 @@ mod tests {
             },
         );
         assert_eq!(e.term(), 51);
-        assert_eq!(r.persist, None);
+        assert_eq!(
+            r.persist,
+            Some(Persisted {
+                floor: 51,
+                maintenance: false
+            })
+        );
         // A follower that restarts refuses every term up to its floor, whoever announces it.
         let mut f = Election::new(
             nref(1),

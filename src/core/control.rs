@@ -394,7 +394,7 @@ mod tests {
         assert_eq!(
             r.persist,
             Some(Persisted {
-                floor: 65,
+                floor: 1,
                 maintenance: true
             })
         );

@@ -20,9 +20,7 @@
 use super::event::{Event, Purpose, Timer};
 use super::member::{Member, NodeRef};
 use super::quorum::{Millis, Promise, Quorum};
-use super::ready::{
-    Change, Effect, Note, Persisted, Ready, Reason, Reply, RoundEdge, TERM_RESERVE,
-};
+use super::ready::{Change, Effect, Note, Persisted, Ready, Reason, Reply, RoundEdge};
 use super::rules::MAX_TERM;
 use std::time::Duration;
 
@@ -399,7 +397,7 @@ impl Election {
     /// before anyone hears of it.
     pub(super) fn use_term(&mut self, term: u64) {
         if term > self.persisted.floor {
-            self.persisted.floor = term.saturating_add(TERM_RESERVE);
+            self.persisted.floor = term;
             self.out.persist = Some(self.persisted.clone());
         }
     }
@@ -1914,6 +1912,53 @@ mod tests {
         elect(&mut e, 0, &cluster(&[4, 5]));
         assert!(e.is_coordinator());
         assert_eq!(e.term(), 67);
+    }
+
+    #[test]
+    fn a_starting_node_follows_a_higher_member_that_answers_it_leads_instead_of_electing() {
+        // Found by tests/demo.rs on a loaded machine: node4 won term 1 while node2 asked for
+        // terms; node2 learned term 1 from node4's answer before node4's announcement reached
+        // it, elected, and its election message (term 1) made node4 take term 2.
+        let mut e = node(2);
+        e.step(0, Event::Startup);
+        let leads = CheckAnswer::Details {
+            name: "node4".into(),
+            id: 4,
+            is_coordinator: true,
+            claiming: false,
+            term: 1,
+            follows: Some(nref(4)),
+            preempts: true,
+        };
+        let r = e.step(
+            0,
+            Event::TermsAnswered {
+                answers: vec![(member("node4", 4), leads)],
+            },
+        );
+        assert_eq!((e.coordinator(), e.term()), (Some(&nref(4)), 1), "{r:?}");
+        assert!(r.rounds.is_empty(), "no election: {r:?}");
+        // node4's announcement, arriving afterwards, is the same term's, not a stale one.
+        assert!(matches!(announce(&mut e, 4, 1).0, AnnounceReply::Ok { .. }));
+        // A lower member that leads is still bullied: node2 elects above node1.
+        let mut e = node(2);
+        e.step(0, Event::Startup);
+        let lower = CheckAnswer::Details {
+            name: "node1".into(),
+            id: 1,
+            is_coordinator: true,
+            claiming: false,
+            term: 1,
+            follows: Some(nref(1)),
+            preempts: true,
+        };
+        let r = e.step(
+            0,
+            Event::TermsAnswered {
+                answers: vec![(member("node1", 1), lower)],
+            },
+        );
+        assert_eq!(r.rounds.len(), 1, "{r:?}");
     }
 
     #[test]

@@ -27,19 +27,16 @@ pub struct Ready {
 
 /// The part of a node's state that survives a restart: a term at or above every term this
 /// node claimed or acknowledged. After a restart it claims only terms above it and
-/// acknowledges no announcement at or below it, so no term is ever granted twice. It is
-/// reserved ahead ([`TERM_RESERVE`]), so most claims and acknowledgements need no write.
+/// acknowledges no announcement at or below it, so no term is ever granted twice. Each new
+/// term is written (one fsync: 0.2 ms p50, 4.7 ms p99 on ext4 here) rather than a block of
+/// them reserved ahead: a reserve saved writes but made every restart jump the term by up to
+/// its size, and users read terms (a demo's "term 1" was 66, 131, 196 on later runs).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Persisted {
     pub floor: u64,
     /// `bully maintenance on`: survives a restart until turned off.
     pub maintenance: bool,
 }
-
-/// How far ahead a node reserves terms when it writes its floor: a write (and fsync) every
-/// this many new terms instead of one each, at the price of a jump of up to this many terms
-/// after a restart.
-pub const TERM_RESERVE: u64 = 64;
 
 /// I/O for the shell. None of it may run under the state lock.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -118,6 +118,15 @@ impl Election {
         if self.settled() {
             return;
         }
+        // A higher member that answers that it leads is followed, as its announcement (perhaps
+        // still on its way) would have it. Electing above a live coordinator of the newest
+        // term only made it take another (a demo cluster on a loaded machine ended in term 2).
+        if let Some((c, term)) = self.leader_above(&answers) {
+            self.on_announce(&c, term);
+            if self.coordinator.is_some() {
+                return;
+            }
+        }
         // A node that will not preempt follows the coordinator the others follow, if any,
         // instead of electing itself over it.
         if !self.preempts() && self.coordinator.is_none() {
@@ -143,6 +152,32 @@ impl Election {
             }
         }
         self.request_election();
+    }
+
+    /// The highest member above this node that answered, in its own name, that it leads the
+    /// newest term this node has seen (an older one's leader may be cut off from the rest).
+    fn leader_above(&self, answers: &[(Member, CheckAnswer)]) -> Option<(NodeRef, u64)> {
+        answers
+            .iter()
+            .filter_map(|(m, a)| match a {
+                CheckAnswer::Details {
+                    name,
+                    id,
+                    is_coordinator: true,
+                    follows: Some(c),
+                    term,
+                    ..
+                } if *name == m.name
+                    && *id == m.id
+                    && m.is(c)
+                    && *c > self.me
+                    && *term >= self.max_term =>
+                {
+                    Some((c.clone(), *term))
+                }
+                _ => None,
+            })
+            .max()
     }
 
     /// The members above this node that stand, but a suspect, highest first.

@@ -24,6 +24,8 @@ pub struct Directory {
     known: Mutex<Vec<Member>>,
     /// The last record seen of each member, by name.
     seen: Mutex<HashMap<String, Member>>,
+    /// Ids that several members use, as last warned about.
+    shared_ids: Mutex<Vec<(u64, Vec<String>)>>,
 }
 
 impl Directory {
@@ -35,6 +37,7 @@ impl Directory {
             outage,
             known: Mutex::new(Vec::new()),
             seen: Mutex::new(HashMap::new()),
+            shared_ids: Mutex::new(Vec::new()),
         }
     }
 
@@ -55,6 +58,7 @@ impl Directory {
                     }
                 }
                 drop(seen);
+                self.warn_of_shared_ids(&members);
                 lock(&self.known).clone_from(&members);
                 members
             }
@@ -65,6 +69,24 @@ impl Directory {
                 lock(&self.known).clone()
             }
         }
+    }
+
+    /// Two members with one id rank by name between themselves, which nobody meant: said
+    /// once each time the set of shared ids changes, by every member that reads the list.
+    fn warn_of_shared_ids(&self, members: &[Member]) {
+        let shared = shared_ids(members);
+        let mut last = lock(&self.shared_ids);
+        if *last == shared {
+            return;
+        }
+        for (id, names) in &shared {
+            log::warn!(
+                "Id {id} is used by {}: they rank by name between themselves; give each \
+                 node its own --id",
+                names.join(" and ")
+            );
+        }
+        *last = shared;
     }
 
     /// How many members the last listing had.
@@ -91,4 +113,20 @@ impl Directory {
                 .cloned()
         })
     }
+}
+
+/// The ids more than one member uses, each with its members' names, in order.
+fn shared_ids(members: &[Member]) -> Vec<(u64, Vec<String>)> {
+    let mut by_id: std::collections::BTreeMap<u64, Vec<String>> = Default::default();
+    for m in members {
+        by_id.entry(m.id).or_default().push(m.name.clone());
+    }
+    by_id
+        .into_iter()
+        .filter(|(_, names)| names.len() > 1)
+        .map(|(id, mut names)| {
+            names.sort();
+            (id, names)
+        })
+        .collect()
 }

@@ -3,7 +3,7 @@
 //! fsynced, before anyone hears of the term. A node that cannot write it, or finds it corrupt,
 //! refuses to start rather than risk handing out a term twice.
 
-use crate::core::ready::{Persisted, TERM_RESERVE};
+use crate::core::ready::Persisted;
 use crate::core::rules::MAX_TERM;
 use crate::sync::lock;
 use serde::{Deserialize, Serialize};
@@ -21,22 +21,39 @@ struct OnDisk {
     /// `bully maintenance on`, kept until turned off.
     #[serde(default)]
     maintenance: bool,
+    /// The node's id: one drawn when no `--id` was given is kept here, so a restart keeps the
+    /// node's rank instead of landing anywhere in the ranking.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    id: Option<u64>,
 }
 
 pub struct StateFile {
     path: PathBuf,
+    id: u64,
     /// What is on disk: writes only ever move it forward, so two steps persisting at once
     /// cannot leave the older of their states behind.
     written: Mutex<Persisted>,
 }
 
 impl StateFile {
+    /// The id kept in the state of node `name` of `cluster`, if any. Only reads: the name
+    /// may still turn out to be a live node's, whose file this one must not touch.
+    pub fn stored_id(dir: &Path, cluster: &str, name: &str) -> Option<u64> {
+        let bytes = fs::read(file_path(dir, cluster, name)).ok()?;
+        serde_json::from_slice::<OnDisk>(&bytes).ok()?.id
+    }
+
     /// Opens (or creates) the state of node `name` of `cluster` in `dir`: reads what is there
-    /// and proves the directory writable by writing it back.
-    pub fn open(dir: &Path, cluster: &str, name: &str) -> Result<(StateFile, Persisted), String> {
+    /// and proves the directory writable by writing it back, with `id`.
+    pub fn open(
+        dir: &Path,
+        cluster: &str,
+        name: &str,
+        id: u64,
+    ) -> Result<(StateFile, Persisted), String> {
         fs::create_dir_all(dir)
             .map_err(|e| format!("state directory {}: cannot create it: {e}", dir.display()))?;
-        let path = dir.join(format!("{cluster}.{name}.json"));
+        let path = file_path(dir, cluster, name);
         let persisted = match fs::read(&path) {
             Ok(bytes) => parse(&bytes).map_err(|e| {
                 format!(
@@ -51,6 +68,7 @@ impl StateFile {
         };
         let file = StateFile {
             path,
+            id,
             written: Mutex::new(Persisted::default()),
         };
         file.write(&persisted)
@@ -85,6 +103,7 @@ impl StateFile {
             version: 1,
             floor: p.floor,
             maintenance: p.maintenance,
+            id: Some(self.id),
         };
         let body = serde_json::to_vec(&on_disk).map_err(std::io::Error::other)?;
         // Named after this process: another process writing the same file (a second node of
@@ -109,12 +128,17 @@ impl StateFile {
     }
 }
 
+fn file_path(dir: &Path, cluster: &str, name: &str) -> PathBuf {
+    dir.join(format!("{cluster}.{name}.json"))
+}
+
 fn parse(bytes: &[u8]) -> Result<Persisted, String> {
     let d: OnDisk = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
     if d.version != 1 {
         return Err(format!("unknown version {}", d.version));
     }
-    if d.floor > MAX_TERM + TERM_RESERVE + 1 {
+    // Earlier releases reserved 64 terms ahead of the largest one.
+    if d.floor > MAX_TERM + 65 {
         return Err(format!("floor {} is beyond any term", d.floor));
     }
     Ok(Persisted {
@@ -136,7 +160,7 @@ mod tests {
     #[test]
     fn terms_survive_a_reopen_and_only_move_forward() {
         let d = dir("reopen");
-        let (f, p) = StateFile::open(&d, "c", "n1").unwrap();
+        let (f, p) = StateFile::open(&d, "c", "n1", 5).unwrap();
         assert_eq!(p, Persisted::default());
         f.save(&Persisted {
             floor: 7,
@@ -150,7 +174,7 @@ mod tests {
         })
         .unwrap();
         drop(f);
-        let (_, p) = StateFile::open(&d, "c", "n1").unwrap();
+        let (_, p) = StateFile::open(&d, "c", "n1", 5).unwrap();
         assert_eq!(
             p,
             Persisted {
@@ -158,6 +182,8 @@ mod tests {
                 maintenance: true
             }
         );
+        assert_eq!(StateFile::stored_id(&d, "c", "n1"), Some(5));
+        assert_eq!(StateFile::stored_id(&d, "c", "n2"), None);
         fs::remove_dir_all(&d).unwrap();
     }
 
@@ -173,7 +199,7 @@ mod tests {
             br#"{"version":1}"#,
         ] {
             fs::write(d.join("c.n1.json"), bad).unwrap();
-            let e = StateFile::open(&d, "c", "n1").err().unwrap();
+            let e = StateFile::open(&d, "c", "n1", 5).err().unwrap();
             assert!(e.contains("c.n1.json") && e.contains("corrupt"), "{e}");
         }
         fs::remove_dir_all(&d).unwrap();

@@ -67,6 +67,7 @@ pub struct NodeProc {
     /// `[qemu-aarch64-static, path/to/aarch64/bully]`.
     pub program: Vec<String>,
     pub name: String,
+    /// `--id`; 0 starts the node without one, to pick (or keep) its own.
     pub id: u64,
     pub port: u16,
     pub args: Vec<String>,
@@ -114,8 +115,10 @@ impl NodeProc {
             .args(&self.program[1..])
             .arg(self.port.to_string())
             .arg(&self.name)
-            .arg("--id")
-            .arg(self.id.to_string())
+            .args(match self.id {
+                0 => vec![],
+                id => vec!["--id".to_string(), id.to_string()],
+            })
             .args(&self.args)
             .env_remove("XDG_RUNTIME_DIR")
             .stdin(Stdio::null())
