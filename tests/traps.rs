@@ -101,3 +101,65 @@ fn every_member_warns_of_an_id_two_members_share() {
         });
     }
 }
+
+/// Runs `bully ARGS`; exit code and stdout with stderr.
+fn bully(args: &[&str]) -> (i32, String) {
+    let out = std::process::Command::new(BIN)
+        .args(args)
+        .env_remove("BULLY_PORT")
+        .env_remove("BULLY_CLUSTER_KEY")
+        .env_remove("BULLY_CLUSTER_KEY_FILE")
+        .output()
+        .expect("run bully");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+    )
+}
+
+#[test]
+fn a_step_down_with_nobody_else_standing_ends_its_sit_out_and_status_says_why() {
+    // The trap: with the others in maintenance, node4's step-down left the cluster without a
+    // leader for the rest of its 60 s sit-out, and `bully status` called it a disagreement.
+    let mut c = Cluster::settled("traps-leaderless", &fast(), [1, 2, 4]);
+    let registry = c.dir.path().join("registry").display().to_string();
+    let status = || bully(&["status", "--registry-dir", &registry]);
+    for i in 0..2 {
+        let port = c.nodes[i].port.to_string();
+        let (code, out) = bully(&["maintenance", "on", "--port", &port]);
+        assert_eq!(code, 0, "{out}");
+    }
+    let port4 = c.nodes[2].port.to_string();
+    let (code, out) = bully(&["step-down", "--port", &port4]);
+    assert_eq!(code, 0, "{out}");
+    // Well inside the 60 s sit-out: node4 stands again because nobody else leads.
+    c.await_agreement("node4", secs(30));
+    let log = c.nodes[2].log_text();
+    assert!(
+        log.contains("Sitting out (stepped-down)")
+            && log.contains("Nobody else leads: ending the sit-out (stepped-down)"),
+        "{log}"
+    );
+    // Maintenance is the one choice that may leave a cluster without a leader; status says
+    // so, with its own exit code, and each node's metrics say why it does not stand.
+    let (code, out) = bully(&["maintenance", "on", "--port", &port4]);
+    assert_eq!(code, 0, "{out}");
+    let seen = wait_for("status to say there is no leader", secs(30), || {
+        let (code, out) = status();
+        if code == 3 {
+            Ok(out)
+        } else {
+            Err(format!("exit {code}: {out}"))
+        }
+    });
+    assert!(
+        seen.contains("no leader: node1, node2, node4 in maintenance; no reachable member stands"),
+        "{seen}"
+    );
+    let (_, metrics) = send(c.nodes[2].port, "GET", "/metrics", b"");
+    assert!(
+        metrics.contains("\nbully_not_standing{reason=\"maintenance\"} 1\n")
+            && metrics.contains("\nbully_standing 0\n"),
+        "{metrics}"
+    );
+}

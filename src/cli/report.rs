@@ -13,6 +13,9 @@ pub struct Report {
     pub registry: String,
     /// Every reachable member names this coordinator.
     pub agreed: bool,
+    /// Every reachable member (at least one) follows nobody: there is no leader, and the
+    /// summary says why each member does not stand.
+    pub leaderless: bool,
     /// The coordinator agreed on, when `agreed`.
     pub coordinator: Option<String>,
     /// The coordinator agreed on is itself a reachable member. When not, it has most likely
@@ -50,6 +53,12 @@ pub struct Row {
     /// Quorum mode: following, claiming, no-quorum, leading or releasing.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub quorum: Option<String>,
+    /// Why it stands for no election now, if it does not (`maintenance`, `stepped-down`…).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub abstains: Option<String>,
+    /// A sit-out's time left, in milliseconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sit_out_ms_left: Option<u64>,
     /// Why the member counts as unreachable.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -212,12 +221,51 @@ impl Report {
         for (what, list) in [
             ("unhealthy", names(|r| r.healthy == Some(false))),
             ("in maintenance", names(|r| r.maintenance == Some(true))),
+            ("sitting out", names(|r| r.sit_out_ms_left.is_some())),
         ] {
             if !list.is_empty() {
                 out += &format!("; {what}: {}", list.join(", "));
             }
         }
         out
+    }
+
+    /// Why no reachable member leads: who does not stand and why, and who does.
+    fn why_no_leader(&self) -> String {
+        let mut by_reason: BTreeMap<String, Vec<&str>> = BTreeMap::new();
+        let mut standing = Vec::new();
+        for r in self.members.iter().filter(|r| r.reachable) {
+            match (&r.abstains, r.sit_out_ms_left) {
+                (Some(why), Some(_)) => {
+                    by_reason
+                        .entry(format!(
+                            "sitting out ({why}), standing again once nobody leads"
+                        ))
+                        .or_default()
+                        .push(&r.name);
+                }
+                (Some(why), None) => {
+                    let why = match why.as_str() {
+                        "maintenance" => "in maintenance".to_string(),
+                        "leaving" => "shutting down".to_string(),
+                        "witness" => "witnesses".to_string(),
+                        w => w.to_string(),
+                    };
+                    by_reason.entry(why).or_default().push(&r.name);
+                }
+                (None, _) => standing.push(r.name.as_str()),
+            }
+        }
+        let mut parts: Vec<String> = by_reason
+            .into_iter()
+            .map(|(why, names)| format!("{} {why}", names.join(", ")))
+            .collect();
+        if standing.is_empty() {
+            parts.push("no reachable member stands".into());
+        } else {
+            parts.push(format!("{} standing, electing", standing.join(", ")));
+        }
+        parts.join("; ")
     }
 
     fn summary(&self) -> String {
@@ -246,6 +294,9 @@ impl Report {
         }
         if reachable.is_empty() {
             return format!("no member reachable; {of}");
+        }
+        if self.leaderless {
+            return format!("no leader: {}; {of}", self.why_no_leader());
         }
         let views: Vec<String> = reachable
             .iter()

@@ -182,6 +182,7 @@ pub fn run(config: Config) -> ExitCode {
             config.hooks.clone(),
             Arc::clone(&fence),
             Arc::clone(&vips),
+            Arc::clone(&metrics),
         ) {
             Ok(h) => Some(h),
             Err(e) => {

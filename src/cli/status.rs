@@ -20,8 +20,9 @@ bully status [registry options] [--timeout DUR] [--json] [--watch [--interval DU
 
 Reads the members of the cluster from its registry, asks each one (GET /nodeDetails) whom it
 follows, and prints a table and a summary. Exit code 0 when every member that answers names
-the same coordinator; 1 when they disagree, none answers or the registry cannot be read; 2 on
-a bad command line.
+the same coordinator; 3 when they agree that there is none (the summary says why each member
+does not stand); 1 when they disagree, none answers or the registry cannot be read; 2 on a
+bad command line.
 
 OPTIONS (each also read from BULLY_<FLAG>; a flag wins):
     registry options       the ones the nodes run with: --cluster, --registry, --registry-dir,
@@ -46,8 +47,9 @@ struct Options {
     watch: Option<Duration>,
 }
 
-/// `bully status ARGS`: exit 0 on agreement, 1 on disagreement or when no member answers (or
-/// the registry cannot be read), 2 on a bad command line.
+/// `bully status ARGS`: exit 0 on agreement, 3 when the members agree there is no leader, 1
+/// on disagreement or when no member answers (or the registry cannot be read), 2 on a bad
+/// command line.
 pub fn main(
     args: Vec<OsString>,
     env: &dyn Fn(&str) -> Option<String>,
@@ -88,6 +90,8 @@ pub fn main(
     output::out(&text);
     if report.agreed {
         ExitCode::SUCCESS
+    } else if report.leaderless {
+        ExitCode::from(3)
     } else {
         ExitCode::from(1)
     }
@@ -237,6 +241,10 @@ pub fn gather(opts: &RegistryOptions, prune: bool) -> Result<Report, String> {
         cluster: opts.cluster.clone(),
         registry: describe,
         agreed: coordinator.is_some(),
+        leaderless: members.iter().any(|r| r.reachable)
+            && members
+                .iter()
+                .all(|r| !r.reachable || r.coordinator.is_none()),
         coordinator,
         coordinator_reachable,
         members,
@@ -305,6 +313,8 @@ fn ask(client: &PeerClient, cluster: &str, m: &Member) -> Row {
         maintenance: None,
         preempts: None,
         quorum: None,
+        abstains: None,
+        sit_out_ms_left: None,
         error: None,
         vips: Vec::new(),
     };
@@ -319,6 +329,8 @@ fn ask(client: &PeerClient, cluster: &str, m: &Member) -> Row {
             row.preempts = Some(d.preempts);
             row.quorum = d.quorum.map(|q| q.state);
             row.vips = d.vips;
+            row.abstains = d.abstains;
+            row.sit_out_ms_left = d.sit_out_ms_left;
         }
         Err(e) => row.error = Some(e),
     }
@@ -343,6 +355,8 @@ mod tests {
             maintenance: reachable.then_some(false),
             preempts: reachable.then_some(true),
             quorum: None,
+            abstains: None,
+            sit_out_ms_left: None,
             error: None,
             vips: Vec::new(),
         }
@@ -379,6 +393,7 @@ mod tests {
             cluster: "bully".into(),
             registry: "dir x".into(),
             agreed: true,
+            leaderless: false,
             coordinator: Some("node4".into()),
             coordinator_reachable: false,
             members: rows,
@@ -418,6 +433,7 @@ mod tests {
             cluster: "bully".into(),
             registry: "dir x".into(),
             agreed: true,
+            leaderless: false,
             coordinator: Some("node3".into()),
             coordinator_reachable: true,
             members: vec![sick, resting, row("node3", Some(("node3", 3)), true)],
@@ -496,6 +512,7 @@ mod tests {
             cluster: "bully".into(),
             registry: "dir x".into(),
             agreed: true,
+            leaderless: false,
             coordinator: Some("node4".into()),
             coordinator_reachable: true,
             members: rows,
@@ -508,6 +525,7 @@ mod tests {
         );
         let none = Report {
             agreed: false,
+            leaderless: false,
             coordinator: None,
             members: vec![],
             pruned: Vec::new(),

@@ -15,6 +15,52 @@ use super::ready::{ControlReply, Effect, Note, Reason};
 /// long enough for another to take over without this one taking it straight back.
 pub const STEP_DOWN_HOLD_MS: Millis = 60_000;
 
+/// Why a node does not stand for election now: shown by `/nodeDetails`, `/metrics` and
+/// `bully status`, so a cluster without a leader says why.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Abstention {
+    Witness,
+    Leaving,
+    Unhealthy,
+    Maintenance,
+    /// Not (yet) held by the registry.
+    Unregistered,
+    /// Sitting out after a step-down, for `ms_left` more unless nobody else leads.
+    SteppedDown {
+        ms_left: Millis,
+    },
+    /// Sitting out after its `--exec` child exited, for `ms_left` more unless nobody else
+    /// leads.
+    ChildExited {
+        ms_left: Millis,
+    },
+}
+
+impl Abstention {
+    /// A short word for `/nodeDetails` and the metrics' label.
+    pub fn word(&self) -> &'static str {
+        match self {
+            Abstention::Witness => "witness",
+            Abstention::Leaving => "leaving",
+            Abstention::Unhealthy => "unhealthy",
+            Abstention::Maintenance => "maintenance",
+            Abstention::Unregistered => "unregistered",
+            Abstention::SteppedDown { .. } => "stepped-down",
+            Abstention::ChildExited { .. } => "child-exited",
+        }
+    }
+
+    /// How long a sit-out has left, if this is one.
+    pub fn ms_left(&self) -> Option<Millis> {
+        match self {
+            Abstention::SteppedDown { ms_left } | Abstention::ChildExited { ms_left } => {
+                Some(*ms_left)
+            }
+            _ => None,
+        }
+    }
+}
+
 /// A coordinator letting go: why, and for whom.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Resign {
@@ -32,13 +78,67 @@ impl Election {
     }
 
     fn stands_at(&self, now: Millis) -> bool {
-        !self.settings.witness
-            && !self.leaving
-            && self.healthy
-            && !self.maintenance
-            && !self.exec_failed
-            && self.registered
-            && self.held_until.is_none_or(|t| now >= t)
+        self.abstention_at(now).is_none()
+    }
+
+    /// Why this node does not stand at `now`, the weightiest reason first.
+    pub(super) fn abstention_at(&self, now: Millis) -> Option<Abstention> {
+        let held = self.held_until.filter(|t| now < *t);
+        Some(if self.settings.witness {
+            Abstention::Witness
+        } else if self.leaving {
+            Abstention::Leaving
+        } else if self.maintenance {
+            Abstention::Maintenance
+        } else if !self.healthy {
+            Abstention::Unhealthy
+        } else if !self.registered {
+            Abstention::Unregistered
+        } else if self.exec_failed {
+            Abstention::ChildExited {
+                ms_left: self.exec_back_at.saturating_sub(now),
+            }
+        } else if let Some(t) = held {
+            Abstention::SteppedDown { ms_left: t - now }
+        } else {
+            return None;
+        })
+    }
+
+    /// A sit-out is a courtesy to the others, not a reason to leave the cluster without a
+    /// leader: once nobody has led for `announce_wait` (a standing node would have won by
+    /// then), the node ends it and stands. Started whenever the coordinator is lost while it
+    /// sits out; `term` tells a late timer from a loss since.
+    pub(super) fn yield_sit_out_when_leaderless(&mut self) {
+        if self.coordinator.is_none() && self.sits_out() {
+            let wait = self.settings.announce_wait.as_millis() as Millis;
+            self.timer(Timer::Leaderless { term: self.term }, wait);
+        }
+    }
+
+    /// Holds back by choice (a step-down, an exited child), and for nothing weightier.
+    fn sits_out(&self) -> bool {
+        self.abstention_at(self.now)
+            .is_some_and(|a| a.ms_left().is_some())
+    }
+
+    pub(super) fn on_leaderless(&mut self, term: u64) {
+        if term != self.term || self.coordinator.is_some() || !self.sits_out() {
+            return;
+        }
+        if let Some(a) = self.abstention_at(self.now) {
+            self.note(Note::SitOutEnded {
+                why: a.word(),
+                ms_left: a.ms_left().unwrap_or(0),
+            });
+        }
+        self.held_until = None;
+        if self.exec_failed {
+            self.exec_failed = false;
+            self.note(Note::Health { healthy: true });
+            self.healthy_since = Some(self.now);
+        }
+        self.stand_if_needed();
     }
 
     /// Whether this node would take over from a lower coordinator now: it stands, preempts
@@ -93,8 +193,14 @@ impl Election {
             return;
         }
         self.exec_failed = true;
+        self.exec_back_at = self.now + self.settings.recover_after_ms;
+        self.note(Note::SittingOut {
+            why: "child-exited",
+            ms: self.settings.recover_after_ms,
+        });
         self.note(Note::Health { healthy: false });
         self.resign(Reason::Unhealthy, None);
+        self.yield_sit_out_when_leaderless();
         let after = self.settings.recover_after_ms;
         self.timer(Timer::StandAgain, after);
     }
@@ -173,6 +279,10 @@ impl Election {
         };
         self.held_until = Some(self.now + STEP_DOWN_HOLD_MS);
         self.timer(Timer::StandAgain, STEP_DOWN_HOLD_MS);
+        self.note(Note::SittingOut {
+            why: "stepped-down",
+            ms: STEP_DOWN_HOLD_MS,
+        });
         let message = match &target {
             Some(t) => format!("stepping down for {}", t.name),
             None => "stepping down; the next node takes over".into(),
@@ -294,6 +404,7 @@ mod tests {
     use super::super::ready::{
         AnnounceReply, ControlReply, Effect, Persisted, ProxyReply, Ready, Reason, Reply,
     };
+    use super::{Abstention, STEP_DOWN_HOLD_MS};
     use std::time::Duration;
 
     fn node_with(id: u64, f: impl FnOnce(&mut Settings)) -> Election {
@@ -418,6 +529,48 @@ mod tests {
             .effects
             .iter()
             .any(|e| matches!(e, Effect::CollectMembers { .. })));
+    }
+
+    #[test]
+    fn a_node_sitting_out_stands_again_when_nobody_else_leads() {
+        // Found by a new user: node4 stepped down while the others were in maintenance, and
+        // the cluster had no leader for the 52 s left of node4's sit-out.
+        let mut e = leader(node_with(4, |_| {}), &cluster(&[1, 2, 3, 4]));
+        let term = e.term();
+        let r = e.step(100, Event::StepDown { to: None });
+        assert!(matches!(control(&r), ControlReply::Done { .. }));
+        let wait = Settings::for_timeout(Duration::from_secs(1)).announce_wait;
+        assert!(
+            r.effects.contains(&Effect::StartTimer {
+                timer: Timer::Leaderless { term },
+                after: wait,
+            }),
+            "{r:?}"
+        );
+        assert_eq!(
+            e.snapshot(100).abstention,
+            Some(Abstention::SteppedDown {
+                ms_left: STEP_DOWN_HOLD_MS
+            })
+        );
+        // Nobody announced within the wait: the sit-out ends and the node elects.
+        let r = e.step(4100, Event::Timer(Timer::Leaderless { term }));
+        assert_eq!(r.rounds.len(), 1, "{r:?}");
+        assert!(r.notes.iter().any(|n| n
+            .to_string()
+            .starts_with("Nobody else leads: ending the sit-out")));
+        assert_eq!(e.snapshot(4100).abstention, None);
+        // Had another node taken over, the sit-out holds.
+        let mut e = leader(node_with(4, |_| {}), &cluster(&[1, 2, 3, 4]));
+        let term = e.term();
+        e.step(100, Event::StepDown { to: None });
+        announce(&mut e, 200, 3, term + 1);
+        let r = e.step(4100, Event::Timer(Timer::Leaderless { term }));
+        assert!(r.rounds.is_empty(), "{r:?}");
+        assert!(matches!(
+            e.snapshot(4100).abstention,
+            Some(Abstention::SteppedDown { .. })
+        ));
     }
 
     #[test]

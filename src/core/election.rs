@@ -25,7 +25,7 @@ use super::rules::MAX_TERM;
 use std::time::Duration;
 
 pub use super::claim::{Lead, QuorumState, QuorumView};
-use super::control::Resign;
+use super::control::{Abstention, Resign};
 use super::lock::LockState;
 
 /// How a node takes part, and the waits it asks the shell to time.
@@ -117,6 +117,8 @@ pub struct Snapshot {
     pub preempts: bool,
     pub healthy: bool,
     pub maintenance: bool,
+    /// Why it does not stand for election, if it does not.
+    pub abstention: Option<Abstention>,
 }
 
 /// What a node knows and where it is in the protocol.
@@ -175,6 +177,8 @@ pub struct Election {
     pub(super) exec_failed: bool,
     /// After a step-down: stand for nothing until then.
     pub(super) held_until: Option<Millis>,
+    /// When an exited `--exec` child's spell ends (`--exec-exit-unhealthy`).
+    pub(super) exec_back_at: Millis,
     /// Letting go of leadership, waiting for the hooks.
     pub(super) resigning: Option<Resign>,
     /// The last coordinator failed: the next one is a failover (`BULLY_REASON`).
@@ -248,6 +252,7 @@ impl Election {
             maintenance: persisted_maintenance,
             exec_failed: false,
             held_until: None,
+            exec_back_at: 0,
             resigning: None,
             after_failure: false,
             taking_over: false,
@@ -295,6 +300,7 @@ impl Election {
             preempts: self.preempts_at(now),
             healthy: self.healthy && !self.exec_failed,
             maintenance: self.maintenance,
+            abstention: self.abstention_at(now),
         }
     }
 
@@ -412,6 +418,9 @@ impl Election {
             self.follow_later = None;
         }
         let before = std::mem::replace(&mut self.coordinator, next);
+        if before.is_some() && self.coordinator.is_none() {
+            self.yield_sit_out_when_leaderless();
+        }
         if before != self.coordinator {
             self.out.changes.push(Change {
                 before: before.clone(),
@@ -486,6 +495,7 @@ impl Election {
             Timer::PromiseExpiry { coordinator } => self.on_promise_expiry(&coordinator),
             Timer::PreemptReady => self.on_preempt_ready(),
             Timer::StandAgain => self.on_stand_again(),
+            Timer::Leaderless { term } => self.on_leaderless(term),
             Timer::Ranked => {
                 if self.coordinator.is_none() {
                     self.request_election();

@@ -122,6 +122,8 @@ pub enum Timer {
     PreemptReady,
     /// A step-down's hold, or an exited `--exec` child's, is over: stand again.
     StandAgain,
+    /// A node sitting out lost its coordinator in `term`: if still nobody leads, it stands.
+    Leaderless { term: u64 },
     /// This node's turn to elect after a coordinator failure every follower saw at once.
     Ranked,
     /// `--consul-lock`: acquisition `attempt` was refused; time to ask again.

@@ -358,6 +358,16 @@ pub enum Note {
     TakingOver {
         from: String,
     },
+    /// Holding back by choice (`why`: `stepped-down`, `child-exited`) for `ms`.
+    SittingOut {
+        why: &'static str,
+        ms: u64,
+    },
+    /// Nobody led for a while, so the sit-out ended `ms_left` early.
+    SitOutEnded {
+        why: &'static str,
+        ms_left: u64,
+    },
     /// This node lost or regained its registration.
     Registered {
         ok: bool,
@@ -496,6 +506,17 @@ impl fmt::Display for Note {
                 )
             }
             Note::Maintenance { on: false } => write!(f, "Maintenance off: standing for election"),
+            Note::SittingOut { why, ms } => write!(
+                f,
+                "Sitting out ({why}): not standing for election for {:.1} s, unless nobody \
+                 else leads",
+                *ms as f64 / 1000.0
+            ),
+            Note::SitOutEnded { why, ms_left } => write!(
+                f,
+                "Nobody else leads: ending the sit-out ({why}) {:.1} s early and standing",
+                *ms_left as f64 / 1000.0
+            ),
             Note::TakingOver { from } => {
                 write!(f, "{from} stepped down for this node: taking over")
             }

@@ -117,6 +117,14 @@ pub struct NodeDetails {
     /// `bully maintenance on`.
     #[serde(default)]
     pub maintenance: bool,
+    /// Why it stands for no election now, if it does not: `witness`, `leaving`,
+    /// `maintenance`, `unhealthy`, `unregistered`, `stepped-down` or `child-exited`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub abstains: Option<String>,
+    /// A sit-out's time left (`stepped-down`, `child-exited`); it ends early when nobody
+    /// leads.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sit_out_ms_left: Option<u64>,
     /// Quorum mode only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quorum: Option<QuorumDetails>,

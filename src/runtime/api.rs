@@ -52,6 +52,8 @@ impl Api {
             preempts: s.preempts,
             healthy: s.healthy,
             maintenance: s.maintenance,
+            abstains: s.abstention.map(|a| a.word().to_string()),
+            sit_out_ms_left: s.abstention.and_then(|a| a.ms_left()),
             quorum: s.quorum.map(|q| QuorumDetails {
                 state: q.state.label().to_string(),
                 size: q.size,
@@ -75,6 +77,7 @@ impl Api {
             term: s.term,
             watchers: self.leadership.watchers(),
             maintenance: s.maintenance,
+            abstention: s.abstention.map(|a| (a.word(), a.ms_left())),
             vips: self
                 .vips
                 .details()

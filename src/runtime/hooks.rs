@@ -12,6 +12,7 @@
 
 use super::fence::Fence;
 use super::handle::{Handle, Notice};
+use super::metrics::Metrics;
 use super::vips::Vips;
 use crate::core::event::Event;
 use crate::core::member::NodeRef;
@@ -85,6 +86,7 @@ impl Hooks {
         opts: HookOptions,
         fence: Arc<Fence>,
         vips: Arc<Vips>,
+        metrics: Arc<Metrics>,
     ) -> std::io::Result<Hooks> {
         let changes = node.subscribe();
         let stopping = Arc::new(AtomicBool::new(false));
@@ -103,6 +105,7 @@ impl Hooks {
             exec: None,
             vips,
             holder: None,
+            metrics,
         };
         spawn_named("hooks", move || {
             runner.run(changes);
@@ -151,6 +154,8 @@ struct Runner {
     /// `--vip`: the addresses, and their holder while it holds them.
     vips: Arc<Vips>,
     holder: Option<Supervised>,
+    /// Failed hooks and exec children are counted.
+    metrics: Arc<Metrics>,
 }
 
 impl Runner {
@@ -294,6 +299,7 @@ impl Runner {
             }
             Err(e) => {
                 log::error!("{label} could not start: {e}");
+                self.metrics.work_failed(what);
                 None
             }
         }
@@ -370,6 +376,7 @@ impl Runner {
             Ok(c) => c,
             Err(e) => {
                 log::error!("{what} hook could not start: {e}");
+                self.metrics.work_failed(what);
                 return;
             }
         };
@@ -378,6 +385,9 @@ impl Runner {
             child.kill();
         }
         output.drain(OUTPUT_DRAIN);
+        if !status.is_some_and(|s| s.success()) {
+            self.metrics.work_failed(what);
+        }
         match status {
             Some(s) if s.success() => log::info!(
                 "{what} hook finished in {} ms",
@@ -396,6 +406,7 @@ impl Runner {
     fn reap_exec(&mut self) {
         let Some(child) = &mut self.exec else { return };
         if let Some(s) = child.try_wait() {
+            self.metrics.work_failed("exec");
             if self.opts.exit_unhealthy {
                 log::warn!(
                     "exec child {} exited by itself ({s}); --exec-exit-unhealthy: stepping down",

@@ -24,6 +24,9 @@ pub const ELECTION_BUCKETS: [f64; 12] = [
 /// upkeep), reading the members.
 pub const REGISTRY_OPERATIONS: [&str; 2] = ["register", "read"];
 
+/// What leading runs, as labels: the hooks and the `--exec` child.
+pub const LEADER_WORK: [&str; 3] = ["on-elected", "on-demoted", "exec"];
+
 #[derive(Default)]
 pub struct Metrics {
     pub elections_started: AtomicU64,
@@ -33,6 +36,7 @@ pub struct Metrics {
     received: [AtomicU64; 5],
     failovers: [AtomicU64; 3],
     registry_failures: [AtomicU64; 2],
+    work_failures: [AtomicU64; 3],
     /// The registry holds this node's record (as far as it knows).
     pub registered: AtomicBool,
     /// Microseconds from the start of this node's last election round to the moment it knew
@@ -63,6 +67,8 @@ pub struct Gauges {
     /// Quorum mode: acknowledgements held (this node included), cluster size, lease left.
     pub quorum: Option<QuorumGauges>,
     pub maintenance: bool,
+    /// Why this node does not stand for election (a word), and a sit-out's time left.
+    pub abstention: Option<(&'static str, Option<u64>)>,
     /// `--vip`: each address (`ADDR/PREFIX`), its device, and whether this node holds it.
     pub vips: Vec<(String, String, bool)>,
 }
@@ -99,6 +105,14 @@ impl Metrics {
     pub fn registry_failed(&self, operation: &str) {
         if let Some(i) = index(&REGISTRY_OPERATIONS, operation) {
             self.registry_failures[i].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// A hook failed, timed out or could not start; or the `--exec` child could not start or
+    /// exited by itself (`what` is one of [`LEADER_WORK`]).
+    pub fn work_failed(&self, what: &str) {
+        if let Some(i) = index(&LEADER_WORK, what) {
+            self.work_failures[i].fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -185,6 +199,15 @@ impl Metrics {
             &REGISTRY_OPERATIONS,
             &self.registry_failures,
         );
+        labelled(
+            &mut out,
+            "bully_hook_failures_total",
+            "Hooks that failed, timed out or could not start, and --exec children that could \
+             not start or exited by themselves.",
+            "hook",
+            &LEADER_WORK,
+            &self.work_failures,
+        );
         out +=
             "# HELP bully_http_requests_total HTTP requests answered, by route and status code.\n";
         out += "# TYPE bully_http_requests_total counter\n";
@@ -201,6 +224,30 @@ impl Metrics {
              bully_build_info{{version=\"{}\"}} 1\n",
             env!("CARGO_PKG_VERSION")
         );
+        // Why a node does not stand, so a cluster without a leader can be explained.
+        let _ = write!(
+            out,
+            "# HELP bully_standing 1 while this node stands for election; else \
+             bully_not_standing says why.\n# TYPE bully_standing gauge\nbully_standing {}\n",
+            u8::from(g.abstention.is_none())
+        );
+        if let Some((why, left)) = g.abstention {
+            let _ = write!(
+                out,
+                "# HELP bully_not_standing Why this node stands for no election now.\n\
+                 # TYPE bully_not_standing gauge\nbully_not_standing{{reason=\"{why}\"}} 1\n"
+            );
+            if let Some(ms) = left {
+                let _ = write!(
+                    out,
+                    "# HELP bully_sit_out_remaining_seconds Time left of a sit-out (after a \
+                     step-down or an exited --exec child), ended early when nobody leads.\n\
+                     # TYPE bully_sit_out_remaining_seconds gauge\n\
+                     bully_sit_out_remaining_seconds {:.3}\n",
+                    ms as f64 / 1e3
+                );
+            }
+        }
         if let Some((name, id)) = &g.coordinator {
             // Ids go up to 2^64 - 1, past what a float gauge holds exactly: as a label.
             let _ = write!(
@@ -365,6 +412,7 @@ mod tests {
             watchers: 3,
             quorum: None,
             maintenance: false,
+            abstention: None,
             vips: Vec::new(),
         });
         assert!(text.contains("bully_elections_started_total 2\n"), "{text}");
@@ -396,6 +444,7 @@ mod tests {
             watchers: 0,
             quorum: None,
             maintenance: false,
+            abstention: None,
             vips: Vec::new(),
         });
         assert!(text.contains("bully_registry_failures_total{operation=\"register\"} 1\n"));
