@@ -193,19 +193,20 @@ fn lone_node_log(tag: &str, env: &[(&str, &str)], extra: &[&str]) -> String {
     let mut c = Cluster::new(tag, &["--startup-delay", "0"]);
     let port = free_port();
     let log = c.dir.path().join("node1.log");
-    let mut child = Command::new(BIN)
-        .arg(port.to_string())
-        .arg("node1")
-        .args(&c.common)
-        .args(extra)
-        .envs(env.iter().copied())
-        .env_remove("BULLY_LOG_LEVEL")
-        .env_remove("XDG_RUNTIME_DIR")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
+    let mut child = Guarded::spawn(
+        &mut Command::new(BIN)
+            .arg(port.to_string())
+            .arg("node1")
+            .args(&c.common)
+            .args(extra)
+            .envs(env.iter().copied())
+            .env_remove("BULLY_LOG_LEVEL")
+            .env_remove("XDG_RUNTIME_DIR")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap()),
+    )
+    .unwrap();
     let text = wait_for("node1 leading", secs(20), || {
         let t = std::fs::read_to_string(&log).unwrap_or_default();
         if t.contains("Coordinator is: node1") {

@@ -6,7 +6,6 @@ mod support;
 
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
-use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -33,24 +32,25 @@ fn run_cluster_ends_in_term_1_prints_pids_and_ctrl_c_keeps_every_shutdown_line()
     let base = four_free_ports();
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/run-cluster.sh");
     let registry = dir.path().join("registry");
-    let mut child = Command::new("bash")
-        .arg(script)
-        .args(["--startup-delay", "2s", "--health-interval", "1s"])
-        .arg("--registry-dir")
-        .arg(&registry)
-        .arg("--state-dir")
-        .arg(dir.path().join("state"))
-        .env("BULLY", BIN)
-        .env("BASE_PORT", base.to_string())
-        .env("LOG_DIR", dir.path().join("logs"))
-        .env_remove("XDG_RUNTIME_DIR")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        // Its own process group, as a shell job in a terminal has: Ctrl-C signals all of it.
-        .process_group(0)
-        .spawn()
-        .unwrap();
+    let mut child = Guarded::spawn(
+        Command::new("bash")
+            .arg(script)
+            .args(["--startup-delay", "2s", "--health-interval", "1s"])
+            .arg("--registry-dir")
+            .arg(&registry)
+            .arg("--state-dir")
+            .arg(dir.path().join("state"))
+            .env("BULLY", BIN)
+            .env("BASE_PORT", base.to_string())
+            .env("LOG_DIR", dir.path().join("logs"))
+            .env_remove("XDG_RUNTIME_DIR")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped()),
+    )
+    // Its own process group, as a shell job in a terminal has: Ctrl-C signals all of it. The
+    // guard kills the group, the four nodes with it, if the test fails.
+    .unwrap();
     let out = Arc::new(Mutex::new(String::new()));
     let reader = {
         let out = out.clone();

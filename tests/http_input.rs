@@ -460,16 +460,17 @@ fn command_line_errors_exit_2_and_a_busy_port_exits_1() {
 fn environment_variables_configure_the_node() {
     let dir = TempDir::new("env");
     let port = free_port();
-    let mut child = std::process::Command::new(BIN)
-        .args([&port.to_string(), "envnode"])
-        .env("BULLY_ID", "77")
-        .env("BULLY_CLUSTER", "fromenv")
-        .env("BULLY_STARTUP_DELAY", "0")
-        .env("BULLY_REGISTRY_DIR", dir.path())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = Guarded::spawn(
+        &mut std::process::Command::new(BIN)
+            .args([&port.to_string(), "envnode"])
+            .env("BULLY_ID", "77")
+            .env("BULLY_CLUSTER", "fromenv")
+            .env("BULLY_STARTUP_DELAY", "0")
+            .env("BULLY_REGISTRY_DIR", dir.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null()),
+    )
+    .unwrap();
     let d = wait_for("node details", secs(20), || {
         get_json(port, "/nodeDetails")
             .filter(|d| d["coordinator"] == "envnode")

@@ -31,18 +31,19 @@ fn a_node_whose_output_pipe_closed_keeps_running_and_stops_on_sigterm() {
     let dir = TempDir::new("closedpipe");
     let registry = dir.path().join("registry");
     let port = free_port();
-    let mut child = Command::new(BIN)
-        .args([&port.to_string(), "node1", "--id", "1"])
-        .args(FAST)
-        .arg("--registry-dir")
-        .arg(&registry)
-        .arg("--state-dir")
-        .arg(dir.path().join("state"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = Guarded::spawn(
+        &mut Command::new(BIN)
+            .args([&port.to_string(), "node1", "--id", "1"])
+            .args(FAST)
+            .arg("--registry-dir")
+            .arg(&registry)
+            .arg("--state-dir")
+            .arg(dir.path().join("state"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped()),
+    )
+    .unwrap();
     // Read until the node leads, then close both pipes: every later line meets EPIPE.
     let mut err = BufReader::new(child.stderr.take().unwrap());
     let mut seen = String::new();

@@ -163,3 +163,36 @@ fn a_step_down_with_nobody_else_standing_ends_its_sit_out_and_status_says_why() 
         "{metrics}"
     );
 }
+
+#[test]
+fn a_failing_check_says_how_once_and_a_failing_hook_is_counted() {
+    let mut c = Cluster::new("traps-logs", &fast());
+    let sick = c.start(
+        1,
+        &[
+            "--check",
+            "echo checking; echo disk full >&2; exit 3",
+            "--check-interval",
+            "200ms",
+        ],
+    );
+    let hooked = c.start(2, &["--on-elected", "echo no route >&2; exit 4"]);
+    let line = "Health check failed: `echo checking; echo disk full >&2; exit 3` exited with code 3: disk full";
+    wait_for("the check's failure in the log", secs(30), || {
+        let t = c.nodes[sick].log_text();
+        t.contains(line).then_some(()).ok_or(t)
+    });
+    // Ten more failures, the same way: still one line.
+    wait_for("ten more failed checks", secs(30), || {
+        let n = c.nodes[sick].metric("bully_check_failures_total");
+        (n >= 11.0).then_some(()).ok_or(format!("{n} failures"))
+    });
+    let t = c.nodes[sick].log_text();
+    assert_eq!(t.matches("Health check failed").count(), 1, "{t}");
+    wait_for("the failed hook counted", secs(30), || {
+        let (_, m) = send(c.nodes[hooked].port, "GET", "/metrics", b"");
+        m.contains("\nbully_hook_failures_total{hook=\"on-elected\"} 1\n")
+            .then_some(())
+            .ok_or(m)
+    });
+}

@@ -11,7 +11,8 @@ USAGE:
     bully maintenance on|off [--port PORT]        (bully maintenance --help)
 
 OPTIONS (each also read from BULLY_<FLAG>, e.g. BULLY_HEALTH_INTERVAL=500ms; a flag wins):
-    --id N                 election priority, unsigned 64-bit; higher wins [default: random]
+    --id N                 election priority, unsigned 64-bit; higher wins [default:
+                           drawn once, kept in the state dir]
     --cluster NAME         cluster name; clusters never see each other [default: bully]
     --registry KIND        dir | consul | static [default: dir; --consul or --peers alone
                            select consul or static]

@@ -1695,7 +1695,10 @@ mod tests {
             (member("node1", 1), CheckAnswer::Busy),
         ];
         let r = e.step(0, Event::TermsAnswered { answers });
-        assert_eq!(r.notes[0].to_string(), "The members follow term 7 at most");
+        assert_eq!(
+            r.notes[0].to_string(),
+            "The newest term the members know is 7"
+        );
         assert_eq!(r.effects, vec![collect(1)]);
         assert_eq!(e.term(), 0, "learning is not following");
         let r = members(&mut e, 1, &cluster(&[1, 3]));

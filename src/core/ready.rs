@@ -448,7 +448,7 @@ impl fmt::Display for Note {
             }
             Note::CoordinatorDown { name, .. } => write!(f, "Coordinator {name} is down"),
             Note::WatchLost { name, how } => write!(f, "Coordinator {name} {how} (watch)"),
-            Note::TermsLearned { term } => write!(f, "The members follow term {term} at most"),
+            Note::TermsLearned { term } => write!(f, "The newest term the members know is {term}"),
             Note::Claiming { term, needed, size } => write!(
                 f,
                 "Claiming term {term}: {needed} of {size} acknowledgements needed"
@@ -477,7 +477,7 @@ impl fmt::Display for Note {
             Note::Released { to } => {
                 write!(
                     f,
-                    "Released the members from their promise: [{}]",
+                    "Told the members it no longer leads: [{}]",
                     to.join(", ")
                 )
             }

@@ -9,8 +9,9 @@ use super::metrics::Metrics;
 use crate::core::event::Event;
 use crate::supervisor::Supervised;
 use crate::sync::spawn_named;
+use std::io::Read;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 /// What to check, and how often.
@@ -47,14 +48,24 @@ pub fn start(
 fn run(node: &dyn Handle, opts: &CheckOptions, metrics: &Metrics) {
     let agent = crate::http::peer::agent(opts.timeout, opts.timeout);
     let (mut healthy, mut passes, mut fails) = (false, 0, 0);
+    // The failure last logged: a check that keeps failing the same way is logged once.
+    let mut failing: Option<String> = None;
     loop {
         let started = Instant::now();
-        let ok = match (&opts.command, &opts.url) {
-            (Some(cmd), _) => command_passes(cmd, opts.timeout),
-            (None, Some(url)) => url_passes(&agent, url),
+        let outcome = match (&opts.command, &opts.url) {
+            (Some(cmd), _) => command_outcome(cmd, opts.timeout),
+            (None, Some(url)) => url_outcome(&agent, url),
             (None, None) => return,
         };
-        if ok {
+        if let Err(why) = &outcome {
+            if failing.as_ref() != Some(why) {
+                log::warn!("Health check failed: {why}");
+                failing = Some(why.clone());
+            }
+        } else if failing.take().is_some() {
+            log::info!("Health check passed again");
+        }
+        if outcome.is_ok() {
             passes += 1;
             fails = 0;
         } else {
@@ -78,33 +89,92 @@ fn run(node: &dyn Handle, opts: &CheckOptions, metrics: &Metrics) {
     }
 }
 
-/// Runs `sh -c cmd` under a supervisor; killed with its group at `timeout`.
-fn command_passes(cmd: &str, timeout: Duration) -> bool {
-    let mut child = match Supervised::spawn("check", cmd, &[], None) {
-        Ok(c) => c,
-        Err(e) => {
-            log::warn!("health check could not start: {e}");
-            return false;
+/// Runs `sh -c cmd` under a supervisor; killed with its group at `timeout`. A failure says
+/// how (exit code, signal, timeout) and the last line the command wrote.
+fn command_outcome(cmd: &str, timeout: Duration) -> Result<(), String> {
+    let mut child = Supervised::spawn("check", cmd, &[], None)
+        .map_err(|e| format!("`{cmd}` could not start: {e}"))?;
+    let (stdout, stderr) = child.take_output();
+    let mut outputs: Vec<Box<dyn Read + Send>> = Vec::new();
+    outputs.extend(stdout.map(|o| Box::new(o) as Box<dyn Read + Send>));
+    outputs.extend(stderr.map(|e| Box::new(e) as Box<dyn Read + Send>));
+    let (tx, lines) = mpsc::channel();
+    for (i, out) in outputs.into_iter().enumerate() {
+        let tx = tx.clone();
+        // Ends when the command's side closes; a check that leaves a process holding its
+        // output open only keeps this thread, never the checker.
+        let _ = spawn_named("check-output", move || {
+            let _ = tx.send((i, last_line(out)));
+        });
+    }
+    drop(tx);
+    let status = child.wait_until(Instant::now() + timeout);
+    if status.is_none() {
+        child.kill();
+    }
+    // Stderr's last line if it wrote one, else stdout's.
+    let mut said = (0, String::new());
+    while let Ok((i, line)) = lines.recv_timeout(OUTPUT_WAIT) {
+        if !line.is_empty() && (said.1.is_empty() || i > said.0) {
+            said = (i, line);
         }
+    }
+    let said = said.1;
+    let said = if said.is_empty() {
+        String::new()
+    } else {
+        format!(": {said}")
     };
-    // The check's output is not logged: a check runs every few seconds.
-    let _ = child.take_output();
-    match child.wait_until(Instant::now() + timeout) {
-        Some(status) => status.success(),
-        None => {
-            child.kill();
-            log::debug!("health check still running after {timeout:?}: killed");
-            false
-        }
+    match status {
+        Some(s) if s.success() => Ok(()),
+        Some(s) => Err(format!("`{cmd}` {}{said}", describe(s))),
+        None => Err(format!(
+            "`{cmd}` still running after {timeout:?} (--check-timeout): killed{said}"
+        )),
     }
 }
 
-fn url_passes(agent: &ureq::Agent, url: &str) -> bool {
-    match agent.get(url).call() {
-        Ok(resp) => resp.status().is_success(),
-        Err(e) => {
-            log::debug!("health check {url}: {e}");
-            false
+/// How long the command's output may take to be read once it has ended.
+const OUTPUT_WAIT: Duration = Duration::from_millis(200);
+
+/// The last non-empty line of `out`, at most 200 characters of it.
+fn last_line(mut out: Box<dyn Read + Send>) -> String {
+    let mut all = Vec::new();
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = out.read(&mut buf) {
+        if n == 0 {
+            break;
         }
+        all.extend_from_slice(&buf[..n]);
+        // Only the tail matters: keep the last 4 KiB.
+        if all.len() > 8192 {
+            all.drain(..all.len() - 4096);
+        }
+    }
+    let text = String::from_utf8_lossy(&all);
+    let line = text
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("");
+    line.trim().chars().take(200).collect()
+}
+
+/// `exited with code 3`, `killed by signal 9`.
+fn describe(s: std::process::ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (s.code(), s.signal()) {
+        (Some(c), _) => format!("exited with code {c}"),
+        (None, Some(sig)) => format!("killed by signal {sig}"),
+        _ => format!("ended ({s})"),
+    }
+}
+
+fn url_outcome(agent: &ureq::Agent, url: &str) -> Result<(), String> {
+    match agent.get(url).call() {
+        Ok(resp) if resp.status().is_success() => Ok(()),
+        Ok(resp) => Err(format!("GET {url} answered {}", resp.status())),
+        Err(ureq::Error::StatusCode(code)) => Err(format!("GET {url} answered {code}")),
+        Err(e) => Err(format!("GET {url}: {e}")),
     }
 }

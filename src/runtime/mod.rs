@@ -18,6 +18,7 @@ pub mod node;
 pub mod outage;
 pub mod registration;
 pub mod reload;
+pub mod repeats;
 pub mod schedules;
 pub mod shutdown;
 pub mod signals;

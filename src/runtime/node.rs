@@ -11,6 +11,7 @@ use super::fence::Fence;
 use super::handle::{Handle, Notice};
 use super::leadership::Leadership;
 use super::metrics::Metrics;
+use super::repeats::{Repeats, Verdict};
 use super::state_file::StateFile;
 use super::timers::Timers;
 use crate::core::election::{Election, Settings, Snapshot};
@@ -44,6 +45,8 @@ pub struct Node {
     stopping: Arc<AtomicBool>,
     /// `--consul-lock`: takes and releases the leader lock.
     lock: Option<LockRunner>,
+    /// Bursts of one kind of log line are summarised.
+    repeats: Repeats<std::mem::Discriminant<Note>>,
     this: Weak<Node>,
 }
 
@@ -97,6 +100,7 @@ impl Node {
             leadership: parts.leadership,
             stopping: parts.stopping,
             lock: parts.lock.map(LockRunner::new),
+            repeats: Repeats::default(),
             this: this.clone(),
         });
         let handle: Weak<dyn Handle> = node.this.clone();
@@ -147,10 +151,18 @@ impl Node {
         if let Note::CoordinatorDown { by, .. } = note {
             self.metrics.failover_detected(by.label());
         }
+        let left_out = match self
+            .repeats
+            .admit(std::mem::discriminant(note), Instant::now())
+        {
+            Verdict::Show { left_out: 0 } => String::new(),
+            Verdict::Show { left_out } => format!(" ({left_out} more like this not shown)"),
+            Verdict::LeaveOut => return,
+        };
         if note.is_warning() {
-            log::warn!(target: "bully::election", "{note}");
+            log::warn!(target: "bully::election", "{note}{left_out}");
         } else {
-            log::info!(target: "bully::election", "{note}");
+            log::info!(target: "bully::election", "{note}{left_out}");
         }
     }
 }

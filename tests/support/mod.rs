@@ -584,3 +584,37 @@ pub fn content_length(head: &str) -> usize {
         })
         .unwrap_or(0)
 }
+
+/// A process a test started, in a process group of its own, which is SIGKILLed whole when the
+/// guard drops: also when the test fails or panics, so nothing it started outlives it (a
+/// failed demo test once left its four nodes running for an hour).
+pub struct Guarded(pub std::process::Child);
+
+impl Guarded {
+    /// Starts `cmd` as the leader of a new process group.
+    pub fn spawn(cmd: &mut Command) -> std::io::Result<Guarded> {
+        use std::os::unix::process::CommandExt;
+        cmd.process_group(0).spawn().map(Guarded)
+    }
+}
+
+impl std::ops::Deref for Guarded {
+    type Target = std::process::Child;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Guarded {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
+}
+
+impl Drop for Guarded {
+    fn drop(&mut self) {
+        // SAFETY: kill with a negative pid signals the process group this child leads.
+        unsafe { libc::kill(-(self.0.id() as i32), libc::SIGKILL) };
+        let _ = self.0.wait();
+    }
+}
