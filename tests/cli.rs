@@ -194,7 +194,7 @@ fn lone_node_log(tag: &str, env: &[(&str, &str)], extra: &[&str]) -> String {
     let port = free_port();
     let log = c.dir.path().join("node1.log");
     let mut child = Guarded::spawn(
-        &mut Command::new(BIN)
+        Command::new(BIN)
             .arg(port.to_string())
             .arg("node1")
             .args(&c.common)

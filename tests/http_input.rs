@@ -461,7 +461,7 @@ fn environment_variables_configure_the_node() {
     let dir = TempDir::new("env");
     let port = free_port();
     let mut child = Guarded::spawn(
-        &mut std::process::Command::new(BIN)
+        std::process::Command::new(BIN)
             .args([&port.to_string(), "envnode"])
             .env("BULLY_ID", "77")
             .env("BULLY_CLUSTER", "fromenv")

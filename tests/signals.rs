@@ -32,7 +32,7 @@ fn a_node_whose_output_pipe_closed_keeps_running_and_stops_on_sigterm() {
     let registry = dir.path().join("registry");
     let port = free_port();
     let mut child = Guarded::spawn(
-        &mut Command::new(BIN)
+        Command::new(BIN)
             .args([&port.to_string(), "node1", "--id", "1"])
             .args(FAST)
             .arg("--registry-dir")
