@@ -140,6 +140,15 @@ fn a_step_down_with_nobody_else_standing_ends_its_sit_out_and_status_says_why() 
             && log.contains("Nobody else leads: ending the sit-out (stepped-down)"),
         "{log}"
     );
+    // Plain mode speaks no quorum words ("Released the members from their promise").
+    for n in &c.nodes {
+        let log = n.log_text().to_lowercase();
+        assert!(
+            !log.contains("promise") && !log.contains("quorum"),
+            "{}:\n{log}",
+            n.name
+        );
+    }
     // Maintenance is the one choice that may leave a cluster without a leader; status says
     // so, with its own exit code, and each node's metrics say why it does not stand.
     let (code, out) = bully(&["maintenance", "on", "--port", &port4]);
