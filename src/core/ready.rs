@@ -386,6 +386,15 @@ pub enum Note {
 }
 
 impl Note {
+    /// Lines that come in bursts and change nothing (a refused message each): a burst is
+    /// summarised. Every line that records a change is always logged.
+    pub fn is_refusal(&self) -> bool {
+        matches!(
+            self,
+            Note::StaleAnnouncement { .. } | Note::AboveLargestTerm { .. }
+        )
+    }
+
     /// Warnings are for a coordinator lost; the rest is the election's normal course.
     pub fn is_warning(&self) -> bool {
         matches!(

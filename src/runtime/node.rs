@@ -151,10 +151,13 @@ impl Node {
         if let Note::CoordinatorDown { by, .. } = note {
             self.metrics.failover_detected(by.label());
         }
-        let left_out = match self
-            .repeats
-            .admit(std::mem::discriminant(note), Instant::now())
-        {
+        let verdict = if note.is_refusal() {
+            self.repeats
+                .admit(std::mem::discriminant(note), Instant::now())
+        } else {
+            Verdict::Show { left_out: 0 }
+        };
+        let left_out = match verdict {
             Verdict::Show { left_out: 0 } => String::new(),
             Verdict::Show { left_out } => format!(" ({left_out} more like this not shown)"),
             Verdict::LeaveOut => return,
