@@ -220,7 +220,7 @@ impl Report {
         out
     }
 
-    fn summary(&self) -> String {
+    pub fn summary(&self) -> String {
         let reachable: Vec<&Row> = self.members.iter().filter(|r| r.reachable).collect();
         let of = format!(
             "{} of {} members reachable",
