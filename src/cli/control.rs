@@ -153,7 +153,11 @@ fn request(
     f.value("--defaults")?;
     let timeout = f.duration("--timeout", Duration::from_secs(5))?;
     let target = if leader {
-        Target::Leader(f.registry(timeout)?)
+        let mut registry = f.registry(timeout)?;
+        if let Some(i) = instance {
+            instances::with_own_node(&mut registry, i);
+        }
+        Target::Leader(registry)
     } else {
         let port = f
             .parsed("--port", "a port number from 1 to 65535", |v| {

@@ -6,6 +6,7 @@
 
 use super::flags::UsageError;
 use crate::core::rules::{valid_name, NAME_RULE};
+use crate::registry::{RegistryKind, RegistryOptions};
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -274,6 +275,24 @@ pub fn node_host(i: &Instance) -> String {
         None | Some("0.0.0.0") => "127.0.0.1".into(),
         Some("::" | "[::]") => "::1".into(),
         Some(b) => b.trim_start_matches('[').trim_end_matches(']').to_string(),
+    }
+}
+
+/// A static registry's peers are the other nodes: the instance's own node joins them, as it
+/// joins the list it runs with, so a report (or a search for the leader) counts it too.
+pub fn with_own_node(registry: &mut RegistryOptions, i: &Instance) {
+    if registry.kind != RegistryKind::Static {
+        return;
+    }
+    let host = i.get("BULLY_ADVERTISE").unwrap_or_else(|| node_host(i));
+    let port = i.get("BULLY_PORT").unwrap_or_default();
+    let me = if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    };
+    if !registry.peers.contains(&me) {
+        registry.peers.push(me);
     }
 }
 

@@ -56,7 +56,7 @@ pub fn main() -> ExitCode {
     }
     // `bully statu`: a mistyped command, not a port.
     if let Some(word) = args.first().and_then(|a| a.to_str()) {
-        if word.parse::<u16>().is_err() {
+        if word.parse::<u16>().is_err() && !word.starts_with('-') {
             let commands = ["status", "step-down", "maintenance", "help"];
             if let Some(command) = flags::nearest(word, commands.into_iter()) {
                 output::err(&format!(

@@ -4,7 +4,7 @@
 //! as a check. `--watch` keeps asking and prints one line per change, as `etcdctl elect -l`.
 
 use super::flags::{Flags, UsageError};
-use super::instances::{self, Picked, Scan};
+use super::instances::{self, Instance, Picked, Scan};
 use super::output;
 pub use super::report::{agreement, Report, Row};
 use crate::core::member::Member;
@@ -80,10 +80,10 @@ pub fn main(
         output::err(&format!("bully status: warning: {w}"));
     }
     match picked {
-        Ok(Picked::Flags) => report(args, env, variables, None),
+        Ok(Picked::Flags) => report(args, env, variables, None, None),
         Ok(Picked::One(i)) => {
             let env = |k: &str| i.get(k).or_else(|| env(k));
-            report(args, &env, variables, None)
+            report(args, &env, variables, Some(&i), None)
         }
         Ok(Picked::Several(list)) => {
             // A table each; --json and --watch speak for one cluster.
@@ -101,7 +101,7 @@ pub fn main(
                     i.name,
                     i.cluster()
                 );
-                let code = report(args.clone(), &env, variables, Some(&title));
+                let code = report(args.clone(), &env, variables, Some(i), Some(&title));
                 if code != ExitCode::SUCCESS {
                     worst = code;
                 }
@@ -117,14 +117,16 @@ fn usage(e: &UsageError) -> ExitCode {
     ExitCode::from(2)
 }
 
-/// One report (after `title`, when given) on the registry that `args` and `env` name.
+/// One report (after `title`, when given) on the registry that `args` and `env` name, those
+/// of `instance` when one is read.
 fn report(
     args: Vec<OsString>,
     env: &dyn Fn(&str) -> Option<String>,
     variables: &[String],
+    instance: Option<&Instance>,
     title: Option<&str>,
 ) -> ExitCode {
-    let opts = match parse(args, env, variables) {
+    let mut opts = match parse(args, env, variables) {
         Ok(Some(o)) => o,
         Ok(None) => {
             output::out(HELP);
@@ -132,6 +134,9 @@ fn report(
         }
         Err(e) => return usage(&e),
     };
+    if let Some(i) = instance {
+        instances::with_own_node(&mut opts.registry, i);
+    }
     if let Some(every) = opts.watch {
         return watch(&opts, every);
     }
