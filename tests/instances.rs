@@ -285,3 +285,31 @@ fn watch_ends_at_once_when_its_reader_goes_away() {
     // Generous for a shared machine; the old watch never ended here at all.
     assert!(took < Duration::from_secs(10), "{took:?}");
 }
+
+#[test]
+fn a_static_instance_counts_its_own_node_beside_its_peers() {
+    // Static peers list the other nodes only, as /etc/default/bully-NAME does on each host.
+    let mut c = Cluster::new("inst-static", &[FAST, &["--registry", "static"]].concat());
+    let (p1, p2) = (free_port(), free_port());
+    c.start_on(1, p1, &["--peers", &format!("127.0.0.1:{p2}")]);
+    c.start_on(2, p2, &["--peers", &format!("127.0.0.1:{p1}")]);
+    c.await_agreement("node2", secs(30));
+    let defaults = c.dir.path().join("etc-default-bully");
+    std::fs::write(&defaults, "BULLY_CLUSTER=bully\n").unwrap();
+    std::fs::write(
+        instance_file(&defaults, "lab"),
+        format!("BULLY_PORT={p2}\nBULLY_PEERS=127.0.0.1:{p1}\n"),
+    )
+    .unwrap();
+    let d = Some(defaults.as_path());
+    let (code, out, err) = bully(d, &["status"]);
+    assert_eq!(code, 0, "{out}\nstderr: {err}");
+    assert!(
+        out.ends_with("agreed: coordinator node2; 2 of 2 members reachable\n"),
+        "{out}"
+    );
+    // The leader is the instance's own node: found all the same.
+    let (code, out, err) = bully(d, &["step-down", "--cluster", "bully"]);
+    assert_eq!(code, 0, "{out}\nstderr: {err}");
+    c.await_agreement("node1", secs(30));
+}
