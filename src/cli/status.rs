@@ -17,8 +17,8 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 pub const HELP: &str = "\
-bully status [--instance NAME | registry options] [--timeout DUR] [--json] [--watch [--interval DUR]]
-             [--prune]
+bully status [--instance NAME | registry options] [--timeout DUR] [--json]
+             [--watch [--interval DUR]] [--prune]
 
 Reads the members of the cluster from its registry, asks each one (GET /nodeDetails) whom it
 follows, and prints a table and a summary. Exit code 0 when every member that answers names
