@@ -28,8 +28,14 @@ pub enum Source {
 }
 
 /// Variables read without a flag of their own: the systemd unit's PORT and NAME (for the
-/// command line it builds). Those hooks get are [`HOOK_VARIABLES`].
-const UNIT_VARIABLES: [&str; 2] = ["BULLY_PORT", "BULLY_NAME"];
+/// command line it builds), and the commands' instance and defaults file (an operator's shell
+/// may export them; a node does not read them). Those hooks get are [`HOOK_VARIABLES`].
+const UNIT_VARIABLES: [&str; 4] = [
+    "BULLY_PORT",
+    "BULLY_NAME",
+    "BULLY_INSTANCE",
+    "BULLY_DEFAULTS",
+];
 
 /// Reads flags, falling back to `BULLY_*` variables from `env`.
 pub struct Flags<'a> {

@@ -1,10 +1,12 @@
 //! The command line: `bully PORT NAME [options]` runs a node, `bully status` reports on a
-//! cluster. Parsing, the help text and the wiring of a node live here; nothing else in the
-//! crate reads arguments or the environment's `BULLY_*` variables.
+//! cluster, `bully help [COMMAND]` explains. Parsing, the help text and the wiring of a node
+//! live here; nothing else in the crate reads arguments or the environment's `BULLY_*`
+//! variables.
 
 pub mod config;
 pub mod control;
 pub mod flags;
+pub mod instances;
 pub mod logger;
 pub mod output;
 pub mod registry_flags;
@@ -39,6 +41,9 @@ pub fn main() -> ExitCode {
         .filter_map(|(k, _)| k.into_string().ok())
         .filter(|k| k.starts_with("BULLY_"))
         .collect();
+    if args.first().is_some_and(|a| a == "help") {
+        return help(&args[1..]);
+    }
     if args.first().is_some_and(|a| a == "status") {
         args.remove(0);
         return status::main(args, &env, &variables);
@@ -51,8 +56,8 @@ pub fn main() -> ExitCode {
     }
     // `bully statu`: a mistyped command, not a port.
     if let Some(word) = args.first().and_then(|a| a.to_str()) {
-        if word.parse::<u16>().is_err() {
-            let commands = ["status", "step-down", "maintenance"];
+        if word.parse::<u16>().is_err() && !word.starts_with('-') {
+            let commands = ["status", "step-down", "maintenance", "help"];
             if let Some(command) = flags::nearest(word, commands.into_iter()) {
                 output::err(&format!(
                     "bully: unknown command '{word}'; did you mean '{command}'?\nTry 'bully --help'."
@@ -76,4 +81,31 @@ pub fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// `bully help [COMMAND]`: the usage, or the command's own help; exit 0, or 2 for a command
+/// that does not exist.
+fn help(topic: &[std::ffi::OsString]) -> ExitCode {
+    let text = match topic.iter().map(|t| t.to_str()).collect::<Vec<_>>()[..] {
+        [] | [Some("-h" | "--help" | "help")] => USAGE,
+        [Some("status")] => status::HELP,
+        [Some("step-down")] => control::STEP_DOWN_HELP,
+        [Some("maintenance")] => control::MAINTENANCE_HELP,
+        [Some(other)] => {
+            let hint = flags::nearest(other, ["status", "step-down", "maintenance"].into_iter())
+                .map(|c| format!("did you mean '{c}'? "))
+                .unwrap_or_default();
+            output::err(&format!(
+                "bully help: no command '{other}'; {hint}the commands are status, step-down \
+                 and maintenance"
+            ));
+            return ExitCode::from(2);
+        }
+        _ => {
+            output::err("bully help: expected at most one command, as in 'bully help status'");
+            return ExitCode::from(2);
+        }
+    };
+    output::out(text);
+    ExitCode::SUCCESS
 }

@@ -268,7 +268,7 @@ impl Report {
         parts.join("; ")
     }
 
-    fn summary(&self) -> String {
+    pub fn summary(&self) -> String {
         let reachable: Vec<&Row> = self.members.iter().filter(|r| r.reachable).collect();
         let of = format!(
             "{} of {} members reachable",

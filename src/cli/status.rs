@@ -4,6 +4,7 @@
 //! as a check. `--watch` keeps asking and prints one line per change, as `etcdctl elect -l`.
 
 use super::flags::{Flags, UsageError};
+use super::instances::{self, Instance, Picked, Scan};
 use super::output;
 pub use super::report::{agreement, Report, Row};
 use crate::core::member::Member;
@@ -15,8 +16,9 @@ use std::io::Write;
 use std::process::ExitCode;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-const HELP: &str = "\
-bully status [registry options] [--timeout DUR] [--json] [--watch [--interval DUR]] [--prune]
+pub const HELP: &str = "\
+bully status [--instance NAME | registry options] [--timeout DUR] [--json]
+             [--watch [--interval DUR]] [--prune]
 
 Reads the members of the cluster from its registry, asks each one (GET /nodeDetails) whom it
 follows, and prints a table and a summary. Exit code 0 when every member that answers names
@@ -24,7 +26,15 @@ the same coordinator; 3 when they agree that there is none (the summary says why
 does not stand); 1 when they disagree, none answers or the registry cannot be read; 2 on a
 bad command line.
 
+Without registry options it reads the packaged instances of this host (bully@NAME, their
+settings from /etc/default/bully and /etc/default/bully-NAME): a table for each, or the one
+that --instance NAME (or --cluster NAME) names.
+
 OPTIONS (each also read from BULLY_<FLAG>; a flag wins):
+    --instance NAME        the packaged instance bully@NAME: its cluster and registry
+    --defaults PATH        the instances' settings file [default: /etc/default/bully]; the
+                           instances are the files PATH-NAME and, with the default, the
+                           bully@NAME units enabled or running
     registry options       the ones the nodes run with: --cluster, --registry, --registry-dir,
                            --peers, --peers-file, --consul, --consul-token (see bully --help)
     --timeout DUR          per-member request timeout [default: 1s]
@@ -47,25 +57,88 @@ struct Options {
     watch: Option<Duration>,
 }
 
+/// The flags that say where the registry is: with one of them, no instance is looked for.
+pub const LOCATION: [&str; 5] = [
+    "--registry",
+    "--registry-dir",
+    "--peers",
+    "--peers-file",
+    "--consul",
+];
+
 /// `bully status ARGS`: exit 0 on agreement, 3 when the members agree there is no leader, 1
 /// on disagreement or when no member answers (or the registry cannot be read), 2 on a bad
-/// command line.
+/// command line. Without registry flags it reports on the packaged instances here
+/// (`--instance NAME`, or every one).
 pub fn main(
     args: Vec<OsString>,
     env: &dyn Fn(&str) -> Option<String>,
     variables: &[String],
 ) -> ExitCode {
-    let opts = match parse(args, env, variables) {
+    let scan = Scan::new(&args, env, &LOCATION);
+    let mut warnings = Vec::new();
+    let picked = instances::pick(&scan, true, &mut warnings);
+    for w in warnings {
+        output::err(&format!("bully status: warning: {w}"));
+    }
+    match picked {
+        Ok(Picked::Flags) => report(args, env, variables, None, None),
+        Ok(Picked::One(i)) => {
+            let env = |k: &str| i.get(k).or_else(|| env(k));
+            report(args, &env, variables, Some(&i), None)
+        }
+        Ok(Picked::Several(list)) => {
+            // A table each; --json and --watch speak for one cluster.
+            for flag in ["--json", "--watch"] {
+                if args.iter().any(|a| a == flag) {
+                    return usage(&instances::choose(&format!(" ({flag} reads one)"), &list));
+                }
+            }
+            let mut worst = ExitCode::SUCCESS;
+            for (n, i) in list.iter().enumerate() {
+                let env = |k: &str| i.get(k).or_else(|| env(k));
+                let title = format!(
+                    "{}instance {} (cluster {}):\n",
+                    if n == 0 { "" } else { "\n" },
+                    i.name,
+                    i.cluster()
+                );
+                let code = report(args.clone(), &env, variables, Some(i), Some(&title));
+                if code != ExitCode::SUCCESS {
+                    worst = code;
+                }
+            }
+            worst
+        }
+        Err(e) => usage(&e),
+    }
+}
+
+fn usage(e: &UsageError) -> ExitCode {
+    output::err(&format!("bully status: {e}\nTry 'bully status --help'."));
+    ExitCode::from(2)
+}
+
+/// One report (after `title`, when given) on the registry that `args` and `env` name, those
+/// of `instance` when one is read.
+fn report(
+    args: Vec<OsString>,
+    env: &dyn Fn(&str) -> Option<String>,
+    variables: &[String],
+    instance: Option<&Instance>,
+    title: Option<&str>,
+) -> ExitCode {
+    let mut opts = match parse(args, env, variables) {
         Ok(Some(o)) => o,
         Ok(None) => {
             output::out(HELP);
             return ExitCode::SUCCESS;
         }
-        Err(e) => {
-            output::err(&format!("bully status: {e}\nTry 'bully status --help'."));
-            return ExitCode::from(2);
-        }
+        Err(e) => return usage(&e),
     };
+    if let Some(i) = instance {
+        instances::with_own_node(&mut opts.registry, i);
+    }
     if let Some(every) = opts.watch {
         return watch(&opts, every);
     }
@@ -87,7 +160,7 @@ pub fn main(
     } else {
         report.table()
     };
-    output::out(&text);
+    output::out(&format!("{}{text}", title.unwrap_or("")));
     if report.agreed {
         ExitCode::SUCCESS
     } else if report.leaderless {
@@ -127,7 +200,35 @@ fn watch(opts: &Options, every: Duration) -> ExitCode {
             }
             last = Some(seen);
         }
-        std::thread::sleep(every.saturating_sub(started.elapsed()));
+        if reader_gone_within(every.saturating_sub(started.elapsed())) {
+            return ExitCode::SUCCESS;
+        }
+    }
+}
+
+/// Waits `time`, or less: true as soon as stdout's reader is gone (a pipe whose read end
+/// closed reports POLLERR, a hung-up terminal or socket POLLHUP), so `| head -1` ends the
+/// watch at once rather than at the next change, when a write would fail.
+fn reader_gone_within(time: Duration) -> bool {
+    let end = Instant::now() + time;
+    loop {
+        let left = end.saturating_duration_since(Instant::now());
+        // Asking for no event: poll reports only the errors and hang-ups, which it always does.
+        let mut out = libc::pollfd {
+            fd: libc::STDOUT_FILENO,
+            events: 0,
+            revents: 0,
+        };
+        let ms = left.as_millis().min(i32::MAX as u128) as libc::c_int;
+        // SAFETY: one valid pollfd for the duration of the call, and its count.
+        let n = unsafe { libc::poll(&mut out, 1, ms) };
+        if n > 0 {
+            return out.revents & (libc::POLLERR | libc::POLLHUP | libc::POLLNVAL) != 0;
+        }
+        // 0: the time is up; below 0: a signal (EINTR), so wait for the rest.
+        if n == 0 || left.is_zero() {
+            return false;
+        }
     }
 }
 
@@ -141,6 +242,9 @@ fn parse(
     if f.contains("-h") || f.contains("--help") {
         return Ok(None);
     }
+    // Read before the flags, by Scan; asked here so they are known.
+    f.value("--instance")?;
+    f.value("--defaults")?;
     let json = f.flag("--json")?;
     let prune = f.flag("--prune")?;
     let watching = f.flag("--watch")?;

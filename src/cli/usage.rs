@@ -6,9 +6,14 @@ bully - leader election with the Bully algorithm
 
 USAGE:
     bully PORT NAME [options]
-    bully status [registry options] [--json] [--watch] [--prune]  (bully status --help)
-    bully step-down [--to NODE] [--port PORT]     (bully step-down --help)
-    bully maintenance on|off [--port PORT]        (bully maintenance --help)
+    bully status [--instance NAME | registry options] [--json] [--watch] [--prune]
+    bully step-down [--to NODE] [--instance NAME | --port PORT | --cluster NAME]
+    bully maintenance on|off [--instance NAME | --port PORT]
+    bully help [COMMAND]                          (bully help status, step-down, maintenance)
+
+On a host with the package, the commands find the node and cluster of its instance
+(bully@NAME, set in /etc/default/bully and /etc/default/bully-NAME); with several, name one
+with --instance NAME. step-down --cluster NAME asks whoever leads that cluster.
 
 OPTIONS (each also read from BULLY_<FLAG>, e.g. BULLY_HEALTH_INTERVAL=500ms; a flag wins):
     --id N                 election priority, unsigned 64-bit; higher wins [default:
