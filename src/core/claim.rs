@@ -5,6 +5,7 @@
 
 use super::election::{Election, Phase};
 use super::event::{AnnounceAnswer, CheckAnswer, Purpose, Timer, Unreachable};
+use super::lease::{Lead, QuorumState, QuorumView, Sent};
 use super::member::{others_highest_first, Member, NodeRef};
 use super::quorum::{Acks, Millis, Promise};
 use super::ready::{AnnounceReply, Detection, Effect, Note, Reason};
@@ -18,78 +19,6 @@ const SENT_KEPT: usize = 32;
 /// Renewals between two readings of the member list while a claim lacks a majority (every
 /// half lease).
 const REFRESH_EVERY_RENEWALS: Millis = 4;
-
-/// The term this node claims, leads or hands over, with what holds it up.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Lead {
-    pub(super) term: u64,
-    acks: Acks,
-    /// Until when a majority's promises hold (this node's clock); `None` before a majority
-    /// acknowledged. Kept across a term bump until the new term has its own.
-    lease_until: Option<Millis>,
-    /// Letting go (for a higher node, a step-down, ...): renewing until the hooks let go,
-    /// then releasing.
-    pub(super) releasing: bool,
-    /// The announcements out for this term, whose answers come back one by one.
-    sent: Vec<Sent>,
-    retry_armed: bool,
-    /// "No quorum" was logged for this term.
-    warned: bool,
-    /// When the member list was last read for this claim.
-    members_read: Millis,
-}
-
-/// One announcement: when it was handed to the shell, how many answers are still due, and
-/// whether any said its member was promised to another coordinator.
-#[derive(Clone, Debug, PartialEq, Eq)]
-struct Sent {
-    seq: u64,
-    at: Millis,
-    due: usize,
-    promised: bool,
-}
-
-/// Where a node stands in quorum mode, as `/nodeDetails` and `bully status` show it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum QuorumState {
-    /// Following a coordinator, or waiting for one.
-    Following,
-    /// Announced a term; acknowledgements are coming in.
-    Claiming,
-    /// Claimed a term that a majority has not acknowledged: this side of the cluster is a
-    /// minority, or too many nodes are down.
-    NoQuorum,
-    /// Holds a lease: leads.
-    Leading,
-    /// Handing over: stopped acting, releasing its followers once its hooks let go.
-    Releasing,
-}
-
-impl QuorumState {
-    pub fn label(self) -> &'static str {
-        match self {
-            QuorumState::Following => "following",
-            QuorumState::Claiming => "claiming",
-            QuorumState::NoQuorum => "no-quorum",
-            QuorumState::Leading => "leading",
-            QuorumState::Releasing => "releasing",
-        }
-    }
-}
-
-/// Quorum mode's part of a snapshot.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct QuorumView {
-    pub size: usize,
-    pub needed: usize,
-    /// Members (this one included) whose acknowledgement of the term claimed or led holds.
-    pub acks: usize,
-    pub state: QuorumState,
-    pub lease_ms_left: Option<u64>,
-    /// Whom this node is promised to, and for how long more.
-    pub promised_to: Option<String>,
-    pub promise_ms_left: Option<u64>,
-}
 
 impl Election {
     /// Whether this node may act as coordinator at `now`: always in plain Bully; in quorum

@@ -10,63 +10,11 @@ use super::event::Timer;
 use super::member::{others, Member, NodeRef};
 use super::quorum::Millis;
 use super::ready::{ControlReply, Effect, Note, Reason};
+use super::standing::{Abstention, Resign};
 
 /// How long a node that stepped down stands for nothing (unless the new coordinator fails):
 /// long enough for another to take over without this one taking it straight back.
 pub const STEP_DOWN_HOLD_MS: Millis = 60_000;
-
-/// Why a node does not stand for election now: shown by `/nodeDetails`, `/metrics` and
-/// `bully status`, so a cluster without a leader says why.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Abstention {
-    Witness,
-    Leaving,
-    Unhealthy,
-    Maintenance,
-    /// Not (yet) held by the registry.
-    Unregistered,
-    /// Sitting out after a step-down, for `ms_left` more unless nobody else leads.
-    SteppedDown {
-        ms_left: Millis,
-    },
-    /// Sitting out after its `--exec` child exited, for `ms_left` more unless nobody else
-    /// leads.
-    ChildExited {
-        ms_left: Millis,
-    },
-}
-
-impl Abstention {
-    /// A short word for `/nodeDetails` and the metrics' label.
-    pub fn word(&self) -> &'static str {
-        match self {
-            Abstention::Witness => "witness",
-            Abstention::Leaving => "leaving",
-            Abstention::Unhealthy => "unhealthy",
-            Abstention::Maintenance => "maintenance",
-            Abstention::Unregistered => "unregistered",
-            Abstention::SteppedDown { .. } => "stepped-down",
-            Abstention::ChildExited { .. } => "child-exited",
-        }
-    }
-
-    /// How long a sit-out has left, if this is one.
-    pub fn ms_left(&self) -> Option<Millis> {
-        match self {
-            Abstention::SteppedDown { ms_left } | Abstention::ChildExited { ms_left } => {
-                Some(*ms_left)
-            }
-            _ => None,
-        }
-    }
-}
-
-/// A coordinator letting go: why, and for whom.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Resign {
-    pub reason: Reason,
-    pub to: Option<NodeRef>,
-}
 
 impl Election {
     /// Whether this node stands for election now: not a witness, not leaving, healthy, not
@@ -404,7 +352,8 @@ mod tests {
     use super::super::ready::{
         AnnounceReply, ControlReply, Effect, Persisted, ProxyReply, Ready, Reason, Reply,
     };
-    use super::{Abstention, STEP_DOWN_HOLD_MS};
+    use super::super::standing::Abstention;
+    use super::STEP_DOWN_HOLD_MS;
     use std::time::Duration;
 
     fn node_with(id: u64, f: impl FnOnce(&mut Settings)) -> Election {

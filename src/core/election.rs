@@ -24,9 +24,9 @@ use super::ready::{Change, Effect, Note, Persisted, Ready, Reason, Reply, RoundE
 use super::rules::MAX_TERM;
 use std::time::Duration;
 
-pub use super::claim::{Lead, QuorumState, QuorumView};
-use super::control::{Abstention, Resign};
-use super::lock::LockState;
+pub use super::lease::{Lead, QuorumState, QuorumView};
+use super::lock_state::LockState;
+use super::standing::{Abstention, Resign};
 
 /// How a node takes part, and the waits it asks the shell to time.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -16,21 +16,6 @@ use super::ready::{Effect, Note, Reason};
 /// that just died, whose session Consul invalidates once its check fails.
 pub const LOCK_RETRY_MS: Millis = 1000;
 
-/// What this node knows of the leader lock.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct LockState {
-    /// Numbers acquisitions, so that answers and losses are matched to theirs.
-    attempt: u64,
-    /// An acquisition is under way.
-    pending: bool,
-    /// The lock's `LockIndex` while this node holds it.
-    held: Option<u64>,
-    /// The last refusal logged: a lock held elsewhere for long logs once, not every second.
-    last_refusal: Option<String>,
-    /// The hooks still act on a leadership the lock backed: it is released once they let go.
-    hooks_owed: bool,
-}
-
 impl Election {
     /// The `LockIndex` of the lock this node holds, if any.
     pub fn lock_index(&self) -> Option<u64> {
@@ -479,7 +464,7 @@ mod tests {
         assert_eq!(e.phase(), &Phase::AwaitingLock);
         // It shows as claiming (followers keep following a claimant), not leading.
         let view = e.snapshot(3001).quorum.unwrap();
-        assert_eq!(view.state, super::super::claim::QuorumState::Claiming);
+        assert_eq!(view.state, super::super::lease::QuorumState::Claiming);
         let r = e.step(3002, Event::Lock(held(1, 11)));
         assert!(e.is_coordinator());
         assert_eq!(r.changes[0].lock_index, Some(11));

@@ -11,10 +11,13 @@ pub mod event;
 mod failure;
 #[cfg(test)]
 mod fixtures;
+pub mod lease;
 pub mod lock;
+pub mod lock_state;
 pub mod member;
 pub mod quorum;
 pub mod ready;
 mod round;
 pub mod rules;
+pub mod standing;
 pub mod wire;
