@@ -25,5 +25,6 @@ pub mod signals;
 pub mod state_file;
 pub mod timers;
 pub mod timing;
+pub mod turns;
 pub mod vips;
 pub mod watch;

@@ -14,6 +14,7 @@ use super::metrics::Metrics;
 use super::repeats::{Repeats, Verdict};
 use super::state_file::StateFile;
 use super::timers::Timers;
+use super::turns::Turns;
 use crate::core::election::{Election, Settings, Snapshot};
 use crate::core::event::Event;
 use crate::core::member::{Member, NodeRef};
@@ -32,8 +33,8 @@ pub struct Node {
     /// Terms used or acknowledged go here before anyone hears of them.
     state: StateFile,
     subscribers: Mutex<Vec<Sender<Notice>>>,
-    /// Held from the end of a step until its changes are published.
-    publishing: Mutex<()>,
+    /// Steps publish their changes and hand on their effects in the order they were taken.
+    turns: Turns,
     /// When the current election round started, for `bully_last_election_seconds`.
     round_started: Mutex<Option<Instant>>,
     metrics: Arc<Metrics>,
@@ -92,7 +93,7 @@ impl Node {
             )),
             state: parts.state,
             subscribers: Mutex::new(Vec::new()),
-            publishing: Mutex::new(()),
+            turns: Turns::default(),
             round_started: Mutex::new(None),
             metrics: parts.metrics,
             directory: parts.directory,
@@ -111,8 +112,8 @@ impl Node {
         Ok(node)
     }
 
-    /// Sends a change to every subscriber and wakes the held watches. Called under the
-    /// publishing lock, so subscribers see changes in the order they happened.
+    /// Sends a change to every subscriber and wakes the held watches. Called in the
+    /// step's turn, so subscribers see changes in the order they happened.
     fn publish(&self, change: &Change) {
         use std::sync::atomic::Ordering::Relaxed;
         self.metrics.coordinator_changes.fetch_add(1, Relaxed);
@@ -172,14 +173,15 @@ impl Node {
 
 impl Handle for Node {
     fn step(&self, event: Event) -> Option<Reply> {
-        let (ready, publishing) = {
+        let (ready, ticket) = {
             let mut election = lock(&self.election);
             let _held = StateLockHeld::enter();
             let ready = election.step(self.clock.now(), event);
-            // Taken before the state lock is let go: changes are published in the order the
-            // steps made them, yet after their term is on disk.
-            (ready, lock(&self.publishing))
+            // Drawn under the state lock: changes are published in the order the steps made
+            // them, yet after their term is on disk, and no step waits on a disk holding it.
+            (ready, self.turns.draw())
         };
+        let turn = self.turns.wait(ticket);
         self.count_rounds(&ready.rounds);
         for note in &ready.notes {
             self.log(note);
@@ -222,7 +224,7 @@ impl Handle for Node {
                 }
             }
         }
-        drop(publishing);
+        drop(turn);
         if !effects.is_empty() {
             if let Some(this) = self.this.upgrade() {
                 let handle: Arc<dyn Handle> = this;
