@@ -1,6 +1,6 @@
 # bully: build, run a demo cluster, test, benchmark, cross-build for embedded hosts, package for Debian.
 CARGO ?= cargo
-# `make cross TARGET=...`: the target triple of a cross build (README "Embedded hosts").
+# `make cross TARGET=...`: the target triple of a cross build (src/dist/README.md "Embedded hosts").
 TARGET ?= aarch64-unknown-linux-musl
 # Installs a Debian package quietly; refreshes the package lists once if the first try fails.
 APT_INSTALL = sh -c 'export DEBIAN_FRONTEND=noninteractive; i="apt-get install -y -qq --no-install-recommends $$0"; \
@@ -49,7 +49,7 @@ test:
 	$(CARGO) build --release
 	$(CARGO) test --no-fail-fast
 
-# The deep model checks of the election core (tests/model.rs, README "Correctness"): more
+# The deep model checks of the election core (tests/model.rs, tests/README.md "Correctness"): more
 # faults at once, longer runs, every extreme clock rate; a release build, several minutes.
 verify:
 	$(CARGO) test --release --test model -- --ignored --test-threads=1 --nocapture
@@ -102,7 +102,7 @@ static:
 # A static binary for TARGET (or several, space-separated) in target/TARGET/release/bully:
 # aarch64-unknown-linux-musl, armv7-unknown-linux-musleabihf, or their -gnu/-gnueabihf twins
 # (static glibc, larger). The standard library is built for the target from source
-# (-Z build-std); the toolchain is installed first when it is missing. See README
+# (-Z build-std); the toolchain is installed first when it is missing. See src/dist/README.md
 # "Embedded hosts".
 cross:
 	bash tests/support/cross.sh build $(TARGET)
@@ -122,7 +122,7 @@ cross-test:
 		$(CARGO) test --test cross -- --ignored --test-threads=1 --nocapture
 
 # target/debian/bully_<version>_<arch>.deb: /usr/bin/bully, the systemd unit bully@.service,
-# /etc/default/bully and bully(8) (README "Installing the Debian package").
+# /etc/default/bully and bully(8) (src/dist/README.md "Installing the Debian package").
 # `make deb TARGET=aarch64-unknown-linux-musl` packages the static cross build (arm64).
 deb: cargo-deb
 ifeq ($(DEB_TARGET),)

@@ -80,7 +80,7 @@ impl Arch {
         });
         assert!(
             Path::new(&bin).is_file(),
-            "{var}={bin}: no such file; build it with `make cross TARGET=...` (README \"Embedded hosts\")"
+            "{var}={bin}: no such file; build it with `make cross TARGET=...` (src/dist/README.md, \"Embedded hosts\")"
         );
         bin
     }

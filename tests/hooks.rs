@@ -239,7 +239,7 @@ fn a_demoted_hook_that_hangs_on_shutdown_is_bounded_by_the_timeout() {
     );
     c.await_agreement("node1", secs(20));
     // The demoted hook is owed once the elected one has run (a change still queued when
-    // shutdown begins runs no hook at all, as the README says).
+    // shutdown begins runs no hook at all, as src/supervisor/README.md says).
     wait_for("node1's elected hook", secs(10), || {
         let log = c.node("node1").log_text();
         log.contains("on-elected hook finished")

@@ -295,9 +295,9 @@ fn the_core_does_no_io() {
 
 #[test]
 fn the_readme_layout_names_every_file() {
-    // A file, or its folder, in README's Layout table: a newcomer finds every concern there.
+    // A file, or its folder, in the Layout table of src/README.md: a newcomer finds every concern there.
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let readme = std::fs::read_to_string(dir.join("README.md")).unwrap();
+    let readme = std::fs::read_to_string(dir.join("src/README.md")).unwrap();
     let layout = readme
         .split("\n## Layout\n")
         .nth(1)
@@ -313,5 +313,8 @@ fn the_readme_layout_names_every_file() {
             !layout.contains(&format!("`{p}`")) && !layout.contains(&format!("`{folder}`"))
         })
         .collect();
-    assert!(missing.is_empty(), "not in README's Layout: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "not in the Layout of src/README.md: {missing:?}"
+    );
 }

@@ -123,7 +123,7 @@ fn a_flood_of_election_messages_is_no_storm_and_health_keeps_answering() {
         probes.len()
     );
     // The figure is 50 ms; on a shared, loaded 2-core machine a debug build is held
-    // to a generous bound here and the measured p99 is reported above and in the README.
+    // to a generous bound here and the measured p99 is reported above and in tests/README.md, "Hardening".
     assert!(p99 < Duration::from_secs(1), "GET / p99 {p99:?}");
     for (i, n) in c.nodes.iter().enumerate() {
         assert!(

@@ -97,12 +97,13 @@ fn metrics_parse_and_move_with_elections() {
     assert!(value(&after, "bully_term", &[]) > value(&before, "bully_term", &[]));
 }
 
-/// README's Metrics table lists every series a node serves, each with the type it declares,
+/// The Metrics table of src/http/README.md lists every series a node serves, each with the type it declares,
 /// and nothing it does not serve (quorum mode and a health check add theirs).
 #[test]
 fn readme_lists_every_series_with_its_type() {
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
-        .expect("README.md");
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/src/http/README.md"))
+            .expect("src/http/README.md");
     let section = readme
         .split("\n## Metrics\n")
         .nth(1)
@@ -146,6 +147,6 @@ fn readme_lists_every_series_with_its_type() {
     }
     assert_eq!(
         served, documented,
-        "served (left) and README's Metrics table (right) differ"
+        "served (left) and the Metrics table of src/http/README.md (right) differ"
     );
 }

@@ -11,7 +11,7 @@
 //! it followed; (e) liveness: from every state reached, a fair run without further faults
 //! (partition healed, every node restarted) agrees on the highest standing node in bounded
 //! time, the safety properties checked along it too. (f) In plain mode the checker finds the
-//! partition split README "Guarantees" warns about.
+//! partition split src/README.md "Guarantees" warns about.
 //!
 //! `make test` runs the bounded checks; `make verify` runs the `deep_` ones (ignored here)
 //! with larger bounds and every assignment of extreme clock rates, in a release build.
@@ -147,7 +147,7 @@ fn quorum4_witness() -> Spec {
     quorum_spec(&[1, 2, 3, 4], Some(3), Props::all())
 }
 
-/// Plain mode promises no single leader (README "Guarantees"): (a) and (b), (c) are not
+/// Plain mode promises no single leader (src/README.md "Guarantees"): (a) and (b), (c) are not
 /// checked there (the `default_mode_` tests below show why); (d) and liveness are.
 fn plain3() -> Spec {
     let props = Props {
@@ -261,7 +261,7 @@ fn default_mode_three_nodes() {
     Check::new("plain-3 drop+dup", plain3(), Start::Settled, f, 150).holds();
 }
 
-/// (f) README "Guarantees": without `--quorum` a partition gives two coordinators at once.
+/// (f) src/README.md "Guarantees": without `--quorum` a partition gives two coordinators at once.
 /// The checker must find it, with its shortest trace.
 #[test]
 fn default_mode_finds_the_partition_split() {
@@ -291,7 +291,7 @@ fn default_mode_finds_the_partition_split() {
 
 /// Plain mode can also give two coordinators the same term: node1, cut off, elects itself in
 /// the next term; node3 crashes and node2, on the other side, takes that same term. By
-/// design (README "Guarantees"), so kept as a test that expects the counterexample.
+/// design (src/README.md "Guarantees"), so kept as a test that expects the counterexample.
 #[test]
 fn default_mode_two_coordinators_can_share_a_term() {
     let props = Props {

@@ -2,7 +2,7 @@
 //! lease they grant, and the promise a follower gives. Pure functions of times the caller
 //! passes in (milliseconds of one node's monotonic clock).
 //!
-//! The argument, in short (README "Guarantees" has it in full): a follower that acknowledges a
+//! The argument, in short (src/README.md "Guarantees" has it in full): a follower that acknowledges a
 //! coordinator promises to acknowledge no other until `lease` has passed on its own clock. The
 //! coordinator counts a lease from the moment it *sent* the request, shortened by the worst
 //! clock-rate drift between two hosts, so on every host's clock its lease ends before the

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Cross builds for embedded hosts (README "Embedded hosts").
+# Cross builds for embedded hosts (src/dist/README.md "Embedded hosts").
 #
 #   cross.sh setup            install the Debian bookworm cross toolchains (idempotent)
 #   cross.sh build TARGET...  build static release binaries into target/TARGET/release/bully
@@ -14,7 +14,7 @@
 # unstable flag; nothing else in the project does. Override the compiler with RUSTC (it needs
 # its library source, `rustup component add rust-src`), cargo with CROSS_CARGO, the linker with
 # CARGO_TARGET_<TARGET>_LINKER as usual. CROSS_MAP=1 also writes a linker map next to the
-# binary (bully.map), which is how the README's size breakdown was measured.
+# binary (bully.map), which is how src/dist/README.md's size breakdown was measured.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -49,7 +49,7 @@ setup() {
     return 0
   fi
   command -v apt-get >/dev/null || {
-    echo "cross-setup: needs apt (Debian bookworm); elsewhere see README \"Embedded hosts\"" >&2
+    echo "cross-setup: needs apt (Debian bookworm); elsewhere see src/dist/README.md \"Embedded hosts\"" >&2
     return 1
   }
   if [ -n "$missing" ]; then
@@ -187,7 +187,7 @@ build() {
     [ -n "$rustc" ] || { has_std_source /usr/bin/rustc && rustc=/usr/bin/rustc; }
   fi
   [ -n "$rustc" ] || {
-    echo "cross: no rustc with its library source (rust-src) here; see README \"Embedded hosts\"" >&2
+    echo "cross: no rustc with its library source (rust-src) here; see src/dist/README.md \"Embedded hosts\"" >&2
     return 1
   }
   # Debian's rustc goes with Debian's cargo; any other with the cargo on PATH.
@@ -211,7 +211,7 @@ build() {
     echo "cross: $t: linker $linker"
   done
   echo "cross: $("$rustc" --version) via $cargo, std built from source"
-  # std features for size (measured in the README): backtraces without symbolisation (raw
+  # std features for size (measured in src/dist/README.md): backtraces without symbolisation (raw
   # addresses, which an unstripped build of the same commit resolves; a stripped binary has no
   # symbols to show anyway: -130 KiB) and std's size-optimised algorithms; panic-unwind keeps
   # unwinding. RUSTFLAGS would override the per-target flags, so it is cleared.

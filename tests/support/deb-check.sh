@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# Checks the package `make deb` built (README "Installing the Debian package"):
+# Checks the package `make deb` built (src/dist/README.md "Installing the Debian package"):
 #
 #   deb-check.sh [TARGET]    TARGET: a Rust target triple; default: this host's package
 #
 # Its contents and conffile, the man page, that /etc/default/bully and bully(8) name every
 # flag of `bully --help`, the unit's `systemd-analyze security` (at most 4.9, "OK", also with
-# README's virtual-IP drop-in); then, for this host's architecture, `dpkg -i`,
+# the virtual-IP drop-in of src/dist/README.md); then, for this host's architecture, `dpkg -i`,
 # /usr/bin/bully --version, `systemd-analyze verify`, and the installed unit run by a systemd
 # of its own in new namespaces (settings, sandbox, restarts, the virtual-IP hook). A package
 # of another architecture is checked without installing it (its binary runs under qemu-user
@@ -130,25 +130,25 @@ exposure() {
 }
 score=$(exposure "$unit") || fail "systemd-analyze security: above 4.9 ($score)"
 ok "systemd-analyze security bully@.service: $score"
-# The README's virtual-IP drop-in, on top of the unit, in a root of its own.
+# The virtual-IP drop-in of src/dist/README.md, on top of the unit, in a root of its own.
 vip=$work/vip
 mkdir -p "$vip/etc/systemd/system/bully@vip.service.d" "$vip/usr/lib/systemd/system"
 cp "$unit" "$vip/usr/lib/systemd/system/"
 awk '/^# \/etc\/systemd\/system\/bully@.service.d\/vip.conf$/ {on=1; next} on && /^```/ {exit} on' \
-  README.md >"$vip/etc/systemd/system/bully@vip.service.d/vip.conf"
+  src/dist/README.md >"$vip/etc/systemd/system/bully@vip.service.d/vip.conf"
 grep -q '^AmbientCapabilities=CAP_NET_ADMIN CAP_NET_RAW$' "$vip/etc/systemd/system/bully@vip.service.d/vip.conf" \
-  || fail "README has no vip.conf drop-in with AmbientCapabilities=CAP_NET_ADMIN CAP_NET_RAW"
+  || fail "src/dist/README.md has no vip.conf drop-in with AmbientCapabilities=CAP_NET_ADMIN CAP_NET_RAW"
 sed -n '/^# \/etc\/systemd\/system\/bully@.service.d\/vip.conf$/,/^\.fi$/p' "$man" | sed '1d;$d' \
   | diff - "$vip/etc/systemd/system/bully@vip.service.d/vip.conf" >/dev/null \
-  || fail "the vip.conf drop-ins of README and bully(8) differ"
+  || fail "the vip.conf drop-ins of src/dist/README.md and bully(8) differ"
 vscore=$(exposure --root="$vip" bully@vip.service) || fail "security with the vip.conf drop-in: above 4.9 ($vscore)"
-ok "systemd-analyze security bully@vip.service with README's vip.conf: $vscore"
+ok "systemd-analyze security bully@vip.service with src/dist/README.md's vip.conf: $vscore"
 
 # --- The installed unit under a real systemd: its own PID 1 in new pid, mount, network, UTS,
 # IPC and cgroup namespaces, with a private /run, /etc/default and console, no generators and
 # only the units below, so nothing of the host is started or touched. Checks the settings
 # scheme, the sandbox as the node sees it, a restart after kill -9, no restart after exit 2,
-# and the README's virtual-IP hook on a veth pair: refused without vip.conf, working with it.
+# and the virtual-IP hook of src/dist/README.md on a veth pair: refused without vip.conf, working with it.
 live=""
 sd=""
 outer=""
@@ -263,7 +263,7 @@ INIT
   poll 30 "the restarted node answers" details_have 5200 '"agreed": true'
   ok "live: restarted after kill -9 ($(prop bully@check.service NRestarts) restart)"
 
-  # The README's virtual-IP hook: refused by the sandbox alone, working with vip.conf.
+  # The virtual-IP hook of src/dist/README.md: refused by the sandbox alone, working with vip.conf.
   cat >"$live/units/bully@check.service.d/hooks.conf" <<'HOOKS'
 [Service]
 Environment="BULLY_ON_ELECTED=ip addr replace 10.0.0.100/24 dev veth0 && arping -c 1 -U -I veth0 10.0.0.100"

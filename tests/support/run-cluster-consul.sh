@@ -23,7 +23,7 @@ agent=
 if ! has_leader; then
   consul=$(command -v consul || echo tools/consul/usr/bin/consul)
   if [ ! -x "$consul" ]; then
-    echo "no Consul agent at $addr and no consul binary: install Consul (see README)" \
+    echo "no Consul agent at $addr and no consul binary: install Consul (see src/registry/README.md)" \
       "or run 'bash tests/support/install-consul.sh'" >&2
     exit 1
   fi
