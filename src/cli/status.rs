@@ -201,6 +201,12 @@ fn hint(opts: &RegistryOptions) -> String {
             opts.consul.address, opts.cluster
         ),
         RegistryKind::Static => "--peers lists nobody".into(),
+        RegistryKind::Etcd => format!(
+            "etcd at {} has no key under bully/{}/members/: run bully status with the nodes' \
+             --etcd and --cluster (or ETCDCTL_ENDPOINTS, BULLY_CLUSTER)",
+            opts.etcd.endpoints.join(","),
+            opts.cluster
+        ),
     }
 }
 
