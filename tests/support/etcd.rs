@@ -1,0 +1,210 @@
+//! A real single-member etcd for the tests, on free ports with its own data directory, killed
+//! on drop; and reads of its keys through the same JSON gateway the nodes use.
+
+use super::{free_port, poll, send, TempDir};
+use serde_json::{json, Value};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// `etcd` on PATH; without it the test fails with one line saying so.
+pub fn etcd_binary() -> PathBuf {
+    let found = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|d| d.join("etcd"))
+        .find(|p| p.is_file());
+    found.unwrap_or_else(|| {
+        eprintln!(
+            "etcd not found on PATH: run `make test` (installs it) or `bash \
+             tests/support/install-etcd.sh`"
+        );
+        std::panic::resume_unwind(Box::new("etcd not found"))
+    })
+}
+
+pub struct EtcdServer {
+    pub client: u16,
+    peer: u16,
+    dir: TempDir,
+    child: Option<Child>,
+}
+
+/// One key as the test reads it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Key {
+    pub key: String,
+    pub value: Value,
+    pub create_revision: u64,
+    pub lease: String,
+}
+
+impl EtcdServer {
+    /// A started member that answers.
+    pub fn start(tag: &str) -> EtcdServer {
+        let mut e = EtcdServer {
+            client: free_port(),
+            peer: free_port(),
+            dir: TempDir::new(&format!("etcd-{tag}")),
+            child: None,
+        };
+        e.restart();
+        e
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.client)
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.dir.path().join("etcd.log")
+    }
+
+    /// (Re)starts the member on the same ports and data, and waits until it answers.
+    pub fn restart(&mut self) {
+        self.kill();
+        let peer = format!("http://127.0.0.1:{}", self.peer);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .unwrap();
+        let child = Command::new(etcd_binary())
+            .args(["--name", "m", "--data-dir"])
+            .arg(self.dir.path().join("data"))
+            .args(["--listen-client-urls", &self.url()])
+            .args(["--advertise-client-urls", &self.url()])
+            .args(["--listen-peer-urls", &peer])
+            .args(["--initial-advertise-peer-urls", &peer])
+            .args(["--initial-cluster", &format!("m={peer}")])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start etcd");
+        self.child = Some(child);
+        if let Err(e) = poll(Duration::from_secs(30), || {
+            self.post("/v3/kv/range", &json!({"key": "AA=="}))
+                .map(|_| ())
+        }) {
+            panic!("etcd does not answer within 30s: {e}\n{}", self.log_tail());
+        }
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(self.log_path()).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        format!(
+            "etcd log:\n{}",
+            lines[lines.len().saturating_sub(20)..].join("\n")
+        )
+    }
+
+    pub fn post(&self, path: &str, body: &Value) -> Result<Value, String> {
+        let (status, text) = send(self.client, "POST", path, body.to_string().as_bytes());
+        let v: Value = serde_json::from_str(&text).map_err(|e| format!("{status} {text}: {e}"))?;
+        if status == 200 {
+            Ok(v)
+        } else {
+            Err(format!("{status} {text}"))
+        }
+    }
+
+    /// Every key under `prefix`.
+    pub fn keys(&self, prefix: &str) -> Result<Vec<Key>, String> {
+        let mut end = prefix.as_bytes().to_vec();
+        *end.last_mut().unwrap() += 1;
+        let v = self.post(
+            "/v3/kv/range",
+            &json!({"key": b64(prefix.as_bytes()), "range_end": b64(&end)}),
+        )?;
+        let kvs = v["kvs"].as_array().cloned().unwrap_or_default();
+        Ok(kvs
+            .iter()
+            .map(|kv| Key {
+                key: String::from_utf8(unb64(kv["key"].as_str().unwrap_or(""))).unwrap(),
+                value: serde_json::from_slice(&unb64(kv["value"].as_str().unwrap_or("")))
+                    .unwrap_or(Value::Null),
+                create_revision: kv["create_revision"]
+                    .as_str()
+                    .and_then(|r| r.parse().ok())
+                    .unwrap_or(0),
+                lease: kv["lease"].as_str().unwrap_or("0").to_string(),
+            })
+            .collect())
+    }
+
+    /// The names under `bully/<cluster>/members/`.
+    pub fn members(&self, cluster: &str) -> Result<Vec<String>, String> {
+        let prefix = format!("bully/{cluster}/members/");
+        Ok(self
+            .keys(&prefix)?
+            .into_iter()
+            .map(|k| k.key[prefix.len()..].to_string())
+            .collect())
+    }
+
+    /// The leader key of `cluster`: who holds it and its revision.
+    pub fn leader(&self, cluster: &str) -> Result<Option<(String, u64)>, String> {
+        let key = format!("bully/{cluster}/leader");
+        Ok(self
+            .keys(&key)?
+            .into_iter()
+            .find(|k| k.key == key)
+            .map(|k| {
+                let name = k.value["node_name"].as_str().unwrap_or("?").to_string();
+                (name, k.create_revision)
+            }))
+    }
+}
+
+impl Drop for EtcdServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+pub fn b64(bytes: &[u8]) -> String {
+    let mut out = String::new();
+    for c in bytes.chunks(3) {
+        let n = (c[0] as u32) << 16
+            | (*c.get(1).unwrap_or(&0) as u32) << 8
+            | *c.get(2).unwrap_or(&0) as u32;
+        for i in 0..4 {
+            out.push(if i <= c.len() {
+                B64[(n >> (18 - 6 * i) & 63) as usize] as char
+            } else {
+                '='
+            });
+        }
+    }
+    out
+}
+
+pub fn unb64(s: &str) -> Vec<u8> {
+    let mut bits = 0u32;
+    let mut n = 0;
+    let mut out = Vec::new();
+    for c in s.bytes().filter(|&c| c != b'=') {
+        let Some(v) = B64.iter().position(|&b| b == c) else {
+            break;
+        };
+        bits = bits << 6 | v as u32;
+        n += 6;
+        if n >= 8 {
+            n -= 8;
+            out.push((bits >> n) as u8);
+        }
+    }
+    out
+}
