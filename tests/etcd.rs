@@ -74,9 +74,12 @@ fn members_are_found_in_etcd_a_killed_nodes_key_runs_out_and_sigterm_removes_it_
     assert_eq!(key[0].value["id"], "2", "{key:?}");
     assert_ne!(key[0].lease, "0", "the key lives on a lease: {key:?}");
 
-    // The keys outlive several TTLs while their nodes renew them.
+    // The keys outlive several TTLs while their nodes renew them: the same keys on the same
+    // leases (a key written again would have a new create revision and lease).
+    let before = etcd.keys("bully/members/members/").unwrap();
     std::thread::sleep(secs(5));
-    await_members(&etcd, &c, "members", &["node1", "node2", "node3"], secs(1));
+    let after = etcd.keys("bully/members/members/").unwrap();
+    assert_eq!(before, after, "renewed, not written again");
 
     // kill -9: the coordinator's key goes when its lease runs out (2 s), not before.
     c.node("node3").kill9();
@@ -248,6 +251,21 @@ fn check_history(elected: &Path, work: &Path, node: &str, rev: u64) {
     );
 }
 
+/// Waits until `node`'s latest `--exec` worker has beaten for `span`.
+fn await_working(work: &Path, node: &str, span: Duration) {
+    wait_for(
+        &format!("{node}'s worker to beat for {span:?}"),
+        secs(10),
+        || {
+            let all = activity::intervals(work);
+            let last = all.iter().rfind(|i| i.node == node);
+            last.filter(|i| i.end - i.start >= span.as_nanos())
+                .map(|_| ())
+                .ok_or_else(|| activity::describe(&all))
+        },
+    );
+}
+
 #[test]
 fn with_etcd_lock_a_kill9_a_freeze_and_a_sigterm_hand_the_key_on_with_higher_revisions() {
     let etcd = EtcdServer::start("lock");
@@ -288,6 +306,8 @@ fn with_etcd_lock_a_kill9_a_freeze_and_a_sigterm_hand_the_key_on_with_higher_rev
     let third = await_holder(&etcd, &c, "lock", "node1", secs(30));
     assert!(third > second, "revision {third} after {second}");
     c.await_agreement_of(&["node1"], "node1", secs(20));
+    // node1's worker beats for a while beside the frozen node2, whose worker must be gone.
+    await_working(&work, "node1", secs(1));
     check_history(&elected, &work, "node1", third);
     c.node("node2").signal("CONT");
     // node2, higher, takes over again once node1 lets go.
