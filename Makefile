@@ -41,9 +41,11 @@ run-cluster-consul: build
 	bash tests/support/run-cluster-consul.sh $(CLUSTER_FLAGS)
 
 # Unit tests of the election core, then integration tests with real processes. Installs Consul
-# into tools/ first when none is on PATH (apt's output goes to target/install-consul.log).
+# into tools/ first when none is on PATH (apt's output goes to target/install-consul.log), and
+# Debian's etcd when no etcd is on PATH (target/install-etcd.log).
 test:
 	bash tests/support/install-consul.sh --quiet
+	bash tests/support/install-etcd.sh --quiet
 	@# The network-namespace tests need root and nft; as root, install nft when it is missing.
 	-@[ "$$(id -u)" != 0 ] || command -v nft >/dev/null || $(APT_INSTALL) nftables
 	$(CARGO) build --release

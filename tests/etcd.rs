@@ -341,3 +341,60 @@ fn with_etcd_lock_a_kill9_a_freeze_and_a_sigterm_hand_the_key_on_with_higher_rev
         stopped.elapsed()
     );
 }
+
+#[test]
+fn with_etcd_auth_a_node_authenticates_from_its_password_file_and_a_wrong_password_stops_it() {
+    let etcd = EtcdServer::start("auth");
+    etcd.enable_auth("bully", "s3cret pass");
+    let dir = TempDir::new("etcd-auth");
+    let (good, bad) = (dir.path().join("good"), dir.path().join("bad"));
+    std::fs::write(&good, "s3cret pass\n").unwrap();
+    std::fs::write(&bad, "wrong\n").unwrap();
+    let good = good.display().to_string();
+    let mut c = cluster(
+        "auth",
+        &etcd,
+        &[
+            "--etcd-lock",
+            "--etcd-user",
+            "bully",
+            "--etcd-password-file",
+            &good,
+        ],
+    );
+    c.start(1, &[]);
+    c.start(2, &[]);
+    c.await_agreement("node2", secs(30));
+    let status = |extra: &[&str]| {
+        std::process::Command::new(BIN)
+            .args(["status", "--etcd", &etcd.url(), "--cluster", "auth"])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let out = status(&["--etcd-user", "bully", "--etcd-password-file", &good]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("agreed: coordinator node2; 2 of 2"), "{text}");
+    let out = status(&[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("user name is empty"), "{err}");
+    assert!(
+        !c.node("node2").log_text().contains("s3cret"),
+        "the password never shows in a log"
+    );
+
+    let out = std::process::Command::new(BIN)
+        .args(["5999", "node9", "--etcd", &etcd.url(), "--cluster", "auth"])
+        .args(["--etcd-user", "bully", "--etcd-password-file"])
+        .arg(&bad)
+        .args([
+            "--state-dir",
+            &dir.path().join("state").display().to_string(),
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("authentication failed"), "{err}");
+}

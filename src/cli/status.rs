@@ -25,7 +25,8 @@ a bad command line.
 
 OPTIONS (each also read from BULLY_<FLAG>; a flag wins):
     registry options       the ones the nodes run with: --cluster, --registry, --registry-dir,
-                           --peers, --peers-file, --consul, --consul-token (see bully --help)
+                           --peers, --peers-file, --consul, --consul-token, --etcd,
+                           --etcd-user (see bully --help)
     --timeout DUR          per-member request timeout [default: 1s]
     --json                 the report as one JSON object (with --watch: one per line)
     --watch                keep asking; print a line at every change of coordinator, term,

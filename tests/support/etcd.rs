@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-/// `etcd` on PATH; without it the test fails with one line saying so.
+/// `etcd` on PATH, else the one `tests/support/install-etcd.sh` put in `tools/`; without it the test fails with one line saying so.
 pub fn etcd_binary() -> PathBuf {
     let found = std::env::var_os("PATH")
         .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
@@ -15,13 +15,16 @@ pub fn etcd_binary() -> PathBuf {
         .into_iter()
         .map(|d| d.join("etcd"))
         .find(|p| p.is_file());
-    found.unwrap_or_else(|| {
-        eprintln!(
-            "etcd not found on PATH: run `make test` (installs it) or `bash \
-             tests/support/install-etcd.sh`"
-        );
-        std::panic::resume_unwind(Box::new("etcd not found"))
-    })
+    let local = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tools/etcd/usr/bin/etcd");
+    found
+        .or_else(|| local.is_file().then_some(local))
+        .unwrap_or_else(|| {
+            eprintln!(
+                "etcd not found on PATH nor at tools/etcd/usr/bin/etcd: run `make test` (installs \
+             it) or `bash tests/support/install-etcd.sh`"
+            );
+            std::panic::resume_unwind(Box::new("etcd not found"))
+        })
 }
 
 pub struct EtcdServer {
@@ -207,4 +210,41 @@ pub fn unb64(s: &str) -> Vec<u8> {
         }
     }
     out
+}
+
+impl EtcdServer {
+    /// Turns on etcd's auth: `root` with the root role, and `user` (password `password`)
+    /// allowed to read and write `bully/` only.
+    pub fn enable_auth(&self, user: &str, password: &str) {
+        let calls = [
+            (
+                "/v3/auth/user/add",
+                json!({"name": "root", "password": "root-secret"}),
+            ),
+            (
+                "/v3/auth/user/grant",
+                json!({"user": "root", "role": "root"}),
+            ),
+            (
+                "/v3/auth/user/add",
+                json!({"name": user, "password": password}),
+            ),
+            ("/v3/auth/role/add", json!({"name": "bully"})),
+            (
+                "/v3/auth/role/grant",
+                json!({"name": "bully", "perm": {"permType": "READWRITE",
+                       "key": b64(b"bully/"), "range_end": b64(b"bully0")}}),
+            ),
+            (
+                "/v3/auth/user/grant",
+                json!({"user": user, "role": "bully"}),
+            ),
+            ("/v3/auth/enable", json!({})),
+        ];
+        for (path, body) in calls {
+            if let Err(e) = self.post(path, &body) {
+                panic!("{path}: {e}\n{}", self.log_tail());
+            }
+        }
+    }
 }
