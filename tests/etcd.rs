@@ -88,7 +88,8 @@ fn members_are_found_in_etcd_a_killed_nodes_key_runs_out_and_sigterm_removes_it_
     await_members(&etcd, &c, "members", &["node1", "node2"], secs(10));
     let gone = killed.elapsed();
     eprintln!("etcd: node3's key gone {gone:?} after kill -9 (TTL 2s)");
-    assert!(gone >= Duration::from_millis(1500), "gone after {gone:?}");
+    // The last renewal came up to a third of the TTL before the kill.
+    assert!(gone >= Duration::from_millis(1000), "gone after {gone:?}");
 
     // SIGTERM revokes the lease: the key goes at once.
     let status = c.node("node1").terminate(secs(10)).expect("node1 exits");
@@ -280,25 +281,18 @@ fn with_etcd_lock_a_kill9_a_freeze_and_a_sigterm_hand_the_key_on_with_higher_rev
     let first = await_holder(&etcd, &c, "lock", "node3", secs(10));
     check_history(&elected, &work, "node3", first);
 
-    // kill -9: the key goes with node3's lease (its supervisor stops the worker at once),
-    // node2 takes it with a higher revision, and only then leads.
+    // kill -9: node3's supervisor stops the worker at once, then revokes the lease; node2
+    // takes the key with a higher revision, and only then leads.
     c.node("node3").kill9();
     let killed = Instant::now();
     let second = await_holder(&etcd, &c, "lock", "node2", secs(20));
-    eprintln!(
-        "--etcd-lock: node2 held the key {:?} after kill -9 of node3 (TTL 2s)",
-        killed.elapsed()
-    );
+    let taken = killed.elapsed();
+    eprintln!("--etcd-lock: node2 held the key {taken:?} after kill -9 of node3 (TTL 2s)");
+    // node3's supervisor revoked the lease once the worker was dead: no TTL to wait out.
+    assert!(taken < secs(1), "the key was free only after {taken:?}");
     assert!(second > first, "revision {second} after {first}");
     c.await_agreement("node2", secs(20));
     check_history(&elected, &work, "node2", second);
-    assert!(
-        c.node("node2")
-            .log_text()
-            .contains("Leader lock not acquired: bully/lock/leader is held by node node3"),
-        "{}",
-        c.node("node2").log_text()
-    );
 
     // SIGSTOP of the leader: its worker is stopped by the fence (its supervisor's deadline)
     // before etcd lets the lease run out and node1 takes the key.

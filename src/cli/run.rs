@@ -4,6 +4,7 @@
 use super::config::Config;
 use super::{logger, output, vips};
 use crate::core::election::Settings;
+use crate::core::lock::{ETCD_LOCK_RETRY_MS, LOCK_RETRY_MS};
 use crate::core::member::Member;
 use crate::core::quorum::Quorum;
 use crate::http::auth::{Keys, Verifier};
@@ -134,6 +135,11 @@ pub fn run(config: Config) -> ExitCode {
         // take to pass again.
         recover_after_ms: (config.check.interval * config.check.rise).as_millis() as u64,
         lock: consul_lock || etcd_lock,
+        lock_retry_ms: if etcd_lock {
+            ETCD_LOCK_RETRY_MS
+        } else {
+            LOCK_RETRY_MS
+        },
         ..Settings::for_timeout(config.timeout)
     };
     let quorum_line = match &settings.quorum {

@@ -157,6 +157,18 @@ impl EtcdClient {
         Ok(token.to_string())
     }
 
+    /// `path` at every endpoint, the current token (`-` for none) and `body`, on one line
+    /// for another process to send (`supervisor::orphaned`).
+    pub fn request_spec(&self, path: &str, body: &Value) -> String {
+        let urls: Vec<String> = self
+            .endpoints
+            .iter()
+            .map(|e| format!("{e}{path}"))
+            .collect();
+        let token = lock(&self.token).clone().unwrap_or_else(|| "-".into());
+        format!("{} {token} {body}", urls.join(","))
+    }
+
     /// A new lease of `ttl`; its ID.
     pub fn grant(&self, ttl: Duration) -> Result<i64, RegistryError> {
         let path = "/v3/lease/grant";

@@ -13,7 +13,9 @@ use super::etcd_client::{EtcdClient, Kv};
 use super::etcd_options::EtcdOptions;
 use super::RegistryError;
 use crate::core::member::Member;
+use crate::sync::lock;
 use serde_json::{json, Value};
+use std::sync::Mutex;
 use std::time::Duration;
 
 /// What came of one try to take the key.
@@ -32,6 +34,8 @@ pub struct EtcdLock {
     /// What the key holds: who took it.
     value: Vec<u8>,
     ttl: Duration,
+    /// A lease granted for a try that was refused, for the next try.
+    spare: Mutex<Option<i64>>,
 }
 
 impl EtcdLock {
@@ -44,6 +48,7 @@ impl EtcdLock {
             .to_string()
             .into_bytes(),
             ttl: opts.ttl,
+            spare: Mutex::new(None),
         }
     }
 
@@ -55,24 +60,39 @@ impl EtcdLock {
         self.ttl
     }
 
-    /// A new lease, then the key on it if nobody holds it; a lease that did not take the key
-    /// is revoked at once.
+    /// A lease, then the key on it if nobody holds it. The lease is fresh from this call on
+    /// (granted, or an unused one renewed), so it lasts at least the TTL from when this was
+    /// called. A lease that did not take the key is kept for the next try, as tries come
+    /// often while the key is held: each then costs a renewal and a transaction.
     pub fn take(&self) -> Result<Take, RegistryError> {
-        let lease = self.client.grant(self.ttl)?;
+        let spare = lock(&self.spare).take();
+        let lease = match spare {
+            Some(l) if self.client.keepalive(l)?.is_some() => l,
+            _ => self.client.grant(self.ttl)?,
+        };
         match self.client.create(&self.key, &self.value, lease) {
             Ok(Ok(revision)) => Ok(Take::Taken { lease, revision }),
-            other => {
+            Ok(Err(holder)) => {
+                *lock(&self.spare) = Some(lease);
+                Ok(Take::Held(match holder {
+                    Some(kv) => self.holder(&kv),
+                    None => format!("{} was held, and gone when read", self.key),
+                }))
+            }
+            Err(e) => {
                 if let Err(e) = self.client.revoke(lease) {
                     log::debug!("revoking an unused lease: {e}");
                 }
-                match other? {
-                    Err(Some(holder)) => Ok(Take::Held(self.holder(&holder))),
-                    Err(None) => Ok(Take::Held(format!(
-                        "{} was held, and gone when read",
-                        self.key
-                    ))),
-                    Ok(_) => unreachable!("a taken key is handled above"),
-                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Revokes the lease kept for the next try, if any: the core no longer wants the key.
+    pub fn drop_spare(&self) {
+        if let Some(l) = lock(&self.spare).take() {
+            if let Err(e) = self.client.revoke(l) {
+                log::debug!("revoking an unused lease: {e}");
             }
         }
     }
@@ -95,6 +115,13 @@ impl EtcdLock {
     /// the lease.
     pub fn release(&self, lease: i64) -> Result<bool, RegistryError> {
         self.client.revoke(lease)
+    }
+
+    /// The request that revokes `lease` for a supervisor whose node is gone
+    /// (`supervisor::orphaned`): every endpoint, the current token, the lease.
+    pub fn revoke_spec(&self, lease: i64) -> String {
+        self.client
+            .request_spec("/v3/lease/revoke", &json!({"ID": lease.to_string()}))
     }
 
     /// Who holds the key, for a log line.

@@ -130,9 +130,11 @@ impl Keeper {
             Ok(Take::Taken { lease, revision }) => {
                 *held = Some(lease);
                 let mine = self.generation.fetch_add(1, Ordering::AcqRel) + 1;
-                // The fence first, so the leader's work starts fenced.
+                // The fence first, so the leader's work starts fenced; and what its
+                // supervisor does once this node is gone: revoke the lease.
                 let until = sent + Self::fenced_ms(self.etcd.ttl());
                 self.fence.extend(until);
+                self.fence.set_orphaned(Some(self.etcd.revoke_spec(lease)));
                 Self::step(
                     node,
                     LockAnswer::Held {
@@ -173,6 +175,8 @@ impl Keeper {
     /// the TTL.
     fn release(&self, held: &mut Option<i64>) {
         self.generation.fetch_add(1, Ordering::AcqRel);
+        self.etcd.drop_spare();
+        self.fence.set_orphaned(None);
         let Some(lease) = held.take() else { return };
         match self.etcd.release(lease) {
             Ok(_) => log::info!("Released the leader lock {}", self.etcd.key()),

@@ -285,8 +285,11 @@ impl Runner {
         }
         let fence = self.start_fence(change).ok()?;
         match spawn(what, cmd, env, fence) {
-            Ok((child, _)) => {
+            Ok((mut child, _)) => {
                 log::info!("{label} {} started: {cmd}", child.pid());
+                if let Some(spec) = self.fence.orphaned().filter(|_| what == "exec") {
+                    child.when_orphaned(&spec);
+                }
                 Some(child)
             }
             Err(e) if Supervised::fenced_out(&e) => {
