@@ -7,7 +7,7 @@ mod support;
 use std::path::Path;
 use std::time::{Duration, Instant};
 use support::activity;
-use support::etcd::EtcdServer;
+use support::etcd::{await_working, check_history, EtcdServer};
 use support::*;
 
 /// Short timers, and a 2 s lease (etcd's minimum at its defaults).
@@ -195,21 +195,6 @@ fn lock_cluster(tag: &str, etcd: &EtcdServer, elected: &Path, work: &Path) -> Cl
     )
 }
 
-/// (node, revision) of every `--on-elected` hook so far.
-fn elections(elected: &Path) -> Vec<(String, u64)> {
-    std::fs::read_to_string(elected)
-        .unwrap_or_default()
-        .lines()
-        .map(|l| {
-            let f: Vec<&str> = l.split(' ').collect();
-            (
-                f[0].to_string(),
-                f.get(1).and_then(|r| r.parse().ok()).unwrap_or(0),
-            )
-        })
-        .collect()
-}
-
 /// Waits until etcd's leader key names `node`; returns its revision.
 fn await_holder(etcd: &EtcdServer, c: &Cluster, tag: &str, node: &str, within: Duration) -> u64 {
     match poll(within, || match etcd.leader(tag)? {
@@ -223,48 +208,6 @@ fn await_holder(etcd: &EtcdServer, c: &Cluster, tag: &str, node: &str, within: D
             etcd.log_tail()
         ),
     }
-}
-
-/// Every leadership's hook got a higher revision than the one before, the last one is
-/// `node`'s with `rev`, and no two `--exec` workers ran at once.
-fn check_history(elected: &Path, work: &Path, node: &str, rev: u64) {
-    wait_for(
-        &format!("{node}'s hook to see revision {rev}"),
-        secs(10),
-        || {
-            let seen = elections(elected);
-            (seen.last() == Some(&(node.to_string(), rev)))
-                .then_some(())
-                .ok_or(format!("{seen:?}"))
-        },
-    );
-    let seen = elections(elected);
-    assert!(
-        seen.windows(2).all(|w| w[0].1 < w[1].1),
-        "BULLY_ETCD_REVISION strictly increasing: {seen:?}"
-    );
-    let all = activity::intervals(work);
-    let bad = activity::overlaps(&all);
-    assert!(
-        bad.is_empty(),
-        "two --exec workers at once: {bad:?}\n{}",
-        activity::describe(&all)
-    );
-}
-
-/// Waits until `node`'s latest `--exec` worker has beaten for `span`.
-fn await_working(work: &Path, node: &str, span: Duration) {
-    wait_for(
-        &format!("{node}'s worker to beat for {span:?}"),
-        secs(10),
-        || {
-            let all = activity::intervals(work);
-            let last = all.iter().rfind(|i| i.node == node);
-            last.filter(|i| i.end - i.start >= span.as_nanos())
-                .map(|_| ())
-                .ok_or_else(|| activity::describe(&all))
-        },
-    );
 }
 
 #[test]

@@ -1,8 +1,10 @@
 //! A real single-member etcd for the tests, on free ports with its own data directory, killed
 //! on drop; and reads of its keys through the same JSON gateway the nodes use.
 
-use super::{free_port, poll, send, TempDir};
+use super::activity;
+use super::{free_port, poll, secs, send, wait_for, TempDir};
 use serde_json::{json, Value};
+use std::path::Path;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -247,4 +249,165 @@ impl EtcdServer {
             }
         }
     }
+}
+
+/// A three-member (or any size) etcd cluster, one member per host of a [`super::netns::Net`]
+/// on the hosts' addresses, ports 2379 (clients) and 2380 (peers); killed on drop.
+pub struct EtcdHosts {
+    members: Vec<Child>,
+    pub urls: Vec<String>,
+    dir: TempDir,
+}
+
+pub const CLIENT_PORT: u16 = 2379;
+pub const PEER_PORT: u16 = 2380;
+
+impl EtcdHosts {
+    pub fn start(net: &super::netns::Net) -> EtcdHosts {
+        let dir = TempDir::new("etcd-hosts");
+        let peer = |h: &super::netns::Host| format!("http://{}:{PEER_PORT}", h.addr());
+        let initial: Vec<String> = net
+            .hosts()
+            .iter()
+            .map(|h| format!("m{}={}", h.index, peer(h)))
+            .collect();
+        let urls: Vec<String> = net
+            .hosts()
+            .iter()
+            .map(|h| format!("http://{}:{CLIENT_PORT}", h.addr()))
+            .collect();
+        let members = net
+            .hosts()
+            .iter()
+            .map(|h| {
+                let log =
+                    std::fs::File::create(dir.path().join(format!("m{}.log", h.index))).unwrap();
+                h.command(etcd_binary().to_str().unwrap())
+                    .args(["--name", &format!("m{}", h.index), "--data-dir"])
+                    .arg(dir.path().join(format!("m{}", h.index)))
+                    .args(["--listen-client-urls", &urls[h.index]])
+                    .args(["--advertise-client-urls", &urls[h.index]])
+                    .args(["--listen-peer-urls", &peer(h)])
+                    .args(["--initial-advertise-peer-urls", &peer(h)])
+                    .args(["--initial-cluster", &initial.join(",")])
+                    .args(["--initial-cluster-state", "new"])
+                    .stdin(Stdio::null())
+                    .stdout(log.try_clone().unwrap())
+                    .stderr(log)
+                    .spawn()
+                    .expect("start etcd")
+            })
+            .collect();
+        let e = EtcdHosts { members, urls, dir };
+        for h in net.hosts() {
+            let ok = poll(Duration::from_secs(30), || {
+                let (status, body) = h.get(CLIENT_PORT, "/health", Duration::from_secs(2));
+                (status == 200 && body.contains("true"))
+                    .then_some(())
+                    .ok_or(format!("{status} {body}"))
+            });
+            if let Err(seen) = ok {
+                panic!(
+                    "etcd member m{} not healthy: {seen}\n{}",
+                    h.index,
+                    e.log_tails()
+                );
+            }
+        }
+        e
+    }
+
+    /// `--etcd` for the node on host `i`: its own member first, then the others.
+    pub fn endpoints_for(&self, i: usize) -> String {
+        let mut list = vec![self.urls[i].clone()];
+        list.extend(
+            self.urls
+                .iter()
+                .enumerate()
+                .filter(|(k, _)| *k != i)
+                .map(|(_, u)| u.clone()),
+        );
+        list.join(",")
+    }
+
+    pub fn log_tails(&self) -> String {
+        (0..self.members.len())
+            .map(|i| {
+                let text = std::fs::read_to_string(self.dir.path().join(format!("m{i}.log")))
+                    .unwrap_or_default();
+                let lines: Vec<&str> = text.lines().collect();
+                format!(
+                    "--- etcd m{i} ---\n{}",
+                    lines[lines.len().saturating_sub(8)..].join("\n")
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+impl Drop for EtcdHosts {
+    fn drop(&mut self) {
+        for m in &mut self.members {
+            let _ = m.kill();
+            let _ = m.wait();
+        }
+    }
+}
+
+/// (node, revision) of every `--on-elected` hook so far.
+pub fn elections(elected: &Path) -> Vec<(String, u64)> {
+    std::fs::read_to_string(elected)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split(' ').collect();
+            (
+                f[0].to_string(),
+                f.get(1).and_then(|r| r.parse().ok()).unwrap_or(0),
+            )
+        })
+        .collect()
+}
+
+/// Every leadership's hook got a higher revision than the one before, the last one is
+/// `node`'s with `rev`, and no two `--exec` workers ran at once.
+pub fn check_history(elected: &Path, work: &Path, node: &str, rev: u64) {
+    wait_for(
+        &format!("{node}'s hook to see revision {rev}"),
+        secs(10),
+        || {
+            let seen = elections(elected);
+            (seen.last() == Some(&(node.to_string(), rev)))
+                .then_some(())
+                .ok_or(format!("{seen:?}"))
+        },
+    );
+    let seen = elections(elected);
+    assert!(
+        seen.windows(2).all(|w| w[0].1 < w[1].1),
+        "BULLY_ETCD_REVISION strictly increasing: {seen:?}"
+    );
+    let all = activity::intervals(work);
+    let bad = activity::overlaps(&all);
+    assert!(
+        bad.is_empty(),
+        "two --exec workers at once: {bad:?}\n{}",
+        activity::describe(&all)
+    );
+}
+
+/// Waits until `node`'s latest `--exec` worker has beaten for `span`.
+pub fn await_working(work: &Path, node: &str, span: Duration) {
+    wait_for(
+        &format!("{node}'s worker to beat for {span:?}"),
+        secs(10),
+        || {
+            let all = activity::intervals(work);
+            let last = all.iter().rfind(|i| i.node == node);
+            last.filter(|i| i.end - i.start >= span.as_nanos())
+                .map(|_| ())
+                .ok_or_else(|| activity::describe(&all))
+        },
+    );
 }
