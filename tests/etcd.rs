@@ -175,6 +175,16 @@ fn with_etcd_away_the_nodes_keep_their_coordinator_log_it_once_and_come_back() {
 /// A cluster `tag` with `--etcd-lock`: each node's `--on-elected` hook appends
 /// `NODE REVISION REASON` to `elected`, and its `--exec` child beats into `work`.
 fn lock_cluster(tag: &str, etcd: &EtcdServer, elected: &Path, work: &Path) -> Cluster {
+    lock_cluster_with(tag, etcd, elected, work, &[])
+}
+
+fn lock_cluster_with(
+    tag: &str,
+    etcd: &EtcdServer,
+    elected: &Path,
+    work: &Path,
+    more: &[&str],
+) -> Cluster {
     let hook = format!(
         "echo \"$BULLY_NODE $BULLY_ETCD_REVISION $BULLY_REASON\" >> {}",
         elected.display()
@@ -191,7 +201,11 @@ fn lock_cluster(tag: &str, etcd: &EtcdServer, elected: &Path, work: &Path) -> Cl
             &exec,
             "--exec-grace",
             "200ms",
-        ],
+        ]
+        .iter()
+        .chain(more)
+        .copied()
+        .collect::<Vec<&str>>(),
     )
 }
 
@@ -334,4 +348,26 @@ fn with_etcd_auth_a_node_authenticates_from_its_password_file_and_a_wrong_passwo
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("authentication failed"), "{err}");
+}
+
+#[test]
+fn in_quorum_mode_the_key_is_taken_once_the_majority_holds_and_handed_on_after_a_kill9() {
+    let etcd = EtcdServer::start("quorum");
+    let out = TempDir::new("etcd-quorum-out");
+    let (elected, work) = (out.path().join("elected"), out.path().join("work"));
+    std::fs::create_dir_all(&work).unwrap();
+    let mut c = lock_cluster_with("quorum", &etcd, &elected, &work, &["--quorum", "3"]);
+    for id in 1..=3 {
+        c.start(id, &[]);
+    }
+    c.await_agreement("node3", secs(30));
+    let first = await_holder(&etcd, &c, "quorum", "node3", secs(10));
+    await_working(&work, "node3", secs(1));
+    check_history(&elected, &work, "node3", first);
+    c.node("node3").kill9();
+    let second = await_holder(&etcd, &c, "quorum", "node2", secs(30));
+    assert!(second > first, "revision {second} after {first}");
+    c.await_agreement("node2", secs(20));
+    await_working(&work, "node2", secs(1));
+    check_history(&elected, &work, "node2", second);
 }

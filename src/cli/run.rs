@@ -118,7 +118,8 @@ pub fn run(config: Config) -> ExitCode {
         config.registry.kind == registry::RegistryKind::Consul && config.registry.consul.lock;
     let etcd_lock =
         config.registry.kind == registry::RegistryKind::Etcd && config.registry.etcd.lock;
-    // The etcd lock's lease fences the leader's work as a quorum lease does.
+    // The etcd lock's lease fences the leader's work as a quorum lease does (in quorum mode
+    // the quorum lease does, and the key's revision is a token only).
     let fence = Arc::new(Fence::new(clock, config.quorum.is_some() || etcd_lock));
     let keys = config.cluster_key.clone().map(Keys::new);
     let settings = Settings {
@@ -350,6 +351,7 @@ fn leader_lock(
             EtcdLock::new(&r.etcd, &r.cluster, me, config.timeout),
             Arc::clone(fence),
             clock,
+            config.quorum.is_none(),
         ))),
         _ => None,
     }

@@ -46,17 +46,22 @@ struct Keeper {
     etcd: Arc<EtcdLock>,
     fence: Arc<Fence>,
     clock: Clock,
+    /// Whether the lease fences the leader's work (not in quorum mode, whose own lease does:
+    /// two sources could only be joined by the earlier, and the fence never moves back).
+    fences: bool,
     /// Raised whenever the key is let go or taken again: a renewal of an older one stops.
     generation: Arc<AtomicU64>,
 }
 
 impl EtcdLockRunner {
-    pub fn new(etcd: EtcdLock, fence: Arc<Fence>, clock: Clock) -> EtcdLockRunner {
+    /// `fences`: the lease fences the leader's work (see [`Keeper::fences`]).
+    pub fn new(etcd: EtcdLock, fence: Arc<Fence>, clock: Clock, fences: bool) -> EtcdLockRunner {
         let (tx, rx) = channel();
         let keeper = Keeper {
             etcd: Arc::new(etcd),
             fence,
             clock,
+            fences,
             generation: Arc::new(AtomicU64::new(0)),
         };
         EtcdLockRunner {
@@ -133,7 +138,7 @@ impl Keeper {
                 // The fence first, so the leader's work starts fenced; and what its
                 // supervisor does once this node is gone: revoke the lease.
                 let until = sent + Self::fenced_ms(self.etcd.ttl());
-                self.fence.extend(until);
+                self.extend(until);
                 self.fence.set_orphaned(Some(self.etcd.revoke_spec(lease)));
                 Self::step(
                     node,
@@ -168,6 +173,12 @@ impl Keeper {
                     why: e.message,
                 },
             ),
+        }
+    }
+
+    fn extend(&self, until: u64) {
+        if self.fences {
+            self.fence.extend(until);
         }
     }
 
@@ -228,7 +239,7 @@ impl Renewal {
             match etcd.renew(self.lease) {
                 Ok(Some(ttl)) => {
                     until = sent + Keeper::fenced_ms(ttl);
-                    self.keeper.fence.extend(until);
+                    self.keeper.extend(until);
                     if failing {
                         log::info!("renewing the leader lock works again");
                         failing = false;
