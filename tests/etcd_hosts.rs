@@ -10,7 +10,7 @@ mod support;
 use std::path::Path;
 use std::time::Instant;
 use support::activity;
-use support::etcd::{await_working, check_history, elections, EtcdHosts, PEER_PORT};
+use support::etcd::{await_working, check_history, elections, EtcdHosts, CLIENT_PORT, PEER_PORT};
 use support::netns::{Net, NetCluster, NetNode};
 use support::{secs, NodeProc, TempDir, BIN};
 
@@ -154,6 +154,13 @@ fn on_three_hosts_kill9_a_pulled_cable_and_a_cut_off_etcd_member_never_give_two_
     // node3 renews through the other members' client ports and keeps leading.
     let before = elections(&elected).len();
     net.isolate_port(2, Some(PEER_PORT));
+    // The cut holds: node3's member has lost its cluster (etcd's /health says so).
+    support::wait_for("node3's etcd member to lose its cluster", secs(20), || {
+        let (status, body) = net.host(2).get(CLIENT_PORT, "/health", secs(5));
+        body.contains("false")
+            .then_some(())
+            .ok_or(format!("{status} {body}"))
+    });
     let end = Instant::now() + secs(15);
     while Instant::now() < end {
         let views = c.views(&all);
