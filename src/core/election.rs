@@ -55,8 +55,11 @@ pub struct Settings {
     /// of the running for `recover_after_ms`.
     pub exec_exit_unhealthy: bool,
     pub recover_after_ms: Millis,
-    /// `--consul-lock`: leading also takes holding the leader lock (see `lock.rs`).
+    /// `--consul-lock`, `--etcd-lock`: leading also takes holding the leader lock (see
+    /// `lock.rs`).
     pub lock: bool,
+    /// How soon a node refused the lock asks again.
+    pub lock_retry_ms: Millis,
 }
 
 impl Settings {
@@ -74,6 +77,7 @@ impl Settings {
             exec_exit_unhealthy: false,
             recover_after_ms: 0,
             lock: false,
+            lock_retry_ms: super::lock::LOCK_RETRY_MS,
         }
     }
 }
