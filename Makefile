@@ -21,7 +21,7 @@ else
 CLUSTER_FLAGS ?=
 endif
 
-.PHONY: all build run-cluster run-cluster-consul test verify bench bench-anchors bench-quorum soak lint \
+.PHONY: all build run-cluster run-cluster-consul test verify bench bench-anchors bench-quorum bench-etcd soak lint \
 	clean static cross cross-setup cross-test deb deb-check cargo-deb
 
 all: build
@@ -41,9 +41,11 @@ run-cluster-consul: build
 	bash tests/support/run-cluster-consul.sh $(CLUSTER_FLAGS)
 
 # Unit tests of the election core, then integration tests with real processes. Installs Consul
-# into tools/ first when none is on PATH (apt's output goes to target/install-consul.log).
+# into tools/ first when none is on PATH (apt's output goes to target/install-consul.log), and
+# Debian's etcd when no etcd is on PATH (target/install-etcd.log).
 test:
 	bash tests/support/install-consul.sh --quiet
+	bash tests/support/install-etcd.sh --quiet
 	@# The network-namespace tests need root and nft; as root, install nft when it is missing.
 	-@[ "$$(id -u)" != 0 ] || command -v nft >/dev/null || $(APT_INSTALL) nftables
 	$(CARGO) build --release
@@ -76,6 +78,17 @@ soak:
 # stdout, JSON in target/bench/anchors.json. Needs root; installs keepalived and nftables when
 # missing. `make bench-anchors RUNS=10`; `ONLY=bully-quorum` (or keepalived, bully, a comma
 # list) re-measures those beside the last figures of the others; `FAULTS=kill,partition`.
+# bully's --etcd-lock beside `etcdctl lock` (same 5 s TTL, same worker) on three hosts in network
+# namespaces, an etcd member on each: failover after kill -9 of the holder and after its cable is
+# pulled, and how long two workers ran at once. A table on stdout, JSON in target/bench/etcd.json.
+# Needs root; installs etcd and nftables when missing. `make bench-etcd RUNS=10`.
+bench-etcd:
+	bash tests/support/install-etcd.sh --quiet
+	-@command -v nft >/dev/null || $(APT_INSTALL) nftables
+	$(CARGO) build --release
+	$(CARGO) bench --bench etcd -- $(if $(RUNS),--runs $(RUNS)) $(if $(ONLY),--only $(ONLY)) \
+		$(if $(FAULTS),--faults $(FAULTS))
+
 bench-anchors:
 	-@command -v keepalived >/dev/null || $(APT_INSTALL) keepalived
 	-@command -v nft >/dev/null || $(APT_INSTALL) nftables

@@ -877,4 +877,129 @@ mod tests {
             assert!(e.0.starts_with(flag), "{args:?}: {e}");
         }
     }
+
+    #[test]
+    fn etcd_options_read_like_etcdctl() {
+        let etcd = |args: &[&str], env: &[(&str, &str)]| {
+            let c = run(args, env).unwrap();
+            assert_eq!(c.registry.kind, RegistryKind::Etcd);
+            c.registry.etcd
+        };
+        let o = etcd(&["1", "n", "--registry", "etcd"], &[]);
+        assert_eq!(o.endpoints, vec!["http://127.0.0.1:2379"]);
+        assert_eq!(
+            (o.ttl, o.lock, o.auth),
+            (Duration::from_secs(5), false, None)
+        );
+        // ETCDCTL_ENDPOINTS as etcdctl reads it; --etcd alone selects the registry and wins.
+        let env = [("ETCDCTL_ENDPOINTS", "10.0.0.1:2379,http://10.0.0.2:2379")];
+        let o = etcd(&["1", "n", "--registry", "etcd"], &env);
+        assert_eq!(
+            o.endpoints,
+            vec!["http://10.0.0.1:2379", "http://10.0.0.2:2379"]
+        );
+        let o = etcd(
+            &[
+                "1",
+                "n",
+                "--etcd",
+                "h:1",
+                "--etcd-ttl",
+                "10s",
+                "--etcd-lock",
+            ],
+            &env,
+        );
+        assert_eq!(o.endpoints, vec!["http://h:1"]);
+        assert_eq!((o.ttl, o.lock), (Duration::from_secs(10), true));
+        let pw = TokenFile::new("etcd", "pass word\n");
+        let o = etcd(
+            &["1", "n", "--etcd", "h:1", "--etcd-user", "bully"],
+            &[("BULLY_ETCD_PASSWORD_FILE", pw.path().as_str())],
+        );
+        let auth = o.auth.unwrap();
+        assert_eq!(
+            (auth.user.as_str(), auth.password.as_str()),
+            ("bully", "pass word")
+        );
+        // Only read when etcd is the registry.
+        assert!(run(&["1", "n"], &[("ETCDCTL_ENDPOINTS", "unix:///x")]).is_ok());
+    }
+
+    #[test]
+    fn bad_etcd_settings_say_what_is_wrong() {
+        let missing = std::env::temp_dir().join("bully-no-such-password-file");
+        let missing = missing.display().to_string();
+        for (args, env, start) in [
+            (
+                &["--etcd-lock"][..],
+                &[][..],
+                "--etcd-lock: only with the etcd registry",
+            ),
+            (
+                &["--registry", "consul", "--etcd-ttl", "5s"][..],
+                &[][..],
+                "--etcd-ttl: only",
+            ),
+            (
+                &["--etcd", "https://h:1"][..],
+                &[][..],
+                "--etcd: https is not supported",
+            ),
+            (
+                &["--registry", "etcd"][..],
+                &[("ETCDCTL_ENDPOINTS", " , ")][..],
+                "ETCDCTL_ENDPOINTS: expected",
+            ),
+            (
+                &["--etcd", "h:1", "--etcd-ttl", "1s"][..],
+                &[][..],
+                "--etcd-ttl: expected 2s to 1h",
+            ),
+            (
+                &["--etcd", "h:1", "--etcd-ttl", "2500ms"][..],
+                &[][..],
+                "--etcd-ttl: expected whole seconds",
+            ),
+            (
+                &["--etcd", "h:1", "--etcd-user", "u"][..],
+                &[][..],
+                "--etcd-user: expected --etcd-password-file",
+            ),
+            (
+                &["--etcd", "h:1", "--etcd-password-file", "f"][..],
+                &[][..],
+                "--etcd-password-file: only means",
+            ),
+            (
+                &[
+                    "--etcd",
+                    "h:1",
+                    "--etcd-user",
+                    "a:b",
+                    "--etcd-password-file",
+                    "f",
+                ][..],
+                &[][..],
+                "--etcd-user: expected a user name",
+            ),
+            (
+                &[
+                    "--etcd",
+                    "h:1",
+                    "--etcd-user",
+                    "u",
+                    "--etcd-password-file",
+                    &missing,
+                ][..],
+                &[][..],
+                "--etcd-password-file: cannot read",
+            ),
+        ] {
+            let mut all = vec!["1", "n"];
+            all.extend_from_slice(args);
+            let e = run(&all, env).unwrap_err();
+            assert!(e.0.starts_with(start), "{args:?}: {e}");
+        }
+    }
 }

@@ -126,7 +126,7 @@ fn given(args: &[OsString], flag: &str) -> bool {
 /// Whom to ask: a node's address, or whoever leads the cluster of a registry.
 enum Target {
     Node(String),
-    Leader(RegistryOptions),
+    Leader(Box<RegistryOptions>),
 }
 
 struct Request {
@@ -157,7 +157,7 @@ fn request(
         if let Some(i) = instance {
             instances::with_own_node(&mut registry, i);
         }
-        Target::Leader(registry)
+        Target::Leader(Box::new(registry))
     } else {
         let port = f
             .parsed("--port", "a port number from 1 to 65535", |v| {

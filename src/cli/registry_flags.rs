@@ -7,6 +7,10 @@ use crate::registry::consul_options::{
     base_url, token_from_file, valid_token, ConsulOptions, DEFAULT_ADDRESS, DEFAULT_CHECK_INTERVAL,
     MAX_LOCK_DELAY, MIN_CHECK_INTERVAL, MIN_DEREGISTER,
 };
+use crate::registry::etcd_options::{
+    endpoints, password_from_file, valid_ttl, Credentials, EtcdOptions, DEFAULT_ENDPOINT,
+    DEFAULT_TTL,
+};
 use crate::registry::{read_peers_file, RegistryKind, RegistryOptions};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -19,10 +23,11 @@ impl Flags<'_> {
                 valid_name(v).then(|| v.to_string())
             })?
             .unwrap_or_else(|| "bully".into());
-        let kind = self.parsed("--registry", "dir, consul or static", |v| match v {
+        let kind = self.parsed("--registry", "dir, consul, etcd or static", |v| match v {
             "dir" => Some(RegistryKind::Dir),
             "consul" => Some(RegistryKind::Consul),
             "static" => Some(RegistryKind::Static),
+            "etcd" => Some(RegistryKind::Etcd),
             _ => None,
         })?;
         let dir = self
@@ -52,8 +57,10 @@ impl Flags<'_> {
             (p, None) => p,
         };
         let consul = self.value("--consul")?;
+        let etcd = self.value("--etcd")?;
         let kind = match (kind, &peers, &consul) {
             (Some(k), _, _) => k,
+            (None, None, None) if etcd.is_some() => RegistryKind::Etcd,
             (None, Some(_), None) => RegistryKind::Static,
             (None, None, Some(_)) => RegistryKind::Consul,
             (None, Some(_), Some(_)) => {
@@ -70,10 +77,12 @@ impl Flags<'_> {
             )));
         }
         let consul = self.consul(consul, kind == RegistryKind::Consul)?;
+        let etcd = self.etcd(etcd, kind == RegistryKind::Etcd)?;
         let here = match kind {
             RegistryKind::Dir => "dir",
             RegistryKind::Consul => "consul",
             RegistryKind::Static => "static",
+            RegistryKind::Etcd => "etcd",
         };
         if kind != RegistryKind::Static {
             for flag in ["--peers", "--peers-file"] {
@@ -104,7 +113,81 @@ impl Flags<'_> {
             peers: peers.unwrap_or_default(),
             peers_file,
             consul,
+            etcd,
             timeout,
+        })
+    }
+
+    /// The etcd options: `--etcd`, else `ETCDCTL_ENDPOINTS` (as etcdctl reads it), else
+    /// etcdctl's default; checked only when etcd is `used`, so an `ETCDCTL_ENDPOINTS` set for
+    /// other tools never breaks a node on another registry.
+    fn etcd(&mut self, flag: Option<String>, used: bool) -> Result<EtcdOptions, UsageError> {
+        let lookup = self.env;
+        let (source, raw) = match (flag, lookup("ETCDCTL_ENDPOINTS").filter(|v| !v.is_empty())) {
+            (Some(v), _) => (self.source("--etcd"), v),
+            (None, Some(v)) => ("ETCDCTL_ENDPOINTS".to_string(), v),
+            (None, None) => ("--etcd".to_string(), DEFAULT_ENDPOINT.to_string()),
+        };
+        let ttl = self.duration("--etcd-ttl", DEFAULT_TTL)?;
+        let lock = self.switch("--etcd-lock")?;
+        let user = self.value("--etcd-user")?;
+        let password_file = self.value("--etcd-password-file")?;
+        let flags = [
+            "--etcd",
+            "--etcd-ttl",
+            "--etcd-user",
+            "--etcd-password-file",
+        ];
+        if !used {
+            if lock {
+                return Err(UsageError(
+                    "--etcd-lock: only with the etcd registry (--registry etcd or --etcd URL)"
+                        .into(),
+                ));
+            }
+            for flag in flags {
+                self.unused(flag, "only the etcd registry reads it")?;
+            }
+            return Ok(EtcdOptions {
+                endpoints: Vec::new(),
+                ttl,
+                lock,
+                auth: None,
+            });
+        }
+        let endpoints = endpoints(&raw).map_err(|e| UsageError(format!("{source}: {e}")))?;
+        let ttl = valid_ttl(ttl)
+            .map_err(|e| UsageError(format!("{}: {e}", self.source("--etcd-ttl"))))?;
+        let auth = match (user, password_file) {
+            (None, None) => None,
+            (Some(user), Some(file)) => {
+                if user.is_empty() || user.contains(':') {
+                    return Err(UsageError(format!(
+                        "{}: expected a user name without ':'",
+                        self.source("--etcd-user")
+                    )));
+                }
+                let password = password_from_file(std::path::Path::new(&file)).map_err(|e| {
+                    UsageError(format!("{}: {e}", self.source("--etcd-password-file")))
+                })?;
+                Some(Credentials { user, password })
+            }
+            (Some(_), None) => {
+                return Err(UsageError(
+                    "--etcd-user: expected --etcd-password-file PATH beside it".into(),
+                ))
+            }
+            (None, Some(_)) => {
+                return Err(UsageError(
+                    "--etcd-password-file: only means something with --etcd-user".into(),
+                ))
+            }
+        };
+        Ok(EtcdOptions {
+            endpoints,
+            ttl,
+            lock,
+            auth,
         })
     }
 

@@ -4,20 +4,24 @@
 use super::config::Config;
 use super::{logger, output, vips};
 use crate::core::election::Settings;
+use crate::core::lock::{ETCD_LOCK_RETRY_MS, LOCK_RETRY_MS};
 use crate::core::member::Member;
 use crate::core::quorum::Quorum;
 use crate::http::auth::{Keys, Verifier};
 use crate::http::peer::PeerClient;
 use crate::http::server;
-use crate::registry::{self, ConsulLock, Failure};
+use crate::registry::{self, ConsulLock, EtcdLock, Failure};
 use crate::runtime::api::Api;
 use crate::runtime::beats::Beats;
 use crate::runtime::check;
 use crate::runtime::clock::Clock;
+use crate::runtime::consul_lock::LockRunner;
 use crate::runtime::directory::Directory;
+use crate::runtime::etcd_lock::EtcdLockRunner;
 use crate::runtime::fence::Fence;
 use crate::runtime::handle::Handle;
 use crate::runtime::hooks::Hooks;
+use crate::runtime::leader_lock::LeaderLock;
 use crate::runtime::leadership::Leadership;
 use crate::runtime::metrics::Metrics;
 use crate::runtime::node::{Node, Parts};
@@ -122,10 +126,14 @@ pub fn run(config: Config) -> ExitCode {
     let directory = Arc::new(Directory::new(registry, Arc::clone(&metrics)));
     let leadership = Arc::new(Leadership::default());
     let clock = Clock::start();
-    let fence = Arc::new(Fence::new(clock, config.quorum.is_some()));
-    let keys = config.cluster_key.clone().map(Keys::new);
     let consul_lock =
         config.registry.kind == registry::RegistryKind::Consul && config.registry.consul.lock;
+    let etcd_lock =
+        config.registry.kind == registry::RegistryKind::Etcd && config.registry.etcd.lock;
+    // The etcd lock's lease fences the leader's work as a quorum lease does (in quorum mode
+    // the quorum lease does, and the key's revision is a token only).
+    let fence = Arc::new(Fence::new(clock, config.quorum.is_some() || etcd_lock));
+    let keys = config.cluster_key.clone().map(Keys::new);
     let settings = Settings {
         quorum: config
             .quorum
@@ -139,7 +147,12 @@ pub fn run(config: Config) -> ExitCode {
         // An exited child keeps the node out of the running as long as a failed check would
         // take to pass again.
         recover_after_ms: (config.check.interval * config.check.rise).as_millis() as u64,
-        lock: consul_lock,
+        lock: consul_lock || etcd_lock,
+        lock_retry_ms: if etcd_lock {
+            ETCD_LOCK_RETRY_MS
+        } else {
+            LOCK_RETRY_MS
+        },
         ..Settings::for_timeout(config.timeout)
     };
     let quorum_line = match &settings.quorum {
@@ -164,8 +177,7 @@ pub fn run(config: Config) -> ExitCode {
         leadership: Arc::clone(&leadership),
         fence: Arc::clone(&fence),
         stopping: Arc::clone(&stopping),
-        lock: consul_lock
-            .then(|| ConsulLock::new(&config.registry.consul, &cluster, &me, config.timeout)),
+        lock: leader_lock(&config, &me, &fence, clock),
     };
     let node: Arc<dyn Handle> = match Node::start(parts) {
         Ok(n) => n,
@@ -183,6 +195,11 @@ pub fn run(config: Config) -> ExitCode {
             Arc::clone(&fence),
             Arc::clone(&vips),
             Arc::clone(&metrics),
+            if etcd_lock {
+                "BULLY_ETCD_REVISION"
+            } else {
+                "BULLY_CONSUL_LOCK_INDEX"
+            },
         ) {
             Ok(h) => Some(h),
             Err(e) => {
@@ -231,6 +248,13 @@ pub fn run(config: Config) -> ExitCode {
             "Leading takes the Consul lock bully/{cluster}/leader (sessions bound to this \
              node's check, lock-delay {} ms)",
             config.registry.consul.lock_delay.as_millis()
+        );
+    }
+    if etcd_lock {
+        log::info!(
+            "Leading takes the etcd key bully/{cluster}/leader on a lease of {} s; the \
+             leader's work is fenced by it",
+            config.registry.etcd.ttl.as_secs()
         );
     }
     if persisted.floor > 0 {
@@ -322,4 +346,26 @@ pub fn run(config: Config) -> ExitCode {
     };
     server::serve(listener, Arc::new(api));
     ExitCode::SUCCESS
+}
+
+/// The leader lock's shell, when `--consul-lock` or `--etcd-lock` asks for one.
+fn leader_lock(
+    config: &Config,
+    me: &Member,
+    fence: &Arc<Fence>,
+    clock: Clock,
+) -> Option<Box<dyn LeaderLock>> {
+    let r = &config.registry;
+    match r.kind {
+        registry::RegistryKind::Consul if r.consul.lock => Some(Box::new(LockRunner::new(
+            ConsulLock::new(&r.consul, &r.cluster, me, config.timeout),
+        ))),
+        registry::RegistryKind::Etcd if r.etcd.lock => Some(Box::new(EtcdLockRunner::new(
+            EtcdLock::new(&r.etcd, &r.cluster, me, config.timeout),
+            Arc::clone(fence),
+            clock,
+            config.quorum.is_none(),
+        ))),
+        _ => None,
+    }
 }

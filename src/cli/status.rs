@@ -36,7 +36,8 @@ OPTIONS (each also read from BULLY_<FLAG>; a flag wins):
                            instances are the files PATH-NAME and, with the default, the
                            bully@NAME units enabled or running
     registry options       the ones the nodes run with: --cluster, --registry, --registry-dir,
-                           --peers, --peers-file, --consul, --consul-token (see bully --help)
+                           --peers, --peers-file, --consul, --consul-token, --etcd,
+                           --etcd-user (see bully --help)
     --timeout DUR          per-member request timeout [default: 1s]
     --json                 the report as one JSON object (with --watch: one per line)
     --watch                keep asking; print a line at every change of coordinator, term,
@@ -309,6 +310,12 @@ fn hint(opts: &RegistryOptions) -> String {
             opts.consul.address, opts.cluster
         ),
         RegistryKind::Static => "--peers lists nobody".into(),
+        RegistryKind::Etcd => format!(
+            "etcd at {} has no key under bully/{}/members/: run bully status with the nodes' \
+             --etcd and --cluster (or ETCDCTL_ENDPOINTS, BULLY_CLUSTER)",
+            opts.etcd.endpoints.join(","),
+            opts.cluster
+        ),
     }
 }
 

@@ -19,8 +19,8 @@ OPTIONS (each also read from BULLY_<FLAG>, e.g. BULLY_HEALTH_INTERVAL=500ms; a f
     --id N                 election priority, unsigned 64-bit; higher wins [default:
                            drawn once, kept in the state dir]
     --cluster NAME         cluster name; clusters never see each other [default: bully]
-    --registry KIND        dir | consul | static [default: dir; --consul or --peers alone
-                           select consul or static]
+    --registry KIND        dir | consul | etcd | static [default: dir; --consul, --etcd or
+                           --peers alone select consul, etcd or static]
     --registry-dir PATH    where the dir registry lives, one sub-directory per cluster
                            [default: $XDG_RUNTIME_DIR/bully, else /tmp/bully-<uid>]
     --peers LIST           static registry: comma-separated HOST:PORT of the other nodes
@@ -40,6 +40,13 @@ OPTIONS (each also read from BULLY_<FLAG>, e.g. BULLY_HEALTH_INTERVAL=500ms; a f
     --consul-lock-delay DUR
                            the lock-delay of this node's Consul sessions, at most 60s
                            [default: 0s]
+    --etcd URL[,URL...]    etcd registry: endpoints, http://HOST:PORT or HOST:PORT
+                           [default: $ETCDCTL_ENDPOINTS, else http://127.0.0.1:2379]
+    --etcd-ttl DUR         etcd: TTL of this node's leases (member key, leader key), whole
+                           seconds from 2s [default: 5s]
+    --etcd-lock            etcd registry: leading also takes holding bully/<cluster>/leader on
+                           a lease that fences the --exec child; hooks get BULLY_ETCD_REVISION
+    --etcd-user NAME       etcd token auth as NAME, with --etcd-password-file PATH
     --bind ADDR            listen address [default: 127.0.0.1]
     --advertise HOST       address others use to reach this node [default: the bind address;
                            127.0.0.1 when binding 0.0.0.0]

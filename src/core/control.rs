@@ -31,26 +31,7 @@ impl Election {
 
     /// Why this node does not stand at `now`, the weightiest reason first.
     pub(super) fn abstention_at(&self, now: Millis) -> Option<Abstention> {
-        let held = self.held_until.filter(|t| now < *t);
-        Some(if self.settings.witness {
-            Abstention::Witness
-        } else if self.leaving {
-            Abstention::Leaving
-        } else if self.maintenance {
-            Abstention::Maintenance
-        } else if !self.healthy {
-            Abstention::Unhealthy
-        } else if !self.registered {
-            Abstention::Unregistered
-        } else if self.exec_failed {
-            Abstention::ChildExited {
-                ms_left: self.exec_back_at.saturating_sub(now),
-            }
-        } else if let Some(t) = held {
-            Abstention::SteppedDown { ms_left: t - now }
-        } else {
-            return None;
-        })
+        self.standing.abstention(now)
     }
 
     /// A sit-out is a courtesy to the others, not a reason to leave the cluster without a
@@ -64,10 +45,8 @@ impl Election {
         }
     }
 
-    /// Holds back by choice (a step-down, an exited child), and for nothing weightier.
     fn sits_out(&self) -> bool {
-        self.abstention_at(self.now)
-            .is_some_and(|a| a.ms_left().is_some())
+        self.standing.sits_out(self.now)
     }
 
     pub(super) fn on_leaderless(&mut self, term: u64) {
@@ -80,11 +59,9 @@ impl Election {
                 ms_left: a.ms_left().unwrap_or(0),
             });
         }
-        self.held_until = None;
-        if self.exec_failed {
-            self.exec_failed = false;
+        self.standing.end_hold(None);
+        if self.standing.child_back(self.now) {
             self.note(Note::Health { healthy: true });
-            self.healthy_since = Some(self.now);
         }
         self.stand_if_needed();
     }
@@ -99,13 +76,13 @@ impl Election {
         self.stands_at(now)
             && !self.settings.no_preempt
             && self
-                .healthy_since
-                .is_some_and(|t| now >= t + self.settings.preempt_delay_ms)
+                .standing
+                .healthy_for(now, self.settings.preempt_delay_ms)
     }
 
     /// Became healthy (or back from maintenance): preempting waits for `--preempt-delay`.
     fn rejoined_now(&mut self) {
-        self.healthy_since = Some(self.now);
+        self.standing.rejoined(self.now);
         if self.settings.preempt_delay_ms > 0 {
             self.timer(Timer::PreemptReady, self.settings.preempt_delay_ms);
         }
@@ -123,25 +100,25 @@ impl Election {
     }
 
     pub(super) fn on_health(&mut self, healthy: bool) {
-        if healthy == self.healthy {
+        if !self.standing.set_health(healthy, self.now) {
             return;
         }
-        self.healthy = healthy;
         self.note(Note::Health { healthy });
         if healthy {
             self.rejoined_now();
         } else {
-            self.healthy_since = None;
             self.resign(Reason::Unhealthy, None);
         }
     }
 
     pub(super) fn on_exec_exited(&mut self) {
-        if !self.settings.exec_exit_unhealthy || self.exec_failed {
+        if !self.settings.exec_exit_unhealthy
+            || !self
+                .standing
+                .child_exit(self.now + self.settings.recover_after_ms)
+        {
             return;
         }
-        self.exec_failed = true;
-        self.exec_back_at = self.now + self.settings.recover_after_ms;
         self.note(Note::SittingOut {
             why: "child-exited",
             ms: self.settings.recover_after_ms,
@@ -154,14 +131,10 @@ impl Election {
     }
 
     pub(super) fn on_stand_again(&mut self) {
-        if self.exec_failed && self.coordinator.as_ref() != Some(&self.me) {
-            self.exec_failed = false;
+        if self.coordinator.as_ref() != Some(&self.me) && self.standing.child_back(self.now) {
             self.note(Note::Health { healthy: true });
-            self.healthy_since = Some(self.now);
         }
-        if self.held_until.is_some_and(|t| self.now >= t) {
-            self.held_until = None;
-        }
+        self.standing.end_hold(Some(self.now));
         self.stand_if_needed();
     }
 
@@ -173,12 +146,12 @@ impl Election {
 
     /// `bully maintenance on|off`; remembered across restarts.
     pub(super) fn on_maintenance(&mut self, on: bool) -> ControlReply {
-        if self.maintenance == on {
+        if self.standing.maintenance() == on {
             return ControlReply::Done {
                 message: format!("maintenance is already {}", if on { "on" } else { "off" }),
             };
         }
-        self.maintenance = on;
+        self.standing.set_maintenance(on);
         self.persisted.maintenance = on;
         self.out.persist = Some(self.persisted.clone());
         self.note(Note::Maintenance { on });
@@ -209,7 +182,7 @@ impl Election {
                 None => "this node is not the coordinator; none is known".into(),
             });
         }
-        if self.resigning.is_some() || self.leaving {
+        if self.resigning.is_some() || self.standing.leaving() {
             return refuse("this node is already stepping down".into());
         }
         let target = match to {
@@ -225,7 +198,7 @@ impl Election {
                 Some(m) => Some(m.node_ref()),
             },
         };
-        self.held_until = Some(self.now + STEP_DOWN_HOLD_MS);
+        self.standing.hold(self.now + STEP_DOWN_HOLD_MS);
         self.timer(Timer::StandAgain, STEP_DOWN_HOLD_MS);
         self.note(Note::SittingOut {
             why: "stepped-down",
@@ -287,7 +260,7 @@ impl Election {
         let releasing = self.lead.as_ref().is_some_and(|l| l.releasing);
         let resign = match self.resigning.take() {
             Some(r) => r,
-            None if self.leaving => Resign {
+            None if self.standing.leaving() => Resign {
                 reason: Reason::Shutdown,
                 to: None,
             },
@@ -329,10 +302,9 @@ impl Election {
     /// release the followers. Until then the node still acts (its child is stopping), so it
     /// still says so and keeps its followers.
     pub(super) fn on_shutting_down(&mut self) {
-        if self.leaving {
+        if !self.standing.leave() {
             return;
         }
-        self.leaving = true;
         self.note(Note::ShuttingDown);
         if self.phase != Phase::Idle {
             self.end_round(false);

@@ -26,7 +26,7 @@ use std::time::Duration;
 
 pub use super::lease::{Lead, QuorumState, QuorumView};
 use super::lock_state::LockState;
-use super::standing::{Abstention, Resign};
+use super::standing::{Abstention, Resign, Standing};
 
 /// How a node takes part, and the waits it asks the shell to time.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -55,8 +55,11 @@ pub struct Settings {
     /// of the running for `recover_after_ms`.
     pub exec_exit_unhealthy: bool,
     pub recover_after_ms: Millis,
-    /// `--consul-lock`: leading also takes holding the leader lock (see `lock.rs`).
+    /// `--consul-lock`, `--etcd-lock`: leading also takes holding the leader lock (see
+    /// `lock.rs`).
     pub lock: bool,
+    /// How soon a node refused the lock asks again.
+    pub lock_retry_ms: Millis,
 }
 
 impl Settings {
@@ -74,6 +77,7 @@ impl Settings {
             exec_exit_unhealthy: false,
             recover_after_ms: 0,
             lock: false,
+            lock_retry_ms: super::lock::LOCK_RETRY_MS,
         }
     }
 }
@@ -165,20 +169,8 @@ pub struct Election {
     pub(super) promise: Option<Promise>,
     /// Quorum mode: the term this node claims, leads or hands over.
     pub(super) lead: Option<Lead>,
-    /// SIGINT/SIGTERM arrived.
-    pub(super) leaving: bool,
-    /// The health check's verdict (true when there is none).
-    pub(super) healthy: bool,
-    /// Since when it has been healthy (and out of maintenance), for `--preempt-delay`.
-    pub(super) healthy_since: Option<Millis>,
-    /// `bully maintenance on`.
-    pub(super) maintenance: bool,
-    /// The `--exec` child exited by itself (`--exec-exit-unhealthy`).
-    pub(super) exec_failed: bool,
-    /// After a step-down: stand for nothing until then.
-    pub(super) held_until: Option<Millis>,
-    /// When an exited `--exec` child's spell ends (`--exec-exit-unhealthy`).
-    pub(super) exec_back_at: Millis,
+    /// Whether this node stands for election, and why not.
+    pub(super) standing: Standing,
     /// Letting go of leadership, waiting for the hooks.
     pub(super) resigning: Option<Resign>,
     /// The last coordinator failed: the next one is a failover (`BULLY_REASON`).
@@ -186,8 +178,6 @@ pub struct Election {
     /// The round under way takes over from a coordinator that stepped down for this node: it
     /// asks nobody above.
     pub(super) taking_over: bool,
-    /// The registry holds this node (see [`Event::Registered`]).
-    pub(super) registered: bool,
     /// Quorum mode, after a restart: the coordinator this node would follow without
     /// preempting it, but whose term lies at or below the floor (this node may have promised
     /// that term to someone else). It waits for that coordinator to take a newer term, which
@@ -216,13 +206,17 @@ impl Election {
             to: None,
             until: now + q.lease,
         });
-        let settings_health_checked = settings.health_checked;
+        let standing = Standing::new(
+            settings.witness,
+            settings.health_checked,
+            persisted.maintenance,
+            now,
+        );
         let term = if settings.quorum.is_some() {
             persisted.floor
         } else {
             0
         };
-        let persisted_maintenance = persisted.maintenance;
         Election {
             me,
             settings,
@@ -246,17 +240,10 @@ impl Election {
             persisted,
             promise,
             lead: None,
-            leaving: false,
-            healthy: !settings_health_checked,
-            healthy_since: (!settings_health_checked).then_some(now),
-            maintenance: persisted_maintenance,
-            exec_failed: false,
-            held_until: None,
-            exec_back_at: 0,
+            standing,
             resigning: None,
             after_failure: false,
             taking_over: false,
-            registered: true,
             follow_later: None,
             missed_announcement: Vec::new(),
             reannounced: 0,
@@ -296,10 +283,10 @@ impl Election {
             election: self.phase != Phase::Idle,
             term: self.term,
             quorum: self.quorum_view(now),
-            leaving: self.leaving,
+            leaving: self.standing.leaving(),
             preempts: self.preempts_at(now),
-            healthy: self.healthy && !self.exec_failed,
-            maintenance: self.maintenance,
+            healthy: self.standing.healthy(),
+            maintenance: self.standing.maintenance(),
             abstention: self.abstention_at(now),
         }
     }

@@ -171,7 +171,7 @@ impl Election {
         });
         self.after_failure = true;
         // A node that stepped down stands again when its successor fails.
-        self.held_until = None;
+        self.standing.end_hold(None);
         self.set_coordinator(None, Reason::Failover);
         if by == Detection::HealthCheck {
             return self.request_election();
@@ -252,10 +252,9 @@ impl Election {
     /// Registered again, it elects when it knows no coordinator or leads, as after
     /// [`Event::Rejoined`].
     pub(super) fn on_registered(&mut self, ok: bool) {
-        if ok == self.registered {
+        if !self.standing.set_registered(ok) {
             return;
         }
-        self.registered = ok;
         self.note(Note::Registered { ok });
         if !ok {
             // A claim in quorum mode ends by its own timers.

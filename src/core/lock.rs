@@ -1,7 +1,7 @@
 //! `--consul-lock`: leading also takes holding an external lock (a Consul session lock on
 //! `bully/<cluster>/leader`, which the shell takes and watches). A node that wins does not
 //! lead yet: it asks for the lock and waits for it in a phase of its own
-//! ([`Phase::AwaitingLock`]), asking again every second while it is refused; once it holds
+//! ([`Phase::AwaitingLock`]), asking again (every `lock_retry_ms`) while it is refused; once it holds
 //! the lock it leads as it would have, and its hooks get the lock's `LockIndex`. A lock lost
 //! while leading makes it let go ([`Reason::LostLock`]); a lock it no longer needs is released,
 //! after its hooks let go of the leadership the lock backed. All of it is part of
@@ -12,9 +12,13 @@ use super::event::{LockAnswer, Timer};
 use super::quorum::Millis;
 use super::ready::{Effect, Note, Reason};
 
-/// How soon a node that was refused the lock asks again. The usual holder is a coordinator
-/// that just died, whose session Consul invalidates once its check fails.
+/// How soon a node that was refused the lock asks again, by default (Consul). The usual
+/// holder is a coordinator that just died, whose session Consul invalidates once its check
+/// fails.
 pub const LOCK_RETRY_MS: Millis = 1000;
+/// etcd: a refused try costs one transaction, and the dead holder's key may go any moment
+/// (its supervisor revokes the lease once the child is dead), so the next node asks often.
+pub const ETCD_LOCK_RETRY_MS: Millis = 50;
 
 impl Election {
     /// The `LockIndex` of the lock this node holds, if any.
@@ -83,7 +87,7 @@ impl Election {
                     self.note(Note::LockRefused { why: why.clone() });
                     self.lock.last_refusal = Some(why);
                 }
-                self.timer(Timer::LockRetry { attempt }, LOCK_RETRY_MS);
+                self.timer(Timer::LockRetry { attempt }, self.settings.lock_retry_ms);
             }
             LockAnswer::Lost { attempt, why } => {
                 if attempt != self.lock.attempt || self.lock.held.is_none() {
@@ -228,6 +232,26 @@ mod tests {
     }
 
     #[test]
+    fn a_refused_node_asks_again_as_often_as_its_settings_say() {
+        let mut e = node_with(3, |s| s.lock_retry_ms = 50);
+        elect(&mut e, 0, &cluster(&[1, 3]));
+        let r = lock(
+            &mut e,
+            LockAnswer::Refused {
+                attempt: 1,
+                why: "held".into(),
+            },
+        );
+        assert_eq!(
+            r.effects,
+            vec![Effect::StartTimer {
+                timer: Timer::LockRetry { attempt: 1 },
+                after: Duration::from_millis(50)
+            }]
+        );
+    }
+
+    #[test]
     fn a_refused_node_does_not_lead_says_why_once_and_asks_again_every_second() {
         let mut e = node(3);
         elect(&mut e, 0, &cluster(&[1, 3]));
@@ -239,7 +263,7 @@ mod tests {
         assert_eq!(
             r.notes[0].to_string(),
             "Leader lock not acquired: held by session s1 (test); not leading, asking again \
-             every second"
+             until it is free"
         );
         assert!(r.notes[0].is_warning());
         let retry = Timer::LockRetry { attempt: 1 };

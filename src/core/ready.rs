@@ -540,7 +540,7 @@ impl fmt::Display for Note {
             }
             Note::LockRefused { why } => write!(
                 f,
-                "Leader lock not acquired: {why}; not leading, asking again every second"
+                "Leader lock not acquired: {why}; not leading, asking again until it is free"
             ),
             Note::LockLost { why } => write!(f, "Lost the leader lock: {why}; stepping down"),
         }

@@ -57,3 +57,203 @@ pub struct Resign {
     pub reason: Reason,
     pub to: Option<NodeRef>,
 }
+
+/// Whether this node stands for election: its health, maintenance, the sit-outs it chose (a
+/// step-down's hold, an exited `--exec` child's spell), shutdown and the registry's hold. Its
+/// fields change only through these methods, which keep one rule: the reasons a node does
+/// not stand are independent, and [`Standing::abstention`] names the weightiest.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Standing {
+    witness: bool,
+    leaving: bool,
+    healthy: bool,
+    /// Since when it has been healthy and back in the running (for `--preempt-delay`).
+    healthy_since: Option<Millis>,
+    maintenance: bool,
+    /// `--exec-exit-unhealthy`: the child exited by itself; out until `child_back_at`, and
+    /// until it no longer leads.
+    child_exited: bool,
+    child_back_at: Millis,
+    /// A step-down's hold.
+    held_until: Option<Millis>,
+    /// The registry holds this node's record.
+    registered: bool,
+}
+
+impl Standing {
+    /// A node that starts: healthy unless a check must pass first.
+    pub fn new(witness: bool, checked: bool, maintenance: bool, now: Millis) -> Standing {
+        Standing {
+            witness,
+            leaving: false,
+            healthy: !checked,
+            healthy_since: (!checked).then_some(now),
+            maintenance,
+            child_exited: false,
+            child_back_at: 0,
+            held_until: None,
+            registered: true,
+        }
+    }
+
+    /// Why this node does not stand at `now`, the weightiest reason first.
+    pub fn abstention(&self, now: Millis) -> Option<Abstention> {
+        let held = self.held_until.filter(|t| now < *t);
+        Some(if self.witness {
+            Abstention::Witness
+        } else if self.leaving {
+            Abstention::Leaving
+        } else if self.maintenance {
+            Abstention::Maintenance
+        } else if !self.healthy {
+            Abstention::Unhealthy
+        } else if !self.registered {
+            Abstention::Unregistered
+        } else if self.child_exited {
+            Abstention::ChildExited {
+                ms_left: self.child_back_at.saturating_sub(now),
+            }
+        } else if let Some(t) = held {
+            Abstention::SteppedDown { ms_left: t - now }
+        } else {
+            return None;
+        })
+    }
+
+    /// Holds back by choice (a step-down, an exited child), and for nothing weightier.
+    pub fn sits_out(&self, now: Millis) -> bool {
+        self.abstention(now).is_some_and(|a| a.ms_left().is_some())
+    }
+
+    /// Healthy and back in the running for at least `delay`.
+    pub fn healthy_for(&self, now: Millis, delay: Millis) -> bool {
+        self.healthy_since.is_some_and(|t| now >= t + delay)
+    }
+
+    /// Healthy, and its `--exec` child did not exit by itself.
+    pub fn healthy(&self) -> bool {
+        self.healthy && !self.child_exited
+    }
+
+    pub fn leaving(&self) -> bool {
+        self.leaving
+    }
+
+    pub fn maintenance(&self) -> bool {
+        self.maintenance
+    }
+
+    pub fn registered(&self) -> bool {
+        self.registered
+    }
+
+    pub fn child_exited(&self) -> bool {
+        self.child_exited
+    }
+
+    /// The health check's verdict changed; false if it did not.
+    pub fn set_health(&mut self, healthy: bool, now: Millis) -> bool {
+        if healthy == self.healthy {
+            return false;
+        }
+        self.healthy = healthy;
+        self.healthy_since = healthy.then_some(now);
+        true
+    }
+
+    /// Back in the running (healthy again, out of maintenance, a spell over) at `now`.
+    pub fn rejoined(&mut self, now: Millis) {
+        self.healthy_since = Some(now);
+    }
+
+    pub fn set_maintenance(&mut self, on: bool) {
+        self.maintenance = on;
+    }
+
+    /// The `--exec` child exited by itself: out until `back_at` at least. False if it already
+    /// was.
+    pub fn child_exit(&mut self, back_at: Millis) -> bool {
+        if self.child_exited {
+            return false;
+        }
+        self.child_exited = true;
+        self.child_back_at = back_at;
+        true
+    }
+
+    /// An exited child's spell ends; false if there was none.
+    pub fn child_back(&mut self, now: Millis) -> bool {
+        if !self.child_exited {
+            return false;
+        }
+        self.child_exited = false;
+        self.healthy_since = Some(now);
+        true
+    }
+
+    /// A step-down: out until `until`.
+    pub fn hold(&mut self, until: Millis) {
+        self.held_until = Some(until);
+    }
+
+    /// The hold ends (it ran out at `now`, or the successor failed, or nobody else leads).
+    pub fn end_hold(&mut self, now: Option<Millis>) {
+        if now.is_none_or(|now| self.held_until.is_some_and(|t| now >= t)) {
+            self.held_until = None;
+        }
+    }
+
+    pub fn leave(&mut self) -> bool {
+        !std::mem::replace(&mut self.leaving, true)
+    }
+
+    /// The registry holds the record (or lost it); false if nothing changed.
+    pub fn set_registered(&mut self, ok: bool) -> bool {
+        ok != std::mem::replace(&mut self.registered, ok)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_weightiest_reason_is_named_and_sit_outs_end_by_time_or_on_demand() {
+        let mut s = Standing::new(false, false, false, 0);
+        assert_eq!(s.abstention(0), None);
+        s.hold(1000);
+        assert_eq!(
+            s.abstention(400),
+            Some(Abstention::SteppedDown { ms_left: 600 })
+        );
+        assert!(s.sits_out(400));
+        // Maintenance outweighs the hold, and is no sit-out: it does not yield.
+        s.set_maintenance(true);
+        assert_eq!(s.abstention(400), Some(Abstention::Maintenance));
+        assert!(!s.sits_out(400));
+        s.set_maintenance(false);
+        // The hold runs out by itself, and ends early on demand.
+        assert_eq!(s.abstention(1000), None);
+        s.end_hold(Some(500));
+        assert!(s.sits_out(600));
+        s.end_hold(None);
+        assert!(!s.sits_out(600));
+        // An exited child: out until its spell ends, and healthy only then.
+        assert!(s.child_exit(2000));
+        assert!(!s.child_exit(3000), "once");
+        assert_eq!(
+            s.abstention(1500),
+            Some(Abstention::ChildExited { ms_left: 500 })
+        );
+        assert!(!s.healthy());
+        assert!(s.child_back(2000));
+        assert!(s.healthy() && s.healthy_for(2000, 0) && !s.healthy_for(2000, 1));
+        // A failing check: unhealthy, and preempting waits for a new healthy spell.
+        assert!(s.set_health(false, 2100) && !s.set_health(false, 2100));
+        assert_eq!(s.abstention(2100), Some(Abstention::Unhealthy));
+        assert!(s.set_health(true, 2200));
+        assert!(!s.healthy_for(2300, 200) && s.healthy_for(2400, 200));
+        assert!(s.leave() && !s.leave());
+        assert_eq!(s.abstention(2400), Some(Abstention::Leaving));
+    }
+}

@@ -1,9 +1,14 @@
 //! Where nodes find each other. One small trait, several back ends; the node never cares which.
 
+mod base64;
 mod consul;
 pub mod consul_lock;
 pub mod consul_options;
 mod dir;
+mod etcd;
+mod etcd_client;
+pub mod etcd_lock;
+pub mod etcd_options;
 mod peer_answers;
 mod process;
 mod static_peers;
@@ -12,6 +17,9 @@ pub use consul::ConsulRegistry;
 pub use consul_lock::ConsulLock;
 pub use consul_options::ConsulOptions;
 pub use dir::DirRegistry;
+pub use etcd::EtcdRegistry;
+pub use etcd_lock::EtcdLock;
+pub use etcd_options::EtcdOptions;
 pub use static_peers::{read_peers_file, StaticRegistry};
 
 use crate::core::member::Member;
@@ -26,6 +34,7 @@ pub enum RegistryKind {
     Dir,
     Consul,
     Static,
+    Etcd,
 }
 
 /// Where members are found; shared by the node and `bully status`.
@@ -38,6 +47,7 @@ pub struct RegistryOptions {
     /// `--peers-file`: where `peers` came from, read again on SIGHUP.
     pub peers_file: Option<PathBuf>,
     pub consul: ConsulOptions,
+    pub etcd: EtcdOptions,
     /// Per-request timeout for registries that ask over the network.
     pub timeout: Duration,
 }
@@ -230,6 +240,11 @@ pub fn open(opts: &RegistryOptions) -> Result<Box<dyn Registry>, String> {
         ))),
         RegistryKind::Consul => Ok(Box::new(ConsulRegistry::new(
             opts.consul.clone(),
+            &opts.cluster,
+            opts.timeout,
+        ))),
+        RegistryKind::Etcd => Ok(Box::new(EtcdRegistry::new(
+            &opts.etcd,
             &opts.cluster,
             opts.timeout,
         ))),

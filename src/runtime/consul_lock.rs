@@ -5,6 +5,7 @@
 //! holds the state lock.
 
 use super::handle::Handle;
+use super::leader_lock::LeaderLock;
 use crate::core::event::{Event, LockAnswer};
 use crate::core::ready::Effect;
 use crate::registry::consul_lock::{Acquire, ConsulLock, KeyState};
@@ -43,9 +44,11 @@ impl LockRunner {
             worker: Mutex::new(Some((rx, lock))),
         }
     }
+}
 
+impl LeaderLock for LockRunner {
     /// Starts the lock thread, which steps `node` with what it finds.
-    pub fn run_for(&self, node: Weak<dyn Handle>) -> std::io::Result<()> {
+    fn run_for(&self, node: Weak<dyn Handle>) -> std::io::Result<()> {
         let Some((rx, consul)) = lock(&self.worker).take() else {
             return Ok(());
         };
@@ -69,7 +72,7 @@ impl LockRunner {
     }
 
     /// Queues one of the core's lock effects; never blocks (called while the node publishes).
-    pub fn submit(&self, effect: &Effect) {
+    fn submit(&self, effect: &Effect) {
         let op = match effect {
             Effect::AcquireLock { attempt } => Op::Acquire(*attempt),
             Effect::ReleaseLock => Op::Release,
@@ -83,7 +86,7 @@ impl LockRunner {
     }
 
     /// Waits until every queued operation is done, at most `within` (shutdown: the release).
-    pub fn flush(&self, within: Duration) {
+    fn flush(&self, within: Duration) {
         let end = Instant::now() + within;
         while self.queued.load(Ordering::Acquire) > 0 && Instant::now() < end {
             std::thread::sleep(Duration::from_millis(5));

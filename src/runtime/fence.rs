@@ -15,6 +15,9 @@ pub struct Fence {
     /// Quorum mode: no `--exec` child runs without a fence.
     enforced: bool,
     until: Mutex<Option<MonoMs>>,
+    /// `--etcd-lock`: what the `--exec` child's supervisor sends once this node is gone and
+    /// the child dead (revoking the leader key's lease; see `supervisor::orphaned`).
+    orphaned: Mutex<Option<String>>,
 }
 
 impl Fence {
@@ -23,6 +26,7 @@ impl Fence {
             clock,
             enforced,
             until: Mutex::new(None),
+            orphaned: Mutex::new(None),
         }
     }
 
@@ -44,6 +48,15 @@ impl Fence {
         if held.is_none_or(|h| until > h) {
             *held = Some(until);
         }
+    }
+
+    /// Sets (or clears) what the child's supervisor sends once this node is gone.
+    pub fn set_orphaned(&self, spec: Option<String>) {
+        *lock(&self.orphaned) = spec;
+    }
+
+    pub fn orphaned(&self) -> Option<String> {
+        lock(&self.orphaned).clone()
     }
 
     /// The current fence; `None` outside quorum mode.

@@ -87,6 +87,7 @@ impl Hooks {
         fence: Arc<Fence>,
         vips: Arc<Vips>,
         metrics: Arc<Metrics>,
+        lock_variable: &'static str,
     ) -> std::io::Result<Hooks> {
         let changes = node.subscribe();
         let stopping = Arc::new(AtomicBool::new(false));
@@ -102,6 +103,7 @@ impl Hooks {
             final_term: Arc::clone(&final_term),
             leading: false,
             lock_index: None,
+            lock_variable,
             exec: None,
             vips,
             holder: None,
@@ -148,8 +150,11 @@ struct Runner {
     final_term: Arc<AtomicU64>,
     /// The elected hook ran and its demoted hook is still owed.
     leading: bool,
-    /// `--consul-lock`: the `LockIndex` this leadership holds, for its hooks.
+    /// `--consul-lock`, `--etcd-lock`: the lock's fencing token this leadership holds (the
+    /// `LockIndex`, the leader key's revision), for its hooks.
     lock_index: Option<u64>,
+    /// The variable hooks get it in: `BULLY_CONSUL_LOCK_INDEX` or `BULLY_ETCD_REVISION`.
+    lock_variable: &'static str,
     exec: Option<Supervised>,
     /// `--vip`: the addresses, and their holder while it holds them.
     vips: Arc<Vips>,
@@ -285,8 +290,11 @@ impl Runner {
         }
         let fence = self.start_fence(change).ok()?;
         match spawn(what, cmd, env, fence) {
-            Ok((child, _)) => {
+            Ok((mut child, _)) => {
                 log::info!("{label} {} started: {cmd}", child.pid());
+                if let Some(spec) = self.fence.orphaned().filter(|_| what == "exec") {
+                    child.when_orphaned(&spec);
+                }
                 Some(child)
             }
             Err(e) if Supervised::fenced_out(&e) => {
@@ -341,8 +349,9 @@ impl Runner {
     }
 
     /// `BULLY_COORDINATOR` and `BULLY_COORDINATOR_ID` are empty when no coordinator is known
-    /// (this node is shutting down). `BULLY_CONSUL_LOCK_INDEX` (`--consul-lock`) is the
-    /// leader lock's `LockIndex` of the leadership the hook is about.
+    /// (this node is shutting down). `BULLY_CONSUL_LOCK_INDEX` (`--consul-lock`) or
+    /// `BULLY_ETCD_REVISION` (`--etcd-lock`) is the leader lock's fencing token of the
+    /// leadership the hook is about.
     fn env(
         &self,
         coordinator: Option<&NodeRef>,
@@ -364,7 +373,7 @@ impl Runner {
             ("BULLY_REASON", reason.label().to_string()),
         ];
         if let Some(index) = self.lock_index {
-            env.push(("BULLY_CONSUL_LOCK_INDEX", index.to_string()));
+            env.push((self.lock_variable, index.to_string()));
         }
         env
     }

@@ -4,11 +4,11 @@
 //! ever runs under it.
 
 use super::clock::Clock;
-use super::consul_lock::LockRunner;
 use super::directory::Directory;
 use super::effects::Executor;
 use super::fence::Fence;
 use super::handle::{Handle, Notice};
+use super::leader_lock::LeaderLock;
 use super::leadership::Leadership;
 use super::metrics::Metrics;
 use super::repeats::{Repeats, Verdict};
@@ -20,7 +20,6 @@ use crate::core::event::Event;
 use crate::core::member::{Member, NodeRef};
 use crate::core::ready::{Change, Effect, Note, Persisted, Reply, RoundEdge};
 use crate::http::peer::PeerClient;
-use crate::registry::ConsulLock;
 use crate::sync::{lock, StateLockHeld};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{channel, Receiver, Sender};
@@ -44,8 +43,8 @@ pub struct Node {
     leadership: Arc<Leadership>,
     /// Set by the SIGINT/SIGTERM handler itself, a moment before the core hears of it.
     stopping: Arc<AtomicBool>,
-    /// `--consul-lock`: takes and releases the leader lock.
-    lock: Option<LockRunner>,
+    /// `--consul-lock`, `--etcd-lock`: takes and releases the leader lock.
+    lock: Option<Box<dyn LeaderLock>>,
     /// Bursts of one kind of log line are summarised.
     repeats: Repeats<std::mem::Discriminant<Note>>,
     this: Weak<Node>,
@@ -66,8 +65,8 @@ pub struct Parts {
     pub fence: Arc<Fence>,
     /// Set when SIGINT or SIGTERM arrives (see [`super::signals`]).
     pub stopping: Arc<AtomicBool>,
-    /// `--consul-lock`: the leader lock in Consul.
-    pub lock: Option<ConsulLock>,
+    /// `--consul-lock`, `--etcd-lock`: the leader lock's shell.
+    pub lock: Option<Box<dyn LeaderLock>>,
 }
 
 impl Node {
@@ -100,7 +99,7 @@ impl Node {
             executor: Arc::new(executor),
             leadership: parts.leadership,
             stopping: parts.stopping,
-            lock: parts.lock.map(LockRunner::new),
+            lock: parts.lock,
             repeats: Repeats::default(),
             this: this.clone(),
         });

@@ -37,6 +37,7 @@ use std::process::{Child, ChildStderr, ChildStdout, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 pub mod holder;
+pub mod orphaned;
 pub mod process;
 pub use process::main;
 
@@ -165,6 +166,12 @@ impl Supervised {
             Some(at) => self.send(&format!("fence {at}\n")),
             None => self.send("fence none\n"),
         }
+    }
+
+    /// What the supervisor sends once the node is gone and the command's group is dead
+    /// (see [`orphaned`]): `URL[,URL...] TOKEN BODY`.
+    pub fn when_orphaned(&mut self, spec: &str) {
+        self.send(&format!("orphaned {spec}\n"));
     }
 
     /// The command's exit status once it has ended; never blocks.

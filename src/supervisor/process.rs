@@ -116,8 +116,14 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
         }
     };
     report(&mut control, &format!("pid {}", child.id()));
-    let status = Watch::new(child, fence).run(&mut control, &what);
+    let mut watch = Watch::new(child, fence);
+    let status = watch.run(&mut control, &what);
     report(&mut control, &format!("exit {}", status.into_raw()));
+    if watch.node_gone {
+        if let Some(spec) = watch.orphaned.take() {
+            super::orphaned::post(&spec);
+        }
+    }
     ExitCode::SUCCESS
 }
 
@@ -158,6 +164,10 @@ struct Watch {
     pidfd: Option<OwnedFd>,
     /// `sh`'s status once it was reaped while the rest of its group had its grace.
     reaped: Option<ExitStatus>,
+    /// The control socket closed: the node is gone.
+    node_gone: bool,
+    /// What to send once the node is gone and the group dead (see `orphaned`).
+    orphaned: Option<String>,
 }
 
 impl Watch {
@@ -174,6 +184,8 @@ impl Watch {
             // SAFETY: a descriptor pidfd_open just returned, owned by nothing else.
             pidfd: (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd as libc::c_int) }),
             reaped: None,
+            node_gone: false,
+            orphaned: None,
         }
     }
 
@@ -182,7 +194,7 @@ impl Watch {
     /// exited, except during a graceful stop: then what `sh` started (its foreground program,
     /// a trapping script) gets the rest of its grace, however quickly `sh` itself died of
     /// the SIGTERM. Returns `sh`'s exit status once nothing of the group is left.
-    fn run(mut self, control: &mut File, what: &OsString) -> ExitStatus {
+    fn run(&mut self, control: &mut File, what: &OsString) -> ExitStatus {
         let mut open = true;
         let mut unread = Vec::new();
         loop {
@@ -234,6 +246,7 @@ impl Watch {
                 // EOF or a broken socket: the node is gone.
                 _ => {
                     open = false;
+                    self.node_gone = true;
                     self.kill();
                 }
             }
@@ -248,7 +261,7 @@ impl Watch {
 
     /// Kills what is left of the group while `sh` is still an unreaped zombie (so its group
     /// id cannot have been reused), then reaps it.
-    fn finish(mut self) -> ExitStatus {
+    fn finish(&mut self) -> ExitStatus {
         signal_group(self.pid, libc::SIGKILL);
         self.reap()
     }
@@ -286,6 +299,9 @@ impl Watch {
                 }
             }
             ("kill", "") => self.kill(),
+            ("orphaned", spec) if super::orphaned::parse(spec).is_some() => {
+                self.orphaned = Some(spec.to_string())
+            }
             _ => {
                 // Never println!: a closed stderr must not panic the supervisor.
                 let _ = writeln!(

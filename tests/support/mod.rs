@@ -5,6 +5,7 @@
 pub mod activity;
 pub mod chaos;
 pub mod consul;
+pub mod etcd;
 pub mod holders;
 pub mod netns;
 pub mod soak;

@@ -430,6 +430,31 @@ fn drop_from(h: &Host, from: &[String]) {
         .unwrap_or_else(|e| panic!("packet filter on host {}: {e}", h.index));
 }
 
+impl Net {
+    /// Cuts host `i` off from the others on TCP `port` only (both ways, silently): e.g. an
+    /// etcd member's peer port, so the member loses its cluster while everything else on the
+    /// host still talks. `None` ends it.
+    pub fn isolate_port(&self, i: usize, port: Option<u16>) {
+        for h in &self.hosts {
+            let from: Vec<String> = self
+                .hosts
+                .iter()
+                .filter(|o| (h.index == i) != (o.index == i))
+                .map(|o| o.addr.to_string())
+                .collect();
+            let mut rules = "add table inet bullyport\ndelete table inet bullyport\n".to_string();
+            if let Some(port) = port.filter(|_| !from.is_empty()) {
+                let saddr = from.join(", ");
+                rules += &format!(
+                    "table inet bullyport {{\n chain input {{\n  type filter hook input priority 0; policy accept;\n  ip saddr {{ {saddr} }} tcp dport {port} drop\n  ip saddr {{ {saddr} }} tcp sport {port} drop\n }}\n}}\n"
+                );
+            }
+            run(h.command("nft").args(["-f", "-"]), Some(&rules))
+                .unwrap_or_else(|e| panic!("packet filter on host {}: {e}", h.index));
+        }
+    }
+}
+
 impl Drop for Net {
     fn drop(&mut self) {
         let _guard = SETUP.lock().unwrap_or_else(|e| e.into_inner());
