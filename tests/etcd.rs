@@ -382,3 +382,28 @@ fn in_quorum_mode_the_key_is_taken_once_the_majority_holds_and_handed_on_after_a
     await_working(&work, "node2", secs(1));
     check_history(&elected, &work, "node2", second);
 }
+
+#[test]
+fn with_etcd_lock_and_no_exec_child_a_kill9_still_hands_the_key_on_at_once() {
+    // Only the --exec child's supervisor outlived a killed node to revoke its lease; without
+    // a child the next node waited out the TTL. The lease keeper does it now.
+    let etcd = EtcdServer::start("keeper");
+    let mut c = cluster_ttl("keeper", &etcd, "5s", &["--etcd-lock"]);
+    for id in 1..=2 {
+        c.start(id, &[]);
+    }
+    c.await_agreement("node2", secs(30));
+    let first = await_holder(&etcd, &c, "keeper", "node2", secs(10));
+    c.node("node2").kill9();
+    let killed = Instant::now();
+    let second = await_holder(&etcd, &c, "keeper", "node1", secs(20));
+    let taken = killed.elapsed();
+    eprintln!("--etcd-lock, no --exec: node1 held the key {taken:?} after kill -9 (TTL 5s)");
+    assert!(second > first, "revision {second} after {first}");
+    assert!(
+        taken < secs(3),
+        "the key was free only after {taken:?}\n{}\n{}",
+        c.log_tails(),
+        etcd.log_tail()
+    );
+}
