@@ -3,6 +3,11 @@
 //! health endpoint, which is cluster-wide, so nodes on different hosts (each host with its own
 //! agent) see each other. The coordinator's instance is tagged `leader` and every other one
 //! `follower`, with the term in its Meta, so Consul's DNS and health API name the leader.
+//! A new coordinator also takes the tag off any older leader's instance at once (a node
+//! killed with -9 cannot, and would pass until its next check): clients should ask
+//! `leader.<cluster>.service.consul` or `/v1/health/service/<cluster>?tag=leader&passing`,
+//! which leave out failing instances, never the catalog, where a dead node's agent puts its
+//! old tag back when its check fails.
 //!
 //! Every answer is untrusted: bodies are size-limited, entries that do not make a valid member
 //! are skipped, and a non-2xx status becomes an error carrying the status and the start of the
@@ -231,11 +236,12 @@ impl ConsulRegistry {
     /// `term` (see [`stale_leaders`]). A coordinator killed with -9, or whose host went away,
     /// keeps its tag and passes its check until the next one fails, up to
     /// `--consul-check-interval` (10 s by default): meanwhile Consul's DNS would name it
-    /// beside its successor, which learnt of its death within milliseconds. Written through
-    /// the catalog, which holds every agent's instances and needs no more than the
-    /// `service:write` a node has; the check is left alone. The dead node's agent writes its
-    /// own copy back when its check turns critical, and then Consul's DNS and `?passing`
-    /// leave it out anyway.
+    /// beside its successor, which learnt of its death within milliseconds. Written into
+    /// the catalog, which holds every agent's instances, in a transaction that only applies
+    /// if the instance is still as read (a node that took the tag again meanwhile keeps it);
+    /// the token's `service:write` covers it, and the check is left alone. The dead node's
+    /// agent writes its own copy back when its check turns critical, and then Consul's DNS
+    /// and `?passing` leave it out anyway.
     fn demote_predecessors(&self, term: u64) -> Result<(), String> {
         let path = format!("/v1/health/service/{}?tag=leader", self.cluster);
         let what = format!("GET {path}");
@@ -243,12 +249,23 @@ impl ConsulRegistry {
         let Value::Array(entries) = parse_json(&body, &what)? else {
             return Err(format!("{what}: expected a JSON array: {}", shown(&body)));
         };
-        for entry in stale_leaders(&entries, &self.token, term) {
+        let ours = |e: &&Value| {
+            let node_address = e["Node"]["Address"].as_str().unwrap_or("");
+            self.member_of(&e["Service"], node_address).is_some()
+        };
+        for entry in stale_leaders(&entries, &self.token, term)
+            .into_iter()
+            .filter(ours)
+        {
             let service = &entry["Service"];
             let id = service["ID"].as_str().unwrap_or_default();
-            let path = "/v1/catalog/register";
-            let sent = self.client.put(path, Some(&demoted(entry)))?;
-            expect_ok(sent, &format!("PUT {path} (demoting {id})"))?;
+            let path = "/v1/txn";
+            let answer = self.client.put(path, Some(&demoted(entry)))?;
+            if answer.status == 409 {
+                log::debug!("{id} changed in Consul while being untagged: left as it is");
+                continue;
+            }
+            expect_ok(answer, &format!("PUT {path} (untagging {id})"))?;
             log::info!(
                 "Took the leader tag off {id} in Consul (term {}): this node leads in term \
                  {term}",
@@ -285,14 +302,13 @@ fn stale_leaders<'a>(entries: &'a [Value], token: &str, term: u64) -> Vec<&'a Va
         .collect()
 }
 
-/// The catalog registration that shows `entry`'s instance as a follower: its service as
-/// Consul has it, with `follower` for `leader` and no Meta `term`, on the same node, whose
-/// own record is left as it is.
+/// The catalog transaction that shows `entry`'s instance as a follower: its service as
+/// Consul has it, with `follower` for `leader` and no Meta `term`, on the same node; `cas`
+/// on its `ModifyIndex`, so Consul refuses it (409) when the instance changed since.
 fn demoted(entry: &Value) -> Value {
     let mut service = entry["Service"].clone();
     if let Some(s) = service.as_object_mut() {
         s.remove("CreateIndex");
-        s.remove("ModifyIndex");
         if let Some(Value::Object(meta)) = s.get_mut("Meta") {
             meta.remove("term");
         }
@@ -302,12 +318,7 @@ fn demoted(entry: &Value) -> Value {
             *t = json!(Role::follower().tag());
         }
     }
-    json!({
-        "Node": entry["Node"]["Node"],
-        "Address": entry["Node"]["Address"],
-        "SkipNodeUpdate": true,
-        "Service": service,
-    })
+    json!([{"Service": {"Verb": "cas", "Node": entry["Node"]["Node"], "Service": service}}])
 }
 
 /// The start of an unexpected body, on one line, for an error message.
@@ -636,7 +647,7 @@ mod tests {
     }
 
     #[test]
-    fn a_demoted_instance_is_a_follower_on_its_own_node() {
+    fn a_demoted_instance_is_a_follower_on_its_own_node_if_unchanged() {
         let e = entry(
             "old",
             json!(["leader", "extra"]),
@@ -644,14 +655,13 @@ mod tests {
             "t2",
             "passing",
         );
-        let d = demoted(&e);
-        assert_eq!(d["Node"], "agent-1");
-        assert_eq!(d["Address"], "10.0.0.1");
-        assert_eq!(d["SkipNodeUpdate"], true);
+        let op = &demoted(&e)[0]["Service"];
+        assert_eq!(op["Verb"], "cas");
+        assert_eq!(op["Node"], "agent-1");
         assert_eq!(
-            d["Service"],
+            op["Service"],
             json!({"ID": "old", "Service": "alpha", "Tags": ["follower", "extra"],
-                   "Address": "10.0.0.2", "Port": 5001,
+                   "Address": "10.0.0.2", "Port": 5001, "ModifyIndex": 9,
                    "Meta": {"node_name": "old", "node_id": "1", "instance": "t2"}})
         );
     }
