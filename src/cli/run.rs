@@ -139,7 +139,7 @@ pub fn run(config: Config) -> ExitCode {
             .quorum
             .map(|n| Quorum::new(n, config.lease, config.hooks.exec_grace)),
         witness: config.witness,
-        has_hooks: config.hooks.any() || !vips.is_empty(),
+        has_hooks: config.hooks.any() || !vips.is_empty() || etcd_lock,
         no_preempt: config.no_preempt,
         preempt_delay_ms: config.preempt_delay.as_millis() as u64,
         health_checked: config.check.any(),
@@ -187,7 +187,8 @@ pub fn run(config: Config) -> ExitCode {
         }
     };
     // Subscribed before anything can change the coordinator, so no transition is missed.
-    let hooks = if config.hooks.any() || !vips.is_empty() {
+    // With --etcd-lock the hook runner also keeps the lease keeper (see hooks.rs).
+    let hooks = if config.hooks.any() || !vips.is_empty() || etcd_lock {
         match Hooks::start(
             Arc::clone(&node),
             me.node_ref(),

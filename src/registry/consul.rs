@@ -3,6 +3,11 @@
 //! health endpoint, which is cluster-wide, so nodes on different hosts (each host with its own
 //! agent) see each other. The coordinator's instance is tagged `leader` and every other one
 //! `follower`, with the term in its Meta, so Consul's DNS and health API name the leader.
+//! A new coordinator also takes the tag off any older leader's instance at once (a node
+//! killed with -9 cannot, and would pass until its next check): clients should ask
+//! `leader.<cluster>.service.consul` or `/v1/health/service/<cluster>?tag=leader&passing`,
+//! which leave out failing instances, never the catalog, where a dead node's agent puts its
+//! old tag back when its check fails.
 //!
 //! Every answer is untrusted: bodies are size-limited, entries that do not make a valid member
 //! are skipped, and a non-2xx status becomes an error carrying the status and the start of the
@@ -226,6 +231,94 @@ impl ConsulRegistry {
             witness: meta["witness"].as_str() == Some("true"),
         })
     }
+
+    /// Takes the `leader` tag off every instance that still shows an older leadership than
+    /// `term` (see [`stale_leaders`]). A coordinator killed with -9, or whose host went away,
+    /// keeps its tag and passes its check until the next one fails, up to
+    /// `--consul-check-interval` (10 s by default): meanwhile Consul's DNS would name it
+    /// beside its successor, which learnt of its death within milliseconds. Written into
+    /// the catalog, which holds every agent's instances, in a transaction that only applies
+    /// if the instance is still as read (a node that took the tag again meanwhile keeps it);
+    /// the token's `service:write` covers it, and the check is left alone. The dead node's
+    /// agent writes its own copy back when its check turns critical, and then Consul's DNS
+    /// and `?passing` leave it out anyway.
+    fn demote_predecessors(&self, term: u64) -> Result<(), String> {
+        let path = format!("/v1/health/service/{}?tag=leader", self.cluster);
+        let what = format!("GET {path}");
+        let body = expect_ok(self.client.get(&path)?, &what)?;
+        let Value::Array(entries) = parse_json(&body, &what)? else {
+            return Err(format!("{what}: expected a JSON array: {}", shown(&body)));
+        };
+        let ours = |e: &&Value| {
+            let node_address = e["Node"]["Address"].as_str().unwrap_or("");
+            self.member_of(&e["Service"], node_address).is_some()
+        };
+        for entry in stale_leaders(&entries, &self.token, term)
+            .into_iter()
+            .filter(ours)
+        {
+            let service = &entry["Service"];
+            let id = service["ID"].as_str().unwrap_or_default();
+            let path = "/v1/txn";
+            let answer = self.client.put(path, Some(&demoted(entry)))?;
+            if answer.status == 409 {
+                log::debug!("{id} changed in Consul while being untagged: left as it is");
+                continue;
+            }
+            expect_ok(answer, &format!("PUT {path} (untagging {id})"))?;
+            log::info!(
+                "Took the leader tag off {id} in Consul (term {}): this node leads in term \
+                 {term}",
+                service["Meta"]["term"].as_str().unwrap_or("unknown")
+            );
+        }
+        Ok(())
+    }
+}
+
+/// The health entries of instances that are not this process's (`token`), show the tag
+/// `leader`, do not fail a check (Consul's DNS and `?passing` name only those) and carry a
+/// term below `term`, or none: a coordinator of a later term is never demoted, so a node
+/// that has not yet heard it lost leadership cannot untag the true leader.
+fn stale_leaders<'a>(entries: &'a [Value], token: &str, term: u64) -> Vec<&'a Value> {
+    entries
+        .iter()
+        .filter(|e| {
+            let s = &e["Service"];
+            let tagged = s["Tags"]
+                .as_array()
+                .is_some_and(|t| t.contains(&json!("leader")));
+            let older = s["Meta"]["term"]
+                .as_str()
+                .and_then(|t| t.parse::<u64>().ok())
+                .is_none_or(|t| t < term);
+            let node = e["Node"]["Node"].as_str().is_some_and(|n| !n.is_empty());
+            tagged
+                && older
+                && node
+                && badness(e) < 2
+                && s["Meta"]["instance"].as_str() != Some(token)
+        })
+        .collect()
+}
+
+/// The catalog transaction that shows `entry`'s instance as a follower: its service as
+/// Consul has it, with `follower` for `leader` and no Meta `term`, on the same node; `cas`
+/// on its `ModifyIndex`, so Consul refuses it (409) when the instance changed since.
+fn demoted(entry: &Value) -> Value {
+    let mut service = entry["Service"].clone();
+    if let Some(s) = service.as_object_mut() {
+        s.remove("CreateIndex");
+        if let Some(Value::Object(meta)) = s.get_mut("Meta") {
+            meta.remove("term");
+        }
+    }
+    if let Some(Value::Array(tags)) = service.get_mut("Tags") {
+        for t in tags.iter_mut().filter(|t| *t == "leader") {
+            *t = json!(Role::follower().tag());
+        }
+    }
+    json!([{"Service": {"Verb": "cas", "Node": entry["Node"]["Node"], "Service": service}}])
 }
 
 /// The start of an unexpected body, on one line, for an error message.
@@ -375,6 +468,13 @@ impl Registry for ConsulRegistry {
             None => self.register(me).map(|()| true),
             Some(s) if self.is_mine(&s, me) => {
                 let role = *lock(&self.role);
+                // Again at every upkeep: a demotion that failed, or an old leader's agent
+                // that wrote its tag back while its check still passes.
+                if role.leader {
+                    if let Err(e) = self.demote_predecessors(role.term) {
+                        log::debug!("cannot take the leader tag off an earlier coordinator: {e}");
+                    }
+                }
                 if !Self::shows(&s, role) {
                     self.register(me)?;
                     log::info!(
@@ -410,6 +510,12 @@ impl Registry for ConsulRegistry {
                 return Ok(());
             }
             *current = role;
+        }
+        // Untagging the old leader first: a client may find no leader for a moment, never two.
+        if role.leader {
+            if let Err(e) = self.demote_predecessors(role.term) {
+                log::warn!("cannot take the leader tag off an earlier coordinator: {e}");
+            }
         }
         match self.registered_here(me)? {
             Some(s) if self.is_mine(&s, me) && !Self::shows(&s, role) => {
@@ -504,6 +610,60 @@ mod tests {
         assert_eq!(badness(&e), 2);
         assert_eq!(badness(&json!({"Checks": [{"Status": "passing"}]})), 0);
         assert_eq!(badness(&json!({"Checks": "nonsense"})), 0);
+    }
+
+    fn entry(id: &str, tags: Value, term: Option<&str>, instance: &str, status: &str) -> Value {
+        let mut meta = json!({"node_name": id, "node_id": "1", "instance": instance});
+        if let Some(t) = term {
+            meta["term"] = json!(t);
+        }
+        json!({"Node": {"Node": "agent-1", "Address": "10.0.0.1"},
+               "Service": {"ID": id, "Service": "alpha", "Tags": tags, "Address": "10.0.0.2",
+                           "Port": 5001, "Meta": meta, "CreateIndex": 7, "ModifyIndex": 9},
+               "Checks": [{"Status": status}]})
+    }
+
+    #[test]
+    fn only_passing_leaders_of_an_older_term_than_ours_are_stale() {
+        let leader = json!(["leader"]);
+        let entries = [
+            entry("older", leader.clone(), Some("4"), "t2", "passing"),
+            entry("no-term", leader.clone(), None, "t3", "passing"),
+            entry("bad-term", leader.clone(), Some("x"), "t4", "warning"),
+            entry("newer", leader.clone(), Some("6"), "t5", "passing"),
+            entry("same", leader.clone(), Some("5"), "t6", "passing"),
+            entry("mine", leader.clone(), Some("1"), "t1", "passing"),
+            entry("critical", leader.clone(), Some("4"), "t7", "critical"),
+            entry("follower", json!(["follower"]), Some("4"), "t8", "passing"),
+            entry("untagged", Value::Null, Some("4"), "t9", "passing"),
+            json!({"Node": {"Node": ""}, "Service": {"ID": "nodeless", "Tags": ["leader"]}}),
+            json!("not an object"),
+        ];
+        let stale: Vec<&str> = stale_leaders(&entries, "t1", 5)
+            .iter()
+            .map(|e| e["Service"]["ID"].as_str().unwrap())
+            .collect();
+        assert_eq!(stale, ["older", "no-term", "bad-term"]);
+    }
+
+    #[test]
+    fn a_demoted_instance_is_a_follower_on_its_own_node_if_unchanged() {
+        let e = entry(
+            "old",
+            json!(["leader", "extra"]),
+            Some("4"),
+            "t2",
+            "passing",
+        );
+        let op = &demoted(&e)[0]["Service"];
+        assert_eq!(op["Verb"], "cas");
+        assert_eq!(op["Node"], "agent-1");
+        assert_eq!(
+            op["Service"],
+            json!({"ID": "old", "Service": "alpha", "Tags": ["follower", "extra"],
+                   "Address": "10.0.0.2", "Port": 5001, "ModifyIndex": 9,
+                   "Meta": {"node_name": "old", "node_id": "1", "instance": "t2"}})
+        );
     }
 
     #[test]

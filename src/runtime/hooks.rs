@@ -65,6 +65,10 @@ impl HookOptions {
     }
 }
 
+/// The lease keeper's name in `ps` and the command it runs: nothing, for as long as it may.
+const KEEPER: &str = "lease-keeper";
+const KEEPER_CMD: &str = "exec sleep 2147483647";
+
 /// The running hook thread, kept so that shutdown can let go of leadership first.
 pub struct Hooks {
     node: Arc<dyn Handle>,
@@ -105,6 +109,7 @@ impl Hooks {
             lock_index: None,
             lock_variable,
             exec: None,
+            keeper: None,
             vips,
             holder: None,
             metrics,
@@ -156,6 +161,10 @@ struct Runner {
     /// The variable hooks get it in: `BULLY_CONSUL_LOCK_INDEX` or `BULLY_ETCD_REVISION`.
     lock_variable: &'static str,
     exec: Option<Supervised>,
+    /// `--etcd-lock` without an `--exec` child: a supervised placeholder that outlives a
+    /// killed node just long enough to revoke its lease, so the next node need not wait out
+    /// the TTL (with a child, the child's supervisor does it).
+    keeper: Option<Supervised>,
     /// `--vip`: the addresses, and their holder while it holds them.
     vips: Arc<Vips>,
     holder: Option<Supervised>,
@@ -269,6 +278,8 @@ impl Runner {
             }
             if let Some(cmd) = self.opts.exec.clone() {
                 self.exec = self.start_fenced("exec child", "exec", &cmd, &env, change);
+            } else if self.fence.orphaned().is_some() {
+                self.keeper = self.start_fenced("lease keeper", KEEPER, KEEPER_CMD, &[], change);
             }
         }
     }
@@ -292,7 +303,11 @@ impl Runner {
         match spawn(what, cmd, env, fence) {
             Ok((mut child, _)) => {
                 log::info!("{label} {} started: {cmd}", child.pid());
-                if let Some(spec) = self.fence.orphaned().filter(|_| what == "exec") {
+                if let Some(spec) = self
+                    .fence
+                    .orphaned()
+                    .filter(|_| what == "exec" || what == KEEPER)
+                {
                     child.when_orphaned(&spec);
                 }
                 Some(child)
@@ -341,6 +356,9 @@ impl Runner {
         self.release_vips();
         if let Some(child) = self.exec.take() {
             self.stop_exec(child);
+        }
+        if let Some(mut keeper) = self.keeper.take() {
+            keeper.kill();
         }
         if let Some(cmd) = &self.opts.on_demoted {
             let env = self.env(coordinator, term, reason);

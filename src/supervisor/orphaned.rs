@@ -8,8 +8,9 @@
 
 use std::time::Duration;
 
-/// How long each URL gets.
-const TIMEOUT: Duration = Duration::from_secs(1);
+/// How long each URL gets: a loaded etcd may be slow to answer, and anything below the
+/// lease's TTL still beats waiting it out.
+const TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The URLs, the token and the body of a request; `None` when `spec` is not one.
 pub fn parse(spec: &str) -> Option<(Vec<&str>, Option<&str>, &str)> {

@@ -10,7 +10,9 @@
 //! `etcdctl lock --ttl 5 NAME sh -c WORKER` runs the worker while it holds the lock; killed,
 //! it leaves the worker running (nothing stops it), and cut off, it does not stop it either:
 //! its overlap is what users of it get. A `[[bench]]` with `harness = false`:
-//! `cargo bench --bench etcd -- [--runs N] [--only bully|etcdctl-lock] [--faults kill,cable]`.
+//! `etcdctl elect NAME PROPOSAL` holds an election's leadership on a 60 s session; the worker
+//! starts when it prints that it won. `cargo bench --bench etcd -- [--runs N]
+//! [--only bully|etcdctl-lock|etcdctl-elect] [--faults kill,cable]`.
 //! Needs root, `ip netns`, nft and etcd; without them it prints one line and exits 0.
 
 #[path = "../support/mod.rs"]
@@ -35,6 +37,7 @@ const FAILOVER_WAIT: Duration = Duration::from_secs(120);
 enum System {
     Bully,
     EtcdctlLock,
+    EtcdctlElect,
 }
 
 impl System {
@@ -42,6 +45,7 @@ impl System {
         match self {
             System::Bully => "bully",
             System::EtcdctlLock => "etcdctl-lock",
+            System::EtcdctlElect => "etcdctl-elect",
         }
     }
 }
@@ -144,6 +148,40 @@ fn start(system: System, host: &Host, etcd: &EtcdHosts, tag: &str, dir: &Path) -
                 .stderr(out)
                 .spawn()
                 .expect("start etcdctl");
+            Proc::Etcdctl(child)
+        }
+        System::EtcdctlElect => {
+            // `etcdctl elect NAME PROPOSAL` campaigns, prints the proposal once elected and
+            // holds the leadership while it runs (its session: 60 s, which it cannot change);
+            // it runs nothing, so the worker is started by whoever reads that line, as a
+            // user's script would.
+            let out = std::fs::File::create(log).unwrap();
+            let mut child = host
+                .command("etcdctl")
+                .env("ETCDCTL_API", "3")
+                .args(["--endpoints", &etcd.endpoints_for(host.index)])
+                .args(["elect", tag, &name])
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(out)
+                .spawn()
+                .expect("start etcdctl elect");
+            let elected = child.stdout.take().expect("its stdout");
+            let mut run_worker = host.command("sh");
+            run_worker
+                .args(["-c", &worker])
+                .env("BULLY_NODE", &name)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null());
+            std::thread::spawn(move || {
+                use std::io::BufRead;
+                let mut line = String::new();
+                let mut elected = std::io::BufReader::new(elected);
+                if elected.read_line(&mut line).unwrap_or(0) > 0 {
+                    let _ = run_worker.spawn();
+                }
+            });
             Proc::Etcdctl(child)
         }
     }
@@ -283,7 +321,7 @@ fn main() {
         "| system | fault | runs | failover median | failover max | runs with two workers | two workers, longest |\n\
          | --- | --- | --- | --- | --- | --- | --- |\n",
     );
-    for system in [System::Bully, System::EtcdctlLock] {
+    for system in [System::Bully, System::EtcdctlLock, System::EtcdctlElect] {
         if !wanted(&only, system.key()) {
             continue;
         }
