@@ -19,68 +19,15 @@
 
 use super::event::{Event, Purpose, Timer};
 use super::member::{Member, NodeRef};
-use super::quorum::{Millis, Promise, Quorum};
+use super::quorum::{Millis, Promise};
 use super::ready::{Change, Effect, Note, Persisted, Ready, Reason, Reply, RoundEdge};
 use super::rules::MAX_TERM;
 use std::time::Duration;
 
 pub use super::lease::{Lead, QuorumState, QuorumView};
 use super::lock_state::LockState;
+pub use super::settings::Settings;
 use super::standing::{Abstention, Resign, Standing};
-
-/// How a node takes part, and the waits it asks the shell to time.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Settings {
-    /// How long to wait for the announcement of a higher node that answered this node's
-    /// election message: that node may itself wait out one timeout on a dead node above it,
-    /// then announce, so a few timeouts are ample.
-    pub announce_wait: Duration,
-    /// How long to wait for the successor's announcement after the watched coordinator said
-    /// it stopped leading.
-    pub successor_wait: Duration,
-    /// Quorum mode (`--quorum`); `None` is plain Bully.
-    pub quorum: Option<Quorum>,
-    /// A witness votes but never stands for election.
-    pub witness: bool,
-    /// Whether hooks or an `--exec` child follow leadership: if so, a coordinator that hands
-    /// over waits for them to let go ([`Event::LetGo`]) before it releases its followers.
-    pub has_hooks: bool,
-    /// `--no-preempt`: a higher node follows a live coordinator instead of taking over.
-    pub no_preempt: bool,
-    /// `--preempt-delay`: a higher node takes over only once healthy this long.
-    pub preempt_delay_ms: Millis,
-    /// A health check is configured: the node stands only once it has passed.
-    pub health_checked: bool,
-    /// `--exec-exit-unhealthy`: an `--exec` child that exits by itself takes the node out
-    /// of the running for `recover_after_ms`.
-    pub exec_exit_unhealthy: bool,
-    pub recover_after_ms: Millis,
-    /// `--consul-lock`, `--etcd-lock`: leading also takes holding the leader lock (see
-    /// `lock.rs`).
-    pub lock: bool,
-    /// How soon a node refused the lock asks again.
-    pub lock_retry_ms: Millis,
-}
-
-impl Settings {
-    /// Plain Bully for a node whose peer calls time out after `timeout`.
-    pub fn for_timeout(timeout: Duration) -> Self {
-        Settings {
-            announce_wait: timeout * 4,
-            successor_wait: timeout,
-            quorum: None,
-            witness: false,
-            has_hooks: false,
-            no_preempt: false,
-            preempt_delay_ms: 0,
-            health_checked: false,
-            exec_exit_unhealthy: false,
-            recover_after_ms: 0,
-            lock: false,
-            lock_retry_ms: super::lock::LOCK_RETRY_MS,
-        }
-    }
-}
 
 /// Where this node stands in the current round.
 #[derive(Clone, Debug, PartialEq, Eq)]
