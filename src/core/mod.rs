@@ -19,6 +19,7 @@ pub mod note;
 pub mod quorum;
 pub mod ready;
 mod round;
+pub mod round_state;
 pub mod rules;
 pub mod settings;
 pub mod standing;
