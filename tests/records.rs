@@ -14,14 +14,15 @@ const FAST: &[&str] = &["--startup-delay", "0", "--health-interval", "200ms"];
 
 /// Runs `bully ARGS` to its end (it must end within a minute); returns its output.
 fn run_to_end(args: &[String]) -> Output {
-    let mut child = Command::new(BIN)
-        .args(args)
-        .env_remove("XDG_RUNTIME_DIR")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = Guarded::spawn(
+        Command::new(BIN)
+            .args(args)
+            .env_remove("XDG_RUNTIME_DIR")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped()),
+    )
+    .unwrap();
     wait_for("the second node to exit", secs(60), || {
         child
             .try_wait()
@@ -29,7 +30,7 @@ fn run_to_end(args: &[String]) -> Output {
             .map(|_| ())
             .ok_or_else(|| "still running".to_string())
     });
-    child.wait_with_output().unwrap()
+    child.output().unwrap()
 }
 
 /// `bully PORT NAME --id ID` with `c`'s common arguments and `extra`.

@@ -205,3 +205,57 @@ fn a_failing_check_says_how_once_and_a_failing_hook_is_counted() {
             .ok_or(m)
     });
 }
+
+#[test]
+fn a_burst_of_stale_announcements_is_logged_as_a_few_lines_and_a_count() {
+    // After a SIGCONT one node logged 13 "Ignoring stale announcement" lines in 9 ms.
+    let mut c = Cluster::settled("traps-burst", &fast(), [1, 2]);
+    let port = c.node("node1").port;
+    let stale = r#"{"coordinator":"node2","node_id":2,"term":0}"#;
+    let send_stale = || {
+        let (status, body) = send(port, "POST", "/announce", stale.as_bytes());
+        assert_eq!(status, 409, "{body}");
+    };
+    for _ in 0..20 {
+        send_stale();
+    }
+    // One more once the burst's second is over: it carries the count of those left out.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    send_stale();
+    let log = c.node("node1").log_text();
+    let shown = log.matches("Ignoring stale announcement").count();
+    assert!(shown <= 5, "{shown} lines:\n{log}");
+    assert!(log.contains("(17 more like this not shown)"), "{log}");
+}
+
+#[test]
+fn a_guarded_process_group_dies_with_the_test_that_started_it() {
+    // A failed demo test once left run-cluster.sh and its four nodes running for an hour.
+    let dir = TempDir::new("traps-guard");
+    let pids = dir.path().join("pids");
+    let script = format!(
+        "sleep 600 & echo $! >> {0}; sleep 600 & echo $! >> {0}; wait",
+        pids.display()
+    );
+    let written = pids.clone();
+    let panicked = std::thread::spawn(move || {
+        let _group = Guarded::spawn(std::process::Command::new("sh").args(["-c", &script]))
+            .expect("start sh");
+        wait_for("both sleepers", secs(10), || {
+            let n = std::fs::read_to_string(&written)
+                .unwrap_or_default()
+                .lines()
+                .count();
+            (n == 2).then_some(()).ok_or(format!("{n} pids"))
+        });
+        panic!("the test fails here");
+    })
+    .join();
+    assert!(panicked.is_err());
+    let alive = |pid: &str| std::path::Path::new(&format!("/proc/{pid}")).exists();
+    let text = std::fs::read_to_string(&pids).unwrap_or_default();
+    wait_for("the sleepers to be gone", secs(10), || {
+        let left: Vec<&str> = text.lines().filter(|p| alive(p)).collect();
+        left.is_empty().then_some(()).ok_or(format!("{left:?}"))
+    });
+}

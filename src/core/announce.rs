@@ -55,7 +55,7 @@ impl Election {
         self.end_round(false);
         self.lead = None;
         self.resigning = None;
-        self.handed_to = None;
+        self.rounds.handed_to = None;
         self.term = term;
         self.term_leader = Some(coordinator.clone());
         let promise_ms = self.promise_to(coordinator, term);
@@ -180,7 +180,7 @@ impl Election {
             return;
         }
         self.end_round(true);
-        self.verifying = false;
+        self.rounds.verifying = false;
         // Saturating: terms from others are capped at MAX_TERM, so this cannot overflow in
         // practice, but no input may make it panic.
         self.max_term = self.max_term.saturating_add(1);
@@ -196,7 +196,7 @@ impl Election {
             name: self.me.name.clone(),
             term: self.term,
         });
-        let to = others_highest_first(&std::mem::take(&mut self.round_members), &self.me);
+        let to = others_highest_first(&std::mem::take(&mut self.rounds.members), &self.me);
         let late = self.late_askers(&to);
         self.missed_announcement.clear();
         self.reannounced = 0;

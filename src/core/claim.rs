@@ -82,11 +82,16 @@ impl Election {
                 to: p.to.map(|n| n.name),
                 ms,
             });
-            self.timer(Timer::PromiseFree { round: self.round }, ms + 1);
+            self.timer(
+                Timer::PromiseFree {
+                    round: self.rounds.number,
+                },
+                ms + 1,
+            );
             return;
         }
         self.phase = Phase::Claiming;
-        self.verifying = false;
+        self.rounds.verifying = false;
         self.max_term = self.max_term.saturating_add(1);
         self.term = self.max_term;
         self.term_leader = Some(self.me.clone());
@@ -366,7 +371,7 @@ impl Election {
         });
         let lease = self.settings.quorum.as_ref().map_or(0, |q| q.lease);
         let wait = self.settings.announce_wait.as_millis() as u64;
-        self.handed_to = Some((to.clone(), self.now + lease + wait));
+        self.rounds.handed_to = Some((to.clone(), self.now + lease + wait));
         self.resign(Reason::Preempted, None);
     }
 
@@ -1010,7 +1015,7 @@ mod tests {
             },
         );
         let round = match e.phase() {
-            Phase::Collecting => e.round,
+            Phase::Collecting => e.rounds.number,
             other => panic!("expected a round, got {other:?}"),
         };
         let r = e.step(
@@ -1041,9 +1046,9 @@ mod tests {
         let r = elect(&mut e, 3210, &cluster(&[1, 2, 3]));
         assert!(announced(&r).is_none());
         // node4 never announces (it died): the wait ends and the next round is won.
-        let round = e.round;
+        let round = e.rounds.number;
         e.step(3210 + 4000, Event::Timer(Timer::Announcement { round }));
-        let round = e.round;
+        let round = e.rounds.number;
         let r = e.step(
             7300,
             Event::Members {

@@ -222,7 +222,7 @@ impl Election {
         self.note(Note::TakingOver {
             from: from.name.clone(),
         });
-        self.taking_over = true;
+        self.rounds.taking_over = true;
         // A round already under way (the release may have come first) asked the nodes above:
         // start one that does not.
         if matches!(

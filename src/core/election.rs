@@ -19,68 +19,16 @@
 
 use super::event::{Event, Purpose, Timer};
 use super::member::{Member, NodeRef};
-use super::quorum::{Millis, Promise, Quorum};
+use super::quorum::{Millis, Promise};
 use super::ready::{Change, Effect, Note, Persisted, Ready, Reason, Reply, RoundEdge};
 use super::rules::MAX_TERM;
 use std::time::Duration;
 
 pub use super::lease::{Lead, QuorumState, QuorumView};
 use super::lock_state::LockState;
+use super::round_state::RoundState;
+pub use super::settings::Settings;
 use super::standing::{Abstention, Resign, Standing};
-
-/// How a node takes part, and the waits it asks the shell to time.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Settings {
-    /// How long to wait for the announcement of a higher node that answered this node's
-    /// election message: that node may itself wait out one timeout on a dead node above it,
-    /// then announce, so a few timeouts are ample.
-    pub announce_wait: Duration,
-    /// How long to wait for the successor's announcement after the watched coordinator said
-    /// it stopped leading.
-    pub successor_wait: Duration,
-    /// Quorum mode (`--quorum`); `None` is plain Bully.
-    pub quorum: Option<Quorum>,
-    /// A witness votes but never stands for election.
-    pub witness: bool,
-    /// Whether hooks or an `--exec` child follow leadership: if so, a coordinator that hands
-    /// over waits for them to let go ([`Event::LetGo`]) before it releases its followers.
-    pub has_hooks: bool,
-    /// `--no-preempt`: a higher node follows a live coordinator instead of taking over.
-    pub no_preempt: bool,
-    /// `--preempt-delay`: a higher node takes over only once healthy this long.
-    pub preempt_delay_ms: Millis,
-    /// A health check is configured: the node stands only once it has passed.
-    pub health_checked: bool,
-    /// `--exec-exit-unhealthy`: an `--exec` child that exits by itself takes the node out
-    /// of the running for `recover_after_ms`.
-    pub exec_exit_unhealthy: bool,
-    pub recover_after_ms: Millis,
-    /// `--consul-lock`, `--etcd-lock`: leading also takes holding the leader lock (see
-    /// `lock.rs`).
-    pub lock: bool,
-    /// How soon a node refused the lock asks again.
-    pub lock_retry_ms: Millis,
-}
-
-impl Settings {
-    /// Plain Bully for a node whose peer calls time out after `timeout`.
-    pub fn for_timeout(timeout: Duration) -> Self {
-        Settings {
-            announce_wait: timeout * 4,
-            successor_wait: timeout,
-            quorum: None,
-            witness: false,
-            has_hooks: false,
-            no_preempt: false,
-            preempt_delay_ms: 0,
-            health_checked: false,
-            exec_exit_unhealthy: false,
-            recover_after_ms: 0,
-            lock: false,
-            lock_retry_ms: super::lock::LOCK_RETRY_MS,
-        }
-    }
-}
 
 /// Where this node stands in the current round.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -140,29 +88,10 @@ pub struct Election {
     /// The highest term seen in any message or used.
     pub(super) max_term: u64,
     pub(super) phase: Phase,
-    pub(super) round: u64,
-    /// Members read at the start of the round: the announcement goes to them.
-    pub(super) round_members: Vec<Member>,
-    /// The higher members of this round not yet messaged: the round asks the highest first
-    /// and the others only if it does not answer.
-    pub(super) rest: Vec<Member>,
-    /// Lower nodes that sent this node an election message during its round: its
-    /// announcement goes to them too, even if they registered after it read the members
-    /// (otherwise they wait out the whole announcement wait).
-    pub(super) askers: Vec<NodeRef>,
+    /// The round under way, or the last one: its bookkeeping.
+    pub(super) rounds: RoundState,
     /// The last member list read for any purpose: renewals go to them.
     pub(super) members: Vec<Member>,
-    /// A check of the coordinator, asked for by an election message, is under way: further
-    /// messages wait for it instead of asking again.
-    pub(super) verifying: bool,
-    /// A coordinator whose watch closed or timed out, or whose lease ran out: the next round
-    /// does not wait on it. Cleared when it is heard from again.
-    pub(super) suspect: Option<NodeRef>,
-    /// Quorum mode: the higher node this one handed over to, and until when (ms) the next
-    /// round waits for its announcement even if the member list lacks it. A peer list answers
-    /// from what it last saw: right after a partition heals it can still leave out the node
-    /// that is claiming, and a round without it won at once, over and over (tests/quorum.rs).
-    pub(super) handed_to: Option<(NodeRef, u64)>,
     /// What is on disk (or about to be).
     pub(super) persisted: Persisted,
     /// Quorum mode: this node's promise as a follower.
@@ -173,11 +102,6 @@ pub struct Election {
     pub(super) standing: Standing,
     /// Letting go of leadership, waiting for the hooks.
     pub(super) resigning: Option<Resign>,
-    /// The last coordinator failed: the next one is a failover (`BULLY_REASON`).
-    pub(super) after_failure: bool,
-    /// The round under way takes over from a coordinator that stepped down for this node: it
-    /// asks nobody above.
-    pub(super) taking_over: bool,
     /// Quorum mode, after a restart: the coordinator this node would follow without
     /// preempting it, but whose term lies at or below the floor (this node may have promised
     /// that term to someone else). It waits for that coordinator to take a newer term, which
@@ -229,21 +153,13 @@ impl Election {
             term_leader: None,
             max_term: persisted.floor,
             phase: Phase::Idle,
-            round: 0,
-            round_members: Vec::new(),
-            rest: Vec::new(),
-            askers: Vec::new(),
+            rounds: RoundState::default(),
             members: Vec::new(),
-            verifying: false,
-            suspect: None,
-            handed_to: None,
             persisted,
             promise,
             lead: None,
             standing,
             resigning: None,
-            after_failure: false,
-            taking_over: false,
             follow_later: None,
             missed_announcement: Vec::new(),
             reannounced: 0,
@@ -427,9 +343,9 @@ impl Election {
 
     /// Why the coordinator after a win or an accepted announcement is there.
     pub(super) fn win_reason(&mut self) -> Reason {
-        if std::mem::take(&mut self.taking_over) {
+        if std::mem::take(&mut self.rounds.taking_over) {
             Reason::StepDown
-        } else if std::mem::take(&mut self.after_failure) {
+        } else if std::mem::take(&mut self.rounds.after_failure) {
             Reason::Failover
         } else {
             Reason::Elected
@@ -440,10 +356,10 @@ impl Election {
     pub(super) fn end_round(&mut self, won: bool) {
         // A suspect is skipped in the round right after its failure, not for good: a node
         // that only looked dead (a partition that healed) must be asked again.
-        self.suspect = None;
+        self.rounds.suspect = None;
         if self.phase != Phase::Idle {
             self.out.rounds.push(RoundEdge::Ended {
-                round: self.round,
+                round: self.rounds.number,
                 won,
             });
         }
@@ -458,7 +374,7 @@ impl Election {
         match timer {
             Timer::Announcement { round } => {
                 // A higher node answered but never announced itself (it died meanwhile).
-                if self.phase != Phase::AwaitingAnnouncement || round != self.round {
+                if self.phase != Phase::AwaitingAnnouncement || round != self.rounds.number {
                     return;
                 }
                 self.note(Note::NoAnnouncement {
@@ -466,7 +382,7 @@ impl Election {
                 });
                 // Ask everyone above this time, a suspect too: the one that answered OK did
                 // not take over, so the node that leads may be the one skipped.
-                self.suspect = None;
+                self.rounds.suspect = None;
                 self.start_round();
             }
             Timer::Successor { coordinator, term } => {
@@ -491,7 +407,7 @@ impl Election {
             Timer::Reannounce { term } => self.reannounce(term),
             Timer::LockRetry { attempt } => self.on_lock_retry(attempt),
             Timer::PromiseFree { round } => {
-                if self.phase == Phase::AwaitingPromise && round == self.round {
+                if self.phase == Phase::AwaitingPromise && round == self.rounds.number {
                     self.become_coordinator();
                 }
             }
@@ -788,7 +704,7 @@ mod tests {
                 term: 5,
             },
         );
-        let round = e.round;
+        let round = e.rounds.number;
         let r = rewin(&mut e, round, &cluster(&[1, 2, 3]), 5);
         assert!(e.is_coordinator());
         assert!(

@@ -115,7 +115,7 @@ impl Election {
             _ => false,
         };
         if resting && self.coordinator.as_ref() == Some(coordinator) {
-            self.verifying = false;
+            self.rounds.verifying = false;
             return self.timer(
                 Timer::Successor {
                     coordinator: coordinator.clone(),
@@ -141,7 +141,7 @@ impl Election {
         };
         if alive {
             if self.coordinator.as_ref() == Some(coordinator) {
-                self.verifying = false;
+                self.rounds.verifying = false;
             }
         } else {
             // Nothing listens there: the process is gone (and its child with it), the same
@@ -159,17 +159,17 @@ impl Election {
         if self.coordinator.as_ref() != Some(coordinator) {
             return;
         }
-        self.verifying = false;
+        self.rounds.verifying = false;
         if by != Detection::HealthCheck {
             // A watch or a lease that failed is a node to skip in the next round; a failed
             // health check may only be a busy node, which is asked as usual.
-            self.suspect = Some(coordinator.clone());
+            self.rounds.suspect = Some(coordinator.clone());
         }
         self.note(Note::CoordinatorDown {
             name: coordinator.name.clone(),
             by,
         });
-        self.after_failure = true;
+        self.rounds.after_failure = true;
         // A node that stepped down stands again when its successor fails.
         self.standing.end_hold(None);
         self.set_coordinator(None, Reason::Failover);

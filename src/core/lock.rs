@@ -9,16 +9,9 @@
 
 use super::election::{Election, Phase};
 use super::event::{LockAnswer, Timer};
-use super::quorum::Millis;
 use super::ready::{Effect, Note, Reason};
 
-/// How soon a node that was refused the lock asks again, by default (Consul). The usual
-/// holder is a coordinator that just died, whose session Consul invalidates once its check
-/// fails.
-pub const LOCK_RETRY_MS: Millis = 1000;
-/// etcd: a refused try costs one transaction, and the dead holder's key may go any moment
-/// (its supervisor revokes the lease once the child is dead), so the next node asks often.
-pub const ETCD_LOCK_RETRY_MS: Millis = 50;
+pub use super::settings::{ETCD_LOCK_RETRY_MS, LOCK_RETRY_MS};
 
 impl Election {
     /// The `LockIndex` of the lock this node holds, if any.

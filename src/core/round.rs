@@ -47,16 +47,16 @@ impl Election {
 
     /// A new round, from idle or in place of one that came to nothing.
     pub(super) fn start_round(&mut self) {
-        self.round += 1;
-        self.askers.clear();
+        self.rounds.number += 1;
+        self.rounds.askers.clear();
         self.phase = Phase::Collecting;
-        self.out
-            .rounds
-            .push(RoundEdge::Started { round: self.round });
+        self.out.rounds.push(RoundEdge::Started {
+            round: self.rounds.number,
+        });
         self.note(Note::ElectionStarted {
             me: self.me.name.clone(),
         });
-        self.collect(Purpose::Round(self.round));
+        self.collect(Purpose::Round(self.rounds.number));
     }
 
     pub(super) fn on_members(&mut self, purpose: Purpose, members: Vec<Member>) {
@@ -182,7 +182,7 @@ impl Election {
 
     /// The members above this node that stand, but a suspect, highest first.
     pub(super) fn candidates_above(&self, members: &[Member]) -> Vec<Member> {
-        let suspect = self.suspect.as_ref();
+        let suspect = self.rounds.suspect.as_ref();
         let mut above: Vec<Member> = higher(members, &self.me)
             .filter(|m| suspect.is_none_or(|s| !m.is(s)))
             .cloned()
@@ -196,10 +196,10 @@ impl Election {
     /// original sent one to every higher node: in a large cluster every survivor of a crash
     /// elects at once, and N² messages took seconds.
     pub(super) fn members_collected(&mut self, round: u64, members: Vec<Member>) {
-        if self.phase != Phase::Collecting || round != self.round {
+        if self.phase != Phase::Collecting || round != self.rounds.number {
             return;
         }
-        let mut above = if self.taking_over {
+        let mut above = if self.rounds.taking_over {
             Vec::new()
         } else {
             self.candidates_above(&members)
@@ -208,7 +208,7 @@ impl Election {
         self.note(Note::HigherNodes {
             names: above.iter().map(|m| m.name.clone()).collect(),
         });
-        self.round_members = members;
+        self.rounds.members = members;
         if self.awaits_handed_to(&above) {
             return self.await_announcement();
         }
@@ -216,7 +216,7 @@ impl Election {
             return self.won_round();
         };
         above.reverse();
-        self.rest = above;
+        self.rounds.rest = above;
         self.phase = Phase::Electing;
         self.effect(Effect::SendElection {
             round,
@@ -229,7 +229,7 @@ impl Election {
     /// others' terms, so a successor elected while it was frozen is not given a twin.
     pub(super) fn won_round(&mut self) {
         if self.settings.quorum.is_none() && self.coordinator.as_ref() == Some(&self.me) {
-            let members: Vec<Member> = others(&self.round_members, &self.me).cloned().collect();
+            let members: Vec<Member> = others(&self.rounds.members, &self.me).cloned().collect();
             if !members.is_empty() {
                 self.phase = Phase::LearningTerms;
                 self.effect(Effect::AskTerms { members });
@@ -257,12 +257,12 @@ impl Election {
                 }
             }
         }
-        if self.phase != Phase::Electing || round != self.round {
+        if self.phase != Phase::Electing || round != self.rounds.number {
             return;
         }
-        if ok == 0 && !self.rest.is_empty() {
+        if ok == 0 && !self.rounds.rest.is_empty() {
             // The highest did not answer: ask every other member above at once.
-            let to = std::mem::take(&mut self.rest);
+            let to = std::mem::take(&mut self.rounds.rest);
             self.effect(Effect::SendElection {
                 round,
                 to,
@@ -284,7 +284,9 @@ impl Election {
         self.yield_lock();
         self.phase = Phase::AwaitingAnnouncement;
         self.effect(Effect::StartTimer {
-            timer: Timer::Announcement { round: self.round },
+            timer: Timer::Announcement {
+                round: self.rounds.number,
+            },
             after: self.settings.announce_wait,
         });
     }
@@ -293,10 +295,10 @@ impl Election {
     /// it: the higher node is claiming, so this round waits for its announcement once rather
     /// than winning over it.
     fn awaits_handed_to(&mut self, above: &[Member]) -> bool {
-        let Some((to, until)) = self.handed_to.take() else {
+        let Some((to, until)) = self.rounds.handed_to.take() else {
             return false;
         };
-        let suspect = self.suspect.as_ref() == Some(&to);
+        let suspect = self.rounds.suspect.as_ref() == Some(&to);
         if self.now >= until || suspect || above.iter().any(|m| m.is(&to)) {
             return false;
         }
@@ -308,8 +310,8 @@ impl Election {
 
     /// Hearing from a node clears a suspicion of it.
     pub(super) fn heard_from(&mut self, node: &NodeRef) {
-        if self.suspect.as_ref() == Some(node) {
-            self.suspect = None;
+        if self.rounds.suspect.as_ref() == Some(node) {
+            self.rounds.suspect = None;
         }
     }
 
@@ -333,10 +335,10 @@ impl Election {
             return ProxyReply::Coordinator { term: self.term };
         }
         if self.phase != Phase::Idle
-            && self.askers.len() < MAX_ASKERS
-            && !self.askers.contains(from)
+            && self.rounds.askers.len() < MAX_ASKERS
+            && !self.rounds.askers.contains(from)
         {
-            self.askers.push(from.clone());
+            self.rounds.askers.push(from.clone());
         }
         self.lower_node_is_electing();
         ProxyReply::Ok
@@ -344,7 +346,7 @@ impl Election {
 
     /// The askers this node's announcement would miss: not among `to`.
     pub(super) fn late_askers(&mut self, to: &[Member]) -> Vec<NodeRef> {
-        std::mem::take(&mut self.askers)
+        std::mem::take(&mut self.rounds.askers)
             .into_iter()
             .filter(|a| !to.iter().any(|m| m.is(a)))
             .collect()
@@ -363,10 +365,10 @@ impl Election {
     pub(super) fn lower_node_is_electing(&mut self) {
         match &self.coordinator {
             Some(c) if self.phase == Phase::Idle && *c > self.me => {
-                if self.verifying {
+                if self.rounds.verifying {
                     return;
                 }
-                self.verifying = true;
+                self.rounds.verifying = true;
                 let coordinator = c.clone();
                 self.effect(Effect::CheckCoordinator { coordinator });
             }

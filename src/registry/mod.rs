@@ -2,6 +2,7 @@
 
 mod base64;
 mod consul;
+mod consul_entries;
 pub mod consul_lock;
 pub mod consul_options;
 mod dir;

@@ -10,6 +10,7 @@
 //! `supervisor::holder`), fenced like the `--exec` child: they go up first when this node
 //! wins, before the `--on-elected` hook, and go first when it lets go, before the child stops.
 
+use super::child_output::Output;
 use super::fence::Fence;
 use super::handle::{Handle, Notice};
 use super::metrics::Metrics;
@@ -20,7 +21,6 @@ use crate::core::ready::{Change, Reason};
 use crate::monotonic::MonoMs;
 use crate::supervisor::{holder, Killed, Supervised};
 use crate::sync::spawn_named;
-use std::io::{BufRead, BufReader, Read};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError};
 use std::sync::Arc;
@@ -30,8 +30,6 @@ use std::time::{Duration, Instant};
 const EXEC_POLL: Duration = Duration::from_millis(250);
 /// How long a finished hook's output may still trickle in before its exit is logged.
 const OUTPUT_DRAIN: Duration = Duration::from_millis(500);
-/// Longer output lines are logged in pieces rather than buffered without bound.
-const MAX_LINE: u64 = 8 * 1024;
 /// The variables every hook and the `--exec` child get: a `bully` they run sees them, and
 /// the command line knows them.
 pub const VARIABLES: [&str; 6] = [
@@ -483,64 +481,4 @@ fn spawn(
     let (stdout, stderr) = child.take_output();
     let output = Output::log(what, stdout, stderr);
     Ok((child, output))
-}
-
-/// The threads that log a child's stdout and stderr; each reports when its pipe closed.
-struct Output {
-    closed: Receiver<()>,
-    pipes: usize,
-}
-
-impl Output {
-    fn log(
-        what: &'static str,
-        stdout: Option<impl Read + Send + 'static>,
-        stderr: Option<impl Read + Send + 'static>,
-    ) -> Output {
-        let (tx, closed) = channel();
-        let mut pipes = 0;
-        let readers: [Option<Box<dyn Read + Send>>; 2] = [
-            stdout.map(|r| Box::new(r) as Box<dyn Read + Send>),
-            stderr.map(|r| Box::new(r) as Box<dyn Read + Send>),
-        ];
-        for pipe in readers.into_iter().flatten() {
-            let tx = tx.clone();
-            let spawned = spawn_named(&format!("{what}-output"), move || {
-                log_lines(what, pipe);
-                let _ = tx.send(());
-            });
-            match spawned {
-                Ok(_) => pipes += 1,
-                Err(e) => log::warn!("{what}: cannot log its output: {e}"),
-            }
-        }
-        Output { closed, pipes }
-    }
-
-    /// Waits until both pipes closed, at most `within`: a background process the command
-    /// left behind may hold them open for good.
-    fn drain(&self, within: Duration) {
-        let end = Instant::now() + within;
-        for _ in 0..self.pipes {
-            let left = end.saturating_duration_since(Instant::now());
-            if self.closed.recv_timeout(left).is_err() {
-                return;
-            }
-        }
-    }
-}
-
-fn log_lines(what: &str, pipe: Box<dyn Read + Send>) {
-    let mut reader = BufReader::new(pipe);
-    let mut line = Vec::new();
-    loop {
-        line.clear();
-        match (&mut reader).take(MAX_LINE).read_until(b'\n', &mut line) {
-            Ok(0) | Err(_) => return,
-            Ok(_) => {
-                let text = String::from_utf8_lossy(&line);
-                log::info!("{what}: {}", text.trim_end());
-            }
-        }
-    }
 }

@@ -4,6 +4,7 @@
 pub mod api;
 pub mod beats;
 pub mod check;
+pub mod child_output;
 pub mod clock;
 pub mod consul_lock;
 pub mod directory;

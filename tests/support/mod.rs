@@ -599,6 +599,25 @@ impl Guarded {
     }
 }
 
+impl Guarded {
+    /// Its stdout and stderr (piped) and exit status, once it has ended.
+    pub fn output(mut self) -> std::io::Result<std::process::Output> {
+        let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
+        let status = self.0.wait()?;
+        if let Some(mut o) = self.0.stdout.take() {
+            o.read_to_end(&mut stdout)?;
+        }
+        if let Some(mut e) = self.0.stderr.take() {
+            e.read_to_end(&mut stderr)?;
+        }
+        Ok(std::process::Output {
+            status,
+            stdout,
+            stderr,
+        })
+    }
+}
+
 impl std::ops::Deref for Guarded {
     type Target = std::process::Child;
     fn deref(&self) -> &Self::Target {

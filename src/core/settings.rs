@@ -1,0 +1,67 @@
+//! How a node takes part in elections, as the command line set it up: the mode, the waits
+//! the core asks the shell to time, what follows from leadership. Read-only to the core.
+
+use super::quorum::{Millis, Quorum};
+use std::time::Duration;
+
+/// How soon a node that was refused the lock asks again, by default (Consul). The usual
+/// holder is a coordinator that just died, whose session Consul invalidates once its check
+/// fails.
+pub const LOCK_RETRY_MS: Millis = 1000;
+/// etcd: a refused try costs one transaction, and the dead holder's key may go any moment
+/// (its supervisor revokes the lease once the child is dead), so the next node asks often.
+pub const ETCD_LOCK_RETRY_MS: Millis = 50;
+
+/// How a node takes part, and the waits it asks the shell to time.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Settings {
+    /// How long to wait for the announcement of a higher node that answered this node's
+    /// election message: that node may itself wait out one timeout on a dead node above it,
+    /// then announce, so a few timeouts are ample.
+    pub announce_wait: Duration,
+    /// How long to wait for the successor's announcement after the watched coordinator said
+    /// it stopped leading.
+    pub successor_wait: Duration,
+    /// Quorum mode (`--quorum`); `None` is plain Bully.
+    pub quorum: Option<Quorum>,
+    /// A witness votes but never stands for election.
+    pub witness: bool,
+    /// Whether hooks or an `--exec` child follow leadership: if so, a coordinator that hands
+    /// over waits for them to let go ([`Event::LetGo`]) before it releases its followers.
+    pub has_hooks: bool,
+    /// `--no-preempt`: a higher node follows a live coordinator instead of taking over.
+    pub no_preempt: bool,
+    /// `--preempt-delay`: a higher node takes over only once healthy this long.
+    pub preempt_delay_ms: Millis,
+    /// A health check is configured: the node stands only once it has passed.
+    pub health_checked: bool,
+    /// `--exec-exit-unhealthy`: an `--exec` child that exits by itself takes the node out
+    /// of the running for `recover_after_ms`.
+    pub exec_exit_unhealthy: bool,
+    pub recover_after_ms: Millis,
+    /// `--consul-lock`, `--etcd-lock`: leading also takes holding the leader lock (see
+    /// `lock.rs`).
+    pub lock: bool,
+    /// How soon a node refused the lock asks again.
+    pub lock_retry_ms: Millis,
+}
+
+impl Settings {
+    /// Plain Bully for a node whose peer calls time out after `timeout`.
+    pub fn for_timeout(timeout: Duration) -> Self {
+        Settings {
+            announce_wait: timeout * 4,
+            successor_wait: timeout,
+            quorum: None,
+            witness: false,
+            has_hooks: false,
+            no_preempt: false,
+            preempt_delay_ms: 0,
+            health_checked: false,
+            exec_exit_unhealthy: false,
+            recover_after_ms: 0,
+            lock: false,
+            lock_retry_ms: LOCK_RETRY_MS,
+        }
+    }
+}
