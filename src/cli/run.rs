@@ -355,18 +355,20 @@ fn leader_lock(
     me: &Member,
     fence: &Arc<Fence>,
     clock: Clock,
-) -> Option<Box<dyn LeaderLock>> {
+) -> Option<LeaderLock> {
     let r = &config.registry;
     match r.kind {
-        registry::RegistryKind::Consul if r.consul.lock => Some(Box::new(LockRunner::new(
-            ConsulLock::new(&r.consul, &r.cluster, me, config.timeout),
+        registry::RegistryKind::Consul if r.consul.lock => Some(LeaderLock::new(Box::new(
+            LockRunner::new(ConsulLock::new(&r.consul, &r.cluster, me, config.timeout)),
         ))),
-        registry::RegistryKind::Etcd if r.etcd.lock => Some(Box::new(EtcdLockRunner::new(
-            EtcdLock::new(&r.etcd, &r.cluster, me, config.timeout),
-            Arc::clone(fence),
-            clock,
-            config.quorum.is_none(),
-        ))),
+        registry::RegistryKind::Etcd if r.etcd.lock => {
+            Some(LeaderLock::new(Box::new(EtcdLockRunner::new(
+                EtcdLock::new(&r.etcd, &r.cluster, me, config.timeout),
+                Arc::clone(fence),
+                clock,
+                config.quorum.is_none(),
+            ))))
+        }
         _ => None,
     }
 }

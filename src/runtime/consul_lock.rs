@@ -5,15 +5,13 @@
 //! holds the state lock.
 
 use super::handle::Handle;
-use super::leader_lock::LeaderLock;
+use super::leader_lock::{CarryOut, LockOp, LockStore};
 use crate::core::event::{Event, LockAnswer};
-use crate::core::ready::Effect;
 use crate::registry::consul_lock::{Acquire, ConsulLock, KeyState};
-use crate::sync::{lock, spawn_named};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::mpsc::{channel, Receiver, Sender};
-use std::sync::{Arc, Mutex, Weak};
-use std::time::{Duration, Instant};
+use crate::sync::spawn_named;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
 
 /// Failed watches in a row (transport errors, 5xx) before the lock counts as lost: a node
 /// that cannot hear from Consul cannot know that it still holds it.
@@ -21,76 +19,37 @@ const WATCH_TRIES: u32 = 3;
 /// The wait between those tries.
 const WATCH_RETRY: Duration = Duration::from_secs(1);
 
-enum Op {
-    Acquire(u64),
-    Release,
-}
-
-/// Hands lock effects to the lock thread.
+/// Consul's way to take and let go of the leader lock.
 pub struct LockRunner {
-    tx: Mutex<Sender<Op>>,
-    /// Operations handed over and not yet done, so shutdown can wait for the release.
-    queued: Arc<AtomicUsize>,
-    /// The thread's half, until it starts.
-    worker: Mutex<Option<(Receiver<Op>, ConsulLock)>>,
+    consul: ConsulLock,
 }
 
 impl LockRunner {
-    pub fn new(lock: ConsulLock) -> LockRunner {
-        let (tx, rx) = channel();
-        LockRunner {
-            tx: Mutex::new(tx),
-            queued: Arc::new(AtomicUsize::new(0)),
-            worker: Mutex::new(Some((rx, lock))),
-        }
+    pub fn new(consul: ConsulLock) -> LockRunner {
+        LockRunner { consul }
     }
 }
 
-impl LeaderLock for LockRunner {
-    /// Starts the lock thread, which steps `node` with what it finds.
-    fn run_for(&self, node: Weak<dyn Handle>) -> std::io::Result<()> {
-        let Some((rx, consul)) = lock(&self.worker).take() else {
-            return Ok(());
-        };
+impl LockStore for LockRunner {
+    fn thread(&self) -> &'static str {
+        "consul-lock"
+    }
+
+    fn left_to(&self) -> &'static str {
+        "its session"
+    }
+
+    fn start(self: Box<Self>, node: Weak<dyn Handle>) -> CarryOut {
         let mut worker = Worker {
-            consul: Arc::new(consul),
+            consul: Arc::new(self.consul),
             node,
             session: None,
             generation: Arc::new(AtomicU64::new(0)),
         };
-        let queued = Arc::clone(&self.queued);
-        spawn_named("consul-lock", move || {
-            for op in rx {
-                match op {
-                    Op::Acquire(attempt) => worker.acquire(attempt),
-                    Op::Release => worker.release(),
-                }
-                queued.fetch_sub(1, Ordering::AcqRel);
-            }
-        })?;
-        Ok(())
-    }
-
-    /// Queues one of the core's lock effects; never blocks (called while the node publishes).
-    fn submit(&self, effect: &Effect) {
-        let op = match effect {
-            Effect::AcquireLock { attempt } => Op::Acquire(*attempt),
-            Effect::ReleaseLock => Op::Release,
-            _ => return,
-        };
-        self.queued.fetch_add(1, Ordering::AcqRel);
-        if lock(&self.tx).send(op).is_err() {
-            self.queued.fetch_sub(1, Ordering::AcqRel);
-            log::error!("the leader lock's thread is gone: the lock is left to its session");
-        }
-    }
-
-    /// Waits until every queued operation is done, at most `within` (shutdown: the release).
-    fn flush(&self, within: Duration) {
-        let end = Instant::now() + within;
-        while self.queued.load(Ordering::Acquire) > 0 && Instant::now() < end {
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        Box::new(move |op| match op {
+            LockOp::Acquire(attempt) => worker.acquire(attempt),
+            LockOp::Release => worker.release(),
+        })
     }
 }
 

@@ -11,34 +11,18 @@
 use super::clock::Clock;
 use super::fence::Fence;
 use super::handle::Handle;
-use super::leader_lock::LeaderLock;
+use super::leader_lock::{CarryOut, LockOp, LockStore};
 use crate::core::event::{Event, LockAnswer};
-use crate::core::ready::Effect;
 use crate::registry::etcd_lock::{EtcdLock, Take};
-use crate::sync::{lock, spawn_named};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::mpsc::{channel, Receiver, Sender};
-use std::sync::{Arc, Mutex, Weak};
+use crate::sync::spawn_named;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 /// The wait between renewals that failed.
 const RETRY: Duration = Duration::from_millis(500);
 /// How often a renewing thread looks whether its holding was let go meanwhile.
 const TICK: Duration = Duration::from_millis(50);
-
-enum Op {
-    Acquire(u64),
-    Release,
-}
-
-/// Hands lock effects to the lock thread.
-pub struct EtcdLockRunner {
-    tx: Mutex<Sender<Op>>,
-    /// Operations handed over and not yet done, so shutdown can wait for the release.
-    queued: Arc<AtomicUsize>,
-    /// The thread's half, until it starts.
-    worker: Mutex<Option<(Receiver<Op>, Keeper)>>,
-}
 
 /// What the lock thread and the renewing threads share.
 #[derive(Clone)]
@@ -53,62 +37,42 @@ struct Keeper {
     generation: Arc<AtomicU64>,
 }
 
+/// etcd's way to take and let go of the leader key.
+pub struct EtcdLockRunner {
+    keeper: Keeper,
+}
+
 impl EtcdLockRunner {
     /// `fences`: the lease fences the leader's work (see [`Keeper::fences`]).
     pub fn new(etcd: EtcdLock, fence: Arc<Fence>, clock: Clock, fences: bool) -> EtcdLockRunner {
-        let (tx, rx) = channel();
-        let keeper = Keeper {
-            etcd: Arc::new(etcd),
-            fence,
-            clock,
-            fences,
-            generation: Arc::new(AtomicU64::new(0)),
-        };
         EtcdLockRunner {
-            tx: Mutex::new(tx),
-            queued: Arc::new(AtomicUsize::new(0)),
-            worker: Mutex::new(Some((rx, keeper))),
+            keeper: Keeper {
+                etcd: Arc::new(etcd),
+                fence,
+                clock,
+                fences,
+                generation: Arc::new(AtomicU64::new(0)),
+            },
         }
     }
 }
 
-impl LeaderLock for EtcdLockRunner {
-    fn run_for(&self, node: Weak<dyn Handle>) -> std::io::Result<()> {
-        let Some((rx, keeper)) = lock(&self.worker).take() else {
-            return Ok(());
-        };
-        let queued = Arc::clone(&self.queued);
+impl LockStore for EtcdLockRunner {
+    fn thread(&self) -> &'static str {
+        "etcd-lock"
+    }
+
+    fn left_to(&self) -> &'static str {
+        "its lease"
+    }
+
+    fn start(self: Box<Self>, node: Weak<dyn Handle>) -> CarryOut {
+        let keeper = self.keeper;
         let mut held = None;
-        spawn_named("etcd-lock", move || {
-            for op in rx {
-                match op {
-                    Op::Acquire(attempt) => keeper.acquire(&node, &mut held, attempt),
-                    Op::Release => keeper.release(&mut held),
-                }
-                queued.fetch_sub(1, Ordering::AcqRel);
-            }
-        })?;
-        Ok(())
-    }
-
-    fn submit(&self, effect: &Effect) {
-        let op = match effect {
-            Effect::AcquireLock { attempt } => Op::Acquire(*attempt),
-            Effect::ReleaseLock => Op::Release,
-            _ => return,
-        };
-        self.queued.fetch_add(1, Ordering::AcqRel);
-        if lock(&self.tx).send(op).is_err() {
-            self.queued.fetch_sub(1, Ordering::AcqRel);
-            log::error!("the leader lock's thread is gone: the key is left to its lease");
-        }
-    }
-
-    fn flush(&self, within: Duration) {
-        let end = std::time::Instant::now() + within;
-        while self.queued.load(Ordering::Acquire) > 0 && std::time::Instant::now() < end {
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        Box::new(move |op| match op {
+            LockOp::Acquire(attempt) => keeper.acquire(&node, &mut held, attempt),
+            LockOp::Release => keeper.release(&mut held),
+        })
     }
 }
 

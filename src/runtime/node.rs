@@ -44,7 +44,7 @@ pub struct Node {
     /// Set by the SIGINT/SIGTERM handler itself, a moment before the core hears of it.
     stopping: Arc<AtomicBool>,
     /// `--consul-lock`, `--etcd-lock`: takes and releases the leader lock.
-    lock: Option<Box<dyn LeaderLock>>,
+    lock: Option<LeaderLock>,
     /// Bursts of one kind of log line are summarised.
     repeats: Repeats<std::mem::Discriminant<Note>>,
     this: Weak<Node>,
@@ -66,7 +66,7 @@ pub struct Parts {
     /// Set when SIGINT or SIGTERM arrives (see [`super::signals`]).
     pub stopping: Arc<AtomicBool>,
     /// `--consul-lock`, `--etcd-lock`: the leader lock's shell.
-    pub lock: Option<Box<dyn LeaderLock>>,
+    pub lock: Option<LeaderLock>,
 }
 
 impl Node {
