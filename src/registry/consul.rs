@@ -15,7 +15,7 @@
 
 use super::consul_entries::{badness, demoted, stale_leaders};
 use super::consul_options::ConsulOptions;
-use super::{live_namesake, name_taken, process_token, Registry, RegistryError, Role};
+use super::{check_listed_name, process_token, Registry, RegistryError, Role};
 use crate::core::member::Member;
 use crate::core::rules::{valid_host, valid_name};
 use crate::sync::lock;
@@ -344,17 +344,13 @@ impl Registry for ConsulRegistry {
     /// that answers as a node of that name. Best effort: when the instances cannot be read,
     /// the registration itself decides.
     fn check_name(&self, me: &Member) -> Result<(), RegistryError> {
-        let members = match self.members() {
-            Ok(m) => m,
-            Err(e) => {
-                log::debug!("cannot check whether the name '{}' is free: {e}", me.name);
-                return Ok(());
-            }
-        };
-        match live_namesake(&members, me, &self.cluster, self.timeout) {
-            Some(m) => Err(name_taken(me, &m, &self.describe())),
-            None => Ok(()),
-        }
+        check_listed_name(
+            self.members(),
+            me,
+            &self.cluster,
+            self.timeout,
+            &self.describe(),
+        )
     }
 
     /// Removes the instance only when it is still ours: a node of the same name may have

@@ -9,7 +9,7 @@
 
 use super::etcd_client::{EtcdClient, Kv};
 use super::etcd_options::EtcdOptions;
-use super::{live_namesake, name_taken, process_token, Registry, RegistryError};
+use super::{check_listed_name, process_token, Registry, RegistryError};
 use crate::core::member::Member;
 use crate::core::rules::{valid_host, valid_name};
 use crate::sync::{lock, spawn_named};
@@ -172,17 +172,13 @@ impl Registry for EtcdRegistry {
     /// Any key under our name written by another process at another address that answers
     /// as a node of that name. Best effort: when the keys cannot be read, the write decides.
     fn check_name(&self, me: &Member) -> Result<(), RegistryError> {
-        let members = match self.members() {
-            Ok(m) => m,
-            Err(e) => {
-                log::debug!("cannot check whether the name '{}' is free: {e}", me.name);
-                return Ok(());
-            }
-        };
-        match live_namesake(&members, me, &self.shared.cluster, self.shared.timeout) {
-            Some(m) => Err(name_taken(me, &m, &self.describe())),
-            None => Ok(()),
-        }
+        check_listed_name(
+            self.members(),
+            me,
+            &self.shared.cluster,
+            self.shared.timeout,
+            &self.describe(),
+        )
     }
 
     /// Revokes the lease, which deletes the key only while it is still on it: a node of the

@@ -189,6 +189,29 @@ pub fn process_token() -> String {
     format!("{:016x}", h.finish())
 }
 
+/// The name check of a registry that lists its members remotely (Consul, etcd): any member
+/// under `me`'s name at another address that answers as a node of that name. Best effort:
+/// when the listing cannot be read, registering decides.
+pub(crate) fn check_listed_name(
+    listed: Result<Vec<Member>, String>,
+    me: &Member,
+    cluster: &str,
+    timeout: Duration,
+    describe: &str,
+) -> Result<(), RegistryError> {
+    let members = match listed {
+        Ok(m) => m,
+        Err(e) => {
+            log::debug!("cannot check whether the name '{}' is free: {e}", me.name);
+            return Ok(());
+        }
+    };
+    match live_namesake(&members, me, cluster, timeout) {
+        Some(m) => Err(name_taken(me, &m, describe)),
+        None => Ok(()),
+    }
+}
+
 /// A member listed under `me`'s name at another address that answers as a node of that name
 /// in `cluster`: another live node holds the name.
 pub fn live_namesake(
