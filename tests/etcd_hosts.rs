@@ -11,8 +11,8 @@ use std::path::Path;
 use std::time::Instant;
 use support::activity;
 use support::etcd::{await_working, check_history, elections, EtcdHosts, CLIENT_PORT, PEER_PORT};
-use support::netns::{Net, NetCluster, NetNode};
-use support::{secs, NodeProc, TempDir, BIN};
+use support::netns::{Net, NetCluster};
+use support::{secs, TempDir, BIN};
 
 /// The port of every node (each host has its own address).
 const PORT: u16 = 7300;
@@ -22,67 +22,39 @@ const TTL: &str = "5s";
 
 /// node1..node3 on the hosts of `net`, each with its own etcd member first in `--etcd`.
 fn start(net: &Net, etcd: &EtcdHosts, elected: &Path, work: &Path) -> NetCluster {
-    let dir = TempDir::new("etcd-hosts-nodes");
     let hook = format!(
         "echo \"$BULLY_NODE $BULLY_ETCD_REVISION $BULLY_REASON\" >> {}",
         elected.display()
     );
     let worker = activity::worker(work);
-    let nodes = net
-        .hosts()
+    NetCluster::start_with(net, "etcd-hosts-nodes", BIN, PORT, |h| {
+        [
+            "--registry",
+            "etcd",
+            "--etcd",
+            &etcd.endpoints_for(h.index),
+            "--etcd-ttl",
+            TTL,
+            "--etcd-lock",
+            "--cluster",
+            "hosts",
+            "--health-interval",
+            "500ms",
+            "--startup-delay",
+            "1s",
+            "--timeout",
+            "500ms",
+            "--exec-grace",
+            "200ms",
+            "--on-elected",
+            &hook,
+            "--exec",
+            &worker,
+        ]
         .iter()
-        .map(|h| {
-            let name = format!("node{}", h.index + 1);
-            let addr = h.addr().to_string();
-            let state = dir.path().join(format!("state-{name}"));
-            let args: Vec<String> = [
-                "--bind",
-                &addr,
-                "--advertise",
-                &addr,
-                "--state-dir",
-                &state.display().to_string(),
-                "--registry",
-                "etcd",
-                "--etcd",
-                &etcd.endpoints_for(h.index),
-                "--etcd-ttl",
-                TTL,
-                "--etcd-lock",
-                "--cluster",
-                "hosts",
-                "--health-interval",
-                "500ms",
-                "--startup-delay",
-                "1s",
-                "--timeout",
-                "500ms",
-                "--exec-grace",
-                "200ms",
-                "--on-elected",
-                &hook,
-                "--exec",
-                &worker,
-            ]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-            let log = dir.path().join(format!("{name}.log"));
-            let proc = NodeProc::start_via(
-                &h.launcher(BIN),
-                &name,
-                h.index as u64 + 1,
-                PORT,
-                &args,
-                log,
-            );
-            NetNode {
-                proc,
-                host: h.clone(),
-            }
-        })
-        .collect();
-    NetCluster { dir, nodes }
+        .map(|s| s.to_string())
+        .collect()
+    })
 }
 
 fn no_overlap(work: &Path, c: &NetCluster, etcd: &EtcdHosts) {

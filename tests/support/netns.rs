@@ -613,6 +613,23 @@ impl NetCluster {
         common: &[&str],
         extra: impl Fn(usize) -> Vec<String>,
     ) -> NetCluster {
+        NetCluster::start_with(net, tag, program, port, |h| {
+            let mut args = vec!["--peers".into(), net.peers_of(h.index, port)];
+            args.extend(common.iter().map(|s| s.to_string()));
+            args.extend(extra(h.index));
+            args
+        })
+    }
+
+    /// node1.. on the hosts of `net`, each bound to and advertising its host's address with
+    /// a state directory of its own, and `args(host)` added: the registry is the caller's.
+    pub fn start_with(
+        net: &Net,
+        tag: &str,
+        program: &str,
+        port: u16,
+        args_of: impl Fn(&Host) -> Vec<String>,
+    ) -> NetCluster {
         let dir = TempDir::new(tag);
         let nodes = net
             .hosts()
@@ -625,8 +642,6 @@ impl NetCluster {
                     addr.clone(),
                     "--advertise".into(),
                     addr,
-                    "--peers".into(),
-                    net.peers_of(h.index, port),
                     // Each node its own state, private to the test.
                     "--state-dir".into(),
                     dir.path()
@@ -634,8 +649,7 @@ impl NetCluster {
                         .display()
                         .to_string(),
                 ];
-                args.extend(common.iter().map(|s| s.to_string()));
-                args.extend(extra(h.index));
+                args.extend(args_of(h));
                 let log = dir.path().join(format!("{name}.log"));
                 let proc = NodeProc::start_via(
                     &h.launcher(program),
