@@ -508,7 +508,7 @@ fn many_supervised_commands_leave_nothing_behind() {
 }
 
 /// A node runs with glibc's cache of exited threads' stacks off (it re-executes itself with
-/// the tunable, see src/runtime/memory.rs), and its `--exec` child gets the user's
+/// the tunable, see src/runtime/process/memory.rs), and its `--exec` child gets the user's
 /// `GLIBC_TUNABLES` back, not the node's.
 #[test]
 fn the_node_turns_the_stack_cache_off_for_itself_only() {

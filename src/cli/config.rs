@@ -6,8 +6,8 @@ use super::logger::LogSpec;
 use crate::core::rules::{valid_host, valid_name, NAME_RULE};
 use crate::http::auth::ClusterKey;
 use crate::registry::RegistryOptions;
-use crate::runtime::check::CheckOptions;
-use crate::runtime::hooks::HookOptions;
+use crate::runtime::work::check::CheckOptions;
+use crate::runtime::work::hooks::HookOptions;
 use std::ffi::OsString;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -64,8 +64,8 @@ fn count(v: &str) -> Option<u32> {
 }
 
 /// Bounds on `--heartbeat`, those the coordinator's beat hub accepts.
-const MIN_HEARTBEAT: Duration = crate::runtime::beats::MIN_BEAT;
-const MAX_HEARTBEAT: Duration = crate::runtime::beats::MAX_BEAT;
+const MIN_HEARTBEAT: Duration = crate::runtime::watch::beats::MIN_BEAT;
+const MAX_HEARTBEAT: Duration = crate::runtime::watch::beats::MAX_BEAT;
 
 /// The shortest `--lease`: renewals go out eight times a lease and must get a round trip in.
 const MIN_LEASE: Duration = Duration::from_millis(200);

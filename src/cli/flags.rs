@@ -5,7 +5,7 @@
 //! one it may have meant) and a bad value are errors naming the flag, or the variable when the
 //! value came from there; a `BULLY_*` variable that bully does not know is a warning naming it.
 
-use crate::runtime::hooks::VARIABLES as HOOK_VARIABLES;
+use crate::runtime::work::hooks::VARIABLES as HOOK_VARIABLES;
 use std::ffi::OsString;
 use std::time::Duration;
 

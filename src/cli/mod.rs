@@ -29,9 +29,9 @@ pub fn main() -> ExitCode {
         .and_then(|a| a.to_str())
         .is_some_and(|a| a.parse::<u16>().is_ok())
     {
-        crate::runtime::memory::without_stack_cache();
+        crate::runtime::process::memory::without_stack_cache();
     }
-    crate::runtime::memory::one_arena();
+    crate::runtime::process::memory::one_arena();
     // Hidden: bully re-executed as the supervisor of a hook or the --exec child.
     if args.first().is_some_and(|a| a == crate::supervisor::ENTRY) {
         return crate::supervisor::main(args.split_off(1));

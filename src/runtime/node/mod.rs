@@ -3,23 +3,35 @@
 //! the core steps and its changes are published (channel sends, which never block); no I/O
 //! ever runs under it.
 
-use super::clock::Clock;
-use super::directory::Directory;
-use super::effects::Executor;
-use super::fence::Fence;
-use super::handle::{Handle, Notice};
-use super::leader_lock::LeaderLock;
-use super::leadership::Leadership;
-use super::metrics::Metrics;
-use super::repeats::{Repeats, Verdict};
-use super::state_file::StateFile;
-use super::timers::Timers;
-use super::turns::Turns;
+pub mod api;
+pub mod clock;
+pub mod effects;
+pub mod fence;
+pub mod handle;
+pub mod repeats;
+pub mod schedules;
+pub mod state_file;
+pub mod timers;
+pub mod timing;
+pub mod turns;
+
+use self::clock::Clock;
+use self::effects::Executor;
+use self::fence::Fence;
+use self::handle::{Handle, Notice};
+use self::repeats::{Repeats, Verdict};
+use self::state_file::StateFile;
+use self::timers::Timers;
+use self::turns::Turns;
 use crate::core::election::{Election, Settings, Snapshot};
 use crate::core::event::Event;
 use crate::core::member::{Member, NodeRef};
 use crate::core::ready::{Change, Effect, Note, Persisted, Reply, RoundEdge};
 use crate::http::peer::PeerClient;
+use crate::runtime::lock::LeaderLock;
+use crate::runtime::membership::directory::Directory;
+use crate::runtime::metrics::Metrics;
+use crate::runtime::watch::leadership::Leadership;
 use crate::sync::{lock, StateLockHeld};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{channel, Receiver, Sender};
@@ -63,7 +75,7 @@ pub struct Parts {
     pub metrics: Arc<Metrics>,
     pub leadership: Arc<Leadership>,
     pub fence: Arc<Fence>,
-    /// Set when SIGINT or SIGTERM arrives (see [`super::signals`]).
+    /// Set when SIGINT or SIGTERM arrives (see [`crate::runtime::process::signals`]).
     pub stopping: Arc<AtomicBool>,
     /// `--consul-lock`, `--etcd-lock`: the leader lock's shell.
     pub lock: Option<LeaderLock>,

@@ -1,13 +1,7 @@
 //! The node's HTTP API: each checked request becomes an event for the core (or a read of its
 //! state), and the core's reply becomes the JSON the original design answered with.
 
-use super::beats::Beats;
-use super::directory::Directory;
 use super::handle::Handle;
-use super::leadership::Leadership;
-use super::metrics::{Gauges, Metrics, QuorumGauges};
-use super::vips::Vips;
-use super::watch;
 use crate::core::event::{Event, Purpose};
 use crate::core::member::Member;
 use crate::core::ready::{AnnounceReply, ControlReply, ProxyReply, Reply};
@@ -16,6 +10,12 @@ use crate::http::auth::Verifier;
 use crate::http::limits::MAX_WATCHERS;
 use crate::http::routes::Route;
 use crate::http::server::{Answer, Call, Service, UpgradedIo};
+use crate::runtime::membership::directory::Directory;
+use crate::runtime::metrics::{Gauges, Metrics, QuorumGauges};
+use crate::runtime::watch;
+use crate::runtime::watch::beats::Beats;
+use crate::runtime::watch::leadership::Leadership;
+use crate::runtime::work::vips::Vips;
 use serde_json::json;
 use std::os::fd::RawFd;
 use std::sync::Arc;

@@ -3,10 +3,8 @@
 //! an event. HTTP answers are translated into the core's answer types here, without judging
 //! them.
 
-use super::directory::Directory;
 use super::fence::Fence;
 use super::handle::Handle;
-use super::metrics::Metrics;
 use super::timers::Timers;
 use crate::core::event::{AnnounceAnswer, CheckAnswer, Claim, ElectionAnswer, Event, ProbeAnswer};
 use crate::core::member::{Member, NodeRef};
@@ -17,6 +15,8 @@ use crate::core::wire::{
 };
 use crate::http::peer::{PeerClient, Reply};
 use crate::http::routes::Route;
+use crate::runtime::membership::directory::Directory;
+use crate::runtime::metrics::Metrics;
 use crate::sync::spawn_named;
 use serde::de::DeserializeOwned;
 use serde::Serialize;

@@ -3,8 +3,11 @@
 //! effects in order while it publishes a step; one thread carries them out in that order with
 //! the store's own way to take and let go, which answers with `Event::Lock` steps.
 
-use super::handle::Handle;
+pub mod consul;
+pub mod etcd;
+
 use crate::core::ready::Effect;
+use crate::runtime::node::handle::Handle;
 use crate::sync::{lock, spawn_named};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{channel, Receiver, Sender};

@@ -11,12 +11,12 @@
 //! standing.
 
 use super::directory::Directory;
-use super::handle::{Handle, Notice};
-use super::metrics::Metrics;
 use super::outage::Outage;
 use crate::core::event::Event;
 use crate::core::member::Member;
 use crate::registry::{Failure, RegistryError, Role};
+use crate::runtime::metrics::Metrics;
+use crate::runtime::node::handle::{Handle, Notice};
 use crate::sync::{lock, spawn_named};
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::Receiver;

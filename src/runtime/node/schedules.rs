@@ -14,7 +14,7 @@ pub fn run(node: Arc<dyn Handle>, timing: Timing) {
     loop {
         std::thread::sleep(timing.health_interval);
         node.step(Event::HealthTick);
-        // Quiet moments between ticks: the heap's free pages go back (see memory.rs).
-        super::memory::trim();
+        // Quiet moments between ticks: the heap's free pages go back (see process/memory.rs).
+        crate::runtime::process::memory::trim();
     }
 }

@@ -3,10 +3,10 @@
 //! seen, since registries can lose records (a restarted Consul dev agent forgets every
 //! service) while the node behind one runs on.
 
-use super::metrics::Metrics;
 use super::outage::Outage;
 use crate::core::member::{Member, NodeRef};
 use crate::registry::Registry;
+use crate::runtime::metrics::Metrics;
 use crate::sync::{assert_no_state_lock, lock};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

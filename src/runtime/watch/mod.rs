@@ -11,12 +11,15 @@
 //! Both sides live here: [`serve`] holds a long poll on the coordinator, [`follow`] keeps a
 //! stream open on the follower. What a watch's end means is the core's to decide.
 
-use super::handle::{Handle, Notice};
-use super::leadership::Leadership;
-use super::timing::Timing;
+pub mod beats;
+pub mod leadership;
+
+use self::leadership::Leadership;
 use crate::core::election::{QuorumState, Snapshot};
 use crate::core::event::{Event, WatchEnd};
 use crate::http::stream::{Stream, StreamEnd};
+use crate::runtime::node::handle::{Handle, Notice};
+use crate::runtime::node::timing::Timing;
 use serde_json::{json, Value};
 use std::sync::mpsc::Receiver;
 use std::sync::Arc;

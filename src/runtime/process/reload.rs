@@ -1,8 +1,8 @@
 //! SIGHUP: read again what was given as a file (`--cluster-key-file`, `--peers-file`), log
 //! what changed, and keep running. What cannot be read again stays as it was.
 
-use super::directory::Directory;
 use crate::http::auth::{ClusterKey, Keys, ROTATION_GRACE};
+use crate::runtime::membership::directory::Directory;
 use std::path::PathBuf;
 use std::sync::Arc;
 

@@ -4,9 +4,9 @@
 //! only after `--check-rise` passes in a row or `--check-fall` failures in a row, so a check
 //! that jitters inside its window moves nothing. The core hears only the changes.
 
-use super::handle::Handle;
-use super::metrics::Metrics;
 use crate::core::event::Event;
+use crate::runtime::metrics::Metrics;
+use crate::runtime::node::handle::Handle;
 use crate::supervisor::Supervised;
 use crate::sync::spawn_named;
 use std::io::Read;

@@ -1,11 +1,11 @@
 //! Leaving on SIGINT/SIGTERM: stop acting, let go of leadership, then leave the registry so
 //! the others stop counting on us, then answer the followers' watches so they elect at once.
 
-use super::handle::Handle;
-use super::hooks::Hooks;
-use super::leadership::Leadership;
-use super::registration::Registration;
 use crate::core::event::Event;
+use crate::runtime::membership::registration::Registration;
+use crate::runtime::node::handle::Handle;
+use crate::runtime::watch::leadership::Leadership;
+use crate::runtime::work::hooks::Hooks;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 

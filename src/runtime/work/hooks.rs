@@ -11,14 +11,14 @@
 //! wins, before the `--on-elected` hook, and go first when it lets go, before the child stops.
 
 use super::child_output::Output;
-use super::fence::Fence;
-use super::handle::{Handle, Notice};
-use super::metrics::Metrics;
 use super::vips::Vips;
 use crate::core::event::Event;
 use crate::core::member::NodeRef;
 use crate::core::ready::{Change, Reason};
 use crate::monotonic::MonoMs;
+use crate::runtime::metrics::Metrics;
+use crate::runtime::node::fence::Fence;
+use crate::runtime::node::handle::{Handle, Notice};
 use crate::supervisor::{holder, Killed, Supervised};
 use crate::sync::spawn_named;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -1,6 +1,6 @@
 //! `--etcd-lock`'s shell: one thread takes and lets go of the leader key in the order the core
 //! asked, and while it is held another thread renews its lease every third of the TTL. Each
-//! renewal moves the fence (see [`super::fence`]) to the instant the request was sent plus the
+//! renewal moves the fence (see [`crate::runtime::node::fence`]) to the instant the request was sent plus the
 //! TTL, less a margin: etcd counts the TTL from when it received the renewal, which is later,
 //! so the `--exec` child's supervisor kills the child before etcd can free the key for
 //! anyone else, even when this process is frozen or cut off. A lease that etcd no longer
@@ -8,12 +8,12 @@
 //! would have run out, are reported to the core as a loss. Neither thread holds the state
 //! lock.
 
-use super::clock::Clock;
-use super::fence::Fence;
-use super::handle::Handle;
-use super::leader_lock::{CarryOut, LockOp, LockStore};
 use crate::core::event::{Event, LockAnswer};
 use crate::registry::etcd_lock::{EtcdLock, Take};
+use crate::runtime::lock::{CarryOut, LockOp, LockStore};
+use crate::runtime::node::clock::Clock;
+use crate::runtime::node::fence::Fence;
+use crate::runtime::node::handle::Handle;
 use crate::sync::spawn_named;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};

@@ -4,10 +4,10 @@
 //! reports a loss. Each outcome goes back into the core as an event; neither thread ever
 //! holds the state lock.
 
-use super::handle::Handle;
-use super::leader_lock::{CarryOut, LockOp, LockStore};
 use crate::core::event::{Event, LockAnswer};
 use crate::registry::consul_lock::{Acquire, ConsulLock, KeyState};
+use crate::runtime::lock::{CarryOut, LockOp, LockStore};
+use crate::runtime::node::handle::Handle;
 use crate::sync::spawn_named;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
