@@ -3,7 +3,7 @@
 
 use super::config::Config;
 use super::{logger, output, vips};
-use crate::core::election::Settings;
+use crate::core::election::{Settings, Snapshot};
 use crate::core::lock::{ETCD_LOCK_RETRY_MS, LOCK_RETRY_MS};
 use crate::core::member::Member;
 use crate::core::quorum::Quorum;
@@ -324,7 +324,7 @@ pub fn run(config: Config) -> ExitCode {
         match Beats::start(
             Arc::clone(&leadership),
             move || node.snapshot(),
-            watch::asks_to_be_followed,
+            Snapshot::asks_to_be_followed,
         ) {
             Ok(b) => b,
             Err(e) => {

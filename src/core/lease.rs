@@ -61,6 +61,25 @@ impl QuorumState {
             QuorumState::Releasing => "releasing",
         }
     }
+
+    /// The state a peer's `/nodeDetails` names, if this build knows it.
+    pub fn from_label(label: &str) -> Option<QuorumState> {
+        [
+            QuorumState::Following,
+            QuorumState::Claiming,
+            QuorumState::NoQuorum,
+            QuorumState::Leading,
+            QuorumState::Releasing,
+        ]
+        .into_iter()
+        .find(|s| s.label() == label)
+    }
+
+    /// A node that claims a term is watched as a coordinator is: its followers have
+    /// acknowledged it and wait for the majority with it.
+    pub fn asks_to_be_followed(self) -> bool {
+        matches!(self, QuorumState::Claiming | QuorumState::NoQuorum)
+    }
 }
 
 /// Quorum mode's part of a snapshot.

@@ -4,6 +4,7 @@
 //! feeds what happened back in as [`event::Event`]s.
 
 mod announce;
+pub mod busy;
 pub mod claim;
 pub mod control;
 pub mod election;
@@ -11,6 +12,7 @@ pub mod event;
 mod failure;
 #[cfg(test)]
 mod fixtures;
+pub mod heard;
 pub mod lease;
 pub mod lock;
 pub mod lock_state;
@@ -23,4 +25,5 @@ pub mod round_state;
 pub mod rules;
 pub mod settings;
 pub mod standing;
+pub mod watched;
 pub mod wire;

@@ -7,7 +7,7 @@
 use super::auth::{Refusal, Verifier, SIGNATURE_HEADER, TIMESTAMP_HEADER};
 use super::limits::{BACKLOG, IO_TIMEOUT, MAX_BODY, MAX_CONNECTIONS, MAX_HANDLERS, MAX_HEAD};
 use super::routes::{Method, Route};
-use crate::core::member::NodeRef;
+use crate::core::event::Event;
 use crate::core::rules::{valid_name, valid_term, MAX_TERM, NAME_RULE};
 use crate::core::wire::{Announcement, ElectionMessage, Maintenance, StepDown};
 use crate::sync::spawn_named;
@@ -32,38 +32,10 @@ pub enum Call {
     Watch {
         hold: Option<Duration>,
     },
-    /// An election message from `from`, who has seen `term`.
-    Proxy {
-        from: NodeRef,
-        term: u64,
-    },
-    Response {
-        from: NodeRef,
-        term: u64,
-    },
-    /// `from` announces itself coordinator of `term`.
-    Announce {
-        from: NodeRef,
-        term: u64,
-    },
-    /// `from`, coordinator of `term`, stopped acting.
-    Release {
-        from: NodeRef,
-        term: u64,
-    },
-    /// `from`, coordinator of `term`, stepped down for this node.
-    TakeOver {
-        from: NodeRef,
-        term: u64,
-    },
-    /// An operator asks this coordinator to step down (for `to`, if named).
-    StepDown {
-        to: Option<String>,
-    },
-    /// An operator turns maintenance on or off.
-    Maintenance {
-        on: bool,
-    },
+    /// A peer's message (`/proxy`, `/response`, `/announce`, `/release`, `/takeover`) or an
+    /// operator's request (`/stepDown`, `/maintenance`), checked and already in the core's
+    /// words: the event to step.
+    Step(Event),
 }
 
 /// What to send back.
@@ -301,28 +273,23 @@ fn check(service: &dyn Service, route: Route, rq: &mut Request) -> Result<Call, 
             let msg: ElectionMessage = read_signed_json(service, rq)?;
             let from = msg.sender();
             check_sender(&from.name, msg.term)?;
-            Ok(if route == Route::Proxy {
-                Call::Proxy {
-                    from,
-                    term: msg.term,
-                }
+            let term = msg.term;
+            Ok(Call::Step(if route == Route::Proxy {
+                Event::Proxy { from, term }
             } else {
-                Call::Response {
-                    from,
-                    term: msg.term,
-                }
-            })
+                Event::Response { from, term }
+            }))
         }
         Route::Announce | Route::Release | Route::TakeOver => {
             let msg: Announcement = read_signed_json(service, rq)?;
             let from = msg.coordinator();
             check_sender(&from.name, msg.term)?;
             let term = msg.term;
-            Ok(match route {
-                Route::Announce => Call::Announce { from, term },
-                Route::Release => Call::Release { from, term },
-                _ => Call::TakeOver { from, term },
-            })
+            Ok(Call::Step(match route {
+                Route::Announce => Event::Announce { from, term },
+                Route::Release => Event::Release { from, term },
+                _ => Event::TakeOver { from, term },
+            }))
         }
         Route::StepDown | Route::Maintenance => {
             // Without a cluster key only this host may ask; with one, the signature checked
@@ -346,10 +313,10 @@ fn check(service: &dyn Service, route: Route, rq: &mut Request) -> Result<Call, 
                         format!("to: node name must be {NAME_RULE}"),
                     ));
                 }
-                Ok(Call::StepDown { to: msg.to })
+                Ok(Call::Step(Event::StepDown { to: msg.to }))
             } else {
                 let msg: Maintenance = read_signed_json(service, rq)?;
-                Ok(Call::Maintenance { on: msg.on })
+                Ok(Call::Step(Event::Maintenance { on: msg.on }))
             }
         }
         Route::Unknown => Err(Answer::error(404, "no route")),

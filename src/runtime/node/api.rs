@@ -115,6 +115,53 @@ impl Api {
     }
 }
 
+impl Api {
+    /// A peer's message or an operator's request: counted, stepped, and the core's reply put
+    /// into the JSON the original design answered with.
+    fn step(&self, event: Event) -> Answer {
+        if let Some(kind) = received_as(&event) {
+            self.metrics.received(kind);
+        }
+        match event {
+            Event::Proxy { from, term } => {
+                let name = from.to_string();
+                let reply = self.node.step(Event::Proxy { from, term });
+                self.proxy_answer(reply, &name)
+            }
+            Event::Announce { .. } => announce_answer(self.node.step(event)),
+            Event::StepDown { to } => {
+                // `--to` may name a node that joined since the last health tick: the
+                // coordinator reads the registry first, as it does before an election.
+                if to.is_some() {
+                    let members = self.directory.members();
+                    self.node.step(Event::Members {
+                        purpose: Purpose::Refresh,
+                        members,
+                    });
+                }
+                control_answer(self.node.step(Event::StepDown { to }))
+            }
+            Event::Maintenance { .. } => control_answer(self.node.step(event)),
+            other => {
+                self.node.step(other);
+                Answer::ok(json!({"Response": "OK"}))
+            }
+        }
+    }
+}
+
+/// The label a peer's message counts under in `bully_messages_received_total`.
+fn received_as(event: &Event) -> Option<&'static str> {
+    Some(match event {
+        Event::Proxy { .. } => "proxy",
+        Event::Response { .. } => "response",
+        Event::Announce { .. } => "announce",
+        // A hand-over is a release that names this node.
+        Event::Release { .. } | Event::TakeOver { .. } => "release",
+        _ => return None,
+    })
+}
+
 impl Service for Api {
     fn answer(&self, call: Call) -> Answer {
         match call {
@@ -128,60 +175,13 @@ impl Service for Api {
                 let (status, body) = watch::serve(&self.leadership, || self.node.snapshot(), hold);
                 Answer::Json { status, body }
             }
-            Call::Proxy { from, term } => {
-                self.metrics.received("proxy");
-                let name = from.to_string();
-                let reply = self.node.step(Event::Proxy { from, term });
-                self.proxy_answer(reply, &name)
-            }
-            Call::Response { from, term } => {
-                self.metrics.received("response");
-                self.node.step(Event::Response { from, term });
-                Answer::ok(json!({"Response": "OK"}))
-            }
-            Call::Announce { from, term } => {
-                self.metrics.received("announce");
-                announce_answer(self.node.step(Event::Announce { from, term }))
-            }
-            Call::Release { from, term } => {
-                self.metrics.received("release");
-                self.node.step(Event::Release { from, term });
-                Answer::ok(json!({"Response": "OK"}))
-            }
-            Call::TakeOver { from, term } => {
-                self.metrics.received("release");
-                self.node.step(Event::TakeOver { from, term });
-                Answer::ok(json!({"Response": "OK"}))
-            }
-            Call::StepDown { to } => {
-                // `--to` may name a node that joined since the last health tick: the
-                // coordinator reads the registry first, as it does before an election.
-                if to.is_some() {
-                    let members = self.directory.members();
-                    self.node.step(Event::Members {
-                        purpose: Purpose::Refresh,
-                        members,
-                    });
-                }
-                control_answer(self.node.step(Event::StepDown { to }))
-            }
-            Call::Maintenance { on } => control_answer(self.node.step(Event::Maintenance { on })),
+            Call::Step(event) => self.step(event),
         }
     }
 
     fn accept_stream(&self) -> Result<(), Answer> {
-        let s = self.node.snapshot();
-        if s.leaving && !watch::asks_to_be_followed(&s) {
-            return Err(watch::shutting_down());
-        }
-        if !watch::asks_to_be_followed(&s) {
-            return Err(Answer::Json {
-                status: 409,
-                body: json!({
-                    "error": "this node is not the coordinator",
-                    "coordinator": s.coordinator.map(|c| c.name),
-                }),
-            });
+        if let Some((status, body)) = watch::refusal(&self.node.snapshot()) {
+            return Err(Answer::Json { status, body });
         }
         if self.leadership.watchers() >= MAX_WATCHERS {
             return Err(Answer::error(503, "too many watches; use the health check"));

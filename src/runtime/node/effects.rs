@@ -6,6 +6,7 @@
 use super::fence::Fence;
 use super::handle::Handle;
 use super::timers::Timers;
+use crate::core::busy;
 use crate::core::event::{AnnounceAnswer, CheckAnswer, Claim, ElectionAnswer, Event, ProbeAnswer};
 use crate::core::member::{Member, NodeRef};
 use crate::core::ready::Effect;
@@ -24,13 +25,6 @@ use serde_json::Value;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-
-/// Tries of a message to a member that answers 503, the waits between them growing by
-/// [`BUSY_BACKOFF`]: 50 + 100 + 150 + 200 ms at most. In a large cluster the election
-/// messages of every lower node reach one node at once; a message it never saw could leave a
-/// node waiting out four timeouts for an announcement.
-const BUSY_TRIES: u32 = 5;
-const BUSY_BACKOFF: Duration = Duration::from_millis(50);
 
 /// Everything effects need: who we are, the peer client, the directory, the metrics and the
 /// timers.
@@ -197,12 +191,7 @@ impl Executor {
             Effect::Probe { purpose, nodes } => {
                 let answers = PeerClient::fan_out(&nodes, |n| match self.directory.locate(n) {
                     Some(m) => match self.get::<NodeDetails>(&m, Route::NodeDetails) {
-                        Ok((200, Some(d))) if d.node_name == m.name && d.node_id == m.id => {
-                            ProbeAnswer::Node {
-                                preempts: d.preempts,
-                                leads: d.is_coordinator,
-                            }
-                        }
+                        Ok((200, Some(d))) => ProbeAnswer::from_details(n, &d),
                         Ok((status, _)) => ProbeAnswer::Status(status),
                         Err(e) => ProbeAnswer::Unreachable(e.kind),
                     },
@@ -241,11 +230,13 @@ impl Executor {
         let mut attempt = 1;
         loop {
             let answer = self.client.post(&m.address(), route.path(), body);
-            if !matches!(answer, Ok((503, _))) || attempt == BUSY_TRIES {
-                return answer;
-            }
+            let wait = match answer {
+                Ok((503, _)) => busy::retry_after(attempt),
+                _ => None,
+            };
+            let Some(wait) = wait else { return answer };
             self.metrics.sent(kind, 1);
-            std::thread::sleep(BUSY_BACKOFF * attempt);
+            std::thread::sleep(wait);
             attempt += 1;
         }
     }
@@ -303,21 +294,7 @@ fn parse<T: DeserializeOwned>(body: Option<Value>) -> Option<T> {
 
 fn check_answer(answer: Reply<NodeDetails>) -> CheckAnswer {
     match answer {
-        Ok((200, Some(d))) => CheckAnswer::Details {
-            follows: match (&d.coordinator, d.coordinator_id) {
-                (Some(name), Some(id)) => Some(NodeRef::new(name.clone(), id)),
-                _ => None,
-            },
-            preempts: d.preempts,
-            name: d.node_name,
-            id: d.node_id,
-            is_coordinator: d.is_coordinator,
-            claiming: d
-                .quorum
-                .as_ref()
-                .is_some_and(|q| q.state == "claiming" || q.state == "no-quorum"),
-            term: d.term,
-        },
+        Ok((200, Some(d))) => CheckAnswer::from_details(d),
         Ok((503, _)) => CheckAnswer::Busy,
         Ok((status, _)) => CheckAnswer::Other { status },
         Err(e) => CheckAnswer::Unreachable(e.kind),

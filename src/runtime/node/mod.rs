@@ -245,14 +245,14 @@ impl Handle for Node {
         ready.reply
     }
 
-    /// The core's view, except that from the moment SIGINT or SIGTERM arrives the node says
-    /// it does not lead, as the core will once the signal thread has stepped it.
+    /// The core's view, as the core says it reads once SIGINT or SIGTERM has arrived.
     fn snapshot(&self) -> Snapshot {
-        let mut s = lock(&self.election).snapshot(self.clock.now());
+        let s = lock(&self.election).snapshot(self.clock.now());
         if self.stopping.load(Ordering::SeqCst) {
-            s.is_coordinator = false;
+            s.once_stopping()
+        } else {
+            s
         }
-        s
     }
 
     fn subscribe(&self) -> Receiver<Notice> {

@@ -15,7 +15,7 @@ pub mod beats;
 pub mod leadership;
 
 use self::leadership::Leadership;
-use crate::core::election::{QuorumState, Snapshot};
+use crate::core::election::Snapshot;
 use crate::core::event::{Event, WatchEnd};
 use crate::http::stream::{Stream, StreamEnd};
 use crate::runtime::node::handle::{Handle, Notice};
@@ -50,51 +50,52 @@ pub fn serve(
     // Read the signal before the state, so a change in between ends the wait at once.
     let start = leadership.current();
     let before = snapshot();
-    if before.leaving && !asks_to_be_followed(&before) {
-        return (410, shutdown_body());
+    if let Some(refused) = refusal(&before) {
+        return refused;
     }
-    if !asks_to_be_followed(&before) {
-        return (
+    let signal = leadership.wait_from(start, hold.unwrap_or(MAX_HOLD).min(MAX_HOLD));
+    let after = snapshot();
+    if signal.closing {
+        shutting_down()
+    } else if let Some((_, body)) = refusal(&after) {
+        // Watched when it came in, not now: the watch ends because leadership changed.
+        match after.leaving {
+            true => (410, body),
+            false => (
+                410,
+                json!({"error": "this node stopped leading", "reason": "demoted"}),
+            ),
+        }
+    } else {
+        (200, json!({"status": "leading", "term": before.term}))
+    }
+}
+
+/// Why a node refuses to be watched, as status and body, or `None` when it asks to be
+/// followed. One place for both kinds of watch (the long poll and the beat stream): 410 when
+/// it is leaving, 409 naming the coordinator otherwise.
+pub fn refusal(s: &Snapshot) -> Option<(u16, Value)> {
+    if s.asks_to_be_followed() {
+        None
+    } else if s.leaving {
+        Some(shutting_down())
+    } else {
+        Some((
             409,
             json!({
                 "error": "this node is not the coordinator",
-                "coordinator": before.coordinator.map(|c| c.name),
+                "coordinator": s.coordinator.as_ref().map(|c| c.name.clone()),
             }),
-        );
-    }
-    let signal = leadership.wait_from(start, hold.unwrap_or(MAX_HOLD).min(MAX_HOLD));
-    if signal.closing || (snapshot().leaving && !asks_to_be_followed(&snapshot())) {
-        (410, shutdown_body())
-    } else if asks_to_be_followed(&snapshot()) {
-        (200, json!({"status": "leading", "term": before.term}))
-    } else {
-        (
-            410,
-            json!({"error": "this node stopped leading", "reason": "demoted"}),
-        )
+        ))
     }
 }
 
 /// The answer of a node that is leaving and has let go of its work.
-fn shutdown_body() -> Value {
-    json!({"error": "this node is shutting down", "reason": "shutdown"})
-}
-
-/// The same, for a watch that asks for a beat stream.
-pub fn shutting_down() -> crate::http::server::Answer {
-    crate::http::server::Answer::Json {
-        status: 410,
-        body: shutdown_body(),
-    }
-}
-
-/// A node is watched while it leads, and in quorum mode while it claims a term: its
-/// followers have acknowledged it and wait for the majority with it.
-pub fn asks_to_be_followed(s: &Snapshot) -> bool {
-    s.is_coordinator
-        || s.quorum
-            .as_ref()
-            .is_some_and(|q| matches!(q.state, QuorumState::Claiming | QuorumState::NoQuorum))
+fn shutting_down() -> (u16, Value) {
+    (
+        410,
+        json!({"error": "this node is shutting down", "reason": "shutdown"}),
+    )
 }
 
 /// The follower side: runs forever on its own thread, holding a beat stream on whichever
