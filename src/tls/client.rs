@@ -149,6 +149,19 @@ impl std::fmt::Debug for TlsTransport {
     }
 }
 
+impl TlsTransport {
+    /// A write the server cut off (a broken pipe, a reset): the alert it sent before closing,
+    /// if one is still to be read, says why (a TLS 1.3 server judges the client's
+    /// certificate after the handshake, so a refused one shows only here).
+    fn alert_instead_of(&mut self, e: std::io::Error) -> std::io::Error {
+        let mut byte = [0u8; 1];
+        match self.stream.read(&mut byte) {
+            Err(alert) if alert.kind() == std::io::ErrorKind::InvalidData => alert,
+            _ => e,
+        }
+    }
+}
+
 impl Transport for TlsTransport {
     fn buffers(&mut self) -> &mut dyn Buffers {
         &mut self.buffers
@@ -157,7 +170,9 @@ impl Transport for TlsTransport {
     fn transmit_output(&mut self, amount: usize, timeout: NextTimeout) -> Result<(), ureq::Error> {
         self.stream.get_mut().set_timeout(timeout);
         let output = &self.buffers.output()[..amount];
-        self.stream.write_all(output)?;
+        if let Err(e) = self.stream.write_all(output) {
+            return Err(self.alert_instead_of(e).into());
+        }
         Ok(())
     }
 
