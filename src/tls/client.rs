@@ -126,7 +126,9 @@ impl<In: Transport> Connector<In> for TlsConnector {
             .map_err(|e| tls_error(format!("TLS: {e}")))?;
         let mut sock = TransportAdapter::new(transport.boxed(), details.current_time.clone());
         sock.set_timeout(details.timeout);
-        conn.complete_io(&mut sock)?;
+        if let Err(e) = conn.complete_io(&mut sock) {
+            return Err(alert_instead_of(&mut conn, &mut sock, e).into());
+        }
         Ok(Some(Either::B(TlsTransport {
             buffers: LazyBuffers::new(
                 details.config.input_buffer_size(),
@@ -149,17 +151,30 @@ impl std::fmt::Debug for TlsTransport {
     }
 }
 
-impl TlsTransport {
-    /// A write the server cut off (a broken pipe, a reset): the alert it sent before closing,
-    /// if one is still to be read, says why (a TLS 1.3 server judges the client's
-    /// certificate after the handshake, so a refused one shows only here).
-    fn alert_instead_of(&mut self, e: std::io::Error) -> std::io::Error {
-        let mut byte = [0u8; 1];
-        match self.stream.read(&mut byte) {
-            Err(alert) if alert.kind() == std::io::ErrorKind::InvalidData => alert,
-            _ => e,
+/// A write the server cut off (a broken pipe, a reset): the alert it sent before closing,
+/// if one is still to be read, says why (a TLS 1.3 server judges the client's certificate
+/// after the client's last handshake message, so a refused one shows only here). Read
+/// straight from the socket: the stream's own read would first retry the failed write.
+fn alert_instead_of(
+    conn: &mut ClientConnection,
+    sock: &mut impl Read,
+    e: std::io::Error,
+) -> std::io::Error {
+    use std::io::ErrorKind::{BrokenPipe, ConnectionReset};
+    if !matches!(e.kind(), BrokenPipe | ConnectionReset) {
+        return e; // a timeout: reading would only wait again
+    }
+    for _ in 0..4 {
+        match conn.read_tls(sock) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {
+                if let Err(alert) = conn.process_new_packets() {
+                    return std::io::Error::new(std::io::ErrorKind::InvalidData, alert);
+                }
+            }
         }
     }
+    e
 }
 
 impl Transport for TlsTransport {
@@ -171,7 +186,8 @@ impl Transport for TlsTransport {
         self.stream.get_mut().set_timeout(timeout);
         let output = &self.buffers.output()[..amount];
         if let Err(e) = self.stream.write_all(output) {
-            return Err(self.alert_instead_of(e).into());
+            let (conn, sock) = (&mut self.stream.conn, &mut self.stream.sock);
+            return Err(alert_instead_of(conn, sock, e).into());
         }
         Ok(())
     }
@@ -179,7 +195,15 @@ impl Transport for TlsTransport {
     fn await_input(&mut self, timeout: NextTimeout) -> Result<bool, ureq::Error> {
         self.stream.get_mut().set_timeout(timeout);
         let input = self.buffers.input_append_buf();
-        let amount = self.stream.read(input)?;
+        // A read first finishes the last write (rustls's stream reports a failed write only
+        // at the next call): the same cut-off write as in `transmit_output`.
+        let amount = match self.stream.read(input) {
+            Ok(n) => n,
+            Err(e) => {
+                let (conn, sock) = (&mut self.stream.conn, &mut self.stream.sock);
+                return Err(alert_instead_of(conn, sock, e).into());
+            }
+        };
         self.buffers.input_appended(amount);
         Ok(amount > 0)
     }
