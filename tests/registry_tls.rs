@@ -124,6 +124,63 @@ fn await_log(node: &NodeProc, text: &str, within: Duration) -> String {
     }
 }
 
+/// Each of `strangers` (node name, what its log must say) either logs a failed registry call
+/// saying `why`, or shows up in what `listed` returns: the latter fails the test at once,
+/// as does a crash. Returns the line each logged.
+fn await_refused(
+    lone: &mut Cluster,
+    strangers: &[(&str, &str)],
+    listed: &dyn Fn() -> Vec<String>,
+    within: Duration,
+) {
+    for (name, why) in strangers {
+        let seen = poll(within, || {
+            let names = listed();
+            if names.iter().any(|n| n.ends_with(name)) {
+                return Ok(Err(names));
+            }
+            let log = lone.node(name).log_text();
+            match log.lines().find(|l| l.contains("failed:")) {
+                Some(line) => Ok(Ok(line.to_string())),
+                None => Err(format!("{names:?}")),
+            }
+        });
+        match seen {
+            Ok(Ok(line)) => eprintln!("{name}: {line}"),
+            Ok(Err(names)) => panic!(
+                "{name} got into the registry over TLS it should not pass: {names:?}\n{}",
+                lone.log_tails()
+            ),
+            Err(e) => panic!(
+                "{name} neither failed nor registered: {e}\n{}",
+                lone.log_tails()
+            ),
+        }
+        let log = lone.node(name).log_text();
+        assert!(
+            log.lines()
+                .any(|l| l.contains("failed:") && l.contains(why)),
+            "{name} does not say {why:?}:\n{}",
+            tail(&lone.node(name).log, 20)
+        );
+    }
+    // Still out a while later, and still running.
+    std::thread::sleep(secs(3));
+    let names = listed();
+    for (name, _) in strangers {
+        assert!(
+            !names.iter().any(|n| n.ends_with(name)),
+            "{name} got into the registry: {names:?}\n{}",
+            lone.log_tails()
+        );
+        assert!(
+            lone.node(name).is_running(),
+            "{name} crashed\n{}",
+            lone.log_tails()
+        );
+    }
+}
+
 /// `bully ARGS`: exit code and stderr+stdout.
 fn bully(args: &[&str]) -> (Option<i32>, String) {
     let out = Command::new(BIN)
@@ -301,13 +358,22 @@ fn consul_over_https_with_verify_incoming_registers_elects_and_refuses_strangers
         c.log_tails()
     );
 
-    // bully status reads the registry with the same settings.
-    let mut args = vec!["status"];
-    args.extend(&consul_args("ctls", &url)[6..]);
-    args.extend(&tls[..6]);
-    let (code, out) = bully(&args);
-    assert_eq!(code, Some(0), "{out}");
-    assert!(out.contains("node3"), "{out}");
+    // bully status reads the registry with the same settings, here from Consul's own
+    // variables: https from CONSUL_HTTP_SSL, the name Consul's certificates carry.
+    let out = Command::new(BIN)
+        .args(["status", "--registry", "consul", "--cluster", "ctls"])
+        .env("CONSUL_HTTP_ADDR", format!("127.0.0.1:{}", agent.https))
+        .env("CONSUL_HTTP_SSL", "true")
+        .env("CONSUL_CACERT", &ca)
+        .env("CONSUL_CLIENT_CERT", &cert)
+        .env("CONSUL_CLIENT_KEY", &key)
+        .env("CONSUL_TLS_SERVER_NAME", "server.dc1.consul")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{text}{err}");
+    assert!(text.contains("node3"), "{text}");
 
     // SIGHUP reads the files again.
     c.node("node1").signal("HUP");
@@ -324,7 +390,7 @@ fn consul_over_https_with_verify_incoming_registers_elects_and_refuses_strangers
         s(&certs.rogue_client.cert),
         s(&certs.rogue_client.key),
     );
-    let strangers: [(u64, Vec<&str>); 3] = [
+    let strangers: [(u64, Vec<&str>); 4] = [
         (4, vec!["--consul-cacert", &ca]),
         (
             5,
@@ -348,46 +414,38 @@ fn consul_over_https_with_verify_incoming_registers_elects_and_refuses_strangers
                 &key,
             ],
         ),
+        (
+            7,
+            vec![
+                "--consul-cacert",
+                &ca,
+                "--consul-client-cert",
+                &cert,
+                "--consul-client-key",
+                &key,
+                "--consul-tls-server-name",
+                "server.dc2.consul",
+            ],
+        ),
     ];
     let mut lone = Cluster::new("ctls-x", &consul_args("ctls", &url));
     for (id, extra) in &strangers {
         lone.start(*id, extra);
     }
-    let wanted = ["node4", "node5", "node6"];
-    for name in wanted {
-        let log = await_log(lone.node(name), "failed:", secs(20));
-        let said = log.lines().find(|l| l.contains("failed:")).unwrap_or("");
-        eprintln!("{name}: {said}");
-    }
-    std::thread::sleep(secs(3));
-    let listed = agent.instances("ctls");
-    for name in wanted {
-        assert!(
-            !listed.iter().any(|i| i.ends_with(name)),
-            "{name} got into the catalog over TLS it should not pass: {listed:?}\n{}",
-            lone.log_tails()
-        );
-        assert!(
-            lone.node(name).is_running(),
-            "{name} crashed\n{}",
-            lone.log_tails()
-        );
-    }
-    // The log says why: the agent refused the client's certificate, or this node refused
-    // the agent's.
-    for (name, why) in [
-        ("node4", "alert"),
-        ("node5", "alert"),
-        ("node6", "UnknownIssuer"),
-    ] {
-        let log = lone.node(name).log_text();
-        assert!(
-            log.lines()
-                .any(|l| l.contains("failed:") && l.contains(why)),
-            "{name} does not say {why:?}:\n{}",
-            tail(&lone.node(name).log, 20)
-        );
-    }
+    // The agent refuses the client's certificate (or its absence); this node refuses the
+    // agent's certificate: another CA, or not the name asked for.
+    let listed = || agent.instances("ctls");
+    await_refused(
+        &mut lone,
+        &[
+            ("node4", "alert"),
+            ("node5", "alert"),
+            ("node6", "UnknownIssuer"),
+            ("node7", "not valid for name"),
+        ],
+        &listed,
+        secs(20),
+    );
     // The cluster never noticed.
     assert_eq!(c.node("node1").coordinator().as_deref(), Some("node3"));
 }
@@ -692,13 +750,19 @@ fn etcd_over_https_with_client_cert_auth_elects_takes_the_lock_and_refuses_stran
     .unwrap_or_else(|e| panic!("{e}\n{}\n{}", c.log_tails(), etcd.log_tail()));
     eprintln!("etcd over https: members and holder {seen:?}");
 
-    // bully status with the same settings.
-    let mut args = vec!["status"];
-    args.extend(&etcd_args("etls", &url, "30s")[4..10]);
-    args.extend(&tls[..6]);
-    let (code, out) = bully(&args);
-    assert_eq!(code, Some(0), "{out}");
-    assert!(out.contains("node3"), "{out}");
+    // bully status with the same settings, from etcdctl's variables.
+    let out = Command::new(BIN)
+        .args(["status", "--registry", "etcd", "--cluster", "etls"])
+        .env("ETCDCTL_ENDPOINTS", &url)
+        .env("ETCDCTL_CACERT", &ca)
+        .env("ETCDCTL_CERT", &cert)
+        .env("ETCDCTL_KEY", &key)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{text}{err}");
+    assert!(text.contains("node3"), "{text}");
 
     // kill -9 of the holder: its supervisor revokes the lease over TLS.
     c.node("node3").kill9();
@@ -754,37 +818,15 @@ fn etcd_over_https_with_client_cert_auth_elects_takes_the_lock_and_refuses_stran
             &rkey,
         ],
     );
-    let log7 = await_log(lone.node("node7"), "failed:", secs(20));
-    await_log(lone.node("node8"), "failed:", secs(20));
-    let log8 = lone.node("node8").log_text();
-    for (name, log, why) in [("node7", &log7, "UnknownIssuer"), ("node8", &log8, "alert")] {
-        assert!(
-            log.lines()
-                .any(|l| l.contains("failed:") && l.contains(why)),
-            "{name} does not say {why:?}:\n{}",
-            tail(&lone.node(name).log, 20)
-        );
-    }
-    std::thread::sleep(secs(3));
-    let (members, _) = etcd.members_and_holder("etls").unwrap();
-    for name in ["node7", "node8"] {
-        assert!(
-            !members.iter().any(|m| m == name),
-            "{name} got into etcd: {members:?}\n{}",
-            lone.log_tails()
-        );
-        assert!(
-            lone.node(name).is_running(),
-            "{name} crashed\n{}",
-            lone.log_tails()
-        );
-        eprintln!(
-            "{name}: {}",
-            lone.node(name)
-                .log_text()
-                .lines()
-                .find(|l| l.contains("failed:"))
-                .unwrap_or("")
-        );
-    }
+    let listed = || {
+        etcd.members_and_holder("etls")
+            .map(|(m, _)| m)
+            .unwrap_or_default()
+    };
+    await_refused(
+        &mut lone,
+        &[("node7", "UnknownIssuer"), ("node8", "alert")],
+        &listed,
+        secs(20),
+    );
 }
