@@ -48,6 +48,8 @@ test:
 	bash tests/support/install-etcd.sh --quiet
 	@# The network-namespace tests need root and nft; as root, install nft when it is missing.
 	-@[ "$$(id -u)" != 0 ] || command -v nft >/dev/null || $(APT_INSTALL) nftables
+	@# The TLS tests make their certificates with openssl.
+	-@command -v openssl >/dev/null || $(APT_INSTALL) openssl
 	$(CARGO) build --release
 	$(CARGO) test --no-fail-fast
 

@@ -237,6 +237,7 @@ fn layers_only_point_down() {
         "vip",
         "registry",
         "http",
+        "tls",
         "core",
         "sync",
         "monotonic",

@@ -612,7 +612,7 @@ mod tests {
         )
         .unwrap_err();
         assert!(
-            e.0.starts_with("BULLY_CONSUL: https is not supported"),
+            e.0.starts_with("BULLY_CONSUL: ") && e.0.contains(NO_CA),
             "{e}"
         );
         let e = run(&["1", "n"], &[("BULLY_ADVERTISE", "0.0.0.0")]).unwrap_err();
@@ -653,6 +653,91 @@ mod tests {
         assert!(e.0.starts_with("--peers"), "{e}");
     }
 
+    /// What an https address without a CA is told, with and without TLS built in.
+    const NO_CA: &str = if crate::registry::tls_files::BUILT_IN {
+        "https needs the CA"
+    } else {
+        "this build has no TLS"
+    };
+
+    #[test]
+    fn registry_tls_settings_name_their_flag_or_variable() {
+        let err = |args: &[&str], env: &[(&str, &str)]| {
+            let mut all = vec!["1", "n"];
+            all.extend_from_slice(args);
+            run(&all, env).unwrap_err().0
+        };
+        let https = ["--consul", "https://h:8501"];
+        let missing = "/nonexistent/bully/ca.pem";
+        // The flag beats Consul's variable, and a missing file is named with it.
+        let e = err(
+            &[&https[..], &["--consul-cacert", missing]].concat(),
+            &[("CONSUL_CACERT", "/other.pem")],
+        );
+        if crate::registry::tls_files::BUILT_IN {
+            assert!(
+                e.starts_with("--consul-cacert: ") && e.contains(missing),
+                "{e}"
+            );
+            let e = err(&https, &[("CONSUL_CACERT", missing)]);
+            assert!(
+                e.starts_with("CONSUL_CACERT: ") && e.contains(missing),
+                "{e}"
+            );
+            let e = err(&["--etcd", "https://h:1"], &[("ETCDCTL_CACERT", missing)]);
+            assert!(
+                e.starts_with("ETCDCTL_CACERT: ") && e.contains(missing),
+                "{e}"
+            );
+            let e = err(
+                &[
+                    &https[..],
+                    &["--consul-cacert", missing, "--consul-client-cert", "c"],
+                ]
+                .concat(),
+                &[],
+            );
+            assert!(
+                e.starts_with("--consul-client-cert: ") && e.contains("its key"),
+                "{e}"
+            );
+        } else {
+            assert!(e.contains("this build has no TLS"), "{e}");
+        }
+        let e = err(&https, &[("CONSUL_HTTP_SSL_VERIFY", "false")]);
+        assert!(
+            e.starts_with("CONSUL_HTTP_SSL_VERIFY=false: not supported"),
+            "{e}"
+        );
+        let e = err(
+            &["--etcd", "https://h:1"],
+            &[("ETCDCTL_INSECURE_SKIP_TLS_VERIFY", "true")],
+        );
+        assert!(
+            e.starts_with("ETCDCTL_INSECURE_SKIP_TLS_VERIFY=true"),
+            "{e}"
+        );
+        // A file for a plain http address: an error by flag, ignored by variable.
+        let e = err(&["--consul", "h:1", "--consul-cacert", missing], &[]);
+        if crate::registry::tls_files::BUILT_IN {
+            assert!(e.starts_with("--consul-cacert: only for https"), "{e}");
+        }
+        let e = err(&["--etcd", "h:1", "--etcd-cert", "c"], &[]);
+        assert!(e.starts_with("--etcd-cert: "), "{e}");
+        let c = run(
+            &["1", "n", "--consul", "h:1"],
+            &[("CONSUL_CACERT", missing)],
+        )
+        .unwrap();
+        assert_eq!(c.registry.consul.tls, None);
+        // Consul's settings do nothing to a node on another registry.
+        let e = err(&["--consul-cacert", missing], &[]);
+        assert!(
+            e.starts_with("--consul-cacert: only the consul registry"),
+            "{e}"
+        );
+    }
+
     fn consul_run(args: &[&str], env: &[(&str, &str)]) -> Result<ConsulOptions, UsageError> {
         let c = run(args, env)?;
         assert_eq!(c.registry.kind, RegistryKind::Consul);
@@ -666,6 +751,7 @@ mod tests {
             o,
             ConsulOptions {
                 address: "http://127.0.0.1:8500".into(),
+                tls: None,
                 token: None,
                 check_interval: Duration::from_secs(10),
                 deregister_after: Duration::from_secs(60),
@@ -720,13 +806,16 @@ mod tests {
             run(&all, env).unwrap_err().0
         };
         let e = consul(&["--consul", "https://h:8501"], &[]);
-        assert!(e.starts_with("--consul: https is not supported"), "{e}");
+        assert!(e.starts_with("--consul: ") && e.contains(NO_CA), "{e}");
         let e = consul(&[], &[("CONSUL_HTTP_ADDR", "unix:///run/consul.sock")]);
-        assert!(e.starts_with("CONSUL_HTTP_ADDR: expected http://"), "{e}");
+        assert!(e.starts_with("CONSUL_HTTP_ADDR: expected http"), "{e}");
         let e = consul(&["--consul", "h:0"], &[]);
         assert!(e.starts_with("--consul: expected"), "{e}");
         let e = consul(&[], &[("CONSUL_HTTP_SSL", "true")]);
-        assert!(e.starts_with("CONSUL_HTTP_SSL"), "{e}");
+        assert!(
+            e.starts_with("CONSUL_HTTP_SSL: ") && e.contains(NO_CA),
+            "{e}"
+        );
         let e = consul(&[], &[("CONSUL_HTTP_TOKEN", "sec ret")]);
         assert!(e.starts_with("CONSUL_HTTP_TOKEN: expected"), "{e}");
         assert!(!e.contains("sec ret"), "the token is never echoed: {e}");
@@ -944,7 +1033,11 @@ mod tests {
             (
                 &["--etcd", "https://h:1"][..],
                 &[][..],
-                "--etcd: https is not supported",
+                if crate::registry::tls_files::BUILT_IN {
+                    "--etcd: https needs the CA"
+                } else {
+                    "--etcd: this build has no TLS"
+                },
             ),
             (
                 &["--registry", "etcd"][..],

@@ -4,13 +4,14 @@
 use super::flags::{parse_duration, Flags, UsageError};
 use crate::core::rules::{valid_host_port, valid_name, NAME_RULE};
 use crate::registry::consul_options::{
-    base_url, token_from_file, valid_token, ConsulOptions, DEFAULT_ADDRESS, DEFAULT_CHECK_INTERVAL,
-    MAX_LOCK_DELAY, MIN_CHECK_INTERVAL, MIN_DEREGISTER,
+    base_url, token_from_file, valid_token, with_https, ConsulOptions, DEFAULT_ADDRESS,
+    DEFAULT_CHECK_INTERVAL, MAX_LOCK_DELAY, MIN_CHECK_INTERVAL, MIN_DEREGISTER,
 };
 use crate::registry::etcd_options::{
     endpoints, password_from_file, valid_ttl, Credentials, EtcdOptions, DEFAULT_ENDPOINT,
     DEFAULT_TTL,
 };
+use crate::registry::tls_files::{self, Part, RegistryTls};
 use crate::registry::{read_peers_file, RegistryKind, RegistryOptions};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -99,6 +100,10 @@ impl Flags<'_> {
                 "--consul-check-interval",
                 "--consul-deregister-after",
                 "--consul-lock-delay",
+                "--consul-cacert",
+                "--consul-client-cert",
+                "--consul-client-key",
+                "--consul-tls-server-name",
             ] {
                 self.unused(
                     flag,
@@ -132,11 +137,20 @@ impl Flags<'_> {
         let lock = self.switch("--etcd-lock")?;
         let user = self.value("--etcd-user")?;
         let password_file = self.value("--etcd-password-file")?;
+        let tls = [
+            self.tls_setting("--etcd-cacert", "ETCDCTL_CACERT")?,
+            self.tls_setting("--etcd-cert", "ETCDCTL_CERT")?,
+            self.tls_setting("--etcd-key", "ETCDCTL_KEY")?,
+            None,
+        ];
         let flags = [
             "--etcd",
             "--etcd-ttl",
             "--etcd-user",
             "--etcd-password-file",
+            "--etcd-cacert",
+            "--etcd-cert",
+            "--etcd-key",
         ];
         if !used {
             if lock {
@@ -150,12 +164,18 @@ impl Flags<'_> {
             }
             return Ok(EtcdOptions {
                 endpoints: Vec::new(),
+                tls: None,
                 ttl,
                 lock,
                 auth: None,
             });
         }
         let endpoints = endpoints(&raw).map_err(|e| UsageError(format!("{source}: {e}")))?;
+        if lookup("ETCDCTL_INSECURE_SKIP_TLS_VERIFY").is_some_and(|v| v == "true") {
+            return Err(UsageError(INSECURE_ETCD.into()));
+        }
+        let https = endpoints.iter().any(|e| tls_files::is_https(e));
+        let tls = self.registry_tls(https.then_some(source.as_str()), tls, "etcd")?;
         let ttl = valid_ttl(ttl)
             .map_err(|e| UsageError(format!("{}: {e}", self.source("--etcd-ttl"))))?;
         let auth = match (user, password_file) {
@@ -185,6 +205,7 @@ impl Flags<'_> {
         };
         Ok(EtcdOptions {
             endpoints,
+            tls,
             ttl,
             lock,
             auth,
@@ -211,6 +232,12 @@ impl Flags<'_> {
         let ssl = env("CONSUL_HTTP_SSL")
             .is_some_and(|v| matches!(v.as_str(), "1" | "t" | "T" | "true" | "TRUE" | "True"));
         let token_file = env("CONSUL_HTTP_TOKEN_FILE");
+        let tls = [
+            self.tls_setting("--consul-cacert", "CONSUL_CACERT")?,
+            self.tls_setting("--consul-client-cert", "CONSUL_CLIENT_CERT")?,
+            self.tls_setting("--consul-client-key", "CONSUL_CLIENT_KEY")?,
+            self.tls_setting("--consul-tls-server-name", "CONSUL_TLS_SERVER_NAME")?,
+        ];
         let check_interval = self.duration("--consul-check-interval", DEFAULT_CHECK_INTERVAL)?;
         let deregister_after = self.duration("--consul-deregister-after", MIN_DEREGISTER)?;
         let lock = self.switch("--consul-lock")?;
@@ -229,6 +256,7 @@ impl Flags<'_> {
             }
             return Ok(ConsulOptions {
                 address: raw,
+                tls: None,
                 token,
                 check_interval,
                 deregister_after,
@@ -246,13 +274,27 @@ impl Flags<'_> {
             None => (token_source, token),
         };
         let address = base_url(&raw).map_err(|e| UsageError(format!("{source}: {e}")))?;
-        if ssl {
+        // As Consul's CLI: CONSUL_HTTP_SSL=true makes any address https.
+        let (https_source, address) = match (ssl, tls_files::is_https(&address)) {
+            (_, true) => (Some(source.clone()), address),
+            (true, false) => (Some("CONSUL_HTTP_SSL".to_string()), with_https(&address)),
+            (false, false) => (None, address),
+        };
+        if https_source.is_some()
+            && env("CONSUL_HTTP_SSL_VERIFY").is_some_and(|v| {
+                matches!(v.as_str(), "0" | "f" | "F" | "false" | "FALSE" | "False")
+            })
+        {
+            return Err(UsageError(INSECURE_CONSUL.into()));
+        }
+        if https_source.is_some() && tls[0].is_none() && env("CONSUL_CAPATH").is_some() {
             return Err(UsageError(
-                "CONSUL_HTTP_SSL: https is not supported (this build has no TLS); \
-                 use the agent's plain HTTP address"
+                "CONSUL_CAPATH: a directory of CAs is not read; give the CA bundle as one \
+                 file with --consul-cacert FILE or CONSUL_CACERT"
                     .into(),
             ));
         }
+        let tls = self.registry_tls(https_source.as_deref(), tls, "the agent")?;
         if token.as_deref().is_some_and(|t| !valid_token(t)) {
             return Err(UsageError(format!(
                 "{token_source}: expected a token of visible ASCII characters"
@@ -283,11 +325,127 @@ impl Flags<'_> {
         }
         Ok(ConsulOptions {
             address,
+            tls,
             token,
             check_interval,
             deregister_after,
             lock,
             lock_delay,
+        })
+    }
+}
+
+/// One TLS setting as it was given: where from (a flag, its `BULLY_` variable, or the
+/// registry's own variable), whether by a flag, and the value.
+struct Setting {
+    flag: &'static str,
+    source: String,
+    by_flag: bool,
+    value: String,
+}
+
+/// Why the insecure switches are refused: bully never talks to a registry it cannot verify.
+const INSECURE_CONSUL: &str = "CONSUL_HTTP_SSL_VERIFY=false: not supported, bully always \
+     verifies the agent's certificate; give its CA with --consul-cacert FILE (and \
+     --consul-tls-server-name NAME when the certificate does not name the address)";
+const INSECURE_ETCD: &str = "ETCDCTL_INSECURE_SKIP_TLS_VERIFY=true: not supported, bully \
+     always verifies etcd's certificate; give its CA with --etcd-cacert FILE";
+
+impl Flags<'_> {
+    /// `flag` (or its `BULLY_` variable), else the registry tool's own `var`.
+    fn tls_setting(
+        &mut self,
+        flag: &'static str,
+        var: &str,
+    ) -> Result<Option<Setting>, UsageError> {
+        if let Some(value) = self.value(flag)? {
+            let source = self.source(flag);
+            let by_flag = source == flag;
+            return Ok(Some(Setting {
+                flag,
+                source,
+                by_flag,
+                value,
+            }));
+        }
+        Ok((self.env)(var)
+            .filter(|v| !v.is_empty())
+            .map(|value| Setting {
+                flag,
+                source: var.to_string(),
+                by_flag: false,
+                value,
+            }))
+    }
+
+    /// The TLS settings `[ca, cert, key, server name]` of a registry, loaded and checked now
+    /// when `https` (where the https came from) is set. For a plain http address a setting
+    /// given by flag is an error (by variable, it is ignored: a shell may export Consul's
+    /// and etcdctl's variables for other tools).
+    fn registry_tls(
+        &mut self,
+        https: Option<&str>,
+        settings: [Option<Setting>; 4],
+        server: &str,
+    ) -> Result<Option<RegistryTls>, UsageError> {
+        let [ca, cert, key, name] = settings;
+        let given = || [&ca, &cert, &key, &name].into_iter().flatten();
+        if !tls_files::BUILT_IN {
+            if let Some(from) = https
+                .map(str::to_string)
+                .or_else(|| given().find(|s| s.by_flag).map(|s| s.source.clone()))
+            {
+                return Err(UsageError(format!("{from}: {}", tls_files::NOT_BUILT_IN)));
+            }
+        }
+        let Some(https) = https else {
+            for s in given().filter(|s| s.by_flag) {
+                let why = format!("only for https, and {server} is reached over plain http");
+                self.unused(s.flag, &why)?;
+            }
+            return Ok(None);
+        };
+        let Some(ca) = ca else {
+            return Err(UsageError(format!(
+                "{https}: https needs the CA that signed {server}'s certificate \
+                 (bully trusts no system roots): give it with {}",
+                if server == "etcd" {
+                    "--etcd-cacert FILE or ETCDCTL_CACERT"
+                } else {
+                    "--consul-cacert FILE or CONSUL_CACERT"
+                }
+            )));
+        };
+        let (cert, key) = match (cert, key) {
+            (Some(c), Some(k)) => (Some(c), Some(k)),
+            (None, None) => (None, None),
+            (Some(c), None) | (None, Some(c)) => {
+                return Err(UsageError(format!(
+                    "{}: a client certificate needs its key and the key its certificate: \
+                     give both",
+                    c.source
+                )))
+            }
+        };
+        let identity = cert.as_ref().zip(key.as_ref());
+        RegistryTls::load(
+            PathBuf::from(&ca.value),
+            identity.map(|(c, k)| (PathBuf::from(&c.value), PathBuf::from(&k.value))),
+            name.as_ref().map(|n| n.value.clone()),
+        )
+        .map(Some)
+        .map_err(|(part, e)| {
+            let source = match (part, identity) {
+                (Part::Ca, _) => ca.source.clone(),
+                (Part::Cert, Some((c, _))) => c.source.clone(),
+                (Part::Key, Some((_, k))) => k.source.clone(),
+                (Part::Pair, Some((c, k))) => format!("{} and {}", c.source, k.source),
+                (Part::ServerName, _) => {
+                    name.as_ref().map_or_else(String::new, |n| n.source.clone())
+                }
+                _ => ca.source.clone(),
+            };
+            UsageError(format!("{source}: {e}"))
         })
     }
 }

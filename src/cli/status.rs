@@ -37,7 +37,9 @@ OPTIONS (each also read from BULLY_<FLAG>; a flag wins):
                            bully@NAME units enabled or running
     registry options       the ones the nodes run with: --cluster, --registry, --registry-dir,
                            --peers, --peers-file, --consul, --consul-token, --etcd,
-                           --etcd-user (see bully --help)
+                           --etcd-user, and for TLS --consul-cacert, --consul-client-cert,
+                           --consul-client-key, --consul-tls-server-name, --etcd-cacert,
+                           --etcd-cert, --etcd-key (see bully --help)
     --timeout DUR          per-member request timeout [default: 1s]
     --json                 the report as one JSON object (with --watch: one per line)
     --watch                keep asking; print a line at every change of coordinator, term,

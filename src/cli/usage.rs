@@ -26,8 +26,9 @@ OPTIONS (each also read from BULLY_<FLAG>, e.g. BULLY_HEALTH_INTERVAL=500ms; a f
     --peers LIST           static registry: comma-separated HOST:PORT of the other nodes
     --peers-file PATH      static registry: one HOST:PORT a line (# comments), read again
                            on SIGHUP
-    --consul URL           consul registry: agent address, http://HOST:PORT or HOST:PORT
-                           [default: $CONSUL_HTTP_ADDR, else http://127.0.0.1:8500]
+    --consul URL           consul registry: agent address, http[s]://HOST:PORT or HOST:PORT
+                           [default: $CONSUL_HTTP_ADDR, else http://127.0.0.1:8500; https
+                           when $CONSUL_HTTP_SSL is true]
     --consul-token TOKEN   consul ACL token, sent as X-Consul-Token [default: $CONSUL_HTTP_TOKEN;
                            the token in the file $CONSUL_HTTP_TOKEN_FILE wins over both]
     --consul-check-interval DUR
@@ -40,13 +41,28 @@ OPTIONS (each also read from BULLY_<FLAG>, e.g. BULLY_HEALTH_INTERVAL=500ms; a f
     --consul-lock-delay DUR
                            the lock-delay of this node's Consul sessions, at most 60s
                            [default: 0s]
-    --etcd URL[,URL...]    etcd registry: endpoints, http://HOST:PORT or HOST:PORT
+    --consul-cacert FILE   consul over https: the CA bundle the agent's certificate must chain
+                           to, the only one trusted [default: $CONSUL_CACERT]
+    --consul-client-cert FILE
+                           consul over https: this node's client certificate, for an agent
+                           with verify_incoming [default: $CONSUL_CLIENT_CERT]
+    --consul-client-key FILE
+                           its private key [default: $CONSUL_CLIENT_KEY]
+    --consul-tls-server-name NAME
+                           the name the agent's certificate must carry, instead of the URL's
+                           host [default: $CONSUL_TLS_SERVER_NAME]
+    --etcd URL[,URL...]    etcd registry: endpoints, http[s]://HOST:PORT or HOST:PORT
                            [default: $ETCDCTL_ENDPOINTS, else http://127.0.0.1:2379]
     --etcd-ttl DUR         etcd: TTL of this node's leases (member key, leader key), whole
                            seconds from 2s [default: 5s]
     --etcd-lock            etcd registry: leading also takes holding bully/<cluster>/leader on
                            a lease that fences the --exec child; hooks get BULLY_ETCD_REVISION
     --etcd-user NAME       etcd token auth as NAME, with --etcd-password-file PATH
+    --etcd-cacert FILE     etcd over https: the CA bundle etcd's certificate must chain to,
+                           the only one trusted [default: $ETCDCTL_CACERT]
+    --etcd-cert FILE       etcd over https: this node's client certificate, for an etcd that
+                           verifies clients [default: $ETCDCTL_CERT]
+    --etcd-key FILE        its private key [default: $ETCDCTL_KEY]
     --bind ADDR            listen address [default: 127.0.0.1]
     --advertise HOST       address others use to reach this node [default: the bind address;
                            127.0.0.1 when binding 0.0.0.0]
@@ -103,6 +119,6 @@ bully status prints one row per registry member with what it reports in GET /nod
 the members that do not answer, dir registry only). Exit code 0 when every reachable member
 names the same coordinator, 1 when they disagree or none is reachable.
 
-Signals: SIGINT and SIGTERM leave the cluster and exit 0; SIGHUP reads --cluster-key-file
-and --peers-file again and keeps running.
+Signals: SIGINT and SIGTERM leave the cluster and exit 0; SIGHUP reads --cluster-key-file,
+--peers-file and the registry's TLS files again and keeps running.
 ";

@@ -65,6 +65,11 @@ pub struct PeerClient {
 /// `timeout_global` is avoided: it spawns a resolver thread per call. No idle connections are
 /// kept: each would pin a handler thread on a peer.
 pub fn agent(timeout: Duration, response: Duration) -> ureq::Agent {
+    agent_config(timeout, response).new_agent()
+}
+
+/// The configuration of [`agent`], for an agent built with a TLS connector.
+pub fn agent_config(timeout: Duration, response: Duration) -> ureq::config::Config {
     let t = Some(timeout);
     ureq::Agent::config_builder()
         .http_status_as_error(false)
@@ -80,7 +85,6 @@ pub fn agent(timeout: Duration, response: Duration) -> ureq::Agent {
         .max_redirects(0)
         .user_agent(concat!("bully/", env!("CARGO_PKG_VERSION")))
         .build()
-        .new_agent()
 }
 
 impl PeerClient {

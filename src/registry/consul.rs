@@ -44,7 +44,7 @@ pub struct ConsulRegistry {
     token: String,
 }
 
-/// One Consul agent over plain HTTP, the token on every request, every answer bounded.
+/// One Consul agent over HTTP or HTTPS, the token on every request, every answer bounded.
 pub(super) struct ConsulClient {
     address: String,
     token: Option<String>,
@@ -67,7 +67,7 @@ impl ConsulClient {
         ConsulClient {
             address: opts.address.clone(),
             token: opts.token.clone(),
-            agent: crate::http::peer::agent(timeout, response.max(timeout)),
+            agent: super::tls_files::agent(opts.tls.as_ref(), timeout, response.max(timeout)),
         }
     }
 
@@ -471,6 +471,12 @@ impl Registry for ConsulRegistry {
     fn describe(&self) -> String {
         format!("consul {} (service '{}')", self.opts.address, self.cluster)
     }
+
+    /// The TLS files again: connections opened from now on use them, the lock's included
+    /// (its clients share the configuration through the options).
+    fn reload(&self) -> Result<Option<String>, String> {
+        super::tls_files::reload_said(self.opts.tls.as_ref(), "consul")
+    }
 }
 
 #[cfg(test)]
@@ -480,6 +486,7 @@ mod tests {
     fn registry() -> ConsulRegistry {
         let opts = ConsulOptions {
             address: "http://127.0.0.1:1".into(),
+            tls: None,
             token: None,
             check_interval: Duration::from_secs(10),
             deregister_after: Duration::from_secs(60),

@@ -252,6 +252,7 @@ mod tests {
     fn sessions_are_bound_to_the_service_check_with_the_lock_delay() {
         let opts = ConsulOptions {
             address: "http://127.0.0.1:1".into(),
+            tls: None,
             token: None,
             check_interval: Duration::from_secs(10),
             deregister_after: Duration::from_secs(60),

@@ -1,6 +1,7 @@
 //! Consul's settings and the rules they must follow: which agent, which token, and the check
 //! timings Consul itself would clamp. Read the way Consul's own CLI reads them.
 
+use super::tls_files::RegistryTls;
 use crate::core::rules::{valid_host, valid_host_port};
 use std::time::Duration;
 
@@ -8,8 +9,10 @@ use std::time::Duration;
 /// so a `CONSUL_HTTP_ADDR` set for other tools never breaks a node on another registry.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ConsulOptions {
-    /// `http://host:port`, without a trailing slash.
+    /// `http://host:port` or `https://host:port`, without a trailing slash.
     pub address: String,
+    /// TLS to an `https` agent: its CA, a client certificate for `verify_incoming`.
+    pub tls: Option<RegistryTls>,
     /// ACL token, sent as `X-Consul-Token`; never logged.
     pub token: Option<String>,
     pub check_interval: Duration,
@@ -43,28 +46,32 @@ pub fn token_from_file(path: &std::path::Path) -> Result<Option<String>, String>
     Ok((!token.is_empty()).then(|| token.to_string()))
 }
 
-/// `http://host[:port]` or a bare `host[:port]` (as `CONSUL_HTTP_ADDR` is often written)
-/// becomes a base URL without a trailing slash.
+/// `http[s]://host[:port]` or a bare `host[:port]` (as `CONSUL_HTTP_ADDR` is often written,
+/// taken as http) becomes a base URL without a trailing slash. Whether this build can speak
+/// https is the caller's to check.
 pub fn base_url(s: &str) -> Result<String, String> {
     let s = s.trim();
-    let expected = || format!("expected http://HOST:PORT or HOST:PORT, got '{s}'");
-    let rest = match s.split_once("://") {
-        None => s,
-        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("http") => rest,
-        Some((scheme, _)) if scheme.eq_ignore_ascii_case("https") => {
-            return Err(
-                "https is not supported (this build has no TLS); use the agent's plain HTTP \
-                 address"
-                    .into(),
-            )
-        }
+    let expected = || format!("expected http[s]://HOST:PORT or HOST:PORT, got '{s}'");
+    let (scheme, rest) = match s.split_once("://") {
+        None => ("http", s),
+        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("http") => ("http", rest),
+        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("https") => ("https", rest),
         Some(_) => return Err(expected()),
     };
     let rest = rest.strip_suffix('/').unwrap_or(rest);
     if valid_host_port(rest) || (valid_host(rest) && !rest.contains(':')) {
-        Ok(format!("http://{rest}"))
+        Ok(format!("{scheme}://{rest}"))
     } else {
         Err(expected())
+    }
+}
+
+/// `CONSUL_HTTP_SSL=true`: `url` over https, as Consul's CLI does (it never falls back to
+/// http once TLS was asked for, even for an `http://` address).
+pub fn with_https(url: &str) -> String {
+    match url.strip_prefix("http://") {
+        Some(rest) => format!("https://{rest}"),
+        None => url.to_string(),
     }
 }
 

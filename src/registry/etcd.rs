@@ -243,6 +243,12 @@ impl Registry for EtcdRegistry {
             members_prefix(&self.shared.cluster)
         )
     }
+
+    /// The TLS files again: connections opened from now on use them, the lock's included
+    /// (its client shares the configuration through the options).
+    fn reload(&self) -> Result<Option<String>, String> {
+        super::tls_files::reload_said(self.shared.client.tls(), "etcd")
+    }
 }
 
 #[cfg(test)]
@@ -252,6 +258,7 @@ mod tests {
     fn registry() -> EtcdRegistry {
         let opts = EtcdOptions {
             endpoints: vec!["http://127.0.0.1:1".into()],
+            tls: None,
             ttl: Duration::from_secs(5),
             lock: false,
             auth: None,

@@ -10,6 +10,7 @@
 use super::base64;
 use super::consul::shown;
 use super::etcd_options::{Credentials, EtcdOptions};
+use super::tls_files::RegistryTls;
 use super::RegistryError;
 use crate::sync::lock;
 use serde_json::{json, Value};
@@ -38,6 +39,8 @@ pub struct EtcdClient {
     /// The endpoint that answered last: tried first next time.
     current: AtomicUsize,
     agent: ureq::Agent,
+    /// For [`EtcdClient::request_spec`]: the supervisor that sends it needs the files too.
+    tls: Option<RegistryTls>,
     auth: Option<Credentials>,
     /// The token `/v3/auth/authenticate` gave, until etcd no longer takes it.
     token: Mutex<Option<String>>,
@@ -55,10 +58,16 @@ impl EtcdClient {
         EtcdClient {
             endpoints: opts.endpoints.clone(),
             current: AtomicUsize::new(0),
-            agent: crate::http::peer::agent(timeout, timeout),
+            agent: super::tls_files::agent(opts.tls.as_ref(), timeout, timeout),
+            tls: opts.tls.clone(),
             auth: opts.auth.clone(),
             token: Mutex::new(None),
         }
+    }
+
+    /// The TLS files and configuration, shared with every client made from the same options.
+    pub fn tls(&self) -> Option<&RegistryTls> {
+        self.tls.as_ref()
     }
 
     pub fn endpoints(&self) -> String {
@@ -158,7 +167,8 @@ impl EtcdClient {
     }
 
     /// `path` at every endpoint, the current token (`-` for none) and `body`, on one line
-    /// for another process to send (`supervisor::orphaned`).
+    /// for another process to send (`supervisor::orphaned`); with TLS, the files first (see
+    /// [`RegistryTls::field`]).
     pub fn request_spec(&self, path: &str, body: &Value) -> String {
         let urls: Vec<String> = self
             .endpoints
@@ -166,7 +176,12 @@ impl EtcdClient {
             .map(|e| format!("{e}{path}"))
             .collect();
         let token = lock(&self.token).clone().unwrap_or_else(|| "-".into());
-        format!("{} {token} {body}", urls.join(","))
+        let tls = self
+            .tls
+            .as_ref()
+            .map(|t| t.field() + " ")
+            .unwrap_or_default();
+        format!("{tls}{} {token} {body}", urls.join(","))
     }
 
     /// A new lease of `ttl`; its ID.

@@ -154,6 +154,7 @@ mod tests {
     fn the_key_says_who_holds_it() {
         let opts = EtcdOptions {
             endpoints: vec!["http://127.0.0.1:1".into()],
+            tls: None,
             ttl: Duration::from_secs(5),
             lock: true,
             auth: None,

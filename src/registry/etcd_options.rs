@@ -2,14 +2,18 @@
 //! `ETCDCTL_ENDPOINTS`), the lease TTL, the leader lock and the user to authenticate as.
 
 use super::consul_options::base_url;
+use super::tls_files::RegistryTls;
 use std::fmt;
 use std::time::Duration;
 
 /// The endpoints to try in turn, and what to keep there.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EtcdOptions {
-    /// `http://host:port` each, without a trailing slash; never empty when etcd is used.
+    /// `http://host:port` or `https://host:port` each, without a trailing slash; never empty
+    /// when etcd is used.
     pub endpoints: Vec<String>,
+    /// TLS to `https` endpoints: etcd's CA, a client certificate for `--client-cert-auth`.
+    pub tls: Option<RegistryTls>,
     /// The TTL of this node's leases (its member key's, and the leader key's): how long a
     /// node that stopped renewing stays listed, and holds the lock.
     pub ttl: Duration,
@@ -46,7 +50,7 @@ pub const MIN_TTL: Duration = Duration::from_secs(2);
 /// longer than anyone would want.
 pub const MAX_TTL: Duration = Duration::from_secs(3600);
 
-/// `URL[,URL…]`, each `http://host:port` or `host:port` as etcdctl takes them.
+/// `URL[,URL…]`, each `http[s]://host:port` or `host:port` as etcdctl takes them.
 pub fn endpoints(list: &str) -> Result<Vec<String>, String> {
     let urls: Vec<&str> = list
         .split(',')
@@ -54,7 +58,7 @@ pub fn endpoints(list: &str) -> Result<Vec<String>, String> {
         .filter(|u| !u.is_empty())
         .collect();
     if urls.is_empty() {
-        return Err("expected http://HOST:PORT[,http://HOST:PORT...]".into());
+        return Err("expected http[s]://HOST:PORT[,http[s]://HOST:PORT...]".into());
     }
     urls.into_iter().map(base_url).collect()
 }
@@ -94,7 +98,10 @@ mod tests {
             vec!["http://10.0.0.1:2379", "http://10.0.0.2:2379"]
         );
         assert!(endpoints(" , ").is_err());
-        assert!(endpoints("https://h:2379").unwrap_err().contains("https"));
+        assert_eq!(
+            endpoints("HTTPS://h:2379/").unwrap(),
+            vec!["https://h:2379"]
+        );
         assert!(endpoints("h:2379,unix:///x").is_err());
     }
 

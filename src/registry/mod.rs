@@ -13,6 +13,7 @@ pub mod etcd_options;
 mod peer_answers;
 mod process;
 mod static_peers;
+pub mod tls_files;
 
 pub use consul::ConsulRegistry;
 pub use consul_lock::ConsulLock;
@@ -167,8 +168,9 @@ pub trait Registry: Send + Sync {
     fn cheap_reads(&self) -> bool {
         false
     }
-    /// SIGHUP: reads again what this registry was configured from, if it can; says what
-    /// changed (`None`: nothing to read again). An error leaves everything as it was.
+    /// SIGHUP: reads again what this registry was configured from, if it can (a peers file,
+    /// TLS files); says what changed (`None`: nothing to read again). An error, which starts
+    /// with the setting it was about, leaves everything as it was.
     fn reload(&self) -> Result<Option<String>, String> {
         Ok(None)
     }

@@ -160,7 +160,7 @@ impl Registry for StaticRegistry {
         let Some(file) = &self.file else {
             return Ok(None);
         };
-        let fresh = read_peers_file(file)?;
+        let fresh = read_peers_file(file).map_err(|e| format!("--peers-file {e}"))?;
         let mut peers = lock(&self.peers);
         let added: Vec<&String> = fresh.iter().filter(|p| !peers.contains(p)).collect();
         let removed: Vec<&String> = peers.iter().filter(|p| !fresh.contains(p)).collect();

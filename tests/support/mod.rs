@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod activity;
+pub mod certs;
 pub mod chaos;
 pub mod consul;
 pub mod etcd;

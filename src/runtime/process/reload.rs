@@ -1,5 +1,5 @@
-//! SIGHUP: read again what was given as a file (`--cluster-key-file`, `--peers-file`), log
-//! what changed, and keep running. What cannot be read again stays as it was.
+//! SIGHUP: read again what was given as a file (`--cluster-key-file`, `--peers-file`, the
+//! TLS files of Consul or etcd), log what changed, and keep running. What cannot be read again stays as it was.
 
 use crate::http::auth::{ClusterKey, Keys, ROTATION_GRACE};
 use crate::runtime::membership::directory::Directory;
@@ -31,15 +31,12 @@ impl Reload {
         match registry.reload() {
             Ok(Some(change)) => said.push(change),
             Ok(None) => {}
-            Err(e) => log::error!(
-                "SIGHUP: --peers-file {e}; keeping the peers of {}",
-                registry.describe()
-            ),
+            Err(e) => log::error!("SIGHUP: {e}; {} keeps what it had", registry.describe()),
         }
         if said.is_empty() {
             log::info!(
-                "SIGHUP: nothing to read again (only --cluster-key-file and --peers-file are); \
-                 still running"
+                "SIGHUP: nothing to read again (only --cluster-key-file, --peers-file and the \
+                 registry's TLS files are); still running"
             );
         } else {
             log::info!("SIGHUP: {}; still running", said.join("; "));
