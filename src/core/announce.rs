@@ -7,6 +7,7 @@ use super::event::{AnnounceAnswer, ProbePurpose, Timer, Unreachable};
 use super::member::{others_highest_first, Member, NodeRef};
 use super::ready::{AnnounceReply, Effect, Note, Reason};
 use super::rules::{valid_term, MAX_TERM};
+use super::terms::Newness;
 
 /// Plain mode: how often a coordinator announces again to members that were too busy to take
 /// its announcement or did not answer in time, and the wait before the first (it grows by as
@@ -24,22 +25,25 @@ impl Election {
                 from: coordinator.name.clone(),
                 term,
             });
-            return AnnounceReply::Stale { term: self.term };
+            return AnnounceReply::Stale {
+                term: self.terms.current(),
+            };
         }
-        self.saw_term(term);
+        self.terms.saw(term);
         if *coordinator == self.me {
             return AnnounceReply::Ok { promise_ms: None };
         }
         self.heard_from(coordinator);
-        let repeat = self.term_leader.as_ref() == Some(coordinator) && term == self.term;
-        if term < self.term || (term == self.term && !repeat) {
+        if self.terms.newness(coordinator, term) == Newness::Stale {
             self.note(Note::StaleAnnouncement {
                 from: coordinator.name.clone(),
                 term,
                 following: self.coordinator.as_ref().map(|c| c.name.clone()),
-                our_term: self.term,
+                our_term: self.terms.current(),
             });
-            return AnnounceReply::Stale { term: self.term };
+            return AnnounceReply::Stale {
+                term: self.terms.current(),
+            };
         }
         if *coordinator < self.me && self.preempts() {
             self.note(Note::LowerAnnounced {
@@ -56,8 +60,7 @@ impl Election {
         self.lead = None;
         self.resigning = None;
         self.rounds.handed_to = None;
-        self.term = term;
-        self.term_leader = Some(coordinator.clone());
+        self.terms.follow(coordinator, term);
         let promise_ms = self.promise_to(coordinator, term);
         let reason = if self.coordinator.as_ref() == Some(&self.me) {
             Reason::Preempted
@@ -107,12 +110,12 @@ impl Election {
             .max();
         let Some(refused) = highest else { return };
         let refused = refused.min(MAX_TERM);
-        self.saw_term(refused);
+        self.terms.saw(refused);
         let claiming =
             self.phase == Phase::Claiming && self.lead.as_ref().is_some_and(|l| l.term == term);
         // A refusal of an older announcement naming our own term: the refuser follows us.
-        let follows_us = refused == self.term && term < self.term;
-        if !(self.is_coordinator() || claiming) || refused < self.term || follows_us {
+        let follows_us = refused == self.terms.current() && term < self.terms.current();
+        if !(self.is_coordinator() || claiming) || refused < self.terms.current() || follows_us {
             return;
         }
         self.note(Note::AnnouncementRefused {
@@ -130,7 +133,10 @@ impl Election {
     /// Plain mode: members that were busy or slow to answer this term's announcement get it
     /// again a little later, a few times at most.
     pub(super) fn note_missed(&mut self, term: u64, answers: &[(Member, AnnounceAnswer)]) {
-        if !self.is_coordinator() || term != self.term || self.reannounced >= REANNOUNCE_TRIES {
+        if !self.is_coordinator()
+            || term != self.terms.current()
+            || self.reannounced >= REANNOUNCE_TRIES
+        {
             return;
         }
         let missed: Vec<Member> = answers
@@ -156,7 +162,7 @@ impl Election {
 
     pub(super) fn reannounce(&mut self, term: u64) {
         let to = std::mem::take(&mut self.missed_announcement);
-        if !self.is_coordinator() || term != self.term || to.is_empty() {
+        if !self.is_coordinator() || term != self.terms.current() || to.is_empty() {
             return;
         }
         self.seq += 1;
@@ -181,20 +187,17 @@ impl Election {
         }
         self.end_round(true);
         self.rounds.verifying = false;
-        // Saturating: terms from others are capped at MAX_TERM, so this cannot overflow in
-        // practice, but no input may make it panic.
-        self.max_term = self.max_term.saturating_add(1);
-        self.term = self.max_term;
-        self.term_leader = Some(self.me.clone());
-        self.use_term(self.term);
+        self.take_term();
         let me = self.me.clone();
         let reason = self.win_reason();
         if self.set_coordinator(Some(me), reason).as_ref() == Some(&self.me) {
-            self.effect(Effect::LeadingAgain { term: self.term });
+            self.effect(Effect::LeadingAgain {
+                term: self.terms.current(),
+            });
         }
         self.note(Note::CoordinatorIs {
             name: self.me.name.clone(),
-            term: self.term,
+            term: self.terms.current(),
         });
         let to = others_highest_first(&std::mem::take(&mut self.rounds.members), &self.me);
         let late = self.late_askers(&to);
@@ -203,13 +206,13 @@ impl Election {
         self.seq += 1;
         self.effect(Effect::Announce {
             to,
-            term: self.term,
+            term: self.terms.current(),
             seq: self.seq,
         });
         if !late.is_empty() {
             self.effect(Effect::AnnounceTo {
                 nodes: late,
-                term: self.term,
+                term: self.terms.current(),
                 seq: self.seq,
             });
         }

@@ -92,10 +92,7 @@ impl Election {
         }
         self.phase = Phase::Claiming;
         self.rounds.verifying = false;
-        self.max_term = self.max_term.saturating_add(1);
-        self.term = self.max_term;
-        self.term_leader = Some(self.me.clone());
-        self.use_term(self.term);
+        self.take_term();
         // A term bump while leading keeps the lease it holds until the new term has its own.
         let held = self
             .lead
@@ -103,7 +100,7 @@ impl Election {
             .filter(|l| !l.releasing)
             .and_then(|l| l.lease_until);
         self.lead = Some(Lead {
-            term: self.term,
+            term: self.terms.current(),
             acks: Acks::default(),
             lease_until: held,
             releasing: false,
@@ -113,12 +110,17 @@ impl Election {
             members_read: now,
         });
         self.note(Note::Claiming {
-            term: self.term,
+            term: self.terms.current(),
             needed: q.majority(),
             size: q.size,
         });
         self.announce_lead();
-        self.timer(Timer::Renew { term: self.term }, q.renew_every());
+        self.timer(
+            Timer::Renew {
+                term: self.terms.current(),
+            },
+            q.renew_every(),
+        );
         self.update_lease();
     }
 
@@ -281,7 +283,7 @@ impl Election {
             self.set_coordinator(Some(me), reason);
             self.note(Note::CoordinatorIs {
                 name: self.me.name.clone(),
-                term: self.term,
+                term: self.terms.current(),
             });
         }
     }
@@ -349,7 +351,7 @@ impl Election {
                 return Some(AnnounceReply::Promised {
                     to: Some(self.me.name.clone()),
                     remaining_ms: lead.lease_until.map_or(0, |u| u - now),
-                    term: self.term,
+                    term: self.terms.current(),
                 });
             }
         }
@@ -359,7 +361,7 @@ impl Election {
             .then(|| AnnounceReply::Promised {
                 to: promise.to.map(|n| n.name),
                 remaining_ms: promise.until - now,
-                term: self.term,
+                term: self.terms.current(),
             })
     }
 
@@ -440,13 +442,13 @@ impl Election {
             .promise
             .as_ref()
             .is_some_and(|p| p.to.as_ref() == Some(from));
-        if promised && term >= self.term {
+        if promised && term >= self.terms.current() {
             self.promise = None;
             self.note(Note::ReleasedBy {
                 name: from.name.clone(),
             });
         }
-        if self.coordinator.as_ref() == Some(from) && term >= self.term {
+        if self.coordinator.as_ref() == Some(from) && term >= self.terms.current() {
             self.set_coordinator(None, Reason::StepDown);
             self.request_election();
         }

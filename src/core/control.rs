@@ -41,7 +41,12 @@ impl Election {
     pub(super) fn yield_sit_out_when_leaderless(&mut self) {
         if self.coordinator.is_none() && self.sits_out() {
             let wait = self.settings.announce_wait.as_millis() as Millis;
-            self.timer(Timer::Leaderless { term: self.term }, wait);
+            self.timer(
+                Timer::Leaderless {
+                    term: self.terms.current(),
+                },
+                wait,
+            );
         }
     }
 
@@ -50,7 +55,7 @@ impl Election {
     }
 
     pub(super) fn on_leaderless(&mut self, term: u64) {
-        if term != self.term || self.coordinator.is_some() || !self.sits_out() {
+        if term != self.terms.current() || self.coordinator.is_some() || !self.sits_out() {
             return;
         }
         if let Some(a) = self.abstention_at(self.now) {
@@ -152,8 +157,8 @@ impl Election {
             };
         }
         self.standing.set_maintenance(on);
-        self.persisted.maintenance = on;
-        self.out.persist = Some(self.persisted.clone());
+        self.terms.set_maintenance(on);
+        self.out.persist = Some(self.terms.persisted().clone());
         self.note(Note::Maintenance { on });
         if on {
             let leading = self.coordinator.as_ref() == Some(&self.me);
@@ -215,7 +220,7 @@ impl Election {
     /// `POST /takeover`: the coordinator stepped down for this node: take over at once,
     /// without asking the nodes above (a higher node that preempts still takes it back).
     pub(super) fn on_take_over(&mut self, from: &NodeRef, term: u64) {
-        self.saw_term(term);
+        self.terms.saw(term);
         if !self.stands() || self.coordinator.as_ref() == Some(&self.me) {
             return;
         }
@@ -247,7 +252,7 @@ impl Election {
         if self.settings.has_hooks {
             self.effect(Effect::StopLeading {
                 reason,
-                term: self.term,
+                term: self.terms.current(),
             });
         } else {
             self.on_let_go();
@@ -277,7 +282,7 @@ impl Election {
         if leading {
             self.set_coordinator(None, resign.reason);
         }
-        let term = self.lead.take().map_or(self.term, |l| l.term);
+        let term = self.lead.take().map_or(self.terms.current(), |l| l.term);
         let named = resign.to.is_some();
         if let Some(next) = resign.to {
             self.effect(Effect::TakeOver { to: next, term });

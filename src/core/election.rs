@@ -21,7 +21,6 @@ use super::event::{Event, Purpose, Timer};
 use super::member::{Member, NodeRef};
 use super::quorum::{Millis, Promise};
 use super::ready::{Change, Effect, Note, Persisted, Ready, Reason, Reply, RoundEdge};
-use super::rules::MAX_TERM;
 use std::time::Duration;
 
 pub use super::lease::{Lead, QuorumState, QuorumView};
@@ -29,6 +28,7 @@ use super::lock_state::LockState;
 use super::round_state::RoundState;
 pub use super::settings::Settings;
 use super::standing::{Abstention, Resign, Standing};
+use super::terms::Terms;
 
 /// Where this node stands in the current round.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -79,21 +79,13 @@ pub struct Election {
     pub(super) me: NodeRef,
     pub(super) settings: Settings,
     pub(super) coordinator: Option<NodeRef>,
-    /// The term of the coordinator followed (or led or claimed); 0 before the first.
-    pub(super) term: u64,
-    /// The coordinator of `term`, kept when a check finds it down: a check can fail on a node
-    /// that lives (too busy to answer), and its repeated announcement for the term must still
-    /// be accepted, or this node would refuse the only coordinator there is for good.
-    pub(super) term_leader: Option<NodeRef>,
-    /// The highest term seen in any message or used.
-    pub(super) max_term: u64,
+    /// The term followed, led or claimed, the highest seen, and the floor on disk.
+    pub(super) terms: Terms,
     pub(super) phase: Phase,
     /// The round under way, or the last one: its bookkeeping.
     pub(super) rounds: RoundState,
     /// The last member list read for any purpose: renewals go to them.
     pub(super) members: Vec<Member>,
-    /// What is on disk (or about to be).
-    pub(super) persisted: Persisted,
     /// Quorum mode: this node's promise as a follower.
     pub(super) promise: Option<Promise>,
     /// Quorum mode: the term this node claims, leads or hands over.
@@ -102,11 +94,6 @@ pub struct Election {
     pub(super) standing: Standing,
     /// Letting go of leadership, waiting for the hooks.
     pub(super) resigning: Option<Resign>,
-    /// Quorum mode, after a restart: the coordinator this node would follow without
-    /// preempting it, but whose term lies at or below the floor (this node may have promised
-    /// that term to someone else). It waits for that coordinator to take a newer term, which
-    /// its next renewal's refusal makes it do, instead of electing over it.
-    pub(super) follow_later: Option<NodeRef>,
     /// Numbers announcements, so answers find their send time.
     pub(super) seq: u64,
     /// Plain mode: members that missed this term's announcement (busy, or no answer in
@@ -136,31 +123,19 @@ impl Election {
             persisted.maintenance,
             now,
         );
-        let term = if settings.quorum.is_some() {
-            persisted.floor
-        } else {
-            0
-        };
+        let terms = Terms::new(settings.quorum.is_some(), persisted);
         Election {
             me,
             settings,
             coordinator: None,
-            // In quorum mode every term up to the floor may have been promised before the
-            // restart: all of them count as taken, by nobody this node could follow again.
-            // Plain mode promises nothing, so it follows any coordinator; its own claims
-            // still start above the floor (`max_term`).
-            term,
-            term_leader: None,
-            max_term: persisted.floor,
+            terms,
             phase: Phase::Idle,
             rounds: RoundState::default(),
             members: Vec::new(),
-            persisted,
             promise,
             lead: None,
             standing,
             resigning: None,
-            follow_later: None,
             missed_announcement: Vec::new(),
             reannounced: 0,
             seq: 0,
@@ -179,7 +154,7 @@ impl Election {
     }
 
     pub fn term(&self) -> u64 {
-        self.term
+        self.terms.current()
     }
 
     pub fn phase(&self) -> &Phase {
@@ -197,7 +172,7 @@ impl Election {
             coordinator: self.coordinator.clone(),
             is_coordinator: self.coordinator.as_ref() == Some(&self.me) && self.acting(now),
             election: self.phase != Phase::Idle,
-            term: self.term,
+            term: self.terms.current(),
             quorum: self.quorum_view(now),
             leaving: self.standing.leaving(),
             preempts: self.preempts_at(now),
@@ -278,7 +253,7 @@ impl Election {
         self.settle_lock(let_go);
         let mut out = std::mem::take(&mut self.out);
         if out.persist.is_some() {
-            out.persist = Some(self.persisted.clone());
+            out.persist = Some(self.terms.persisted().clone());
         }
         out
     }
@@ -298,16 +273,18 @@ impl Election {
         });
     }
 
-    pub(super) fn saw_term(&mut self, term: u64) {
-        self.max_term = self.max_term.max(term.min(MAX_TERM));
-    }
-
     /// Records that this node uses or acknowledges `term`: the floor on disk must cover it
     /// before anyone hears of it.
     pub(super) fn use_term(&mut self, term: u64) {
-        if term > self.persisted.floor {
-            self.persisted.floor = term;
-            self.out.persist = Some(self.persisted.clone());
+        if self.terms.record_used(term) {
+            self.out.persist = Some(self.terms.persisted().clone());
+        }
+    }
+
+    /// A win: a term above every term seen or used, on disk before anyone hears of it.
+    pub(super) fn take_term(&mut self) {
+        if self.terms.take_next(&self.me).1 {
+            self.out.persist = Some(self.terms.persisted().clone());
         }
     }
 
@@ -318,7 +295,7 @@ impl Election {
         reason: Reason,
     ) -> Option<NodeRef> {
         if next.is_some() {
-            self.follow_later = None;
+            self.terms.stop_waiting();
         }
         let before = std::mem::replace(&mut self.coordinator, next);
         if before.is_some() && self.coordinator.is_none() {
@@ -328,7 +305,7 @@ impl Election {
             self.out.changes.push(Change {
                 before: before.clone(),
                 after: self.coordinator.clone(),
-                term: self.term,
+                term: self.terms.current(),
                 reason,
                 lock_index: self
                     .lock_index()
@@ -386,7 +363,7 @@ impl Election {
                 self.start_round();
             }
             Timer::Successor { coordinator, term } => {
-                if term != self.term {
+                if term != self.terms.current() {
                     return;
                 }
                 // The watched coordinator stopped leading and no successor announced itself.
@@ -425,6 +402,7 @@ mod tests {
     use crate::core::fixtures::{self, cluster, elect, nref};
     use crate::core::member::others;
     use crate::core::ready::{AnnounceReply, Detection, ProxyReply};
+    use crate::core::rules::MAX_TERM;
 
     /// `member(id)` of the fixtures under another name.
     fn member(name: &str, id: u64) -> Member {
@@ -710,7 +688,7 @@ mod tests {
         assert!(
             r.effects
                 .iter()
-                .any(|x| matches!(x, Effect::LeadingAgain { term } if *term == e.term)),
+                .any(|x| matches!(x, Effect::LeadingAgain { term } if *term == e.term())),
             "{r:?}"
         );
     }

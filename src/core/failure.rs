@@ -79,7 +79,7 @@ impl Election {
         }
         match self.coordinator.clone() {
             // Still waiting for the coordinator to outgrow this node's floor: ask again.
-            None if self.follow_later.is_some() => self.collect(Purpose::LearnTerms),
+            None if self.terms.waits_to_follow() => self.collect(Purpose::LearnTerms),
             None => self.request_election(),
             Some(c) if c == self.me => self.collect(Purpose::LookForHigher),
             Some(c) => self.effect(Effect::CheckCoordinator { coordinator: c }),
@@ -119,7 +119,7 @@ impl Election {
             return self.timer(
                 Timer::Successor {
                     coordinator: coordinator.clone(),
-                    term: self.term,
+                    term: self.terms.current(),
                 },
                 self.settings.successor_wait.as_millis() as Millis,
             );
@@ -203,7 +203,7 @@ impl Election {
                     self.effect(Effect::StartTimer {
                         timer: Timer::Successor {
                             coordinator: coordinator.clone(),
-                            term: self.term,
+                            term: self.terms.current(),
                         },
                         after: self.settings.successor_wait,
                     });

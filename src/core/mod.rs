@@ -23,4 +23,5 @@ pub mod round_state;
 pub mod rules;
 pub mod settings;
 pub mod standing;
+pub mod terms;
 pub mod wire;

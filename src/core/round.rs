@@ -33,7 +33,7 @@ impl Election {
     /// seen settles it: at an equal term the sender may follow another coordinator, so this
     /// node elects above it instead.
     pub(super) fn leads_at(&self, term: u64) -> bool {
-        self.phase == Phase::Idle && self.is_coordinator() && self.term > term
+        self.phase == Phase::Idle && self.is_coordinator() && self.terms.current() > term
     }
 
     /// Start a round unless one is already running: however many triggers arrive (timers,
@@ -109,7 +109,7 @@ impl Election {
             if self.phase != Phase::LearningTerms {
                 self.note(Note::TermsLearned { term });
             }
-            self.saw_term(term);
+            self.terms.saw(term);
         }
         if self.phase == Phase::LearningTerms {
             return self.become_coordinator();
@@ -145,8 +145,8 @@ impl Election {
                 if self.coordinator.is_some() {
                     return;
                 }
-                if term <= self.term && self.settings.quorum.is_some() {
-                    self.follow_later = Some(c);
+                if term <= self.terms.current() && self.settings.quorum.is_some() {
+                    self.terms.follow_later(c);
                     return;
                 }
             }
@@ -171,7 +171,7 @@ impl Election {
                     && *id == m.id
                     && m.is(c)
                     && *c > self.me
-                    && *term >= self.max_term =>
+                    && *term >= self.terms.highest() =>
                 {
                     Some((c.clone(), *term))
                 }
@@ -221,7 +221,7 @@ impl Election {
         self.effect(Effect::SendElection {
             round,
             to: vec![top],
-            term: self.max_term,
+            term: self.terms.highest(),
         });
     }
 
@@ -266,7 +266,7 @@ impl Election {
             self.effect(Effect::SendElection {
                 round,
                 to,
-                term: self.max_term,
+                term: self.terms.highest(),
             });
             return;
         }
@@ -324,15 +324,17 @@ impl Election {
         // A node that stands for nothing, or follows a lower coordinator it will not
         // preempt, tells the sender to look elsewhere rather than keep it waiting.
         let yields = (self.coordinator.as_ref().is_some_and(|c| *c < self.me)
-            || self.follow_later.is_some())
+            || self.terms.waits_to_follow())
             && !self.preempts();
         if *from >= self.me || !self.stands() || yields {
             return ProxyReply::NotLower;
         }
         self.heard_from(from);
-        self.saw_term(term);
+        self.terms.saw(term);
         if self.leads_at(term) {
-            return ProxyReply::Coordinator { term: self.term };
+            return ProxyReply::Coordinator {
+                term: self.terms.current(),
+            };
         }
         if self.phase != Phase::Idle
             && self.rounds.askers.len() < MAX_ASKERS
@@ -356,7 +358,7 @@ impl Election {
     /// election. Coalesced like `/proxy`: a coordinator that already leads starts nothing, so a
     /// flood of these cannot become a storm of elections.
     pub(super) fn on_response(&mut self, from: &NodeRef, term: u64) {
-        self.saw_term(term);
+        self.terms.saw(term);
         if self.me > *from && !self.leads_at(term) {
             self.lower_node_is_electing();
         }
