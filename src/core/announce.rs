@@ -3,18 +3,11 @@
 //! sending it again to members that were too busy or slow to take it. Part of [`Election`].
 
 use super::election::{Election, Phase};
-use super::event::{AnnounceAnswer, ProbePurpose, Timer, Unreachable};
+use super::event::{AnnounceAnswer, ProbePurpose, Timer};
 use super::member::{others_highest_first, Member, NodeRef};
 use super::ready::{AnnounceReply, Effect, Note, Reason};
 use super::rules::{valid_term, MAX_TERM};
 use super::terms::Newness;
-
-/// Plain mode: how often a coordinator announces again to members that were too busy to take
-/// its announcement or did not answer in time, and the wait before the first (it grows by as
-/// much each time). A follower without a watch has nothing else to learn it from before its
-/// next health check.
-const REANNOUNCE_TRIES: u32 = 3;
-const REANNOUNCE_STEP_MS: u64 = 200;
 
 impl Election {
     /// `POST /announce`: accept a higher coordinator of a newer term; bully a lower one back
@@ -133,44 +126,21 @@ impl Election {
     /// Plain mode: members that were busy or slow to answer this term's announcement get it
     /// again a little later, a few times at most.
     pub(super) fn note_missed(&mut self, term: u64, answers: &[(Member, AnnounceAnswer)]) {
-        if !self.is_coordinator()
-            || term != self.terms.current()
-            || self.reannounced >= REANNOUNCE_TRIES
-        {
+        if !self.is_coordinator() || term != self.terms.current() {
             return;
         }
-        let missed: Vec<Member> = answers
-            .iter()
-            .filter(|(_, a)| {
-                matches!(
-                    a,
-                    AnnounceAnswer::Busy | AnnounceAnswer::Unreachable(Unreachable::Timeout)
-                )
-            })
-            .map(|(m, _)| m.clone())
-            .collect();
-        if missed.is_empty() {
-            return;
+        if let Some(wait) = self.announcements.missed(answers) {
+            self.timer(Timer::Reannounce { term }, wait);
         }
-        self.reannounced += 1;
-        self.missed_announcement = missed;
-        self.timer(
-            Timer::Reannounce { term },
-            REANNOUNCE_STEP_MS * u64::from(self.reannounced),
-        );
     }
 
     pub(super) fn reannounce(&mut self, term: u64) {
-        let to = std::mem::take(&mut self.missed_announcement);
+        let to = self.announcements.take_missed();
         if !self.is_coordinator() || term != self.terms.current() || to.is_empty() {
             return;
         }
-        self.seq += 1;
-        self.effect(Effect::Announce {
-            to,
-            term,
-            seq: self.seq,
-        });
+        let seq = self.announcements.next_seq();
+        self.effect(Effect::Announce { to, term, seq });
     }
 
     /// Nobody above: take a new term. In plain Bully this node leads at once; in quorum
@@ -201,19 +171,17 @@ impl Election {
         });
         let to = others_highest_first(&std::mem::take(&mut self.rounds.members), &self.me);
         let late = self.late_askers(&to);
-        self.missed_announcement.clear();
-        self.reannounced = 0;
-        self.seq += 1;
+        let seq = self.announcements.new_term();
         self.effect(Effect::Announce {
             to,
             term: self.terms.current(),
-            seq: self.seq,
+            seq,
         });
         if !late.is_empty() {
             self.effect(Effect::AnnounceTo {
                 nodes: late,
                 term: self.terms.current(),
-                seq: self.seq,
+                seq,
             });
         }
     }

@@ -129,8 +129,7 @@ impl Election {
         let now = self.now;
         let to = others_highest_first(&self.members, &self.me);
         let late = self.late_askers(&to);
-        self.seq += 1;
-        let seq = self.seq;
+        let seq = self.announcements.next_seq();
         let Some(lead) = self.lead.as_mut() else {
             return;
         };

@@ -17,6 +17,7 @@
 //! [`super::quorum`] and `claim.rs`) adds that a node only leads while a majority's promises
 //! hold.
 
+use super::announcements::Announcements;
 use super::event::{Event, Purpose, Timer};
 use super::member::{Member, NodeRef};
 use super::quorum::{Millis, Promise};
@@ -94,12 +95,8 @@ pub struct Election {
     pub(super) standing: Standing,
     /// Letting go of leadership, waiting for the hooks.
     pub(super) resigning: Option<Resign>,
-    /// Numbers announcements, so answers find their send time.
-    pub(super) seq: u64,
-    /// Plain mode: members that missed this term's announcement (busy, or no answer in
-    /// time), and how often it was sent again.
-    pub(super) missed_announcement: Vec<Member>,
-    pub(super) reannounced: u32,
+    /// Numbers announcements; plain mode sends them again to members that missed them.
+    pub(super) announcements: Announcements,
     /// `--consul-lock`: the leader lock.
     pub(super) lock: LockState,
     /// The time of the step under way.
@@ -136,9 +133,7 @@ impl Election {
             lead: None,
             standing,
             resigning: None,
-            missed_announcement: Vec::new(),
-            reannounced: 0,
-            seq: 0,
+            announcements: Announcements::default(),
             lock: LockState::default(),
             now,
             out: Ready::default(),

@@ -4,6 +4,7 @@
 //! feeds what happened back in as [`event::Event`]s.
 
 mod announce;
+pub mod announcements;
 pub mod claim;
 pub mod control;
 pub mod election;
