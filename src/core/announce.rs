@@ -50,7 +50,7 @@ impl Election {
             return refusal;
         }
         self.end_round(false);
-        self.lead = None;
+        self.lease.end_lead();
         self.resigning = None;
         self.rounds.handed_to = None;
         self.terms.follow(coordinator, term);
@@ -104,8 +104,7 @@ impl Election {
         let Some(refused) = highest else { return };
         let refused = refused.min(MAX_TERM);
         self.terms.saw(refused);
-        let claiming =
-            self.phase == Phase::Claiming && self.lead.as_ref().is_some_and(|l| l.term == term);
+        let claiming = self.phase == Phase::Claiming && self.lease.leads_term(term);
         // A refusal of an older announcement naming our own term: the refuser follows us.
         let follows_us = refused == self.terms.current() && term < self.terms.current();
         if !(self.is_coordinator() || claiming) || refused < self.terms.current() || follows_us {
@@ -116,7 +115,7 @@ impl Election {
             term: refused,
         });
         if claiming {
-            self.lead = None;
+            self.lease.end_lead();
             self.start_round();
         } else {
             self.request_election();

@@ -5,17 +5,15 @@
 
 use super::election::{Election, Phase};
 use super::event::{AnnounceAnswer, CheckAnswer, Purpose, Timer, Unreachable};
-use super::lease::{Lead, QuorumState, QuorumView, Sent};
+use super::lease::{QuorumState, QuorumView};
 use super::member::{others_highest_first, Member, NodeRef};
-use super::quorum::{Acks, Millis, Promise};
+use super::quorum::{Millis, Promise};
 use super::ready::{AnnounceReply, Detection, Effect, Note, Reason};
 
 /// How soon a node claiming a term asks again the members that were still promised to
 /// another coordinator: their promise is usually released (its coordinator died or handed
 /// over) within milliseconds.
 const CLAIM_RETRY_MS: Millis = 25;
-/// Send times remembered per term, to date the answers that come back.
-const SENT_KEPT: usize = 32;
 /// Renewals between two readings of the member list while a claim lacks a majority (every
 /// half lease).
 const REFRESH_EVERY_RENEWALS: Millis = 4;
@@ -27,19 +25,17 @@ impl Election {
         let Some(q) = &self.settings.quorum else {
             return true;
         };
-        self.lead
-            .as_ref()
-            .is_some_and(|l| l.lease_until.is_some_and(|u| now + q.stop_margin < u))
+        self.lease.acts(now, q.stop_margin)
     }
 
     /// Quorum mode: the end of the lease this node holds as coordinator (or claims with).
     pub(super) fn lease_until(&self) -> Option<Millis> {
-        self.lead.as_ref().and_then(|l| l.lease_until)
+        self.lease.lease_until()
     }
 
     pub(super) fn quorum_view(&self, now: Millis) -> Option<QuorumView> {
         let q = self.settings.quorum.as_ref()?;
-        let state = match &self.lead {
+        let state = match self.lease.lead() {
             Some(l) if l.releasing => QuorumState::Releasing,
             Some(_) if self.phase == Phase::AwaitingLock => QuorumState::Claiming,
             Some(_) if self.acting(now) => QuorumState::Leading,
@@ -48,16 +44,15 @@ impl Election {
             None => QuorumState::Following,
         };
         let live = |p: &&Promise| now < p.until;
-        let promise = self.promise.as_ref().filter(live);
+        let promise = self.lease.promise().filter(live);
         Some(QuorumView {
             size: q.size,
             needed: q.majority(),
-            acks: self.lead.as_ref().map_or(0, |l| l.acks.live(now) + 1),
+            acks: self.lease.lead().map_or(0, |l| l.acks.live(now) + 1),
             state,
             lease_ms_left: self
-                .lead
-                .as_ref()
-                .and_then(|l| l.lease_until)
+                .lease
+                .lease_until()
                 .filter(|u| *u > now)
                 .map(|u| u - now),
             promised_to: promise.map(|p| {
@@ -75,7 +70,12 @@ impl Election {
             return;
         };
         let now = self.now;
-        if let Some(p) = self.promise.clone().filter(|p| p.binds(&self.me, now)) {
+        if let Some(p) = self
+            .lease
+            .promise()
+            .cloned()
+            .filter(|p| p.binds(&self.me, now))
+        {
             self.phase = Phase::AwaitingPromise;
             let ms = p.until - now;
             self.note(Note::WaitingForPromise {
@@ -93,22 +93,7 @@ impl Election {
         self.phase = Phase::Claiming;
         self.rounds.verifying = false;
         self.take_term();
-        // A term bump while leading keeps the lease it holds until the new term has its own.
-        let held = self
-            .lead
-            .as_ref()
-            .filter(|l| !l.releasing)
-            .and_then(|l| l.lease_until);
-        self.lead = Some(Lead {
-            term: self.terms.current(),
-            acks: Acks::default(),
-            lease_until: held,
-            releasing: false,
-            sent: Vec::new(),
-            retry_armed: false,
-            warned: false,
-            members_read: now,
-        });
+        self.lease.claim(self.terms.current(), now);
         self.note(Note::Claiming {
             term: self.terms.current(),
             needed: q.majority(),
@@ -130,19 +115,9 @@ impl Election {
         let to = others_highest_first(&self.members, &self.me);
         let late = self.late_askers(&to);
         let seq = self.announcements.next_seq();
-        let Some(lead) = self.lead.as_mut() else {
+        let Some(term) = self.lease.sent(seq, now, to.len() + late.len()) else {
             return;
         };
-        lead.sent.push(Sent {
-            seq,
-            at: now,
-            due: to.len() + late.len(),
-            promised: false,
-        });
-        if lead.sent.len() > SENT_KEPT {
-            lead.sent.remove(0);
-        }
-        let term = lead.term;
         if !late.is_empty() {
             self.effect(Effect::AnnounceTo {
                 nodes: late,
@@ -165,7 +140,11 @@ impl Election {
     /// Logs once per term that a claim has no majority (the `no-quorum` state).
     fn warn_no_quorum(&mut self, term: u64) {
         let now = self.now;
-        let Some(lead) = self.lead.as_mut().filter(|l| l.term == term && !l.warned) else {
+        let Some(lead) = self
+            .lease
+            .lead_mut()
+            .filter(|l| l.term == term && !l.warned)
+        else {
             return;
         };
         lead.warned = true;
@@ -198,7 +177,7 @@ impl Election {
         if self.acting(now) || self.is_coordinator() {
             return;
         }
-        let Some(lead) = self.lead.as_mut().filter(|l| !l.releasing) else {
+        let Some(lead) = self.lease.lead_mut().filter(|l| !l.releasing) else {
             return;
         };
         if now.saturating_sub(lead.members_read) < every {
@@ -214,7 +193,7 @@ impl Election {
     /// Answers come back one by one, so a frozen or cut-off member never delays the others'.
     pub(super) fn count_acks(&mut self, term: u64, seq: u64, answers: &[(Member, AnnounceAnswer)]) {
         let now = self.now;
-        let Some(lead) = self.lead.as_mut().filter(|l| l.term == term) else {
+        let Some(lead) = self.lease.lead_mut().filter(|l| l.term == term) else {
             return;
         };
         let Some(sent) = lead.sent.iter_mut().find(|s| s.seq == seq) else {
@@ -238,7 +217,7 @@ impl Election {
         if self.acting(now) || self.phase != Phase::Claiming {
             return;
         }
-        let Some(lead) = self.lead.as_mut() else {
+        let Some(lead) = self.lease.lead_mut() else {
             return;
         };
         if promised {
@@ -258,7 +237,7 @@ impl Election {
             return;
         };
         let now = self.now;
-        let Some(lead) = self.lead.as_mut() else {
+        let Some(lead) = self.lease.lead_mut() else {
             return;
         };
         let term = lead.term;
@@ -291,11 +270,11 @@ impl Election {
         let Some(q) = self.settings.quorum.clone() else {
             return;
         };
-        if self.lead.as_ref().is_none_or(|l| l.term != term) {
+        if !self.lease.leads_term(term) {
             return;
         }
         self.on_lease_check(term);
-        if self.lead.as_ref().is_some_and(|l| l.term == term) {
+        if self.lease.leads_term(term) {
             self.refresh_members_while_claiming();
             self.announce_lead();
             self.timer(Timer::Renew { term }, q.renew_every());
@@ -303,7 +282,7 @@ impl Election {
     }
 
     pub(super) fn on_claim_retry(&mut self, term: u64) {
-        let Some(lead) = self.lead.as_mut().filter(|l| l.term == term) else {
+        let Some(lead) = self.lease.lead_mut().filter(|l| l.term == term) else {
             return;
         };
         lead.retry_armed = false;
@@ -318,15 +297,13 @@ impl Election {
     pub(super) fn on_lease_check(&mut self, term: u64) {
         let lost = self.coordinator.as_ref() == Some(&self.me)
             && !self.acting(self.now)
-            && self
-                .lead
-                .as_ref()
-                .is_some_and(|l| l.term == term && !l.releasing);
+            && self.lease.leads_term(term)
+            && !self.lease.releasing();
         if !lost {
             return;
         }
         self.note(Note::LeaseLost { term });
-        self.lead = None;
+        self.lease.end_lead();
         self.resigning = None;
         self.set_coordinator(None, Reason::LostQuorum);
         if self.phase != Phase::Idle {
@@ -341,7 +318,7 @@ impl Election {
     pub(super) fn quorum_refusal(&mut self, coordinator: &NodeRef) -> Option<AnnounceReply> {
         self.settings.quorum.as_ref()?;
         let now = self.now;
-        if let Some(lead) = self.lead.clone() {
+        if let Some(lead) = self.lease.lead().cloned() {
             let holds = lead.lease_until.is_some_and(|u| u > now);
             if holds && (lead.releasing || self.acting(now)) {
                 if *coordinator > self.me && !lead.releasing {
@@ -354,7 +331,7 @@ impl Election {
                 });
             }
         }
-        let promise = self.promise.clone()?;
+        let promise = self.lease.promise().cloned()?;
         promise
             .binds(coordinator, now)
             .then(|| AnnounceReply::Promised {
@@ -384,10 +361,7 @@ impl Election {
         // One millisecond more than granted: `now` is rounded down, so the announcement came
         // up to a millisecond after it, and a promise counted from it would end that much
         // early, which the coordinator's 2 % drift margin does not cover (tests/model.rs).
-        self.promise = Some(Promise {
-            to: Some(coordinator.clone()),
-            until: self.now + lease + 1,
-        });
+        self.lease.promise_to(coordinator, self.now + lease + 1);
         self.timer(
             Timer::PromiseExpiry {
                 coordinator: coordinator.clone(),
@@ -397,26 +371,11 @@ impl Election {
         Some(lease)
     }
 
-    pub(super) fn release_promise(&mut self, coordinator: &NodeRef) {
-        if self
-            .promise
-            .as_ref()
-            .is_some_and(|p| p.to.as_ref() == Some(coordinator))
-        {
-            self.promise = None;
-        }
-    }
-
     /// No renewal came within the lease: the coordinator is gone, frozen or cut off.
     pub(super) fn on_promise_expiry(&mut self, coordinator: &NodeRef) {
-        let expired = self
-            .promise
-            .as_ref()
-            .is_some_and(|p| p.to.as_ref() == Some(coordinator) && self.now >= p.until);
-        if !expired {
+        if !self.lease.promise_expired(coordinator, self.now) {
             return;
         }
-        self.promise = None;
         if self.coordinator.as_ref() == Some(coordinator) {
             self.note(Note::LeaseExpired {
                 name: coordinator.name.clone(),
@@ -428,7 +387,7 @@ impl Election {
     /// After a closed watch: is the coordinator's process really gone?
     pub(super) fn on_gone_checked(&mut self, coordinator: &NodeRef, answer: CheckAnswer) {
         if let CheckAnswer::Unreachable(Unreachable::Refused | Unreachable::Closed) = answer {
-            self.release_promise(coordinator);
+            self.lease.release_promise(coordinator);
             self.lose_coordinator(coordinator, "closed its connection");
         }
         // Anything else (it answers, or does not in time): the lease decides.
@@ -437,12 +396,8 @@ impl Election {
     /// `POST /release`: the coordinator stopped acting; whoever promised it is free, and a
     /// node claiming a term asks again at once.
     pub(super) fn on_release(&mut self, from: &NodeRef, term: u64) {
-        let promised = self
-            .promise
-            .as_ref()
-            .is_some_and(|p| p.to.as_ref() == Some(from));
-        if promised && term >= self.terms.current() {
-            self.promise = None;
+        if self.lease.promised_to(from) && term >= self.terms.current() {
+            self.lease.release_promise(from);
             self.note(Note::ReleasedBy {
                 name: from.name.clone(),
             });

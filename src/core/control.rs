@@ -246,9 +246,7 @@ impl Election {
         }
         self.note(Note::LettingGo { reason });
         self.resigning = Some(Resign { reason, to });
-        if let Some(lead) = self.lead.as_mut() {
-            lead.releasing = true;
-        }
+        self.lease.begin_release();
         if self.settings.has_hooks {
             self.effect(Effect::StopLeading {
                 reason,
@@ -262,7 +260,7 @@ impl Election {
     /// The hooks let go (the `--exec` child stopped and `--on-demoted` ran): a node letting go
     /// stops leading, releases its followers and hands over to the node it stepped down for.
     pub(super) fn on_let_go(&mut self) {
-        let releasing = self.lead.as_ref().is_some_and(|l| l.releasing);
+        let releasing = self.lease.releasing();
         let resign = match self.resigning.take() {
             Some(r) => r,
             None if self.standing.leaving() => Resign {
@@ -276,13 +274,16 @@ impl Election {
             None => return,
         };
         let leading = self.coordinator.as_ref() == Some(&self.me);
-        if !leading && self.lead.is_none() {
+        if !leading && self.lease.lead().is_none() {
             return;
         }
         if leading {
             self.set_coordinator(None, resign.reason);
         }
-        let term = self.lead.take().map_or(self.terms.current(), |l| l.term);
+        let term = self
+            .lease
+            .end_lead()
+            .map_or(self.terms.current(), |l| l.term);
         let named = resign.to.is_some();
         if let Some(next) = resign.to {
             self.effect(Effect::TakeOver { to: next, term });

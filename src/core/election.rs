@@ -20,7 +20,8 @@
 use super::announcements::Announcements;
 use super::event::{Event, Purpose, Timer};
 use super::member::{Member, NodeRef};
-use super::quorum::{Millis, Promise};
+use super::quorum::Millis;
+use super::quorum_lease::QuorumLease;
 use super::ready::{Change, Effect, Note, Persisted, Ready, Reason, Reply, RoundEdge};
 use std::time::Duration;
 
@@ -87,10 +88,8 @@ pub struct Election {
     pub(super) rounds: RoundState,
     /// The last member list read for any purpose: renewals go to them.
     pub(super) members: Vec<Member>,
-    /// Quorum mode: this node's promise as a follower.
-    pub(super) promise: Option<Promise>,
-    /// Quorum mode: the term this node claims, leads or hands over.
-    pub(super) lead: Option<Lead>,
+    /// Quorum mode: the term claimed or led with its acknowledgements, and the promise given.
+    pub(super) lease: QuorumLease,
     /// Whether this node stands for election, and why not.
     pub(super) standing: Standing,
     /// Letting go of leadership, waiting for the hooks.
@@ -110,10 +109,7 @@ impl Election {
     /// at or below one it used, and in quorum mode it acknowledges nobody for one lease (it
     /// may have promised someone just before it stopped).
     pub fn new(me: NodeRef, settings: Settings, persisted: Persisted, now: Millis) -> Self {
-        let promise = settings.quorum.as_ref().map(|q| Promise {
-            to: None,
-            until: now + q.lease,
-        });
+        let lease = QuorumLease::new(settings.quorum.as_ref().map(|q| q.lease), now);
         let standing = Standing::new(
             settings.witness,
             settings.health_checked,
@@ -129,8 +125,7 @@ impl Election {
             phase: Phase::Idle,
             rounds: RoundState::default(),
             members: Vec::new(),
-            promise,
-            lead: None,
+            lease,
             standing,
             resigning: None,
             announcements: Announcements::default(),
@@ -184,7 +179,7 @@ impl Election {
         let let_go = event == Event::LetGo;
         // A lease that ran out while this node could not step (frozen: its timers come late)
         // ends before anything else is handled, as its lease check would have ended it.
-        if let Some(term) = self.lead.as_ref().map(|l| l.term) {
+        if let Some(term) = self.lease.lead_term() {
             if !matches!(event, Event::Timer(Timer::LeaseCheck { .. })) {
                 self.on_lease_check(term);
             }

@@ -148,7 +148,7 @@ impl Election {
             // evidence a closed watch gives. Without this a check that won the race with the
             // closed watch kept the promise, and the next claim waited out a whole lease.
             if gone {
-                self.release_promise(coordinator);
+                self.lease.release_promise(coordinator);
             }
             self.coordinator_failed(coordinator, Detection::HealthCheck);
         }
@@ -193,7 +193,7 @@ impl Election {
             WatchEnd::Leading | WatchEnd::Busy | WatchEnd::Other { .. } => {}
             // It answers the watch only after its hooks let go: it acts no more.
             WatchEnd::ShuttingDown => {
-                self.release_promise(coordinator);
+                self.lease.release_promise(coordinator);
                 self.lose_coordinator(coordinator, "shut down");
             }
             // It stopped leading (or never did): the announcement of the new coordinator is

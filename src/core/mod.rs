@@ -18,6 +18,7 @@ pub mod lock_state;
 pub mod member;
 pub mod note;
 pub mod quorum;
+pub mod quorum_lease;
 pub mod ready;
 mod round;
 pub mod round_state;
