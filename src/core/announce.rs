@@ -51,7 +51,7 @@ impl Election {
         }
         self.end_round(false);
         self.lease.end_lead();
-        self.resigning = None;
+        self.standing.stop_resigning();
         self.rounds.handed_to = None;
         self.terms.follow(coordinator, term);
         let promise_ms = self.promise_to(coordinator, term);

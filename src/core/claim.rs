@@ -304,7 +304,7 @@ impl Election {
         }
         self.note(Note::LeaseLost { term });
         self.lease.end_lead();
-        self.resigning = None;
+        self.standing.stop_resigning();
         self.set_coordinator(None, Reason::LostQuorum);
         if self.phase != Phase::Idle {
             self.phase = Phase::Idle;

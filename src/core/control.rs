@@ -10,7 +10,7 @@ use super::event::Timer;
 use super::member::{others, Member, NodeRef};
 use super::quorum::Millis;
 use super::ready::{ControlReply, Effect, Note, Reason};
-use super::standing::{Abstention, Resign};
+use super::standing::Abstention;
 
 /// How long a node that stepped down stands for nothing (unless the new coordinator fails):
 /// long enough for another to take over without this one taking it straight back.
@@ -187,7 +187,7 @@ impl Election {
                 None => "this node is not the coordinator; none is known".into(),
             });
         }
-        if self.resigning.is_some() || self.standing.leaving() {
+        if self.standing.resigning() || self.standing.leaving() {
             return refuse("this node is already stepping down".into());
         }
         let target = match to {
@@ -241,11 +241,10 @@ impl Election {
     /// A coordinator lets go of leadership for `reason`: its hooks stop its work first (it
     /// still leads, and says so, until they have), then it releases its followers.
     pub(super) fn resign(&mut self, reason: Reason, to: Option<NodeRef>) {
-        if self.coordinator.as_ref() != Some(&self.me) || self.resigning.is_some() {
+        if self.coordinator.as_ref() != Some(&self.me) || !self.standing.resign(reason, to) {
             return;
         }
         self.note(Note::LettingGo { reason });
-        self.resigning = Some(Resign { reason, to });
         self.lease.begin_release();
         if self.settings.has_hooks {
             self.effect(Effect::StopLeading {
@@ -260,18 +259,8 @@ impl Election {
     /// The hooks let go (the `--exec` child stopped and `--on-demoted` ran): a node letting go
     /// stops leading, releases its followers and hands over to the node it stepped down for.
     pub(super) fn on_let_go(&mut self) {
-        let releasing = self.lease.releasing();
-        let resign = match self.resigning.take() {
-            Some(r) => r,
-            None if self.standing.leaving() => Resign {
-                reason: Reason::Shutdown,
-                to: None,
-            },
-            None if releasing => Resign {
-                reason: Reason::Preempted,
-                to: None,
-            },
-            None => return,
+        let Some(resign) = self.standing.let_go(self.lease.releasing()) else {
+            return;
         };
         let leading = self.coordinator.as_ref() == Some(&self.me);
         if !leading && self.lease.lead().is_none() {

@@ -29,7 +29,7 @@ pub use super::lease::{Lead, QuorumState, QuorumView};
 use super::lock_state::LockState;
 use super::round_state::RoundState;
 pub use super::settings::Settings;
-use super::standing::{Abstention, Resign, Standing};
+use super::standing::{Abstention, Standing};
 use super::terms::Terms;
 
 /// Where this node stands in the current round.
@@ -92,8 +92,6 @@ pub struct Election {
     pub(super) lease: QuorumLease,
     /// Whether this node stands for election, and why not.
     pub(super) standing: Standing,
-    /// Letting go of leadership, waiting for the hooks.
-    pub(super) resigning: Option<Resign>,
     /// Numbers announcements; plain mode sends them again to members that missed them.
     pub(super) announcements: Announcements,
     /// `--consul-lock`: the leader lock.
@@ -127,7 +125,6 @@ impl Election {
             members: Vec::new(),
             lease,
             standing,
-            resigning: None,
             announcements: Announcements::default(),
             lock: LockState::default(),
             now,

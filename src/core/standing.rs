@@ -1,5 +1,6 @@
 //! Whether a node stands for election, as data: why it does not ([`Abstention`]), and why and
-//! for whom a coordinator lets go ([`Resign`]). The transitions are in `control.rs`.
+//! for whom a coordinator lets go ([`Resign`]), as a sub-machine of the election. The
+//! transitions that send and log are in `control.rs`.
 
 use super::member::NodeRef;
 use super::quorum::Millis;
@@ -78,6 +79,8 @@ pub struct Standing {
     held_until: Option<Millis>,
     /// The registry holds this node's record.
     registered: bool,
+    /// Letting go of leadership, waiting for the hooks.
+    resigning: Option<Resign>,
 }
 
 impl Standing {
@@ -93,6 +96,7 @@ impl Standing {
             child_back_at: 0,
             held_until: None,
             registered: true,
+            resigning: None,
         }
     }
 
@@ -207,6 +211,37 @@ impl Standing {
         !std::mem::replace(&mut self.leaving, true)
     }
 
+    /// A coordinator starts letting go for `reason` (for `to`); false if it already is.
+    pub fn resign(&mut self, reason: Reason, to: Option<NodeRef>) -> bool {
+        if self.resigning.is_some() {
+            return false;
+        }
+        self.resigning = Some(Resign { reason, to });
+        true
+    }
+
+    pub fn resigning(&self) -> bool {
+        self.resigning.is_some()
+    }
+
+    /// Leadership ended otherwise (lost, or a newer coordinator took over): nothing to let go.
+    pub fn stop_resigning(&mut self) {
+        self.resigning = None;
+    }
+
+    /// The hooks let go: why and for whom leadership ends, if it does. A node shutting down
+    /// leaves, and one `releasing` a lease hands over, even when nobody asked it to resign.
+    pub fn let_go(&mut self, releasing: bool) -> Option<Resign> {
+        let reason = if self.leaving {
+            Reason::Shutdown
+        } else if releasing {
+            Reason::Preempted
+        } else {
+            return self.resigning.take();
+        };
+        Some(self.resigning.take().unwrap_or(Resign { reason, to: None }))
+    }
+
     /// The registry holds the record (or lost it); false if nothing changed.
     pub fn set_registered(&mut self, ok: bool) -> bool {
         ok != std::mem::replace(&mut self.registered, ok)
@@ -216,6 +251,28 @@ impl Standing {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn letting_go_happens_once_and_names_why_and_for_whom() {
+        let mut s = Standing::new(false, false, false, 0);
+        let next = NodeRef::new("node4", 4);
+        assert_eq!(s.let_go(false), None, "nothing to let go");
+        assert!(s.resign(Reason::StepDown, Some(next.clone())));
+        assert!(!s.resign(Reason::Unhealthy, None), "once");
+        assert!(s.resigning());
+        let r = s.let_go(false).unwrap();
+        assert_eq!((r.reason, r.to), (Reason::StepDown, Some(next)));
+        assert!(!s.resigning());
+        // A lease being released hands over; shutting down leaves, whatever else holds.
+        assert_eq!(s.let_go(true).map(|r| r.reason), Some(Reason::Preempted));
+        assert!(s.resign(Reason::Maintenance, None));
+        s.stop_resigning();
+        assert!(!s.resigning());
+        assert!(s.leave());
+        assert_eq!(s.let_go(true).map(|r| r.reason), Some(Reason::Shutdown));
+        assert!(s.resign(Reason::Unhealthy, None));
+        assert_eq!(s.let_go(false).map(|r| r.reason), Some(Reason::Unhealthy));
+    }
 
     #[test]
     fn the_weightiest_reason_is_named_and_sit_outs_end_by_time_or_on_demand() {
