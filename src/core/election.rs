@@ -18,7 +18,7 @@
 //! hold.
 
 use super::announcements::Announcements;
-use super::event::{Event, Purpose, Timer};
+use super::event::{Event, LockAnswer, Purpose, Timer};
 use super::member::{Member, NodeRef};
 use super::quorum::Millis;
 use super::quorum_lease::QuorumLease;
@@ -26,7 +26,7 @@ use super::ready::{Change, Effect, Note, Persisted, Ready, Reason, Reply, RoundE
 use std::time::Duration;
 
 pub use super::lease::{Lead, QuorumState, QuorumView};
-use super::lock_state::LockState;
+use super::lock::LockGate;
 use super::round_state::RoundState;
 pub use super::settings::Settings;
 use super::standing::{Abstention, Standing};
@@ -95,7 +95,7 @@ pub struct Election {
     /// Numbers announcements; plain mode sends them again to members that missed them.
     pub(super) announcements: Announcements,
     /// `--consul-lock`: the leader lock.
-    pub(super) lock: LockState,
+    pub(super) lock: LockGate,
     /// The time of the step under way.
     pub(super) now: Millis,
     /// The output of the step under way.
@@ -126,7 +126,7 @@ impl Election {
             lease,
             standing,
             announcements: Announcements::default(),
-            lock: LockState::default(),
+            lock: LockGate::default(),
             now,
             out: Ready::default(),
         }
@@ -377,7 +377,126 @@ impl Election {
             }
         }
     }
+
+    // `--consul-lock`/`--etcd-lock`: the leader-lock gate (`lock.rs`). A node that wins does
+    // not lead yet: it asks for the lock and waits in [`Phase::AwaitingLock`], asking again
+    // (every `lock_retry_ms`) while refused; once it holds the lock it leads as it would have,
+    // and its hooks get the lock's `LockIndex`. A lock lost while leading makes it let go
+    // ([`Reason::LostLock`]).
+
+    /// The `LockIndex` of the lock this node holds, if any.
+    pub fn lock_index(&self) -> Option<u64> {
+        self.lock.held()
+    }
+
+    /// About to lead: whether this node must wait for the lock first. If so it asks for the
+    /// lock (unless an acquisition is under way) and waits in [`Phase::AwaitingLock`].
+    pub(super) fn awaits_lock(&mut self) -> bool {
+        if !self.settings.lock
+            || self.lock.held().is_some()
+            || self.coordinator.as_ref() == Some(&self.me)
+        {
+            return false;
+        }
+        if self.phase != Phase::AwaitingLock {
+            self.note(Note::AcquiringLock);
+        }
+        self.phase = Phase::AwaitingLock;
+        if !self.lock.pending() {
+            let attempt = self.lock.acquire();
+            self.effect(Effect::AcquireLock { attempt });
+        }
+        true
+    }
+
+    fn on_lock(&mut self, answer: LockAnswer) {
+        match answer {
+            LockAnswer::Held { attempt, index } => {
+                self.lock.got(attempt, index);
+                if self.phase != Phase::AwaitingLock {
+                    return;
+                }
+                self.note(Note::LockHeld { index });
+                if self.settings.quorum.is_some() {
+                    // The claim goes on; it leads once its majority holds too.
+                    self.phase = Phase::Claiming;
+                    self.update_lease();
+                } else {
+                    self.become_coordinator();
+                }
+            }
+            LockAnswer::Refused { attempt, why } => {
+                if !self.lock.refused(attempt) || self.phase != Phase::AwaitingLock {
+                    return;
+                }
+                if self.lock.new_refusal(&why) {
+                    self.note(Note::LockRefused { why });
+                }
+                self.timer(Timer::LockRetry { attempt }, self.settings.lock_retry_ms);
+            }
+            LockAnswer::Lost { attempt, why } => {
+                if !self.lock.lost(attempt) {
+                    return;
+                }
+                // Let go in the store too: a watch that could not reach it does not know that
+                // the session lost the lock, and no one else may take it while it holds.
+                self.effect(Effect::ReleaseLock);
+                if self.coordinator.as_ref() == Some(&self.me) {
+                    self.note(Note::LockLost { why });
+                    self.resign(Reason::LostLock, None);
+                }
+            }
+        }
+    }
+
+    /// Still waiting for the lock after a refusal: ask again, if this node still stands.
+    fn on_lock_retry(&mut self, attempt: u64) {
+        if self.phase != Phase::AwaitingLock
+            || !self.lock.is_current(attempt)
+            || self.lock.pending()
+        {
+            return;
+        }
+        if !self.stands() {
+            return self.end_round(false);
+        }
+        let attempt = self.lock.acquire();
+        self.effect(Effect::AcquireLock { attempt });
+    }
+
+    /// Plain Bully: a coordinator whose election message a higher node answered lets go of
+    /// its leadership and its lock, so that node can take the lock and lead. (Without this
+    /// the higher node could never take over: it needs the lock before it announces itself.
+    /// In quorum mode the higher node's claim makes this node hand over.)
+    pub(super) fn yield_lock(&mut self) {
+        if self.settings.lock
+            && self.settings.quorum.is_none()
+            && self.coordinator.as_ref() == Some(&self.me)
+        {
+            self.resign(Reason::Preempted, None);
+        }
+    }
+
+    /// At the end of every step: releases the lock once nothing needs it (`let_go`: the step
+    /// was [`Event::LetGo`]).
+    fn settle_lock(&mut self, let_go: bool) {
+        if !self.settings.lock {
+            return;
+        }
+        let leading = self.coordinator.as_ref() == Some(&self.me);
+        let wanted = leading || self.phase == Phase::AwaitingLock;
+        if self
+            .lock
+            .settle(leading, self.settings.has_hooks, let_go, wanted)
+        {
+            self.effect(Effect::ReleaseLock);
+        }
+    }
 }
+
+#[cfg(test)]
+#[path = "tests/election_lock.rs"]
+mod lock_tests;
 
 #[cfg(test)]
 mod tests {

@@ -14,7 +14,6 @@ mod failure;
 mod fixtures;
 pub mod lease;
 pub mod lock;
-pub mod lock_state;
 pub mod member;
 pub mod note;
 pub mod quorum;
