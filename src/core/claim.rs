@@ -112,7 +112,7 @@ impl Election {
     /// Announces the term claimed or held to every other member.
     fn announce_lead(&mut self) {
         let now = self.now;
-        let to = others_highest_first(&self.members, &self.me);
+        let to = others_highest_first(&self.rounds.known, &self.me);
         let late = self.late_askers(&to);
         let seq = self.announcements.next_seq();
         let Some(term) = self.lease.sent(seq, now, to.len() + late.len()) else {

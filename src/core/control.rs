@@ -195,7 +195,7 @@ impl Election {
             Some(name) if name == self.me.name => {
                 return refuse("--to names this node itself".into())
             }
-            Some(name) => match self.members.iter().find(|m| m.name == name) {
+            Some(name) => match self.rounds.known.iter().find(|m| m.name == name) {
                 None => return refuse(format!("no member named {name} is known")),
                 Some(m) if m.witness => {
                     return refuse(format!("{name} is a witness: it never leads"))
@@ -284,7 +284,7 @@ impl Election {
         if named && self.settings.quorum.is_none() {
             return;
         }
-        let to: Vec<Member> = others(&self.members, &self.me).cloned().collect();
+        let to: Vec<Member> = others(&self.rounds.known, &self.me).cloned().collect();
         self.note(Note::Released {
             to: to.iter().map(|m| m.name.clone()).collect(),
         });

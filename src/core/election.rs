@@ -19,7 +19,7 @@
 
 use super::announcements::Announcements;
 use super::event::{Event, LockAnswer, Purpose, Timer};
-use super::member::{Member, NodeRef};
+use super::member::NodeRef;
 use super::quorum::Millis;
 use super::quorum_lease::QuorumLease;
 use super::ready::{Change, Effect, Note, Persisted, Ready, Reason, Reply, RoundEdge};
@@ -86,8 +86,6 @@ pub struct Election {
     pub(super) phase: Phase,
     /// The round under way, or the last one: its bookkeeping.
     pub(super) rounds: RoundState,
-    /// The last member list read for any purpose: renewals go to them.
-    pub(super) members: Vec<Member>,
     /// Quorum mode: the term claimed or led with its acknowledgements, and the promise given.
     pub(super) lease: QuorumLease,
     /// Whether this node stands for election, and why not.
@@ -122,7 +120,6 @@ impl Election {
             terms,
             phase: Phase::Idle,
             rounds: RoundState::default(),
-            members: Vec::new(),
             lease,
             standing,
             announcements: Announcements::default(),
@@ -507,6 +504,7 @@ mod tests {
     };
     use crate::core::fixtures::{self, cluster, elect, nref};
     use crate::core::member::others;
+    use crate::core::member::Member;
     use crate::core::ready::{AnnounceReply, Detection, ProxyReply};
     use crate::core::rules::MAX_TERM;
 

@@ -60,7 +60,7 @@ impl Election {
     }
 
     pub(super) fn on_members(&mut self, purpose: Purpose, members: Vec<Member>) {
-        self.members.clone_from(&members);
+        self.rounds.known.clone_from(&members);
         match purpose {
             Purpose::Round(round) => self.members_collected(round, members),
             Purpose::LookForHigher => {

@@ -9,6 +9,8 @@ use super::member::{Member, NodeRef};
 pub struct RoundState {
     /// Numbers rounds, so that late answers and timers of an earlier one are told apart.
     pub(super) number: u64,
+    /// The last member list read for any purpose: renewals and releases go to them.
+    pub(super) known: Vec<Member>,
     /// Members read at the start of the round: the announcement goes to them.
     pub(super) members: Vec<Member>,
     /// The higher members of this round not yet messaged: the round asks the highest first
