@@ -285,6 +285,10 @@ fn the_core_does_no_io() {
         "Mutex",
     ];
     for entry in std::fs::read_dir(&root).unwrap().flatten() {
+        // core/tests/ holds the sub-machines' unit tests, not the core.
+        if entry.path().is_dir() {
+            continue;
+        }
         let text = std::fs::read_to_string(entry.path()).unwrap();
         let code = text.split("#[cfg(test)]").next().unwrap_or("");
         for b in banned {

@@ -1,6 +1,6 @@
 //! Quorum mode's state, as data: the term a node claims or leads with the acknowledgements
 //! that make its lease, and the view of it that `/nodeDetails` and `bully status` show. Kept
-//! apart from the transitions (`claim.rs`), so that [`super::election::Election`] can hold
+//! apart from the transitions (`claim.rs`), so that [`super::quorum_lease::QuorumLease`] can hold
 //! it without importing the files that act on it.
 
 use super::quorum::{Acks, Millis};
