@@ -5,9 +5,9 @@
 
 use super::election::{Election, Phase};
 use super::event::{AnnounceAnswer, CheckAnswer, Purpose, Timer, Unreachable};
-use super::lease::{QuorumState, QuorumView};
+use super::lease::QuorumView;
 use super::member::{others_highest_first, Member, NodeRef};
-use super::quorum::{Millis, Promise};
+use super::quorum::Millis;
 use super::ready::{AnnounceReply, Detection, Effect, Note, Reason};
 
 /// How soon a node claiming a term asks again the members that were still promised to
@@ -35,32 +35,7 @@ impl Election {
 
     pub(super) fn quorum_view(&self, now: Millis) -> Option<QuorumView> {
         let q = self.settings.quorum.as_ref()?;
-        let state = match self.lease.lead() {
-            Some(l) if l.releasing => QuorumState::Releasing,
-            Some(_) if self.phase == Phase::AwaitingLock => QuorumState::Claiming,
-            Some(_) if self.acting(now) => QuorumState::Leading,
-            Some(l) if l.warned => QuorumState::NoQuorum,
-            Some(_) => QuorumState::Claiming,
-            None => QuorumState::Following,
-        };
-        let live = |p: &&Promise| now < p.until;
-        let promise = self.lease.promise().filter(live);
-        Some(QuorumView {
-            size: q.size,
-            needed: q.majority(),
-            acks: self.lease.lead().map_or(0, |l| l.acks.live(now) + 1),
-            state,
-            lease_ms_left: self
-                .lease
-                .lease_until()
-                .filter(|u| *u > now)
-                .map(|u| u - now),
-            promised_to: promise.map(|p| {
-                p.to.as_ref()
-                    .map_or_else(|| "(restart)".to_string(), |n| n.name.clone())
-            }),
-            promise_ms_left: promise.map(|p| p.until - now),
-        })
+        Some(self.lease.view(now, q, self.phase == Phase::AwaitingLock))
     }
 
     /// Nobody above answered: claim a new term, unless this node is still promised to
@@ -139,16 +114,9 @@ impl Election {
 
     /// Logs once per term that a claim has no majority (the `no-quorum` state).
     fn warn_no_quorum(&mut self, term: u64) {
-        let now = self.now;
-        let Some(lead) = self
-            .lease
-            .lead_mut()
-            .filter(|l| l.term == term && !l.warned)
-        else {
+        let Some(acks) = self.lease.warn(term, self.now) else {
             return;
         };
-        lead.warned = true;
-        let acks = lead.acks.live(now) + 1;
         if let Some(q) = &self.settings.quorum {
             let (needed, size) = (q.majority(), q.size);
             self.note(Note::NoQuorum {
@@ -177,13 +145,9 @@ impl Election {
         if self.acting(now) || self.is_coordinator() {
             return;
         }
-        let Some(lead) = self.lease.lead_mut().filter(|l| !l.releasing) else {
-            return;
-        };
-        if now.saturating_sub(lead.members_read) < every {
+        if !self.lease.members_due(now, every) {
             return;
         }
-        lead.members_read = now;
         self.effect(Effect::CollectMembers {
             purpose: Purpose::Refresh,
         });
@@ -193,39 +157,21 @@ impl Election {
     /// Answers come back one by one, so a frozen or cut-off member never delays the others'.
     pub(super) fn count_acks(&mut self, term: u64, seq: u64, answers: &[(Member, AnnounceAnswer)]) {
         let now = self.now;
-        let Some(lead) = self.lease.lead_mut().filter(|l| l.term == term) else {
+        let Some(counted) = self.lease.count(term, seq, answers) else {
             return;
         };
-        let Some(sent) = lead.sent.iter_mut().find(|s| s.seq == seq) else {
-            return;
-        };
-        let sent_at = sent.at;
-        let mut promised = false;
-        for (m, a) in answers {
-            match a {
-                AnnounceAnswer::Accepted {
-                    promise_ms: Some(granted),
-                } => lead.acks.record(&m.node_ref(), sent_at, *granted),
-                AnnounceAnswer::Promised { .. } => promised = true,
-                _ => {}
-            }
-        }
-        sent.due = sent.due.saturating_sub(answers.len());
-        sent.promised |= promised;
-        let all_in = sent.due == 0 && !sent.promised;
         self.update_lease();
         if self.acting(now) || self.phase != Phase::Claiming {
             return;
         }
-        let Some(lead) = self.lease.lead_mut() else {
+        if !self.lease.has_lead() {
             return;
-        };
-        if promised {
-            if !lead.retry_armed {
-                lead.retry_armed = true;
+        }
+        if counted.promised {
+            if self.lease.arm_retry() {
                 self.timer(Timer::ClaimRetry { term }, CLAIM_RETRY_MS);
             }
-        } else if all_in {
+        } else if counted.all_in {
             self.warn_no_quorum(term);
         }
     }
@@ -237,17 +183,13 @@ impl Election {
             return;
         };
         let now = self.now;
-        let Some(lead) = self.lease.lead_mut() else {
+        if !self.lease.has_lead() {
             return;
-        };
-        let term = lead.term;
-        if let Some(until) = lead.acks.lease_until(now, q.needed_from_others(), q.lease) {
-            if lead.lease_until.is_none_or(|held| until > held) {
-                lead.lease_until = Some(until);
-                self.effect(Effect::Fence { until });
-                let check = until.saturating_sub(q.stop_margin).saturating_sub(now);
-                self.timer(Timer::LeaseCheck { term }, check);
-            }
+        }
+        if let Some((term, until)) = self.lease.extend(now, &q) {
+            self.effect(Effect::Fence { until });
+            let check = until.saturating_sub(q.stop_margin).saturating_sub(now);
+            self.timer(Timer::LeaseCheck { term }, check);
         }
         if !self.acting(now) || self.awaits_lock() {
             return;
@@ -282,10 +224,9 @@ impl Election {
     }
 
     pub(super) fn on_claim_retry(&mut self, term: u64) {
-        let Some(lead) = self.lease.lead_mut().filter(|l| l.term == term) else {
+        if !self.lease.retry_fired(term) {
             return;
-        };
-        lead.retry_armed = false;
+        }
         if self.phase == Phase::Claiming && !self.acting(self.now) {
             self.announce_lead();
         }
@@ -318,15 +259,16 @@ impl Election {
     pub(super) fn quorum_refusal(&mut self, coordinator: &NodeRef) -> Option<AnnounceReply> {
         self.settings.quorum.as_ref()?;
         let now = self.now;
-        if let Some(lead) = self.lease.lead().cloned() {
-            let holds = lead.lease_until.is_some_and(|u| u > now);
-            if holds && (lead.releasing || self.acting(now)) {
-                if *coordinator > self.me && !lead.releasing {
+        if self.lease.has_lead() {
+            let (until, releasing) = (self.lease.lease_until(), self.lease.releasing());
+            let holds = until.is_some_and(|u| u > now);
+            if holds && (releasing || self.acting(now)) {
+                if *coordinator > self.me && !releasing {
                     self.hand_over(coordinator);
                 }
                 return Some(AnnounceReply::Promised {
                     to: Some(self.me.name.clone()),
-                    remaining_ms: lead.lease_until.map_or(0, |u| u - now),
+                    remaining_ms: until.map_or(0, |u| u - now),
                     term: self.terms.current(),
                 });
             }
@@ -417,6 +359,7 @@ mod tests {
     use super::super::election::{Election, Phase, Settings};
     use super::super::event::{AnnounceAnswer, CheckAnswer, Event, Purpose, Timer, WatchEnd};
     use super::super::fixtures::{cluster, elect, member, nref};
+    use super::super::lease::QuorumState;
     use super::super::member::NodeRef;
     use super::super::quorum::Quorum;
     use super::super::ready::{

@@ -263,16 +263,13 @@ impl Election {
             return;
         };
         let leading = self.coordinator.as_ref() == Some(&self.me);
-        if !leading && self.lease.lead().is_none() {
+        if !leading && !self.lease.has_lead() {
             return;
         }
         if leading {
             self.set_coordinator(None, resign.reason);
         }
-        let term = self
-            .lease
-            .end_lead()
-            .map_or(self.terms.current(), |l| l.term);
+        let term = self.lease.end_lead().unwrap_or(self.terms.current());
         let named = resign.to.is_some();
         if let Some(next) = resign.to {
             self.effect(Effect::TakeOver { to: next, term });

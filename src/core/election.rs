@@ -25,7 +25,7 @@ use super::quorum_lease::QuorumLease;
 use super::ready::{Change, Effect, Note, Persisted, Ready, Reason, Reply, RoundEdge};
 use std::time::Duration;
 
-pub use super::lease::{Lead, QuorumState, QuorumView};
+pub use super::lease::{QuorumState, QuorumView};
 use super::lock::LockGate;
 use super::round_state::RoundState;
 pub use super::settings::Settings;

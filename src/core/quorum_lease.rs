@@ -5,12 +5,52 @@
 //! `--exec` child gets to stop; a promise binds until it runs out or its coordinator releases
 //! it. The transitions that send and log are in `claim.rs`.
 
-use super::lease::{Lead, Sent};
-use super::member::NodeRef;
-use super::quorum::{Acks, Millis, Promise};
+use super::event::AnnounceAnswer;
+use super::lease::{QuorumState, QuorumView};
+use super::member::{Member, NodeRef};
+use super::quorum::{Acks, Millis, Promise, Quorum};
 
 /// Send times remembered per term, to date the answers that come back.
 const SENT_KEPT: usize = 32;
+
+/// The term this node claims, leads or hands over, with what holds it up.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Lead {
+    term: u64,
+    acks: Acks,
+    /// Until when a majority's promises hold (this node's clock); `None` before a majority
+    /// acknowledged. Kept across a term bump until the new term has its own.
+    lease_until: Option<Millis>,
+    /// Letting go (for a higher node, a step-down, ...): renewing until the hooks let go,
+    /// then releasing.
+    releasing: bool,
+    /// The announcements out for this term, whose answers come back one by one.
+    sent: Vec<Sent>,
+    retry_armed: bool,
+    /// "No quorum" was logged for this term.
+    warned: bool,
+    /// When the member list was last read for this claim.
+    members_read: Millis,
+}
+
+/// One announcement: when it was handed to the shell, how many answers are still due, and
+/// whether any said its member was promised to another coordinator.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Sent {
+    seq: u64,
+    at: Millis,
+    due: usize,
+    promised: bool,
+}
+
+/// What the answers to one announcement came to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Counted {
+    /// Some member is promised to another coordinator: worth asking again soon.
+    pub promised: bool,
+    /// Every member answered, and none was promised elsewhere.
+    pub all_in: bool,
+}
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct QuorumLease {
@@ -33,12 +73,9 @@ impl QuorumLease {
         }
     }
 
-    pub fn lead(&self) -> Option<&Lead> {
-        self.lead.as_ref()
-    }
-
-    pub(super) fn lead_mut(&mut self) -> Option<&mut Lead> {
-        self.lead.as_mut()
+    /// Claims, leads or hands over a term.
+    pub fn has_lead(&self) -> bool {
+        self.lead.is_some()
     }
 
     /// The term claimed, led or handed over.
@@ -87,9 +124,9 @@ impl QuorumLease {
         Some(lead.term)
     }
 
-    /// Ends the lead (lost, handed over, or a newer coordinator accepted); returns it.
-    pub fn end_lead(&mut self) -> Option<Lead> {
-        self.lead.take()
+    /// Ends the lead (lost, handed over, or a newer coordinator accepted); returns its term.
+    pub fn end_lead(&mut self) -> Option<u64> {
+        self.lead.take().map(|l| l.term)
     }
 
     /// Until when a majority's promises hold; `None` before a majority acknowledged.
@@ -110,6 +147,119 @@ impl QuorumLease {
     pub fn begin_release(&mut self) {
         if let Some(lead) = self.lead.as_mut() {
             lead.releasing = true;
+        }
+    }
+
+    /// Counts the acknowledgements in answers (some or all) to announcement `seq` of `term`,
+    /// each from the moment that announcement was sent. `None` if it is not the lead's.
+    pub fn count(
+        &mut self,
+        term: u64,
+        seq: u64,
+        answers: &[(Member, AnnounceAnswer)],
+    ) -> Option<Counted> {
+        let lead = self.lead.as_mut().filter(|l| l.term == term)?;
+        let sent = lead.sent.iter_mut().find(|s| s.seq == seq)?;
+        let sent_at = sent.at;
+        let mut promised = false;
+        for (m, a) in answers {
+            match a {
+                AnnounceAnswer::Accepted {
+                    promise_ms: Some(granted),
+                } => lead.acks.record(&m.node_ref(), sent_at, *granted),
+                AnnounceAnswer::Promised { .. } => promised = true,
+                _ => {}
+            }
+        }
+        sent.due = sent.due.saturating_sub(answers.len());
+        sent.promised |= promised;
+        Some(Counted {
+            promised,
+            all_in: sent.due == 0 && !sent.promised,
+        })
+    }
+
+    /// Extends the lease from the acknowledgements held at `now`; returns the term and the
+    /// new end when it grew (a lease never shrinks).
+    pub fn extend(&mut self, now: Millis, q: &Quorum) -> Option<(u64, Millis)> {
+        let lead = self.lead.as_mut()?;
+        let until = lead
+            .acks
+            .lease_until(now, q.needed_from_others(), q.lease)?;
+        if lead.lease_until.is_some_and(|held| until <= held) {
+            return None;
+        }
+        lead.lease_until = Some(until);
+        Some((lead.term, until))
+    }
+
+    /// Arms the quick retry of a claim whose members are promised elsewhere; false if armed.
+    pub fn arm_retry(&mut self) -> bool {
+        match self.lead.as_mut() {
+            Some(lead) if !lead.retry_armed => {
+                lead.retry_armed = true;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The retry of `term` fired; false if `term` is no longer the lead's.
+    pub fn retry_fired(&mut self, term: u64) -> bool {
+        match self.lead.as_mut().filter(|l| l.term == term) {
+            Some(lead) => {
+                lead.retry_armed = false;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// A claim of `term` has no majority: the live acknowledgements (this node's included)
+    /// the first time it is said for the term, `None` after.
+    pub fn warn(&mut self, term: u64, now: Millis) -> Option<usize> {
+        let lead = self.lead.as_mut().filter(|l| l.term == term && !l.warned)?;
+        lead.warned = true;
+        Some(lead.acks.live(now) + 1)
+    }
+
+    /// A claim (not being released) whose member list is older than `every` at `now`: it is
+    /// read again from now.
+    pub fn members_due(&mut self, now: Millis, every: Millis) -> bool {
+        let Some(lead) = self.lead.as_mut().filter(|l| !l.releasing) else {
+            return false;
+        };
+        if now.saturating_sub(lead.members_read) < every {
+            return false;
+        }
+        lead.members_read = now;
+        true
+    }
+
+    /// What `/nodeDetails` shows at `now`; `awaiting_lock`: a claim that waits for the leader
+    /// lock shows as claiming.
+    pub fn view(&self, now: Millis, q: &Quorum, awaiting_lock: bool) -> QuorumView {
+        let acting = self.acts(now, q.stop_margin);
+        let state = match &self.lead {
+            Some(l) if l.releasing => QuorumState::Releasing,
+            Some(_) if awaiting_lock => QuorumState::Claiming,
+            Some(_) if acting => QuorumState::Leading,
+            Some(l) if l.warned => QuorumState::NoQuorum,
+            Some(_) => QuorumState::Claiming,
+            None => QuorumState::Following,
+        };
+        let promise = self.promise.as_ref().filter(|p| now < p.until);
+        QuorumView {
+            size: q.size,
+            needed: q.majority(),
+            acks: self.lead.as_ref().map_or(0, |l| l.acks.live(now) + 1),
+            state,
+            lease_ms_left: self.lease_until().filter(|u| *u > now).map(|u| u - now),
+            promised_to: promise.map(|p| {
+                p.to.as_ref()
+                    .map_or_else(|| "(restart)".to_string(), |n| n.name.clone())
+            }),
+            promise_ms_left: promise.map(|p| p.until - now),
         }
     }
 

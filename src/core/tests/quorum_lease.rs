@@ -2,6 +2,18 @@
 //! a margin, and promises freed only by their coordinator or by running out.
 
 use super::*;
+use crate::core::event::Unreachable;
+use std::time::Duration;
+
+fn member(id: u64) -> Member {
+    Member {
+        name: format!("node{id}"),
+        id,
+        host: "10.0.0.1".into(),
+        port: 5000 + id as u16,
+        witness: false,
+    }
+}
 
 fn node(id: u64) -> NodeRef {
     NodeRef::new(format!("node{id}"), id)
@@ -21,12 +33,28 @@ fn a_restarted_node_is_promised_to_nobody_for_one_lease() {
 #[test]
 fn a_claim_keeps_the_lease_held_until_its_own_and_acts_only_inside_the_margin() {
     let mut l = QuorumLease::default();
+    let q = Quorum::new(3, Duration::from_millis(1000), Duration::from_millis(500));
     l.claim(3, 0);
     assert!(l.leads_term(3) && l.lease_until().is_none() && !l.acts(0, 0));
-    l.lead_mut().unwrap().lease_until = Some(1000);
-    assert!(l.acts(499, 500) && !l.acts(500, 500));
+    assert_eq!(l.sent(1, 0, 2), Some(3));
+    let acked = [(
+        member(2),
+        AnnounceAnswer::Accepted {
+            promise_ms: Some(1010),
+        },
+    )];
+    let counted = l.count(3, 1, &acked).unwrap();
+    assert_eq!(
+        (counted.promised, counted.all_in),
+        (false, false),
+        "one answer due"
+    );
+    // Counted from the send, shortened by the drift margin: 1010 * 99 / 101.
+    assert_eq!(l.extend(0, &q), Some((3, 990)));
+    assert_eq!(l.extend(0, &q), None, "no growth, nothing new");
+    assert!(l.acts(739, q.stop_margin) && !l.acts(740, q.stop_margin));
     l.claim(4, 10);
-    assert_eq!((l.lead_term(), l.lease_until()), (Some(4), Some(1000)));
+    assert_eq!((l.lead_term(), l.lease_until()), (Some(4), Some(990)));
     l.begin_release();
     assert!(l.releasing());
     l.claim(5, 20);
@@ -35,8 +63,8 @@ fn a_claim_keeps_the_lease_held_until_its_own_and_acts_only_inside_the_margin() 
         None,
         "a lease being released is not carried over"
     );
-    assert_eq!(l.end_lead().map(|x| x.term), Some(5));
-    assert!(l.lead().is_none() && !l.releasing());
+    assert_eq!(l.end_lead(), Some(5));
+    assert!(!l.has_lead() && !l.releasing());
 }
 
 #[test]
@@ -47,11 +75,12 @@ fn announcements_sent_are_remembered_up_to_a_bound() {
     for seq in 1..=40 {
         assert_eq!(l.sent(seq, seq, 2), Some(7));
     }
-    let sent = &l.lead().unwrap().sent;
+    let sent = &l.lead.as_ref().unwrap().sent;
     assert_eq!(
         (sent.len(), sent[0].seq),
         (SENT_KEPT, 40 - SENT_KEPT as u64 + 1)
     );
+    assert_eq!(l.count(7, 1, &[]), None, "forgotten");
 }
 
 #[test]
@@ -63,4 +92,32 @@ fn a_promise_is_freed_by_its_coordinator_or_when_it_runs_out() {
     assert!(l.promise_expired(&node(3), 1000) && l.promise().is_none());
     l.promise_to(&node(3), 1000);
     assert!(l.release_promise(&node(3)) && l.promise().is_none());
+}
+
+#[test]
+fn answers_say_whether_to_retry_soon_and_when_no_quorum_is_news() {
+    let mut l = QuorumLease::default();
+    l.claim(2, 0);
+    l.sent(1, 0, 2);
+    let promised = [(member(2), AnnounceAnswer::Promised { remaining_ms: 500 })];
+    assert_eq!(
+        l.count(2, 1, &promised),
+        Some(Counted {
+            promised: true,
+            all_in: false
+        })
+    );
+    assert!(l.arm_retry() && !l.arm_retry(), "armed once");
+    assert!(!l.retry_fired(1) && l.retry_fired(2) && l.arm_retry());
+    let silent = [(member(3), AnnounceAnswer::Unreachable(Unreachable::Timeout))];
+    assert_eq!(
+        l.count(2, 1, &silent).map(|c| c.all_in),
+        Some(false),
+        "one was promised"
+    );
+    l.sent(2, 10, 1);
+    assert_eq!(l.count(2, 2, &silent).map(|c| c.all_in), Some(true));
+    assert_eq!(l.warn(2, 10), Some(1), "this node alone");
+    assert_eq!(l.warn(2, 10), None, "once per term");
+    assert!(!l.members_due(100, 200) && l.members_due(200, 200) && !l.members_due(300, 200));
 }
