@@ -52,7 +52,7 @@ impl Election {
         self.end_round(false);
         self.lease.end_lead();
         self.standing.stop_resigning();
-        self.rounds.handed_to = None;
+        self.rounds.forget_hand_over();
         self.terms.follow(coordinator, term);
         let promise_ms = self.promise_to(coordinator, term);
         let reason = if self.coordinator.as_ref() == Some(&self.me) {
@@ -155,7 +155,7 @@ impl Election {
             return;
         }
         self.end_round(true);
-        self.rounds.verifying = false;
+        self.rounds.set_verifying(false);
         self.take_term();
         let me = self.me.clone();
         let reason = self.win_reason();
@@ -168,7 +168,7 @@ impl Election {
             name: self.me.name.clone(),
             term: self.terms.current(),
         });
-        let to = others_highest_first(&std::mem::take(&mut self.rounds.members), &self.me);
+        let to = others_highest_first(&self.rounds.take_members(), &self.me);
         let late = self.late_askers(&to);
         let seq = self.announcements.new_term();
         self.effect(Effect::Announce {

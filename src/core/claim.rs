@@ -59,14 +59,14 @@ impl Election {
             });
             self.timer(
                 Timer::PromiseFree {
-                    round: self.rounds.number,
+                    round: self.rounds.number(),
                 },
                 ms + 1,
             );
             return;
         }
         self.phase = Phase::Claiming;
-        self.rounds.verifying = false;
+        self.rounds.set_verifying(false);
         self.take_term();
         self.lease.claim(self.terms.current(), now);
         self.note(Note::Claiming {
@@ -87,7 +87,7 @@ impl Election {
     /// Announces the term claimed or held to every other member.
     fn announce_lead(&mut self) {
         let now = self.now;
-        let to = others_highest_first(&self.rounds.known, &self.me);
+        let to = others_highest_first(self.rounds.known(), &self.me);
         let late = self.late_askers(&to);
         let seq = self.announcements.next_seq();
         let Some(term) = self.lease.sent(seq, now, to.len() + late.len()) else {
@@ -291,7 +291,7 @@ impl Election {
         });
         let lease = self.settings.quorum.as_ref().map_or(0, |q| q.lease);
         let wait = self.settings.announce_wait.as_millis() as u64;
-        self.rounds.handed_to = Some((to.clone(), self.now + lease + wait));
+        self.rounds.hand_to(to, self.now + lease + wait);
         self.resign(Reason::Preempted, None);
     }
 
@@ -914,7 +914,7 @@ mod tests {
             },
         );
         let round = match e.phase() {
-            Phase::Collecting => e.rounds.number,
+            Phase::Collecting => e.rounds.number(),
             other => panic!("expected a round, got {other:?}"),
         };
         let r = e.step(
@@ -945,9 +945,9 @@ mod tests {
         let r = elect(&mut e, 3210, &cluster(&[1, 2, 3]));
         assert!(announced(&r).is_none());
         // node4 never announces (it died): the wait ends and the next round is won.
-        let round = e.rounds.number;
+        let round = e.rounds.number();
         e.step(3210 + 4000, Event::Timer(Timer::Announcement { round }));
-        let round = e.rounds.number;
+        let round = e.rounds.number();
         let r = e.step(
             7300,
             Event::Members {

@@ -195,7 +195,7 @@ impl Election {
             Some(name) if name == self.me.name => {
                 return refuse("--to names this node itself".into())
             }
-            Some(name) => match self.rounds.known.iter().find(|m| m.name == name) {
+            Some(name) => match self.rounds.known().iter().find(|m| m.name == name) {
                 None => return refuse(format!("no member named {name} is known")),
                 Some(m) if m.witness => {
                     return refuse(format!("{name} is a witness: it never leads"))
@@ -227,7 +227,7 @@ impl Election {
         self.note(Note::TakingOver {
             from: from.name.clone(),
         });
-        self.rounds.taking_over = true;
+        self.rounds.take_over();
         // A round already under way (the release may have come first) asked the nodes above:
         // start one that does not.
         if matches!(
@@ -281,7 +281,7 @@ impl Election {
         if named && self.settings.quorum.is_none() {
             return;
         }
-        let to: Vec<Member> = others(&self.rounds.known, &self.me).cloned().collect();
+        let to: Vec<Member> = others(self.rounds.known(), &self.me).cloned().collect();
         self.note(Note::Released {
             to: to.iter().map(|m| m.name.clone()).collect(),
         });

@@ -304,23 +304,17 @@ impl Election {
 
     /// Why the coordinator after a win or an accepted announcement is there.
     pub(super) fn win_reason(&mut self) -> Reason {
-        if std::mem::take(&mut self.rounds.taking_over) {
-            Reason::StepDown
-        } else if std::mem::take(&mut self.rounds.after_failure) {
-            Reason::Failover
-        } else {
-            Reason::Elected
-        }
+        self.rounds.win_reason()
     }
 
     /// Ends the round under way, if any: this node won it or accepted a coordinator.
     pub(super) fn end_round(&mut self, won: bool) {
         // A suspect is skipped in the round right after its failure, not for good: a node
         // that only looked dead (a partition that healed) must be asked again.
-        self.rounds.suspect = None;
+        self.rounds.clear_suspect();
         if self.phase != Phase::Idle {
             self.out.rounds.push(RoundEdge::Ended {
-                round: self.rounds.number,
+                round: self.rounds.number(),
                 won,
             });
         }
@@ -335,7 +329,7 @@ impl Election {
         match timer {
             Timer::Announcement { round } => {
                 // A higher node answered but never announced itself (it died meanwhile).
-                if self.phase != Phase::AwaitingAnnouncement || round != self.rounds.number {
+                if self.phase != Phase::AwaitingAnnouncement || round != self.rounds.number() {
                     return;
                 }
                 self.note(Note::NoAnnouncement {
@@ -343,7 +337,7 @@ impl Election {
                 });
                 // Ask everyone above this time, a suspect too: the one that answered OK did
                 // not take over, so the node that leads may be the one skipped.
-                self.rounds.suspect = None;
+                self.rounds.clear_suspect();
                 self.start_round();
             }
             Timer::Successor { coordinator, term } => {
@@ -368,7 +362,7 @@ impl Election {
             Timer::Reannounce { term } => self.reannounce(term),
             Timer::LockRetry { attempt } => self.on_lock_retry(attempt),
             Timer::PromiseFree { round } => {
-                if self.phase == Phase::AwaitingPromise && round == self.rounds.number {
+                if self.phase == Phase::AwaitingPromise && round == self.rounds.number() {
                     self.become_coordinator();
                 }
             }
@@ -786,7 +780,7 @@ mod tests {
                 term: 5,
             },
         );
-        let round = e.rounds.number;
+        let round = e.rounds.number();
         let r = rewin(&mut e, round, &cluster(&[1, 2, 3]), 5);
         assert!(e.is_coordinator());
         assert!(

@@ -115,7 +115,7 @@ impl Election {
             _ => false,
         };
         if resting && self.coordinator.as_ref() == Some(coordinator) {
-            self.rounds.verifying = false;
+            self.rounds.set_verifying(false);
             return self.timer(
                 Timer::Successor {
                     coordinator: coordinator.clone(),
@@ -141,7 +141,7 @@ impl Election {
         };
         if alive {
             if self.coordinator.as_ref() == Some(coordinator) {
-                self.rounds.verifying = false;
+                self.rounds.set_verifying(false);
             }
         } else {
             // Nothing listens there: the process is gone (and its child with it), the same
@@ -159,17 +159,17 @@ impl Election {
         if self.coordinator.as_ref() != Some(coordinator) {
             return;
         }
-        self.rounds.verifying = false;
+        self.rounds.set_verifying(false);
         if by != Detection::HealthCheck {
             // A watch or a lease that failed is a node to skip in the next round; a failed
             // health check may only be a busy node, which is asked as usual.
-            self.rounds.suspect = Some(coordinator.clone());
+            self.rounds.suspect(coordinator);
         }
         self.note(Note::CoordinatorDown {
             name: coordinator.name.clone(),
             by,
         });
-        self.rounds.after_failure = true;
+        self.rounds.failed_over();
         // A node that stepped down stands again when its successor fails.
         self.standing.end_hold(None);
         self.set_coordinator(None, Reason::Failover);
@@ -179,7 +179,7 @@ impl Election {
         // A closed watch or a lapsed lease is seen by every follower at once: they elect in
         // rank order, the highest survivor at once, each one below a little later, so that
         // most hear the new coordinator's announcement before they elect at all.
-        let rank = self.candidates_above(&self.rounds.known.clone()).len() as u64;
+        let rank = self.candidates_above(&self.rounds.known().to_vec()).len() as u64;
         if rank == 0 {
             self.request_election();
         } else {

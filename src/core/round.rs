@@ -7,8 +7,6 @@ use super::event::{CheckAnswer, ElectionAnswer, ProbePurpose, Purpose, Timer};
 use super::member::{higher, others, Member, NodeRef};
 use super::ready::{Effect, Note, ProxyReply, RoundEdge};
 
-/// Most election messages remembered per round, to announce to their senders.
-const MAX_ASKERS: usize = 4096;
 /// How many of the highest members a (re)started node asks for their term.
 const TERMS_ASKED: usize = 3;
 
@@ -47,20 +45,17 @@ impl Election {
 
     /// A new round, from idle or in place of one that came to nothing.
     pub(super) fn start_round(&mut self) {
-        self.rounds.number += 1;
-        self.rounds.askers.clear();
+        let round = self.rounds.start();
         self.phase = Phase::Collecting;
-        self.out.rounds.push(RoundEdge::Started {
-            round: self.rounds.number,
-        });
+        self.out.rounds.push(RoundEdge::Started { round });
         self.note(Note::ElectionStarted {
             me: self.me.name.clone(),
         });
-        self.collect(Purpose::Round(self.rounds.number));
+        self.collect(Purpose::Round(round));
     }
 
     pub(super) fn on_members(&mut self, purpose: Purpose, members: Vec<Member>) {
-        self.rounds.known.clone_from(&members);
+        self.rounds.read(&members);
         match purpose {
             Purpose::Round(round) => self.members_collected(round, members),
             Purpose::LookForHigher => {
@@ -182,13 +177,7 @@ impl Election {
 
     /// The members above this node that stand, but a suspect, highest first.
     pub(super) fn candidates_above(&self, members: &[Member]) -> Vec<Member> {
-        let suspect = self.rounds.suspect.as_ref();
-        let mut above: Vec<Member> = higher(members, &self.me)
-            .filter(|m| suspect.is_none_or(|s| !m.is(s)))
-            .cloned()
-            .collect();
-        above.sort_by_key(|m| std::cmp::Reverse(m.node_ref()));
-        above
+        self.rounds.candidates_above(members, &self.me)
     }
 
     /// The registry answered: message the highest member above (but a suspect), the others
@@ -196,10 +185,10 @@ impl Election {
     /// original sent one to every higher node: in a large cluster every survivor of a crash
     /// elects at once, and N² messages took seconds.
     pub(super) fn members_collected(&mut self, round: u64, members: Vec<Member>) {
-        if self.phase != Phase::Collecting || round != self.rounds.number {
+        if self.phase != Phase::Collecting || round != self.rounds.number() {
             return;
         }
-        let mut above = if self.rounds.taking_over {
+        let mut above = if self.rounds.taking_over() {
             Vec::new()
         } else {
             self.candidates_above(&members)
@@ -208,7 +197,7 @@ impl Election {
         self.note(Note::HigherNodes {
             names: above.iter().map(|m| m.name.clone()).collect(),
         });
-        self.rounds.members = members;
+        self.rounds.collected(members);
         if self.awaits_handed_to(&above) {
             return self.await_announcement();
         }
@@ -216,7 +205,7 @@ impl Election {
             return self.won_round();
         };
         above.reverse();
-        self.rounds.rest = above;
+        self.rounds.set_rest(above);
         self.phase = Phase::Electing;
         self.effect(Effect::SendElection {
             round,
@@ -229,7 +218,7 @@ impl Election {
     /// others' terms, so a successor elected while it was frozen is not given a twin.
     pub(super) fn won_round(&mut self) {
         if self.settings.quorum.is_none() && self.coordinator.as_ref() == Some(&self.me) {
-            let members: Vec<Member> = others(&self.rounds.members, &self.me).cloned().collect();
+            let members: Vec<Member> = others(self.rounds.members(), &self.me).cloned().collect();
             if !members.is_empty() {
                 self.phase = Phase::LearningTerms;
                 self.effect(Effect::AskTerms { members });
@@ -257,12 +246,12 @@ impl Election {
                 }
             }
         }
-        if self.phase != Phase::Electing || round != self.rounds.number {
+        if self.phase != Phase::Electing || round != self.rounds.number() {
             return;
         }
-        if ok == 0 && !self.rounds.rest.is_empty() {
+        if ok == 0 && self.rounds.has_rest() {
             // The highest did not answer: ask every other member above at once.
-            let to = std::mem::take(&mut self.rounds.rest);
+            let to = self.rounds.take_rest();
             self.effect(Effect::SendElection {
                 round,
                 to,
@@ -285,7 +274,7 @@ impl Election {
         self.phase = Phase::AwaitingAnnouncement;
         self.effect(Effect::StartTimer {
             timer: Timer::Announcement {
-                round: self.rounds.number,
+                round: self.rounds.number(),
             },
             after: self.settings.announce_wait,
         });
@@ -295,13 +284,9 @@ impl Election {
     /// it: the higher node is claiming, so this round waits for its announcement once rather
     /// than winning over it.
     fn awaits_handed_to(&mut self, above: &[Member]) -> bool {
-        let Some((to, until)) = self.rounds.handed_to.take() else {
+        let Some(to) = self.rounds.awaits_handed_to(above, self.now) else {
             return false;
         };
-        let suspect = self.rounds.suspect.as_ref() == Some(&to);
-        if self.now >= until || suspect || above.iter().any(|m| m.is(&to)) {
-            return false;
-        }
         self.note(Note::AwaitingHandedTo {
             name: to.name.clone(),
         });
@@ -310,9 +295,7 @@ impl Election {
 
     /// Hearing from a node clears a suspicion of it.
     pub(super) fn heard_from(&mut self, node: &NodeRef) {
-        if self.rounds.suspect.as_ref() == Some(node) {
-            self.rounds.suspect = None;
-        }
+        self.rounds.heard_from(node);
     }
 
     /// `POST /proxy`: an election message from `from`, who has seen `term`. A lower sender is
@@ -336,22 +319,14 @@ impl Election {
                 term: self.terms.current(),
             };
         }
-        if self.phase != Phase::Idle
-            && self.rounds.askers.len() < MAX_ASKERS
-            && !self.rounds.askers.contains(from)
-        {
-            self.rounds.askers.push(from.clone());
-        }
+        self.rounds.asked_by(from, self.phase != Phase::Idle);
         self.lower_node_is_electing();
         ProxyReply::Ok
     }
 
     /// The askers this node's announcement would miss: not among `to`.
     pub(super) fn late_askers(&mut self, to: &[Member]) -> Vec<NodeRef> {
-        std::mem::take(&mut self.rounds.askers)
-            .into_iter()
-            .filter(|a| !to.iter().any(|m| m.is(a)))
-            .collect()
+        self.rounds.late_askers(to)
     }
 
     /// `POST /response`: the original's comparison step; a higher node takes over the
@@ -367,10 +342,10 @@ impl Election {
     pub(super) fn lower_node_is_electing(&mut self) {
         match &self.coordinator {
             Some(c) if self.phase == Phase::Idle && *c > self.me => {
-                if self.rounds.verifying {
+                if self.rounds.verifying() {
                     return;
                 }
-                self.rounds.verifying = true;
+                self.rounds.set_verifying(true);
                 let coordinator = c.clone();
                 self.effect(Effect::CheckCoordinator { coordinator });
             }
