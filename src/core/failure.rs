@@ -179,7 +179,7 @@ impl Election {
         // A closed watch or a lapsed lease is seen by every follower at once: they elect in
         // rank order, the highest survivor at once, each one below a little later, so that
         // most hear the new coordinator's announcement before they elect at all.
-        let rank = self.candidates_above(&self.rounds.known().to_vec()).len() as u64;
+        let rank = self.candidates_above(self.rounds.known()).len() as u64;
         if rank == 0 {
             self.request_election();
         } else {
