@@ -6,9 +6,12 @@
 //! or a thread, which keeps the protocol testable like a function (and model-checkable) and
 //! lets the shell drop the state lock before any I/O.
 //!
-//! This file holds the state, `step` and the timers; the round is in `round.rs`, the
-//! announcements in `announce.rs`, noticing a failed coordinator in `failure.rs`, quorum mode
-//! in `claim.rs`, operator control in `control.rs` and the Consul lock in `lock.rs`.
+//! `Election` owns six sub-machines, each in its own file with private fields and its own
+//! tests, none importing `Election`: `Terms`, `QuorumLease`, `Standing`, `RoundState`,
+//! `Announcements` and `LockGate`. This file holds the state, `step`, the timers and the
+//! leader-lock gate's part; the round and its announcements are in `round.rs`, noticing a
+//! failed coordinator in `failure.rs`, quorum mode in `claim.rs`, operator control in
+//! `control.rs`.
 //!
 //! Terms: every claim takes a term above any this node has seen or used, and an announcement
 //! is only accepted for a term above the one followed (or a repeat of it by the same

@@ -3,7 +3,6 @@
 //! a clock, sleeps or starts a thread; the shell in [`crate::runtime`] does all of that and
 //! feeds what happened back in as [`event::Event`]s.
 
-mod announce;
 pub mod announcements;
 pub mod claim;
 pub mod control;

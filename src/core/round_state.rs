@@ -3,7 +3,7 @@
 //! coordinator will be there. Its rules: a suspect is skipped by the next round only and
 //! cleared when heard from; the askers of a round are bounded and remembered once; a hand-over
 //! is waited for once and only while it is fresh. The transitions that send and log are in
-//! `round.rs`, `announce.rs` and `failure.rs`.
+//! `round.rs` and `failure.rs`.
 
 use super::member::{higher, Member, NodeRef};
 use super::quorum::Millis;
