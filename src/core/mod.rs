@@ -24,4 +24,5 @@ pub mod rules;
 pub mod settings;
 pub mod standing;
 pub mod terms;
+pub mod verdict;
 pub mod wire;
