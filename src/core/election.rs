@@ -95,7 +95,7 @@ pub struct Election {
     pub(super) standing: Standing,
     /// Numbers announcements; plain mode sends them again to members that missed them.
     pub(super) announcements: Announcements,
-    /// `--consul-lock`: the leader lock.
+    /// `--consul-lock`, `--etcd-lock`: the leader-lock gate.
     pub(super) lock: LockGate,
     /// The time of the step under way.
     pub(super) now: Millis,
