@@ -9,8 +9,9 @@ use super::election::{Election, Phase};
 use super::event::{AnnounceAnswer, CheckAnswer, ElectionAnswer, ProbePurpose, Purpose, Timer};
 use super::member::{higher, others, others_highest_first, Member, NodeRef};
 use super::ready::{AnnounceReply, Effect, Note, ProxyReply, Reason, RoundEdge};
-use super::rules::{valid_term, MAX_TERM};
+use super::rules::valid_term;
 use super::terms::Newness;
+use super::verdict;
 
 /// How many of the highest members a (re)started node asks for their term.
 const TERMS_ASKED: usize = 3;
@@ -96,16 +97,7 @@ impl Election {
     /// node's first win takes a term no one has used yet, and before a coordinator takes a
     /// new term. Only answers from the member asked count.
     pub(super) fn on_terms_answered(&mut self, answers: Vec<(Member, CheckAnswer)>) {
-        let highest = answers
-            .iter()
-            .filter_map(|(m, a)| match a {
-                CheckAnswer::Details { name, id, term, .. } if *name == m.name && *id == m.id => {
-                    Some(*term)
-                }
-                _ => None,
-            })
-            .max();
-        if let Some(term) = highest {
+        if let Some(term) = verdict::highest_term(&answers) {
             if self.phase != Phase::LearningTerms {
                 self.note(Note::TermsLearned { term });
             }
@@ -121,7 +113,7 @@ impl Election {
         // A higher member that answers that it leads is followed, as its announcement (perhaps
         // still on its way) would have it. Electing above a live coordinator of the newest
         // term only made it take another (a demo cluster on a loaded machine ended in term 2).
-        if let Some((c, term)) = self.leader_above(&answers) {
+        if let Some((c, term)) = verdict::leader_above(&answers, &self.me, self.terms.highest()) {
             self.on_announce(&c, term);
             if self.coordinator.is_some() {
                 return;
@@ -130,17 +122,7 @@ impl Election {
         // A node that will not preempt follows the coordinator the others follow, if any,
         // instead of electing itself over it.
         if !self.preempts() && self.coordinator.is_none() {
-            let followed = answers.iter().find_map(|(m, a)| match a {
-                CheckAnswer::Details {
-                    name,
-                    id,
-                    follows: Some(c),
-                    term,
-                    ..
-                } if *name == m.name && *id == m.id && *c != self.me => Some((c.clone(), *term)),
-                _ => None,
-            });
-            if let Some((c, term)) = followed {
+            if let Some((c, term)) = verdict::followed(&answers, &self.me) {
                 self.on_announce(&c, term);
                 if self.coordinator.is_some() {
                     return;
@@ -152,32 +134,6 @@ impl Election {
             }
         }
         self.request_election();
-    }
-
-    /// The highest member above this node that answered, in its own name, that it leads the
-    /// newest term this node has seen (an older one's leader may be cut off from the rest).
-    fn leader_above(&self, answers: &[(Member, CheckAnswer)]) -> Option<(NodeRef, u64)> {
-        answers
-            .iter()
-            .filter_map(|(m, a)| match a {
-                CheckAnswer::Details {
-                    name,
-                    id,
-                    is_coordinator: true,
-                    follows: Some(c),
-                    term,
-                    ..
-                } if *name == m.name
-                    && *id == m.id
-                    && m.is(c)
-                    && *c > self.me
-                    && *term >= self.terms.highest() =>
-                {
-                    Some((c.clone(), *term))
-                }
-                _ => None,
-            })
-            .max()
     }
 
     /// The members above this node that stand, but a suspect, highest first.
@@ -442,15 +398,9 @@ impl Election {
         } else {
             self.note_missed(term, &answers);
         }
-        let highest = answers
-            .iter()
-            .filter_map(|(_, a)| match a {
-                AnnounceAnswer::Stale { term } => Some(*term),
-                _ => None,
-            })
-            .max();
-        let Some(refused) = highest else { return };
-        let refused = refused.min(MAX_TERM);
+        let Some(refused) = verdict::highest_refusal(&answers) else {
+            return;
+        };
         self.terms.saw(refused);
         let claiming = self.phase == Phase::Claiming && self.lease.leads_term(term);
         // A refusal of an older announcement naming our own term: the refuser follows us.

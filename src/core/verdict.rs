@@ -1,10 +1,12 @@
-//! What a check or a probe of another node says about it, as pure functions: whether a
+//! What a check, a probe or an answer of another node says, as pure functions: whether a
 //! coordinator that was checked lives, rests (it answers as itself but leads no more) or
-//! failed, and whether a probed node contends for leadership. The identity check (it must
-//! answer as the node asked) is made here, once.
+//! failed, whether a probed node contends for leadership, the terms and leaders the members
+//! asked name, and the highest term a refusal names. The identity check (a member counts
+//! only when it answers as itself) is made here.
 
-use super::event::{CheckAnswer, ProbeAnswer, Unreachable};
-use super::member::NodeRef;
+use super::event::{AnnounceAnswer, CheckAnswer, ProbeAnswer, Unreachable};
+use super::member::{Member, NodeRef};
+use super::rules::MAX_TERM;
 
 /// What a check of the coordinator found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -62,6 +64,66 @@ pub fn contends(answers: &[(NodeRef, ProbeAnswer)], node: &NodeRef) -> bool {
                     | ProbeAnswer::Status(200)
             )
     })
+}
+
+/// The details `m` gave, if it answered as itself.
+fn own_details(m: &Member, a: &CheckAnswer) -> Option<(bool, Option<NodeRef>, u64)> {
+    match a {
+        CheckAnswer::Details {
+            name,
+            id,
+            is_coordinator,
+            follows,
+            term,
+            ..
+        } if *name == m.name && *id == m.id => Some((*is_coordinator, follows.clone(), *term)),
+        _ => None,
+    }
+}
+
+/// The highest term the members asked follow.
+pub fn highest_term(answers: &[(Member, CheckAnswer)]) -> Option<u64> {
+    answers
+        .iter()
+        .filter_map(|(m, a)| own_details(m, a).map(|(_, _, term)| term))
+        .max()
+}
+
+/// The highest member above `me` that answered that it leads a term at least `newest` (an
+/// older one's leader may be cut off from the rest), with its term.
+pub fn leader_above(
+    answers: &[(Member, CheckAnswer)],
+    me: &NodeRef,
+    newest: u64,
+) -> Option<(NodeRef, u64)> {
+    answers
+        .iter()
+        .filter_map(|(m, a)| match own_details(m, a)? {
+            (true, Some(c), term) if m.is(&c) && c > *me && term >= newest => Some((c, term)),
+            _ => None,
+        })
+        .max()
+}
+
+/// The coordinator the first member that answers follows (not `me`), with its term.
+pub fn followed(answers: &[(Member, CheckAnswer)], me: &NodeRef) -> Option<(NodeRef, u64)> {
+    answers.iter().find_map(|(m, a)| match own_details(m, a)? {
+        (_, Some(c), term) if c != *me => Some((c, term)),
+        _ => None,
+    })
+}
+
+/// The highest term named by a refusal of an announcement (capped: no input may push the
+/// terms to overflow).
+pub fn highest_refusal(answers: &[(Member, AnnounceAnswer)]) -> Option<u64> {
+    answers
+        .iter()
+        .filter_map(|(_, a)| match a {
+            AnnounceAnswer::Stale { term } => Some(*term),
+            _ => None,
+        })
+        .max()
+        .map(|t| t.min(MAX_TERM))
 }
 
 #[cfg(test)]

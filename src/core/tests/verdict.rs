@@ -101,3 +101,71 @@ fn who_contends_and_who_would_take_over() {
         .collect();
     assert_eq!(taking_over, vec![2]);
 }
+
+fn member(id: u64) -> Member {
+    Member {
+        name: format!("node{id}"),
+        id,
+        host: "10.0.0.1".into(),
+        port: 5000 + id as u16,
+        witness: false,
+    }
+}
+
+fn said(id: u64, leads: bool, follows: Option<u64>, term: u64) -> CheckAnswer {
+    CheckAnswer::Details {
+        name: format!("node{id}"),
+        id,
+        is_coordinator: leads,
+        claiming: false,
+        term,
+        follows: follows.map(node),
+        preempts: true,
+    }
+}
+
+#[test]
+fn terms_and_leaders_count_only_from_members_answering_as_themselves() {
+    let answers = vec![
+        (member(5), said(5, true, Some(5), 4)),
+        (member(4), said(4, true, Some(4), 9)),
+        (member(3), said(3, false, Some(4), 9)),
+        // Answers for another node (a restart, a forgery): ignored.
+        (member(6), said(7, true, Some(7), 50)),
+    ];
+    assert_eq!(highest_term(&answers), Some(9));
+    assert_eq!(leader_above(&answers, &node(2), 4), Some((node(5), 4)));
+    assert_eq!(
+        leader_above(&answers, &node(2), 5),
+        Some((node(4), 9)),
+        "newest only"
+    );
+    assert_eq!(
+        leader_above(&answers, &node(4), 5),
+        None,
+        "above this node only"
+    );
+    assert_eq!(
+        followed(&answers, &node(2)),
+        Some((node(5), 4)),
+        "the first that answers"
+    );
+    assert_eq!(
+        followed(&answers, &node(5)),
+        Some((node(4), 9)),
+        "not this node"
+    );
+    assert_eq!(highest_term(&answers[3..]), None);
+}
+
+#[test]
+fn a_refusal_names_the_highest_term_capped() {
+    let answers = vec![
+        (member(1), AnnounceAnswer::Stale { term: 3 }),
+        (member(2), AnnounceAnswer::Stale { term: u64::MAX }),
+        (member(3), AnnounceAnswer::Busy),
+    ];
+    assert_eq!(highest_refusal(&answers), Some(MAX_TERM));
+    assert_eq!(highest_refusal(&answers[..1]), Some(3));
+    assert_eq!(highest_refusal(&answers[2..]), None);
+}
