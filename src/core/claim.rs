@@ -8,6 +8,7 @@ use super::event::{AnnounceAnswer, CheckAnswer, Purpose, Timer, Unreachable};
 use super::lease::QuorumView;
 use super::member::{others_highest_first, Member, NodeRef};
 use super::quorum::Millis;
+use super::quorum_lease::Refusal;
 use super::ready::{AnnounceReply, Detection, Effect, Note, Reason};
 
 /// How soon a node claiming a term asks again the members that were still promised to
@@ -257,30 +258,27 @@ impl Election {
     /// it holds a lease itself (and hands over if the announcer ranks higher), or it is
     /// promised to another coordinator.
     pub(super) fn quorum_refusal(&mut self, coordinator: &NodeRef) -> Option<AnnounceReply> {
-        self.settings.quorum.as_ref()?;
-        let now = self.now;
-        if self.lease.has_lead() {
-            let (until, releasing) = (self.lease.lease_until(), self.lease.releasing());
-            let holds = until.is_some_and(|u| u > now);
-            if holds && (releasing || self.acting(now)) {
-                if *coordinator > self.me && !releasing {
+        let q = self.settings.quorum.as_ref()?;
+        let refusal = self
+            .lease
+            .refusal(coordinator, &self.me, self.now, q.stop_margin)?;
+        let (to, remaining_ms) = match refusal {
+            Refusal::Leads {
+                remaining_ms,
+                hand_over,
+            } => {
+                if hand_over {
                     self.hand_over(coordinator);
                 }
-                return Some(AnnounceReply::Promised {
-                    to: Some(self.me.name.clone()),
-                    remaining_ms: until.map_or(0, |u| u - now),
-                    term: self.terms.current(),
-                });
+                (Some(self.me.name.clone()), remaining_ms)
             }
-        }
-        let promise = self.lease.promise().cloned()?;
-        promise
-            .binds(coordinator, now)
-            .then(|| AnnounceReply::Promised {
-                to: promise.to.map(|n| n.name),
-                remaining_ms: promise.until - now,
-                term: self.terms.current(),
-            })
+            Refusal::Promised { to, remaining_ms } => (to.map(|n| n.name), remaining_ms),
+        };
+        Some(AnnounceReply::Promised {
+            to,
+            remaining_ms,
+            term: self.terms.current(),
+        })
     }
 
     /// A higher node claims leadership: keep renewing (so no follower acknowledges anyone

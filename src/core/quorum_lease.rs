@@ -52,6 +52,22 @@ pub struct Counted {
     pub all_in: bool,
 }
 
+/// Why an announcement this node would otherwise accept is refused in quorum mode.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// This node holds a lease itself (or is releasing one) for `remaining_ms` more; it hands
+    /// over when the announcer ranks higher and it is not releasing already.
+    Leads {
+        remaining_ms: Millis,
+        hand_over: bool,
+    },
+    /// This node is promised to `to` (`None`: to nobody, after a restart) for `remaining_ms`.
+    Promised {
+        to: Option<NodeRef>,
+        remaining_ms: Millis,
+    },
+}
+
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct QuorumLease {
     /// The term this node claims, leads or hands over.
@@ -261,6 +277,32 @@ impl QuorumLease {
             }),
             promise_ms_left: promise.map(|p| p.until - now),
         }
+    }
+
+    /// Whether an announcement by `coordinator` is refused at `now`: this node's own lease
+    /// holds (with `margin` to spare, or it is being released), or its promise binds.
+    pub fn refusal(
+        &self,
+        coordinator: &NodeRef,
+        me: &NodeRef,
+        now: Millis,
+        margin: Millis,
+    ) -> Option<Refusal> {
+        if self.lead.is_some() {
+            let (until, releasing) = (self.lease_until(), self.releasing());
+            let holds = until.is_some_and(|u| u > now);
+            if holds && (releasing || self.acts(now, margin)) {
+                return Some(Refusal::Leads {
+                    remaining_ms: until.map_or(0, |u| u - now),
+                    hand_over: coordinator > me && !releasing,
+                });
+            }
+        }
+        let promise = self.promise.as_ref()?;
+        promise.binds(coordinator, now).then(|| Refusal::Promised {
+            to: promise.to.clone(),
+            remaining_ms: promise.until - now,
+        })
     }
 
     /// The promise given, if any (it may have run out).

@@ -121,3 +121,69 @@ fn answers_say_whether_to_retry_soon_and_when_no_quorum_is_news() {
     assert_eq!(l.warn(2, 10), None, "once per term");
     assert!(!l.members_due(100, 200) && l.members_due(200, 200) && !l.members_due(300, 200));
 }
+
+#[test]
+fn an_announcement_is_refused_while_the_lease_holds_or_the_promise_binds() {
+    let q = Quorum::new(3, Duration::from_millis(1000), Duration::from_millis(500));
+    let mut l = QuorumLease::new(Some(1000), 0);
+    let restart = Refusal::Promised {
+        to: None,
+        remaining_ms: 900,
+    };
+    assert_eq!(
+        l.refusal(&node(4), &node(3), 100, q.stop_margin),
+        Some(restart)
+    );
+    assert_eq!(l.refusal(&node(4), &node(3), 1000, q.stop_margin), None);
+    l.claim(2, 1000);
+    l.sent(1, 1000, 2);
+    l.count(
+        2,
+        1,
+        &[(
+            member(2),
+            AnnounceAnswer::Accepted {
+                promise_ms: Some(1010),
+            },
+        )],
+    );
+    l.extend(1000, &q);
+    let leads = |hand_over| Refusal::Leads {
+        remaining_ms: 890,
+        hand_over,
+    };
+    assert_eq!(
+        l.refusal(&node(4), &node(3), 1100, q.stop_margin),
+        Some(leads(true))
+    );
+    assert_eq!(
+        l.refusal(&node(2), &node(3), 1100, q.stop_margin),
+        Some(leads(false))
+    );
+    // Past the stop margin it no longer acts, and refuses nothing; releasing, it still does.
+    assert_eq!(l.refusal(&node(4), &node(3), 1740, q.stop_margin), None);
+    l.begin_release();
+    let releasing = Refusal::Leads {
+        remaining_ms: 250,
+        hand_over: false,
+    };
+    assert_eq!(
+        l.refusal(&node(4), &node(3), 1740, q.stop_margin),
+        Some(releasing)
+    );
+    l.promise_to(&node(5), 3000);
+    l.end_lead();
+    let promised = Refusal::Promised {
+        to: Some(node(5)),
+        remaining_ms: 1000,
+    };
+    assert_eq!(
+        l.refusal(&node(4), &node(3), 2000, q.stop_margin),
+        Some(promised)
+    );
+    assert_eq!(
+        l.refusal(&node(5), &node(3), 2000, q.stop_margin),
+        None,
+        "its own"
+    );
+}
