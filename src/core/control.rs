@@ -10,7 +10,7 @@ use super::event::Timer;
 use super::member::{others, Member, NodeRef};
 use super::quorum::Millis;
 use super::ready::{ControlReply, Effect, Note, Reason};
-use super::standing::Abstention;
+use super::standing::{successor, Abstention};
 
 /// How long a node that stepped down stands for nothing (unless the new coordinator fails):
 /// long enough for another to take over without this one taking it straight back.
@@ -78,11 +78,9 @@ impl Election {
     }
 
     pub(super) fn preempts_at(&self, now: Millis) -> bool {
-        self.stands_at(now)
-            && !self.settings.no_preempt
-            && self
-                .standing
-                .healthy_for(now, self.settings.preempt_delay_ms)
+        let s = &self.settings;
+        self.standing
+            .preempts(now, s.no_preempt, s.preempt_delay_ms)
     }
 
     /// Became healthy (or back from maintenance): preempting waits for `--preempt-delay`.
@@ -190,18 +188,9 @@ impl Election {
         if self.standing.resigning() || self.standing.leaving() {
             return refuse("this node is already stepping down".into());
         }
-        let target = match to {
-            None => None,
-            Some(name) if name == self.me.name => {
-                return refuse("--to names this node itself".into())
-            }
-            Some(name) => match self.rounds.known().iter().find(|m| m.name == name) {
-                None => return refuse(format!("no member named {name} is known")),
-                Some(m) if m.witness => {
-                    return refuse(format!("{name} is a witness: it never leads"))
-                }
-                Some(m) => Some(m.node_ref()),
-            },
+        let target = match successor(self.rounds.known(), &self.me, to) {
+            Ok(target) => target,
+            Err(message) => return refuse(message),
         };
         self.standing.hold(self.now + STEP_DOWN_HOLD_MS);
         self.timer(Timer::StandAgain, STEP_DOWN_HOLD_MS);

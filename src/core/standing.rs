@@ -2,7 +2,7 @@
 //! for whom a coordinator lets go ([`Resign`]), as a sub-machine of the election. The
 //! transitions that send and log are in `control.rs`.
 
-use super::member::NodeRef;
+use super::member::{Member, NodeRef};
 use super::quorum::Millis;
 use super::ready::Reason;
 
@@ -122,6 +122,12 @@ impl Standing {
         } else {
             return None;
         })
+    }
+
+    /// Would take over from a lower coordinator at `now`: it stands, preempts at all
+    /// (`no_preempt` unset), and has been healthy and back in the running for `delay`.
+    pub fn preempts(&self, now: Millis, no_preempt: bool, delay: Millis) -> bool {
+        self.abstention(now).is_none() && !no_preempt && self.healthy_for(now, delay)
     }
 
     /// Holds back by choice (a step-down, an exited child), and for nothing weightier.
@@ -248,9 +254,64 @@ impl Standing {
     }
 }
 
+/// The node a step-down `to` a named member hands over to, among the `known` members: not
+/// this node, not a witness, and known; `None` when no name was given (the next node takes
+/// over). The error says why the name is refused.
+pub fn successor(
+    known: &[Member],
+    me: &NodeRef,
+    to: Option<String>,
+) -> Result<Option<NodeRef>, String> {
+    let Some(name) = to else {
+        return Ok(None);
+    };
+    if name == me.name {
+        return Err("--to names this node itself".into());
+    }
+    match known.iter().find(|m| m.name == name) {
+        None => Err(format!("no member named {name} is known")),
+        Some(m) if m.witness => Err(format!("{name} is a witness: it never leads")),
+        Some(m) => Ok(Some(m.node_ref())),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn it_preempts_only_standing_willing_and_healthy_for_the_delay() {
+        let mut s = Standing::new(false, false, false, 100);
+        assert!(!s.preempts(149, false, 50) && s.preempts(150, false, 50));
+        assert!(!s.preempts(150, true, 50), "--no-preempt");
+        s.set_maintenance(true);
+        assert!(!s.preempts(150, false, 50), "does not stand");
+    }
+
+    #[test]
+    fn a_step_down_goes_to_a_known_member_that_can_lead() {
+        let m = |id: u64, witness: bool| Member {
+            name: format!("node{id}"),
+            id,
+            host: "10.0.0.1".into(),
+            port: 5000,
+            witness,
+        };
+        let known = vec![m(1, false), m(2, false), m(3, true)];
+        let me = NodeRef::new("node2", 2);
+        assert_eq!(successor(&known, &me, None), Ok(None));
+        assert_eq!(
+            successor(&known, &me, Some("node1".into())),
+            Ok(Some(NodeRef::new("node1", 1)))
+        );
+        for (to, why) in [
+            ("node2", "--to names this node itself"),
+            ("node3", "node3 is a witness: it never leads"),
+            ("node9", "no member named node9 is known"),
+        ] {
+            assert_eq!(successor(&known, &me, Some(to.into())), Err(why.into()));
+        }
+    }
 
     #[test]
     fn letting_go_happens_once_and_names_why_and_for_whom() {
