@@ -46,12 +46,7 @@ impl Election {
             return;
         };
         let now = self.now;
-        if let Some(p) = self
-            .lease
-            .promise()
-            .cloned()
-            .filter(|p| p.binds(&self.me, now))
-        {
+        if let Some(p) = self.lease.binding(&self.me, now).cloned() {
             self.phase = Phase::AwaitingPromise;
             let ms = p.until - now;
             self.note(Note::WaitingForPromise {
@@ -298,15 +293,12 @@ impl Election {
     pub(super) fn promise_to(&mut self, coordinator: &NodeRef, term: u64) -> Option<u64> {
         self.use_term(term);
         let lease = self.settings.quorum.as_ref()?.lease;
-        // One millisecond more than granted: `now` is rounded down, so the announcement came
-        // up to a millisecond after it, and a promise counted from it would end that much
-        // early, which the coordinator's 2 % drift margin does not cover (tests/model.rs).
-        self.lease.promise_to(coordinator, self.now + lease + 1);
+        let runs = self.lease.promise_to(coordinator, self.now, lease);
         self.timer(
             Timer::PromiseExpiry {
                 coordinator: coordinator.clone(),
             },
-            lease + 1,
+            runs,
         );
         Some(lease)
     }

@@ -310,12 +310,23 @@ impl QuorumLease {
         self.promise.as_ref()
     }
 
-    /// Promises `coordinator` to acknowledge nobody else until `until`.
-    pub fn promise_to(&mut self, coordinator: &NodeRef, until: Millis) {
+    /// Promises `coordinator`, at `now`, to acknowledge nobody else for one `lease`; returns
+    /// how long the promise runs. One millisecond more than granted: `now` is rounded down,
+    /// so the announcement came up to a millisecond after it, and a promise counted from it
+    /// would end that much early, which the coordinator's 2 % drift margin does not cover
+    /// (tests/model.rs).
+    pub fn promise_to(&mut self, coordinator: &NodeRef, now: Millis, lease: Millis) -> Millis {
         self.promise = Some(Promise {
             to: Some(coordinator.clone()),
-            until,
+            until: now + lease + 1,
         });
+        lease + 1
+    }
+
+    /// The promise that keeps `me` from claiming at `now` (to another node, or the silence
+    /// after a restart), if any.
+    pub fn binding(&self, me: &NodeRef, now: Millis) -> Option<&Promise> {
+        self.promise.as_ref().filter(|p| p.binds(me, now))
     }
 
     /// Whether the promise is to `coordinator`.

@@ -86,11 +86,11 @@ fn announcements_sent_are_remembered_up_to_a_bound() {
 #[test]
 fn a_promise_is_freed_by_its_coordinator_or_when_it_runs_out() {
     let mut l = QuorumLease::default();
-    l.promise_to(&node(3), 1000);
+    l.promise_to(&node(3), 0, 999);
     assert!(!l.release_promise(&node(2)) && l.promised_to(&node(3)));
     assert!(!l.promise_expired(&node(3), 999));
     assert!(l.promise_expired(&node(3), 1000) && l.promise().is_none());
-    l.promise_to(&node(3), 1000);
+    l.promise_to(&node(3), 0, 999);
     assert!(l.release_promise(&node(3)) && l.promise().is_none());
 }
 
@@ -171,7 +171,7 @@ fn an_announcement_is_refused_while_the_lease_holds_or_the_promise_binds() {
         l.refusal(&node(4), &node(3), 1740, q.stop_margin),
         Some(releasing)
     );
-    l.promise_to(&node(5), 3000);
+    l.promise_to(&node(5), 2000, 999);
     l.end_lead();
     let promised = Refusal::Promised {
         to: Some(node(5)),
@@ -186,4 +186,13 @@ fn an_announcement_is_refused_while_the_lease_holds_or_the_promise_binds() {
         None,
         "its own"
     );
+}
+
+#[test]
+fn a_promise_runs_a_millisecond_longer_than_granted_and_binds_everyone_else() {
+    let mut l = QuorumLease::default();
+    assert_eq!(l.promise_to(&node(4), 100, 2000), 2001);
+    assert_eq!(l.promise().map(|p| p.until), Some(2101));
+    assert!(l.binding(&node(4), 2100).is_none(), "not the node promised");
+    assert!(l.binding(&node(3), 2100).is_some() && l.binding(&node(3), 2101).is_none());
 }
