@@ -10,11 +10,6 @@ use super::quorum::Millis;
 use super::ready::{Detection, Effect, Note, Reason};
 use super::verdict::{self, Verdict};
 
-/// How much later each rank elects after a coordinator failure all followers saw at once.
-const RANK_STEP_MS: u64 = 2;
-/// The longest such wait.
-const MAX_RANK_WAIT_MS: u64 = 250;
-
 impl Election {
     pub(super) fn on_probed(
         &mut self,
@@ -133,13 +128,10 @@ impl Election {
             return self.request_election();
         }
         // A closed watch or a lapsed lease is seen by every follower at once: they elect in
-        // rank order, the highest survivor at once, each one below a little later, so that
-        // most hear the new coordinator's announcement before they elect at all.
-        let rank = self.candidates_above(self.rounds.known()).len() as u64;
-        if rank == 0 {
-            self.request_election();
-        } else {
-            self.timer(Timer::Ranked, (rank * RANK_STEP_MS).min(MAX_RANK_WAIT_MS));
+        // rank order.
+        match self.rounds.rank_wait(&self.me) {
+            0 => self.request_election(),
+            wait => self.timer(Timer::Ranked, wait),
         }
     }
 

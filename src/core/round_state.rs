@@ -11,6 +11,10 @@ use super::ready::Reason;
 
 /// Most election messages remembered per round, to announce to their senders.
 const MAX_ASKERS: usize = 4096;
+/// How much later each rank elects after a coordinator failure all followers saw at once.
+const RANK_STEP_MS: Millis = 2;
+/// The longest such wait.
+const MAX_RANK_WAIT_MS: Millis = 250;
 
 /// Kept by the election as `rounds`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -105,6 +109,15 @@ impl RoundState {
             .collect();
         above.sort_by_key(|m| std::cmp::Reverse(m.node_ref()));
         above
+    }
+
+    /// After a failure every follower saw at once (a closed watch, a lapsed lease): how long
+    /// `me` waits before it elects, by its rank among the known members that stand above it.
+    /// The highest survivor elects at once (0), each one below a little later, so that most
+    /// hear the new coordinator's announcement before they elect at all.
+    pub fn rank_wait(&self, me: &NodeRef) -> Millis {
+        let rank = self.candidates_above(&self.known, me).len() as Millis;
+        (rank * RANK_STEP_MS).min(MAX_RANK_WAIT_MS)
     }
 
     /// A lower node sent an election message during the round (`running`): remembered, once

@@ -82,3 +82,16 @@ fn a_win_says_why_once_a_take_over_before_a_failover() {
     assert_eq!(r.win_reason(), Reason::Failover);
     assert_eq!(r.win_reason(), Reason::Elected);
 }
+
+#[test]
+fn after_a_failure_all_saw_the_highest_elects_at_once_the_others_in_rank_order() {
+    let mut r = RoundState::default();
+    r.read(&[member(1), member(2), member(3), member(4)]);
+    assert_eq!(r.rank_wait(&node(4)), 0);
+    assert_eq!(r.rank_wait(&node(1)), 6);
+    r.suspect(&node(4));
+    assert_eq!(r.rank_wait(&node(3)), 0, "the failed one is skipped");
+    let many: Vec<Member> = (1..=300).map(member).collect();
+    r.read(&many);
+    assert_eq!(r.rank_wait(&node(1)), 250, "capped");
+}
