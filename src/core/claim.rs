@@ -232,11 +232,11 @@ impl Election {
     /// supervisor kills the `--exec` child when the lease ends, whatever happens to this
     /// process), then stand again with a new term.
     pub(super) fn on_lease_check(&mut self, term: u64) {
-        let lost = self.coordinator.as_ref() == Some(&self.me)
-            && !self.acting(self.now)
-            && self.lease.leads_term(term)
-            && !self.lease.releasing();
-        if !lost {
+        let Some(q) = &self.settings.quorum else {
+            return;
+        };
+        let leading = self.coordinator.as_ref() == Some(&self.me);
+        if !leading || !self.lease.lapsed(term, self.now, q.stop_margin) {
             return;
         }
         self.note(Note::LeaseLost { term });

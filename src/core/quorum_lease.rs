@@ -155,6 +155,12 @@ impl QuorumLease {
         self.lease_until().is_some_and(|u| now + margin < u)
     }
 
+    /// The lease of `term` no longer holds at `now` with `margin` to spare, and nobody let it
+    /// go on purpose (a lease being released runs out as planned): leadership is lost.
+    pub fn lapsed(&self, term: u64, now: Millis, margin: Millis) -> bool {
+        self.leads_term(term) && !self.releasing() && !self.acts(now, margin)
+    }
+
     /// Letting go: keep renewing until the hooks let go, then release.
     pub fn releasing(&self) -> bool {
         self.lead.as_ref().is_some_and(|l| l.releasing)

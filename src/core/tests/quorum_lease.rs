@@ -196,3 +196,27 @@ fn a_promise_runs_a_millisecond_longer_than_granted_and_binds_everyone_else() {
     assert!(l.binding(&node(4), 2100).is_none(), "not the node promised");
     assert!(l.binding(&node(3), 2100).is_some() && l.binding(&node(3), 2101).is_none());
 }
+
+#[test]
+fn a_lease_lapses_at_the_margin_unless_it_is_being_released() {
+    let q = Quorum::new(3, Duration::from_millis(1000), Duration::from_millis(500));
+    let mut l = QuorumLease::default();
+    l.claim(2, 0);
+    assert!(l.lapsed(2, 0, q.stop_margin), "never held");
+    assert!(!l.lapsed(1, 0, q.stop_margin), "not its term");
+    l.sent(1, 0, 2);
+    l.count(
+        2,
+        1,
+        &[(
+            member(2),
+            AnnounceAnswer::Accepted {
+                promise_ms: Some(1010),
+            },
+        )],
+    );
+    l.extend(0, &q);
+    assert!(!l.lapsed(2, 739, q.stop_margin) && l.lapsed(2, 740, q.stop_margin));
+    l.begin_release();
+    assert!(!l.lapsed(2, 740, q.stop_margin));
+}
