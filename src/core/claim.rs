@@ -29,11 +29,6 @@ impl Election {
         self.lease.acts(now, q.stop_margin)
     }
 
-    /// Quorum mode: the end of the lease this node holds as coordinator (or claims with).
-    pub(super) fn lease_until(&self) -> Option<Millis> {
-        self.lease.lease_until()
-    }
-
     pub(super) fn quorum_view(&self, now: Millis) -> Option<QuorumView> {
         let q = self.settings.quorum.as_ref()?;
         Some(self.lease.view(now, q, self.phase == Phase::AwaitingLock))
@@ -84,7 +79,7 @@ impl Election {
     fn announce_lead(&mut self) {
         let now = self.now;
         let to = others_highest_first(self.rounds.known(), &self.me);
-        let late = self.late_askers(&to);
+        let late = self.rounds.late_askers(&to);
         let seq = self.announcements.next_seq();
         let Some(term) = self.lease.sent(seq, now, to.len() + late.len()) else {
             return;
@@ -195,7 +190,7 @@ impl Election {
         }
         if self.coordinator.as_ref() != Some(&self.me) {
             let me = self.me.clone();
-            let reason = self.win_reason();
+            let reason = self.rounds.win_reason();
             self.set_coordinator(Some(me), reason);
             self.note(Note::CoordinatorIs {
                 name: self.me.name.clone(),

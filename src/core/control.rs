@@ -10,7 +10,7 @@ use super::event::Timer;
 use super::member::{others, Member, NodeRef};
 use super::quorum::Millis;
 use super::ready::{ControlReply, Effect, Note, Reason};
-use super::standing::{successor, Abstention};
+use super::standing::successor;
 
 /// How long a node that stepped down stands for nothing (unless the new coordinator fails):
 /// long enough for another to take over without this one taking it straight back.
@@ -26,12 +26,7 @@ impl Election {
     }
 
     fn stands_at(&self, now: Millis) -> bool {
-        self.abstention_at(now).is_none()
-    }
-
-    /// Why this node does not stand at `now`, the weightiest reason first.
-    pub(super) fn abstention_at(&self, now: Millis) -> Option<Abstention> {
-        self.standing.abstention(now)
+        self.standing.abstention(now).is_none()
     }
 
     /// A sit-out is a courtesy to the others, not a reason to leave the cluster without a
@@ -58,7 +53,7 @@ impl Election {
         if term != self.terms.current() || self.coordinator.is_some() || !self.sits_out() {
             return;
         }
-        if let Some(a) = self.abstention_at(self.now) {
+        if let Some(a) = self.standing.abstention(self.now) {
             self.note(Note::SitOutEnded {
                 why: a.word(),
                 ms_left: a.ms_left().unwrap_or(0),

@@ -165,7 +165,7 @@ impl Election {
             preempts: self.preempts_at(now),
             healthy: self.standing.healthy(),
             maintenance: self.standing.maintenance(),
-            abstention: self.abstention_at(now),
+            abstention: self.standing.abstention(now),
         }
     }
 
@@ -298,16 +298,12 @@ impl Election {
                     .lock_index()
                     .filter(|_| self.coordinator.as_ref() == Some(&self.me)),
                 fence: self
+                    .lease
                     .lease_until()
                     .filter(|_| self.coordinator.as_ref() == Some(&self.me)),
             });
         }
         before
-    }
-
-    /// Why the coordinator after a win or an accepted announcement is there.
-    pub(super) fn win_reason(&mut self) -> Reason {
-        self.rounds.win_reason()
     }
 
     /// Ends the round under way, if any: this node won it or accepted a coordinator.

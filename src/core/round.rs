@@ -136,11 +136,6 @@ impl Election {
         self.request_election();
     }
 
-    /// The members above this node that stand, but a suspect, highest first.
-    pub(super) fn candidates_above(&self, members: &[Member]) -> Vec<Member> {
-        self.rounds.candidates_above(members, &self.me)
-    }
-
     /// The registry answered: message the highest member above (but a suspect), the others
     /// only if it does not answer; or win at once when there is none. One message where the
     /// original sent one to every higher node: in a large cluster every survivor of a crash
@@ -152,7 +147,7 @@ impl Election {
         let mut above = if self.rounds.taking_over() {
             Vec::new()
         } else {
-            self.candidates_above(&members)
+            self.rounds.candidates_above(&members, &self.me)
         };
         above.reverse();
         self.note(Note::HigherNodes {
@@ -254,11 +249,6 @@ impl Election {
         true
     }
 
-    /// Hearing from a node clears a suspicion of it.
-    pub(super) fn heard_from(&mut self, node: &NodeRef) {
-        self.rounds.heard_from(node);
-    }
-
     /// `POST /proxy`: an election message from `from`, who has seen `term`. A lower sender is
     /// told OK. Messages are coalesced: a coordinator answers with its own announcement; a
     /// follower of a higher coordinator only checks that coordinator (once, however many
@@ -273,7 +263,7 @@ impl Election {
         if *from >= self.me || !self.stands() || yields {
             return ProxyReply::NotLower;
         }
-        self.heard_from(from);
+        self.rounds.heard_from(from);
         self.terms.saw(term);
         if self.leads_at(term) {
             return ProxyReply::Coordinator {
@@ -283,11 +273,6 @@ impl Election {
         self.rounds.asked_by(from, self.phase != Phase::Idle);
         self.lower_node_is_electing();
         ProxyReply::Ok
-    }
-
-    /// The askers this node's announcement would miss: not among `to`.
-    pub(super) fn late_askers(&mut self, to: &[Member]) -> Vec<NodeRef> {
-        self.rounds.late_askers(to)
     }
 
     /// `POST /response`: the original's comparison step; a higher node takes over the
@@ -330,7 +315,7 @@ impl Election {
         if *coordinator == self.me {
             return AnnounceReply::Ok { promise_ms: None };
         }
-        self.heard_from(coordinator);
+        self.rounds.heard_from(coordinator);
         if self.terms.newness(coordinator, term) == Newness::Stale {
             self.note(Note::StaleAnnouncement {
                 from: coordinator.name.clone(),
@@ -362,7 +347,7 @@ impl Election {
         let reason = if self.coordinator.as_ref() == Some(&self.me) {
             Reason::Preempted
         } else {
-            self.win_reason()
+            self.rounds.win_reason()
         };
         let previous = self.set_coordinator(Some(coordinator.clone()), reason);
         if previous.as_ref() == Some(coordinator) {
@@ -456,7 +441,7 @@ impl Election {
         self.rounds.set_verifying(false);
         self.take_term();
         let me = self.me.clone();
-        let reason = self.win_reason();
+        let reason = self.rounds.win_reason();
         if self.set_coordinator(Some(me), reason).as_ref() == Some(&self.me) {
             self.effect(Effect::LeadingAgain {
                 term: self.terms.current(),
@@ -467,7 +452,7 @@ impl Election {
             term: self.terms.current(),
         });
         let to = others_highest_first(&self.rounds.take_members(), &self.me);
-        let late = self.late_askers(&to);
+        let late = self.rounds.late_askers(&to);
         let seq = self.announcements.new_term();
         self.effect(Effect::Announce {
             to,
