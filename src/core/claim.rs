@@ -5,17 +5,16 @@
 
 use super::election::{Election, Phase};
 use super::event::{AnnounceAnswer, CheckAnswer, Purpose, Timer, Unreachable};
-use super::lease::{Lead, QuorumState, QuorumView, Sent};
+use super::lease::QuorumView;
 use super::member::{others_highest_first, Member, NodeRef};
-use super::quorum::{Acks, Millis, Promise};
+use super::quorum::Millis;
+use super::quorum_lease::Refusal;
 use super::ready::{AnnounceReply, Detection, Effect, Note, Reason};
 
 /// How soon a node claiming a term asks again the members that were still promised to
 /// another coordinator: their promise is usually released (its coordinator died or handed
 /// over) within milliseconds.
 const CLAIM_RETRY_MS: Millis = 25;
-/// Send times remembered per term, to date the answers that come back.
-const SENT_KEPT: usize = 32;
 /// Renewals between two readings of the member list while a claim lacks a majority (every
 /// half lease).
 const REFRESH_EVERY_RENEWALS: Millis = 4;
@@ -27,45 +26,12 @@ impl Election {
         let Some(q) = &self.settings.quorum else {
             return true;
         };
-        self.lead
-            .as_ref()
-            .is_some_and(|l| l.lease_until.is_some_and(|u| now + q.stop_margin < u))
-    }
-
-    /// Quorum mode: the end of the lease this node holds as coordinator (or claims with).
-    pub(super) fn lease_until(&self) -> Option<Millis> {
-        self.lead.as_ref().and_then(|l| l.lease_until)
+        self.lease.acts(now, q.stop_margin)
     }
 
     pub(super) fn quorum_view(&self, now: Millis) -> Option<QuorumView> {
         let q = self.settings.quorum.as_ref()?;
-        let state = match &self.lead {
-            Some(l) if l.releasing => QuorumState::Releasing,
-            Some(_) if self.phase == Phase::AwaitingLock => QuorumState::Claiming,
-            Some(_) if self.acting(now) => QuorumState::Leading,
-            Some(l) if l.warned => QuorumState::NoQuorum,
-            Some(_) => QuorumState::Claiming,
-            None => QuorumState::Following,
-        };
-        let live = |p: &&Promise| now < p.until;
-        let promise = self.promise.as_ref().filter(live);
-        Some(QuorumView {
-            size: q.size,
-            needed: q.majority(),
-            acks: self.lead.as_ref().map_or(0, |l| l.acks.live(now) + 1),
-            state,
-            lease_ms_left: self
-                .lead
-                .as_ref()
-                .and_then(|l| l.lease_until)
-                .filter(|u| *u > now)
-                .map(|u| u - now),
-            promised_to: promise.map(|p| {
-                p.to.as_ref()
-                    .map_or_else(|| "(restart)".to_string(), |n| n.name.clone())
-            }),
-            promise_ms_left: promise.map(|p| p.until - now),
-        })
+        Some(self.lease.view(now, q, self.phase == Phase::AwaitingLock))
     }
 
     /// Nobody above answered: claim a new term, unless this node is still promised to
@@ -75,7 +41,7 @@ impl Election {
             return;
         };
         let now = self.now;
-        if let Some(p) = self.promise.clone().filter(|p| p.binds(&self.me, now)) {
+        if let Some(p) = self.lease.binding(&self.me, now).cloned() {
             self.phase = Phase::AwaitingPromise;
             let ms = p.until - now;
             self.note(Note::WaitingForPromise {
@@ -84,64 +50,40 @@ impl Election {
             });
             self.timer(
                 Timer::PromiseFree {
-                    round: self.rounds.number,
+                    round: self.rounds.number(),
                 },
                 ms + 1,
             );
             return;
         }
         self.phase = Phase::Claiming;
-        self.rounds.verifying = false;
-        self.max_term = self.max_term.saturating_add(1);
-        self.term = self.max_term;
-        self.term_leader = Some(self.me.clone());
-        self.use_term(self.term);
-        // A term bump while leading keeps the lease it holds until the new term has its own.
-        let held = self
-            .lead
-            .as_ref()
-            .filter(|l| !l.releasing)
-            .and_then(|l| l.lease_until);
-        self.lead = Some(Lead {
-            term: self.term,
-            acks: Acks::default(),
-            lease_until: held,
-            releasing: false,
-            sent: Vec::new(),
-            retry_armed: false,
-            warned: false,
-            members_read: now,
-        });
+        self.rounds.set_verifying(false);
+        self.take_term();
+        self.lease.claim(self.terms.current(), now);
         self.note(Note::Claiming {
-            term: self.term,
+            term: self.terms.current(),
             needed: q.majority(),
             size: q.size,
         });
         self.announce_lead();
-        self.timer(Timer::Renew { term: self.term }, q.renew_every());
+        self.timer(
+            Timer::Renew {
+                term: self.terms.current(),
+            },
+            q.renew_every(),
+        );
         self.update_lease();
     }
 
     /// Announces the term claimed or held to every other member.
     fn announce_lead(&mut self) {
         let now = self.now;
-        let to = others_highest_first(&self.members, &self.me);
-        let late = self.late_askers(&to);
-        self.seq += 1;
-        let seq = self.seq;
-        let Some(lead) = self.lead.as_mut() else {
+        let to = others_highest_first(self.rounds.known(), &self.me);
+        let late = self.rounds.late_askers(&to);
+        let seq = self.announcements.next_seq();
+        let Some(term) = self.lease.sent(seq, now, to.len() + late.len()) else {
             return;
         };
-        lead.sent.push(Sent {
-            seq,
-            at: now,
-            due: to.len() + late.len(),
-            promised: false,
-        });
-        if lead.sent.len() > SENT_KEPT {
-            lead.sent.remove(0);
-        }
-        let term = lead.term;
         if !late.is_empty() {
             self.effect(Effect::AnnounceTo {
                 nodes: late,
@@ -163,12 +105,9 @@ impl Election {
 
     /// Logs once per term that a claim has no majority (the `no-quorum` state).
     fn warn_no_quorum(&mut self, term: u64) {
-        let now = self.now;
-        let Some(lead) = self.lead.as_mut().filter(|l| l.term == term && !l.warned) else {
+        let Some(acks) = self.lease.warn(term, self.now) else {
             return;
         };
-        lead.warned = true;
-        let acks = lead.acks.live(now) + 1;
         if let Some(q) = &self.settings.quorum {
             let (needed, size) = (q.majority(), q.size);
             self.note(Note::NoQuorum {
@@ -197,13 +136,9 @@ impl Election {
         if self.acting(now) || self.is_coordinator() {
             return;
         }
-        let Some(lead) = self.lead.as_mut().filter(|l| !l.releasing) else {
-            return;
-        };
-        if now.saturating_sub(lead.members_read) < every {
+        if !self.lease.members_due(now, every) {
             return;
         }
-        lead.members_read = now;
         self.effect(Effect::CollectMembers {
             purpose: Purpose::Refresh,
         });
@@ -213,39 +148,21 @@ impl Election {
     /// Answers come back one by one, so a frozen or cut-off member never delays the others'.
     pub(super) fn count_acks(&mut self, term: u64, seq: u64, answers: &[(Member, AnnounceAnswer)]) {
         let now = self.now;
-        let Some(lead) = self.lead.as_mut().filter(|l| l.term == term) else {
+        let Some(counted) = self.lease.count(term, seq, answers) else {
             return;
         };
-        let Some(sent) = lead.sent.iter_mut().find(|s| s.seq == seq) else {
-            return;
-        };
-        let sent_at = sent.at;
-        let mut promised = false;
-        for (m, a) in answers {
-            match a {
-                AnnounceAnswer::Accepted {
-                    promise_ms: Some(granted),
-                } => lead.acks.record(&m.node_ref(), sent_at, *granted),
-                AnnounceAnswer::Promised { .. } => promised = true,
-                _ => {}
-            }
-        }
-        sent.due = sent.due.saturating_sub(answers.len());
-        sent.promised |= promised;
-        let all_in = sent.due == 0 && !sent.promised;
         self.update_lease();
         if self.acting(now) || self.phase != Phase::Claiming {
             return;
         }
-        let Some(lead) = self.lead.as_mut() else {
+        if !self.lease.has_lead() {
             return;
-        };
-        if promised {
-            if !lead.retry_armed {
-                lead.retry_armed = true;
+        }
+        if counted.promised {
+            if self.lease.arm_retry() {
                 self.timer(Timer::ClaimRetry { term }, CLAIM_RETRY_MS);
             }
-        } else if all_in {
+        } else if counted.all_in {
             self.warn_no_quorum(term);
         }
     }
@@ -257,17 +174,13 @@ impl Election {
             return;
         };
         let now = self.now;
-        let Some(lead) = self.lead.as_mut() else {
+        if !self.lease.has_lead() {
             return;
-        };
-        let term = lead.term;
-        if let Some(until) = lead.acks.lease_until(now, q.needed_from_others(), q.lease) {
-            if lead.lease_until.is_none_or(|held| until > held) {
-                lead.lease_until = Some(until);
-                self.effect(Effect::Fence { until });
-                let check = until.saturating_sub(q.stop_margin).saturating_sub(now);
-                self.timer(Timer::LeaseCheck { term }, check);
-            }
+        }
+        if let Some((term, until)) = self.lease.extend(now, &q) {
+            self.effect(Effect::Fence { until });
+            let check = until.saturating_sub(q.stop_margin).saturating_sub(now);
+            self.timer(Timer::LeaseCheck { term }, check);
         }
         if !self.acting(now) || self.awaits_lock() {
             return;
@@ -277,11 +190,11 @@ impl Election {
         }
         if self.coordinator.as_ref() != Some(&self.me) {
             let me = self.me.clone();
-            let reason = self.win_reason();
+            let reason = self.rounds.win_reason();
             self.set_coordinator(Some(me), reason);
             self.note(Note::CoordinatorIs {
                 name: self.me.name.clone(),
-                term: self.term,
+                term: self.terms.current(),
             });
         }
     }
@@ -290,11 +203,11 @@ impl Election {
         let Some(q) = self.settings.quorum.clone() else {
             return;
         };
-        if self.lead.as_ref().is_none_or(|l| l.term != term) {
+        if !self.lease.leads_term(term) {
             return;
         }
         self.on_lease_check(term);
-        if self.lead.as_ref().is_some_and(|l| l.term == term) {
+        if self.lease.leads_term(term) {
             self.refresh_members_while_claiming();
             self.announce_lead();
             self.timer(Timer::Renew { term }, q.renew_every());
@@ -302,10 +215,9 @@ impl Election {
     }
 
     pub(super) fn on_claim_retry(&mut self, term: u64) {
-        let Some(lead) = self.lead.as_mut().filter(|l| l.term == term) else {
+        if !self.lease.retry_fired(term) {
             return;
-        };
-        lead.retry_armed = false;
+        }
         if self.phase == Phase::Claiming && !self.acting(self.now) {
             self.announce_lead();
         }
@@ -315,18 +227,16 @@ impl Election {
     /// supervisor kills the `--exec` child when the lease ends, whatever happens to this
     /// process), then stand again with a new term.
     pub(super) fn on_lease_check(&mut self, term: u64) {
-        let lost = self.coordinator.as_ref() == Some(&self.me)
-            && !self.acting(self.now)
-            && self
-                .lead
-                .as_ref()
-                .is_some_and(|l| l.term == term && !l.releasing);
-        if !lost {
+        let Some(q) = &self.settings.quorum else {
+            return;
+        };
+        let leading = self.coordinator.as_ref() == Some(&self.me);
+        if !leading || !self.lease.lapsed(term, self.now, q.stop_margin) {
             return;
         }
         self.note(Note::LeaseLost { term });
-        self.lead = None;
-        self.resigning = None;
+        self.lease.end_lead();
+        self.standing.stop_resigning();
         self.set_coordinator(None, Reason::LostQuorum);
         if self.phase != Phase::Idle {
             self.phase = Phase::Idle;
@@ -338,29 +248,27 @@ impl Election {
     /// it holds a lease itself (and hands over if the announcer ranks higher), or it is
     /// promised to another coordinator.
     pub(super) fn quorum_refusal(&mut self, coordinator: &NodeRef) -> Option<AnnounceReply> {
-        self.settings.quorum.as_ref()?;
-        let now = self.now;
-        if let Some(lead) = self.lead.clone() {
-            let holds = lead.lease_until.is_some_and(|u| u > now);
-            if holds && (lead.releasing || self.acting(now)) {
-                if *coordinator > self.me && !lead.releasing {
+        let q = self.settings.quorum.as_ref()?;
+        let refusal = self
+            .lease
+            .refusal(coordinator, &self.me, self.now, q.stop_margin)?;
+        let (to, remaining_ms) = match refusal {
+            Refusal::Leads {
+                remaining_ms,
+                hand_over,
+            } => {
+                if hand_over {
                     self.hand_over(coordinator);
                 }
-                return Some(AnnounceReply::Promised {
-                    to: Some(self.me.name.clone()),
-                    remaining_ms: lead.lease_until.map_or(0, |u| u - now),
-                    term: self.term,
-                });
+                (Some(self.me.name.clone()), remaining_ms)
             }
-        }
-        let promise = self.promise.clone()?;
-        promise
-            .binds(coordinator, now)
-            .then(|| AnnounceReply::Promised {
-                to: promise.to.map(|n| n.name),
-                remaining_ms: promise.until - now,
-                term: self.term,
-            })
+            Refusal::Promised { to, remaining_ms } => (to.map(|n| n.name), remaining_ms),
+        };
+        Some(AnnounceReply::Promised {
+            to,
+            remaining_ms,
+            term: self.terms.current(),
+        })
     }
 
     /// A higher node claims leadership: keep renewing (so no follower acknowledges anyone
@@ -371,7 +279,7 @@ impl Election {
         });
         let lease = self.settings.quorum.as_ref().map_or(0, |q| q.lease);
         let wait = self.settings.announce_wait.as_millis() as u64;
-        self.rounds.handed_to = Some((to.clone(), self.now + lease + wait));
+        self.rounds.hand_to(to, self.now + lease + wait);
         self.resign(Reason::Preempted, None);
     }
 
@@ -380,42 +288,21 @@ impl Election {
     pub(super) fn promise_to(&mut self, coordinator: &NodeRef, term: u64) -> Option<u64> {
         self.use_term(term);
         let lease = self.settings.quorum.as_ref()?.lease;
-        // One millisecond more than granted: `now` is rounded down, so the announcement came
-        // up to a millisecond after it, and a promise counted from it would end that much
-        // early, which the coordinator's 2 % drift margin does not cover (tests/model.rs).
-        self.promise = Some(Promise {
-            to: Some(coordinator.clone()),
-            until: self.now + lease + 1,
-        });
+        let runs = self.lease.promise_to(coordinator, self.now, lease);
         self.timer(
             Timer::PromiseExpiry {
                 coordinator: coordinator.clone(),
             },
-            lease + 1,
+            runs,
         );
         Some(lease)
     }
 
-    pub(super) fn release_promise(&mut self, coordinator: &NodeRef) {
-        if self
-            .promise
-            .as_ref()
-            .is_some_and(|p| p.to.as_ref() == Some(coordinator))
-        {
-            self.promise = None;
-        }
-    }
-
     /// No renewal came within the lease: the coordinator is gone, frozen or cut off.
     pub(super) fn on_promise_expiry(&mut self, coordinator: &NodeRef) {
-        let expired = self
-            .promise
-            .as_ref()
-            .is_some_and(|p| p.to.as_ref() == Some(coordinator) && self.now >= p.until);
-        if !expired {
+        if !self.lease.promise_expired(coordinator, self.now) {
             return;
         }
-        self.promise = None;
         if self.coordinator.as_ref() == Some(coordinator) {
             self.note(Note::LeaseExpired {
                 name: coordinator.name.clone(),
@@ -427,7 +314,7 @@ impl Election {
     /// After a closed watch: is the coordinator's process really gone?
     pub(super) fn on_gone_checked(&mut self, coordinator: &NodeRef, answer: CheckAnswer) {
         if let CheckAnswer::Unreachable(Unreachable::Refused | Unreachable::Closed) = answer {
-            self.release_promise(coordinator);
+            self.lease.release_promise(coordinator);
             self.lose_coordinator(coordinator, "closed its connection");
         }
         // Anything else (it answers, or does not in time): the lease decides.
@@ -436,17 +323,13 @@ impl Election {
     /// `POST /release`: the coordinator stopped acting; whoever promised it is free, and a
     /// node claiming a term asks again at once.
     pub(super) fn on_release(&mut self, from: &NodeRef, term: u64) {
-        let promised = self
-            .promise
-            .as_ref()
-            .is_some_and(|p| p.to.as_ref() == Some(from));
-        if promised && term >= self.term {
-            self.promise = None;
+        if self.lease.promised_to(from) && term >= self.terms.current() {
+            self.lease.release_promise(from);
             self.note(Note::ReleasedBy {
                 name: from.name.clone(),
             });
         }
-        if self.coordinator.as_ref() == Some(from) && term >= self.term {
+        if self.coordinator.as_ref() == Some(from) && term >= self.terms.current() {
             self.set_coordinator(None, Reason::StepDown);
             self.request_election();
         }
@@ -461,6 +344,7 @@ mod tests {
     use super::super::election::{Election, Phase, Settings};
     use super::super::event::{AnnounceAnswer, CheckAnswer, Event, Purpose, Timer, WatchEnd};
     use super::super::fixtures::{cluster, elect, member, nref};
+    use super::super::lease::QuorumState;
     use super::super::member::NodeRef;
     use super::super::quorum::Quorum;
     use super::super::ready::{
@@ -1015,7 +899,7 @@ mod tests {
             },
         );
         let round = match e.phase() {
-            Phase::Collecting => e.rounds.number,
+            Phase::Collecting => e.rounds.number(),
             other => panic!("expected a round, got {other:?}"),
         };
         let r = e.step(
@@ -1046,9 +930,9 @@ mod tests {
         let r = elect(&mut e, 3210, &cluster(&[1, 2, 3]));
         assert!(announced(&r).is_none());
         // node4 never announces (it died): the wait ends and the next round is won.
-        let round = e.rounds.number;
+        let round = e.rounds.number();
         e.step(3210 + 4000, Event::Timer(Timer::Announcement { round }));
-        let round = e.rounds.number;
+        let round = e.rounds.number();
         let r = e.step(
             7300,
             Event::Members {

@@ -10,7 +10,7 @@ use super::event::Timer;
 use super::member::{others, Member, NodeRef};
 use super::quorum::Millis;
 use super::ready::{ControlReply, Effect, Note, Reason};
-use super::standing::{Abstention, Resign};
+use super::standing::successor;
 
 /// How long a node that stepped down stands for nothing (unless the new coordinator fails):
 /// long enough for another to take over without this one taking it straight back.
@@ -26,12 +26,7 @@ impl Election {
     }
 
     fn stands_at(&self, now: Millis) -> bool {
-        self.abstention_at(now).is_none()
-    }
-
-    /// Why this node does not stand at `now`, the weightiest reason first.
-    pub(super) fn abstention_at(&self, now: Millis) -> Option<Abstention> {
-        self.standing.abstention(now)
+        self.standing.abstention(now).is_none()
     }
 
     /// A sit-out is a courtesy to the others, not a reason to leave the cluster without a
@@ -41,7 +36,12 @@ impl Election {
     pub(super) fn yield_sit_out_when_leaderless(&mut self) {
         if self.coordinator.is_none() && self.sits_out() {
             let wait = self.settings.announce_wait.as_millis() as Millis;
-            self.timer(Timer::Leaderless { term: self.term }, wait);
+            self.timer(
+                Timer::Leaderless {
+                    term: self.terms.current(),
+                },
+                wait,
+            );
         }
     }
 
@@ -50,10 +50,10 @@ impl Election {
     }
 
     pub(super) fn on_leaderless(&mut self, term: u64) {
-        if term != self.term || self.coordinator.is_some() || !self.sits_out() {
+        if term != self.terms.current() || self.coordinator.is_some() || !self.sits_out() {
             return;
         }
-        if let Some(a) = self.abstention_at(self.now) {
+        if let Some(a) = self.standing.abstention(self.now) {
             self.note(Note::SitOutEnded {
                 why: a.word(),
                 ms_left: a.ms_left().unwrap_or(0),
@@ -73,11 +73,9 @@ impl Election {
     }
 
     pub(super) fn preempts_at(&self, now: Millis) -> bool {
-        self.stands_at(now)
-            && !self.settings.no_preempt
-            && self
-                .standing
-                .healthy_for(now, self.settings.preempt_delay_ms)
+        let s = &self.settings;
+        self.standing
+            .preempts(now, s.no_preempt, s.preempt_delay_ms)
     }
 
     /// Became healthy (or back from maintenance): preempting waits for `--preempt-delay`.
@@ -152,8 +150,8 @@ impl Election {
             };
         }
         self.standing.set_maintenance(on);
-        self.persisted.maintenance = on;
-        self.out.persist = Some(self.persisted.clone());
+        self.terms.set_maintenance(on);
+        self.out.persist = Some(self.terms.persisted().clone());
         self.note(Note::Maintenance { on });
         if on {
             let leading = self.coordinator.as_ref() == Some(&self.me);
@@ -182,21 +180,12 @@ impl Election {
                 None => "this node is not the coordinator; none is known".into(),
             });
         }
-        if self.resigning.is_some() || self.standing.leaving() {
+        if self.standing.resigning() || self.standing.leaving() {
             return refuse("this node is already stepping down".into());
         }
-        let target = match to {
-            None => None,
-            Some(name) if name == self.me.name => {
-                return refuse("--to names this node itself".into())
-            }
-            Some(name) => match self.members.iter().find(|m| m.name == name) {
-                None => return refuse(format!("no member named {name} is known")),
-                Some(m) if m.witness => {
-                    return refuse(format!("{name} is a witness: it never leads"))
-                }
-                Some(m) => Some(m.node_ref()),
-            },
+        let target = match successor(self.rounds.known(), &self.me, to) {
+            Ok(target) => target,
+            Err(message) => return refuse(message),
         };
         self.standing.hold(self.now + STEP_DOWN_HOLD_MS);
         self.timer(Timer::StandAgain, STEP_DOWN_HOLD_MS);
@@ -215,14 +204,14 @@ impl Election {
     /// `POST /takeover`: the coordinator stepped down for this node: take over at once,
     /// without asking the nodes above (a higher node that preempts still takes it back).
     pub(super) fn on_take_over(&mut self, from: &NodeRef, term: u64) {
-        self.saw_term(term);
+        self.terms.saw(term);
         if !self.stands() || self.coordinator.as_ref() == Some(&self.me) {
             return;
         }
         self.note(Note::TakingOver {
             from: from.name.clone(),
         });
-        self.rounds.taking_over = true;
+        self.rounds.take_over();
         // A round already under way (the release may have come first) asked the nodes above:
         // start one that does not.
         if matches!(
@@ -236,18 +225,15 @@ impl Election {
     /// A coordinator lets go of leadership for `reason`: its hooks stop its work first (it
     /// still leads, and says so, until they have), then it releases its followers.
     pub(super) fn resign(&mut self, reason: Reason, to: Option<NodeRef>) {
-        if self.coordinator.as_ref() != Some(&self.me) || self.resigning.is_some() {
+        if self.coordinator.as_ref() != Some(&self.me) || !self.standing.resign(reason, to) {
             return;
         }
         self.note(Note::LettingGo { reason });
-        self.resigning = Some(Resign { reason, to });
-        if let Some(lead) = self.lead.as_mut() {
-            lead.releasing = true;
-        }
+        self.lease.begin_release();
         if self.settings.has_hooks {
             self.effect(Effect::StopLeading {
                 reason,
-                term: self.term,
+                term: self.terms.current(),
             });
         } else {
             self.on_let_go();
@@ -257,27 +243,17 @@ impl Election {
     /// The hooks let go (the `--exec` child stopped and `--on-demoted` ran): a node letting go
     /// stops leading, releases its followers and hands over to the node it stepped down for.
     pub(super) fn on_let_go(&mut self) {
-        let releasing = self.lead.as_ref().is_some_and(|l| l.releasing);
-        let resign = match self.resigning.take() {
-            Some(r) => r,
-            None if self.standing.leaving() => Resign {
-                reason: Reason::Shutdown,
-                to: None,
-            },
-            None if releasing => Resign {
-                reason: Reason::Preempted,
-                to: None,
-            },
-            None => return,
+        let Some(resign) = self.standing.let_go(self.lease.releasing()) else {
+            return;
         };
         let leading = self.coordinator.as_ref() == Some(&self.me);
-        if !leading && self.lead.is_none() {
+        if !leading && !self.lease.has_lead() {
             return;
         }
         if leading {
             self.set_coordinator(None, resign.reason);
         }
-        let term = self.lead.take().map_or(self.term, |l| l.term);
+        let term = self.lease.end_lead().unwrap_or(self.terms.current());
         let named = resign.to.is_some();
         if let Some(next) = resign.to {
             self.effect(Effect::TakeOver { to: next, term });
@@ -289,7 +265,7 @@ impl Election {
         if named && self.settings.quorum.is_none() {
             return;
         }
-        let to: Vec<Member> = others(&self.members, &self.me).cloned().collect();
+        let to: Vec<Member> = others(self.rounds.known(), &self.me).cloned().collect();
         self.note(Note::Released {
             to: to.iter().map(|m| m.name.clone()).collect(),
         });

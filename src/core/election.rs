@@ -6,9 +6,12 @@
 //! or a thread, which keeps the protocol testable like a function (and model-checkable) and
 //! lets the shell drop the state lock before any I/O.
 //!
-//! This file holds the state, `step` and the timers; the round is in `round.rs`, the
-//! announcements in `announce.rs`, noticing a failed coordinator in `failure.rs`, quorum mode
-//! in `claim.rs`, operator control in `control.rs` and the Consul lock in `lock.rs`.
+//! `Election` owns six sub-machines, each in its own file with private fields and its own
+//! tests, none importing `Election`: `Terms`, `QuorumLease`, `Standing`, `RoundState`,
+//! `Announcements` and `LockGate`. This file holds the state, `step`, the timers and the
+//! leader-lock gate's part; the round and its announcements are in `round.rs`, noticing a
+//! failed coordinator in `failure.rs`, quorum mode in `claim.rs`, operator control in
+//! `control.rs`.
 //!
 //! Terms: every claim takes a term above any this node has seen or used, and an announcement
 //! is only accepted for a term above the one followed (or a repeat of it by the same
@@ -17,18 +20,20 @@
 //! [`super::quorum`] and `claim.rs`) adds that a node only leads while a majority's promises
 //! hold.
 
-use super::event::{Event, Purpose, Timer};
-use super::member::{Member, NodeRef};
-use super::quorum::{Millis, Promise};
+use super::announcements::Announcements;
+use super::event::{Event, LockAnswer, Purpose, Timer};
+use super::member::NodeRef;
+use super::quorum::Millis;
+use super::quorum_lease::QuorumLease;
 use super::ready::{Change, Effect, Note, Persisted, Ready, Reason, Reply, RoundEdge};
-use super::rules::MAX_TERM;
 use std::time::Duration;
 
-pub use super::lease::{Lead, QuorumState, QuorumView};
-use super::lock_state::LockState;
+pub use super::lease::{QuorumState, QuorumView};
+use super::lock::LockGate;
 use super::round_state::RoundState;
 pub use super::settings::Settings;
-use super::standing::{Abstention, Resign, Standing};
+use super::standing::{Abstention, Standing};
+use super::terms::Terms;
 
 /// Where this node stands in the current round.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -79,42 +84,19 @@ pub struct Election {
     pub(super) me: NodeRef,
     pub(super) settings: Settings,
     pub(super) coordinator: Option<NodeRef>,
-    /// The term of the coordinator followed (or led or claimed); 0 before the first.
-    pub(super) term: u64,
-    /// The coordinator of `term`, kept when a check finds it down: a check can fail on a node
-    /// that lives (too busy to answer), and its repeated announcement for the term must still
-    /// be accepted, or this node would refuse the only coordinator there is for good.
-    pub(super) term_leader: Option<NodeRef>,
-    /// The highest term seen in any message or used.
-    pub(super) max_term: u64,
+    /// The term followed, led or claimed, the highest seen, and the floor on disk.
+    pub(super) terms: Terms,
     pub(super) phase: Phase,
     /// The round under way, or the last one: its bookkeeping.
     pub(super) rounds: RoundState,
-    /// The last member list read for any purpose: renewals go to them.
-    pub(super) members: Vec<Member>,
-    /// What is on disk (or about to be).
-    pub(super) persisted: Persisted,
-    /// Quorum mode: this node's promise as a follower.
-    pub(super) promise: Option<Promise>,
-    /// Quorum mode: the term this node claims, leads or hands over.
-    pub(super) lead: Option<Lead>,
+    /// Quorum mode: the term claimed or led with its acknowledgements, and the promise given.
+    pub(super) lease: QuorumLease,
     /// Whether this node stands for election, and why not.
     pub(super) standing: Standing,
-    /// Letting go of leadership, waiting for the hooks.
-    pub(super) resigning: Option<Resign>,
-    /// Quorum mode, after a restart: the coordinator this node would follow without
-    /// preempting it, but whose term lies at or below the floor (this node may have promised
-    /// that term to someone else). It waits for that coordinator to take a newer term, which
-    /// its next renewal's refusal makes it do, instead of electing over it.
-    pub(super) follow_later: Option<NodeRef>,
-    /// Numbers announcements, so answers find their send time.
-    pub(super) seq: u64,
-    /// Plain mode: members that missed this term's announcement (busy, or no answer in
-    /// time), and how often it was sent again.
-    pub(super) missed_announcement: Vec<Member>,
-    pub(super) reannounced: u32,
-    /// `--consul-lock`: the leader lock.
-    pub(super) lock: LockState,
+    /// Numbers announcements; plain mode sends them again to members that missed them.
+    pub(super) announcements: Announcements,
+    /// `--consul-lock`, `--etcd-lock`: the leader-lock gate.
+    pub(super) lock: LockGate,
     /// The time of the step under way.
     pub(super) now: Millis,
     /// The output of the step under way.
@@ -126,45 +108,25 @@ impl Election {
     /// at or below one it used, and in quorum mode it acknowledges nobody for one lease (it
     /// may have promised someone just before it stopped).
     pub fn new(me: NodeRef, settings: Settings, persisted: Persisted, now: Millis) -> Self {
-        let promise = settings.quorum.as_ref().map(|q| Promise {
-            to: None,
-            until: now + q.lease,
-        });
+        let lease = QuorumLease::new(settings.quorum.as_ref().map(|q| q.lease), now);
         let standing = Standing::new(
             settings.witness,
             settings.health_checked,
             persisted.maintenance,
             now,
         );
-        let term = if settings.quorum.is_some() {
-            persisted.floor
-        } else {
-            0
-        };
+        let terms = Terms::new(settings.quorum.is_some(), persisted);
         Election {
             me,
             settings,
             coordinator: None,
-            // In quorum mode every term up to the floor may have been promised before the
-            // restart: all of them count as taken, by nobody this node could follow again.
-            // Plain mode promises nothing, so it follows any coordinator; its own claims
-            // still start above the floor (`max_term`).
-            term,
-            term_leader: None,
-            max_term: persisted.floor,
+            terms,
             phase: Phase::Idle,
             rounds: RoundState::default(),
-            members: Vec::new(),
-            persisted,
-            promise,
-            lead: None,
+            lease,
             standing,
-            resigning: None,
-            follow_later: None,
-            missed_announcement: Vec::new(),
-            reannounced: 0,
-            seq: 0,
-            lock: LockState::default(),
+            announcements: Announcements::default(),
+            lock: LockGate::default(),
             now,
             out: Ready::default(),
         }
@@ -179,7 +141,7 @@ impl Election {
     }
 
     pub fn term(&self) -> u64 {
-        self.term
+        self.terms.current()
     }
 
     pub fn phase(&self) -> &Phase {
@@ -197,13 +159,13 @@ impl Election {
             coordinator: self.coordinator.clone(),
             is_coordinator: self.coordinator.as_ref() == Some(&self.me) && self.acting(now),
             election: self.phase != Phase::Idle,
-            term: self.term,
+            term: self.terms.current(),
             quorum: self.quorum_view(now),
             leaving: self.standing.leaving(),
             preempts: self.preempts_at(now),
             healthy: self.standing.healthy(),
             maintenance: self.standing.maintenance(),
-            abstention: self.abstention_at(now),
+            abstention: self.standing.abstention(now),
         }
     }
 
@@ -214,7 +176,7 @@ impl Election {
         let let_go = event == Event::LetGo;
         // A lease that ran out while this node could not step (frozen: its timers come late)
         // ends before anything else is handled, as its lease check would have ended it.
-        if let Some(term) = self.lead.as_ref().map(|l| l.term) {
+        if let Some(term) = self.lease.lead_term() {
             if !matches!(event, Event::Timer(Timer::LeaseCheck { .. })) {
                 self.on_lease_check(term);
             }
@@ -278,7 +240,7 @@ impl Election {
         self.settle_lock(let_go);
         let mut out = std::mem::take(&mut self.out);
         if out.persist.is_some() {
-            out.persist = Some(self.persisted.clone());
+            out.persist = Some(self.terms.persisted().clone());
         }
         out
     }
@@ -298,16 +260,18 @@ impl Election {
         });
     }
 
-    pub(super) fn saw_term(&mut self, term: u64) {
-        self.max_term = self.max_term.max(term.min(MAX_TERM));
-    }
-
     /// Records that this node uses or acknowledges `term`: the floor on disk must cover it
     /// before anyone hears of it.
     pub(super) fn use_term(&mut self, term: u64) {
-        if term > self.persisted.floor {
-            self.persisted.floor = term;
-            self.out.persist = Some(self.persisted.clone());
+        if self.terms.record_used(term) {
+            self.out.persist = Some(self.terms.persisted().clone());
+        }
+    }
+
+    /// A win: a term above every term seen or used, on disk before anyone hears of it.
+    pub(super) fn take_term(&mut self) {
+        if self.terms.take_next(&self.me).1 {
+            self.out.persist = Some(self.terms.persisted().clone());
         }
     }
 
@@ -318,7 +282,7 @@ impl Election {
         reason: Reason,
     ) -> Option<NodeRef> {
         if next.is_some() {
-            self.follow_later = None;
+            self.terms.stop_waiting();
         }
         let before = std::mem::replace(&mut self.coordinator, next);
         if before.is_some() && self.coordinator.is_none() {
@@ -328,12 +292,13 @@ impl Election {
             self.out.changes.push(Change {
                 before: before.clone(),
                 after: self.coordinator.clone(),
-                term: self.term,
+                term: self.terms.current(),
                 reason,
                 lock_index: self
                     .lock_index()
                     .filter(|_| self.coordinator.as_ref() == Some(&self.me)),
                 fence: self
+                    .lease
                     .lease_until()
                     .filter(|_| self.coordinator.as_ref() == Some(&self.me)),
             });
@@ -341,25 +306,14 @@ impl Election {
         before
     }
 
-    /// Why the coordinator after a win or an accepted announcement is there.
-    pub(super) fn win_reason(&mut self) -> Reason {
-        if std::mem::take(&mut self.rounds.taking_over) {
-            Reason::StepDown
-        } else if std::mem::take(&mut self.rounds.after_failure) {
-            Reason::Failover
-        } else {
-            Reason::Elected
-        }
-    }
-
     /// Ends the round under way, if any: this node won it or accepted a coordinator.
     pub(super) fn end_round(&mut self, won: bool) {
         // A suspect is skipped in the round right after its failure, not for good: a node
         // that only looked dead (a partition that healed) must be asked again.
-        self.rounds.suspect = None;
+        self.rounds.clear_suspect();
         if self.phase != Phase::Idle {
             self.out.rounds.push(RoundEdge::Ended {
-                round: self.rounds.number,
+                round: self.rounds.number(),
                 won,
             });
         }
@@ -374,7 +328,7 @@ impl Election {
         match timer {
             Timer::Announcement { round } => {
                 // A higher node answered but never announced itself (it died meanwhile).
-                if self.phase != Phase::AwaitingAnnouncement || round != self.rounds.number {
+                if self.phase != Phase::AwaitingAnnouncement || round != self.rounds.number() {
                     return;
                 }
                 self.note(Note::NoAnnouncement {
@@ -382,11 +336,11 @@ impl Election {
                 });
                 // Ask everyone above this time, a suspect too: the one that answered OK did
                 // not take over, so the node that leads may be the one skipped.
-                self.rounds.suspect = None;
+                self.rounds.clear_suspect();
                 self.start_round();
             }
             Timer::Successor { coordinator, term } => {
-                if term != self.term {
+                if term != self.terms.current() {
                     return;
                 }
                 // The watched coordinator stopped leading and no successor announced itself.
@@ -407,13 +361,132 @@ impl Election {
             Timer::Reannounce { term } => self.reannounce(term),
             Timer::LockRetry { attempt } => self.on_lock_retry(attempt),
             Timer::PromiseFree { round } => {
-                if self.phase == Phase::AwaitingPromise && round == self.rounds.number {
+                if self.phase == Phase::AwaitingPromise && round == self.rounds.number() {
                     self.become_coordinator();
                 }
             }
         }
     }
+
+    // `--consul-lock`/`--etcd-lock`: the leader-lock gate (`lock.rs`). A node that wins does
+    // not lead yet: it asks for the lock and waits in [`Phase::AwaitingLock`], asking again
+    // (every `lock_retry_ms`) while refused; once it holds the lock it leads as it would have,
+    // and its hooks get the lock's `LockIndex`. A lock lost while leading makes it let go
+    // ([`Reason::LostLock`]).
+
+    /// The `LockIndex` of the lock this node holds, if any.
+    pub fn lock_index(&self) -> Option<u64> {
+        self.lock.held()
+    }
+
+    /// About to lead: whether this node must wait for the lock first. If so it asks for the
+    /// lock (unless an acquisition is under way) and waits in [`Phase::AwaitingLock`].
+    pub(super) fn awaits_lock(&mut self) -> bool {
+        if !self.settings.lock
+            || self.lock.held().is_some()
+            || self.coordinator.as_ref() == Some(&self.me)
+        {
+            return false;
+        }
+        if self.phase != Phase::AwaitingLock {
+            self.note(Note::AcquiringLock);
+        }
+        self.phase = Phase::AwaitingLock;
+        if !self.lock.pending() {
+            let attempt = self.lock.acquire();
+            self.effect(Effect::AcquireLock { attempt });
+        }
+        true
+    }
+
+    fn on_lock(&mut self, answer: LockAnswer) {
+        match answer {
+            LockAnswer::Held { attempt, index } => {
+                self.lock.got(attempt, index);
+                if self.phase != Phase::AwaitingLock {
+                    return;
+                }
+                self.note(Note::LockHeld { index });
+                if self.settings.quorum.is_some() {
+                    // The claim goes on; it leads once its majority holds too.
+                    self.phase = Phase::Claiming;
+                    self.update_lease();
+                } else {
+                    self.become_coordinator();
+                }
+            }
+            LockAnswer::Refused { attempt, why } => {
+                if !self.lock.refused(attempt) || self.phase != Phase::AwaitingLock {
+                    return;
+                }
+                if self.lock.new_refusal(&why) {
+                    self.note(Note::LockRefused { why });
+                }
+                self.timer(Timer::LockRetry { attempt }, self.settings.lock_retry_ms);
+            }
+            LockAnswer::Lost { attempt, why } => {
+                if !self.lock.lost(attempt) {
+                    return;
+                }
+                // Let go in the store too: a watch that could not reach it does not know that
+                // the session lost the lock, and no one else may take it while it holds.
+                self.effect(Effect::ReleaseLock);
+                if self.coordinator.as_ref() == Some(&self.me) {
+                    self.note(Note::LockLost { why });
+                    self.resign(Reason::LostLock, None);
+                }
+            }
+        }
+    }
+
+    /// Still waiting for the lock after a refusal: ask again, if this node still stands.
+    fn on_lock_retry(&mut self, attempt: u64) {
+        if self.phase != Phase::AwaitingLock
+            || !self.lock.is_current(attempt)
+            || self.lock.pending()
+        {
+            return;
+        }
+        if !self.stands() {
+            return self.end_round(false);
+        }
+        let attempt = self.lock.acquire();
+        self.effect(Effect::AcquireLock { attempt });
+    }
+
+    /// Plain Bully: a coordinator whose election message a higher node answered lets go of
+    /// its leadership and its lock, so that node can take the lock and lead. (Without this
+    /// the higher node could never take over: it needs the lock before it announces itself.
+    /// In quorum mode the higher node's claim makes this node hand over.)
+    pub(super) fn yield_lock(&mut self) {
+        if self.settings.lock
+            && self.settings.quorum.is_none()
+            && self.coordinator.as_ref() == Some(&self.me)
+        {
+            self.resign(Reason::Preempted, None);
+        }
+    }
+
+    /// At the end of every step: releases the lock once nothing needs it (`let_go`: the step
+    /// was [`Event::LetGo`]).
+    fn settle_lock(&mut self, let_go: bool) {
+        if !self.settings.lock {
+            return;
+        }
+        let leading = self.coordinator.as_ref() == Some(&self.me);
+        let wanted = leading || self.phase == Phase::AwaitingLock;
+        if self
+            .lock
+            .settle(leading, self.settings.has_hooks, let_go, wanted)
+        {
+            self.effect(Effect::ReleaseLock);
+        }
+    }
 }
+
+#[cfg(test)]
+#[path = "tests/election_lock.rs"]
+mod lock_tests;
 
 #[cfg(test)]
 mod tests {
@@ -424,7 +497,9 @@ mod tests {
     };
     use crate::core::fixtures::{self, cluster, elect, nref};
     use crate::core::member::others;
+    use crate::core::member::Member;
     use crate::core::ready::{AnnounceReply, Detection, ProxyReply};
+    use crate::core::rules::MAX_TERM;
 
     /// `member(id)` of the fixtures under another name.
     fn member(name: &str, id: u64) -> Member {
@@ -704,13 +779,13 @@ mod tests {
                 term: 5,
             },
         );
-        let round = e.rounds.number;
+        let round = e.rounds.number();
         let r = rewin(&mut e, round, &cluster(&[1, 2, 3]), 5);
         assert!(e.is_coordinator());
         assert!(
             r.effects
                 .iter()
-                .any(|x| matches!(x, Effect::LeadingAgain { term } if *term == e.term)),
+                .any(|x| matches!(x, Effect::LeadingAgain { term } if *term == e.term())),
             "{r:?}"
         );
     }

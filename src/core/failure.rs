@@ -4,15 +4,11 @@
 //! electing. Part of [`Election`].
 
 use super::election::{Election, Phase};
-use super::event::{CheckAnswer, ProbeAnswer, ProbePurpose, Purpose, Timer, Unreachable, WatchEnd};
+use super::event::{CheckAnswer, ProbeAnswer, ProbePurpose, Purpose, Timer, WatchEnd};
 use super::member::NodeRef;
 use super::quorum::Millis;
 use super::ready::{Detection, Effect, Note, Reason};
-
-/// How much later each rank elects after a coordinator failure all followers saw at once.
-const RANK_STEP_MS: u64 = 2;
-/// The longest such wait.
-const MAX_RANK_WAIT_MS: u64 = 250;
+use super::verdict::{self, Verdict};
 
 impl Election {
     pub(super) fn on_probed(
@@ -20,30 +16,13 @@ impl Election {
         purpose: ProbePurpose,
         answers: Vec<(NodeRef, ProbeAnswer)>,
     ) {
-        let wants_to_lead = |node: &NodeRef| {
-            answers
-                .iter()
-                .any(|(n, a)| n == node && matches!(a, ProbeAnswer::Node { preempts: true, .. }))
-        };
-        // Still leads in its own eyes, or would take over, or answers 200 without saying.
-        let contends = |node: &NodeRef| {
-            answers.iter().any(|(n, a)| {
-                n == node
-                    && matches!(
-                        a,
-                        ProbeAnswer::Node { preempts: true, .. }
-                            | ProbeAnswer::Node { leads: true, .. }
-                            | ProbeAnswer::Status(200)
-                    )
-            })
-        };
         match purpose {
             // A coordinator replaced by a lower one still answers and leads (it was frozen
             // or cut off), or would take over: elect, so it hears of it and either bullies
             // its way back in or learns its successor. One that stepped down, or will not
             // preempt and leads no more, is left alone.
             ProbePurpose::Previous(previous) => {
-                if !contends(&previous) {
+                if !verdict::contends(&answers, &previous) {
                     return;
                 }
                 if let Some(c) = self.coordinator.clone().filter(|c| *c < previous) {
@@ -60,7 +39,9 @@ impl Election {
             ProbePurpose::Higher => {
                 // Only one that would take over counts: a node above with --no-preempt, or
                 // unhealthy, or in maintenance, is left alone.
-                let any = answers.iter().any(|(n, _)| wants_to_lead(n));
+                let any = answers
+                    .iter()
+                    .any(|(n, _)| verdict::wants_to_lead(&answers, n));
                 if !any || !self.is_coordinator() || self.phase != Phase::Idle {
                     return;
                 }
@@ -79,7 +60,7 @@ impl Election {
         }
         match self.coordinator.clone() {
             // Still waiting for the coordinator to outgrow this node's floor: ask again.
-            None if self.follow_later.is_some() => self.collect(Purpose::LearnTerms),
+            None if self.terms.waits_to_follow() => self.collect(Purpose::LearnTerms),
             None => self.request_election(),
             Some(c) if c == self.me => self.collect(Purpose::LookForHigher),
             Some(c) => self.effect(Effect::CheckCoordinator { coordinator: c }),
@@ -92,65 +73,35 @@ impl Election {
     /// coordinator for dead started needless elections and terms that fed a failover storm in
     /// a large cluster; the next check decides.
     pub(super) fn on_coordinator_checked(&mut self, coordinator: &NodeRef, answer: CheckAnswer) {
-        let gone = matches!(
-            answer,
-            CheckAnswer::Unreachable(Unreachable::Refused | Unreachable::Closed)
-        );
-        // It answers as itself but leads no more: it stepped down or was demoted, and its
-        // successor's announcement is normally on its way, as after a watch that says
-        // `demoted`. Electing at once raced `step-down --to`: the highest standing node
-        // could win before the named one announced.
-        let resting = match &answer {
-            CheckAnswer::Details {
-                name,
-                id,
-                is_coordinator: false,
-                claiming,
-                ..
-            } => {
-                coordinator.name == *name
-                    && coordinator.id == *id
-                    && !(*claiming && self.settings.quorum.is_some())
+        let current = self.coordinator.as_ref() == Some(coordinator);
+        match verdict::check(coordinator, &answer, self.settings.quorum.is_some()) {
+            // Its successor's announcement is normally on its way, as after a watch that
+            // says `demoted`. Electing at once raced `step-down --to`: the highest standing
+            // node could win before the named one announced.
+            Verdict::Resting if current => {
+                self.rounds.set_verifying(false);
+                self.timer(
+                    Timer::Successor {
+                        coordinator: coordinator.clone(),
+                        term: self.terms.current(),
+                    },
+                    self.settings.successor_wait.as_millis() as Millis,
+                );
             }
-            _ => false,
-        };
-        if resting && self.coordinator.as_ref() == Some(coordinator) {
-            self.rounds.verifying = false;
-            return self.timer(
-                Timer::Successor {
-                    coordinator: coordinator.clone(),
-                    term: self.term,
-                },
-                self.settings.successor_wait.as_millis() as Millis,
-            );
-        }
-        let alive = match answer {
-            CheckAnswer::Details {
-                name,
-                id,
-                is_coordinator,
-                claiming,
-                ..
-            } => {
-                // A claimant this node acknowledged is followed while it gathers a majority.
-                let leads = is_coordinator || (claiming && self.settings.quorum.is_some());
-                leads && coordinator.name == name && coordinator.id == id
+            Verdict::Alive => {
+                if current {
+                    self.rounds.set_verifying(false);
+                }
             }
-            CheckAnswer::Busy => true,
-            _ => false,
-        };
-        if alive {
-            if self.coordinator.as_ref() == Some(coordinator) {
-                self.rounds.verifying = false;
+            v => {
+                // Nothing listens there: the same evidence a closed watch gives. Without this
+                // a check that won the race with the closed watch kept the promise, and the
+                // next claim waited out a whole lease.
+                if v == (Verdict::Failed { gone: true }) {
+                    self.lease.release_promise(coordinator);
+                }
+                self.coordinator_failed(coordinator, Detection::HealthCheck);
             }
-        } else {
-            // Nothing listens there: the process is gone (and its child with it), the same
-            // evidence a closed watch gives. Without this a check that won the race with the
-            // closed watch kept the promise, and the next claim waited out a whole lease.
-            if gone {
-                self.release_promise(coordinator);
-            }
-            self.coordinator_failed(coordinator, Detection::HealthCheck);
         }
     }
 
@@ -159,17 +110,17 @@ impl Election {
         if self.coordinator.as_ref() != Some(coordinator) {
             return;
         }
-        self.rounds.verifying = false;
+        self.rounds.set_verifying(false);
         if by != Detection::HealthCheck {
             // A watch or a lease that failed is a node to skip in the next round; a failed
             // health check may only be a busy node, which is asked as usual.
-            self.rounds.suspect = Some(coordinator.clone());
+            self.rounds.suspect(coordinator);
         }
         self.note(Note::CoordinatorDown {
             name: coordinator.name.clone(),
             by,
         });
-        self.rounds.after_failure = true;
+        self.rounds.failed_over();
         // A node that stepped down stands again when its successor fails.
         self.standing.end_hold(None);
         self.set_coordinator(None, Reason::Failover);
@@ -177,13 +128,10 @@ impl Election {
             return self.request_election();
         }
         // A closed watch or a lapsed lease is seen by every follower at once: they elect in
-        // rank order, the highest survivor at once, each one below a little later, so that
-        // most hear the new coordinator's announcement before they elect at all.
-        let rank = self.candidates_above(&self.members.clone()).len() as u64;
-        if rank == 0 {
-            self.request_election();
-        } else {
-            self.timer(Timer::Ranked, (rank * RANK_STEP_MS).min(MAX_RANK_WAIT_MS));
+        // rank order.
+        match self.rounds.rank_wait(&self.me) {
+            0 => self.request_election(),
+            wait => self.timer(Timer::Ranked, wait),
         }
     }
 
@@ -193,7 +141,7 @@ impl Election {
             WatchEnd::Leading | WatchEnd::Busy | WatchEnd::Other { .. } => {}
             // It answers the watch only after its hooks let go: it acts no more.
             WatchEnd::ShuttingDown => {
-                self.release_promise(coordinator);
+                self.lease.release_promise(coordinator);
                 self.lose_coordinator(coordinator, "shut down");
             }
             // It stopped leading (or never did): the announcement of the new coordinator is
@@ -203,7 +151,7 @@ impl Election {
                     self.effect(Effect::StartTimer {
                         timer: Timer::Successor {
                             coordinator: coordinator.clone(),
-                            term: self.term,
+                            term: self.terms.current(),
                         },
                         after: self.settings.successor_wait,
                     });

@@ -1,39 +1,5 @@
-//! Quorum mode's state, as data: the term a node claims or leads with the acknowledgements
-//! that make its lease, and the view of it that `/nodeDetails` and `bully status` show. Kept
-//! apart from the transitions (`claim.rs`), so that [`super::election::Election`] can hold
-//! it without importing the files that act on it.
-
-use super::quorum::{Acks, Millis};
-
-/// The term this node claims, leads or hands over, with what holds it up.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Lead {
-    pub(super) term: u64,
-    pub(super) acks: Acks,
-    /// Until when a majority's promises hold (this node's clock); `None` before a majority
-    /// acknowledged. Kept across a term bump until the new term has its own.
-    pub(super) lease_until: Option<Millis>,
-    /// Letting go (for a higher node, a step-down, ...): renewing until the hooks let go,
-    /// then releasing.
-    pub(super) releasing: bool,
-    /// The announcements out for this term, whose answers come back one by one.
-    pub(super) sent: Vec<Sent>,
-    pub(super) retry_armed: bool,
-    /// "No quorum" was logged for this term.
-    pub(super) warned: bool,
-    /// When the member list was last read for this claim.
-    pub(super) members_read: Millis,
-}
-
-/// One announcement: when it was handed to the shell, how many answers are still due, and
-/// whether any said its member was promised to another coordinator.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(super) struct Sent {
-    pub(super) seq: u64,
-    pub(super) at: Millis,
-    pub(super) due: usize,
-    pub(super) promised: bool,
-}
+//! Quorum mode as `/nodeDetails` and `bully status` show it: the state and the view of the
+//! lease ([`super::quorum_lease::QuorumLease`] holds the lease itself).
 
 /// Where a node stands in quorum mode, as `/nodeDetails` and `bully status` show it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -3,7 +3,7 @@
 //! a clock, sleeps or starts a thread; the shell in [`crate::runtime`] does all of that and
 //! feeds what happened back in as [`event::Event`]s.
 
-mod announce;
+pub mod announcements;
 pub mod busy;
 pub mod claim;
 pub mod control;
@@ -12,18 +12,19 @@ pub mod event;
 mod failure;
 #[cfg(test)]
 mod fixtures;
-pub mod heard;
 pub mod lease;
 pub mod lock;
-pub mod lock_state;
 pub mod member;
 pub mod note;
 pub mod quorum;
+pub mod quorum_lease;
 pub mod ready;
 mod round;
 pub mod round_state;
 pub mod rules;
 pub mod settings;
 pub mod standing;
+pub mod terms;
+pub mod verdict;
 pub mod watched;
 pub mod wire;

@@ -1,14 +1,18 @@
-//! An election round, plain Bully's part: what starts one (the startup delay, election
-//! messages from lower nodes), the members it reads and the terms it learns, the one message to
-//! the highest member above, and the answers that end it. Part of [`Election`].
+//! An election round, plain Bully's part, with its announcements: what starts one (the startup
+//! delay, election messages from lower nodes), the members it reads and the terms it learns,
+//! the one message to the highest member above, and the answers that end it; accepting a
+//! higher coordinator of a newer term, bullying a lower one back, refusing a stale one; taking
+//! a new term on a win and announcing it (highest first), and sending it again to members that
+//! were too busy or slow to take it. Part of [`Election`].
 
 use super::election::{Election, Phase};
-use super::event::{CheckAnswer, ElectionAnswer, ProbePurpose, Purpose, Timer};
-use super::member::{higher, others, Member, NodeRef};
-use super::ready::{Effect, Note, ProxyReply, RoundEdge};
+use super::event::{AnnounceAnswer, CheckAnswer, ElectionAnswer, ProbePurpose, Purpose, Timer};
+use super::member::{higher, others, others_highest_first, Member, NodeRef};
+use super::ready::{AnnounceReply, Effect, Note, ProxyReply, Reason, RoundEdge};
+use super::rules::valid_term;
+use super::terms::Newness;
+use super::verdict;
 
-/// Most election messages remembered per round, to announce to their senders.
-const MAX_ASKERS: usize = 4096;
 /// How many of the highest members a (re)started node asks for their term.
 const TERMS_ASKED: usize = 3;
 
@@ -33,7 +37,7 @@ impl Election {
     /// seen settles it: at an equal term the sender may follow another coordinator, so this
     /// node elects above it instead.
     pub(super) fn leads_at(&self, term: u64) -> bool {
-        self.phase == Phase::Idle && self.is_coordinator() && self.term > term
+        self.phase == Phase::Idle && self.is_coordinator() && self.terms.current() > term
     }
 
     /// Start a round unless one is already running: however many triggers arrive (timers,
@@ -47,20 +51,17 @@ impl Election {
 
     /// A new round, from idle or in place of one that came to nothing.
     pub(super) fn start_round(&mut self) {
-        self.rounds.number += 1;
-        self.rounds.askers.clear();
+        let round = self.rounds.start();
         self.phase = Phase::Collecting;
-        self.out.rounds.push(RoundEdge::Started {
-            round: self.rounds.number,
-        });
+        self.out.rounds.push(RoundEdge::Started { round });
         self.note(Note::ElectionStarted {
             me: self.me.name.clone(),
         });
-        self.collect(Purpose::Round(self.rounds.number));
+        self.collect(Purpose::Round(round));
     }
 
     pub(super) fn on_members(&mut self, purpose: Purpose, members: Vec<Member>) {
-        self.members.clone_from(&members);
+        self.rounds.read(&members);
         match purpose {
             Purpose::Round(round) => self.members_collected(round, members),
             Purpose::LookForHigher => {
@@ -96,20 +97,11 @@ impl Election {
     /// node's first win takes a term no one has used yet, and before a coordinator takes a
     /// new term. Only answers from the member asked count.
     pub(super) fn on_terms_answered(&mut self, answers: Vec<(Member, CheckAnswer)>) {
-        let highest = answers
-            .iter()
-            .filter_map(|(m, a)| match a {
-                CheckAnswer::Details { name, id, term, .. } if *name == m.name && *id == m.id => {
-                    Some(*term)
-                }
-                _ => None,
-            })
-            .max();
-        if let Some(term) = highest {
+        if let Some(term) = verdict::highest_term(&answers) {
             if self.phase != Phase::LearningTerms {
                 self.note(Note::TermsLearned { term });
             }
-            self.saw_term(term);
+            self.terms.saw(term);
         }
         if self.phase == Phase::LearningTerms {
             return self.become_coordinator();
@@ -121,7 +113,7 @@ impl Election {
         // A higher member that answers that it leads is followed, as its announcement (perhaps
         // still on its way) would have it. Electing above a live coordinator of the newest
         // term only made it take another (a demo cluster on a loaded machine ended in term 2).
-        if let Some((c, term)) = self.leader_above(&answers) {
+        if let Some((c, term)) = verdict::leader_above(&answers, &self.me, self.terms.highest()) {
             self.on_announce(&c, term);
             if self.coordinator.is_some() {
                 return;
@@ -130,23 +122,13 @@ impl Election {
         // A node that will not preempt follows the coordinator the others follow, if any,
         // instead of electing itself over it.
         if !self.preempts() && self.coordinator.is_none() {
-            let followed = answers.iter().find_map(|(m, a)| match a {
-                CheckAnswer::Details {
-                    name,
-                    id,
-                    follows: Some(c),
-                    term,
-                    ..
-                } if *name == m.name && *id == m.id && *c != self.me => Some((c.clone(), *term)),
-                _ => None,
-            });
-            if let Some((c, term)) = followed {
+            if let Some((c, term)) = verdict::followed(&answers, &self.me) {
                 self.on_announce(&c, term);
                 if self.coordinator.is_some() {
                     return;
                 }
-                if term <= self.term && self.settings.quorum.is_some() {
-                    self.follow_later = Some(c);
+                if term <= self.terms.current() && self.settings.quorum.is_some() {
+                    self.terms.follow_later(c);
                     return;
                 }
             }
@@ -154,61 +136,24 @@ impl Election {
         self.request_election();
     }
 
-    /// The highest member above this node that answered, in its own name, that it leads the
-    /// newest term this node has seen (an older one's leader may be cut off from the rest).
-    fn leader_above(&self, answers: &[(Member, CheckAnswer)]) -> Option<(NodeRef, u64)> {
-        answers
-            .iter()
-            .filter_map(|(m, a)| match a {
-                CheckAnswer::Details {
-                    name,
-                    id,
-                    is_coordinator: true,
-                    follows: Some(c),
-                    term,
-                    ..
-                } if *name == m.name
-                    && *id == m.id
-                    && m.is(c)
-                    && *c > self.me
-                    && *term >= self.max_term =>
-                {
-                    Some((c.clone(), *term))
-                }
-                _ => None,
-            })
-            .max()
-    }
-
-    /// The members above this node that stand, but a suspect, highest first.
-    pub(super) fn candidates_above(&self, members: &[Member]) -> Vec<Member> {
-        let suspect = self.rounds.suspect.as_ref();
-        let mut above: Vec<Member> = higher(members, &self.me)
-            .filter(|m| suspect.is_none_or(|s| !m.is(s)))
-            .cloned()
-            .collect();
-        above.sort_by_key(|m| std::cmp::Reverse(m.node_ref()));
-        above
-    }
-
     /// The registry answered: message the highest member above (but a suspect), the others
     /// only if it does not answer; or win at once when there is none. One message where the
     /// original sent one to every higher node: in a large cluster every survivor of a crash
     /// elects at once, and N² messages took seconds.
     pub(super) fn members_collected(&mut self, round: u64, members: Vec<Member>) {
-        if self.phase != Phase::Collecting || round != self.rounds.number {
+        if self.phase != Phase::Collecting || round != self.rounds.number() {
             return;
         }
-        let mut above = if self.rounds.taking_over {
+        let mut above = if self.rounds.taking_over() {
             Vec::new()
         } else {
-            self.candidates_above(&members)
+            self.rounds.candidates_above(&members, &self.me)
         };
         above.reverse();
         self.note(Note::HigherNodes {
             names: above.iter().map(|m| m.name.clone()).collect(),
         });
-        self.rounds.members = members;
+        self.rounds.collected(members);
         if self.awaits_handed_to(&above) {
             return self.await_announcement();
         }
@@ -216,12 +161,12 @@ impl Election {
             return self.won_round();
         };
         above.reverse();
-        self.rounds.rest = above;
+        self.rounds.set_rest(above);
         self.phase = Phase::Electing;
         self.effect(Effect::SendElection {
             round,
             to: vec![top],
-            term: self.max_term,
+            term: self.terms.highest(),
         });
     }
 
@@ -229,7 +174,7 @@ impl Election {
     /// others' terms, so a successor elected while it was frozen is not given a twin.
     pub(super) fn won_round(&mut self) {
         if self.settings.quorum.is_none() && self.coordinator.as_ref() == Some(&self.me) {
-            let members: Vec<Member> = others(&self.rounds.members, &self.me).cloned().collect();
+            let members: Vec<Member> = others(self.rounds.members(), &self.me).cloned().collect();
             if !members.is_empty() {
                 self.phase = Phase::LearningTerms;
                 self.effect(Effect::AskTerms { members });
@@ -257,16 +202,16 @@ impl Election {
                 }
             }
         }
-        if self.phase != Phase::Electing || round != self.rounds.number {
+        if self.phase != Phase::Electing || round != self.rounds.number() {
             return;
         }
-        if ok == 0 && !self.rounds.rest.is_empty() {
+        if ok == 0 && self.rounds.has_rest() {
             // The highest did not answer: ask every other member above at once.
-            let to = std::mem::take(&mut self.rounds.rest);
+            let to = self.rounds.take_rest();
             self.effect(Effect::SendElection {
                 round,
                 to,
-                term: self.max_term,
+                term: self.terms.highest(),
             });
             return;
         }
@@ -285,7 +230,7 @@ impl Election {
         self.phase = Phase::AwaitingAnnouncement;
         self.effect(Effect::StartTimer {
             timer: Timer::Announcement {
-                round: self.rounds.number,
+                round: self.rounds.number(),
             },
             after: self.settings.announce_wait,
         });
@@ -295,24 +240,13 @@ impl Election {
     /// it: the higher node is claiming, so this round waits for its announcement once rather
     /// than winning over it.
     fn awaits_handed_to(&mut self, above: &[Member]) -> bool {
-        let Some((to, until)) = self.rounds.handed_to.take() else {
+        let Some(to) = self.rounds.awaits_handed_to(above, self.now) else {
             return false;
         };
-        let suspect = self.rounds.suspect.as_ref() == Some(&to);
-        if self.now >= until || suspect || above.iter().any(|m| m.is(&to)) {
-            return false;
-        }
         self.note(Note::AwaitingHandedTo {
             name: to.name.clone(),
         });
         true
-    }
-
-    /// Hearing from a node clears a suspicion of it.
-    pub(super) fn heard_from(&mut self, node: &NodeRef) {
-        if self.rounds.suspect.as_ref() == Some(node) {
-            self.rounds.suspect = None;
-        }
     }
 
     /// `POST /proxy`: an election message from `from`, who has seen `term`. A lower sender is
@@ -324,39 +258,28 @@ impl Election {
         // A node that stands for nothing, or follows a lower coordinator it will not
         // preempt, tells the sender to look elsewhere rather than keep it waiting.
         let yields = (self.coordinator.as_ref().is_some_and(|c| *c < self.me)
-            || self.follow_later.is_some())
+            || self.terms.waits_to_follow())
             && !self.preempts();
         if *from >= self.me || !self.stands() || yields {
             return ProxyReply::NotLower;
         }
-        self.heard_from(from);
-        self.saw_term(term);
+        self.rounds.heard_from(from);
+        self.terms.saw(term);
         if self.leads_at(term) {
-            return ProxyReply::Coordinator { term: self.term };
+            return ProxyReply::Coordinator {
+                term: self.terms.current(),
+            };
         }
-        if self.phase != Phase::Idle
-            && self.rounds.askers.len() < MAX_ASKERS
-            && !self.rounds.askers.contains(from)
-        {
-            self.rounds.askers.push(from.clone());
-        }
+        self.rounds.asked_by(from, self.phase != Phase::Idle);
         self.lower_node_is_electing();
         ProxyReply::Ok
-    }
-
-    /// The askers this node's announcement would miss: not among `to`.
-    pub(super) fn late_askers(&mut self, to: &[Member]) -> Vec<NodeRef> {
-        std::mem::take(&mut self.rounds.askers)
-            .into_iter()
-            .filter(|a| !to.iter().any(|m| m.is(a)))
-            .collect()
     }
 
     /// `POST /response`: the original's comparison step; a higher node takes over the
     /// election. Coalesced like `/proxy`: a coordinator that already leads starts nothing, so a
     /// flood of these cannot become a storm of elections.
     pub(super) fn on_response(&mut self, from: &NodeRef, term: u64) {
-        self.saw_term(term);
+        self.terms.saw(term);
         if self.me > *from && !self.leads_at(term) {
             self.lower_node_is_electing();
         }
@@ -365,14 +288,183 @@ impl Election {
     pub(super) fn lower_node_is_electing(&mut self) {
         match &self.coordinator {
             Some(c) if self.phase == Phase::Idle && *c > self.me => {
-                if self.rounds.verifying {
+                if self.rounds.verifying() {
                     return;
                 }
-                self.rounds.verifying = true;
+                self.rounds.set_verifying(true);
                 let coordinator = c.clone();
                 self.effect(Effect::CheckCoordinator { coordinator });
             }
             _ => self.request_election(),
+        }
+    }
+
+    /// `POST /announce`: accept a higher coordinator of a newer term; bully a lower one back
+    /// with an election; refuse a stale one. Quorum mode adds promises: see `claim.rs`.
+    pub(super) fn on_announce(&mut self, coordinator: &NodeRef, term: u64) -> AnnounceReply {
+        if !valid_term(term) {
+            self.note(Note::AboveLargestTerm {
+                from: coordinator.name.clone(),
+                term,
+            });
+            return AnnounceReply::Stale {
+                term: self.terms.current(),
+            };
+        }
+        self.terms.saw(term);
+        if *coordinator == self.me {
+            return AnnounceReply::Ok { promise_ms: None };
+        }
+        self.rounds.heard_from(coordinator);
+        if self.terms.newness(coordinator, term) == Newness::Stale {
+            self.note(Note::StaleAnnouncement {
+                from: coordinator.name.clone(),
+                term,
+                following: self.coordinator.as_ref().map(|c| c.name.clone()),
+                our_term: self.terms.current(),
+            });
+            return AnnounceReply::Stale {
+                term: self.terms.current(),
+            };
+        }
+        if *coordinator < self.me && self.preempts() {
+            self.note(Note::LowerAnnounced {
+                from: coordinator.name.clone(),
+                me: self.me.name.clone(),
+            });
+            self.request_election();
+            return AnnounceReply::Ok { promise_ms: None };
+        }
+        if let Some(refusal) = self.quorum_refusal(coordinator) {
+            return refusal;
+        }
+        self.end_round(false);
+        self.lease.end_lead();
+        self.standing.stop_resigning();
+        self.rounds.forget_hand_over();
+        self.terms.follow(coordinator, term);
+        let promise_ms = self.promise_to(coordinator, term);
+        let reason = if self.coordinator.as_ref() == Some(&self.me) {
+            Reason::Preempted
+        } else {
+            self.rounds.win_reason()
+        };
+        let previous = self.set_coordinator(Some(coordinator.clone()), reason);
+        if previous.as_ref() == Some(coordinator) {
+            return AnnounceReply::Ok { promise_ms };
+        }
+        self.note(Note::CoordinatorIs {
+            name: coordinator.name.clone(),
+            term,
+        });
+        match previous {
+            // A lower node took over from a higher one: if the higher one is in fact alive
+            // (frozen, partitioned, or the announcement is forged), it must be brought back.
+            Some(p) if p > *coordinator && p != self.me => self.effect(Effect::Probe {
+                purpose: ProbePurpose::Previous(p.clone()),
+                nodes: vec![p],
+            }),
+            _ => {}
+        }
+        AnnounceReply::Ok { promise_ms }
+    }
+
+    /// The answers to our announcement: a refusal by a node that follows a term at least ours
+    /// makes this node elect again above it; in quorum mode acknowledgements count towards
+    /// the lease.
+    pub(super) fn on_announce_answered(
+        &mut self,
+        term: u64,
+        seq: u64,
+        answers: Vec<(Member, AnnounceAnswer)>,
+    ) {
+        if self.settings.quorum.is_some() {
+            self.count_acks(term, seq, &answers);
+        } else {
+            self.note_missed(term, &answers);
+        }
+        let Some(refused) = verdict::highest_refusal(&answers) else {
+            return;
+        };
+        self.terms.saw(refused);
+        let claiming = self.phase == Phase::Claiming && self.lease.leads_term(term);
+        // A refusal of an older announcement naming our own term: the refuser follows us.
+        let follows_us = refused == self.terms.current() && term < self.terms.current();
+        if !(self.is_coordinator() || claiming) || refused < self.terms.current() || follows_us {
+            return;
+        }
+        self.note(Note::AnnouncementRefused {
+            me: self.me.name.clone(),
+            term: refused,
+        });
+        if claiming {
+            self.lease.end_lead();
+            self.start_round();
+        } else {
+            self.request_election();
+        }
+    }
+
+    /// Plain mode: members that were busy or slow to answer this term's announcement get it
+    /// again a little later, a few times at most.
+    pub(super) fn note_missed(&mut self, term: u64, answers: &[(Member, AnnounceAnswer)]) {
+        if !self.is_coordinator() || term != self.terms.current() {
+            return;
+        }
+        if let Some(wait) = self.announcements.missed(answers) {
+            self.timer(Timer::Reannounce { term }, wait);
+        }
+    }
+
+    pub(super) fn reannounce(&mut self, term: u64) {
+        let to = self.announcements.take_missed();
+        if !self.is_coordinator() || term != self.terms.current() || to.is_empty() {
+            return;
+        }
+        let seq = self.announcements.next_seq();
+        self.effect(Effect::Announce { to, term, seq });
+    }
+
+    /// Nobody above: take a new term. In plain Bully this node leads at once; in quorum
+    /// mode it claims the term and leads once a majority acknowledges it.
+    pub(super) fn become_coordinator(&mut self) {
+        if !self.stands() {
+            return self.end_round(false);
+        }
+        if self.settings.quorum.is_some() {
+            return self.claim();
+        }
+        if self.awaits_lock() {
+            return;
+        }
+        self.end_round(true);
+        self.rounds.set_verifying(false);
+        self.take_term();
+        let me = self.me.clone();
+        let reason = self.rounds.win_reason();
+        if self.set_coordinator(Some(me), reason).as_ref() == Some(&self.me) {
+            self.effect(Effect::LeadingAgain {
+                term: self.terms.current(),
+            });
+        }
+        self.note(Note::CoordinatorIs {
+            name: self.me.name.clone(),
+            term: self.terms.current(),
+        });
+        let to = others_highest_first(&self.rounds.take_members(), &self.me);
+        let late = self.rounds.late_askers(&to);
+        let seq = self.announcements.new_term();
+        self.effect(Effect::Announce {
+            to,
+            term: self.terms.current(),
+            seq,
+        });
+        if !late.is_empty() {
+            self.effect(Effect::AnnounceTo {
+                nodes: late,
+                term: self.terms.current(),
+                seq,
+            });
         }
     }
 }

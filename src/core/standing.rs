@@ -1,7 +1,8 @@
 //! Whether a node stands for election, as data: why it does not ([`Abstention`]), and why and
-//! for whom a coordinator lets go ([`Resign`]). The transitions are in `control.rs`.
+//! for whom a coordinator lets go ([`Resign`]), as a sub-machine of the election. The
+//! transitions that send and log are in `control.rs`.
 
-use super::member::NodeRef;
+use super::member::{Member, NodeRef};
 use super::quorum::Millis;
 use super::ready::Reason;
 
@@ -78,6 +79,8 @@ pub struct Standing {
     held_until: Option<Millis>,
     /// The registry holds this node's record.
     registered: bool,
+    /// Letting go of leadership, waiting for the hooks.
+    resigning: Option<Resign>,
 }
 
 impl Standing {
@@ -93,6 +96,7 @@ impl Standing {
             child_back_at: 0,
             held_until: None,
             registered: true,
+            resigning: None,
         }
     }
 
@@ -118,6 +122,12 @@ impl Standing {
         } else {
             return None;
         })
+    }
+
+    /// Would take over from a lower coordinator at `now`: it stands, preempts at all
+    /// (`no_preempt` unset), and has been healthy and back in the running for `delay`.
+    pub fn preempts(&self, now: Millis, no_preempt: bool, delay: Millis) -> bool {
+        self.abstention(now).is_none() && !no_preempt && self.healthy_for(now, delay)
     }
 
     /// Holds back by choice (a step-down, an exited child), and for nothing weightier.
@@ -207,15 +217,123 @@ impl Standing {
         !std::mem::replace(&mut self.leaving, true)
     }
 
+    /// A coordinator starts letting go for `reason` (for `to`); false if it already is.
+    pub fn resign(&mut self, reason: Reason, to: Option<NodeRef>) -> bool {
+        if self.resigning.is_some() {
+            return false;
+        }
+        self.resigning = Some(Resign { reason, to });
+        true
+    }
+
+    pub fn resigning(&self) -> bool {
+        self.resigning.is_some()
+    }
+
+    /// Leadership ended otherwise (lost, or a newer coordinator took over): nothing to let go.
+    pub fn stop_resigning(&mut self) {
+        self.resigning = None;
+    }
+
+    /// The hooks let go: why and for whom leadership ends, if it does. A node shutting down
+    /// leaves, and one `releasing` a lease hands over, even when nobody asked it to resign.
+    pub fn let_go(&mut self, releasing: bool) -> Option<Resign> {
+        let reason = if self.leaving {
+            Reason::Shutdown
+        } else if releasing {
+            Reason::Preempted
+        } else {
+            return self.resigning.take();
+        };
+        Some(self.resigning.take().unwrap_or(Resign { reason, to: None }))
+    }
+
     /// The registry holds the record (or lost it); false if nothing changed.
     pub fn set_registered(&mut self, ok: bool) -> bool {
         ok != std::mem::replace(&mut self.registered, ok)
     }
 }
 
+/// The node a step-down `to` a named member hands over to, among the `known` members: not
+/// this node, not a witness, and known; `None` when no name was given (the next node takes
+/// over). The error says why the name is refused.
+pub fn successor(
+    known: &[Member],
+    me: &NodeRef,
+    to: Option<String>,
+) -> Result<Option<NodeRef>, String> {
+    let Some(name) = to else {
+        return Ok(None);
+    };
+    if name == me.name {
+        return Err("--to names this node itself".into());
+    }
+    match known.iter().find(|m| m.name == name) {
+        None => Err(format!("no member named {name} is known")),
+        Some(m) if m.witness => Err(format!("{name} is a witness: it never leads")),
+        Some(m) => Ok(Some(m.node_ref())),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn it_preempts_only_standing_willing_and_healthy_for_the_delay() {
+        let mut s = Standing::new(false, false, false, 100);
+        assert!(!s.preempts(149, false, 50) && s.preempts(150, false, 50));
+        assert!(!s.preempts(150, true, 50), "--no-preempt");
+        s.set_maintenance(true);
+        assert!(!s.preempts(150, false, 50), "does not stand");
+    }
+
+    #[test]
+    fn a_step_down_goes_to_a_known_member_that_can_lead() {
+        let m = |id: u64, witness: bool| Member {
+            name: format!("node{id}"),
+            id,
+            host: "10.0.0.1".into(),
+            port: 5000,
+            witness,
+        };
+        let known = vec![m(1, false), m(2, false), m(3, true)];
+        let me = NodeRef::new("node2", 2);
+        assert_eq!(successor(&known, &me, None), Ok(None));
+        assert_eq!(
+            successor(&known, &me, Some("node1".into())),
+            Ok(Some(NodeRef::new("node1", 1)))
+        );
+        for (to, why) in [
+            ("node2", "--to names this node itself"),
+            ("node3", "node3 is a witness: it never leads"),
+            ("node9", "no member named node9 is known"),
+        ] {
+            assert_eq!(successor(&known, &me, Some(to.into())), Err(why.into()));
+        }
+    }
+
+    #[test]
+    fn letting_go_happens_once_and_names_why_and_for_whom() {
+        let mut s = Standing::new(false, false, false, 0);
+        let next = NodeRef::new("node4", 4);
+        assert_eq!(s.let_go(false), None, "nothing to let go");
+        assert!(s.resign(Reason::StepDown, Some(next.clone())));
+        assert!(!s.resign(Reason::Unhealthy, None), "once");
+        assert!(s.resigning());
+        let r = s.let_go(false).unwrap();
+        assert_eq!((r.reason, r.to), (Reason::StepDown, Some(next)));
+        assert!(!s.resigning());
+        // A lease being released hands over; shutting down leaves, whatever else holds.
+        assert_eq!(s.let_go(true).map(|r| r.reason), Some(Reason::Preempted));
+        assert!(s.resign(Reason::Maintenance, None));
+        s.stop_resigning();
+        assert!(!s.resigning());
+        assert!(s.leave());
+        assert_eq!(s.let_go(true).map(|r| r.reason), Some(Reason::Shutdown));
+        assert!(s.resign(Reason::Unhealthy, None));
+        assert_eq!(s.let_go(false).map(|r| r.reason), Some(Reason::Unhealthy));
+    }
 
     #[test]
     fn the_weightiest_reason_is_named_and_sit_outs_end_by_time_or_on_demand() {
