@@ -434,7 +434,13 @@ mod tests {
         // the cluster had no leader for the 52 s left of node4's sit-out.
         let mut e = leader(node_with(4, |_| {}), &cluster(&[1, 2, 3, 4]));
         let term = e.term();
-        let r = e.step(100, Event::StepDown { to: None });
+        let r = e.step(
+            100,
+            Event::StepDown {
+                to: None,
+                listing: None,
+            },
+        );
         assert!(matches!(control(&r), ControlReply::Done { .. }));
         let wait = Settings::for_timeout(Duration::from_secs(1)).announce_wait;
         assert!(
@@ -460,7 +466,13 @@ mod tests {
         // Had another node taken over, the sit-out holds.
         let mut e = leader(node_with(4, |_| {}), &cluster(&[1, 2, 3, 4]));
         let term = e.term();
-        e.step(100, Event::StepDown { to: None });
+        e.step(
+            100,
+            Event::StepDown {
+                to: None,
+                listing: None,
+            },
+        );
         announce(&mut e, 200, 3, term + 1);
         let r = e.step(4100, Event::Timer(Timer::Leaderless { term }));
         assert!(r.rounds.is_empty(), "{r:?}");
@@ -474,7 +486,13 @@ mod tests {
     fn a_step_down_hands_over_to_the_named_node_or_says_why_it_cannot() {
         let mut f = node_with(1, |_| {});
         announce(&mut f, 0, 3, 1);
-        let r = f.step(0, Event::StepDown { to: None });
+        let r = f.step(
+            0,
+            Event::StepDown {
+                to: None,
+                listing: None,
+            },
+        );
         assert_eq!(
             control(&r),
             ControlReply::Refused {
@@ -490,6 +508,7 @@ mod tests {
                 0,
                 Event::StepDown {
                     to: Some(to.into()),
+                    listing: None,
                 },
             );
             assert_eq!(
@@ -503,6 +522,7 @@ mod tests {
             100,
             Event::StepDown {
                 to: Some("node1".into()),
+                listing: None,
             },
         );
         assert!(matches!(control(&r), ControlReply::Done { .. }));
@@ -559,6 +579,25 @@ mod tests {
     }
 
     #[test]
+    fn a_step_down_looks_its_target_up_in_the_listing_it_came_with() {
+        // node4 joined after the last health tick: unknown to the coordinator until the
+        // listing read with the request names it.
+        let mut e = leader(node_with(3, |_| {}), &cluster(&[1, 2, 3]));
+        let r = e.step(
+            100,
+            Event::StepDown {
+                to: Some("node4".into()),
+                listing: Some(cluster(&[1, 2, 3, 4])),
+            },
+        );
+        assert!(matches!(control(&r), ControlReply::Done { .. }), "{r:?}");
+        assert!(r.effects.contains(&Effect::TakeOver {
+            to: nref(4),
+            term: 1
+        }));
+    }
+
+    #[test]
     fn a_step_down_to_a_named_node_in_plain_bully_releases_nobody() {
         // Released, the others would elect at once and the highest standing would win.
         let mut e = leader(node_with(3, |_| {}), &cluster(&[1, 2, 3]));
@@ -566,6 +605,7 @@ mod tests {
             100,
             Event::StepDown {
                 to: Some("node1".into()),
+                listing: None,
             },
         );
         assert!(r.effects.contains(&Effect::TakeOver {

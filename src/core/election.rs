@@ -227,7 +227,12 @@ impl Election {
                 let reply = self.on_maintenance(on);
                 self.out.reply = Some(Reply::Control(reply));
             }
-            Event::StepDown { to } => {
+            Event::StepDown { to, listing } => {
+                // A named target is looked up among the members as the registry lists them
+                // now, as before an election.
+                if let (Some(_), Some(members)) = (&to, listing) {
+                    self.on_members(Purpose::Refresh, members);
+                }
                 let reply = self.on_step_down(to);
                 self.out.reply = Some(Reply::Control(reply));
             }

@@ -77,8 +77,13 @@ pub enum Event {
     ExecExited,
     /// `bully maintenance on|off`: stand for election, or not.
     Maintenance { on: bool },
-    /// `bully step-down [--to NODE]`: hand over, to `to` if named.
-    StepDown { to: Option<String> },
+    /// `bully step-down [--to NODE]`: hand over, to `to` if named. `listing`: the members the
+    /// registry listed when the request came in, as the shell read them; `--to` may name a
+    /// node that joined since the last health tick, so a named target is looked up in it.
+    StepDown {
+        to: Option<String>,
+        listing: Option<Vec<Member>>,
+    },
     /// `POST /takeover`: the coordinator `from` of `term` stepped down for this node.
     TakeOver { from: NodeRef, term: u64 },
     /// `--consul-lock`: what came of taking the leader lock, or that a held one was lost.

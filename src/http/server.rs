@@ -313,7 +313,10 @@ fn check(service: &dyn Service, route: Route, rq: &mut Request) -> Result<Call, 
                         format!("to: node name must be {NAME_RULE}"),
                     ));
                 }
-                Ok(Call::Step(Event::StepDown { to: msg.to }))
+                Ok(Call::Step(Event::StepDown {
+                    to: msg.to,
+                    listing: None,
+                }))
             } else {
                 let msg: Maintenance = read_signed_json(service, rq)?;
                 Ok(Call::Step(Event::Maintenance { on: msg.on }))

@@ -2,7 +2,7 @@
 //! state), and the core's reply becomes the JSON the original design answered with.
 
 use super::handle::Handle;
-use crate::core::event::{Event, Purpose};
+use crate::core::event::Event;
 use crate::core::member::Member;
 use crate::core::ready::{AnnounceReply, ControlReply, ProxyReply, Reply};
 use crate::core::wire::{AnnounceAnswer, NodeDetails, ProxyAnswer, QuorumDetails, Refusal};
@@ -129,17 +129,11 @@ impl Api {
                 self.proxy_answer(reply, &name)
             }
             Event::Announce { .. } => announce_answer(self.node.step(event)),
-            Event::StepDown { to } => {
-                // `--to` may name a node that joined since the last health tick: the
-                // coordinator reads the registry first, as it does before an election.
-                if to.is_some() {
-                    let members = self.directory.members();
-                    self.node.step(Event::Members {
-                        purpose: Purpose::Refresh,
-                        members,
-                    });
-                }
-                control_answer(self.node.step(Event::StepDown { to }))
+            Event::StepDown { to, .. } => {
+                // The registry's listing goes with the request; whether to use it is the
+                // core's to decide.
+                let listing = Some(self.directory.members());
+                control_answer(self.node.step(Event::StepDown { to, listing }))
             }
             Event::Maintenance { .. } => control_answer(self.node.step(event)),
             other => {
