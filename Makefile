@@ -48,6 +48,8 @@ test:
 	bash tests/support/install-etcd.sh --quiet
 	@# The network-namespace tests need root and nft; as root, install nft when it is missing.
 	-@[ "$$(id -u)" != 0 ] || command -v nft >/dev/null || $(APT_INSTALL) nftables
+	@# tests/tls.rs makes its certificates with the openssl command.
+	-@[ "$$(id -u)" != 0 ] || command -v openssl >/dev/null || $(APT_INSTALL) openssl
 	$(CARGO) build --release
 	$(CARGO) test --no-fail-fast
 
@@ -103,6 +105,8 @@ bench-anchors:
 # (installed when missing). `make bench-quorum QUICK=1`: fewer runs, a 30 s checker.
 bench-quorum:
 	-@[ "$$(id -u)" != 0 ] || command -v nft >/dev/null || $(APT_INSTALL) nftables
+	@# tests/tls.rs makes its certificates with the openssl command.
+	-@[ "$$(id -u)" != 0 ] || command -v openssl >/dev/null || $(APT_INSTALL) openssl
 	$(CARGO) build --release
 	$(CARGO) bench --bench quorum -- $(if $(filter 1,$(QUICK)),--quick)
 
@@ -116,7 +120,7 @@ static:
 # aarch64-unknown-linux-musl, armv7-unknown-linux-musleabihf, or their -gnu/-gnueabihf twins
 # (static glibc, larger). The standard library is built for the target from source
 # (-Z build-std); the toolchain is installed first when it is missing. See src/dist/README.md
-# "Embedded hosts".
+# "Embedded hosts". Without TLS (cargo feature `tls`) unless `make cross TLS=1`.
 cross:
 	bash tests/support/cross.sh build $(TARGET)
 
