@@ -61,9 +61,11 @@ verify:
 # Real clusters of the release binary on loopback: startup, failover, messages, idle memory
 # and CPU, binary size; a markdown table on stdout, JSON in target/bench/results.json.
 # `make bench QUICK=1`: smaller clusters, fewer kills, a shorter idle window (under a minute).
+# `make bench TLS=1`: every node with mutual TLS (target/bench/results-tls.json); BENCH_ARGS
+# passes more, e.g. BENCH_ARGS="--startup 4 --failover 4:30,4:20:20s:stop --idle 60".
 bench:
 	$(CARGO) build --release
-	$(CARGO) bench --bench cluster -- $(if $(filter 1,$(QUICK)),--quick)
+	$(CARGO) bench --bench cluster -- $(if $(filter 1,$(QUICK)),--quick) $(if $(filter 1,$(TLS)),--tls) $(BENCH_ARGS)
 
 # The hostile soak (tests/support/soak.rs) on the release build: five nodes under kill -9,
 # SIGSTOP/SIGCONT, SIGHUP, SIGTERM, restarts, duplicate starts, closed output pipes and request

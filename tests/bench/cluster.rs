@@ -9,6 +9,8 @@
 //! test run starts a 128-node cluster. `--verbose` prints every kill and keeps the nodes'
 //! logs in `target/bench/logs/` (`BULLY_LOG_LEVEL=debug` reaches the nodes); `--startup`,
 //! `--failover` and `--idle` replace one part of the plan (see [`Plan::overridden`]).
+//! `--tls` (`make bench TLS=1`) runs every node with mutual TLS, all presenting one
+//! certificate for 127.0.0.1 made by `openssl` at the start, and writes `results-tls.json`.
 
 #[path = "../support/mod.rs"]
 mod support;
@@ -17,8 +19,12 @@ use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 use support::{Cluster, NodeProc, BIN};
+
+/// `--tls`: the `--tls-*` flags every node gets.
+static TLS_FLAGS: OnceLock<Vec<String>> = OnceLock::new();
 
 /// The short health interval of the failover runs (the watch also runs at the default 20s).
 const HEALTH: &str = "200ms";
@@ -152,6 +158,16 @@ fn main() {
     }
     let plan = Plan::new(args.iter().any(|a| a == "--quick")).overridden(&args);
     let verbose = args.iter().any(|a| a == "--verbose");
+    let tls = args.iter().any(|a| a == "--tls");
+    // Kept until the end: the certificates live in it.
+    let _certs = tls.then(|| {
+        let dir = support::TempDir::new("bench-tls");
+        let pki = support::tls::Pki::new(dir.path(), "bench-ca");
+        let node = pki.issue("node", "node", None);
+        support::tls::use_client(Some(support::tls::client_config(&pki.ca(), Some(&node))));
+        let _ = TLS_FLAGS.set(node.flags(&pki.ca()));
+        dir
+    });
     let began = Instant::now();
     let machine = CpuSample::now();
     let loadavg = loadavg();
@@ -181,8 +197,16 @@ fn main() {
         idle,
         binary: std::fs::metadata(BIN).map_or(0, |m| m.len()),
     };
+    if tls {
+        println!("Every node with mutual TLS (--tls-cert, --tls-key, --tls-ca).\n");
+    }
     print!("{}", report.markdown());
-    let path = target_dir().join("bench").join("results.json");
+    let file = if tls {
+        "results-tls.json"
+    } else {
+        "results.json"
+    };
+    let path = target_dir().join("bench").join(file);
     let written = std::fs::create_dir_all(path.parent().unwrap())
         .and_then(|_| std::fs::write(&path, report.json().to_string() + "\n"));
     match written {
@@ -228,6 +252,7 @@ fn start_cluster(tag: &str, n: usize, flags: &[&str], rng: &mut Rng) -> Cluster 
     let name = format!("bench-{tag}-{n}");
     let mut common = vec!["--cluster", &name, "--startup-delay", "0"];
     common.extend_from_slice(flags);
+    common.extend(TLS_FLAGS.get().into_iter().flatten().map(String::as_str));
     let mut c = Cluster::new(&format!("{tag}{n}"), &common);
     for id in rng.shuffled(n) {
         c.start(id, &[]);
