@@ -1,7 +1,7 @@
 //! The follower's end of a beat stream: `GET /watch?beat_ms=N` with `Upgrade: bully-beat` on a
-//! socket of its own (ureq cannot take over a connection), TLS on it when the node speaks TLS,
-//! then one line per beat. It reports what
-//! it read, typed, and leaves judging it to the caller.
+//! socket of its own (ureq cannot take over a connection), TLS on it when the node speaks TLS
+//! (one handshake for the whole stream), then one line per beat. It reports what it read,
+//! typed, and leaves judging it to the caller.
 
 use super::peer::PeerError;
 use crate::core::event::Unreachable;

@@ -1,5 +1,6 @@
 //! SIGHUP: read again what was given as a file (`--cluster-key-file`, `--tls-*`,
-//! `--peers-file`), log what changed, and keep running. What cannot be read again stays as it was.
+//! `--peers-file`), log what changed, and keep running. What cannot be read again stays as it
+//! was.
 
 use super::directory::Directory;
 use crate::http::auth::{ClusterKey, Keys, ROTATION_GRACE};

@@ -60,6 +60,8 @@ struct Plan {
     startup: Vec<usize>,
     failover: Vec<FailoverRun>,
     idle_window: Duration,
+    /// `--idle-nodes N`: only the idle setups of at most N nodes.
+    idle_nodes: usize,
 }
 
 impl Plan {
@@ -75,6 +77,7 @@ impl Plan {
                     (4, 1, DEFAULT_HEALTH, Fault::Stop),
                 ],
                 idle_window: Duration::from_secs(10),
+                idle_nodes: usize::MAX,
             }
         } else {
             Plan {
@@ -92,6 +95,7 @@ impl Plan {
                     (4, 20, DEFAULT_HEALTH, Fault::Stop),
                 ],
                 idle_window: Duration::from_secs(60),
+                idle_nodes: usize::MAX,
             }
         }
     }
@@ -146,6 +150,9 @@ impl Plan {
         if let Some(v) = value("--idle") {
             self.idle_window = Duration::from_secs(v.parse().unwrap_or_else(|_| bad("--idle")));
         }
+        if let Some(v) = value("--idle-nodes") {
+            self.idle_nodes = v.parse().unwrap_or_else(|_| bad("--idle-nodes"));
+        }
         self
     }
 }
@@ -185,7 +192,7 @@ fn main() {
         .iter()
         .map(|&(n, k, health, fault)| failover(n, k, health, fault, &mut rng, verbose))
         .collect();
-    let idle = idle(plan.idle_window);
+    let idle = idle(plan.idle_window, plan.idle_nodes);
     let report = Report {
         quick: plan.quick,
         loadavg,
@@ -646,7 +653,7 @@ const IDLE_SETUPS: [(&str, usize, &str); 5] = [
 
 /// All [`IDLE_SETUPS`] idle at once after they agreed: CPU over `window`, memory at its end,
 /// per node.
-fn idle(window: Duration) -> IdleRun {
+fn idle(window: Duration, most: usize) -> IdleRun {
     let mut run = IdleRun {
         window,
         rows: Vec::new(),
@@ -657,11 +664,12 @@ fn idle(window: Duration) -> IdleRun {
     }
     let machine = CpuSample::now();
     let mut rng = Rng(7);
-    let clusters: Vec<Cluster> = IDLE_SETUPS
+    let setups: Vec<_> = IDLE_SETUPS.iter().filter(|(_, n, _)| *n <= most).collect();
+    let clusters: Vec<Cluster> = setups
         .iter()
         .map(|(_, n, h)| start_cluster("idle", *n, &["--health-interval", h], &mut rng))
         .collect();
-    for (c, (_, n, _)) in clusters.iter().zip(&IDLE_SETUPS) {
+    for (c, (_, n, _)) in clusters.iter().zip(&setups) {
         converge(
             &all(c),
             &format!("node{n}"),
@@ -684,7 +692,7 @@ fn idle(window: Duration) -> IdleRun {
     let minutes = t0.elapsed().as_secs_f64() / 60.0;
     let hz = clock_ticks_per_second();
     for (((c, (setup, n, health)), start), start_ns) in
-        clusters.iter().zip(&IDLE_SETUPS).zip(&start).zip(&start_ns)
+        clusters.iter().zip(&setups).zip(&start).zip(&start_ns)
     {
         let pids = pids(c);
         let mean = |f: &dyn Fn(u32) -> f64| pids.iter().map(|&p| f(p)).sum::<f64>() / *n as f64;
