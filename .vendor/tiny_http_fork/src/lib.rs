@@ -276,9 +276,16 @@ impl Server
 
         // bully patch 11: TLS (or another wrapper) from here on; the 503 above stays plain,
         // which a TLS client sees as a failed handshake: refused either way.
+        // A wrapper that fails drops this connection only: an error returned from here would
+        // stop the accept thread (a failed dup has its own back-off below, patch 3).
         let sock = match wrapper
         {
-            Some(wrap) => sock.wrapped(wrap)?,
+            Some(wrap) => match sock.wrapped(wrap)
+            {
+                Ok(s) => s,
+                Err(e) if matches!(e.raw_os_error(), Some(23 | 24 | 105 | 12)) => return Err(e),
+                Err(_) => return Ok(None),
+            },
             None => sock,
         };
 
