@@ -48,8 +48,8 @@ test:
 	bash tests/support/install-etcd.sh --quiet
 	@# The network-namespace tests need root and nft; as root, install nft when it is missing.
 	-@[ "$$(id -u)" != 0 ] || command -v nft >/dev/null || $(APT_INSTALL) nftables
-	@# The TLS tests make their certificates with openssl.
-	-@command -v openssl >/dev/null || $(APT_INSTALL) openssl
+	@# The TLS tests (tests/tls.rs, tests/registry_tls.rs) make their certificates with openssl.
+	-@[ "$$(id -u)" != 0 ] || command -v openssl >/dev/null || $(APT_INSTALL) openssl
 	$(CARGO) build --release
 	$(CARGO) test --no-fail-fast
 
@@ -61,9 +61,11 @@ verify:
 # Real clusters of the release binary on loopback: startup, failover, messages, idle memory
 # and CPU, binary size; a markdown table on stdout, JSON in target/bench/results.json.
 # `make bench QUICK=1`: smaller clusters, fewer kills, a shorter idle window (under a minute).
+# `make bench TLS=1`: every node with mutual TLS (target/bench/results-tls.json); BENCH_ARGS
+# passes more, e.g. BENCH_ARGS="--startup 4 --failover 4:30,4:20:20s:stop --idle 60".
 bench:
 	$(CARGO) build --release
-	$(CARGO) bench --bench cluster -- $(if $(filter 1,$(QUICK)),--quick)
+	$(CARGO) bench --bench cluster -- $(if $(filter 1,$(QUICK)),--quick) $(if $(filter 1,$(TLS)),--tls) $(BENCH_ARGS)
 
 # The hostile soak (tests/support/soak.rs) on the release build: five nodes under kill -9,
 # SIGSTOP/SIGCONT, SIGHUP, SIGTERM, restarts, duplicate starts, closed output pipes and request
@@ -105,6 +107,8 @@ bench-anchors:
 # (installed when missing). `make bench-quorum QUICK=1`: fewer runs, a 30 s checker.
 bench-quorum:
 	-@[ "$$(id -u)" != 0 ] || command -v nft >/dev/null || $(APT_INSTALL) nftables
+	@# tests/tls.rs makes its certificates with the openssl command.
+	-@[ "$$(id -u)" != 0 ] || command -v openssl >/dev/null || $(APT_INSTALL) openssl
 	$(CARGO) build --release
 	$(CARGO) bench --bench quorum -- $(if $(filter 1,$(QUICK)),--quick)
 
@@ -118,7 +122,7 @@ static:
 # aarch64-unknown-linux-musl, armv7-unknown-linux-musleabihf, or their -gnu/-gnueabihf twins
 # (static glibc, larger). The standard library is built for the target from source
 # (-Z build-std); the toolchain is installed first when it is missing. See src/dist/README.md
-# "Embedded hosts".
+# "Embedded hosts". Without TLS (cargo feature `tls`) unless `make cross TLS=1`.
 cross:
 	bash tests/support/cross.sh build $(TARGET)
 
@@ -162,6 +166,8 @@ cargo-deb:
 lint:
 	$(CARGO) fmt --check
 	$(CARGO) clippy --all-targets -- -D warnings
+	@# The build without TLS (the ARM boards' default) stays clean too.
+	$(CARGO) clippy --all-targets --no-default-features -- -D warnings
 
 clean:
 	$(CARGO) clean

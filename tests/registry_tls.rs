@@ -15,9 +15,9 @@ use serde_json::{json, Value};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-use support::certs::{Identity, Pki};
 use support::consul::consul_binary;
 use support::etcd::etcd_binary;
+use support::tls::{Identity, Pki};
 use support::*;
 
 /// The test's own HTTPS client: trusts `ca`, presents `id`.

@@ -3,6 +3,7 @@
 
 use super::flags::{Flags, UsageError};
 use super::logger::LogSpec;
+use super::tls::TlsFiles;
 use crate::core::rules::{valid_host, valid_name, NAME_RULE};
 use crate::http::auth::ClusterKey;
 use crate::registry::RegistryOptions;
@@ -33,6 +34,8 @@ pub struct Config {
     pub cluster_key: Option<ClusterKey>,
     /// `--cluster-key-file`: read again on SIGHUP.
     pub cluster_key_file: Option<PathBuf>,
+    /// `--tls-cert`, `--tls-key`, `--tls-ca`: mutual TLS, read again on SIGHUP.
+    pub tls: Option<TlsFiles>,
     pub hooks: HookOptions,
     /// Quorum mode: the cluster's size.
     pub quorum: Option<usize>,
@@ -145,6 +148,7 @@ pub fn parse(
         },
     };
     let (cluster_key, cluster_key_file) = cluster_key(&mut f)?;
+    let tls = super::tls::files(&mut f)?;
     let hooks = HookOptions {
         on_elected: f.command("--on-elected")?,
         on_demoted: f.command("--on-demoted")?,
@@ -293,6 +297,7 @@ pub fn parse(
         log,
         cluster_key,
         cluster_key_file,
+        tls,
         hooks,
         quorum,
         lease,

@@ -30,7 +30,8 @@ Asks the node of this host to hand over leadership (to NODE, or the next node); 
 it. The node is the packaged instance here (bully@NAME, its settings from /etc/default/bully
 and /etc/default/bully-NAME; --instance NAME when there are several), else the one at
 HOST:PORT (default 127.0.0.1 and $BULLY_PORT). Signed with the cluster key when
---cluster-key, --cluster-key-file or BULLY_CLUSTER_KEY (or the instance's settings) give one.
+--cluster-key, --cluster-key-file or BULLY_CLUSTER_KEY (or the instance's settings) give one;
+over HTTPS with --tls-cert FILE --tls-key FILE --tls-ca FILE (a node with --tls-* needs them).
 Exit code 0 when the node does it, 1 when it cannot (it says why), does not answer within
 --timeout (default 5s) or no node leads; 2 on a bad command line.
 ";
@@ -43,7 +44,7 @@ Asks the node of this host to stand for election or not; maintenance survives a 
 a leader in maintenance steps down. The node is found as for bully step-down: the packaged
 instance here (--instance NAME when there are several), else HOST:PORT. Exit code 0 when the
 node does it, 1 when it cannot or does not answer within --timeout (default 5s), 2 on a bad
-command line.
+command line. Signed and over HTTPS as for bully step-down.
 ";
 
 /// `bully step-down ARGS` or `bully maintenance ARGS`.
@@ -183,6 +184,7 @@ fn request(
         })
     };
     let key = key(&mut f)?;
+    let tls = super::tls::files(&mut f)?;
     let (route, body) = match what {
         "step-down" => {
             let to = f.parsed("--to", &format!("a node name of {NAME_RULE}"), |v| {
@@ -201,6 +203,9 @@ fn request(
     };
     for w in f.finish()? {
         output::err(&format!("bully {what}: warning: {w}"));
+    }
+    if let Some(files) = &tls {
+        super::tls::install(files).map_err(UsageError)?;
     }
     Ok(Some(Request {
         client: PeerClient::new(timeout).signing(key.map(Keys::new)),

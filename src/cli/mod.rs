@@ -13,6 +13,7 @@ pub mod registry_flags;
 pub mod report;
 pub mod run;
 pub mod status;
+pub mod tls;
 pub mod usage;
 pub mod vips;
 

@@ -58,6 +58,13 @@ pub fn run(config: Config) -> ExitCode {
             return ExitCode::from(r.code);
         }
     };
+    // Before the registry: the static one asks its peers, over HTTPS when this node has TLS.
+    if let Some(files) = &config.tls {
+        if let Err(e) = super::tls::install(files) {
+            output::err(&format!("bully: {e}"));
+            return ExitCode::from(1);
+        }
+    }
     let addr = SocketAddr::new(config.bind, config.port);
     let listener = match server::bind(addr) {
         Ok(l) => l,
@@ -212,8 +219,16 @@ pub fn run(config: Config) -> ExitCode {
         None
     };
     let signed = config.cluster_key.is_some();
+    let tls = match &config.tls {
+        Some(t) => format!(
+            ", HTTPS only with mutual TLS (certificate {}, CA {})",
+            t.cert.display(),
+            t.ca.display()
+        ),
+        None => String::new(),
+    };
     log::info!(
-        "Node {} with id {}{} on {} (advertised {}), cluster '{}', registry {}, {}{}",
+        "Node {} with id {}{} on {} (advertised {}), cluster '{}', registry {}, {}{}{}",
         me.name,
         me.id,
         id_origin,
@@ -226,6 +241,7 @@ pub fn run(config: Config) -> ExitCode {
         } else {
             "no cluster key"
         },
+        tls,
         quorum_line
     );
     for w in &config.warnings {
@@ -264,9 +280,9 @@ pub fn run(config: Config) -> ExitCode {
             persisted.floor
         );
     }
-    if !signed && !config.bind.is_loopback() {
+    if !signed && config.tls.is_none() && !config.bind.is_loopback() {
         log::warn!(
-            "listening on {} without --cluster-key: anyone who reaches this port can take over \
+            "listening on {} without --cluster-key or --tls-*: anyone who reaches this port can take over \
              the election; set a key",
             config.bind
         );
@@ -287,6 +303,7 @@ pub fn run(config: Config) -> ExitCode {
     let reload = Reload {
         key_file: config.cluster_key_file.clone().zip(keys.clone()),
         directory: Arc::clone(&directory),
+        tls: config.tls.is_some(),
     };
     if let Err(e) = signals::install(leaving, reload, stopping) {
         log::warn!("cannot handle SIGINT/SIGTERM/SIGHUP ({e}); the registry record stays on exit");

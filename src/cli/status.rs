@@ -41,6 +41,8 @@ OPTIONS (each also read from BULLY_<FLAG>; a flag wins):
                            --consul-client-key, --consul-tls-server-name, --etcd-cacert,
                            --etcd-cert, --etcd-key (see bully --help)
     --timeout DUR          per-member request timeout [default: 1s]
+    --tls-cert FILE --tls-key FILE --tls-ca FILE
+                           ask over HTTPS with this certificate, as nodes with --tls-* need
     --json                 the report as one JSON object (with --watch: one per line)
     --watch                keep asking; print a line at every change of coordinator, term,
                            agreement or members: TIME COORDINATOR TERM SUMMARY, '-' for none.
@@ -269,6 +271,7 @@ fn parse(
         f.unused("--interval", "it only sets how often --watch asks")?;
     }
     let registry = f.registry(timeout)?;
+    let tls = super::tls::files(&mut f)?;
     let warnings = f.finish()?;
     for w in warnings {
         output::err(&format!("bully status: warning: {w}"));
@@ -286,6 +289,10 @@ fn parse(
              members that are only slow to answer"
                 .into(),
         ));
+    }
+    // Several instances: the first one's TLS files serve them all (one identity a process).
+    if let Some(files) = &tls {
+        super::tls::install(files).map_err(UsageError)?;
     }
     Ok(Some(Options {
         registry,

@@ -77,6 +77,12 @@ OPTIONS (each also read from BULLY_<FLAG>, e.g. BULLY_HEALTH_INTERVAL=500ms; a f
                            whenever a node listens beyond loopback (at least 16 bytes)
     --cluster-key-file PATH
                            the key from a file (trailing white space dropped)
+    --tls-cert FILE        mutual TLS (with --tls-key and --tls-ca, all three or none): serve
+                           HTTPS only and call peers over HTTPS, presenting this PEM chain;
+                           its SANs must name the address the node advertises (IP or DNS)
+    --tls-key FILE         the certificate's private key (PEM: PKCS#8, RSA or SEC1)
+    --tls-ca FILE          the cluster's CA bundle (PEM): peers and clients must present a
+                           certificate it signed; read again on SIGHUP with the other two
     --on-elected CMD       run CMD with sh -c each time this node becomes coordinator
     --on-demoted CMD       run CMD with sh -c each time it stops being coordinator, also
                            on SIGINT/SIGTERM before exiting
@@ -119,6 +125,8 @@ bully status prints one row per registry member with what it reports in GET /nod
 the members that do not answer, dir registry only). Exit code 0 when every reachable member
 names the same coordinator, 1 when they disagree or none is reachable.
 
+bully status, step-down and maintenance take --tls-cert, --tls-key and --tls-ca too.
+
 Signals: SIGINT and SIGTERM leave the cluster and exit 0; SIGHUP reads --cluster-key-file,
---peers-file and the registry's TLS files again and keeps running.
+the --tls-* files, the registry's TLS files and --peers-file again and keeps running.
 ";

@@ -87,6 +87,30 @@ pub fn agent_config(timeout: Duration, response: Duration) -> ureq::config::Conf
         .build()
 }
 
+/// `https` when the node speaks TLS, else `http`.
+pub fn scheme() -> &'static str {
+    #[cfg(feature = "tls")]
+    if crate::tls::node::active().is_some() {
+        return "https";
+    }
+    "http"
+}
+
+/// [`agent`], or with the node's TLS when it has it. Each call opens its own connection, TLS
+/// or not (see [`agent`]); TLS 1.3 session resumption keeps the repeated handshakes to one
+/// key exchange, without certificates.
+fn peer_agent(timeout: Duration, response: Duration) -> ureq::Agent {
+    #[cfg(feature = "tls")]
+    if let Some(tls) = crate::tls::node::active() {
+        let connector = crate::tls::client::TlsConnector {
+            source: tls.client.clone(),
+            server_name: None,
+        };
+        return crate::tls::client::agent(agent_config(timeout, response), connector);
+    }
+    agent(timeout, response)
+}
+
 impl PeerClient {
     pub fn new(timeout: Duration) -> Self {
         Self::with_response_timeout(timeout, timeout)
@@ -94,9 +118,11 @@ impl PeerClient {
 
     /// Like [`PeerClient::new`], but waits up to `response` for the answer: for held
     /// requests such as `/watch`.
+    /// With `--tls-*` the agent speaks TLS (the node's identity, the cluster's CA) and
+    /// [`PeerClient::url`] says `https`.
     pub fn with_response_timeout(timeout: Duration, response: Duration) -> Self {
         PeerClient {
-            agent: agent(timeout, response),
+            agent: peer_agent(timeout, response),
             key: None,
         }
     }
@@ -108,7 +134,7 @@ impl PeerClient {
     }
 
     pub fn url(address: &str, path: &str) -> String {
-        format!("http://{address}{path}")
+        format!("{}://{address}{path}", scheme())
     }
 
     /// `POST` a JSON body, signed when there is a key.

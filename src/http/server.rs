@@ -141,6 +141,12 @@ fn start(listener: TcpListener) -> Result<Server, String> {
         .set_min_threads(0)
         .set_max_threads(MAX_CONNECTIONS)
         .set_max_head_bytes(MAX_HEAD);
+    // With --tls-*: HTTPS only, every client presenting a certificate from the cluster CA.
+    #[cfg(feature = "tls")]
+    let config = match crate::tls::node::active() {
+        Some(tls) => config.set_stream_wrapper(crate::tls::server::wrapper(tls.server.clone())),
+        None => config,
+    };
     Server::from_listener(listener, addr.into(), config).map_err(|e| e.to_string())
 }
 

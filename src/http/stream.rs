@@ -1,6 +1,7 @@
 //! The follower's end of a beat stream: `GET /watch?beat_ms=N` with `Upgrade: bully-beat` on a
-//! plain socket (ureq cannot take over a connection), then one line per beat. It reports what
-//! it read, typed, and leaves judging it to the caller.
+//! socket of its own (ureq cannot take over a connection), TLS on it when the node speaks TLS
+//! (one handshake for the whole stream), then one line per beat. It reports what it read,
+//! typed, and leaves judging it to the caller.
 
 use super::peer::PeerError;
 use crate::core::event::Unreachable;
@@ -32,7 +33,65 @@ pub enum StreamEnd {
 
 /// A beat stream to a coordinator.
 pub struct Stream {
-    reader: BufReader<TcpStream>,
+    reader: BufReader<Conn>,
+}
+
+/// The stream's connection: the bare socket, or TLS on it with the node's identity (one
+/// handshake for the whole stream).
+enum Conn {
+    Plain(TcpStream),
+    #[cfg(feature = "tls")]
+    Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
+}
+
+impl Conn {
+    fn socket(&self) -> &TcpStream {
+        match self {
+            Conn::Plain(s) => s,
+            #[cfg(feature = "tls")]
+            Conn::Tls(t) => &t.sock,
+        }
+    }
+
+    /// Speaks TLS on `socket` when the node does (handshake within its timeouts).
+    fn open(socket: TcpStream, address: &str) -> std::io::Result<Conn> {
+        #[cfg(feature = "tls")]
+        if let Some(tls) = crate::tls::node::active() {
+            let host = address.rsplit_once(':').map_or(address, |(h, _)| h);
+            let stream = crate::tls::client::wrap(&tls.client, host, socket)?;
+            return Ok(Conn::Tls(Box::new(stream)));
+        }
+        let _ = address;
+        Ok(Conn::Plain(socket))
+    }
+}
+
+impl Read for Conn {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Conn::Plain(s) => s.read(buf),
+            #[cfg(feature = "tls")]
+            Conn::Tls(t) => t.read(buf),
+        }
+    }
+}
+
+impl Write for Conn {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Conn::Plain(s) => s.write(buf),
+            #[cfg(feature = "tls")]
+            Conn::Tls(t) => t.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Conn::Plain(s) => s.flush(),
+            #[cfg(feature = "tls")]
+            Conn::Tls(t) => t.flush(),
+        }
+    }
 }
 
 impl Stream {
@@ -54,16 +113,17 @@ impl Stream {
             .set_write_timeout(Some(timeout))
             .map_err(|e| io_end(&e))?;
         let _ = socket.set_nodelay(true);
+        let mut conn = Conn::open(socket, address).map_err(|e| io_end(&e))?;
         let request = format!(
             "GET /watch?beat_ms={} HTTP/1.1\r\nHost: {address}\r\nConnection: Upgrade\r\n\
              Upgrade: {PROTOCOL}\r\nUser-Agent: bully/{}\r\n\r\n",
             every.as_millis(),
             env!("CARGO_PKG_VERSION")
         );
-        (&socket)
-            .write_all(request.as_bytes())
+        conn.write_all(request.as_bytes())
+            .and_then(|()| conn.flush())
             .map_err(|e| io_end(&e))?;
-        let mut reader = BufReader::new(socket);
+        let mut reader = BufReader::new(conn);
         let status = read_head(&mut reader)?;
         if status != 101 {
             return Err(StreamEnd::Refused {
@@ -78,7 +138,12 @@ impl Stream {
     /// last. Calls `beat` with each one's term; it returns false to stop following (the
     /// returned end is then [`StreamEnd::Silent`], to be ignored).
     pub fn follow(mut self, deadline: Duration, mut beat: impl FnMut(u64) -> bool) -> StreamEnd {
-        if let Err(e) = self.reader.get_ref().set_read_timeout(Some(deadline)) {
+        if let Err(e) = self
+            .reader
+            .get_ref()
+            .socket()
+            .set_read_timeout(Some(deadline))
+        {
             return io_end(&e);
         }
         let mut line = Vec::new();
@@ -147,7 +212,7 @@ fn io_end(e: &std::io::Error) -> StreamEnd {
 }
 
 /// The status of the response head; the rest of the head is read and dropped.
-fn read_head(reader: &mut BufReader<TcpStream>) -> Result<u16, StreamEnd> {
+fn read_head(reader: &mut BufReader<Conn>) -> Result<u16, StreamEnd> {
     let mut line = String::new();
     let mut status = None;
     let mut total = 0;
@@ -179,7 +244,7 @@ fn read_head(reader: &mut BufReader<TcpStream>) -> Result<u16, StreamEnd> {
 }
 
 /// The `reason` of a small JSON error body (a 410 says `demoted` or `shutdown`).
-fn read_reason(reader: &mut BufReader<TcpStream>) -> Option<String> {
+fn read_reason(reader: &mut BufReader<Conn>) -> Option<String> {
     let mut body = Vec::new();
     let _ = reader.take(MAX_LINE).read_to_end(&mut body);
     let v: serde_json::Value = serde_json::from_slice(&body).ok()?;

@@ -31,7 +31,7 @@ pub struct RegistryTls {
     /// The name the server's certificate must carry, instead of the URL's host.
     pub server_name: Option<String>,
     #[cfg(feature = "tls")]
-    source: crate::tls::client::Source,
+    source: crate::tls::client::Source<rustls::ClientConfig>,
 }
 
 /// Equal when made from the same settings (the loaded configuration is theirs).

@@ -5,11 +5,12 @@
 //! [`Source`], which a reload swaps.
 
 use super::pem;
+pub use super::source::Source;
 use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, ClientConnection, StreamOwned};
 use std::io::{Read, Write};
 use std::path::Path;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use ureq::unversioned::transport::{
     Buffers, ConnectionDetails, Connector, Either, LazyBuffers, NextTimeout, TcpConnector,
     Transport, TransportAdapter,
@@ -26,7 +27,8 @@ pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 /// A client configuration trusting only the CA bundle in `ca` (no system roots: a cluster,
 /// a Consul or an etcd has its own CA, and the public roots would let anyone with a public
 /// certificate for the address in), presenting the certificate chain and key in
-/// `identity` (cert file, key file) when given. TLS 1.3 and 1.2.
+/// `identity` (cert file, key file) when given. TLS 1.3 only (rustls is built without
+/// `tls12`, which the boards' size budgets favour; Consul and etcd speak 1.3).
 pub fn config(ca: &Path, identity: Option<(&Path, &Path)>) -> Result<ClientConfig, String> {
     let roots = pem::roots(ca)?;
     let builder = ClientConfig::builder_with_provider(provider())
@@ -47,34 +49,13 @@ pub fn config(ca: &Path, identity: Option<(&Path, &Path)>) -> Result<ClientConfi
     }
 }
 
-/// Where a connector takes its configuration at each new connection: fixed, or swapped by a
-/// reload.
-#[derive(Clone, Debug)]
-pub struct Source(Arc<RwLock<Arc<ClientConfig>>>);
-
-impl Source {
-    pub fn new(config: ClientConfig) -> Self {
-        Source(Arc::new(RwLock::new(Arc::new(config))))
-    }
-
-    /// The configuration in force.
-    pub fn current(&self) -> Arc<ClientConfig> {
-        Arc::clone(&self.0.read().unwrap_or_else(|e| e.into_inner()))
-    }
-
-    /// Connections opened from now on use `config`; open ones keep theirs.
-    pub fn replace(&self, config: ClientConfig) {
-        *self.0.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(config);
-    }
-}
-
 /// Wraps ureq's TCP transport in TLS for `https` URLs (others pass through). The server's
 /// certificate is checked against `server_name` when set (Consul's `CONSUL_TLS_SERVER_NAME`),
 /// else against the URL's host: a DNS name or an IP address, which the certificate must
 /// carry as a subject alternative name.
 #[derive(Debug)]
 pub struct TlsConnector {
-    pub source: Source,
+    pub source: Source<ClientConfig>,
     pub server_name: Option<ServerName<'static>>,
 }
 
@@ -220,7 +201,7 @@ impl Transport for TlsTransport {
 /// A blocking TLS client stream on `socket` for a caller outside ureq (the follower's beat
 /// stream): the handshake is completed here, within the socket's timeouts.
 pub fn wrap(
-    source: &Source,
+    source: &Source<ClientConfig>,
     host: &str,
     socket: std::net::TcpStream,
 ) -> Result<StreamOwned<ClientConnection, std::net::TcpStream>, std::io::Error> {

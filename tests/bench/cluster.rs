@@ -9,6 +9,8 @@
 //! test run starts a 128-node cluster. `--verbose` prints every kill and keeps the nodes'
 //! logs in `target/bench/logs/` (`BULLY_LOG_LEVEL=debug` reaches the nodes); `--startup`,
 //! `--failover` and `--idle` replace one part of the plan (see [`Plan::overridden`]).
+//! `--tls` (`make bench TLS=1`) runs every node with mutual TLS, all presenting one
+//! certificate for 127.0.0.1 made by `openssl` at the start, and writes `results-tls.json`.
 
 #[path = "../support/mod.rs"]
 mod support;
@@ -17,8 +19,12 @@ use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 use support::{Cluster, NodeProc, BIN};
+
+/// `--tls`: the `--tls-*` flags every node gets.
+static TLS_FLAGS: OnceLock<Vec<String>> = OnceLock::new();
 
 /// The short health interval of the failover runs (the watch also runs at the default 20s).
 const HEALTH: &str = "200ms";
@@ -54,6 +60,8 @@ struct Plan {
     startup: Vec<usize>,
     failover: Vec<FailoverRun>,
     idle_window: Duration,
+    /// `--idle-nodes N`: only the idle setups of at most N nodes.
+    idle_nodes: usize,
 }
 
 impl Plan {
@@ -69,6 +77,7 @@ impl Plan {
                     (4, 1, DEFAULT_HEALTH, Fault::Stop),
                 ],
                 idle_window: Duration::from_secs(10),
+                idle_nodes: usize::MAX,
             }
         } else {
             Plan {
@@ -86,6 +95,7 @@ impl Plan {
                     (4, 20, DEFAULT_HEALTH, Fault::Stop),
                 ],
                 idle_window: Duration::from_secs(60),
+                idle_nodes: usize::MAX,
             }
         }
     }
@@ -140,6 +150,9 @@ impl Plan {
         if let Some(v) = value("--idle") {
             self.idle_window = Duration::from_secs(v.parse().unwrap_or_else(|_| bad("--idle")));
         }
+        if let Some(v) = value("--idle-nodes") {
+            self.idle_nodes = v.parse().unwrap_or_else(|_| bad("--idle-nodes"));
+        }
         self
     }
 }
@@ -152,6 +165,22 @@ fn main() {
     }
     let plan = Plan::new(args.iter().any(|a| a == "--quick")).overridden(&args);
     let verbose = args.iter().any(|a| a == "--verbose");
+    let tls = args.iter().any(|a| a == "--tls");
+    // Kept until the end: the certificates live in it.
+    #[cfg(feature = "tls")]
+    let _certs = tls.then(|| {
+        let dir = support::TempDir::new("bench-tls");
+        let pki = support::tls::Pki::new(dir.path(), "bench-ca");
+        let node = pki.issue("node", "node", None);
+        support::tls::use_client(Some(support::tls::client_config(&pki.ca(), Some(&node))));
+        let _ = TLS_FLAGS.set(node.flags(&pki.ca()));
+        dir
+    });
+    #[cfg(not(feature = "tls"))]
+    if tls {
+        eprintln!("cluster benchmark: --tls needs a build with the tls feature");
+        std::process::exit(2);
+    }
     let began = Instant::now();
     let machine = CpuSample::now();
     let loadavg = loadavg();
@@ -169,7 +198,7 @@ fn main() {
         .iter()
         .map(|&(n, k, health, fault)| failover(n, k, health, fault, &mut rng, verbose))
         .collect();
-    let idle = idle(plan.idle_window);
+    let idle = idle(plan.idle_window, plan.idle_nodes);
     let report = Report {
         quick: plan.quick,
         loadavg,
@@ -181,8 +210,16 @@ fn main() {
         idle,
         binary: std::fs::metadata(BIN).map_or(0, |m| m.len()),
     };
+    if tls {
+        println!("Every node with mutual TLS (--tls-cert, --tls-key, --tls-ca).\n");
+    }
     print!("{}", report.markdown());
-    let path = target_dir().join("bench").join("results.json");
+    let file = if tls {
+        "results-tls.json"
+    } else {
+        "results.json"
+    };
+    let path = target_dir().join("bench").join(file);
     let written = std::fs::create_dir_all(path.parent().unwrap())
         .and_then(|_| std::fs::write(&path, report.json().to_string() + "\n"));
     match written {
@@ -228,6 +265,7 @@ fn start_cluster(tag: &str, n: usize, flags: &[&str], rng: &mut Rng) -> Cluster 
     let name = format!("bench-{tag}-{n}");
     let mut common = vec!["--cluster", &name, "--startup-delay", "0"];
     common.extend_from_slice(flags);
+    common.extend(TLS_FLAGS.get().into_iter().flatten().map(String::as_str));
     let mut c = Cluster::new(&format!("{tag}{n}"), &common);
     for id in rng.shuffled(n) {
         c.start(id, &[]);
@@ -621,7 +659,7 @@ const IDLE_SETUPS: [(&str, usize, &str); 5] = [
 
 /// All [`IDLE_SETUPS`] idle at once after they agreed: CPU over `window`, memory at its end,
 /// per node.
-fn idle(window: Duration) -> IdleRun {
+fn idle(window: Duration, most: usize) -> IdleRun {
     let mut run = IdleRun {
         window,
         rows: Vec::new(),
@@ -632,11 +670,12 @@ fn idle(window: Duration) -> IdleRun {
     }
     let machine = CpuSample::now();
     let mut rng = Rng(7);
-    let clusters: Vec<Cluster> = IDLE_SETUPS
+    let setups: Vec<_> = IDLE_SETUPS.iter().filter(|(_, n, _)| *n <= most).collect();
+    let clusters: Vec<Cluster> = setups
         .iter()
         .map(|(_, n, h)| start_cluster("idle", *n, &["--health-interval", h], &mut rng))
         .collect();
-    for (c, (_, n, _)) in clusters.iter().zip(&IDLE_SETUPS) {
+    for (c, (_, n, _)) in clusters.iter().zip(&setups) {
         converge(
             &all(c),
             &format!("node{n}"),
@@ -659,7 +698,7 @@ fn idle(window: Duration) -> IdleRun {
     let minutes = t0.elapsed().as_secs_f64() / 60.0;
     let hz = clock_ticks_per_second();
     for (((c, (setup, n, health)), start), start_ns) in
-        clusters.iter().zip(&IDLE_SETUPS).zip(&start).zip(&start_ns)
+        clusters.iter().zip(&setups).zip(&start).zip(&start_ns)
     {
         let pids = pids(c);
         let mean = |f: &dyn Fn(u32) -> f64| pids.iter().map(|&p| f(p)).sum::<f64>() / *n as f64;

@@ -196,6 +196,10 @@ build() {
   else cargo=cargo
   fi
   local settings=(RUSTC="$rustc" RUSTC_BOOTSTRAP=1) targets=() linker flags
+  # TLS (cargo feature `tls`) is left out of the boards' builds to keep their size budgets;
+  # TLS=1 builds it in (src/dist/README.md "Embedded hosts" has both sizes).
+  local features=(--no-default-features)
+  [ "${TLS:-}" = 1 ] && features=(--no-default-features --features tls)
   for t in "$@"; do
     linker=$(linker_of "$t")
     command -v "$linker" >/dev/null || {
@@ -207,6 +211,8 @@ build() {
     [ "${CROSS_MAP:-}" = 1 ] && flags="$flags -C link-arg=-Wl,-Map=$PWD/target/$t/release/bully.map"
     # Per-target flags reach only that target's crates (std included), not build scripts.
     settings+=("$(env_prefix "$t")_LINKER=$linker" "$(env_prefix "$t")_RUSTFLAGS=$flags")
+    # ring's C and assembly (TLS=1) are compiled by the same cross gcc.
+    settings+=("CC_${t//-/_}=$linker")
     targets+=(--target "$t")
     echo "cross: $t: linker $linker"
   done
@@ -216,10 +222,10 @@ build() {
   # symbols to show anyway: -130 KiB) and std's size-optimised algorithms; panic-unwind keeps
   # unwinding. RUSTFLAGS would override the per-target flags, so it is cleared.
   env -u RUSTFLAGS "${settings[@]}" \
-    "$cargo" build --release --locked "${targets[@]}" -Z build-std=std,panic_unwind \
+    "$cargo" build --release --locked "${features[@]}" "${targets[@]}" -Z build-std=std,panic_unwind \
     -Z build-std-features=panic-unwind,backtrace,backtrace-trace-only,optimize_for_size
   for t in "$@"; do
-    echo "cross: target/$t/release/bully: $(stat -c %s "target/$t/release/bully") bytes"
+    echo "cross: target/$t/release/bully ($([ "${TLS:-}" = 1 ] && echo with || echo without) TLS): $(stat -c %s "target/$t/release/bully") bytes"
   done
 }
 

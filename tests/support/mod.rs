@@ -3,13 +3,14 @@
 #![allow(dead_code)]
 
 pub mod activity;
-pub mod certs;
 pub mod chaos;
 pub mod consul;
 pub mod etcd;
 pub mod holders;
 pub mod netns;
 pub mod soak;
+#[cfg(feature = "tls")]
+pub mod tls;
 pub mod vip_client;
 
 use serde_json::Value;
@@ -373,6 +374,10 @@ pub fn wait_for<T>(what: &str, within: Duration, f: impl FnMut() -> Result<T, St
 /// Sends raw bytes to 127.0.0.1:`port` and returns the status code and body of the answer
 /// (status 0 when the node closed without answering).
 pub fn raw(port: u16, request: &[u8]) -> (u16, String) {
+    #[cfg(feature = "tls")]
+    if let Some(config) = tls::harness_client() {
+        return tls::raw(port, request, &config);
+    }
     let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
         return (0, "connect failed".into());
     };

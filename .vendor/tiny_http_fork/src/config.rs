@@ -1,7 +1,19 @@
 
 use std::{io, net::ToSocketAddrs};
 
-use crate::connection::ConfigListenAddr;
+use crate::connection::{ConfigListenAddr, StreamWrapper};
+
+/// bully patch 11: the wrapper as a field of a `Debug` configuration.
+#[derive(Clone)]
+pub struct Wrapper(pub StreamWrapper);
+
+impl std::fmt::Debug for Wrapper
+{
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result
+    {
+        f.write_str("StreamWrapper")
+    }
+}
 
 /// Represents the parameters required to create a server.
 #[derive(Debug, Clone)]
@@ -19,6 +31,9 @@ pub struct ServerConfig
     /// bully patch: the most bytes a request line and its headers may take; past it the
     /// client gets `431` and the connection closes. 64 KiB unless set.
     pub max_head_bytes: usize,
+
+    /// bully patch 11: what each accepted TCP socket is spoken through (TLS); none: plain.
+    pub wrapper: Option<Wrapper>,
 }
 
 impl ServerConfig
@@ -39,6 +54,8 @@ impl ServerConfig
                     None,
                 max_head_bytes: 
                     crate::client::MAX_HEAD,
+                wrapper:
+                    None,
             }
         )
     }
@@ -65,6 +82,15 @@ impl ServerConfig
     fn set_max_head_bytes(mut self, bytes: usize) -> Self
     {
         self.max_head_bytes = bytes;
+
+        return self;
+    }
+
+    /// bully patch 11: speak every accepted TCP connection through `wrap` (TLS).
+    pub
+    fn set_stream_wrapper(mut self, wrap: StreamWrapper) -> Self
+    {
+        self.wrapper = Some(Wrapper(wrap));
 
         return self;
     }

@@ -83,6 +83,42 @@ impl From<unix_net::UnixListener> for Listener
     }
 }
 
+/// bully patch 11: a stream the server speaks through instead of the bare TCP socket (TLS).
+/// The crate knows no cryptography: the caller wraps each accepted socket.
+pub trait WrappedStream: std::io::Read + std::io::Write + Send
+{
+    /// Called when the write half closes, before the socket is shut for writing (TLS sends
+    /// its `close_notify` here).
+    fn shutdown_write(&mut self) {}
+}
+
+/// bully patch 11: wraps each accepted socket; called on the accept thread, so it must not
+/// block (a TLS handshake runs later, on the connection's thread, at its first read).
+pub type StreamWrapper =
+    std::sync::Arc<dyn Fn(TcpStream) -> std::io::Result<Box<dyn WrappedStream>> + Send + Sync>;
+
+/// bully patch 11: the wrapped stream, shared by the read and the write halves. One request
+/// per connection (patch 6) means the halves take turns: the lock is never held by a read
+/// while a write waits, but on a held upgrade, where only the server writes.
+#[derive(Clone)]
+pub(crate) struct Shared(std::sync::Arc<std::sync::Mutex<Box<dyn WrappedStream>>>);
+
+impl std::fmt::Debug for Shared
+{
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result
+    {
+        f.write_str("WrappedStream")
+    }
+}
+
+impl Shared
+{
+    fn lock(&self) -> std::sync::MutexGuard<'_, Box<dyn WrappedStream>>
+    {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
 /// Unified connection. Either a [`TcpStream`] or [`std::os::unix::net::UnixStream`].
 #[derive(Debug)]
 pub(crate) enum Connection 
@@ -90,6 +126,9 @@ pub(crate) enum Connection
     Tcp(TcpStream),
     #[cfg(unix)]
     Unix(unix_net::UnixStream),
+    /// bully patch 11: a TCP socket spoken through a wrapper; `tcp` is kept for the
+    /// descriptor, the peer's address and shutting down.
+    Wrapped { tcp: TcpStream, io: Shared },
 }
 
 impl std::io::Read for Connection 
@@ -101,6 +140,7 @@ impl std::io::Read for Connection
             Self::Tcp(s) => s.read(buf),
             #[cfg(unix)]
             Self::Unix(s) => s.read(buf),
+            Self::Wrapped { io, .. } => io.lock().read(buf),
         }
     }
 }
@@ -114,6 +154,7 @@ impl std::io::Write for Connection
             Self::Tcp(s) => s.write(buf),
             #[cfg(unix)]
             Self::Unix(s) => s.write(buf),
+            Self::Wrapped { io, .. } => io.lock().write(buf),
         }
     }
 
@@ -124,6 +165,7 @@ impl std::io::Write for Connection
             Self::Tcp(s) => s.flush(),
             #[cfg(unix)]
             Self::Unix(s) => s.flush(),
+            Self::Wrapped { io, .. } => io.lock().flush(),
         }
     }
 }
@@ -139,6 +181,7 @@ impl Connection
             Self::Tcp(s) => s.peer_addr().map(Some),
             #[cfg(unix)]
             Self::Unix(_) => Ok(None),
+            Self::Wrapped { tcp, .. } => tcp.peer_addr().map(Some),
         }
     }
 
@@ -150,6 +193,16 @@ impl Connection
             Self::Tcp(s) => s.shutdown(how),
             #[cfg(unix)]
             Self::Unix(s) => s.shutdown(how),
+            Self::Wrapped { tcp, io } =>
+            {
+                if how != Shutdown::Read
+                {
+                    let mut io = io.lock();
+                    io.shutdown_write();
+                    let _ = io.flush();
+                }
+                tcp.shutdown(how)
+            }
         }
     }
 
@@ -163,6 +216,7 @@ impl Connection
             Self::Tcp(s) => s.as_raw_fd(),
             #[cfg(unix)]
             Self::Unix(s) => s.as_raw_fd(),
+            Self::Wrapped { tcp, .. } => tcp.as_raw_fd(),
         }
     }
 
@@ -174,9 +228,27 @@ impl Connection
             Self::Tcp(s) => s.try_clone().map(Self::from),
             #[cfg(unix)]
             Self::Unix(s) => s.try_clone().map(Self::from),
+            Self::Wrapped { tcp, io } => Ok(Self::Wrapped { tcp: tcp.try_clone()?, io: io.clone() }),
         }
     }
 }
+impl Connection
+{
+    /// bully patch 11: a TCP connection spoken through `wrap`; others are left as they are.
+    pub(crate) fn wrapped(self, wrap: &StreamWrapper) -> std::io::Result<Self>
+    {
+        match self
+        {
+            Self::Tcp(tcp) =>
+            {
+                let io = wrap(tcp.try_clone()?)?;
+                Ok(Self::Wrapped { tcp, io: Shared(std::sync::Arc::new(std::sync::Mutex::new(io))) })
+            }
+            other => Ok(other),
+        }
+    }
+}
+
 impl From<TcpStream> for Connection {
     fn from(s: TcpStream) -> Self {
         Self::Tcp(s)

@@ -118,7 +118,7 @@ use client::ClientConnection;
 use util::{MessagesQueue, MessageQueueSender};
 
 pub use common::{HTTPVersion, Header, Headers, HeaderField, Method, StatusCode, HeaderFieldValue, HeaderError};
-pub use connection::{ConfigListenAddr, ListenAddr, Listener};
+pub use connection::{ConfigListenAddr, ListenAddr, Listener, StreamWrapper, WrappedStream};
 pub use request::{ReadWrite, Request};
 pub use response::{Response, ResponseBox};
 pub use crate::config::ServerConfig;
@@ -215,6 +215,8 @@ impl Server
                     None,
                 max_head_bytes: 
                     client::MAX_HEAD,
+                wrapper:
+                    None,
             }
         )
     }
@@ -236,6 +238,8 @@ impl Server
                     None,
                 max_head_bytes: 
                     client::MAX_HEAD,
+                wrapper:
+                    None,
             }
         )
     }
@@ -255,7 +259,7 @@ impl Server
     /// This function has visibility `pub` which is a part of effort to move from the 
     /// thread per client model, to POLL + task assignment.
     pub 
-    fn accept_connection(server: &Listener, max_head_bytes: usize, tasks_pool: &TaskPool) -> Result<Option<ClientConnection>, IoError>
+    fn accept_connection(server: &Listener, max_head_bytes: usize, tasks_pool: &TaskPool, wrapper: Option<&StreamWrapper>) -> Result<Option<ClientConnection>, IoError>
     {
         let (mut sock, _) = server.accept()?;
 
@@ -269,6 +273,21 @@ impl Server
 
             return Ok(None);
         }
+
+        // bully patch 11: TLS (or another wrapper) from here on; the 503 above stays plain,
+        // which a TLS client sees as a failed handshake: refused either way.
+        // A wrapper that fails drops this connection only: an error returned from here would
+        // stop the accept thread (a failed dup has its own back-off below, patch 3).
+        let sock = match wrapper
+        {
+            Some(wrap) => match sock.wrapped(wrap)
+            {
+                Ok(s) => s,
+                Err(e) if matches!(e.raw_os_error(), Some(23 | 24 | 105 | 12)) => return Err(e),
+                Err(_) => return Ok(None),
+            },
+            None => sock,
+        };
 
         let (read_closable, write_closable) = util::RefinedTcpStream::new(sock)?;
 
@@ -373,6 +392,7 @@ impl Server
         log::debug!("Server listening on {}", local_addr);
 
         let max_head_bytes = config.max_head_bytes;
+        let wrapper = config.wrapper.clone().map(|w| w.0);
 
         // creating a task where server.accept() is continuously called
         // and ClientConnection objects are pushed in the messages queue
@@ -392,7 +412,7 @@ impl Server
                 while inside_close_trigger.load(Relaxed) == false
                 {
                     let new_client = 
-                        Self::accept_connection(&server, max_head_bytes, &tasks_pool);
+                        Self::accept_connection(&server, max_head_bytes, &tasks_pool, wrapper.as_ref());
 
                     let messages_injector = message_injector.clone();
 

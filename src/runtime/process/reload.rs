@@ -1,5 +1,6 @@
-//! SIGHUP: read again what was given as a file (`--cluster-key-file`, `--peers-file`, the
-//! TLS files of Consul or etcd), log what changed, and keep running. What cannot be read again stays as it was.
+//! SIGHUP: read again what was given as a file (`--cluster-key-file`, `--tls-*`, the TLS
+//! files of Consul or etcd, `--peers-file`), log what changed, and keep running. What cannot
+//! be read again stays as it was.
 
 use crate::http::auth::{ClusterKey, Keys, ROTATION_GRACE};
 use crate::runtime::membership::directory::Directory;
@@ -11,6 +12,8 @@ pub struct Reload {
     /// `--cluster-key-file`, and the keys it feeds.
     pub key_file: Option<(PathBuf, Keys)>,
     pub directory: Arc<Directory>,
+    /// `--tls-*`: the certificate, key and CA are read again.
+    pub tls: bool,
 }
 
 impl Reload {
@@ -27,6 +30,13 @@ impl Reload {
                 Err(e) => log::error!("SIGHUP: --cluster-key-file {e}; keeping the key in force"),
             }
         }
+        #[cfg(feature = "tls")]
+        if let Some(tls) = crate::tls::node::active().filter(|_| self.tls) {
+            match tls.reload() {
+                Ok(change) => said.push(change),
+                Err(e) => log::error!("SIGHUP: --tls-* {e}; keeping the TLS files in force"),
+            }
+        }
         let registry = self.directory.registry();
         match registry.reload() {
             Ok(Some(change)) => said.push(change),
@@ -35,8 +45,8 @@ impl Reload {
         }
         if said.is_empty() {
             log::info!(
-                "SIGHUP: nothing to read again (only --cluster-key-file, --peers-file and the \
-                 registry's TLS files are); still running"
+                "SIGHUP: nothing to read again (only --cluster-key-file, --tls-*, the \
+                 registry's TLS files and --peers-file are); still running"
             );
         } else {
             log::info!("SIGHUP: {}; still running", said.join("; "));

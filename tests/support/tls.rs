@@ -1,9 +1,16 @@
-//! Certificates made at test time with the `openssl` command: a CA in a directory of its own
-//! and certificates it issues (any validity window). The same `Pki`/`Identity` API as the
-//! mutual-TLS tests' helper (node certificates), so one of the two can go when both land.
+//! Mutual TLS for the tests: certificates made at test time with the `openssl` command (a CA,
+//! node certificates, expired and not-yet-valid ones, another CA), and the harness's own TLS
+//! client, which `raw` (and so `get_json`, `NodeProc::details`) uses once [`use_client`] set it.
 
+use bully::tls::client;
+use rustls::{ClientConfig, StreamOwned};
+use std::cell::RefCell;
+use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
 
 /// A certificate authority in a directory of its own, issuing with `openssl ca` (which, unlike
 /// `openssl x509` before OpenSSL 3.4, can set any validity window).
@@ -17,6 +24,22 @@ pub struct Pki {
 pub struct Identity {
     pub cert: PathBuf,
     pub key: PathBuf,
+}
+
+impl Identity {
+    /// `--tls-cert CERT --tls-key KEY --tls-ca CA` for a node.
+    pub fn flags(&self, ca: &Path) -> Vec<String> {
+        [
+            "--tls-cert",
+            &self.cert.display().to_string(),
+            "--tls-key",
+            &self.key.display().to_string(),
+            "--tls-ca",
+            &ca.display().to_string(),
+        ]
+        .map(String::from)
+        .to_vec()
+    }
 }
 
 /// Runs openssl, panicking with its output on failure.
@@ -170,4 +193,50 @@ pub fn stamp(secs: u64) -> String {
         rem % 3600 / 60,
         rem % 60
     )
+}
+
+/// A client configuration trusting `ca`, presenting `identity` if any.
+pub fn client_config(ca: &Path, identity: Option<&Identity>) -> Arc<ClientConfig> {
+    let id = identity.map(|i| (i.cert.as_path(), i.key.as_path()));
+    Arc::new(client::config(ca, id).unwrap())
+}
+
+thread_local! {
+    static CLIENT: RefCell<Option<Arc<ClientConfig>>> = const { RefCell::new(None) };
+}
+
+/// From now on the harness speaks TLS with `config` on this thread (each test has its own
+/// thread, and its own CA).
+pub fn use_client(config: Option<Arc<ClientConfig>>) {
+    CLIENT.with(|c| *c.borrow_mut() = config);
+}
+
+pub fn harness_client() -> Option<Arc<ClientConfig>> {
+    CLIENT.with(|c| c.borrow().clone())
+}
+
+/// Like `support::raw`, over TLS with `config`: status 0 when no answer came (a refused
+/// handshake included).
+pub fn raw(port: u16, request: &[u8], config: &Arc<ClientConfig>) -> (u16, String) {
+    let Ok(s) = TcpStream::connect(("127.0.0.1", port)) else {
+        return (0, "connect failed".into());
+    };
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let name = "127.0.0.1".try_into().unwrap();
+    let conn = rustls::ClientConnection::new(Arc::clone(config), name).unwrap();
+    let mut tls = StreamOwned::new(conn, s);
+    if tls.write_all(request).and_then(|()| tls.flush()).is_err() {
+        return (0, "handshake or write failed".into());
+    }
+    // Until the node closes, or 5 s at most: a beat stream never ends by itself.
+    let end = std::time::Instant::now() + Duration::from_secs(5);
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while std::time::Instant::now() < end {
+        match tls.read(&mut chunk) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+    super::parse_response(&buf)
 }

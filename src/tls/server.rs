@@ -1,0 +1,156 @@
+//! The server side: a rustls `ServerConfig` that demands a client certificate from the cluster
+//! CA, and the wrapper the tiny_http fork speaks each accepted connection through (its patch
+//! 11). The handshake runs on the connection's own thread at its first read, so a slow or
+//! hostile client holds one connection thread for one read timeout, never the accept thread.
+
+use super::client::provider;
+use super::pem;
+use super::source::Source;
+use rustls::server::WebPkiClientVerifier;
+use rustls::{ServerConfig, ServerConnection, StreamOwned};
+use std::io::{ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+use tiny_http_fork::{StreamWrapper, WrappedStream};
+
+/// Serves the chain in `cert` with `key`, and takes only clients whose certificate chains to
+/// the CA bundle in `ca` and is valid now (rustls' WebPKI verifier: signature, validity dates,
+/// the client-auth key usage when the certificate states usages).
+pub fn config(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+    ca: &std::path::Path,
+) -> Result<ServerConfig, String> {
+    let roots = Arc::new(pem::roots(ca)?);
+    let verifier = WebPkiClientVerifier::builder_with_provider(roots, provider())
+        .build()
+        .map_err(|e| format!("{}: {e}", ca.display()))?;
+    ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS: {e}"))?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(pem::certificates(cert)?, pem::private_key(key)?)
+        .map_err(|e| {
+            format!(
+                "{} and {} do not make a usable identity: {e}",
+                cert.display(),
+                key.display()
+            )
+        })
+}
+
+/// The fork's wrapper: each accepted socket speaks TLS with the configuration in force when
+/// it was accepted.
+pub fn wrapper(source: Source<ServerConfig>) -> StreamWrapper {
+    Arc::new(move |tcp: TcpStream| {
+        let peer = tcp.peer_addr().ok();
+        let conn = ServerConnection::new(source.current()).map_err(std::io::Error::other)?;
+        Ok(Box::new(ServerStream {
+            tls: StreamOwned::new(conn, tcp),
+            peer,
+            failed: false,
+        }) as Box<dyn WrappedStream>)
+    })
+}
+
+/// One accepted TLS connection.
+struct ServerStream {
+    tls: StreamOwned<ServerConnection, TcpStream>,
+    peer: Option<SocketAddr>,
+    /// The handshake failed: logged already (the reads after it fail the same way), and
+    /// nothing more is written (tiny_http's own error answer would wait on the handshake).
+    failed: bool,
+}
+
+impl ServerStream {
+    /// A failure before the handshake completed is a refused client: logged (rate-limited)
+    /// when TLS itself refused it, quietly when the client just left or stalled.
+    fn noted(&mut self, e: std::io::Error) -> std::io::Error {
+        if self.tls.conn.is_handshaking() && !self.failed {
+            self.failed = true;
+            let from = self
+                .peer
+                .map_or_else(|| "unknown".to_string(), |a| a.to_string());
+            if e.kind() == ErrorKind::InvalidData {
+                REFUSALS.warn(&from, &e);
+            } else {
+                log::debug!("TLS handshake with {from} did not complete: {e}");
+            }
+        }
+        e
+    }
+}
+
+impl Read for ServerStream {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.tls.read(buf).map_err(|e| self.noted(e))
+    }
+}
+
+impl Write for ServerStream {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.failed {
+            return Err(refused());
+        }
+        self.tls.write(buf).map_err(|e| self.noted(e))
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        if self.failed {
+            return Err(refused());
+        }
+        self.tls.flush()
+    }
+}
+
+fn refused() -> std::io::Error {
+    std::io::Error::new(ErrorKind::BrokenPipe, "the TLS handshake failed")
+}
+
+impl WrappedStream for ServerStream {
+    /// Ends the TLS session cleanly, so the client can tell an answer's end from a cut.
+    fn shutdown_write(&mut self) {
+        self.tls.conn.send_close_notify();
+        while self.tls.conn.wants_write() {
+            if self.tls.conn.write_tls(&mut self.tls.sock).is_err() {
+                break;
+            }
+        }
+    }
+}
+
+/// Refused handshakes are warnings, but a flood of them must not flood the log: at most
+/// [`RefusalLog::PER_SECOND`] a second, then one line counting the rest.
+static REFUSALS: RefusalLog = RefusalLog {
+    window: Mutex::new((0, 0)),
+};
+
+struct RefusalLog {
+    /// The second being counted, and how many refusals fell in it.
+    window: Mutex<(u64, u64)>,
+}
+
+impl RefusalLog {
+    const PER_SECOND: u64 = 5;
+
+    fn warn(&self, from: &str, why: &std::io::Error) {
+        let second = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let mut w = self.window.lock().unwrap_or_else(|e| e.into_inner());
+        if w.0 != second {
+            if w.1 > Self::PER_SECOND {
+                log::warn!(
+                    "{} more TLS handshakes refused in the last second",
+                    w.1 - Self::PER_SECOND
+                );
+            }
+            *w = (second, 0);
+        }
+        w.1 += 1;
+        if w.1 <= Self::PER_SECOND {
+            log::warn!("TLS handshake from {from} refused: {why}");
+        }
+    }
+}
