@@ -291,6 +291,10 @@ impl EtcdHosts {
                     .args(["--initial-advertise-peer-urls", &peer(h)])
                     .args(["--initial-cluster", &initial.join(",")])
                     .args(["--initial-cluster-state", "new"])
+                    // etcd 3.5's default: a member back from a partition does not force an
+                    // election on the others (with 3.4's default it does, renewals stall while
+                    // they elect, and a healed cut can cost the leader key a round trip).
+                    .arg("--pre-vote")
                     .stdin(Stdio::null())
                     .stdout(log.try_clone().unwrap())
                     .stderr(log)
