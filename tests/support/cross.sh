@@ -133,6 +133,11 @@ musl_flags() {
   # the specs start every static program with Scrt1.o, which cannot relocate itself.
   local flags="-C link-self-contained=no -C link-arg=-specs=$spec -L native=$lib"
   flags="$flags -C relocation-model=static"
+  # No RELRO segment: musl applies PT_GNU_RELRO only in its dynamic linker, never in a static
+  # non-PIE program (its libc.a has no such mprotect), so that data stays writable either way;
+  # but ld still aligns its end to the 64 KiB maximum page, padding the file by up to 64 KiB
+  # (38 KiB in the aarch64 TLS build of 2026-12-06).
+  flags="$flags -C link-arg=-Wl,-z,norelro"
   # The DWARF unwinder (aarch64) calls pthread_once and pthread mutexes through weak
   # references, which a static link leaves at address 0 unless something else pulls them in,
   # while it thinks threads are in use (std pulls in pthread_key_create): the aarch64 linker
