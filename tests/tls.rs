@@ -2,7 +2,8 @@
 //! at test time by `openssl`: a TLS cluster elects, fails over after kill -9 and answers
 //! `bully status`; clients with a certificate from another CA, an expired or not yet valid one,
 //! or none, and plain HTTP, get no answer and change nothing, nor does a node presenting such a
-//! certificate; a CA rotation by SIGHUP keeps the coordinator and its term.
+//! certificate; a CA rotation by SIGHUP keeps the coordinator and its term; a client's repeated
+//! connections resume their session over X25519 (what each peer call costs).
 #![cfg(feature = "tls")]
 
 mod support;
@@ -356,4 +357,47 @@ fn tls_flags_go_together_and_bad_files_are_named() {
     let (code, err) = run(&["--tls-cert", &cert, "--tls-key", &other, "--tls-ca", &ca]);
     assert_eq!(code, Some(2), "{err}");
     assert!(err.starts_with("bully: --tls-key:"), "{err}");
+}
+
+/// One request over a new TLS connection with `config`, read to its end (so the session
+/// ticket that came with it is stored): how the handshake went and the key-exchange group.
+fn handshake(
+    port: u16,
+    config: &std::sync::Arc<rustls::ClientConfig>,
+) -> (Option<rustls::HandshakeKind>, Option<rustls::NamedGroup>) {
+    use std::io::{Read, Write};
+    let s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(secs(10))).unwrap();
+    let conn = rustls::ClientConnection::new(config.clone(), "127.0.0.1".try_into().unwrap());
+    let mut tls = rustls::StreamOwned::new(conn.unwrap(), s);
+    let request = b"GET /nodeDetails HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    tls.write_all(request).unwrap();
+    let mut answer = Vec::new();
+    let _ = tls.read_to_end(&mut answer);
+    let group = tls.conn.negotiated_key_exchange_group().map(|g| g.name());
+    (tls.conn.handshake_kind(), group)
+}
+
+/// Every peer call is a connection of its own, so what one costs is the idle CPU: the second
+/// connection of a client must resume (no certificates again) and exchange keys over X25519
+/// (rustls' ring default, P-384, cost an idle node 2.4 times the CPU; tests/bench/README.md).
+#[test]
+fn repeated_connections_resume_over_x25519() {
+    let dir = TempDir::new("tlsresume");
+    let pki = Pki::new(dir.path(), "resume-ca");
+    let mut c = tls_cluster("tlsresume", &pki);
+    start_tls(&mut c, &pki, 1, &pki.ca());
+    c.await_agreement("node1", secs(30));
+    let admin = pki.issue("admin2", "admin2", None);
+    let config = client_config(&pki.ca(), Some(&admin));
+    let port = c.node("node1").port;
+    let seen: Vec<_> = (0..3).map(|_| handshake(port, &config)).collect();
+    let x25519 = Some(rustls::NamedGroup::X25519);
+    let full = Some(rustls::HandshakeKind::Full);
+    let resumed = Some(rustls::HandshakeKind::Resumed);
+    assert_eq!(
+        seen,
+        vec![(full, x25519), (resumed, x25519), (resumed, x25519)],
+        "handshakes (kind, group) of three connections in a row"
+    );
 }

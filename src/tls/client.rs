@@ -19,9 +19,27 @@ use ureq::unversioned::transport::{
 /// The crypto provider: ring, the one built in. rustls 0.23.48 deprecates it only because it
 /// lacks post-quantum key exchange (aws-lc-rs has it, at about 1 MiB and a cmake build, too
 /// much for the boards); classical ECDHE is what every peer here speaks.
+///
+/// X25519 comes first: ring's default order starts with P-384, whose key exchange ring does
+/// in generic big-number code, about 20 times slower than X25519. Every connection (resumed
+/// ones too: TLS 1.3 resumption still exchanges keys) paid it on both sides, which was most
+/// of an idle TLS node's CPU (tests/bench/README.md "TLS cost"). P-256 and P-384 stay
+/// offered, for a Consul or etcd that wants them. AES-128-GCM with SHA-256 comes first too
+/// (ring's default puts AES-256 with SHA-384 first): each connection's key schedule is a
+/// dozen HMACs, cheaper on SHA-256, 10 % of the idle TLS CPU; 128-bit strength is what
+/// X25519 and P-256 give anyway, and AES-256 stays offered.
 #[allow(deprecated)]
 pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
+    use rustls::crypto::ring::kx_group::{SECP256R1, SECP384R1, X25519};
+    Arc::new(rustls::crypto::CryptoProvider {
+        kx_groups: vec![X25519, SECP256R1, SECP384R1],
+        cipher_suites: vec![
+            rustls::crypto::ring::cipher_suite::TLS13_AES_128_GCM_SHA256,
+            rustls::crypto::ring::cipher_suite::TLS13_AES_256_GCM_SHA384,
+            rustls::crypto::ring::cipher_suite::TLS13_CHACHA20_POLY1305_SHA256,
+        ],
+        ..rustls::crypto::ring::default_provider()
+    })
 }
 
 /// A client configuration trusting only the CA bundle in `ca` (no system roots: a cluster,

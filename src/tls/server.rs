@@ -26,7 +26,7 @@ pub fn config(
     let verifier = WebPkiClientVerifier::builder_with_provider(roots, provider())
         .build()
         .map_err(|e| format!("{}: {e}", ca.display()))?;
-    ServerConfig::builder_with_provider(provider())
+    let mut config = ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| format!("TLS: {e}"))?
         .with_client_cert_verifier(verifier)
@@ -37,7 +37,13 @@ pub fn config(
                 cert.display(),
                 key.display()
             )
-        })
+        })?;
+    // One session ticket per connection, not rustls' two: every peer call is a connection of
+    // its own that uses up one ticket, so one new ticket keeps the client resuming, and the
+    // server's session store (each entry holds the client's certificate chain) stops
+    // growing by one entry per call.
+    config.send_tls13_tickets = 1;
+    Ok(config)
 }
 
 /// The fork's wrapper: each accepted socket speaks TLS with the configuration in force when
