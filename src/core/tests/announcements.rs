@@ -2,16 +2,7 @@
 //! announcement get it again a few times with growing waits.
 
 use super::*;
-
-fn member(id: u64) -> Member {
-    Member {
-        name: format!("node{id}"),
-        id,
-        host: "10.0.0.1".into(),
-        port: 5000 + id as u16,
-        witness: false,
-    }
-}
+use crate::core::fixtures::member;
 
 #[test]
 fn numbers_rise_across_terms() {

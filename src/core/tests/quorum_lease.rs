@@ -3,21 +3,8 @@
 
 use super::*;
 use crate::core::event::Unreachable;
+use crate::core::fixtures::{member, nref as node};
 use std::time::Duration;
-
-fn member(id: u64) -> Member {
-    Member {
-        name: format!("node{id}"),
-        id,
-        host: "10.0.0.1".into(),
-        port: 5000 + id as u16,
-        witness: false,
-    }
-}
-
-fn node(id: u64) -> NodeRef {
-    NodeRef::new(format!("node{id}"), id)
-}
 
 #[test]
 fn a_restarted_node_is_promised_to_nobody_for_one_lease() {

@@ -3,20 +3,7 @@
 //! is said once.
 
 use super::*;
-
-fn node(id: u64) -> NodeRef {
-    NodeRef::new(format!("node{id}"), id)
-}
-
-fn member(id: u64) -> Member {
-    Member {
-        name: format!("node{id}"),
-        id,
-        host: "10.0.0.1".into(),
-        port: 5000 + id as u16,
-        witness: false,
-    }
-}
+use crate::core::fixtures::{member, nref as node};
 
 #[test]
 fn askers_are_remembered_once_during_a_round_and_only_those_the_announcement_misses() {

@@ -2,14 +2,7 @@
 //! repeat by the same coordinator), and the floor rises before a term is used.
 
 use super::*;
-use crate::core::member::NodeRef;
-
-fn node(id: u64) -> NodeRef {
-    NodeRef {
-        name: format!("node{id}"),
-        id,
-    }
-}
+use crate::core::fixtures::nref as node;
 
 #[test]
 fn quorum_mode_counts_every_term_up_to_the_floor_as_taken_plain_mode_does_not() {

@@ -2,10 +2,7 @@
 //! closed port means gone, and only some probe answers contend.
 
 use super::*;
-
-fn node(id: u64) -> NodeRef {
-    NodeRef::new(format!("node{id}"), id)
-}
+use crate::core::fixtures::{member, nref as node};
 
 fn details(name: &str, id: u64, is_coordinator: bool, claiming: bool) -> CheckAnswer {
     CheckAnswer::Details {
@@ -100,16 +97,6 @@ fn who_contends_and_who_would_take_over() {
         .filter(|i| wants_to_lead(&answers, &node(*i)))
         .collect();
     assert_eq!(taking_over, vec![2]);
-}
-
-fn member(id: u64) -> Member {
-    Member {
-        name: format!("node{id}"),
-        id,
-        host: "10.0.0.1".into(),
-        port: 5000 + id as u16,
-        witness: false,
-    }
 }
 
 fn said(id: u64, leads: bool, follows: Option<u64>, term: u64) -> CheckAnswer {
