@@ -13,10 +13,10 @@ mod support;
 use bully::tls::client::{self, Source, TlsConnector};
 use serde_json::{json, Value};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use support::consul::consul_binary;
-use support::etcd::etcd_binary;
+use support::etcd::{etcd_binary, range_keys, range_request};
 use support::tls::{Identity, Pki};
 use support::*;
 
@@ -47,35 +47,26 @@ impl Https {
     }
 }
 
-/// Last lines of a log file.
+/// The last `n` lines of the log file at `path`.
 fn tail(path: &Path, n: usize) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
+    last_lines(&std::fs::read_to_string(path).unwrap_or_default(), n)
 }
 
-/// A child killed on drop.
+/// A server the test started (killed with its process group on drop), and its log.
 struct Server {
-    child: Child,
+    _guard: Guarded,
     log: std::path::PathBuf,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn spawn(cmd: &mut Command, log: std::path::PathBuf) -> Server {
     let out = std::fs::File::create(&log).unwrap();
-    let child = cmd
-        .stdin(Stdio::null())
-        .stdout(out.try_clone().unwrap())
-        .stderr(out)
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
-    Server { child, log }
+    let guard = Guarded::spawn(
+        cmd.stdin(Stdio::null())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out),
+    )
+    .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
+    Server { _guard: guard, log }
 }
 
 /// The certificates of one test: the registry's CA with a server and a client certificate,
@@ -620,24 +611,15 @@ impl TlsEtcd {
 
     /// The names under `bully/<cluster>/members/`, and who holds `bully/<cluster>/leader`.
     fn members_and_holder(&self, cluster: &str) -> Result<(Vec<String>, Option<String>), String> {
-        use base64_lite::{dec, enc};
         let prefix = format!("bully/{cluster}/");
-        let mut end = prefix.as_bytes().to_vec();
-        *end.last_mut().unwrap() += 1;
-        let v = self.post(
-            "/v3/kv/range",
-            &json!({"key": enc(prefix.as_bytes()), "range_end": enc(&end)}),
-        )?;
+        let keys = range_keys(&self.post("/v3/kv/range", &range_request(&prefix))?);
         let mut members = Vec::new();
         let mut holder = None;
-        for kv in v["kvs"].as_array().cloned().unwrap_or_default() {
-            let key = String::from_utf8(dec(kv["key"].as_str().unwrap_or(""))).unwrap();
-            let value: Value = serde_json::from_slice(&dec(kv["value"].as_str().unwrap_or("")))
-                .unwrap_or_default();
-            if let Some(name) = key.strip_prefix(&format!("{prefix}members/")) {
+        for k in keys {
+            if let Some(name) = k.key.strip_prefix(&format!("{prefix}members/")) {
                 members.push(name.to_string());
-            } else if key == format!("{prefix}leader") {
-                holder = value["node_name"].as_str().map(String::from);
+            } else if k.key == format!("{prefix}leader") {
+                holder = k.value["node_name"].as_str().map(String::from);
             }
         }
         members.sort();
@@ -646,46 +628,6 @@ impl TlsEtcd {
 
     fn log_tail(&self) -> String {
         format!("etcd log:\n{}", tail(&self.server.log, 20))
-    }
-}
-
-/// Standard base64, enough for etcd's JSON gateway.
-mod base64_lite {
-    const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-    pub fn enc(b: &[u8]) -> String {
-        let mut out = String::new();
-        for chunk in b.chunks(3) {
-            let n = chunk
-                .iter()
-                .enumerate()
-                .fold(0u32, |n, (i, &x)| n | (x as u32) << (16 - 8 * i));
-            for i in 0..4 {
-                if i <= chunk.len() {
-                    out.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
-                } else {
-                    out.push('=');
-                }
-            }
-        }
-        out
-    }
-
-    pub fn dec(s: &str) -> Vec<u8> {
-        let mut out = Vec::new();
-        let (mut n, mut bits) = (0u32, 0);
-        for c in s.bytes().filter(|&c| c != b'=') {
-            let Some(v) = A.iter().position(|&a| a == c) else {
-                continue;
-            };
-            n = n << 6 | v as u32;
-            bits += 6;
-            if bits >= 8 {
-                bits -= 8;
-                out.push((n >> bits) as u8);
-            }
-        }
-        out
     }
 }
 

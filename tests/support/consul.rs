@@ -2,7 +2,7 @@
 //! its own data directory and node name, killed on drop; a tiny DNS client for their DNS
 //! interface; and a fake Consul that answers every request the same way.
 
-use super::{content_length, free_port, poll, raw, TempDir};
+use super::{content_length, free_port, last_lines, poll, raw, TempDir};
 use serde_json::Value;
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, TcpListener, TcpStream, UdpSocket};
@@ -242,12 +242,7 @@ impl ConsulAgent {
 
     pub fn log_tail(&self) -> String {
         let text = std::fs::read_to_string(self.log_path()).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        format!(
-            "--- consul {} ---\n{}",
-            self.node,
-            lines[lines.len().saturating_sub(15)..].join("\n")
-        )
+        format!("--- consul {} ---\n{}", self.node, last_lines(&text, 15))
     }
 }
 

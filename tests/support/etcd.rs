@@ -2,7 +2,7 @@
 //! on drop; and reads of its keys through the same JSON gateway the nodes use.
 
 use super::activity;
-use super::{free_port, poll, secs, send, wait_for, TempDir};
+use super::{free_port, last_lines, poll, secs, send, wait_for, TempDir};
 use serde_json::{json, Value};
 use std::path::Path;
 use std::path::PathBuf;
@@ -106,11 +106,7 @@ impl EtcdServer {
 
     pub fn log_tail(&self) -> String {
         let text = std::fs::read_to_string(self.log_path()).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        format!(
-            "etcd log:\n{}",
-            lines[lines.len().saturating_sub(20)..].join("\n")
-        )
+        format!("etcd log:\n{}", last_lines(&text, 20))
     }
 
     pub fn post(&self, path: &str, body: &Value) -> Result<Value, String> {
@@ -125,26 +121,9 @@ impl EtcdServer {
 
     /// Every key under `prefix`.
     pub fn keys(&self, prefix: &str) -> Result<Vec<Key>, String> {
-        let mut end = prefix.as_bytes().to_vec();
-        *end.last_mut().unwrap() += 1;
-        let v = self.post(
-            "/v3/kv/range",
-            &json!({"key": b64(prefix.as_bytes()), "range_end": b64(&end)}),
-        )?;
-        let kvs = v["kvs"].as_array().cloned().unwrap_or_default();
-        Ok(kvs
-            .iter()
-            .map(|kv| Key {
-                key: String::from_utf8(unb64(kv["key"].as_str().unwrap_or(""))).unwrap(),
-                value: serde_json::from_slice(&unb64(kv["value"].as_str().unwrap_or("")))
-                    .unwrap_or(Value::Null),
-                create_revision: kv["create_revision"]
-                    .as_str()
-                    .and_then(|r| r.parse().ok())
-                    .unwrap_or(0),
-                lease: kv["lease"].as_str().unwrap_or("0").to_string(),
-            })
-            .collect())
+        Ok(range_keys(
+            &self.post("/v3/kv/range", &range_request(prefix))?,
+        ))
     }
 
     /// The names under `bully/<cluster>/members/`.
@@ -169,6 +148,30 @@ impl EtcdServer {
                 (name, k.create_revision)
             }))
     }
+}
+
+/// The JSON gateway's range request for every key under `prefix`.
+pub fn range_request(prefix: &str) -> Value {
+    let mut end = prefix.as_bytes().to_vec();
+    *end.last_mut().unwrap() += 1;
+    json!({"key": b64(prefix.as_bytes()), "range_end": b64(&end)})
+}
+
+/// The keys of a range answer.
+pub fn range_keys(answer: &Value) -> Vec<Key> {
+    let kvs = answer["kvs"].as_array().cloned().unwrap_or_default();
+    kvs.iter()
+        .map(|kv| Key {
+            key: String::from_utf8(unb64(kv["key"].as_str().unwrap_or(""))).unwrap(),
+            value: serde_json::from_slice(&unb64(kv["value"].as_str().unwrap_or("")))
+                .unwrap_or(Value::Null),
+            create_revision: kv["create_revision"]
+                .as_str()
+                .and_then(|r| r.parse().ok())
+                .unwrap_or(0),
+            lease: kv["lease"].as_str().unwrap_or("0").to_string(),
+        })
+        .collect()
 }
 
 impl Drop for EtcdServer {
@@ -339,11 +342,7 @@ impl EtcdHosts {
             .map(|i| {
                 let text = std::fs::read_to_string(self.dir.path().join(format!("m{i}.log")))
                     .unwrap_or_default();
-                let lines: Vec<&str> = text.lines().collect();
-                format!(
-                    "--- etcd m{i} ---\n{}",
-                    lines[lines.len().saturating_sub(8)..].join("\n")
-                )
+                format!("--- etcd m{i} ---\n{}", last_lines(&text, 8))
             })
             .collect::<Vec<_>>()
             .join("\n")

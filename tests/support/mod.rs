@@ -330,14 +330,11 @@ impl Cluster {
     pub fn log_tails(&self) -> String {
         let mut out = String::new();
         for n in &self.nodes {
-            let text = n.log_text();
-            let lines: Vec<&str> = text.lines().collect();
-            let tail = &lines[lines.len().saturating_sub(15)..];
             out += &format!(
                 "--- {} (port {}) ---\n{}\n",
                 n.name,
                 n.port,
-                tail.join("\n")
+                last_lines(&n.log_text(), 15)
             );
         }
         out
@@ -590,6 +587,12 @@ pub fn content_length(head: &str) -> usize {
                 .then(|| v.trim().parse::<usize>().ok())?
         })
         .unwrap_or(0)
+}
+
+/// The last `n` lines of `text` (a log), for failure messages.
+pub fn last_lines(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
 /// A process a test started, in a process group of its own, which is SIGKILLed whole when the

@@ -7,7 +7,7 @@
 //! talks to them through sockets opened on a thread that has joined the host's namespace with
 //! setns(2) (a socket keeps the namespace it was made in, so it can be used from any thread).
 
-use super::{parse_response, NodeProc, TempDir, BIN};
+use super::{last_lines, parse_response, NodeProc, TempDir, BIN};
 use serde_json::Value;
 use std::io::{self, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream};
@@ -780,14 +780,11 @@ impl NetCluster {
     pub fn log_tails(&self) -> String {
         let mut out = String::new();
         for n in &self.nodes {
-            let text = n.proc.log_text();
-            let lines: Vec<&str> = text.lines().collect();
-            let tail = &lines[lines.len().saturating_sub(15)..];
             out += &format!(
                 "--- {} ({}) ---\n{}\n",
                 n.proc.name,
                 n.host.addr,
-                tail.join("\n")
+                last_lines(&n.proc.log_text(), 15)
             );
         }
         out

@@ -6,7 +6,7 @@
 //! minute. `tests/soak.rs` runs it for 60 s; `cargo bench --bench soak` for 10 minutes.
 #![allow(dead_code)]
 
-use super::{free_port, get_json, poll, Rng, TempDir};
+use super::{free_port, get_json, last_lines, poll, Rng, TempDir};
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Write};
@@ -203,9 +203,7 @@ impl Node {
     }
 
     fn tail(&self) -> String {
-        let text = self.log_text();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(20)..].join("\n")
+        last_lines(&self.log_text(), 20)
     }
 }
 
