@@ -9,6 +9,7 @@
 pub mod cli;
 pub mod core;
 pub mod http;
+pub mod log_limit;
 pub mod monotonic;
 pub mod registry;
 pub mod runtime;

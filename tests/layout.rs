@@ -239,6 +239,7 @@ fn layers_only_point_down() {
         "http",
         "tls",
         "core",
+        "log_limit",
         "sync",
         "monotonic",
     ];

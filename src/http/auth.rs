@@ -6,6 +6,7 @@
 //! The MAC and its constant-time check come from RustCrypto's `hmac` and `sha2`: hand-written
 //! cryptography is where subtle bugs hide.
 
+use crate::log_limit::PerSecond;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use std::collections::HashMap;
@@ -214,11 +215,15 @@ impl std::fmt::Display for Refusal {
     }
 }
 
+/// Refused requests logged a second at most; the rest of a second are counted in one line.
+const REFUSALS_PER_SECOND: u64 = 5;
+
 /// Checks signatures and remembers the ones it accepted until they leave the time window.
 pub struct Verifier {
     keys: Keys,
     seen: Mutex<HashMap<[u8; 32], u64>>,
-    log: RefusalLog,
+    /// Refusals are warnings, at most [`REFUSALS_PER_SECOND`] a second.
+    log: PerSecond,
 }
 
 impl Verifier {
@@ -226,7 +231,7 @@ impl Verifier {
         Verifier {
             keys,
             seen: Mutex::new(HashMap::new()),
-            log: RefusalLog::default(),
+            log: PerSecond::new(REFUSALS_PER_SECOND),
         }
     }
 
@@ -291,35 +296,14 @@ impl Verifier {
 
     /// Logs a refusal, at most a few lines a second however many arrive.
     pub fn log_refusal(&self, what: &str, from: &str, why: &Refusal) {
-        self.log.warn(what, from, why);
-    }
-}
-
-/// Refusals are logged as warnings, but a flood of forged requests must not become a flood
-/// of log lines: at most [`RefusalLog::PER_SECOND`] a second, then a count of the rest.
-#[derive(Default)]
-struct RefusalLog {
-    /// The second being counted, and how many refusals fell in it.
-    window: Mutex<(u64, u64)>,
-}
-
-impl RefusalLog {
-    const PER_SECOND: u64 = 5;
-
-    fn warn(&self, what: &str, from: &str, why: &Refusal) {
-        let second = now_millis() / 1000;
-        let mut w = self.window.lock().unwrap_or_else(|e| e.into_inner());
-        if w.0 != second {
-            if w.1 > Self::PER_SECOND {
-                log::warn!(
-                    "{} more unauthenticated requests refused in the last second",
-                    w.1 - Self::PER_SECOND
-                );
-            }
-            *w = (second, 0);
+        let admit = self.log.admit();
+        if admit.left_out > 0 {
+            log::warn!(
+                "{} more unauthenticated requests refused in the last second",
+                admit.left_out
+            );
         }
-        w.1 += 1;
-        if w.1 <= Self::PER_SECOND {
+        if admit.show {
             log::warn!("Refused {what} from {from}: {why}");
         }
     }

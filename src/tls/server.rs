@@ -6,12 +6,12 @@
 use super::client::provider;
 use super::pem;
 use super::source::Source;
+use crate::log_limit::PerSecond;
 use rustls::server::WebPkiClientVerifier;
 use rustls::{ServerConfig, ServerConnection, StreamOwned};
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
 use tiny_http_fork::{StreamWrapper, WrappedStream};
 
 /// Serves the chain in `cert` with `key`, and takes only clients whose certificate chains to
@@ -79,7 +79,7 @@ impl ServerStream {
                 .peer
                 .map_or_else(|| "unknown".to_string(), |a| a.to_string());
             if e.kind() == ErrorKind::InvalidData {
-                REFUSALS.warn(&from, &e);
+                warn_refused(&from, &e);
             } else {
                 log::debug!("TLS handshake with {from} did not complete: {e}");
             }
@@ -126,37 +126,19 @@ impl WrappedStream for ServerStream {
     }
 }
 
-/// Refused handshakes are warnings, but a flood of them must not flood the log: at most
-/// [`RefusalLog::PER_SECOND`] a second, then one line counting the rest.
-static REFUSALS: RefusalLog = RefusalLog {
-    window: Mutex::new((0, 0)),
-};
+/// Refused handshakes are warnings, but a flood of them must not flood the log: at most five
+/// a second, then one line counting the rest.
+static REFUSALS: PerSecond = PerSecond::new(5);
 
-struct RefusalLog {
-    /// The second being counted, and how many refusals fell in it.
-    window: Mutex<(u64, u64)>,
-}
-
-impl RefusalLog {
-    const PER_SECOND: u64 = 5;
-
-    fn warn(&self, from: &str, why: &std::io::Error) {
-        let second = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        let mut w = self.window.lock().unwrap_or_else(|e| e.into_inner());
-        if w.0 != second {
-            if w.1 > Self::PER_SECOND {
-                log::warn!(
-                    "{} more TLS handshakes refused in the last second",
-                    w.1 - Self::PER_SECOND
-                );
-            }
-            *w = (second, 0);
-        }
-        w.1 += 1;
-        if w.1 <= Self::PER_SECOND {
-            log::warn!("TLS handshake from {from} refused: {why}");
-        }
+fn warn_refused(from: &str, why: &std::io::Error) {
+    let admit = REFUSALS.admit();
+    if admit.left_out > 0 {
+        log::warn!(
+            "{} more TLS handshakes refused in the last second",
+            admit.left_out
+        );
+    }
+    if admit.show {
+        log::warn!("TLS handshake from {from} refused: {why}");
     }
 }
