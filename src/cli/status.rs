@@ -373,6 +373,20 @@ pub fn gather(opts: &RegistryOptions, prune: bool) -> Result<Report, String> {
     })
 }
 
+/// The civil date (year, month, day) of a day counted from 1970-01-01 in the proleptic
+/// Gregorian calendar, after Howard Hinnant's days_from_civil inverse.
+pub fn civil_date(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    (yoe + era * 400 + i64::from(month <= 2), month, day)
+}
+
 /// The time now as RFC 3339 in UTC, to the millisecond (`2026-12-01T22:30:00.123Z`).
 fn utc_now() -> String {
     let now = SystemTime::now()
@@ -383,18 +397,8 @@ fn utc_now() -> String {
 
 fn utc(since_epoch: Duration) -> String {
     let secs = since_epoch.as_secs();
-    let (days, rest) = ((secs / 86_400) as i64, secs % 86_400);
-    // Civil date from days since 1970-01-01 (the proleptic Gregorian calendar), after
-    // Howard Hinnant's days_from_civil inverse.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
+    let rest = secs % 86_400;
+    let (year, month, day) = civil_date((secs / 86_400) as i64);
     format!(
         "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
         rest / 3600,
