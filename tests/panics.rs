@@ -31,7 +31,7 @@ impl Service for Fragile {
             _ => Answer::ok(json!({"still": "here"})),
         }
     }
-    fn accept_stream(&self) -> Result<(), Answer> {
+    fn accept_stream(&self) -> Result<String, Answer> {
         Err(Answer::error(409, "no streams here"))
     }
     fn take_stream(&self, _: Box<dyn UpgradedIo>, _: RawFd, _: Duration) {}

@@ -93,6 +93,9 @@ pub struct Election {
     pub(super) lease: QuorumLease,
     /// Whether this node stands for election, and why not.
     pub(super) standing: Standing,
+    /// The coordinator whose beats this follower hears on a held stream: while it does, the
+    /// health tick sends no check (the beats say more, and sooner).
+    pub(super) beats: Option<NodeRef>,
     /// Numbers announcements; plain mode sends them again to members that missed them.
     pub(super) announcements: Announcements,
     /// `--consul-lock`, `--etcd-lock`: the leader-lock gate.
@@ -125,6 +128,7 @@ impl Election {
             rounds: RoundState::default(),
             lease,
             standing,
+            beats: None,
             announcements: Announcements::default(),
             lock: LockGate::default(),
             now,
@@ -198,6 +202,7 @@ impl Election {
                 answer,
             } => self.on_coordinator_checked(&coordinator, answer),
             Event::Probed { purpose, answers } => self.on_probed(purpose, answers),
+            Event::BeatsHeard { coordinator } => self.on_beats_heard(coordinator),
             Event::WatchEnded { coordinator, end } => self.on_watch_ended(&coordinator, end),
             Event::GoneChecked {
                 coordinator,
@@ -290,6 +295,9 @@ impl Election {
             self.terms.stop_waiting();
         }
         let before = std::mem::replace(&mut self.coordinator, next);
+        if before != self.coordinator {
+            self.beats = None;
+        }
         if before.is_some() && self.coordinator.is_none() {
             self.yield_sit_out_when_leaderless();
         }
@@ -1363,6 +1371,47 @@ mod tests {
         assert_eq!(e.coordinator(), None);
         // While the round runs, further ticks do nothing.
         assert_eq!(e.step(0, Event::HealthTick), Ready::default());
+    }
+
+    #[test]
+    fn beats_from_the_coordinator_stand_in_for_its_health_check() {
+        let check = |id| {
+            vec![Effect::CheckCoordinator {
+                coordinator: nref(id),
+            }]
+        };
+        let beats = |id| Event::BeatsHeard {
+            coordinator: nref(id),
+        };
+        let mut e = node(1);
+        announce(&mut e, 3, 1);
+        // Beats from a node it does not follow change nothing.
+        e.step(0, beats(2));
+        assert_eq!(e.step(0, Event::HealthTick).effects, check(3));
+        e.step(0, beats(3));
+        assert_eq!(e.step(0, Event::HealthTick), Ready::default());
+        // The stream ended (here: the coordinator stopped leading): ticks check again.
+        e.step(
+            0,
+            Event::WatchEnded {
+                coordinator: nref(3),
+                end: WatchEnd::Leading,
+            },
+        );
+        assert_eq!(e.step(0, Event::HealthTick).effects, check(3));
+        // A new coordinator forgets the old one's beats.
+        e.step(0, beats(3));
+        announce(&mut e, 4, 2);
+        assert_eq!(e.step(0, Event::HealthTick).effects, check(4));
+        // A coordinator hears no beats of its own.
+        let mut e = leader(3, &cluster(&[1, 3]));
+        e.step(0, beats(3));
+        assert_eq!(
+            e.step(0, Event::HealthTick).effects,
+            vec![Effect::CollectMembers {
+                purpose: Purpose::LookForHigher,
+            }]
+        );
     }
 
     #[test]

@@ -48,6 +48,10 @@ pub enum Event {
         purpose: ProbePurpose,
         answers: Vec<(NodeRef, ProbeAnswer)>,
     },
+    /// The beat stream held on `coordinator` delivered its first beat. Until the stream ends
+    /// ([`Event::WatchEnded`]) its beats are the health check: the coordinator writes one
+    /// every `--heartbeat`, only while it asks to be followed and its state answers.
+    BeatsHeard { coordinator: NodeRef },
     /// The held watch on `coordinator` ended.
     WatchEnded { coordinator: NodeRef, end: WatchEnd },
     /// `POST /proxy`: an election message from `from`, who has seen `term`.

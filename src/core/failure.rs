@@ -63,6 +63,8 @@ impl Election {
             None if self.terms.waits_to_follow() => self.collect(Purpose::LearnTerms),
             None => self.request_election(),
             Some(c) if c == self.me => self.collect(Purpose::LookForHigher),
+            // Its beats arrive every `--heartbeat`, and stop within three of a failure.
+            Some(c) if self.beats.as_ref() == Some(&c) => {}
             Some(c) => self.effect(Effect::CheckCoordinator { coordinator: c }),
         }
     }
@@ -135,8 +137,21 @@ impl Election {
         }
     }
 
+    /// The stream on `coordinator` beats: when it is the coordinator this node follows, the
+    /// stream stands in for the health check while it lasts. A beat says what a passing
+    /// check says (it is alive, it is that process, it leads), every `--heartbeat` instead
+    /// of every `--health-interval`, and its end is reported as a watch's.
+    pub(super) fn on_beats_heard(&mut self, coordinator: NodeRef) {
+        if self.coordinator.as_ref() == Some(&coordinator) && coordinator != self.me {
+            self.beats = Some(coordinator);
+        }
+    }
+
     /// What a held watch's end says about the coordinator.
     pub(super) fn on_watch_ended(&mut self, coordinator: &NodeRef, end: WatchEnd) {
+        if self.beats.as_ref() == Some(coordinator) {
+            self.beats = None;
+        }
         match end {
             WatchEnd::Leading | WatchEnd::Busy | WatchEnd::Other { .. } => {}
             // It answers the watch only after its hooks let go: it acts no more.

@@ -75,12 +75,17 @@ impl Answer {
 pub trait UpgradedIo: Read + std::io::Write + Send {}
 impl<T: Read + std::io::Write + Send> UpgradedIo for T {}
 
+/// Names the coordinator on the `101` of a beat stream (`NAME ID`): the follower knows whose
+/// beats it hears, as a health check knows whose `/nodeDetails` it read.
+pub const NODE_HEADER: &str = "Bully-Node";
+
 pub trait Service: Send + Sync + 'static {
     /// Answers a checked request. May block (a held watch); each call has its own thread.
     fn answer(&self, call: Call) -> Answer;
-    /// `GET /watch` asking for a beat stream: `Ok` to switch protocols, else the answer to
-    /// send instead (409 on a node that is not the coordinator, 503 at the cap).
-    fn accept_stream(&self) -> Result<(), Answer>;
+    /// `GET /watch` asking for a beat stream: `Ok` with this node's `NAME ID` to switch
+    /// protocols (sent as [`NODE_HEADER`]), else the answer to send instead (409 on a node
+    /// that is not the coordinator, 503 at the cap).
+    fn accept_stream(&self) -> Result<String, Answer>;
     /// Takes over the switched connection (its socket is `fd`), beating every `every`.
     fn take_stream(&self, io: Box<dyn UpgradedIo>, fd: RawFd, every: Duration);
     /// Checks signatures when the cluster has a key.
@@ -228,12 +233,18 @@ fn open_stream(service: &dyn Service, rq: Request) {
         .find_map(|kv| kv.strip_prefix("beat_ms="))
         .and_then(|v| v.parse::<u64>().ok())
         .map_or(Duration::from_millis(250), Duration::from_millis);
-    if let Err(answer) = service.accept_stream() {
-        service.answered(Route::Watch, answer.status());
-        return respond(rq, answer);
-    }
+    let node = match service.accept_stream() {
+        Ok(node) => node,
+        Err(answer) => {
+            service.answered(Route::Watch, answer.status());
+            return respond(rq, answer);
+        }
+    };
     let fd = rq.socket_fd();
-    let switch = Response::empty(101).with_header(header("Connection", "Upgrade"));
+    let mut switch = Response::empty(101).with_header(header("Connection", "Upgrade"));
+    if let Ok(h) = Header::from_bytes(NODE_HEADER.as_bytes(), node.as_bytes()) {
+        switch.add_header(h);
+    }
     match rq.upgrade(super::stream::PROTOCOL, switch) {
         Ok(io) => {
             service.answered(Route::Watch, 101);

@@ -4,6 +4,7 @@
 //! typed, and leaves judging it to the caller.
 
 use super::peer::PeerError;
+use super::server::NODE_HEADER;
 use crate::core::event::Unreachable;
 use crate::sync::assert_no_state_lock;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -34,6 +35,8 @@ pub enum StreamEnd {
 /// A beat stream to a coordinator.
 pub struct Stream {
     reader: BufReader<Conn>,
+    /// Whose stream it is, as its `101` said ([`NODE_HEADER`]): name and id.
+    node: Option<(String, u64)>,
 }
 
 /// The stream's connection: the bare socket, or TLS on it with the node's identity (one
@@ -124,14 +127,19 @@ impl Stream {
             .and_then(|()| conn.flush())
             .map_err(|e| io_end(&e))?;
         let mut reader = BufReader::new(conn);
-        let status = read_head(&mut reader)?;
+        let (status, node) = read_head(&mut reader)?;
         if status != 101 {
             return Err(StreamEnd::Refused {
                 status,
                 reason: read_reason(&mut reader),
             });
         }
-        Ok(Stream { reader })
+        Ok(Stream { reader, node })
+    }
+
+    /// The name and id of the node that switched, when it said (older nodes do not).
+    pub fn node(&self) -> Option<(&str, u64)> {
+        self.node.as_ref().map(|(name, id)| (name.as_str(), *id))
     }
 
     /// Reads beats until the stream ends; each beat must come within `deadline` of the
@@ -211,10 +219,17 @@ fn io_end(e: &std::io::Error) -> StreamEnd {
     }
 }
 
-/// The status of the response head; the rest of the head is read and dropped.
-fn read_head(reader: &mut BufReader<Conn>) -> Result<u16, StreamEnd> {
+/// `NAME ID` as the coordinator sends it.
+fn parse_node(value: &str) -> Option<(String, u64)> {
+    let (name, id) = value.trim().rsplit_once(' ')?;
+    Some((name.to_string(), id.parse().ok()?))
+}
+
+/// The status of a response head, and the node it names ([`NODE_HEADER`]), if it does.
+fn read_head(reader: &mut BufReader<Conn>) -> Result<(u16, Option<(String, u64)>), StreamEnd> {
     let mut line = String::new();
     let mut status = None;
+    let mut node = None;
     let mut total = 0;
     loop {
         line.clear();
@@ -238,7 +253,11 @@ fn read_head(reader: &mut BufReader<Conn>) -> Result<u16, StreamEnd> {
                 }));
             }
         } else if line == "\r\n" || line == "\n" {
-            return Ok(status.unwrap_or(0));
+            return Ok((status.unwrap_or(0), node));
+        } else if let Some((name, value)) = line.split_once(':') {
+            if name.trim().eq_ignore_ascii_case(NODE_HEADER) {
+                node = parse_node(value);
+            }
         }
     }
 }
@@ -249,4 +268,17 @@ fn read_reason(reader: &mut BufReader<Conn>) -> Option<String> {
     let _ = reader.take(MAX_LINE).read_to_end(&mut body);
     let v: serde_json::Value = serde_json::from_slice(&body).ok()?;
     v["reason"].as_str().map(String::from)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_node;
+
+    #[test]
+    fn the_node_header_names_a_node_or_nothing() {
+        assert_eq!(parse_node(" node4 4\r\n"), Some(("node4".into(), 4)));
+        assert_eq!(parse_node(" web 1 7\r\n"), Some(("web 1".into(), 7)));
+        assert_eq!(parse_node(" node4\r\n"), None);
+        assert_eq!(parse_node(" node4 four\r\n"), None);
+    }
 }

@@ -173,14 +173,14 @@ impl Service for Api {
         }
     }
 
-    fn accept_stream(&self) -> Result<(), Answer> {
+    fn accept_stream(&self) -> Result<String, Answer> {
         if let Some((status, body)) = watch::refusal(&self.node.snapshot()) {
             return Err(Answer::Json { status, body });
         }
         if self.leadership.watchers() >= MAX_WATCHERS {
             return Err(Answer::error(503, "too many watches; use the health check"));
         }
-        Ok(())
+        Ok(format!("{} {}", self.me.name, self.me.id))
     }
 
     fn take_stream(&self, io: Box<dyn UpgradedIo>, fd: RawFd, every: Duration) {

@@ -3,7 +3,8 @@
 //! `--heartbeat`. When the coordinator's process dies its kernel closes the socket at once,
 //! and the follower elects within milliseconds; when it freezes, its host dies or the link is
 //! cut, no socket closes, but the beats stop, and after three missed beats (750 ms by default)
-//! the follower elects. The periodic health check stays as the safety net.
+//! the follower elects. While beats arrive they are the health check (the core sends none);
+//! the periodic check returns whenever no stream is held (refused as busy, or ended).
 //!
 //! A plain `GET /watch?hold_ms=N` is still served as a long poll (held until leadership
 //! changes or the hold ends) for clients that cannot switch protocols.
@@ -125,9 +126,18 @@ pub fn follow(node: Arc<dyn Handle>, timing: Timing) {
         let end = match Stream::open(&member.address(), timing.heartbeat, timing.timeout) {
             Ok(stream) => {
                 // Each beat is a chance to notice that this node follows someone else now.
+                // The first tells the core that beats stand in for its health checks, when
+                // the stream is the coordinator's own (the node at an address can change).
                 let mut switched = false;
+                let mut heard = stream.node() != Some((&coordinator.name, coordinator.id));
                 let end = stream.follow(timing.silence(), |_| {
                     switched = node.snapshot().coordinator.as_ref() != Some(&coordinator);
+                    if !switched && !heard {
+                        heard = true;
+                        node.step(Event::BeatsHeard {
+                            coordinator: coordinator.clone(),
+                        });
+                    }
                     !switched
                 });
                 if switched {
