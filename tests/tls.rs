@@ -3,7 +3,8 @@
 //! `bully status`; clients with a certificate from another CA, an expired or not yet valid one,
 //! or none, and plain HTTP, get no answer and change nothing, nor does a node presenting such a
 //! certificate; a CA rotation by SIGHUP keeps the coordinator and its term; a client's repeated
-//! connections resume their session over X25519 (what each peer call costs).
+//! connections resume their session over X25519 (what each peer call costs); `bully status`
+//! over several packaged instances reads each with its own TLS files, or none.
 #![cfg(feature = "tls")]
 
 mod support;
@@ -400,4 +401,65 @@ fn repeated_connections_resume_over_x25519() {
         vec![(full, x25519), (resumed, x25519), (resumed, x25519)],
         "handshakes (kind, group) of three connections in a row"
     );
+}
+
+/// `bully status` over several packaged instances reads each with its own settings: a TLS
+/// instance listed first no longer makes the plain one after it be asked over HTTPS.
+#[test]
+fn status_reads_each_instance_with_its_own_tls_or_none() {
+    let dir = TempDir::new("tlsinst");
+    let pki = Pki::new(dir.path(), "inst-ca");
+    // The plain one first: from tls_cluster on, this thread's harness speaks TLS.
+    let plain = Cluster::settled("tls-inst-b", FAST, 1..=2);
+    let mut secure = tls_cluster("tls-inst-a", &pki);
+    for id in 1..=2 {
+        start_tls(&mut secure, &pki, id, &pki.ca());
+    }
+    secure.await_agreement("node2", secs(30));
+    let admin = pki.issue("status", "status", None);
+
+    let defaults = dir.path().join("etc-default-bully");
+    std::fs::write(&defaults, "# as /etc/default/bully\nBULLY_TIMEOUT=2s\n").unwrap();
+    let instance = |name: &str, c: &Cluster, tls: &str| {
+        let file = format!("{}-{name}", defaults.display());
+        let registry = c.dir.path().join("registry");
+        let text = format!(
+            "BULLY_REGISTRY_DIR={}\nBULLY_CLUSTER=bully\nBULLY_PORT={}\n{tls}",
+            registry.display(),
+            c.nodes[0].port
+        );
+        std::fs::write(file, text).unwrap();
+    };
+    // Instances are read in name order: the TLS one first.
+    instance(
+        "a-secure",
+        &secure,
+        &format!(
+            "BULLY_TLS_CERT={}\nBULLY_TLS_KEY={}\nBULLY_TLS_CA={}\n",
+            admin.cert.display(),
+            admin.key.display(),
+            pki.ca().display()
+        ),
+    );
+    instance("b-plain", &plain, "");
+
+    let mut cmd = Command::new(BIN);
+    cmd.arg("status").env_remove("XDG_RUNTIME_DIR");
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("BULLY_") {
+            cmd.env_remove(k);
+        }
+    }
+    let out = cmd.env("BULLY_DEFAULTS", &defaults).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(text.contains("instance a-secure"), "{text}\n{err}");
+    assert!(text.contains("instance b-plain"), "{text}\n{err}");
+    assert_eq!(
+        text.matches("agreed: coordinator node2; 2 of 2 members reachable")
+            .count(),
+        2,
+        "both instances should be read, each with its own TLS settings:\n{text}\n{err}"
+    );
+    assert!(out.status.success(), "{text}\n{err}");
 }

@@ -290,9 +290,10 @@ fn parse(
                 .into(),
         ));
     }
-    // Several instances: the first one's TLS files serve them all (one identity a process).
-    if let Some(files) = &tls {
-        super::tls::install(files).map_err(UsageError)?;
+    // Each instance of several is read with its own TLS files, or none.
+    match &tls {
+        Some(files) => super::tls::install(files).map_err(UsageError)?,
+        None => super::tls::set_aside(),
     }
     Ok(Some(Options {
         registry,

@@ -73,3 +73,10 @@ pub fn install(files: &TlsFiles) -> Result<(), String> {
 pub fn install(_: &TlsFiles) -> Result<(), String> {
     Err("this bully was built without TLS (cargo feature `tls`)".into())
 }
+
+/// Plain HTTP from here on, even after an [`install`]: `bully status` reads several instances
+/// in turn, each with its own settings.
+pub fn set_aside() {
+    #[cfg(feature = "tls")]
+    crate::tls::node::set_aside();
+}
