@@ -1,6 +1,6 @@
-//! The node's own TLS (`--tls-cert`, `--tls-key`, `--tls-ca`): one identity at a time per process, used
-//! by its server, its peer calls, its beat streams, and by `bully status` and the control
-//! commands. Installed at start; SIGHUP reads the files again ([`NodeTls::reload`]).
+//! The node's own TLS (`--tls-cert`, `--tls-key`, `--tls-ca`): one identity at a time per
+//! process, used by its server, its peer calls, its beat streams, and by `bully status` and
+//! the control commands. Installed at start; SIGHUP reads the files again ([`NodeTls::reload`]).
 
 use super::source::Source;
 use super::{client, server};
