@@ -243,6 +243,9 @@ fn with_etcd_lock_a_kill9_a_freeze_and_a_sigterm_hand_the_key_on_with_higher_rev
     c.await_agreement("node3", secs(30));
     let first = await_holder(&etcd, &c, "lock", "node3", secs(10));
     check_history(&elected, &work, "node3", first);
+    // Its supervisor, which revokes the lease after a kill, exists once the worker runs: a
+    // kill between the hook and the child's start leaves the key to its TTL.
+    await_working(&work, "node3", Duration::from_millis(100));
 
     // kill -9: node3's supervisor stops the worker at once, then revokes the lease; node2
     // takes the key with a higher revision, and only then leads.

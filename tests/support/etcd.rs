@@ -376,16 +376,29 @@ pub fn elections(elected: &Path) -> Vec<(String, u64)> {
 /// Every leadership's hook got a higher revision than the one before, the last one is
 /// `node`'s with `rev`, and no two `--exec` workers ran at once.
 pub fn check_history(elected: &Path, work: &Path, node: &str, rev: u64) {
-    wait_for(
-        &format!("{node}'s hook to see revision {rev}"),
-        secs(10),
-        || {
-            let seen = elections(elected);
-            (seen.last() == Some(&(node.to_string(), rev)))
-                .then_some(())
-                .ok_or(format!("{seen:?}"))
-        },
-    );
+    check_history_or(elected, work, node, rev, &String::new);
+}
+
+/// [`check_history`], with `tails` (the nodes' logs) printed when the hook's revision does
+/// not come.
+pub fn check_history_or(
+    elected: &Path,
+    work: &Path,
+    node: &str,
+    rev: u64,
+    tails: &dyn Fn() -> String,
+) {
+    if let Err(seen) = poll(secs(10), || {
+        let seen = elections(elected);
+        (seen.last() == Some(&(node.to_string(), rev)))
+            .then_some(())
+            .ok_or(format!("{seen:?}"))
+    }) {
+        panic!(
+            "{node}'s hook to see revision {rev}: not within 10s; last seen: {seen}\n{}",
+            tails()
+        );
+    }
     let seen = elections(elected);
     assert!(
         seen.windows(2).all(|w| w[0].1 < w[1].1),
