@@ -212,6 +212,11 @@ build() {
       return 1
     }
     flags="-C target-feature=+crt-static"
+    # Unwind tables only where unwinding can pass: the functions that may unwind keep theirs
+    # (a panic unwinds as before, which `make cross-test` checks), the ones LLVM proves
+    # cannot unwind lose theirs (rustc gives every function one when panics unwind): 32 KiB
+    # of .eh_frame and its index on aarch64 (src/dist/README.md "With TLS").
+    flags="$flags -C force-unwind-tables=no"
     case "$t" in *-musl*) flags="$flags $(musl_flags "$t")" ;; esac
     [ "${CROSS_MAP:-}" = 1 ] && flags="$flags -C link-arg=-Wl,-Map=$PWD/target/$t/release/bully.map"
     # Per-target flags reach only that target's crates (std included), not build scripts.
