@@ -132,10 +132,11 @@ cross-setup:
 
 # The aarch64 and armv7 musl binaries: static, within their size budgets, unwinding; then
 # mixed clusters of an x86_64 node and both ARM nodes under qemu-user elect, fail over after
-# kill -9 and hand back.
+# kill -9 and hand back. `make cross-test TLS=1`: both built with TLS, within 2 MiB, and the
+# clusters over mutual TLS.
 cross-test:
 	bash tests/support/cross.sh build aarch64-unknown-linux-musl armv7-unknown-linux-musleabihf
-	BULLY_CROSS_AARCH64=$(CURDIR)/target/aarch64-unknown-linux-musl/release/bully \
+	BULLY_CROSS_TLS=$(TLS) BULLY_CROSS_AARCH64=$(CURDIR)/target/aarch64-unknown-linux-musl/release/bully \
 	BULLY_CROSS_ARMV7=$(CURDIR)/target/armv7-unknown-linux-musleabihf/release/bully \
 	BULLY_CROSS_AARCH64_RUNNER=$(QEMU_AARCH64) BULLY_CROSS_ARMV7_RUNNER=$(QEMU_ARM) \
 		$(CARGO) test --test cross -- --ignored --test-threads=1 --nocapture

@@ -2,10 +2,11 @@
 //! qemu-user, and the checks on those binaries: static, within their size budgets, unwinding.
 //!
 //! Ignored by `make test`; `make cross-test` builds both ARM binaries and runs these with
-//! `BULLY_CROSS_AARCH64` and `BULLY_CROSS_ARMV7` (the binaries). The emulators are
-//! `qemu-aarch64-static` and `qemu-arm-static` unless `BULLY_CROSS_AARCH64_RUNNER` or
-//! `BULLY_CROSS_ARMV7_RUNNER` name others. A missing binary or emulator fails the tests, it
-//! never skips them.
+//! `BULLY_CROSS_AARCH64` and `BULLY_CROSS_ARMV7` (the binaries); `make cross-test TLS=1`
+//! builds them with TLS and sets `BULLY_CROSS_TLS=1`: a budget of 2 MiB, clusters over mutual
+//! TLS. The emulators are `qemu-aarch64-static` and `qemu-arm-static` unless
+//! `BULLY_CROSS_AARCH64_RUNNER` or `BULLY_CROSS_ARMV7_RUNNER` name others. A missing binary
+//! or emulator fails the tests, it never skips them.
 
 mod support;
 
@@ -23,6 +24,15 @@ const SLOW: &[&str] = &[
     "--timeout",
     "3s",
 ];
+
+/// The aim for builds with TLS, on both architectures: 2 MiB (src/dist/README.md "With TLS").
+const TLS_LIMIT: u64 = 2_097_152;
+
+/// `make cross-test TLS=1` builds both binaries with TLS and says so in `BULLY_CROSS_TLS`:
+/// they must then stay within [`TLS_LIMIT`], and the mixed clusters speak mutual TLS.
+fn tls_build() -> bool {
+    std::env::var("BULLY_CROSS_TLS").is_ok_and(|v| v == "1")
+}
 
 /// Less landing-pad table than this means the node's code has no landing pads.
 const LSDA_MIN: usize = 16 * 1024;
@@ -215,15 +225,18 @@ fn check_binary(arch: &Arch) {
         arch.lsda
     );
     let size = elf.bytes.len() as u64;
+    let (limit, with) = if tls_build() {
+        (TLS_LIMIT, "with TLS")
+    } else {
+        (arch.limit, "without TLS")
+    };
     println!(
-        "{bin}: {size} bytes ({:.2} MiB), budget {}",
+        "{bin}: {size} bytes ({:.2} MiB), budget {limit} ({with})",
         size as f64 / 1048576.0,
-        arch.limit
     );
     assert!(
-        size <= arch.limit,
-        "{bin}: {size} bytes, over the {}-byte budget of {}",
-        arch.limit,
+        size <= limit,
+        "{bin}: {size} bytes, over the {limit}-byte budget of {} {with}",
         arch.name
     );
 }
@@ -339,13 +352,6 @@ fn assert_runs(c: &mut Cluster, node: &str, program: &[String]) {
     );
 }
 
-/// Starts node`id` under `program` (an emulator and an ARM binary).
-fn start_emulated(c: &mut Cluster, program: &[String], id: u64) {
-    let port = free_port();
-    c.start_via(program, id, port, &[]);
-    assert_runs(c, &format!("node{id}"), program);
-}
-
 /// Waits until every running node names `node`, then checks that `node` says so itself;
 /// returns how long the agreement took.
 fn agree_on(c: &mut Cluster, node: &str, within: Duration) -> Duration {
@@ -356,15 +362,59 @@ fn agree_on(c: &mut Cluster, node: &str, within: Duration) -> Duration {
     took
 }
 
+/// Starts node`id` under `program` (an emulator and an ARM binary) with `extra` flags.
+fn start_emulated(c: &mut Cluster, program: &[String], id: u64, extra: &[&str]) {
+    let port = free_port();
+    c.start_via(program, id, port, extra);
+    assert_runs(c, &format!("node{id}"), program);
+}
+
+/// `--tls-cert`, `--tls-key` and `--tls-ca` for node1, node2 and node3, each with a P-256
+/// certificate for its name from a CA made under `dir` (as tests/tls.rs makes them); the
+/// harness presents one too from now on.
+#[cfg(feature = "tls")]
+fn tls_flags(dir: &Path) -> Vec<Vec<String>> {
+    use support::tls::{client_config, use_client, Pki};
+    let pki = Pki::new(dir, "cluster-ca");
+    let admin = pki.issue("admin", "admin", None);
+    use_client(Some(client_config(&pki.ca(), Some(&admin))));
+    (1..=3)
+        .map(|id| {
+            let name = format!("node{id}");
+            pki.issue(&name, &name, None).flags(&pki.ca())
+        })
+        .collect()
+}
+
+#[cfg(not(feature = "tls"))]
+fn tls_flags(_: &Path) -> Vec<Vec<String>> {
+    panic!("BULLY_CROSS_TLS=1 needs these tests built with the `tls` feature (a default one)")
+}
+
 /// node1 on x86_64, node2 and node3 emulated: node3 leads, node2 takes over after node3's
-/// kill -9, and node3 takes leadership back when it returns on the same port.
+/// kill -9, and node3 takes leadership back when it returns on the same port. All over
+/// mutual TLS in a TLS build ([`tls_build`]).
 fn mixed_cluster(tag: &str, second_arch: &Arch, top_arch: &Arch) {
     let (second, top) = (second_arch.program(), top_arch.program());
     let mut c = Cluster::new(tag, SLOW);
-    c.start(1, &[]);
-    start_emulated(&mut c, &second, 2);
-    start_emulated(&mut c, &top, 3);
+    let flags = if tls_build() {
+        tls_flags(c.dir.path())
+    } else {
+        vec![Vec::new(); 3]
+    };
+    let flags: Vec<Vec<&str>> = flags
+        .iter()
+        .map(|f| f.iter().map(String::as_str).collect())
+        .collect();
+    c.start(1, &flags[0]);
+    start_emulated(&mut c, &second, 2, &flags[1]);
+    start_emulated(&mut c, &top, 3, &flags[2]);
     let elected = agree_on(&mut c, "node3", secs(60));
+    if tls_build() {
+        let logs = c.log_tails();
+        assert!(logs.contains("mutual TLS"), "no node speaks TLS:\n{logs}");
+        assert!(!logs.contains("handshake"), "a peer was refused:\n{logs}");
+    }
 
     c.node("node3").kill9();
     let failover = agree_on(&mut c, "node2", secs(30));

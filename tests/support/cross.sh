@@ -4,6 +4,9 @@
 #   cross.sh setup            install the Debian bookworm cross toolchains (idempotent)
 #   cross.sh build TARGET...  build static release binaries into target/TARGET/release/bully
 #
+# TLS=1 builds them with TLS (cargo feature `tls`), with *ring*'s P-256 base-point table left
+# out (patched_ring below).
+#
 # TARGET: aarch64-unknown-linux-musl, armv7-unknown-linux-musleabihf (the small ones, which
 # `make cross-test` runs), aarch64-unknown-linux-gnu or armv7-unknown-linux-gnueabihf (static
 # glibc, 500 to 650 KiB larger).
@@ -169,6 +172,38 @@ env_prefix() {
   echo "CARGO_TARGET_$(echo "$1" | tr 'a-z-' 'A-Z_')"
 }
 
+# TLS=1: the *ring* that rustls uses, without its 148 KiB P-256 base-point table, which alone
+# kept the aarch64 TLS build over 2 MiB (src/dist/README.md "With TLS"): the crates.io
+# release named in Cargo.lock, unpacked under target/cross/ring/ with
+# .vendor/ring-VERSION-p256-no-base-table.patch applied. Sets ring_args to the cargo argument
+# that builds with it: a path override (cargo's `paths`), which replaces a crate by a local
+# copy of the same version and dependencies without touching Cargo.lock, so --locked holds
+# (a [patch] would rewrite ring's lock entry; a separate lock file would also unpin the
+# standard library's own dependencies, which -Z build-std resolves with the same settings).
+patched_ring() {
+  local cargo=$1 target=$2 version patchfile dir
+  version=$(awk '/^name = "ring"$/ { getline; gsub(/"/, "", $3); print $3 }' Cargo.lock)
+  patchfile=.vendor/ring-$version-p256-no-base-table.patch
+  [ -f "$patchfile" ] || {
+    echo "cross: TLS=1 needs $patchfile for ring $version (Cargo.lock); port the last one" >&2
+    return 1
+  }
+  dir=target/cross/ring/ring-$version
+  if [ ! -f "$dir/.patched" ] || [ "$patchfile" -nt "$dir/.patched" ]; then
+    command -v patch >/dev/null || { echo "cross: TLS=1 needs patch (apt-get install patch)" >&2; return 1; }
+    ring_crate() { find "${CARGO_HOME:-$HOME/.cargo}/registry/cache" -name "ring-$version.crate" 2>/dev/null | head -1; }
+    [ -n "$(ring_crate)" ] || "$cargo" fetch --locked --target "$target" >/dev/null
+    [ -n "$(ring_crate)" ] || { echo "cross: ring-$version.crate not in cargo's cache after cargo fetch" >&2; return 1; }
+    rm -rf "$dir"
+    mkdir -p target/cross/ring
+    tar -xzf "$(ring_crate)" -C target/cross/ring
+    patch -s -p1 -d "$dir" <"$patchfile"
+    touch "$dir/.patched"
+    echo "cross: ring $version patched: $patchfile"
+  fi
+  ring_args=(--config "paths=[\"$PWD/$dir\"]")
+}
+
 # Builds every TARGET given in one cargo run, so that the two final LTO links, each on one
 # core, run side by side.
 build() {
@@ -203,8 +238,11 @@ build() {
   local settings=(RUSTC="$rustc" RUSTC_BOOTSTRAP=1) targets=() linker flags
   # TLS (cargo feature `tls`) is left out of the boards' builds to keep their size budgets;
   # TLS=1 builds it in (src/dist/README.md "Embedded hosts" has both sizes).
-  local features=(--no-default-features)
-  [ "${TLS:-}" = 1 ] && features=(--no-default-features --features tls)
+  local features=(--no-default-features) ring_args=()
+  if [ "${TLS:-}" = 1 ]; then
+    features=(--no-default-features --features tls)
+    patched_ring "$cargo" "$1" || return 1
+  fi
   for t in "$@"; do
     linker=$(linker_of "$t")
     command -v "$linker" >/dev/null || {
@@ -212,6 +250,11 @@ build() {
       return 1
     }
     flags="-C target-feature=+crt-static"
+    # Unwind tables only where unwinding can pass: the functions that may unwind keep theirs
+    # (a panic unwinds as before, which `make cross-test` checks), the ones LLVM proves
+    # cannot unwind lose theirs (rustc gives every function one when panics unwind): 32 KiB
+    # of .eh_frame and its index on aarch64 (src/dist/README.md "With TLS").
+    flags="$flags -C force-unwind-tables=no"
     case "$t" in *-musl*) flags="$flags $(musl_flags "$t")" ;; esac
     [ "${CROSS_MAP:-}" = 1 ] && flags="$flags -C link-arg=-Wl,-Map=$PWD/target/$t/release/bully.map"
     # Per-target flags reach only that target's crates (std included), not build scripts.
@@ -227,7 +270,7 @@ build() {
   # symbols to show anyway: -130 KiB) and std's size-optimised algorithms; panic-unwind keeps
   # unwinding. RUSTFLAGS would override the per-target flags, so it is cleared.
   env -u RUSTFLAGS "${settings[@]}" \
-    "$cargo" build --release --locked "${features[@]}" "${targets[@]}" -Z build-std=std,panic_unwind \
+    "$cargo" build --release --locked "${features[@]}" "${ring_args[@]}" "${targets[@]}" -Z build-std=std,panic_unwind \
     -Z build-std-features=panic-unwind,backtrace,backtrace-trace-only,optimize_for_size
   for t in "$@"; do
     echo "cross: target/$t/release/bully ($([ "${TLS:-}" = 1 ] && echo with || echo without) TLS): $(stat -c %s "target/$t/release/bully") bytes"
