@@ -128,8 +128,8 @@ impl Beats {
 /// SO_SNDTIMEO on the socket: std cannot set it on a descriptor it does not own as a stream.
 fn set_send_timeout(fd: RawFd, timeout: Duration) {
     let tv = libc::timeval {
-        tv_sec: timeout.as_secs() as libc::time_t,
-        tv_usec: timeout.subsec_micros() as libc::suseconds_t,
+        tv_sec: timeout.as_secs() as _,
+        tv_usec: timeout.subsec_micros() as _,
     };
     // SAFETY: a valid timeval of the right size for SO_SNDTIMEO on a socket the caller
     // keeps open; a failure only leaves the default timeout in place.
