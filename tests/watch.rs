@@ -70,6 +70,8 @@ fn sigterm_of_the_coordinator_hands_over_just_as_fast() {
     c.await_agreement("node2", secs(2));
 }
 
+/// With beats far slower than the checks (6 s of silence against a 500 ms interval and a
+/// 300 ms timeout), the checks stay on while the stream beats, and they notice the freeze.
 #[test]
 fn a_frozen_coordinator_still_fails_over_through_the_health_check() {
     let mut c = Cluster::new(
@@ -81,6 +83,8 @@ fn a_frozen_coordinator_still_fails_over_through_the_health_check() {
             "500ms",
             "--timeout",
             "300ms",
+            "--heartbeat",
+            "2s",
         ],
     );
     for id in 1..=3 {
@@ -104,6 +108,16 @@ fn a_frozen_coordinator_still_fails_over_through_the_health_check() {
         }
     });
     assert_eq!(views.len(), 2);
+    let survivors = [c.node("node1").port, c.node("node2").port];
+    let by = |how: &str| -> f64 {
+        let line = format!("bully_failovers_detected_total{{detected_by=\"{how}\"}} ");
+        survivors.iter().map(|&p| metric(p, &line)).sum()
+    };
+    assert!(
+        by("health_check") >= 1.0,
+        "no survivor's check noticed the freeze"
+    );
+    assert_eq!(by("watch"), 0.0, "the slow beats noticed the freeze first");
     c.node("node3").signal("CONT");
     c.await_agreement("node3", secs(20));
 }

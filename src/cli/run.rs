@@ -160,6 +160,11 @@ pub fn run(config: Config) -> ExitCode {
         } else {
             LOCK_RETRY_MS
         },
+        beats_stand_in: Settings::beats_notice_first(
+            timing.silence(),
+            config.health_interval,
+            config.timeout,
+        ),
         ..Settings::for_timeout(config.timeout)
     };
     let quorum_line = match &settings.quorum {

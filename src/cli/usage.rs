@@ -67,8 +67,8 @@ OPTIONS (each also read from BULLY_<FLAG>, e.g. BULLY_HEALTH_INTERVAL=500ms; a f
     --advertise HOST       address others use to reach this node [default: the bind address;
                            127.0.0.1 when binding 0.0.0.0]
     --startup-delay DUR    first election after this long [default: 15s]
-    --health-interval DUR  how often a follower that hears no beats checks the coordinator
-                           [default: 20s]
+    --health-interval DUR  how often a follower checks the coordinator when its beats do
+                           not notice a failure sooner [default: 20s]
     --timeout DUR          per-request timeout to peers [default: 1s]
     --heartbeat DUR        the coordinator beats on each follower's watch this often; three
                            missed beats and the follower elects [default: 250ms]

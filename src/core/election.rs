@@ -1383,7 +1383,19 @@ mod tests {
         let beats = |id| Event::BeatsHeard {
             coordinator: nref(id),
         };
+        let beating = |id| {
+            let settings = Settings {
+                beats_stand_in: true,
+                ..Settings::for_timeout(Duration::from_secs(1))
+            };
+            Election::new(nref(id), settings, Persisted::default(), 0)
+        };
+        // Where beats notice a failure later than checks would, the checks stay.
         let mut e = node(1);
+        announce(&mut e, 3, 1);
+        e.step(0, beats(3));
+        assert_eq!(e.step(0, Event::HealthTick).effects, check(3));
+        let mut e = beating(1);
         announce(&mut e, 3, 1);
         // Beats from a node it does not follow change nothing.
         e.step(0, beats(2));

@@ -64,7 +64,7 @@ impl Election {
             None => self.request_election(),
             Some(c) if c == self.me => self.collect(Purpose::LookForHigher),
             // Its beats arrive every `--heartbeat`, and stop within three of a failure.
-            Some(c) if self.beats.as_ref() == Some(&c) => {}
+            Some(c) if self.settings.beats_stand_in && self.beats.as_ref() == Some(&c) => {}
             Some(c) => self.effect(Effect::CheckCoordinator { coordinator: c }),
         }
     }

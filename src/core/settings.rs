@@ -44,6 +44,9 @@ pub struct Settings {
     pub lock: bool,
     /// How soon a node refused the lock asks again.
     pub lock_retry_ms: Millis,
+    /// Whether a follower that hears its coordinator's beats skips its health checks (see
+    /// [`Settings::beats_notice_first`]).
+    pub beats_stand_in: bool,
 }
 
 impl Settings {
@@ -62,6 +65,37 @@ impl Settings {
             recover_after_ms: 0,
             lock: false,
             lock_retry_ms: LOCK_RETRY_MS,
+            beats_stand_in: false,
         }
+    }
+
+    /// Beats stand in for the health check when their silence (`silence`: the missed beats
+    /// after which a follower takes the coordinator for gone) notices a frozen or cut-off
+    /// coordinator no later than a check would: one interval, then one timeout for the
+    /// answer. A process that dies closes the stream at once either way. With a long
+    /// `--heartbeat` and a short `--health-interval` the checks stay.
+    pub fn beats_notice_first(
+        silence: Duration,
+        health_interval: Duration,
+        timeout: Duration,
+    ) -> bool {
+        silence <= health_interval + timeout
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn beats_stand_in_only_where_they_notice_a_failure_no_later_than_a_check() {
+        let ms = Duration::from_millis;
+        // The defaults: 3 × 250 ms against 20 s + 1 s.
+        assert!(Settings::beats_notice_first(ms(750), ms(20_000), ms(1000)));
+        // A 200 ms interval still waits 1 s for a frozen coordinator's answer.
+        assert!(Settings::beats_notice_first(ms(750), ms(200), ms(1000)));
+        assert!(Settings::beats_notice_first(ms(1200), ms(200), ms(1000)));
+        // --heartbeat 5s beside --health-interval 500ms: 15 s of silence, the checks stay.
+        assert!(!Settings::beats_notice_first(ms(15_000), ms(500), ms(1000)));
     }
 }
