@@ -85,7 +85,8 @@ soak:
 # `make bench-anchors TLS=1`: the two bully systems with mutual TLS, certificates for the
 # hosts' addresses made by openssl (target/bench/anchors-tls.json, set beside the plain figures).
 bench-anchors:
-	-@command -v keepalived >/dev/null || $(APT_INSTALL) keepalived
+	@# keepalived has no TLS: TLS=1 does not run it.
+	-@[ "$(TLS)" = 1 ] || command -v keepalived >/dev/null || $(APT_INSTALL) keepalived
 	-@command -v nft >/dev/null || $(APT_INSTALL) nftables
 	-@[ "$(TLS)" != 1 ] || command -v openssl >/dev/null || $(APT_INSTALL) openssl
 	$(CARGO) build --release
