@@ -82,6 +82,17 @@ soak:
 # stdout, JSON in target/bench/anchors.json. Needs root; installs keepalived and nftables when
 # missing. `make bench-anchors RUNS=10`; `ONLY=bully-quorum` (or keepalived, bully, a comma
 # list) re-measures those beside the last figures of the others; `FAULTS=kill,partition`.
+# `make bench-anchors TLS=1`: the two bully systems with mutual TLS, certificates for the
+# hosts' addresses made by openssl (target/bench/anchors-tls.json, set beside the plain figures).
+bench-anchors:
+	@# keepalived has no TLS: TLS=1 does not run it.
+	-@[ "$(TLS)" = 1 ] || command -v keepalived >/dev/null || $(APT_INSTALL) keepalived
+	-@command -v nft >/dev/null || $(APT_INSTALL) nftables
+	-@[ "$(TLS)" != 1 ] || command -v openssl >/dev/null || $(APT_INSTALL) openssl
+	$(CARGO) build --release
+	$(CARGO) bench --bench anchors -- $(if $(RUNS),--runs $(RUNS)) $(if $(ONLY),--only $(ONLY)) \
+		$(if $(FAULTS),--faults $(FAULTS)) $(if $(filter 1,$(TLS)),--tls)
+
 # bully's --etcd-lock beside `etcdctl lock` (same 5 s TTL, same worker) on three hosts in network
 # namespaces, an etcd member on each: failover after kill -9 of the holder and after its cable is
 # pulled, and how long two workers ran at once. A table on stdout, JSON in target/bench/etcd.json.
@@ -91,13 +102,6 @@ bench-etcd:
 	-@command -v nft >/dev/null || $(APT_INSTALL) nftables
 	$(CARGO) build --release
 	$(CARGO) bench --bench etcd -- $(if $(RUNS),--runs $(RUNS)) $(if $(ONLY),--only $(ONLY)) \
-		$(if $(FAULTS),--faults $(FAULTS))
-
-bench-anchors:
-	-@command -v keepalived >/dev/null || $(APT_INSTALL) keepalived
-	-@command -v nft >/dev/null || $(APT_INSTALL) nftables
-	$(CARGO) build --release
-	$(CARGO) bench --bench anchors -- $(if $(RUNS),--runs $(RUNS)) $(if $(ONLY),--only $(ONLY)) \
 		$(if $(FAULTS),--faults $(FAULTS))
 
 # Quorum mode (five nodes, 1 s lease): failover after kill -9 and SIGSTOP on loopback, after a

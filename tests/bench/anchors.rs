@@ -41,9 +41,17 @@
 //! the VIP it left is removed), its cable plugged back and it is started again; every run
 //! begins from the same state: host5's master alone holds the VIP and answers the client.
 //!
+//! `--tls` (`make bench-anchors TLS=1`): bully and bully-quorum only, every node with mutual
+//! TLS and a certificate naming its host's address (made by `openssl` at the start under
+//! `target/bench/anchors-certs/`); the harness asks the nodes over TLS too. Writes
+//! `target/bench/anchors-tls.json` and sets its figures beside those of the last plain run's
+//! `anchors.json`. In both modes the first series of each bully system also counts the
+//! coordinator's connections over an idle window (`idle_connections`): a held beat stream is
+//! one connection, whatever the number of beats.
+//!
 //! A `[[bench]]` with `harness = false`: `cargo bench --bench anchors -- [--runs N]
 //! [--only keepalived|bully|bully-quorum[,...]] [--faults kill,cable,stop,partition]
-//! [--verbose]`. `--only` re-measures those systems and keeps the others' figures from the last
+//! [--tls] [--verbose]`. `--only` re-measures those systems and keeps the others' figures from the last
 //! `anchors.json` (older files without the client's figures are read too). `--verbose` keeps
 //! the logs and prints what the client and the holders saw in every run. Needs root, `ip netns`
 //! and nft; without them it prints one line and exits 0.
@@ -59,7 +67,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use support::activity::{describe_since, now_ns, overlap_ms, Interval};
 use support::holders::HoldWatch;
-use support::netns::{Host, Net, NetCluster};
+use support::netns::{Host, Net, NetCluster, TlsClient};
 use support::vip_client::{self, Answer, NameServers, VipClient};
 use support::{Rng, TempDir, BIN};
 
@@ -93,6 +101,11 @@ const WITHIN: Duration = Duration::from_secs(60);
 /// Quiet time after the cluster has settled, before the random phase and the fault: every
 /// backup has heard the master, every follower holds its watch.
 const SETTLE: Duration = Duration::from_millis(1500);
+/// How long the coordinator's connections are watched while nothing happens: longer than
+/// the default 20 s health interval, so each follower's check shows as a connection.
+const IDLE_WINDOW: Duration = Duration::from_secs(25);
+/// bully's default `--heartbeat`: what a held stream carries in `IDLE_WINDOW`.
+const HEARTBEAT: Duration = Duration::from_millis(250);
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Fault {
@@ -171,6 +184,8 @@ struct Args {
     systems: Vec<System>,
     faults: Vec<Fault>,
     verbose: bool,
+    /// Mutual TLS between the nodes (bully only).
+    tls: bool,
 }
 
 impl Args {
@@ -183,17 +198,23 @@ impl Args {
             eprintln!("{flag}: bad value");
             std::process::exit(2)
         };
+        let tls = args.iter().any(|a| a == "--tls");
+        // keepalived has no TLS: `--tls` measures the two bully systems.
+        let all: &[System] = if tls {
+            &[System::Bully, System::Quorum]
+        } else {
+            &System::ALL
+        };
         let runs = value("--runs").map_or(5, |v| match v.parse() {
             Ok(n) if n >= 1 => n,
             _ => bad("--runs"),
         });
-        let systems = value("--only").map_or(System::ALL.to_vec(), |v| {
+        let systems = value("--only").map_or(all.to_vec(), |v| {
             let picked: Vec<System> = v
                 .split(',')
                 .filter(|s| !s.is_empty())
                 .map(|s| {
-                    *System::ALL
-                        .iter()
+                    *all.iter()
                         .find(|x| x.key() == s)
                         .unwrap_or_else(|| bad("--only"))
                 })
@@ -219,6 +240,7 @@ impl Args {
             systems,
             faults,
             verbose: args.iter().any(|a| a == "--verbose"),
+            tls,
         }
     }
 }
@@ -230,6 +252,10 @@ fn main() {
         return;
     }
     let args = Args::parse(&args);
+    if args.tls && !cfg!(feature = "tls") {
+        eprintln!("anchors benchmark: --tls needs a build with the tls feature");
+        std::process::exit(2);
+    }
     let Some(mut net) = Net::new("anchors", HOSTS) else {
         return;
     };
@@ -239,7 +265,13 @@ fn main() {
     let loadavg = loadavg();
     let lease = default_lease();
     let mut rng = Rng::new(0x5eed_a4c4);
-    let json_path = target_dir().join("bench").join("anchors.json");
+    let plain_path = target_dir().join("bench").join("anchors.json");
+    let json_path = if args.tls {
+        target_dir().join("bench").join("anchors-tls.json")
+    } else {
+        plain_path.clone()
+    };
+    let certs = args.tls.then(|| Certs::make(&net));
 
     let mut systems = Vec::new();
     for system in System::ALL {
@@ -255,7 +287,7 @@ fn main() {
                     let faults = args
                         .faults
                         .iter()
-                        .map(|&f| series(&net, &client, system, f, &args, &mut rng))
+                        .map(|&f| series(&net, &client, system, f, &args, certs.as_ref(), &mut rng))
                         .collect();
                     Some(Measured {
                         version,
@@ -273,8 +305,19 @@ fn main() {
     }
     drop(servers);
     drop(net);
+    // The plain figures to set the TLS ones beside.
+    let plain = if args.tls {
+        [System::Bully, System::Quorum]
+            .into_iter()
+            .map(|s| (s, earlier(&plain_path, s.key())))
+            .collect()
+    } else {
+        Vec::new()
+    };
 
     let report = Report {
+        tls: args.tls,
+        plain,
         runs: args.runs,
         loadavg,
         lease,
@@ -316,6 +359,9 @@ struct Runs {
     series_two: Option<f64>,
     /// Partition: seconds from the heal until the VIP was on host5 alone for good.
     settled: Vec<f64>,
+    /// The coordinator's connections over an idle window before the first run
+    /// (`BullyHosts::idle_connections`), in the series of the first fault.
+    idle: Option<Value>,
 }
 
 /// One system's figures per fault.
@@ -368,6 +414,9 @@ impl Measured {
                 if !r.settled.is_empty() {
                     v["settled_after_heal"] = stats(&r.settled);
                 }
+                if let Some(idle) = &r.idle {
+                    v["idle_connections"] = idle.clone();
+                }
                 (r.fault.map_or("", Fault::key).to_string(), v)
             }).collect::<serde_json::Map<_, _>>(),
         })
@@ -397,6 +446,7 @@ impl Measured {
                     still_two: count(&r["two_holders_ms"]["runs_still_two_at_end"]),
                     series_two: r["two_holders_ms"]["whole_series"].as_f64(),
                     settled: floats(&r["settled_after_heal"]["samples"]),
+                    idle: Some(r["idle_connections"].clone()).filter(|v| !v.is_null()),
                 })
             })
             .collect();
@@ -438,6 +488,10 @@ trait Subject {
     /// The last lines of every log, for failure messages.
     fn logs(&self) -> String;
     fn dir(&self) -> &Path;
+    /// What the master's connections did over an idle window (bully only).
+    fn idle_connections(&self) -> Option<Value> {
+        None
+    }
 }
 
 /// The hosts that hold the VIP by their latest look.
@@ -482,6 +536,7 @@ fn series(
     system: System,
     fault: Fault,
     args: &Args,
+    certs: Option<&Certs>,
     rng: &mut Rng,
 ) -> Runs {
     let vip = net.addr(200);
@@ -490,8 +545,8 @@ fn series(
     }
     let mut subject: Box<dyn Subject> = match system {
         System::Keepalived => Box::new(KeepalivedHosts::start(net, vip)),
-        System::Bully => Box::new(BullyHosts::start(net, vip, false)),
-        System::Quorum => Box::new(BullyHosts::start(net, vip, true)),
+        System::Bully => Box::new(BullyHosts::start(net, vip, false, certs)),
+        System::Quorum => Box::new(BullyHosts::start(net, vip, true, certs)),
     };
     let watch = HoldWatch::start(net.hosts(), host_names(), IpAddr::V4(vip), LOOK);
     let client = VipClient::start(client_host, vip, NAME_PORT, CLIENT_EVERY);
@@ -502,6 +557,12 @@ fn series(
         doubled: Some(0),
         ..Runs::default()
     };
+    if args.faults.first() == Some(&fault) {
+        r.idle = subject.idle_connections();
+        if let Some(v) = &r.idle {
+            eprintln!("{}: idle connections: {v}", system.label());
+        }
+    }
     for run in 1..=args.runs {
         std::thread::sleep(SETTLE + Duration::from_millis(rng.below(1000) as u64));
         let t0 = Instant::now();
@@ -982,7 +1043,7 @@ struct BullyHosts {
 }
 
 impl BullyHosts {
-    fn start(net: &Net, vip: Ipv4Addr, quorum: bool) -> BullyHosts {
+    fn start(net: &Net, vip: Ipv4Addr, quorum: bool, certs: Option<&Certs>) -> BullyHosts {
         let vip = format!("{vip}/24");
         let n = QUORUM.to_string();
         let mut flags = vec!["--startup-delay", "1s", "--vip", &vip];
@@ -994,9 +1055,11 @@ impl BullyHosts {
         } else {
             "anchors-bully"
         };
-        BullyHosts {
-            c: NetCluster::start(net, tag, BULLY_PORT, &flags),
-        }
+        let mut c = NetCluster::start_each(net, tag, BIN, BULLY_PORT, &flags, |i| {
+            certs.map_or_else(Vec::new, |c| c.flags[i].clone())
+        });
+        c.use_tls(certs.map(|c| c.client.clone()));
+        BullyHosts { c }
     }
 }
 
@@ -1055,6 +1118,127 @@ impl Subject for BullyHosts {
 
     fn dir(&self) -> &Path {
         self.c.dir.path()
+    }
+
+    /// Over `IDLE_WINDOW` with the master leading and nothing else happening: the
+    /// established connections to its port at the start and the end (`ss` in its host), and
+    /// the requests it answered meanwhile (`bully_http_requests_total`, each a connection of
+    /// its own), beside the beats its held streams carried. Also how long one look at
+    /// `/nodeDetails` takes the harness (plain or TLS: the failover times are polled).
+    fn idle_connections(&self) -> Option<Value> {
+        let node = &self.c.nodes[MASTER];
+        let t = Instant::now();
+        let looks = 20;
+        for _ in 0..looks {
+            node.details();
+        }
+        let look_ms = t.elapsed().as_secs_f64() * 1e3 / f64::from(looks);
+        let metrics = || {
+            let (status, text) = node.host.get_over(
+                BULLY_PORT,
+                "/metrics",
+                Duration::from_secs(5),
+                node.tls.as_ref(),
+            );
+            (status == 200).then(|| requests_by_route(&text))
+        };
+        let (before, served_before) = (established(&node.host, BULLY_PORT), metrics()?);
+        std::thread::sleep(IDLE_WINDOW);
+        let (after, served_after) = (established(&node.host, BULLY_PORT), metrics()?);
+        let held = before.iter().filter(|c| after.contains(c)).count();
+        let served: serde_json::Map<String, Value> = served_after
+            .iter()
+            .filter(|(route, _)| route.as_str() != "/metrics")
+            .map(|(route, n)| (route, n - served_before.get(route).copied().unwrap_or(0.0)))
+            .filter(|(_, n)| *n > 0.0)
+            .map(|(route, n)| (route.clone(), json!(n)))
+            .collect();
+        let followers = HOSTS - 1;
+        Some(json!({
+            "window_s": IDLE_WINDOW.as_secs_f64(),
+            "established_at_start": before.len(),
+            "established_at_end": after.len(),
+            "held_throughout": held,
+            "requests_served": served,
+            "beats_sent": (followers as f64 * IDLE_WINDOW.as_secs_f64() / HEARTBEAT.as_secs_f64())
+                as u64,
+            "details_look_ms": look_ms,
+        }))
+    }
+}
+
+/// The peers (`ADDR:PORT`) of the TCP connections established to `port` on `host`.
+fn established(host: &Host, port: u16) -> Vec<String> {
+    let out = host
+        .command("ss")
+        .args([
+            "-tnH",
+            "state",
+            "established",
+            "sport",
+            "=",
+            &format!(":{port}"),
+        ])
+        .output()
+        .expect("ss (iproute2) runs");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(3).map(String::from))
+        .collect()
+}
+
+/// `bully_http_requests_total` summed over codes, by route.
+fn requests_by_route(metrics: &str) -> std::collections::BTreeMap<String, f64> {
+    let mut by = std::collections::BTreeMap::new();
+    for line in metrics.lines() {
+        let Some(rest) = line.strip_prefix("bully_http_requests_total{route=\"") else {
+            continue;
+        };
+        let (route, rest) = rest.split_once('"').unwrap_or_default();
+        let n = rest
+            .rsplit_once(' ')
+            .and_then(|(_, n)| n.parse::<f64>().ok())
+            .unwrap_or(0.0);
+        *by.entry(route.to_string()).or_insert(0.0) += n;
+    }
+    by
+}
+
+/// `--tls`: a CA, a certificate for each host naming its address (as its peers check it),
+/// and the harness's client, which presents one more certificate of the same CA.
+#[cfg_attr(not(feature = "tls"), allow(dead_code))]
+struct Certs {
+    /// `--tls-cert`, `--tls-key`, `--tls-ca` of the node on each host.
+    flags: Vec<Vec<String>>,
+    client: TlsClient,
+}
+
+impl Certs {
+    /// Made afresh in `target/bench/anchors-certs/` with `openssl`.
+    #[cfg(feature = "tls")]
+    fn make(net: &Net) -> Certs {
+        let dir = target_dir().join("bench").join("anchors-certs");
+        let _ = std::fs::remove_dir_all(&dir);
+        let pki = support::tls::Pki::new(&dir, "anchors-ca");
+        let flags = net
+            .hosts()
+            .iter()
+            .map(|h| {
+                let name = format!("node{}", h.index + 1);
+                pki.issue_for(&name, &name, &[IpAddr::V4(h.addr())])
+                    .flags(&pki.ca())
+            })
+            .collect();
+        let harness = pki.issue("harness", "harness", None);
+        Certs {
+            flags,
+            client: support::tls::client_config(&pki.ca(), Some(&harness)),
+        }
+    }
+
+    #[cfg(not(feature = "tls"))]
+    fn make(_: &Net) -> Certs {
+        unreachable!("main refuses --tls in a build without the tls feature")
     }
 }
 
@@ -1132,6 +1316,10 @@ fn target(system: System, fault: Fault, lease: f64) -> Option<(Option<f64>, bool
 }
 
 struct Report {
+    /// `--tls`: the nodes spoke mutual TLS.
+    tls: bool,
+    /// With `--tls`: the last plain run's figures of the bully systems, to compare.
+    plain: Vec<(System, Option<Measured>)>,
     runs: usize,
     loadavg: String,
     /// bully's default lease, seconds.
@@ -1162,6 +1350,14 @@ impl Report {
             })
         };
         let lease = ms(self.lease);
+        if self.tls {
+            let _ = writeln!(
+                out,
+                "\n## With mutual TLS\n\nEvery bully node with --tls-cert, --tls-key, \
+                 --tls-ca (an EC P-256 certificate naming its host's address, made by openssl); \
+                 keepalived is not measured (it has no TLS)."
+            );
+        }
         let _ = writeln!(
             out,
             "\n## Failover beside keepalived: {HOSTS} hosts in network namespaces\n\n\
@@ -1248,8 +1444,98 @@ impl Report {
             }
         }
         out += &self.outage_table();
+        out += &self.tls_table();
+        out += &self.idle_notes();
         out += "\nReproduce: `make bench-anchors` (root; `RUNS=N`, `ONLY=bully-quorum` or a list \
-                re-measures those systems beside the last figures of the others).\n";
+                re-measures those systems beside the last figures of the others; `TLS=1` with \
+                mutual TLS).\n";
+        out
+    }
+
+    /// With `--tls`: each bully system's failover with TLS beside the last plain run's.
+    fn tls_table(&self) -> String {
+        if !self.tls {
+            return String::new();
+        }
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "\n### With mutual TLS beside plain\n\n\
+             Plain: the last `anchors.json` (without `--tls`); \"-\" when it has no such \
+             figures.\n"
+        );
+        out += "| fault | system | plain runs | plain p50 | plain max | TLS runs | TLS p50 | \
+                TLS max | TLS / plain (p50) |\n";
+        out += "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n";
+        for f in Fault::ALL {
+            for s in [System::Bully, System::Quorum] {
+                let tls = self.measured(s).and_then(|m| m.times(f));
+                if tls.is_none() {
+                    continue;
+                }
+                let plain = self
+                    .plain
+                    .iter()
+                    .find(|(k, _)| *k == s)
+                    .and_then(|(_, m)| m.as_ref())
+                    .and_then(|m| m.times(f));
+                let cell =
+                    |t: Option<&[f64]>, p: f64| t.map_or("-".into(), |t| ms(percentile(t, p)));
+                let n = |t: Option<&[f64]>| t.map_or("-".into(), |t| t.len().to_string());
+                let r = match (plain, tls) {
+                    (Some(p), Some(t)) => ratio(percentile(t, 50.0) / percentile(p, 50.0)),
+                    _ => "-".into(),
+                };
+                let _ = writeln!(
+                    out,
+                    "| {} | {} | {} | {} | {} | {} | {} | {} | {r} |",
+                    f.label(),
+                    s.label(),
+                    n(plain),
+                    cell(plain, 50.0),
+                    cell(plain, 100.0),
+                    n(tls),
+                    cell(tls, 50.0),
+                    cell(tls, 100.0),
+                );
+            }
+        }
+        out
+    }
+
+    /// The idle windows' connection counts (`BullyHosts::idle_connections`).
+    fn idle_notes(&self) -> String {
+        let mut out = String::new();
+        let mut lines = Vec::new();
+        for (s, m) in &self.systems {
+            let Some(m) = m else { continue };
+            for v in m.faults.iter().filter_map(|r| r.idle.as_ref()) {
+                lines.push(format!(
+                    "{}{}: {} connections established to the master's port at the start of a \
+                     {} s idle window, {} at its end, {} held throughout; requests it answered \
+                     meanwhile: {}; beats its held streams carried: about {}; one harness look \
+                     at /nodeDetails {:.1} ms",
+                    s.label(),
+                    if self.tls { " (TLS)" } else { "" },
+                    v["established_at_start"],
+                    v["window_s"],
+                    v["established_at_end"],
+                    v["held_throughout"],
+                    match v["requests_served"].as_object() {
+                        Some(m) if !m.is_empty() => Value::Object(m.clone()).to_string(),
+                        _ => "none".into(),
+                    },
+                    v["beats_sent"],
+                    v["details_look_ms"].as_f64().unwrap_or(f64::NAN),
+                ));
+            }
+        }
+        if !lines.is_empty() {
+            out += "\n### Connections while idle\n\n";
+            for l in lines {
+                let _ = writeln!(out, "- {l}.");
+            }
+        }
         out
     }
 
@@ -1393,6 +1679,7 @@ impl Report {
 
     fn json(&self) -> Value {
         let mut v = json!({
+            "tls": self.tls,
             "hosts": HOSTS,
             "runs": self.runs,
             "loadavg": self.loadavg,

@@ -62,6 +62,8 @@ struct Plan {
     idle_window: Duration,
     /// `--idle-nodes N`: only the idle setups of at most N nodes.
     idle_nodes: usize,
+    /// `--idle-interval 20s` (or `200ms`): only the idle setups at that health interval.
+    idle_interval: Option<&'static str>,
 }
 
 impl Plan {
@@ -78,6 +80,7 @@ impl Plan {
                 ],
                 idle_window: Duration::from_secs(10),
                 idle_nodes: usize::MAX,
+                idle_interval: None,
             }
         } else {
             Plan {
@@ -96,6 +99,7 @@ impl Plan {
                 ],
                 idle_window: Duration::from_secs(60),
                 idle_nodes: usize::MAX,
+                idle_interval: None,
             }
         }
     }
@@ -153,6 +157,13 @@ impl Plan {
         if let Some(v) = value("--idle-nodes") {
             self.idle_nodes = v.parse().unwrap_or_else(|_| bad("--idle-nodes"));
         }
+        if let Some(v) = value("--idle-interval") {
+            self.idle_interval = Some(match v.as_str() {
+                "200ms" => HEALTH,
+                "20s" => DEFAULT_HEALTH,
+                _ => bad("--idle-interval (200ms or 20s)"),
+            });
+        }
         self
     }
 }
@@ -198,7 +209,7 @@ fn main() {
         .iter()
         .map(|&(n, k, health, fault)| failover(n, k, health, fault, &mut rng, verbose))
         .collect();
-    let idle = idle(plan.idle_window, plan.idle_nodes);
+    let idle = idle(plan.idle_window, plan.idle_nodes, plan.idle_interval);
     let report = Report {
         quick: plan.quick,
         loadavg,
@@ -657,9 +668,9 @@ const IDLE_SETUPS: [(&str, usize, &str); 5] = [
     ("64-node cluster", 64, HEALTH),
 ];
 
-/// All [`IDLE_SETUPS`] idle at once after they agreed: CPU over `window`, memory at its end,
-/// per node.
-fn idle(window: Duration, most: usize) -> IdleRun {
+/// All [`IDLE_SETUPS`] (of at most `most` nodes, at health interval `interval` if given) idle
+/// at once after they agreed: CPU over `window`, memory at its end, per node.
+fn idle(window: Duration, most: usize, interval: Option<&str>) -> IdleRun {
     let mut run = IdleRun {
         window,
         rows: Vec::new(),
@@ -670,7 +681,10 @@ fn idle(window: Duration, most: usize) -> IdleRun {
     }
     let machine = CpuSample::now();
     let mut rng = Rng(7);
-    let setups: Vec<_> = IDLE_SETUPS.iter().filter(|(_, n, _)| *n <= most).collect();
+    let setups: Vec<_> = IDLE_SETUPS
+        .iter()
+        .filter(|(_, n, h)| *n <= most && interval.is_none_or(|i| i == *h))
+        .collect();
     let clusters: Vec<Cluster> = setups
         .iter()
         .map(|(_, n, h)| start_cluster("idle", *n, &["--health-interval", h], &mut rng))

@@ -534,6 +534,18 @@ impl Host {
     /// `GET path` from this host to its own address on `port`: the status and the body
     /// (status 0 when nothing answered within `within`).
     pub fn get(&self, port: u16, path: &str, within: Duration) -> (u16, String) {
+        self.get_over(port, path, within, None)
+    }
+
+    /// Like [`Host::get`], over TLS with `tls` when given (the node's certificate must name
+    /// this host's address).
+    pub fn get_over(
+        &self,
+        port: u16,
+        path: &str,
+        within: Duration,
+        tls: Option<&TlsClient>,
+    ) -> (u16, String) {
         let to = SocketAddr::V4(SocketAddrV4::new(self.addr, port));
         let Ok(mut s) = self.connect(to, within) else {
             return (0, "connect failed".into());
@@ -544,6 +556,12 @@ impl Host {
             "GET {path} HTTP/1.1\r\nHost: {}:{port}\r\nConnection: close\r\n\r\n",
             self.addr
         );
+        if let Some(config) = tls {
+            #[cfg(feature = "tls")]
+            return super::tls::raw_on(s, self.addr.into(), req.as_bytes(), config, within);
+            #[cfg(not(feature = "tls"))]
+            match *config {}
+        }
         if s.write_all(req.as_bytes()).is_err() {
             return (0, "write failed".into());
         }
@@ -553,7 +571,11 @@ impl Host {
     }
 
     pub fn get_json(&self, port: u16, path: &str) -> Option<Value> {
-        let (status, body) = self.get(port, path, Duration::from_secs(2));
+        self.get_json_over(port, path, None)
+    }
+
+    fn get_json_over(&self, port: u16, path: &str, tls: Option<&TlsClient>) -> Option<Value> {
+        let (status, body) = self.get_over(port, path, Duration::from_secs(2), tls);
         if status != 200 {
             return None;
         }
@@ -561,15 +583,26 @@ impl Host {
     }
 }
 
+/// The harness's TLS client for nodes with mutual TLS (a build without the `tls` feature has
+/// none: the type has no values).
+#[cfg(feature = "tls")]
+pub type TlsClient = std::sync::Arc<rustls::ClientConfig>;
+#[cfg(not(feature = "tls"))]
+#[derive(Clone, Debug)]
+pub enum TlsClient {}
+
 /// A bully node on one host, reached from the test through the host's namespace.
 pub struct NetNode {
     pub proc: NodeProc,
     pub host: Host,
+    /// Set when the node serves HTTPS only (`--tls-*`): the harness asks it over TLS.
+    pub tls: Option<TlsClient>,
 }
 
 impl NetNode {
     pub fn details(&self) -> Option<Value> {
-        self.host.get_json(self.proc.port, "/nodeDetails")
+        self.host
+            .get_json_over(self.proc.port, "/nodeDetails", self.tls.as_ref())
     }
 
     /// The coordinator this node reports, if it answers.
@@ -662,10 +695,19 @@ impl NetCluster {
                 NetNode {
                     proc,
                     host: h.clone(),
+                    tls: None,
                 }
             })
             .collect();
         NetCluster { dir, nodes }
+    }
+
+    /// From now on the harness asks every node over TLS with `client` when given (nodes
+    /// started with `--tls-*` flags serve HTTPS only).
+    pub fn use_tls(&mut self, client: Option<TlsClient>) {
+        for n in &mut self.nodes {
+            n.tls.clone_from(&client);
+        }
     }
 
     /// The node on host `i`.

@@ -105,6 +105,22 @@ impl Pki {
     /// 127.0.0.1; usable as server and client), valid from `start` to `end`
     /// (`YYYYMMDDHHMMSSZ`), by default from an hour ago for 30 days. `file` names its files.
     pub fn issue(&self, file: &str, name: &str, window: Option<(&str, &str)>) -> Identity {
+        self.issue_with(file, name, window, &[])
+    }
+
+    /// Like [`Pki::issue`] with the default window, and `ips` as IP names too: a node on a
+    /// host of its own advertises that host's address, which its peers check.
+    pub fn issue_for(&self, file: &str, name: &str, ips: &[std::net::IpAddr]) -> Identity {
+        self.issue_with(file, name, None, ips)
+    }
+
+    fn issue_with(
+        &self,
+        file: &str,
+        name: &str,
+        window: Option<(&str, &str)>,
+        ips: &[std::net::IpAddr],
+    ) -> Identity {
         let key = format!("{file}.key");
         let csr = format!("{file}.csr");
         let ext = format!("{file}.ext");
@@ -129,8 +145,11 @@ impl Pki {
         std::fs::write(
             self.dir.join(&ext),
             format!(
-                "subjectAltName = DNS:{name}, DNS:localhost, IP:127.0.0.1\n\
-                 extendedKeyUsage = serverAuth, clientAuth\n"
+                "subjectAltName = DNS:{name}, DNS:localhost, IP:127.0.0.1{}\n\
+                 extendedKeyUsage = serverAuth, clientAuth\n",
+                ips.iter()
+                    .map(|ip| format!(", IP:{ip}"))
+                    .collect::<String>()
             ),
         )
         .unwrap();
@@ -212,14 +231,26 @@ pub fn raw(port: u16, request: &[u8], config: &Arc<ClientConfig>) -> (u16, Strin
         return (0, "connect failed".into());
     };
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let name = "127.0.0.1".try_into().unwrap();
-    let conn = rustls::ClientConnection::new(Arc::clone(config), name).unwrap();
-    let mut tls = StreamOwned::new(conn, s);
+    let name = "127.0.0.1".parse().unwrap();
+    raw_on(s, name, request, config, Duration::from_secs(5))
+}
+
+/// `request` over TLS on the connected `stream` to the server at `server` (the address its
+/// certificate must name): status 0 when no answer came within `within`.
+pub fn raw_on(
+    stream: TcpStream,
+    server: std::net::IpAddr,
+    request: &[u8],
+    config: &Arc<ClientConfig>,
+    within: Duration,
+) -> (u16, String) {
+    let conn = rustls::ClientConnection::new(Arc::clone(config), server.into()).unwrap();
+    let mut tls = StreamOwned::new(conn, stream);
     if tls.write_all(request).and_then(|()| tls.flush()).is_err() {
         return (0, "handshake or write failed".into());
     }
-    // Until the node closes, or 5 s at most: a beat stream never ends by itself.
-    let end = std::time::Instant::now() + Duration::from_secs(5);
+    // Until the node closes, or `within` at most: a beat stream never ends by itself.
+    let end = std::time::Instant::now() + within;
     let mut buf = Vec::new();
     let mut chunk = [0u8; 4096];
     while std::time::Instant::now() < end {
