@@ -3,7 +3,8 @@
 //! `bully status`; clients with a certificate from another CA, an expired or not yet valid one,
 //! or none, and plain HTTP, get no answer and change nothing, nor does a node presenting such a
 //! certificate; a CA rotation by SIGHUP keeps the coordinator and its term; a client's repeated
-//! connections resume their session over X25519 (what each peer call costs); `bully status`
+//! connections resume their session over X25519 (what each peer call costs), and fresh ones
+//! leave no session behind on the node; `bully status`
 //! over several packaged instances reads each with its own TLS files, or none.
 #![cfg(feature = "tls")]
 
@@ -11,6 +12,7 @@ mod support;
 
 use std::path::Path;
 use std::process::Command;
+use std::time::Duration;
 use support::tls::{client_config, use_client, Identity, Pki};
 use support::*;
 
@@ -400,6 +402,45 @@ fn repeated_connections_resume_over_x25519() {
         seen,
         vec![(full, x25519), (resumed, x25519), (resumed, x25519)],
         "handshakes (kind, group) of three connections in a row"
+    );
+}
+
+/// A fresh client (one that does not resume: `bully status` from cron, a monitor) must leave
+/// nothing behind on the node. With a server-side session store each one left its session
+/// there, certificate chain and all, about 1.5 KiB, until 256 of them held some 370 KiB.
+#[test]
+fn fresh_clients_leave_no_sessions_behind_on_the_node() {
+    let dir = TempDir::new("tlsfresh");
+    let pki = Pki::new(dir.path(), "fresh-ca");
+    let mut c = tls_cluster("tlsfresh", &pki);
+    start_tls(&mut c, &pki, 1, &pki.ca());
+    c.await_agreement("node1", secs(30));
+    let admin = pki.issue("fresh", "fresh", None);
+    let mut config = (*client_config(&pki.ca(), Some(&admin))).clone();
+    config.resumption = rustls::client::Resumption::disabled();
+    let config = std::sync::Arc::new(config);
+    let node = c.node("node1");
+    let (port, pid) = (node.port, node.pid().expect("node1 runs"));
+    let anon = || {
+        support::soak::Soak::memory_of(pid, Duration::ZERO)
+            .expect("node1's memory")
+            .pss_anon
+    };
+    let connect = |n: usize| {
+        for _ in 0..n {
+            let (kind, _) = handshake(port, &config);
+            assert_eq!(kind, Some(rustls::HandshakeKind::Full), "a fresh client");
+        }
+    };
+    // The first connections bring the node's thread stacks and allocator arenas to their
+    // working size; what comes after must stay near it.
+    connect(50);
+    let before = anon();
+    connect(300);
+    let after = anon();
+    assert!(
+        after < before + 100,
+        "node1's anonymous memory grew from {before} to {after} KiB over 300 fresh clients"
     );
 }
 
