@@ -362,6 +362,20 @@ fn tls_flags_go_together_and_bad_files_are_named() {
     assert!(err.starts_with("bully: --tls-key:"), "{err}");
 }
 
+/// node1 alone, leading, with a CA of its own, and a client configuration of a certificate
+/// from that CA that no other client shares (so its sessions are its own). The directory
+/// comes first so that it is dropped after the cluster.
+fn lone_tls_node(tag: &str) -> (TempDir, Cluster, std::sync::Arc<rustls::ClientConfig>) {
+    let dir = TempDir::new(tag);
+    let pki = Pki::new(dir.path(), &format!("{tag}-ca"));
+    let mut c = tls_cluster(tag, &pki);
+    start_tls(&mut c, &pki, 1, &pki.ca());
+    c.await_agreement("node1", secs(30));
+    let client = pki.issue(&format!("{tag}-client"), "client", None);
+    let config = client_config(&pki.ca(), Some(&client));
+    (dir, c, config)
+}
+
 /// One request over a new TLS connection with `config`, read to its end (so the session
 /// ticket that came with it is stored): how the handshake went and the key-exchange group.
 fn handshake(
@@ -386,13 +400,7 @@ fn handshake(
 /// (rustls' ring default, P-384, cost an idle node 2.4 times the CPU; tests/bench/README.md).
 #[test]
 fn repeated_connections_resume_over_x25519() {
-    let dir = TempDir::new("tlsresume");
-    let pki = Pki::new(dir.path(), "resume-ca");
-    let mut c = tls_cluster("tlsresume", &pki);
-    start_tls(&mut c, &pki, 1, &pki.ca());
-    c.await_agreement("node1", secs(30));
-    let admin = pki.issue("admin2", "admin2", None);
-    let config = client_config(&pki.ca(), Some(&admin));
+    let (_dir, mut c, config) = lone_tls_node("tlsresume");
     let port = c.node("node1").port;
     let seen: Vec<_> = (0..3).map(|_| handshake(port, &config)).collect();
     let x25519 = Some(rustls::NamedGroup::X25519);
@@ -410,13 +418,8 @@ fn repeated_connections_resume_over_x25519() {
 /// there, certificate chain and all, about 1.5 KiB, until 256 of them held some 370 KiB.
 #[test]
 fn fresh_clients_leave_no_sessions_behind_on_the_node() {
-    let dir = TempDir::new("tlsfresh");
-    let pki = Pki::new(dir.path(), "fresh-ca");
-    let mut c = tls_cluster("tlsfresh", &pki);
-    start_tls(&mut c, &pki, 1, &pki.ca());
-    c.await_agreement("node1", secs(30));
-    let admin = pki.issue("fresh", "fresh", None);
-    let mut config = (*client_config(&pki.ca(), Some(&admin))).clone();
+    let (_dir, mut c, config) = lone_tls_node("tlsfresh");
+    let mut config = (*config).clone();
     config.resumption = rustls::client::Resumption::disabled();
     let config = std::sync::Arc::new(config);
     let node = c.node("node1");
